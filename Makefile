@@ -1,0 +1,44 @@
+# The README's two commands: `make demo` and `make test`. Each creates the virtual environment it needs.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# CI and `make test` run the suite on PostgreSQL (the production database) and on SQLite (the embedded default).
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: demo test lint typecheck migrations-check test-postgres test-sqlite bench clean
+
+$(VENV)/.installed: pyproject.toml
+	@python=$$(.ci/python) && echo "Creating $(VENV) with $$python" && $$python -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+demo: $(VENV)/.installed
+	DEBUG=1 $(PY) manage.py demo
+	@echo "Serving the admin at http://$(HOST):$(PORT)/admin/ (Ctrl-C to stop)"
+	DEBUG=1 $(PY) manage.py runserver --noreload $(HOST):$(PORT)
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(VENV)/.installed
+	DEBUG=1 $(VENV)/bin/mypy .
+
+migrations-check: $(VENV)/.installed
+	DEBUG=1 $(PY) manage.py makemigrations --check --dry-run
+
+test-postgres: $(VENV)/.installed
+	DATABASE_URL=$(TEST_DATABASE_URL) $(PY) -m pytest -q -p no:cacheprovider --junitxml=var/junit-postgres.xml
+	$(PY) .ci/count_tests.py var/junit-postgres.xml
+
+test-sqlite: $(VENV)/.installed
+	DATABASE_URL= $(PY) -m pytest -q -p no:cacheprovider --junitxml=var/junit-sqlite.xml
+	$(PY) .ci/count_tests.py var/junit-sqlite.xml
+
+test: lint typecheck migrations-check test-postgres test-sqlite
+
+clean:
+	rm -rf $(VENV) var

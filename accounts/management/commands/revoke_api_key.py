@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from accounts.models import KEY_PREFIX, ApiKey
+
+
+class Command(BaseCommand):
+    help = "Revoke an API key by its public prefix (bax_xxxxxxxxxx). Takes effect on the next request."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "prefix", help="The key's prefix as shown in the admin or at creation, or the full key."
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        text: str = options["prefix"].strip()
+        lookup = text[len(KEY_PREFIX) :] if text.startswith(KEY_PREFIX) else text
+        lookup = lookup.split("_", 1)[0]
+        key = ApiKey.objects.select_related("platform").filter(lookup=lookup).first()
+        if key is None:
+            raise CommandError(f"no API key with prefix {KEY_PREFIX}{lookup}")
+        if key.is_revoked:
+            raise CommandError(f"key {key.prefix} was already revoked at {key.revoked_at:%Y-%m-%d %H:%M} UTC")
+        key.revoke()
+        self.stdout.write(f"Revoked key {key.prefix} of {key.platform.slug}.")

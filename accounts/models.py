@@ -1,0 +1,186 @@
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import timedelta
+from typing import ClassVar
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import models
+from django.utils import timezone
+
+KEY_PREFIX = "bax_"  # "bad-actor exchange": recognisable by secret scanners and in logs
+LOOKUP_LENGTH = 10
+SCOPES = ("submit", "lookup", "read")
+
+
+class Cadence(models.TextChoices):
+    OFF = "off", "Off"
+    DAILY = "daily", "Daily"
+    WEEKLY = "weekly", "Weekly"
+
+
+def validate_email_list(value: list[str]) -> None:
+    if not isinstance(value, list):
+        raise ValidationError("report recipients must be a list of email addresses")
+    for address in value:
+        validate_email(address)
+
+
+class PlatformQuerySet(models.QuerySet["Platform"]):
+    def active(self) -> PlatformQuerySet:
+        return self.filter(active=True)
+
+
+class Platform(models.Model):
+    """A participating marketplace (a partner)."""
+
+    name = models.CharField(max_length=100, unique=True)
+    slug = models.SlugField(max_length=50, unique=True)
+    active = models.BooleanField(default=True, help_text="Inactive platforms' keys are refused.")
+    default_region = models.CharField(
+        max_length=2, blank=True, help_text="ISO country code used for national phone numbers."
+    )
+    report_recipients = models.JSONField(
+        default=list, blank=True, validators=[validate_email_list], help_text="Email addresses."
+    )
+    report_cadence = models.CharField(max_length=10, choices=Cadence.choices, default=Cadence.OFF)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    objects = PlatformQuerySet.as_manager()
+
+    class Meta:
+        ordering = ("name",)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
+    def usable(self) -> ApiKeyQuerySet:
+        return self.filter(revoked_at__isnull=True, platform__active=True)
+
+
+class ApiKey(models.Model):
+    """A platform's API key.
+
+    The full key is ``bax_<lookup>_<secret>``. Only ``lookup`` (to find the row) and SHA-256 of the whole
+    key are stored; the key is shown once at creation. The secret has 256 bits of entropy, so a fast hash
+    is enough: there is nothing to brute-force.
+    """
+
+    platform = models.ForeignKey(Platform, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100, blank=True, help_text="What this key is for.")
+    lookup = models.CharField(max_length=LOOKUP_LENGTH, unique=True, editable=False)
+    digest = models.CharField(max_length=64, editable=False)
+    scope_submit = models.BooleanField("submit", default=False)
+    scope_lookup = models.BooleanField("lookup", default=False)
+    scope_read = models.BooleanField("read", default=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = ApiKeyQuerySet.as_manager()
+
+    LAST_USED_GRANULARITY: ClassVar[timedelta] = timedelta(minutes=1)
+
+    class Meta:
+        verbose_name = "API key"
+        ordering = ("-created_at",)
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.platform})"
+
+    @property
+    def prefix(self) -> str:
+        """The non-secret part, safe to show and log."""
+        return f"{KEY_PREFIX}{self.lookup}"
+
+    @property
+    def scopes(self) -> list[str]:
+        return [scope for scope in SCOPES if getattr(self, f"scope_{scope}")]
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    def has_scope(self, scope: str) -> bool:
+        if scope not in SCOPES:
+            raise ValueError(f"unknown scope {scope!r}")
+        return bool(getattr(self, f"scope_{scope}"))
+
+    @staticmethod
+    def digest_of(full_key: str) -> str:
+        return hashlib.sha256(full_key.encode()).hexdigest()
+
+    @classmethod
+    def parse(cls, full_key: str) -> str | None:
+        """The lookup part of a well-formed key, or None."""
+        if not full_key.startswith(KEY_PREFIX):
+            return None
+        lookup, sep, secret = full_key[len(KEY_PREFIX) :].partition("_")
+        if not sep or len(lookup) != LOOKUP_LENGTH or len(secret) < 32 or not lookup.isalnum():
+            return None
+        return lookup
+
+    @classmethod
+    def generate(cls, platform: Platform, scopes: list[str], name: str = "") -> tuple[ApiKey, str]:
+        """Create and save a key; returns the row and the full key, which is never retrievable again."""
+        unknown = sorted(set(scopes) - set(SCOPES))
+        if unknown:
+            raise ValueError(f"unknown scope(s): {', '.join(unknown)}; valid: {', '.join(SCOPES)}")
+        if not scopes:
+            raise ValueError(f"at least one scope is required ({', '.join(SCOPES)})")
+        lookup = secrets.token_hex(LOOKUP_LENGTH // 2)
+        full_key = f"{KEY_PREFIX}{lookup}_{secrets.token_urlsafe(32)}"
+        key = cls.objects.create(
+            platform=platform,
+            name=name,
+            lookup=lookup,
+            digest=cls.digest_of(full_key),
+            **{f"scope_{scope}": scope in scopes for scope in SCOPES},
+        )
+        return key, full_key
+
+    def matches(self, full_key: str) -> bool:
+        return hmac.compare_digest(self.digest, self.digest_of(full_key))
+
+    def revoke(self) -> None:
+        if self.revoked_at is None:
+            self.revoked_at = timezone.now()
+            self.save(update_fields=["revoked_at"])
+
+    def touch(self) -> None:
+        """Record use, at most once a minute per key so that busy keys cost no write per request."""
+        now = timezone.now()
+        if self.last_used_at and now - self.last_used_at < self.LAST_USED_GRANULARITY:
+            return
+        ApiKey.objects.filter(pk=self.pk).update(last_used_at=now)
+        self.last_used_at = now
+
+
+class AnalystProfile(models.Model):
+    """Links an investigator account to a role. Partner analysts belong to exactly one platform."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="analyst")
+    platform = models.ForeignKey(
+        Platform,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="analysts",
+        help_text="Set for a partner analyst; empty for an exchange analyst.",
+    )
+
+    class Meta:
+        verbose_name = "analyst"
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.platform or 'exchange'})"
+
+    @property
+    def is_exchange_analyst(self) -> bool:
+        return self.platform_id is None

@@ -1,0 +1,73 @@
+"""The two investigator roles and the Django permissions each one carries.
+
+Exchange analysts (the operator's investigators) see everything. Partner analysts are linked to one
+platform and see only what concerns it; the admin scopes their querysets in one place
+(`accounts.scoping`). The groups are created by a migration; their permissions are re-synced after
+every `migrate` so that models added later get the right permissions without manual steps.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group, Permission
+
+EXCHANGE_ANALYST = "Exchange analyst"
+PARTNER_ANALYST = "Partner analyst"
+
+# app_label -> {model: actions}
+ROLE_PERMISSIONS: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
+    EXCHANGE_ANALYST: {
+        "accounts": {"platform": ("view", "add", "change"), "apikey": ("view", "add", "change")},
+        "exchange": {
+            "seller": ("view",),
+            "indicator": ("view", "change"),
+            "submission": ("view",),
+            "auditentry": ("view",),
+        },
+        "graph": {
+            "actorcluster": ("view", "change"),
+            "clusterevent": ("view",),
+            "indicatoroverride": ("view", "add", "change"),
+        },
+    },
+    PARTNER_ANALYST: {
+        "exchange": {"seller": ("view",)},
+        "graph": {"actorcluster": ("view",), "clusterevent": ("view",)},
+    },
+}
+
+
+def sync_role_permissions(sender: Any = None, **kwargs: Any) -> None:
+    """Give each role group exactly the permissions listed above (idempotent)."""
+    using = kwargs.get("using", "default")
+    for group_name, apps in ROLE_PERMISSIONS.items():
+        group, _ = Group.objects.using(using).get_or_create(name=group_name)
+        wanted = [
+            (app_label, f"{action}_{model}")
+            for app_label, models in apps.items()
+            for model, actions in models.items()
+            for action in actions
+        ]
+        perms = Permission.objects.using(using).filter(
+            content_type__app_label__in={app for app, _ in wanted},
+            codename__in={codename for _, codename in wanted},
+        )
+        group.permissions.set([p for p in perms if (p.content_type.app_label, p.codename) in set(wanted)])
+
+
+def is_exchange_analyst(user: AbstractBaseUser | AnonymousUser) -> bool:
+    if not user.is_authenticated or not getattr(user, "is_active", False):
+        return False
+    if getattr(user, "is_superuser", False):
+        return True
+    profile = getattr(user, "analyst", None)
+    return profile is not None and profile.platform_id is None
+
+
+def partner_platform_id(user: AbstractBaseUser | AnonymousUser) -> int | None:
+    """The platform a partner analyst is confined to, or None for exchange analysts / superusers."""
+    if getattr(user, "is_superuser", False):
+        return None
+    profile = getattr(user, "analyst", None)
+    return profile.platform_id if profile is not None else None

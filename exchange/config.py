@@ -1,0 +1,151 @@
+"""Small, typed parsers for environment-driven settings (no Django imports).
+
+Each parser raises `ImproperlyConfigured`-compatible `ConfigError` naming the variable, so that a
+misconfigured process refuses to start with a message an operator can act on.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+
+class ConfigError(Exception):
+    """A setting read from the environment is missing or malformed."""
+
+
+def envbool(name: str, default: str = "False", env: Mapping[str, str] | None = None) -> bool:
+    env = os.environ if env is None else env
+    value = env.get(name, default).strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigError(f"{name} must be a boolean (true/false/1/0), got {value!r}")
+
+
+def envint(name: str, default: int, env: Mapping[str, str] | None = None) -> int:
+    env = os.environ if env is None else env
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def envlist(name: str, default: str = "", env: Mapping[str, str] | None = None) -> list[str]:
+    env = os.environ if env is None else env
+    return [item.strip() for item in env.get(name, default).split(",") if item.strip()]
+
+
+def envsecret(name: str, env: Mapping[str, str] | None = None) -> str | None:
+    """Read a secret from NAME, or from the file named by NAME_FILE (Docker/Kubernetes secrets)."""
+    env = os.environ if env is None else env
+    value = env.get(name)
+    path = env.get(f"{name}_FILE")
+    if value and path:
+        raise ConfigError(f"set either {name} or {name}_FILE, not both")
+    if path:
+        try:
+            return Path(path).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"{name}_FILE: cannot read {path!r} ({exc.strerror})") from None
+    return value or None
+
+
+def parse_database_url(url: str, base_dir: Path) -> dict[str, Any]:
+    """Turn DATABASE_URL into a Django DATABASES entry.
+
+    Supported: ``sqlite:///relative/or/absolute.sqlite3``, ``postgres://user:pass@host:port/name?opt=..``
+    (also ``postgresql://``). Query options are passed to psycopg (e.g. ``sslmode=require``), except
+    ``conn_max_age`` which Django itself uses.
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme == "sqlite":
+        raw_path = unquote(parts.path)
+        if parts.netloc or not raw_path or raw_path == "/":
+            raise ConfigError(
+                f"DATABASE_URL: sqlite URLs look like sqlite:///db.sqlite3 or sqlite:////abs/path, got {url!r}"
+            )
+        path = raw_path[1:]  # sqlite:///x -> "x" (relative), sqlite:////x -> "/x" (absolute)
+        name = path if path == ":memory:" else str((base_dir / path) if not path.startswith("/") else path)
+        return {"ENGINE": "django.db.backends.sqlite3", "NAME": name}
+    if scheme in {"postgres", "postgresql", "pgsql"}:
+        name = unquote(parts.path.lstrip("/"))
+        if not name:
+            raise ConfigError(f"DATABASE_URL: no database name in {_redact(url)!r}")
+        try:
+            port = parts.port
+        except ValueError:
+            raise ConfigError(f"DATABASE_URL: invalid port in {_redact(url)!r}") from None
+        options: dict[str, Any] = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        conn_max_age = options.pop("conn_max_age", "0")
+        try:
+            max_age = int(conn_max_age)
+        except ValueError:
+            raise ConfigError(
+                f"DATABASE_URL: conn_max_age must be an integer, got {conn_max_age!r}"
+            ) from None
+        return {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": name,
+            "USER": unquote(parts.username or ""),
+            "PASSWORD": unquote(parts.password or ""),
+            "HOST": unquote(parts.hostname or ""),
+            "PORT": str(port or ""),
+            "CONN_MAX_AGE": max_age,
+            "OPTIONS": options,
+        }
+    raise ConfigError(
+        f"DATABASE_URL: unsupported scheme {scheme or '(none)'!r}; use sqlite:///file or postgres://..."
+    )
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@")
+    return url
+
+
+def parse_peppers(raw: str, source: str = "EXCHANGE_PEPPERS") -> dict[int, bytes]:
+    """Parse ``1:<base64>,2:<base64>`` into {version: secret}. The highest version is current.
+
+    Each secret must decode to at least 32 bytes: the pepper is what makes stored tokens useless to
+    anyone who copies the database, so a short one defeats the purpose.
+    """
+    peppers: dict[int, bytes] = {}
+    for item in (part.strip() for part in raw.replace("\n", ",").split(",")):
+        if not item:
+            continue
+        version_text, sep, secret_text = item.partition(":")
+        if not sep:
+            raise ConfigError(f"{source}: entries look like <version>:<base64 secret>, got {item[:3]!r}...")
+        try:
+            version = int(version_text)
+        except ValueError:
+            raise ConfigError(f"{source}: version must be a positive integer, got {version_text!r}") from None
+        if version < 1:
+            raise ConfigError(f"{source}: version must be a positive integer, got {version}")
+        if version in peppers:
+            raise ConfigError(f"{source}: version {version} is given twice")
+        try:
+            secret = base64.b64decode(secret_text.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            raise ConfigError(f"{source}: the secret of version {version} is not valid base64") from None
+        if len(secret) < 32:
+            raise ConfigError(
+                f"{source}: the secret of version {version} is {len(secret)} bytes; at least 32 are required"
+            )
+        peppers[version] = secret
+    if not peppers:
+        raise ConfigError(f"{source}: no pepper given")
+    return peppers

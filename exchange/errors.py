@@ -1,0 +1,134 @@
+"""One JSON error shape for every API error:
+
+    {"error": {"code": "not_found", "message": "Human readable.", "details": {...} | null}}
+
+`details` names the failing item and field for validation errors, e.g.
+``{"sellers[3].indicators[1].hash": ["Not a transport hash: ..."]}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+DEFAULT_CODES = {
+    400: "invalid",
+    401: "not_authenticated",
+    403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "unprocessable",
+    429: "throttled",
+}
+
+
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The request body is too large."
+    default_code = "payload_too_large"
+
+
+class Conflict(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "Conflict."
+    default_code = "conflict"
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details}}
+
+
+def _flatten(detail: Any, path: str = "") -> dict[str, list[str]]:
+    """Flatten DRF's nested error detail into {"sellers[0].status": ["..."]}."""
+    out: dict[str, list[str]] = {}
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            name = key if key != "non_field_errors" else ""
+            child = f"{path}.{name}" if path and name else (name or path)
+            for k, v in _flatten(value, child).items():
+                out.setdefault(k, []).extend(v)
+    elif isinstance(detail, list):
+        if all(not isinstance(item, dict | list) for item in detail):
+            out[path or "body"] = [str(item) for item in detail]
+        else:
+            for index, value in enumerate(detail):
+                if value:
+                    for k, v in _flatten(value, f"{path}[{index}]").items():
+                        out.setdefault(k, []).extend(v)
+    else:
+        out[path or "body"] = [str(detail)]
+    return out
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, RequestDataTooBig):
+        exc = PayloadTooLarge()
+    elif isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+    response = exception_handler(exc, context)
+    if response is None or not isinstance(exc, exceptions.APIException):
+        return response
+    code = DEFAULT_CODES.get(response.status_code, "error")
+    details: Any = None
+    if isinstance(exc, exceptions.ValidationError):
+        details = _flatten(exc.detail)
+        first_field, messages = next(iter(details.items()), ("body", ["Invalid input."]))
+        message = f"{first_field}: {messages[0]}" if first_field != "body" else messages[0]
+    elif isinstance(exc, exceptions.Throttled):
+        wait = getattr(exc, "wait", None)
+        message = "Request was throttled." + (f" Retry in {int(wait)} s." if wait else "")
+        details = {"retry_after_seconds": int(wait) if wait is not None else None}
+    else:
+        detail = exc.detail
+        if isinstance(detail, dict):
+            message = str(detail.get("message") or "Request failed.")
+            details = {k: v for k, v in detail.items() if k not in {"message", "code"}} or None
+            code = str(detail.get("code") or code)
+        else:
+            message = str(detail)
+            code = getattr(detail, "code", None) or code
+            if code in {"error", "invalid"} and response.status_code != 400:
+                code = DEFAULT_CODES.get(response.status_code, code)
+    response.data = error_body(code, message, details)
+    return response
+
+
+def _is_api(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/")
+
+
+def json_or_default_404(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if _is_api(request):
+        return JsonResponse(error_body("not_found", "Not found."), status=404)
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception or Http404())
+
+
+def json_or_default_500(request: HttpRequest) -> HttpResponse:
+    if _is_api(request):
+        return JsonResponse(error_body("server_error", "Internal server error."), status=500)
+    from django.views.defaults import server_error
+
+    return server_error(request)
+
+
+def json_or_default_400(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if _is_api(request):
+        if isinstance(exception, RequestDataTooBig):
+            return JsonResponse(error_body("payload_too_large", "The request body is too large."), status=413)
+        return JsonResponse(error_body("bad_request", "Bad request."), status=400)
+    from django.views.defaults import bad_request
+
+    return bad_request(request, exception or Exception())

@@ -1,0 +1,207 @@
+"""Settings for the exchange, driven entirely by environment variables (see README: Configuration).
+
+DEBUG is off unless set. With DEBUG off the process refuses to start without SECRET_KEY and
+EXCHANGE_PEPPERS, so a production deployment cannot silently run on development secrets.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from exchange.config import (
+    ConfigError,
+    envbool,
+    envint,
+    envlist,
+    envsecret,
+    parse_database_url,
+    parse_peppers,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# A fixed, publicly known development pepper: only ever used with DEBUG on (the demo, a laptop).
+DEV_PEPPERS = "1:ZGV2ZWxvcG1lbnQtb25seS1wZXBwZXItZG8tbm90LXVzZS1pbi1wcm9kdWN0aW9uISE="
+
+try:
+    DEBUG = envbool("DEBUG")
+
+    SECRET_KEY = envsecret("SECRET_KEY") or ""
+    if not SECRET_KEY:
+        if not DEBUG:
+            raise ConfigError("SECRET_KEY (or SECRET_KEY_FILE) must be set when DEBUG is off")
+        SECRET_KEY = "django-insecure-development-only-key-" + "x" * 24
+
+    _peppers_raw = envsecret("EXCHANGE_PEPPERS")
+    if not _peppers_raw:
+        if not DEBUG:
+            raise ConfigError("EXCHANGE_PEPPERS (or EXCHANGE_PEPPERS_FILE) must be set when DEBUG is off")
+        _peppers_raw = DEV_PEPPERS
+    # {version: secret}; the highest version is current. Never stored in the database.
+    EXCHANGE_PEPPERS = parse_peppers(_peppers_raw)
+
+    DATABASES = {
+        "default": parse_database_url(
+            os.environ.get("DATABASE_URL", "").strip() or "sqlite:///var/exchange.sqlite3", BASE_DIR
+        )
+    }
+
+    ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "")
+    CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
+    SITE_URL = os.environ.get("SITE_URL", "http://localhost:8000").rstrip("/")
+
+    EMAIL_HOST = os.environ.get("EMAIL_HOST", "")
+    EMAIL_PORT = envint("EMAIL_PORT", 587)
+    EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+    EMAIL_HOST_PASSWORD = envsecret("EMAIL_HOST_PASSWORD") or ""
+    EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", "False")
+    DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "exchange@localhost")
+    SERVER_EMAIL = DEFAULT_FROM_EMAIL
+    EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH", str(BASE_DIR / "var" / "outbox"))
+    # No SMTP host configured (the embedded default): report emails are written to EMAIL_FILE_PATH.
+    EMAIL_BACKEND = (
+        "django.core.mail.backends.smtp.EmailBackend"
+        if EMAIL_HOST
+        else "django.core.mail.backends.filebased.EmailBackend"
+    )
+
+    API_RATE = os.environ.get("EXCHANGE_API_RATE", "6000/min")
+    SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", "False" if DEBUG else "True")
+    REDIS_URL = os.environ.get("REDIS_URL", "")
+except ConfigError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "accounts",
+    "exchange",
+    "graph",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "exchange.urls"
+WSGI_APPLICATION = "exchange.wsgi.application"
+ASGI_APPLICATION = "exchange.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "var" / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        # Compressed but not hashed: works without a manifest, so tests and a fresh checkout need no
+        # collectstatic; production runs collectstatic once (see README).
+        "BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"
+    },
+}
+
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+
+# Production hardening; all of it is off with DEBUG so the demo works over plain http://localhost.
+if not DEBUG:
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", "True")
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+    SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["accounts.authentication.HasApiKeyScope"],
+    "DEFAULT_THROTTLE_CLASSES": ["accounts.authentication.ApiKeyRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"api_key": API_RATE},
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
+    + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.CursorPagination",
+    "PAGE_SIZE": 100,
+    "EXCEPTION_HANDLER": "exchange.errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Bad-actor intelligence exchange: Partner API",
+    "DESCRIPTION": "Partner API v1. Identifiers are sent as SHA-256 transport hashes only; see docs/hashing-spec.md.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+LOGIN_URL = "admin:login"
+
+# Structured logs (one key=value line per event). Never log raw identifiers, hashes or key secrets.
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "kv": {"format": "ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "kv"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

@@ -1,0 +1,39 @@
+from django.contrib import admin
+from django.http import HttpRequest, JsonResponse
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.permissions import AllowAny
+
+from exchange import views
+
+
+def healthz(request: HttpRequest) -> JsonResponse:
+    """Liveness for load balancers: answers without touching the database."""
+    return JsonResponse({"status": "ok"})
+
+
+api_v1 = [
+    path("me/", views.MeView.as_view(), name="me"),
+    path(
+        "schema/",
+        SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[AllowAny]),
+        name="schema",
+    ),
+    path(
+        "docs/",
+        SpectacularSwaggerView.as_view(
+            url_name="api:schema", authentication_classes=[], permission_classes=[AllowAny]
+        ),
+        name="docs",
+    ),
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/v1/", include((api_v1, "api"))),
+    path("healthz", healthz),
+]
+
+handler400 = "exchange.errors.json_or_default_400"
+handler404 = "exchange.errors.json_or_default_404"
+handler500 = "exchange.errors.json_or_default_500"

@@ -1,0 +1,75 @@
+"""The cast of the test suite.
+
+Platforms: Acme Market (``acme``) and Bazaar North (``bazaar``). Alice is an exchange analyst; Bob is a
+partner analyst at Acme; Carol is a partner analyst at Bazaar. Each platform has a key with all scopes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from django.contrib.auth.models import Group, User
+from rest_framework.test import APIClient
+
+from accounts.models import AnalystProfile, ApiKey, Platform
+from accounts.roles import EXCHANGE_ANALYST, PARTNER_ANALYST
+
+
+@dataclass
+class KeyedPlatform:
+    platform: Platform
+    key: ApiKey
+    secret: str
+
+    def client(self) -> APIClient:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {self.secret}")
+        return client
+
+
+def make_platform(
+    slug: str, name: str, scopes: tuple[str, ...] = ("submit", "lookup", "read")
+) -> KeyedPlatform:
+    platform = Platform.objects.create(slug=slug, name=name, default_region="DE")
+    key, secret = ApiKey.generate(platform, list(scopes), name="test")
+    return KeyedPlatform(platform, key, secret)
+
+
+def make_analyst(username: str, platform: Platform | None) -> User:
+    user = User.objects.create_user(username, f"{username}@example.org", "correct horse battery staple")
+    user.is_staff = True
+    user.save(update_fields=["is_staff"])
+    AnalystProfile.objects.create(user=user, platform=platform)
+    user.groups.add(Group.objects.get(name=PARTNER_ANALYST if platform else EXCHANGE_ANALYST))
+    return user
+
+
+@pytest.fixture
+def acme(db: None) -> KeyedPlatform:
+    return make_platform("acme", "Acme Market")
+
+
+@pytest.fixture
+def bazaar(db: None) -> KeyedPlatform:
+    return make_platform("bazaar", "Bazaar North")
+
+
+@pytest.fixture
+def alice(db: None) -> User:
+    return make_analyst("alice", None)
+
+
+@pytest.fixture
+def bob(acme: KeyedPlatform) -> User:
+    return make_analyst("bob", acme.platform)
+
+
+@pytest.fixture
+def carol(bazaar: KeyedPlatform) -> User:
+    return make_analyst("carol", bazaar.platform)
+
+
+@pytest.fixture
+def anonymous() -> APIClient:
+    return APIClient()

@@ -1,0 +1,13 @@
+"""Loaded as a pytest plugin (`-p tests.envdefaults`) before Django settings are imported.
+
+The suite runs with production-like settings (DEBUG off), so it needs the secrets a production process
+needs. These test values are set only where the environment does not already provide them.
+"""
+
+import os
+
+os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production-0123456789abcdef")
+os.environ.setdefault("EXCHANGE_PEPPERS", "1:dGVzdC1wZXBwZXItdmVyc2lvbi1vbmUtMzItYnl0ZXMtbG9uZyE=")
+os.environ.setdefault("SECURE_SSL_REDIRECT", "False")
+os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
+os.environ.pop("DEBUG", None)

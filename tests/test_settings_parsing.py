@@ -1,0 +1,160 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from exchange.config import (
+    ConfigError,
+    envbool,
+    envint,
+    envlist,
+    envsecret,
+    parse_database_url,
+    parse_peppers,
+)
+
+BASE = Path("/srv/app")
+GOOD_PEPPER = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="  # 32 bytes
+
+
+def test_unset_database_url_default_is_a_sqlite_file_in_the_project():
+    db = parse_database_url("sqlite:///var/exchange.sqlite3", BASE)
+    assert db == {"ENGINE": "django.db.backends.sqlite3", "NAME": "/srv/app/var/exchange.sqlite3"}
+
+
+def test_absolute_sqlite_path():
+    assert parse_database_url("sqlite:////tmp/x.db", BASE)["NAME"] == "/tmp/x.db"
+
+
+def test_postgres_url_is_parsed_for_psycopg():
+    db = parse_database_url(
+        "postgres://ex:p%40ss@db.internal:6432/exchange?sslmode=require&conn_max_age=60", BASE
+    )
+    assert db["ENGINE"] == "django.db.backends.postgresql"
+    assert (db["NAME"], db["USER"], db["PASSWORD"], db["HOST"], db["PORT"]) == (
+        "exchange",
+        "ex",
+        "p@ss",
+        "db.internal",
+        "6432",
+    )
+    assert db["OPTIONS"] == {"sslmode": "require"}
+    assert db["CONN_MAX_AGE"] == 60
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("mysql://x/y", "unsupported scheme 'mysql'"),
+        ("not a url", "unsupported scheme"),
+        ("postgres://host:5432/", "no database name"),
+        ("postgres://host:99999999/db", "invalid port"),
+        ("postgres://host/db?conn_max_age=soon", "conn_max_age must be an integer"),
+        ("sqlite://", "sqlite URLs look like"),
+    ],
+)
+def test_malformed_database_url_names_the_setting(url, message):
+    with pytest.raises(ConfigError, match="DATABASE_URL") as excinfo:
+        parse_database_url(url, BASE)
+    assert message in str(excinfo.value)
+
+
+def test_database_url_error_does_not_echo_the_password():
+    with pytest.raises(ConfigError) as excinfo:
+        parse_database_url("postgres://u:hunter2@host/", BASE)
+    assert "hunter2" not in str(excinfo.value)
+
+
+def test_peppers_are_versioned_and_the_highest_is_current():
+    peppers = parse_peppers(f"1:{GOOD_PEPPER}, 2:{GOOD_PEPPER}")
+    assert sorted(peppers) == [1, 2]
+    assert max(peppers) == 2
+    assert len(peppers[1]) == 32
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("", "no pepper given"),
+        ("abc", "entries look like"),
+        (f"x:{GOOD_PEPPER}", "version must be a positive integer"),
+        (f"0:{GOOD_PEPPER}", "version must be a positive integer"),
+        (f"1:{GOOD_PEPPER},1:{GOOD_PEPPER}", "given twice"),
+        ("1:not base64!!", "not valid base64"),
+        ("1:c2hvcnQ=", "at least 32 are required"),
+    ],
+)
+def test_bad_peppers_are_refused(raw, message):
+    with pytest.raises(ConfigError, match="EXCHANGE_PEPPERS") as excinfo:
+        parse_peppers(raw)
+    assert message in str(excinfo.value)
+
+
+@pytest.mark.parametrize(("raw", "value"), [("1", True), ("yes", True), ("off", False), ("", False)])
+def test_envbool(raw, value):
+    assert envbool("DEBUG", env={"DEBUG": raw}) is value
+
+
+def test_envbool_rejects_garbage():
+    with pytest.raises(ConfigError, match="DEBUG must be a boolean"):
+        envbool("DEBUG", env={"DEBUG": "maybe"})
+
+
+def test_envint_and_envlist():
+    assert envint("EMAIL_PORT", 25, env={}) == 25
+    assert envint("EMAIL_PORT", 25, env={"EMAIL_PORT": "2525"}) == 2525
+    with pytest.raises(ConfigError, match="EMAIL_PORT must be an integer"):
+        envint("EMAIL_PORT", 25, env={"EMAIL_PORT": "smtp"})
+    assert envlist("ALLOWED_HOSTS", env={"ALLOWED_HOSTS": "a.example, b.example,"}) == [
+        "a.example",
+        "b.example",
+    ]
+
+
+def test_secret_from_file(tmp_path):
+    path = tmp_path / "secret"
+    path.write_text("s3cret\n")
+    assert envsecret("SECRET_KEY", env={"SECRET_KEY_FILE": str(path)}) == "s3cret"
+    with pytest.raises(ConfigError, match="SECRET_KEY_FILE: cannot read"):
+        envsecret("SECRET_KEY", env={"SECRET_KEY_FILE": str(tmp_path / "missing")})
+    with pytest.raises(ConfigError, match="either SECRET_KEY or SECRET_KEY_FILE"):
+        envsecret("SECRET_KEY", env={"SECRET_KEY": "a", "SECRET_KEY_FILE": str(path)})
+
+
+def _manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "HOME": "/tmp", **env},
+        cwd=Path(__file__).resolve().parent.parent,
+        check=False,
+    )
+
+
+PRODUCTION_ENV = {
+    "SECRET_KEY": "a-long-random-production-secret-key-0123456789-abcdefghijklmnop",
+    "EXCHANGE_PEPPERS": f"1:{GOOD_PEPPER}",
+    "ALLOWED_HOSTS": "exchange.example.org",
+    "DATABASE_URL": "sqlite:////tmp/exchange-deploy-check.sqlite3",
+}
+
+
+def test_production_process_refuses_to_start_without_a_pepper():
+    env = {k: v for k, v in PRODUCTION_ENV.items() if k != "EXCHANGE_PEPPERS"}
+    result = _manage(env, "check")
+    assert result.returncode != 0
+    assert "EXCHANGE_PEPPERS" in result.stderr
+
+
+def test_production_process_refuses_a_malformed_database_url():
+    result = _manage({**PRODUCTION_ENV, "DATABASE_URL": "postgres://host:port/db"}, "check")
+    assert result.returncode != 0
+    assert "DATABASE_URL" in result.stderr
+
+
+def test_check_deploy_is_clean_with_production_settings():
+    result = _manage(PRODUCTION_ENV, "check", "--deploy", "--fail-level", "WARNING")
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout

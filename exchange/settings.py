@@ -69,6 +69,16 @@ try:
     )
 
     API_RATE = os.environ.get("EXCHANGE_API_RATE", "6000/min")
+    # Reports stop linking after this many days unless re-reported; purged after the grace period.
+    EXCHANGE_RETENTION_DAYS = envint("EXCHANGE_RETENTION_DAYS", 730)
+    EXCHANGE_PURGE_GRACE_DAYS = envint("EXCHANGE_PURGE_GRACE_DAYS", 30)
+    # Indicators a key may look up per UTC day.
+    EXCHANGE_LOOKUP_DAILY_QUOTA = envint("EXCHANGE_LOOKUP_DAILY_QUOTA", 100_000)
+    EXCHANGE_MAX_BATCH_SELLERS = envint("EXCHANGE_MAX_BATCH_SELLERS", 1000)
+    EXCHANGE_MAX_SELLER_INDICATORS = envint("EXCHANGE_MAX_SELLER_INDICATORS", 100)
+    EXCHANGE_MAX_LOOKUP_INDICATORS = envint("EXCHANGE_MAX_LOOKUP_INDICATORS", 100)
+    # Largest request body accepted by the API (bytes); larger bodies get 413.
+    DATA_UPLOAD_MAX_MEMORY_SIZE = envint("EXCHANGE_MAX_BODY_BYTES", 4 * 1024 * 1024)
     SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", "False" if DEBUG else "True")
     REDIS_URL = os.environ.get("REDIS_URL", "")
 except ConfigError as exc:

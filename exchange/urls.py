@@ -14,6 +14,11 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 api_v1 = [
     path("me/", views.MeView.as_view(), name="me"),
+    path("submissions/", views.SubmissionView.as_view(), name="submissions"),
+    path("sellers/", views.SellerListView.as_view(), name="seller-list"),
+    path("sellers/<str:seller_ref>/", views.SellerDetailView.as_view(), name="seller-detail"),
+    path("sellers/<str:seller_ref>/retract/", views.RetractView.as_view(), name="seller-retract"),
+    path("lookups/", views.LookupView.as_view(), name="lookups"),
     path(
         "schema/",
         SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[AllowAny]),

@@ -1,15 +1,75 @@
-"""Partner API v1 views. Thin and declarative: scoping to the caller's platform happens in
-`PartnerScopedMixin.get_queryset()` and nowhere else."""
+"""Partner API v1 views. Thin and declarative; every queryset a partner can reach is scoped to the
+caller's platform in `PartnerScopedMixin.get_queryset()` and nowhere else, so another platform's object
+is simply absent (404)."""
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import serializers
+import json
+from typing import Any
+
+from django.db.models import Prefetch, QuerySet
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import exceptions, generics, serializers
+from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.authentication import Partner
+from exchange import ingest, lookups, retention
+from exchange.errors import Conflict
+from exchange.filters import SellerFilter
+from exchange.models import Seller, Sighting
+from exchange.serializers import (
+    LookupRequestSerializer,
+    LookupResponseSerializer,
+    RetractSerializer,
+    SellerDetailSerializer,
+    SellerSerializer,
+    SubmissionRequestSerializer,
+    SubmissionResponseSerializer,
+)
+
+ERROR = inline_serializer(
+    "Error",
+    {
+        "error": inline_serializer(
+            "ErrorBody",
+            {
+                "code": serializers.CharField(),
+                "message": serializers.CharField(),
+                "details": serializers.JSONField(allow_null=True),
+            },
+        )
+    },
+)
+COMMON_ERRORS = {401: ERROR, 403: ERROR, 429: ERROR}
+
+
+def partner_of(request: Request) -> Partner:
+    partner = request.user
+    if not isinstance(partner, Partner):  # the permission class makes this unreachable
+        raise exceptions.NotAuthenticated()
+    return partner
+
+
+def read_json(request: Request) -> Any:
+    try:
+        return json.loads(request.body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise exceptions.ParseError(f"Malformed JSON: {exc}") from None
+
+
+def raise_invalid(errors: dict[str, list[str]]) -> None:
+    raise exceptions.ValidationError(errors)
+
+
+class PartnerScopedMixin:
+    """The one place where partner-reachable querysets are scoped to the caller's platform."""
+
+    def get_queryset(self) -> QuerySet[Seller]:
+        return Seller.objects.of_platform(partner_of(self.request).platform_id)  # type: ignore[attr-defined]
 
 
 class MeView(APIView):
@@ -18,18 +78,20 @@ class MeView(APIView):
     required_scope = "read"
 
     @extend_schema(
-        responses=inline_serializer(
-            "Me",
-            {
-                "platform": serializers.CharField(),
-                "key_prefix": serializers.CharField(),
-                "scopes": serializers.ListField(child=serializers.CharField()),
-            },
-        )
+        responses={
+            200: inline_serializer(
+                "Me",
+                {
+                    "platform": serializers.CharField(),
+                    "key_prefix": serializers.CharField(),
+                    "scopes": serializers.ListField(child=serializers.CharField()),
+                },
+            ),
+            **COMMON_ERRORS,
+        }
     )
     def get(self, request: Request) -> Response:
-        partner = request.user
-        assert isinstance(partner, Partner)
+        partner = partner_of(request)
         return Response(
             {
                 "platform": partner.platform.slug,
@@ -37,3 +99,190 @@ class MeView(APIView):
                 "scopes": partner.api_key.scopes,
             }
         )
+
+
+class SubmissionView(APIView):
+    """Report sellers with hashed indicators. The batch is validated as a whole: any bad item gives a 400
+    naming the item and field, and nothing is stored. A retry with the same Idempotency-Key and body
+    returns the first response without a second effect; the same key with another body is refused (409)."""
+
+    required_scope = "submit"
+
+    @extend_schema(
+        operation_id="submissions_create",
+        request=SubmissionRequestSerializer,
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                required=True,
+                description="A unique key per batch (e.g. a UUID), reused on retries of that batch.",
+            )
+        ],
+        responses={
+            201: SubmissionResponseSerializer,
+            200: OpenApiResponse(
+                SubmissionResponseSerializer, description="Replay of an earlier identical request."
+            ),
+            400: ERROR,
+            409: ERROR,
+            413: ERROR,
+            **COMMON_ERRORS,
+        },
+    )
+    def post(self, request: Request) -> Response:
+        partner = partner_of(request)
+        key = request.headers.get("Idempotency-Key", "").strip()
+        if not key or len(key) > 255:
+            raise_invalid(
+                {"Idempotency-Key": ["header is required (1-255 characters), e.g. a UUID per batch"]}
+            )
+        body = request.body
+        payload = read_json(request)
+        try:
+            result = ingest.do_submit(partner.platform, partner.api_key, key, body, payload)
+        except ingest.BatchInvalid as exc:
+            raise exceptions.ValidationError(exc.errors) from None
+        except ingest.IdempotencyConflict:
+            raise Conflict(
+                {
+                    "code": "idempotency_key_reused",
+                    "message": "This Idempotency-Key was already used with a different body.",
+                }
+            ) from None
+        return Response(result.submission.response, status=200 if result.replayed else 201)
+
+
+class SellerPagination(CursorPagination):
+    ordering = "-id"
+    page_size = 100
+    max_page_size = 1000
+    page_size_query_param = "page_size"
+
+
+def cluster_context(sellers: list[Seller]) -> dict[str, Any]:
+    if lookups.cluster_summaries is None or not sellers:
+        return {}
+    return {"cluster_summaries": lookups.cluster_summaries([s.pk for s in sellers])}
+
+
+@extend_schema(responses={200: SellerSerializer(many=True), **COMMON_ERRORS})
+class SellerListView(PartnerScopedMixin, generics.ListAPIView):
+    """Your own reported sellers, newest first, filterable."""
+
+    required_scope = "read"
+    serializer_class = SellerSerializer
+    filterset_class = SellerFilter
+    pagination_class = SellerPagination
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        assert page is not None
+        data = SellerSerializer(page, many=True, context=cluster_context(page)).data
+        return self.get_paginated_response(data)
+
+
+@extend_schema(responses={200: SellerDetailSerializer, 404: ERROR, **COMMON_ERRORS})
+class SellerDetailView(PartnerScopedMixin, generics.RetrieveAPIView):
+    """One of your sellers with its indicator kinds and its actor cluster (null when unlinked)."""
+
+    required_scope = "read"
+    serializer_class = SellerDetailSerializer
+    lookup_field = "seller_ref"
+
+    def get_queryset(self) -> QuerySet[Seller]:
+        return (
+            super()
+            .get_queryset()
+            .prefetch_related(
+                Prefetch(
+                    "sightings",
+                    Sighting.objects.select_related("indicator").order_by("indicator__kind", "id"),
+                )
+            )
+        )
+
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        seller = self.get_object()
+        return Response(SellerDetailSerializer(seller, context=cluster_context([seller])).data)
+
+
+class RetractView(PartnerScopedMixin, generics.GenericAPIView):
+    """Withdraw a report (e.g. after a successful appeal). The seller stops linking at once. Retracting an
+    already retracted seller is harmless and returns the original retraction."""
+
+    required_scope = "submit"
+    lookup_field = "seller_ref"
+    serializer_class = RetractSerializer
+
+    @extend_schema(
+        request=RetractSerializer, responses={200: SellerSerializer, 400: ERROR, 404: ERROR, **COMMON_ERRORS}
+    )
+    def post(self, request: Request, seller_ref: str) -> Response:
+        seller = self.get_object()
+        form = RetractSerializer(data=read_json(request))
+        form.is_valid(raise_exception=True)
+        retention.do_retract(seller, form.validated_data["reason"], partner_of(request).api_key.prefix)
+        return Response(SellerSerializer(seller).data)
+
+
+class LookupView(APIView):
+    """Screen hashed indicators (e.g. of a new seller) against other platforms' reports. Counts against the
+    key's daily quota (429 with the reset time beyond it). Audit-logged."""
+
+    required_scope = "lookup"
+
+    @extend_schema(
+        request=LookupRequestSerializer,
+        responses={200: LookupResponseSerializer, 400: ERROR, **COMMON_ERRORS},
+    )
+    def post(self, request: Request) -> Response:
+        partner = partner_of(request)
+        payload = read_json(request)
+        pairs = parse_lookup(payload)
+        try:
+            results = lookups.do_lookup(partner.api_key, pairs)
+        except lookups.QuotaExceeded as exc:
+            response = Response(
+                {
+                    "error": {
+                        "code": "quota_exceeded",
+                        "message": f"Daily lookup quota of {exc.quota} indicators reached; resets at "
+                        f"{exc.resets_at.isoformat()}.",
+                        "details": {"quota": exc.quota, "resets_at": exc.resets_at.isoformat()},
+                    }
+                },
+                status=429,
+            )
+            response["Retry-After"] = str(max(1, int((exc.resets_at - _now()).total_seconds())))
+            return response
+        return Response({"results": results})
+
+
+def _now():
+    from django.utils import timezone
+
+    return timezone.now()
+
+
+def parse_lookup(payload: Any) -> list[tuple[str, str]]:
+    from django.conf import settings
+
+    if not isinstance(payload, dict) or set(payload) != {"indicators"}:
+        raise_invalid({"body": ["must be a JSON object with only an 'indicators' list"]})
+    items = payload["indicators"]
+    limit = settings.EXCHANGE_MAX_LOOKUP_INDICATORS
+    if not isinstance(items, list) or not items:
+        raise_invalid({"indicators": ["must be a non-empty list of {kind, hash}"]})
+    if len(items) > limit:
+        raise_invalid({"indicators": [f"at most {limit} indicators per lookup, got {len(items)}"]})
+    errors: dict[str, list[str]] = {}
+    pairs = []
+    for i, item in enumerate(items):
+        pair = ingest.indicator_problems(item, f"indicators[{i}]", errors)
+        if pair:
+            pairs.append(pair)
+    if errors:
+        raise_invalid(errors)
+    return pairs

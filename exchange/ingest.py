@@ -1,0 +1,473 @@
+"""Accepting a partner's submission: validate the whole batch, then store it in one transaction.
+
+Validation is hand-written rather than a per-item DRF serializer: a batch holds up to 1,000 sellers and
+5,000+ indicators, and per-field serializer overhead dominated ingest time. The OpenAPI schema still
+documents the payload (see `exchange.serializers`). Every error names its item and field; nothing of a
+batch with any error is stored.
+
+Writes on PostgreSQL use set-based `INSERT ... SELECT FROM unnest(...) ON CONFLICT` statements (one per
+table per batch, rows sorted so concurrent batches take locks in the same order); SQLite, the embedded
+default, uses the ORM.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from accounts.models import ApiKey, Platform
+from exchange.hashing import keyed_tokens
+from exchange.models import Indicator, KeyState, Seller, Sighting, Submission
+from exchange.normalization import KINDS, REASONS, STATUSES, is_transport_hash
+
+logger = logging.getLogger("exchange.ingest")
+
+SELLER_REF_RE = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+SELLER_FIELDS = {"seller_ref", "status", "reasons", "reported_at", "indicators"}
+CLOCK_SKEW = timedelta(minutes=5)
+MAX_ERRORS = 50
+
+# Called (on commit) with the ids of sellers whose sightings or status changed; the graph app
+# registers its recomputation here (see graph.apps).
+after_sellers_changed: list[Callable[[list[int]], None]] = []
+
+
+class BatchInvalid(Exception):
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        super().__init__("invalid batch")
+        self.errors = errors
+
+
+class IdempotencyConflict(Exception):
+    pass
+
+
+@dataclass
+class SellerReport:
+    seller_ref: str
+    status: str
+    reasons: list[str]
+    reported_at: datetime
+    indicators: list[tuple[str, str]] = field(default_factory=list)  # (kind, transport hash)
+
+
+def hash_problem(value: Any) -> str | None:
+    """Why `value` is not a transport hash, without echoing it (it may be a raw identifier)."""
+    if is_transport_hash(value):
+        return None
+    if not isinstance(value, str):
+        return "must be a string of 64 lowercase hex characters (a SHA-256 transport hash)"
+    if "@" in value:
+        return "looks like a raw email address; send the SHA-256 transport hash of the normalised value"
+    if any(ch.isspace() for ch in value):
+        return "contains whitespace; a transport hash is 64 lowercase hex characters"
+    if len(value) != 64:
+        return f"must be 64 hex characters (a SHA-256 transport hash), got {len(value)} characters"
+    if re.fullmatch(r"[0-9a-fA-F]{64}", value):
+        return "must be lowercase hex"
+    return "must be hexadecimal (0-9, a-f): not a transport hash"
+
+
+def indicator_problems(item: Any, path: str, errors: dict[str, list[str]]) -> tuple[str, str] | None:
+    if not isinstance(item, dict):
+        errors[path] = ["must be an object with 'kind' and 'hash'"]
+        return None
+    unknown = sorted(set(item) - {"kind", "hash"})
+    if unknown:
+        errors[f"{path}.{unknown[0]}"] = ["unknown field; an indicator has only 'kind' and 'hash'"]
+    kind, value = item.get("kind"), item.get("hash")
+    ok = True
+    if kind not in KINDS:
+        errors[f"{path}.kind"] = [
+            "is required" if kind is None else f"unknown kind; expected one of: {', '.join(KINDS)}"
+        ]
+        ok = False
+    problem = "is required" if value is None else hash_problem(value)
+    if problem:
+        errors[f"{path}.hash"] = [problem]
+        ok = False
+    if not ok or unknown:
+        return None
+    return (str(kind), str(value))
+
+
+def parse_submission(payload: Any, now: datetime) -> list[SellerReport]:
+    """Validate a submission body; raise BatchInvalid naming every bad item and field."""
+    errors: dict[str, list[str]] = {}
+    if not isinstance(payload, dict):
+        raise BatchInvalid({"body": ["must be a JSON object with a 'sellers' list"]})
+    unknown = sorted(set(payload) - {"sellers"})
+    if unknown:
+        raise BatchInvalid({unknown[0]: ["unknown field; the body has only 'sellers'"]})
+    sellers = payload.get("sellers")
+    if not isinstance(sellers, list):
+        raise BatchInvalid({"sellers": ["is required and must be a list"]})
+    if not sellers:
+        raise BatchInvalid({"sellers": ["must not be empty"]})
+    limit = settings.EXCHANGE_MAX_BATCH_SELLERS
+    if len(sellers) > limit:
+        raise BatchInvalid({"sellers": [f"at most {limit} sellers per batch, got {len(sellers)}"]})
+    max_indicators = settings.EXCHANGE_MAX_SELLER_INDICATORS
+    reports: list[SellerReport] = []
+    seen_refs: dict[str, int] = {}
+    for i, item in enumerate(sellers):
+        if len(errors) >= MAX_ERRORS:
+            break
+        p = f"sellers[{i}]"
+        if not isinstance(item, dict):
+            errors[p] = ["must be an object"]
+            continue
+        for name in sorted(set(item) - SELLER_FIELDS):
+            errors[f"{p}.{name}"] = ["unknown or server-controlled field; not accepted"]
+        ref = item.get("seller_ref")
+        if not isinstance(ref, str) or not SELLER_REF_RE.fullmatch(ref):
+            errors[f"{p}.seller_ref"] = ["is required: 1-128 characters of A-Z a-z 0-9 . _ : -"]
+        elif ref in seen_refs:
+            errors[f"{p}.seller_ref"] = [f"duplicate of sellers[{seen_refs[ref]}] in this batch"]
+        else:
+            seen_refs[ref] = i
+        status = item.get("status")
+        if status not in STATUSES:
+            errors[f"{p}.status"] = [f"must be one of: {', '.join(STATUSES)}"]
+        reasons = item.get("reasons")
+        if not isinstance(reasons, list) or not reasons:
+            errors[f"{p}.reasons"] = [f"must be a non-empty list of: {', '.join(REASONS)}"]
+        else:
+            bad = [r for r in reasons if r not in REASONS]
+            if bad:
+                errors[f"{p}.reasons"] = [f"unknown reason {bad[0]!r}; expected: {', '.join(REASONS)}"]
+        reported_at = _parse_time(item.get("reported_at"), f"{p}.reported_at", now, errors)
+        indicators = item.get("indicators")
+        pairs: list[tuple[str, str]] = []
+        if not isinstance(indicators, list) or not indicators:
+            errors[f"{p}.indicators"] = ["must be a non-empty list of {kind, hash}"]
+        elif len(indicators) > max_indicators:
+            errors[f"{p}.indicators"] = [f"at most {max_indicators} indicators per seller"]
+        else:
+            seen: dict[tuple[str, str], int] = {}
+            for j, ind in enumerate(indicators):
+                pair = indicator_problems(ind, f"{p}.indicators[{j}]", errors)
+                if pair is None:
+                    continue
+                if pair in seen:
+                    errors[f"{p}.indicators[{j}]"] = [
+                        f"duplicate of indicators[{seen[pair]}] for this seller"
+                    ]
+                    continue
+                seen[pair] = j
+                pairs.append(pair)
+        if not errors and reported_at is not None:
+            reports.append(SellerReport(ref, status, sorted(set(reasons)), reported_at, pairs))  # type: ignore[arg-type]
+    if errors:
+        raise BatchInvalid(errors)
+    return reports
+
+
+def _parse_time(value: Any, path: str, now: datetime, errors: dict[str, list[str]]) -> datetime | None:
+    parsed = parse_datetime(value) if isinstance(value, str) else None
+    if parsed is None:
+        errors[path] = ["must be an ISO-8601 date-time with a timezone, e.g. 2026-05-01T12:00:00Z"]
+        return None
+    if parsed.tzinfo is None:
+        errors[path] = ["must include a timezone (e.g. Z or +02:00)"]
+        return None
+    if parsed > now + CLOCK_SKEW:
+        errors[path] = ["is in the future"]
+        return None
+    return parsed
+
+
+def body_digest(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+@dataclass
+class SubmitResult:
+    submission: Submission
+    replayed: bool
+
+
+def do_submit(
+    platform: Platform, api_key: ApiKey | None, idempotency_key: str, body: bytes, payload: Any
+) -> SubmitResult:
+    """Store a validated batch exactly once per (platform, idempotency key)."""
+    now = timezone.now()
+    reports = parse_submission(payload, now)
+    digest = body_digest(body)
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                # Claim the idempotency key first: a concurrent identical request blocks on the unique
+                # index until this transaction ends, then replays our response instead of writing again.
+                submission = Submission.objects.create(
+                    platform=platform, api_key=api_key, idempotency_key=idempotency_key, body_digest=digest
+                )
+        except IntegrityError:
+            existing = Submission.objects.get(platform=platform, idempotency_key=idempotency_key)
+            if existing.body_digest != digest:
+                raise IdempotencyConflict from None
+            return SubmitResult(existing, replayed=True)
+        version = _current_key_version()
+        counts, seller_ids = _store(platform, reports, version, now)
+        submission.sellers = counts["sellers"]
+        submission.indicators = counts["indicators"]
+        submission.sightings_created = counts["sightings_created"]
+        submission.response = {
+            "submission": submission.pk,
+            "sellers": counts["sellers"],
+            "sellers_created": counts["sellers_created"],
+            "indicators": counts["indicators"],
+            "sightings_created": counts["sightings_created"],
+        }
+        submission.save(update_fields=["sellers", "indicators", "sightings_created", "response"])
+        for hook in after_sellers_changed:
+            transaction.on_commit(lambda hook=hook: hook(seller_ids))  # type: ignore[misc]
+    logger.info(
+        "event=submission_accepted platform=%s submission=%s sellers=%s indicators=%s sightings_created=%s",
+        platform.slug,
+        submission.pk,
+        counts["sellers"],
+        counts["indicators"],
+        counts["sightings_created"],
+    )
+    return SubmitResult(submission, replayed=False)
+
+
+def _current_key_version() -> int:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT current_version FROM exchange_keystate ORDER BY id LIMIT 1 FOR SHARE")
+            row = cursor.fetchone()
+        if row:
+            return int(row[0])
+    state = KeyState.objects.order_by("id").first()
+    return state.current_version if state else min(settings.EXCHANGE_PEPPERS)
+
+
+def _store(
+    platform: Platform, reports: list[SellerReport], version: int, now: datetime
+) -> tuple[dict[str, int], list[int]]:
+    reports.sort(key=lambda r: r.seller_ref)
+    pairs = sorted({pair for r in reports for pair in r.indicators})
+    tokens = dict(zip(pairs, keyed_tokens(pairs, settings.EXCHANGE_PEPPERS, version), strict=True))
+    retention = timedelta(days=settings.EXCHANGE_RETENTION_DAYS)
+    store = _store_postgres if connection.vendor == "postgresql" else _store_orm
+    return store(platform, reports, tokens, version, retention, now)
+
+
+def _store_postgres(
+    platform: Platform,
+    reports: list[SellerReport],
+    tokens: dict[tuple[str, str], str],
+    version: int,
+    retention: timedelta,
+    now: datetime,
+) -> tuple[dict[str, int], list[int]]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO exchange_seller AS s (platform_id, seller_ref, status, reason_codes, first_reported_at,
+                reported_at, expires_at, retracted_at, retraction_reason, retracted_by, created_at, updated_at)
+            SELECT %s, r, st, rc, ra, ra, ra + %s, NULL, '', '', %s, %s
+              FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[]) AS t(r, st, rc, ra)
+             ORDER BY r
+            ON CONFLICT (platform_id, seller_ref) DO UPDATE SET
+                status = CASE WHEN s.status = 'confirmed' OR EXCLUDED.status = 'confirmed'
+                              THEN 'confirmed' ELSE 'suspected' END,
+                reason_codes = (
+                    SELECT '|' || string_agg(DISTINCT x, '|' ORDER BY x) || '|'
+                      FROM unnest(string_to_array(s.reason_codes || EXCLUDED.reason_codes, '|')) AS x
+                     WHERE x <> ''),
+                first_reported_at = LEAST(s.first_reported_at, EXCLUDED.first_reported_at),
+                reported_at = GREATEST(s.reported_at, EXCLUDED.reported_at),
+                expires_at = GREATEST(s.expires_at, EXCLUDED.expires_at),
+                -- a report newer than a retraction reactivates the seller
+                retracted_at = CASE WHEN s.retracted_at < EXCLUDED.reported_at THEN NULL ELSE s.retracted_at END,
+                updated_at = EXCLUDED.updated_at
+            RETURNING id, seller_ref, (xmax = 0)
+            """,
+            [
+                platform.pk,
+                retention,  # type: ignore[list-item]  # psycopg adapts timedelta to interval
+                now,
+                now,
+                [r.seller_ref for r in reports],
+                [r.status for r in reports],
+                [Seller.encode_reasons(r.reasons) for r in reports],
+                [r.reported_at for r in reports],
+            ],
+        )
+        seller_rows = cursor.fetchall()
+        seller_id = {ref: pk for pk, ref, _ in seller_rows}
+        sellers_created = sum(1 for *_, created in seller_rows if created)
+
+        kinds = [k for k, _ in tokens]
+        toks = list(tokens.values())
+        first_seen = min(r.reported_at for r in reports)
+        cursor.execute(
+            """
+            INSERT INTO exchange_indicator (kind, token, key_version, first_seen, linking, linking_reason,
+                                            linking_changed_by)
+            SELECT k, t, %s, %s, 'auto', '', '' FROM unnest(%s::text[], %s::text[]) AS u(k, t) ORDER BY k, t
+            ON CONFLICT (kind, token) DO NOTHING
+            RETURNING id, kind, token
+            """,
+            [version, first_seen, kinds, toks],
+        )
+        indicator_id = {(k, t): pk for pk, k, t in cursor.fetchall()}
+        missing = [(k, t) for k, t in zip(kinds, toks, strict=True) if (k, t) not in indicator_id]
+        if missing:
+            # A separate statement sees rows that concurrent batches committed meanwhile.
+            cursor.execute(
+                """
+                SELECT i.id, i.kind, i.token FROM exchange_indicator i
+                  JOIN unnest(%s::text[], %s::text[]) AS u(k, t) ON i.kind = u.k AND i.token = u.t
+                """,
+                [[k for k, _ in missing], [t for _, t in missing]],
+            )
+            indicator_id.update({(k, t): pk for pk, k, t in cursor.fetchall()})
+
+        rows = sorted(
+            (seller_id[r.seller_ref], indicator_id[(kind, tokens[(kind, h)])], r.reported_at)
+            for r in reports
+            for kind, h in r.indicators
+        )
+        cursor.execute(
+            """
+            WITH ins AS (
+                INSERT INTO exchange_sighting AS g (seller_id, indicator_id, first_seen, last_seen)
+                SELECT s, i, ts, ts FROM unnest(%s::bigint[], %s::bigint[], %s::timestamptz[]) AS u(s, i, ts)
+                ON CONFLICT (seller_id, indicator_id) DO UPDATE SET
+                    first_seen = LEAST(g.first_seen, EXCLUDED.first_seen),
+                    last_seen = GREATEST(g.last_seen, EXCLUDED.last_seen)
+                RETURNING (xmax = 0) AS created
+            )
+            SELECT count(*) FILTER (WHERE created) FROM ins
+            """,
+            [[r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]],
+        )
+        sightings_created = int(cursor.fetchone()[0])
+    counts = {
+        "sellers": len(reports),
+        "sellers_created": sellers_created,
+        "indicators": len(rows),
+        "sightings_created": sightings_created,
+    }
+    return counts, sorted(seller_id.values())
+
+
+def _store_orm(
+    platform: Platform,
+    reports: list[SellerReport],
+    tokens: dict[tuple[str, str], str],
+    version: int,
+    retention: timedelta,
+    now: datetime,
+) -> tuple[dict[str, int], list[int]]:
+    existing = {
+        s.seller_ref: s
+        for s in Seller.objects.filter(platform=platform, seller_ref__in=[r.seller_ref for r in reports])
+    }
+    new, changed = [], []
+    for r in reports:
+        seller = existing.get(r.seller_ref)
+        if seller is None:
+            new.append(
+                Seller(
+                    platform=platform,
+                    seller_ref=r.seller_ref,
+                    status=r.status,
+                    reason_codes=Seller.encode_reasons(r.reasons),
+                    first_reported_at=r.reported_at,
+                    reported_at=r.reported_at,
+                    expires_at=r.reported_at + retention,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            continue
+        seller.status = "confirmed" if "confirmed" in (seller.status, r.status) else "suspected"
+        seller.reason_codes = Seller.encode_reasons(seller.reasons + r.reasons)
+        seller.first_reported_at = min(seller.first_reported_at, r.reported_at)
+        seller.reported_at = max(seller.reported_at, r.reported_at)
+        seller.expires_at = max(seller.expires_at, r.reported_at + retention)
+        if seller.retracted_at and seller.retracted_at < r.reported_at:
+            seller.retracted_at = None
+        seller.updated_at = now
+        changed.append(seller)
+    Seller.objects.bulk_create(new)
+    Seller.objects.bulk_update(
+        changed,
+        [
+            "status",
+            "reason_codes",
+            "first_reported_at",
+            "reported_at",
+            "expires_at",
+            "retracted_at",
+            "updated_at",
+        ],
+    )
+    seller_id = dict(
+        Seller.objects.filter(platform=platform, seller_ref__in=[r.seller_ref for r in reports]).values_list(
+            "seller_ref", "id"
+        )
+    )
+    first_seen = min(r.reported_at for r in reports)
+    Indicator.objects.bulk_create(
+        [
+            Indicator(kind=k, token=t, key_version=version, first_seen=first_seen)
+            for (k, _), t in tokens.items()
+        ],
+        ignore_conflicts=True,
+    )
+    token_filter = Q(token__in=list(tokens.values()))
+    indicator_id = {
+        (k, t): pk for pk, k, t in Indicator.objects.filter(token_filter).values_list("id", "kind", "token")
+    }
+    wanted = {
+        (seller_id[r.seller_ref], indicator_id[(kind, tokens[(kind, h)])]): r.reported_at
+        for r in reports
+        for kind, h in r.indicators
+    }
+    present = {
+        (s, i): Sighting(id=pk, first_seen=first, last_seen=last)
+        for pk, s, i, first, last in Sighting.objects.filter(seller_id__in=seller_id.values()).values_list(
+            "id", "seller_id", "indicator_id", "first_seen", "last_seen"
+        )
+    }
+    Sighting.objects.bulk_create(
+        [
+            Sighting(seller_id=s, indicator_id=i, first_seen=ts, last_seen=ts)
+            for (s, i), ts in wanted.items()
+            if (s, i) not in present
+        ]
+    )
+    widened = []
+    for key, ts in wanted.items():
+        sighting = present.get(key)
+        if sighting is not None and not (sighting.first_seen <= ts <= sighting.last_seen):
+            sighting.first_seen, sighting.last_seen = (
+                min(sighting.first_seen, ts),
+                max(sighting.last_seen, ts),
+            )
+            widened.append(sighting)
+    Sighting.objects.bulk_update(widened, ["first_seen", "last_seen"])
+    counts = {
+        "sellers": len(reports),
+        "sellers_created": len(new),
+        "indicators": len(wanted),
+        "sightings_created": sum(1 for key in wanted if key not in present),
+    }
+    return counts, sorted(seller_id.values())

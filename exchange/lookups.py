@@ -1,0 +1,102 @@
+"""Screening: does this (hashed) indicator belong to sellers reported on other platforms?
+
+What a partner learns about others is limited by the privacy model: whether a match exists, how many other
+platforms, which kinds matched, the cluster's risk and its opaque reference. Never another platform's seller
+references, tokens or names.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from accounts.models import ApiKey, Platform
+from exchange.hashing import keyed_tokens
+from exchange.models import AuditEntry, Indicator, LookupUsage, Seller, Sighting
+
+# Set by the graph app: seller ids -> {seller_id: {"cluster": ref, "risk": int, ...}} for linked sellers.
+cluster_summaries: Callable[[list[int]], dict[int, dict[str, Any]]] | None = None
+
+
+class QuotaExceeded(Exception):
+    def __init__(self, quota: int, resets_at: datetime) -> None:
+        super().__init__("daily lookup quota exceeded")
+        self.quota = quota
+        self.resets_at = resets_at
+
+
+def charge_quota(api_key: ApiKey, amount: int, now: datetime | None = None) -> int:
+    """Count `amount` lookups against the key's daily quota (UTC day); raise QuotaExceeded beyond it."""
+    now = now or timezone.now()
+    today: date = now.astimezone(UTC).date()
+    quota = settings.EXCHANGE_LOOKUP_DAILY_QUOTA
+    resets_at = datetime.combine(today + timedelta(days=1), time.min, tzinfo=UTC)
+    with transaction.atomic():
+        LookupUsage.objects.get_or_create(api_key=api_key, day=today)
+        # One conditional UPDATE: concurrent lookups cannot both slip under the limit.
+        charged = LookupUsage.objects.filter(api_key=api_key, day=today, count__lte=quota - amount).update(
+            count=F("count") + amount
+        )
+    if not charged:
+        raise QuotaExceeded(quota, resets_at)
+    return quota
+
+
+def do_lookup(api_key: ApiKey, indicators: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Answer one lookup request (already validated) and audit it."""
+    platform: Platform = api_key.platform
+    charge_quota(api_key, len(indicators))
+    peppers = settings.EXCHANGE_PEPPERS
+    from exchange.ingest import _current_key_version
+
+    tokens = keyed_tokens(indicators, peppers, _current_key_version())
+    found = {
+        (kind, token): pk
+        for pk, kind, token in Indicator.objects.filter(token__in=tokens).values_list("id", "kind", "token")
+    }
+    ids = [found.get((kind, token)) for (kind, _), token in zip(indicators, tokens, strict=True)]
+    now = timezone.now()
+    sellers_by_indicator: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for sighted_id, seller_id, platform_id in (
+        Sighting.objects.filter(
+            indicator_id__in=[i for i in ids if i is not None],
+            seller__in=Seller.objects.linkable(now),
+        )
+        .exclude(seller__platform_id=platform.pk)
+        .values_list("indicator_id", "seller_id", "seller__platform_id")
+    ):
+        sellers_by_indicator[sighted_id].append((seller_id, platform_id))
+    all_sellers = sorted({s for pairs in sellers_by_indicator.values() for s, _ in pairs})
+    summaries = cluster_summaries(all_sellers) if cluster_summaries and all_sellers else {}
+    results = []
+    for index, ((kind, _), indicator_id) in enumerate(zip(indicators, ids, strict=True)):
+        pairs = sellers_by_indicator.get(indicator_id, []) if indicator_id is not None else []
+        clusters = {summaries[s]["cluster"]: summaries[s] for s, _ in pairs if s in summaries}
+        best = max(clusters.values(), key=lambda c: c["risk"], default=None)
+        results.append(
+            {
+                "index": index,
+                "kind": kind,
+                "match": bool(pairs),
+                "other_platforms": len({p for _, p in pairs}),
+                "reported_sellers": len(pairs),
+                "cluster": best["cluster"] if best else None,
+                "risk": best["risk"] if best else None,
+                "matched_kinds": best["kinds"] if best else ([kind] if pairs else []),
+            }
+        )
+    AuditEntry.objects.record(
+        "lookup",
+        api_key.prefix,
+        platform,
+        indicators=len(indicators),
+        matches=sum(1 for r in results if r["match"]),
+    )
+    return results

@@ -1,0 +1,11 @@
+from django.conf import settings
+from django.db import migrations
+
+
+def create_state(apps, schema_editor):  # type: ignore[no-untyped-def]
+    apps.get_model("exchange", "KeyState").objects.get_or_create(id=1, defaults={"current_version": max(settings.EXCHANGE_PEPPERS)})
+
+
+class Migration(migrations.Migration):
+    dependencies = [("exchange", "0001_initial")]
+    operations = [migrations.RunPython(create_state, migrations.RunPython.noop)]

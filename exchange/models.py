@@ -1,0 +1,211 @@
+"""What partners report: sellers, their indicators (keyed tokens only), sightings and submissions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.models import ApiKey, Platform
+from exchange.normalization import KINDS, STATUSES, STRONG_KINDS
+
+KIND_CHOICES = [(kind, kind.replace("_", " ")) for kind in KINDS]
+STATUS_CHOICES = [(status, status) for status in STATUSES]
+
+
+class SellerQuerySet(models.QuerySet["Seller"]):
+    def of_platform(self, platform: Platform | int) -> SellerQuerySet:
+        return self.filter(platform=platform)
+
+    def linkable(self, now: datetime | None = None) -> SellerQuerySet:
+        """Sellers that may link: neither retracted nor expired (both stop linking at once)."""
+        return self.filter(retracted_at__isnull=True, expires_at__gt=now or timezone.now())
+
+    def purgeable(self, before: datetime) -> SellerQuerySet:
+        """Retracted or expired before `before` (the end of the grace period)."""
+        return self.filter(Q(retracted_at__lt=before) | Q(expires_at__lt=before))
+
+
+class Seller(models.Model):
+    """One platform's reported seller account. `seller_ref` is the platform's opaque reference."""
+
+    platform = models.ForeignKey(Platform, on_delete=models.PROTECT, related_name="sellers")
+    seller_ref = models.CharField(max_length=128)
+    status = models.CharField(max_length=10, choices=STATUS_CHOICES)
+    # Stored as "|counterfeit|trademark|" so that one reason can be filtered with a portable LIKE.
+    reason_codes = models.CharField(max_length=200)
+    first_reported_at = models.DateTimeField()
+    reported_at = models.DateTimeField(help_text="Latest report.")
+    expires_at = models.DateTimeField(db_index=True)
+    retracted_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    retraction_reason = models.TextField(blank=True)
+    retracted_by = models.CharField(max_length=150, blank=True, help_text="API key prefix or user.")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    objects = SellerQuerySet.as_manager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["platform", "seller_ref"], name="seller_unique_ref")]
+        indexes = [models.Index(fields=["platform", "-id"], name="seller_platform_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.platform_id}:{self.seller_ref}"
+
+    @property
+    def reasons(self) -> list[str]:
+        return [r for r in self.reason_codes.split("|") if r]
+
+    @staticmethod
+    def encode_reasons(reasons: list[str]) -> str:
+        return "|" + "|".join(sorted(set(reasons))) + "|"
+
+    @property
+    def is_retracted(self) -> bool:
+        return self.retracted_at is not None
+
+    def is_linkable(self, now: datetime | None = None) -> bool:
+        return self.retracted_at is None and self.expires_at > (now or timezone.now())
+
+
+class Linking(models.TextChoices):
+    AUTO = "auto", "automatic (threshold)"
+    COMMON = "common", "marked common: never links"
+    INCLUDE = "include", "force include: links above threshold"
+
+
+class Indicator(models.Model):
+    """An identifier kind + its keyed token: HMAC(pepper, kind:transport hash). Never the raw value or hash."""
+
+    kind = models.CharField(max_length=32, choices=KIND_CHOICES)
+    token = models.CharField(max_length=64)
+    key_version = models.PositiveSmallIntegerField()
+    first_seen = models.DateTimeField(default=timezone.now)
+    linking = models.CharField(max_length=10, choices=Linking.choices, default=Linking.AUTO)
+    linking_reason = models.TextField(blank=True)
+    linking_changed_by = models.CharField(max_length=150, blank=True)
+    linking_changed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["kind", "token"], name="indicator_unique_token")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.token[:10]}…"
+
+    @property
+    def is_strong(self) -> bool:
+        return self.kind in STRONG_KINDS
+
+
+class Sighting(models.Model):
+    """Seller has indicator, first/last reported."""
+
+    seller = models.ForeignKey(Seller, on_delete=models.CASCADE, related_name="sightings")
+    indicator = models.ForeignKey(Indicator, on_delete=models.CASCADE, related_name="sightings")
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["seller", "indicator"], name="sighting_unique")]
+        indexes = [models.Index(fields=["indicator", "seller"], name="sighting_by_indicator")]
+
+    def __str__(self) -> str:
+        return f"{self.seller_id}~{self.indicator_id}"
+
+
+class Submission(models.Model):
+    """One accepted API batch. The idempotency key makes a retried request harmless."""
+
+    platform = models.ForeignKey(Platform, on_delete=models.PROTECT, related_name="submissions")
+    api_key = models.ForeignKey(ApiKey, on_delete=models.SET_NULL, null=True, related_name="submissions")
+    idempotency_key = models.CharField(max_length=255)
+    body_digest = models.CharField(max_length=64)
+    sellers = models.PositiveIntegerField(default=0)
+    indicators = models.PositiveIntegerField(default=0)
+    sightings_created = models.PositiveIntegerField(default=0)
+    response = models.JSONField(default=dict)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["platform", "idempotency_key"], name="submission_idempotency")
+        ]
+
+    def __str__(self) -> str:
+        return f"submission {self.pk} of {self.platform_id}"
+
+
+class KeyState(models.Model):
+    """Which pepper version stored tokens are keyed with (a singleton row; the peppers live in env only).
+
+    Submissions read it FOR SHARE; `rotate_pepper` locks it FOR UPDATE while it re-keys every token, so a
+    submission never stores a token under a version the rest of the table has left behind.
+    """
+
+    current_version = models.PositiveSmallIntegerField(default=1)
+    rotated_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"pepper version {self.current_version}"
+
+
+class LookupUsage(models.Model):
+    """Indicators looked up per key per UTC day, for the daily quota."""
+
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="lookup_usage")
+    day = models.DateField()
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["api_key", "day"], name="lookup_usage_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.api_key_id} {self.day}: {self.count}"
+
+
+class AuditEntryQuerySet(models.QuerySet["AuditEntry"]):
+    def record(
+        self,
+        action: str,
+        actor: str,
+        platform: Platform | int | None = None,
+        object_type: str = "",
+        object_id: str = "",
+        **details: Any,
+    ) -> AuditEntry:
+        platform_id = platform.pk if isinstance(platform, Platform) else platform
+        return self.create(
+            action=action,
+            actor=actor,
+            platform_id=platform_id,
+            object_type=object_type,
+            object_id=str(object_id),
+            details=details,
+        )
+
+
+class AuditEntry(models.Model):
+    """Append-only audit trail: lookups, cluster views, status changes, overrides, key actions, purges.
+
+    Holds no identifiers: no tokens, hashes or raw values (purge entries keep only counts).
+    """
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    action = models.CharField(max_length=50, db_index=True)
+    actor = models.CharField(max_length=150, help_text="username, API key prefix or 'system'")
+    platform = models.ForeignKey(Platform, on_delete=models.SET_NULL, null=True, blank=True)
+    object_type = models.CharField(max_length=50, blank=True)
+    object_id = models.CharField(max_length=64, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+
+    objects = AuditEntryQuerySet.as_manager()
+
+    class Meta:
+        verbose_name_plural = "audit entries"
+        ordering = ("-created_at", "-id")
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor} {self.action}"

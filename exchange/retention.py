@@ -1,0 +1,85 @@
+"""Retraction (a successful appeal) and retention (expiry and purge) of seller reports."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count
+from django.utils import timezone
+
+from exchange import ingest
+from exchange.models import AuditEntry, Indicator, Seller, Sighting
+
+logger = logging.getLogger("exchange.retention")
+
+
+def do_retract(seller: Seller, reason: str, actor: str) -> bool:
+    """Retract a seller's report: it stops linking at once. Returns False if it was already retracted."""
+    with transaction.atomic():
+        locked = Seller.objects.select_for_update().get(pk=seller.pk)
+        if locked.retracted_at is not None:
+            seller.retracted_at, seller.retraction_reason = locked.retracted_at, locked.retraction_reason
+            seller.retracted_by = locked.retracted_by
+            return False
+        seller.retracted_at = timezone.now()
+        seller.retraction_reason = reason
+        seller.retracted_by = actor
+        seller.updated_at = seller.retracted_at
+        seller.save(update_fields=["retracted_at", "retraction_reason", "retracted_by", "updated_at"])
+        AuditEntry.objects.record(
+            "seller_retracted", actor, seller.platform_id, "seller", str(seller.pk), reason=reason
+        )
+        for hook in ingest.after_sellers_changed:
+            transaction.on_commit(lambda hook=hook: hook([seller.pk]))  # type: ignore[misc]
+    logger.info("event=seller_retracted platform_id=%s seller_id=%s", seller.platform_id, seller.pk)
+    return True
+
+
+@dataclass
+class PurgeResult:
+    sellers: int
+    sightings: int
+    indicators: int
+
+
+def purge(now: datetime | None = None, dry_run: bool = False) -> PurgeResult:
+    """Delete reports retracted or expired longer ago than the grace period, their sightings, and the
+    indicators no remaining seller has. Leaves one audit entry per platform with counts only."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=settings.EXCHANGE_PURGE_GRACE_DAYS)
+    with transaction.atomic():
+        doomed = Seller.objects.purgeable(cutoff)
+        per_platform = dict(doomed.values_list("platform_id").annotate(n=Count("id")).order_by())
+        sightings = Sighting.objects.filter(seller__in=doomed)
+        sighting_count = sightings.count()
+        seller_ids = list(doomed.values_list("id", flat=True))
+        if dry_run:
+            orphan_count = Indicator.objects.filter(sightings__isnull=True).count()
+            transaction.set_rollback(True)
+            return PurgeResult(len(seller_ids), sighting_count, orphan_count)
+        Sighting.objects.filter(seller_id__in=seller_ids).delete()
+        Seller.objects.filter(id__in=seller_ids).delete()
+        orphans = Indicator.objects.filter(sightings__isnull=True)
+        indicator_count = orphans.count()
+        orphans.delete()
+        for platform_id, count in per_platform.items():
+            AuditEntry.objects.record("purge", "system", platform_id, sellers=count)
+        if seller_ids:
+            AuditEntry.objects.record(
+                "purge",
+                "system",
+                None,
+                sellers=len(seller_ids),
+                sightings=sighting_count,
+                indicators=indicator_count,
+            )
+            for hook in ingest.after_sellers_changed:
+                transaction.on_commit(lambda hook=hook: hook(seller_ids))  # type: ignore[misc]
+    logger.info(
+        "event=purge sellers=%s sightings=%s indicators=%s", len(seller_ids), sighting_count, indicator_count
+    )
+    return PurgeResult(len(seller_ids), sighting_count, indicator_count)

@@ -1,0 +1,119 @@
+"""Serializers of the partner API. Fields are listed explicitly; server-controlled fields are read-only.
+
+The submission and lookup request serializers document the payload in the OpenAPI schema; the hot
+path validates with `exchange.ingest.parse_submission` (same rules, without per-item serializer cost).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from exchange.models import Seller
+from exchange.normalization import KINDS, REASONS, STATUSES
+
+
+class IndicatorInSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=KINDS)
+    hash = serializers.RegexField(
+        r"^[0-9a-f]{64}$", help_text="SHA-256 of the normalised value (docs/hashing-spec.md), lowercase hex."
+    )
+
+
+class SellerReportSerializer(serializers.Serializer):
+    seller_ref = serializers.RegexField(
+        r"^[A-Za-z0-9._:\-]{1,128}$", help_text="Your opaque seller reference."
+    )
+    status = serializers.ChoiceField(choices=STATUSES)
+    reasons = serializers.ListField(child=serializers.ChoiceField(choices=REASONS), min_length=1)
+    reported_at = serializers.DateTimeField(help_text="ISO-8601 with timezone; not in the future.")
+    indicators = IndicatorInSerializer(many=True, min_length=1, max_length=100)  # type: ignore[call-arg]
+
+
+class SubmissionRequestSerializer(serializers.Serializer):
+    sellers = SellerReportSerializer(many=True, min_length=1, max_length=1000)  # type: ignore[call-arg]
+
+
+class SubmissionResponseSerializer(serializers.Serializer):
+    submission = serializers.IntegerField()
+    sellers = serializers.IntegerField()
+    sellers_created = serializers.IntegerField()
+    indicators = serializers.IntegerField()
+    sightings_created = serializers.IntegerField()
+
+
+class ClusterSummarySerializer(serializers.Serializer):
+    id = serializers.CharField(help_text="Opaque cluster reference.")
+    size = serializers.IntegerField()
+    platforms = serializers.IntegerField(help_text="Number of platforms spanned.")
+    cross_platform = serializers.BooleanField()
+    risk = serializers.IntegerField()
+    kinds = serializers.ListField(
+        child=serializers.CharField(), help_text="Indicator kinds linking the cluster."
+    )
+
+
+class SightingOutSerializer(serializers.Serializer):
+    kind = serializers.CharField(source="indicator.kind")
+    first_seen = serializers.DateTimeField()
+    last_seen = serializers.DateTimeField()
+
+
+class SellerSerializer(serializers.ModelSerializer):
+    reasons = serializers.ListField(child=serializers.CharField(), read_only=True)
+    retracted = serializers.BooleanField(source="is_retracted", read_only=True)
+    cluster = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Seller
+        fields = (
+            "seller_ref",
+            "status",
+            "reasons",
+            "first_reported_at",
+            "reported_at",
+            "expires_at",
+            "retracted",
+            "retracted_at",
+            "retraction_reason",
+            "cluster",
+        )
+        read_only_fields = fields
+
+    def get_cluster(self, seller: Seller) -> dict[str, Any] | None:
+        summaries = self.context.get("cluster_summaries") or {}
+        return summaries.get(seller.pk)
+
+
+class SellerDetailSerializer(SellerSerializer):
+    indicators = SightingOutSerializer(source="sightings", many=True, read_only=True)
+
+    class Meta(SellerSerializer.Meta):
+        fields = (*SellerSerializer.Meta.fields, "indicators")  # type: ignore[assignment]
+        read_only_fields = fields  # type: ignore[assignment]
+
+
+class RetractSerializer(serializers.Serializer):
+    reason = serializers.CharField(
+        max_length=1000, help_text="Why the report is withdrawn (e.g. appeal upheld)."
+    )
+
+
+class LookupRequestSerializer(serializers.Serializer):
+    indicators = IndicatorInSerializer(many=True, min_length=1, max_length=100)  # type: ignore[call-arg]
+
+
+class LookupResultSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    kind = serializers.CharField()
+    match = serializers.BooleanField(help_text="Reported sellers on other platforms share this indicator.")
+    other_platforms = serializers.IntegerField()
+    reported_sellers = serializers.IntegerField()
+    cluster = serializers.CharField(allow_null=True)
+    risk = serializers.IntegerField(allow_null=True)
+    matched_kinds = serializers.ListField(child=serializers.CharField())
+
+
+class LookupResponseSerializer(serializers.Serializer):
+    results = LookupResultSerializer(many=True)

@@ -246,7 +246,9 @@ def test_concurrent_overlapping_batches_neither_duplicate_nor_lose(acme, bazaar)
     def send(platform, offset) -> None:
         try:
             for batch in range(3):
-                sellers = [seller(f"p{offset}-{batch}-{i}", *shared, ("email", f"{i}@x.com")) for i in range(30)]
+                sellers = [
+                    seller(f"p{offset}-{batch}-{i}", *shared, ("email", f"{i}@x.com")) for i in range(30)
+                ]
                 assert submit(platform.client(), *sellers).status_code == 201
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)

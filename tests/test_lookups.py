@@ -1,0 +1,76 @@
+import pytest
+
+from accounts.models import ApiKey
+from exchange.models import AuditEntry, LookupUsage
+from tests.builders import seller, submit, th
+
+pytestmark = pytest.mark.django_db
+
+
+def lookup(client, *indicators):
+    return client.post(
+        "/api/v1/lookups/",
+        {"indicators": [{"kind": k, "hash": th(k, v)} for k, v in indicators]},
+        format="json",
+    )
+
+
+@pytest.fixture
+def reported(acme, bazaar):
+    submit(bazaar.client(), seller("baz-1", ("email", "ring@x.com"), ("phone", "+493012345678")))
+    submit(acme.client(), seller("acme-1", ("email", "own@x.com")))
+
+
+def test_lookup_reports_matches_on_other_platforms(acme, reported):
+    response = lookup(
+        acme.client(), ("email", "RING@x.com"), ("email", "nobody@x.com"), ("email", "own@x.com")
+    )
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert [r["match"] for r in results] == [True, False, False]
+    assert results[0]["other_platforms"] == 1 and results[0]["reported_sellers"] == 1
+    assert results[0]["matched_kinds"] == ["email"]
+    assert "baz-1" not in response.content.decode()
+
+
+def test_lookup_is_audited_without_hashes(acme, reported):
+    lookup(acme.client(), ("email", "ring@x.com"))
+    entry = AuditEntry.objects.get(action="lookup")
+    assert entry.details == {"indicators": 1, "matches": 1}
+    assert entry.actor == acme.key.prefix
+    assert th("email", "ring@x.com") not in str(entry.details)
+
+
+def test_lookup_quota_gives_429_with_reset_time(acme, reported, settings):
+    settings.EXCHANGE_LOOKUP_DAILY_QUOTA = 3
+    client = acme.client()
+    assert lookup(client, ("email", "a@x.com"), ("email", "b@x.com")).status_code == 200
+    response = lookup(client, ("email", "c@x.com"), ("email", "d@x.com"))
+    assert response.status_code == 429
+    error = response.json()["error"]
+    assert error["code"] == "quota_exceeded" and "resets_at" in error["details"]
+    assert int(response["Retry-After"]) > 0
+    assert LookupUsage.objects.get().count == 2
+    assert lookup(client, ("email", "c@x.com")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"indicators": []}, "indicators"),
+        ({"indicators": [{"kind": "email", "hash": "x@y.com"}]}, "indicators[0].hash"),
+        ({"indicators": [{"kind": "nope", "hash": "a" * 64}]}, "indicators[0].kind"),
+        ({"hashes": []}, "body"),
+    ],
+)
+def test_bad_lookup_is_400_naming_the_field(acme, body, field):
+    response = acme.client().post("/api/v1/lookups/", body, format="json")
+    assert response.status_code == 400
+    assert field in response.json()["error"]["details"]
+
+
+def test_lookup_needs_the_lookup_scope(acme, anonymous):
+    _, secret = ApiKey.generate(acme.platform, ["read"])
+    acme.secret = secret
+    assert lookup(acme.client(), ("email", "a@x.com")).status_code == 403
+    assert lookup(anonymous, ("email", "a@x.com")).status_code == 401

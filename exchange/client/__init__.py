@@ -1,0 +1,51 @@
+"""Reference partner client of the bad-actor intelligence exchange (library and ``python -m exchange.client``).
+
+Raw identifiers never leave the partner: values are normalised and hashed locally by the published hashing
+spec (``exchange.normalization``, v1) and only transport hashes are sent. No Django needed.
+
+Typical use::
+
+    from exchange.client import ExchangeClient, submit_csv
+
+    client = ExchangeClient("https://exchange.example.org", api_key)
+    summary = submit_csv(client, "reports.csv", default_region="DE")
+    print(summary.format())
+
+or, for prepared data, ``client.submit_batch(sellers)``, ``client.lookup(indicators)`` and
+``client.retract(seller_ref, reason)``.
+"""
+
+from exchange.client.api import ApiError, ExchangeClient, ExchangeError, TransportError
+from exchange.client.csvinput import (
+    CsvFormatError,
+    CsvResult,
+    Indicator,
+    RejectedRow,
+    SellerReport,
+    parse_reported_at,
+    read_submission_csv,
+    read_submission_file,
+    read_submission_rows,
+)
+from exchange.client.submission import BatchFailure, SubmitSummary, batched, submit_csv, submit_sellers
+
+__all__ = [
+    "ApiError",
+    "BatchFailure",
+    "CsvFormatError",
+    "CsvResult",
+    "ExchangeClient",
+    "ExchangeError",
+    "Indicator",
+    "RejectedRow",
+    "SellerReport",
+    "SubmitSummary",
+    "TransportError",
+    "batched",
+    "parse_reported_at",
+    "read_submission_csv",
+    "read_submission_file",
+    "read_submission_rows",
+    "submit_csv",
+    "submit_sellers",
+]

@@ -1,0 +1,238 @@
+"""Command line of the reference partner client: ``python -m exchange.client COMMAND ...``.
+
+Exit codes: 0 success, 1 the exchange refused or could not be reached (or a batch failed), 2 bad usage or
+unreadable input. Raw identifier values and the API key are never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import sys
+import urllib.parse
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from exchange.client.api import ExchangeClient, ExchangeError
+from exchange.client.csvinput import CsvFormatError, Indicator, read_submission_file
+from exchange.client.submission import (
+    DEFAULT_BATCH_SIZE,
+    MAX_BATCH_SIZE,
+    SubmitSummary,
+    batched,
+    submit_sellers,
+)
+from exchange.normalization import KINDS, NormalizationError, normalize, normalize_region, transport_hash
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Bad arguments or unreadable input; reported on stderr with exit code 2."""
+
+
+def main(
+    argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None
+) -> int:
+    """Run the command line; return the exit code."""
+    out = stdout or sys.stdout
+    err = stderr or sys.stderr
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.handler(args, out, err)
+    except UsageError as exc:
+        print(f"error: {exc}", file=err)
+        return EXIT_USAGE
+    except ExchangeError as exc:
+        print(f"error: {exc}", file=err)
+        return EXIT_FAILED
+    return code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m exchange.client",
+        description="Reference partner client of the bad-actor intelligence exchange. Values are normalised "
+        "and hashed locally (hashing spec v1); only transport hashes are sent.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    hash_cmd = commands.add_parser("hash", help="print the transport hash of one value")
+    hash_cmd.add_argument("--kind", required=True, choices=KINDS)
+    _add_region(hash_cmd)
+    hash_cmd.add_argument(
+        "--show-normalized", action="store_true", help="also print the canonical form to stderr"
+    )
+    hash_cmd.add_argument("value")
+    hash_cmd.set_defaults(handler=_hash)
+
+    submit = commands.add_parser("submit", help="normalise, hash and submit a CSV of seller reports")
+    _add_connection(submit, required=False)
+    _add_region(submit)
+    submit.add_argument(
+        "--batch-size",
+        type=int,
+        default=DEFAULT_BATCH_SIZE,
+        help=f"sellers per request (1..{MAX_BATCH_SIZE}, default {DEFAULT_BATCH_SIZE})",
+    )
+    submit.add_argument("--dry-run", action="store_true", help="print the JSON payloads instead of sending")
+    submit.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    submit.add_argument(
+        "csv_file", metavar="FILE.csv", help="columns seller_ref,status,reasons,reported_at,kind,value"
+    )
+    submit.set_defaults(handler=_submit)
+
+    lookup = commands.add_parser("lookup", help="screen values against other platforms' reports")
+    _add_connection(lookup, required=True)
+    lookup.add_argument("--kind", required=True, choices=KINDS)
+    _add_region(lookup)
+    lookup.add_argument("values", nargs="+", metavar="VALUE")
+    lookup.set_defaults(handler=_lookup)
+
+    retract = commands.add_parser("retract", help="retract the report of one of your sellers")
+    _add_connection(retract, required=True)
+    retract.add_argument("seller_ref", metavar="SELLER_REF")
+    retract.add_argument("--reason", required=True, help="why the report is retracted (e.g. appeal upheld)")
+    retract.set_defaults(handler=_retract)
+    return parser
+
+
+def _add_region(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--default-region",
+        metavar="CC",
+        help="ISO country code for national phone numbers and tax ids without a country prefix",
+    )
+
+
+def _add_connection(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    parser.add_argument(
+        "--url", required=required, help="the exchange's base URL, e.g. https://exchange.example.org"
+    )
+    parser.add_argument("--key-file", required=required, type=Path, help="file holding the API key")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default 30)")
+    parser.add_argument("--max-retries", type=int, default=5, help="retries per request (default 5)")
+
+
+# --- commands --------------------------------------------------------------------------------------------
+
+
+def _hash(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    region = _region(args)
+    try:
+        normalized = normalize(args.kind, args.value, region)
+    except NormalizationError as exc:
+        raise UsageError(f"value rejected: {exc}") from None
+    if args.show_normalized:
+        print(normalized, file=err)
+    print(transport_hash(args.kind, args.value, region), file=out)
+    return EXIT_OK
+
+
+def _submit(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    region = _region(args)
+    if not 1 <= args.batch_size <= MAX_BATCH_SIZE:
+        raise UsageError(f"--batch-size must be between 1 and {MAX_BATCH_SIZE}")
+    try:
+        result = read_submission_file(args.csv_file, region)
+    except CsvFormatError as exc:
+        raise UsageError(f"{args.csv_file}: {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {args.csv_file}: {exc.strerror or exc}") from None
+    summary = SubmitSummary(
+        rows=result.rows,
+        sellers=len(result.sellers),
+        indicators=sum(len(seller.indicators) for seller in result.sellers),
+        duplicate_indicators=result.duplicate_indicators,
+        rejected=result.rejected,
+    )
+
+    if args.dry_run:
+        payloads = [
+            {"sellers": [seller.to_payload() for seller in batch]}
+            for batch in batched(result.sellers, args.batch_size)
+        ]
+        print(json.dumps(payloads, indent=2, ensure_ascii=False), file=out)
+        print(summary.format(sent=False), file=err)
+        print(f"Dry run: {len(payloads)} batches printed, nothing was sent.", file=err)
+        return EXIT_OK
+
+    client = _client(args, err)
+
+    def progress(message: str) -> None:
+        if not args.quiet:
+            print(message, file=err, flush=True)
+
+    submit_sellers(client, result.sellers, batch_size=args.batch_size, progress=progress, summary=summary)
+    print(summary.format(), file=out)
+    return EXIT_OK if summary.ok else EXIT_FAILED
+
+
+def _lookup(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    region = _region(args)
+    indicators = []
+    for position, value in enumerate(args.values, start=1):
+        try:
+            indicators.append(Indicator(args.kind, transport_hash(args.kind, value, region)))
+        except NormalizationError as exc:
+            raise UsageError(f"value #{position} rejected: {exc}") from None
+    answer = _client(args, err).lookup(indicators)
+    _print_json(answer, out)
+    return EXIT_OK
+
+
+def _retract(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if not args.seller_ref.strip():
+        raise UsageError("SELLER_REF must not be empty")
+    if not args.reason.strip():
+        raise UsageError("--reason must not be empty")
+    answer = _client(args, err).retract(args.seller_ref.strip(), args.reason.strip())
+    _print_json(answer, out)
+    return EXIT_OK
+
+
+# --- shared ----------------------------------------------------------------------------------------------
+
+
+def _region(args: argparse.Namespace) -> str | None:
+    try:
+        return normalize_region(args.default_region)
+    except NormalizationError:
+        raise UsageError("--default-region must be an ISO 3166 two-letter country code, e.g. DE") from None
+
+
+def _client(args: argparse.Namespace, err: TextIO) -> ExchangeClient:
+    if not args.url or not args.key_file:
+        raise UsageError("--url and --key-file are required (unless --dry-run)")
+    if args.max_retries < 0:
+        raise UsageError("--max-retries must be zero or more")
+    try:
+        api_key = args.key_file.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else "unreadable"
+        raise UsageError(f"cannot read the key file {args.key_file}: {detail}") from None
+    if not api_key or any(ch.isspace() for ch in api_key):
+        raise UsageError(f"the key file {args.key_file} must contain exactly one API key")
+    parts = urllib.parse.urlsplit(args.url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError("--url must be an http:// or https:// URL")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        print("warning: sending the API key over plain http; use https outside a test setup", file=err)
+    return ExchangeClient(args.url, api_key, timeout=args.timeout, max_retries=args.max_retries)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _print_json(data: Any, out: TextIO) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False), file=out)

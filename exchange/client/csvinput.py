@@ -1,0 +1,280 @@
+"""Reading a partner's submission CSV into seller reports with transport-hashed indicators.
+
+One row per indicator: ``seller_ref,status,reasons,reported_at,kind,value`` (header row required, columns
+in any order, extra columns ignored). Values are normalised and hashed here, on the partner's machine; only
+hashes leave it. Bad rows are collected with their line number and reason, never with their value.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+from exchange.normalization import (
+    KINDS,
+    REASONS,
+    STATUSES,
+    NormalizationError,
+    normalize_region,
+    transport_hash,
+)
+
+__all__ = [
+    "COLUMNS",
+    "CsvFormatError",
+    "CsvResult",
+    "Indicator",
+    "RejectedRow",
+    "SellerReport",
+    "parse_reported_at",
+    "read_submission_csv",
+    "read_submission_file",
+    "read_submission_rows",
+]
+
+COLUMNS: tuple[str, ...] = ("seller_ref", "status", "reasons", "reported_at", "kind", "value")
+MAX_SELLER_REF_LENGTH = 255
+# Reports from the future are refused by the exchange; a little slack absorbs clock skew.
+FUTURE_TOLERANCE = timedelta(minutes=5)
+
+
+class CsvFormatError(ValueError):
+    """The file as a whole cannot be read (no header, missing columns, not UTF-8)."""
+
+
+@dataclass(frozen=True)
+class Indicator:
+    """One hashed indicator as the API receives it: its kind and its transport hash."""
+
+    kind: str
+    hash: str
+
+    def to_payload(self) -> dict[str, str]:
+        return {"kind": self.kind, "hash": self.hash}
+
+
+@dataclass
+class SellerReport:
+    """One seller as the API receives it. ``reported_at`` is an ISO-8601 string with a timezone."""
+
+    seller_ref: str
+    status: str
+    reasons: list[str]
+    reported_at: str
+    indicators: list[Indicator] = field(default_factory=list)
+    # CSV lines this seller came from (for messages; not sent).
+    lines: list[int] = field(default_factory=list, compare=False, repr=False)
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            "seller_ref": self.seller_ref,
+            "status": self.status,
+            "reasons": list(self.reasons),
+            "reported_at": self.reported_at,
+            "indicators": [indicator.to_payload() for indicator in self.indicators],
+        }
+
+
+@dataclass(frozen=True)
+class RejectedRow:
+    """A CSV row that was not sent: its line number (the header is line 1), seller_ref and the reason."""
+
+    line: int
+    seller_ref: str
+    reason: str
+
+    def __str__(self) -> str:
+        seller = f" (seller {self.seller_ref!r})" if self.seller_ref else ""
+        return f"line {self.line}{seller}: {self.reason}"
+
+
+@dataclass
+class _SellerDraft:
+    report: SellerReport
+    reported_at: datetime
+    hashes: set[Indicator] = field(default_factory=set)
+    conflicts: set[str] = field(default_factory=set)
+    # Lines not rejected so far; they are rejected after all if the seller's rows turn out to conflict.
+    accepted_lines: list[int] = field(default_factory=list)
+
+
+@dataclass
+class CsvResult:
+    """What a submission CSV yielded: sellers to send, rejected rows, data rows read, duplicates dropped."""
+
+    sellers: list[SellerReport]
+    rejected: list[RejectedRow]
+    rows: int
+    duplicate_indicators: int
+
+
+def parse_reported_at(text: str, now: datetime | None = None) -> str:
+    """Parse an ISO-8601 date or date-time; naive values and dates are UTC. Return it as ``...Z`` UTC.
+
+    Raises ``ValueError`` with a human reason for anything unparseable or in the future.
+    """
+    text = text.strip()
+    if not text:
+        raise ValueError("reported_at is empty")
+    try:
+        moment = datetime.fromisoformat(text)  # a bare date is midnight
+    except ValueError:
+        raise ValueError(
+            "reported_at is not an ISO-8601 date or date-time (e.g. 2025-01-31T12:00:00Z)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    moment = moment.astimezone(UTC)
+    if moment > (now or datetime.now(UTC)) + FUTURE_TOLERANCE:
+        raise ValueError("reported_at is in the future")
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def read_submission_csv(
+    path: str | Path, default_region: str | None = None
+) -> tuple[list[SellerReport], list[RejectedRow]]:
+    """Read a submission CSV; return the sellers to submit and the rejected rows.
+
+    Rows are normalised and hashed with ``default_region`` for national phone numbers and country-less
+    tax ids. A seller's status, reasons and reported_at must agree across its rows; if they do not, all its
+    rows are rejected. Repeated indicators of one seller are sent once. Raises ``CsvFormatError`` when the
+    file cannot be read at all.
+    """
+    result = read_submission_file(path, default_region)
+    return result.sellers, result.rejected
+
+
+def read_submission_file(path: str | Path, default_region: str | None = None) -> CsvResult:
+    """Like ``read_submission_csv``, also counting the duplicate indicators that were dropped."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as stream:
+            return read_submission_rows(stream, default_region)
+    except UnicodeDecodeError:
+        raise CsvFormatError("the file is not UTF-8 text") from None
+
+
+def read_submission_rows(
+    stream: TextIO | Iterable[str], default_region: str | None = None, now: datetime | None = None
+) -> CsvResult:
+    """Read submission CSV text from an open stream (or any iterable of lines)."""
+    reader = csv.reader(stream)
+    header = next(reader, None)
+    if header is None:
+        raise CsvFormatError("the file is empty; expected a header row: " + ",".join(COLUMNS))
+    names = [name.strip().lower() for name in header]
+    missing = [column for column in COLUMNS if column not in names]
+    if missing:
+        raise CsvFormatError(
+            f"the header row lacks column(s) {', '.join(missing)}; expected: {','.join(COLUMNS)}"
+        )
+    position = {column: names.index(column) for column in COLUMNS}
+    now = now or datetime.now(UTC)
+    default_region = normalize_region(default_region)
+
+    drafts: dict[str, _SellerDraft] = {}
+    rejected: list[RejectedRow] = []
+    duplicates = rows = 0
+    for line, row in _numbered_rows(reader):
+        if not any(cell.strip() for cell in row):
+            continue  # blank lines carry nothing
+        rows += 1
+        if len(row) != len(names):
+            seller_ref = row[position["seller_ref"]].strip() if len(row) > position["seller_ref"] else ""
+            rejected.append(RejectedRow(line, seller_ref, f"expected {len(names)} columns, got {len(row)}"))
+            continue
+        cells = {column: row[index] for column, index in position.items()}
+        seller_ref = cells["seller_ref"].strip()
+        try:
+            status, reasons, reported_at, moment = _seller_fields(cells, now)
+        except ValueError as exc:
+            rejected.append(RejectedRow(line, seller_ref, str(exc)))
+            continue
+
+        draft = drafts.get(seller_ref)
+        if draft is None:
+            report = SellerReport(seller_ref, status, reasons, reported_at)
+            draft = drafts[seller_ref] = _SellerDraft(report, moment)
+        else:
+            draft.conflicts |= _conflicts(draft, status, reasons, moment)
+        draft.report.lines.append(line)
+
+        try:
+            indicator = _indicator(cells, default_region)
+        except ValueError as exc:
+            rejected.append(RejectedRow(line, seller_ref, str(exc)))
+            continue
+        draft.accepted_lines.append(line)
+        if indicator in draft.hashes:
+            duplicates += 1
+            continue
+        draft.hashes.add(indicator)
+        draft.report.indicators.append(indicator)
+
+    sellers: list[SellerReport] = []
+    for seller_ref, draft in drafts.items():
+        if draft.conflicts:
+            lines = ", ".join(str(number) for number in draft.report.lines)
+            reason = f"conflicting {' and '.join(sorted(draft.conflicts))} across this seller's rows (lines {lines})"
+            rejected.extend(RejectedRow(line, seller_ref, reason) for line in draft.accepted_lines)
+        elif draft.report.indicators:
+            sellers.append(draft.report)
+    rejected.sort(key=lambda row: row.line)
+    return CsvResult(sellers, rejected, rows, duplicates)
+
+
+def _numbered_rows(reader: Any) -> Iterator[tuple[int, list[str]]]:
+    # csv.reader.line_num counts physical lines read so far, so a quoted field spanning lines would
+    # otherwise report the record's last line; partners look for the line where the record starts.
+    previous = reader.line_num
+    for row in reader:
+        yield previous + 1, row
+        previous = reader.line_num
+
+
+def _seller_fields(cells: dict[str, str], now: datetime) -> tuple[str, list[str], str, datetime]:
+    seller_ref = cells["seller_ref"].strip()
+    if not seller_ref:
+        raise ValueError("seller_ref is empty")
+    if len(seller_ref) > MAX_SELLER_REF_LENGTH:
+        raise ValueError(f"seller_ref is longer than {MAX_SELLER_REF_LENGTH} characters")
+    status = cells["status"].strip().lower()
+    if status not in STATUSES:
+        raise ValueError(f"status must be one of {', '.join(STATUSES)}")
+    reasons: list[str] = []
+    for reason in cells["reasons"].split("|"):
+        reason = reason.strip().lower()
+        if not reason:
+            continue
+        if reason not in REASONS:
+            raise ValueError(f"unknown reason {reason[:40]!r}; valid reasons: {', '.join(REASONS)}")
+        if reason not in reasons:
+            reasons.append(reason)
+    if not reasons:
+        raise ValueError("reasons is empty; give one or more of " + ", ".join(REASONS) + " separated by '|'")
+    reported_at = parse_reported_at(cells["reported_at"], now)
+    return status, reasons, reported_at, datetime.fromisoformat(reported_at)
+
+
+def _conflicts(draft: _SellerDraft, status: str, reasons: list[str], moment: datetime) -> set[str]:
+    found = set()
+    if status != draft.report.status:
+        found.add("status")
+    if set(reasons) != set(draft.report.reasons):
+        found.add("reasons")
+    if moment != draft.reported_at:
+        found.add("reported_at")
+    return found
+
+
+def _indicator(cells: dict[str, str], default_region: str | None) -> Indicator:
+    kind = cells["kind"].strip().lower()
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind[:40]!r}; valid kinds: {', '.join(KINDS)}")
+    try:
+        return Indicator(kind, transport_hash(kind, cells["value"], default_region))
+    except NormalizationError as exc:
+        raise ValueError(f"{kind} value rejected: {exc.reason}") from None

@@ -1,0 +1,707 @@
+"""The reference partner client: CSV reading, HTTP behaviour against a fake exchange, and the command line."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from exchange.client import (
+    ApiError,
+    CsvFormatError,
+    ExchangeClient,
+    Indicator,
+    SellerReport,
+    TransportError,
+    parse_reported_at,
+    read_submission_csv,
+    read_submission_rows,
+    submit_csv,
+)
+from exchange.client.cli import main
+from exchange.normalization import is_transport_hash, transport_hash
+
+API_KEY = "acme_live_9f8e7d6c5b4a"
+HEADER = "seller_ref,status,reasons,reported_at,kind,value\n"
+SECRET_EMAIL = "counterfeiter.alice@example.com"
+SECRET_PHONE = "+49 30 1234567"
+
+
+# --- a fake exchange -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    drop: bool = False  # close the connection without answering
+
+
+class FakeExchange:
+    """A tiny in-process HTTP server: records requests, answers from a script, then with a default 201."""
+
+    def __init__(self) -> None:
+        self.requests: list[Recorded] = []
+        self.script: list[Reply] = []
+        self.default: Callable[[Recorded], Reply] = self.accept
+        self.submissions = 0
+        self._lock = threading.Lock()
+        exchange = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length)
+                recorded = Recorded("POST", self.path, dict(self.headers.items()), json.loads(raw or b"null"))
+                with exchange._lock:
+                    exchange.requests.append(recorded)
+                    reply = exchange.script.pop(0) if exchange.script else exchange.default(recorded)
+                if reply.drop:
+                    self.close_connection = True
+                    return
+                payload = (
+                    b""
+                    if reply.body is None
+                    else (reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode())
+                )
+                self.send_response(reply.status)
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True)
+
+    def accept(self, request: Recorded) -> Reply:
+        if request.path == "/api/v1/submissions/":
+            self.submissions += 1
+            sellers = request.body["sellers"]
+            indicators = sum(len(seller["indicators"]) for seller in sellers)
+            return Reply(
+                201,
+                {
+                    "submission": self.submissions,
+                    "sellers": len(sellers),
+                    "indicators": indicators,
+                    "sightings_created": indicators,
+                },
+            )
+        if request.path == "/api/v1/lookups/":
+            return Reply(
+                200,
+                {"results": [{"hash": item["hash"], "match": False} for item in request.body["indicators"]]},
+            )
+        return Reply(200, {"retracted": True})
+
+    def submissions_requests(self) -> list[Recorded]:
+        return [request for request in self.requests if request.path == "/api/v1/submissions/"]
+
+
+@pytest.fixture
+def exchange() -> Iterator[FakeExchange]:
+    fake = FakeExchange()
+    fake.thread.start()
+    yield fake
+    fake.server.shutdown()
+    fake.server.server_close()
+
+
+class Sleeps(list[float]):
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+@pytest.fixture
+def sleeps() -> Sleeps:
+    return Sleeps()
+
+
+def make_client(url: str, sleeps: Sleeps, **options: Any) -> ExchangeClient:
+    options.setdefault("max_retries", 3)
+    return ExchangeClient(url, API_KEY, timeout=5, sleep=sleeps, jitter=lambda: 0.0, **options)
+
+
+def seller(ref: str = "s-1", indicators: int = 1) -> SellerReport:
+    return SellerReport(
+        ref,
+        "confirmed",
+        ["counterfeit"],
+        "2025-01-31T12:00:00Z",
+        [Indicator("phone", transport_hash("phone", f"+49 30 123456{n}")) for n in range(indicators)],
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def write_csv(tmp_path: Path, text: str, name: str = "reports.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# --- the HTTP client -------------------------------------------------------------------------------------
+
+
+def test_submit_batch_posts_hashes_with_bearer_key_and_idempotency_key(
+    exchange: FakeExchange, sleeps: Sleeps
+) -> None:
+    answer = make_client(exchange.url + "/", sleeps).submit_batch([seller()], idempotency_key="key-1")
+
+    assert answer["submission"] == 1
+    [request] = exchange.requests
+    assert request.path == "/api/v1/submissions/"
+    assert request.headers["Authorization"] == f"Bearer {API_KEY}"
+    assert request.headers["Idempotency-Key"] == "key-1"
+    assert request.headers["Content-Type"] == "application/json"
+    [sent] = request.body["sellers"]
+    assert sent["seller_ref"] == "s-1"
+    assert sent["status"] == "confirmed"
+    assert sent["reasons"] == ["counterfeit"]
+    assert sent["reported_at"] == "2025-01-31T12:00:00Z"
+    assert sent["indicators"] == [{"kind": "phone", "hash": transport_hash("phone", "+49 30 1234560")}]
+    assert sleeps == []
+
+
+def test_submit_batch_accepts_plain_dicts_and_makes_a_uuid_key(
+    exchange: FakeExchange, sleeps: Sleeps
+) -> None:
+    make_client(exchange.url, sleeps).submit_batch([seller().to_payload()])
+    key = exchange.requests[0].headers["Idempotency-Key"]
+    assert len(key) == 36 and key.count("-") == 4
+
+
+def test_5xx_is_retried_with_the_same_idempotency_key_and_growing_backoff(
+    exchange: FakeExchange, sleeps: Sleeps
+) -> None:
+    exchange.script = [Reply(503), Reply(502, b"<html>bad gateway</html>"), Reply(500)]
+
+    answer = make_client(exchange.url, sleeps).submit_batch([seller()])
+
+    assert answer["submission"] == 1
+    keys = {request.headers["Idempotency-Key"] for request in exchange.requests}
+    assert len(exchange.requests) == 4 and len(keys) == 1
+    bodies = {json.dumps(request.body, sort_keys=True) for request in exchange.requests}
+    assert len(bodies) == 1
+    assert sleeps == [0.25, 0.5, 1.0]  # half of 0.5 * 2**attempt, plus jitter (0 here)
+
+
+def test_backoff_jitter_stays_within_half_and_full_delay(sleeps: Sleeps) -> None:
+    low = ExchangeClient("http://x.test", API_KEY, jitter=lambda: 0.0, backoff_base=1, backoff_max=8)
+    high = ExchangeClient("http://x.test", API_KEY, jitter=lambda: 1.0, backoff_base=1, backoff_max=8)
+    assert [low._backoff(n) for n in range(5)] == [0.5, 1, 2, 4, 4]
+    assert [high._backoff(n) for n in range(5)] == [1, 2, 4, 8, 8]
+
+
+def test_429_honours_retry_after_seconds(exchange: FakeExchange, sleeps: Sleeps) -> None:
+    exchange.script = [
+        Reply(429, {"error": {"code": "throttled", "message": "slow down"}}, {"Retry-After": "7"})
+    ]
+    answer = make_client(exchange.url, sleeps).lookup([Indicator("phone", "a" * 64)])
+    assert answer["results"][0]["hash"] == "a" * 64
+    assert sleeps == [7.0]
+
+
+def test_retry_after_as_http_date_is_honoured_and_capped(exchange: FakeExchange, sleeps: Sleeps) -> None:
+    later = format_datetime(datetime.now(UTC) + timedelta(hours=2), usegmt=True)
+    exchange.script = [Reply(503, headers={"Retry-After": later})]
+    make_client(exchange.url, sleeps, max_retry_after=60).submit_batch([seller()])
+    assert sleeps == [60]
+
+
+def test_persisting_5xx_gives_api_error_after_max_retries(exchange: FakeExchange, sleeps: Sleeps) -> None:
+    exchange.script = [Reply(503, {"error": {"code": "unavailable", "message": "maintenance"}})] * 4
+    with pytest.raises(ApiError) as caught:
+        make_client(exchange.url, sleeps, max_retries=3).submit_batch([seller()])
+    assert caught.value.status == 503
+    assert caught.value.code == "unavailable"
+    assert len(exchange.requests) == 4 and len(sleeps) == 3
+
+
+def test_4xx_is_final_and_carries_the_api_error(exchange: FakeExchange, sleeps: Sleeps) -> None:
+    details = {"sellers[0].indicators[0].hash": "not a transport hash"}
+    exchange.script = [Reply(400, {"error": {"code": "invalid", "message": "bad batch", "details": details}})]
+
+    with pytest.raises(ApiError) as caught:
+        make_client(exchange.url, sleeps).submit_batch([seller()])
+
+    assert (caught.value.status, caught.value.code, caught.value.message) == (400, "invalid", "bad batch")
+    assert caught.value.details == details
+    assert len(exchange.requests) == 1 and sleeps == []
+
+
+@pytest.mark.parametrize("status", [401, 403, 404, 409, 413, 422])
+def test_other_4xx_are_not_retried(exchange: FakeExchange, sleeps: Sleeps, status: int) -> None:
+    exchange.script = [Reply(status, b"nope")]
+    with pytest.raises(ApiError) as caught:
+        make_client(exchange.url, sleeps).retract("s-1", "appeal upheld")
+    assert caught.value.status == status
+    assert caught.value.code == f"http_{status}"
+    assert len(exchange.requests) == 1
+
+
+def test_dropped_connection_is_retried(exchange: FakeExchange, sleeps: Sleeps) -> None:
+    exchange.script = [Reply(0, drop=True)]
+    answer = make_client(exchange.url, sleeps).submit_batch([seller()], idempotency_key="k")
+    assert answer["submission"] == 1
+    assert [request.headers["Idempotency-Key"] for request in exchange.requests] == ["k", "k"]
+    assert sleeps == [0.25]
+
+
+def test_unreachable_exchange_gives_transport_error_after_retries(sleeps: Sleeps) -> None:
+    client = make_client(f"http://127.0.0.1:{free_port()}", sleeps, max_retries=2)
+    with pytest.raises(TransportError, match="after 3 attempts"):
+        client.submit_batch([seller()])
+    assert sleeps == [0.25, 0.5]
+
+
+def test_redirects_are_reported_not_followed(exchange: FakeExchange, sleeps: Sleeps) -> None:
+    exchange.script = [Reply(308, headers={"Location": "https://elsewhere.test/api/v1/submissions/"})]
+    with pytest.raises(ApiError) as caught:
+        make_client(exchange.url, sleeps).submit_batch([seller()])
+    assert caught.value.code == "redirect"
+    assert "elsewhere.test" in caught.value.message
+    assert len(exchange.requests) == 1
+
+
+def test_retract_quotes_the_seller_ref_and_sends_the_reason(exchange: FakeExchange, sleeps: Sleeps) -> None:
+    make_client(exchange.url, sleeps).retract("shop/42 ü", "appeal upheld")
+    [request] = exchange.requests
+    assert request.path == "/api/v1/sellers/shop%2F42%20%C3%BC/retract/"
+    assert request.body == {"reason": "appeal upheld"}
+
+
+def test_lookup_sends_kind_and_hash_only(exchange: FakeExchange, sleeps: Sleeps) -> None:
+    make_client(exchange.url, sleeps).lookup([{"kind": "email", "hash": "b" * 64, "note": "dropped"}])
+    assert exchange.requests[0].body == {"indicators": [{"kind": "email", "hash": "b" * 64}]}
+
+
+def test_client_never_shows_its_key() -> None:
+    client = ExchangeClient("https://exchange.example.org", API_KEY)
+    assert API_KEY not in repr(client)
+    assert API_KEY not in str(vars(client).get("api_key", ""))
+
+
+@pytest.mark.parametrize("url", ["exchange.example.org", "ftp://exchange.example.org", "https://"])
+def test_client_refuses_non_http_urls(url: str) -> None:
+    with pytest.raises(ValueError):
+        ExchangeClient(url, API_KEY)
+
+
+# --- reading the CSV -------------------------------------------------------------------------------------
+
+
+def test_csv_rows_become_sellers_with_hashed_indicators(tmp_path: Path) -> None:
+    path = write_csv(
+        tmp_path,
+        HEADER
+        + f"s-1,confirmed,counterfeit|trademark,2025-01-31T12:00:00+01:00,email,{SECRET_EMAIL}\n"
+        + f"s-1,confirmed,trademark|counterfeit,2025-01-31T11:00:00Z,phone,{SECRET_PHONE}\n"
+        + "s-2,Suspected,Counterfeit,2025-02-01,store_name,Lucky Star\n",
+    )
+    sellers, rejected = read_submission_csv(path)
+
+    assert rejected == []
+    first, second = sellers
+    assert first.seller_ref == "s-1"
+    assert first.reasons == ["counterfeit", "trademark"]
+    assert first.reported_at == "2025-01-31T11:00:00Z"
+    assert first.indicators == [
+        Indicator("email", transport_hash("email", SECRET_EMAIL)),
+        Indicator("phone", transport_hash("phone", SECRET_PHONE)),
+    ]
+    assert (second.status, second.reasons, second.reported_at) == (
+        "suspected",
+        ["counterfeit"],
+        "2025-02-01T00:00:00Z",
+    )
+    payload = json.dumps([s.to_payload() for s in sellers])
+    assert SECRET_EMAIL not in payload and "1234567" not in payload
+    assert all(is_transport_hash(i["hash"]) for s in sellers for i in s.to_payload()["indicators"])
+
+
+def test_bad_rows_are_rejected_with_line_numbers_and_the_rest_is_kept(tmp_path: Path) -> None:
+    rows = [
+        "good,confirmed,counterfeit,2025-01-31,phone,+49 30 1234567",  # line 2
+        "bad-kind,confirmed,counterfeit,2025-01-31,fax,+49 30 1234567",  # 3
+        "bad-status,banned,counterfeit,2025-01-31,phone,+49 30 1234567",  # 4
+        "bad-reason,confirmed,piracy,2025-01-31,phone,+49 30 1234567",  # 5
+        "no-reason,confirmed,,2025-01-31,phone,+49 30 1234567",  # 6
+        "bad-date,confirmed,counterfeit,31/01/2025,phone,+49 30 1234567",  # 7
+        f"future,confirmed,counterfeit,{(datetime.now(UTC) + timedelta(days=2)).date()},phone,+49 30 1234567",  # 8
+        f"bad-value,confirmed,counterfeit,2025-01-31,email,{SECRET_EMAIL.replace('@', ' at ')}",  # 9
+        ",confirmed,counterfeit,2025-01-31,phone,+49 30 1234567",  # 10
+        "short,confirmed,counterfeit",  # 11
+        "",  # 12: blank, ignored
+        "national,confirmed,counterfeit,2025-01-31,phone,030 1234567",  # 13: no default region
+    ]
+    sellers, rejected = read_submission_csv(write_csv(tmp_path, HEADER + "\n".join(rows) + "\n"))
+
+    assert [s.seller_ref for s in sellers] == ["good"]
+    by_line = {row.line: row for row in rejected}
+    assert sorted(by_line) == [3, 4, 5, 6, 7, 8, 9, 10, 11, 13]
+    assert "unknown kind 'fax'" in by_line[3].reason
+    assert "status must be one of confirmed, suspected" in by_line[4].reason
+    assert "unknown reason 'piracy'" in by_line[5].reason
+    assert "reasons is empty" in by_line[6].reason
+    assert "ISO-8601" in by_line[7].reason
+    assert "future" in by_line[8].reason
+    assert by_line[9].reason.startswith("email value rejected:")
+    assert "seller_ref is empty" in by_line[10].reason
+    assert "expected 6 columns, got 3" in by_line[11].reason
+    assert "default region" in by_line[13].reason
+    assert str(by_line[9]).startswith("line 9 (seller 'bad-value'): ")
+    assert all("counterfeiter" not in str(row) and "1234567" not in str(row) for row in rejected)
+
+
+def test_default_region_applies_to_national_numbers(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, HEADER + "s,confirmed,other,2025-01-31,phone,030 1234567\n")
+    sellers, rejected = read_submission_csv(path, default_region="de")
+    assert rejected == []
+    assert sellers[0].indicators == [Indicator("phone", transport_hash("phone", "+49301234567"))]
+
+
+def test_conflicting_seller_rows_reject_the_whole_seller(tmp_path: Path) -> None:
+    path = write_csv(
+        tmp_path,
+        HEADER
+        + "s-1,confirmed,counterfeit,2025-01-31,phone,+49 30 1234567\n"
+        + "s-2,confirmed,counterfeit,2025-01-31,phone,+49 30 7654321\n"
+        + "s-1,suspected,counterfeit|design,2025-01-31,store_name,Lucky\n"
+        + "s-1,confirmed,counterfeit,2025-01-31,email,x@@y\n",
+    )
+    sellers, rejected = read_submission_csv(path)
+
+    assert [s.seller_ref for s in sellers] == ["s-2"]
+    assert [row.line for row in rejected] == [2, 4, 5]
+    assert "conflicting reasons and status across this seller's rows (lines 2, 4, 5)" in rejected[0].reason
+    assert rejected[1].reason == rejected[0].reason
+    assert rejected[2].reason.startswith("email value rejected")
+
+
+def test_same_instant_in_different_offsets_is_no_conflict(tmp_path: Path) -> None:
+    path = write_csv(
+        tmp_path,
+        HEADER
+        + "s,confirmed,counterfeit,2025-01-31T13:00:00+01:00,phone,+49 30 1234567\n"
+        + "s,confirmed,counterfeit,2025-01-31T12:00:00,store_name,Lucky\n",
+    )
+    sellers, rejected = read_submission_csv(path)
+    assert rejected == [] and len(sellers[0].indicators) == 2
+
+
+def test_duplicate_indicators_are_sent_once_and_counted(tmp_path: Path) -> None:
+    text = (
+        HEADER
+        + "s,confirmed,counterfeit,2025-01-31,phone,+49 30 1234567\n"
+        + "s,confirmed,counterfeit,2025-01-31,phone,+49 (30) 123-4567\n"
+        + "s,confirmed,counterfeit,2025-01-31,store_name,Lucky\n"
+        + "other,confirmed,counterfeit,2025-01-31,phone,+49 30 1234567\n"
+    )
+    result = read_submission_rows(io.StringIO(text))
+    assert result.duplicate_indicators == 1
+    assert result.rows == 4
+    assert [len(s.indicators) for s in result.sellers] == [2, 1]
+    assert result.rejected == []
+
+
+def test_line_numbers_count_physical_lines_of_quoted_fields(tmp_path: Path) -> None:
+    text = (
+        HEADER
+        + 's,confirmed,counterfeit,2025-01-31,shipping_address,"12 Main St\nSpringfield"\n'
+        + "s,confirmed,counterfeit,2025-01-31,fax,123\n"
+    )
+    result = read_submission_rows(io.StringIO(text))
+    assert [row.line for row in result.rejected] == [4]
+
+
+def test_header_may_be_reordered_with_bom_and_extra_columns(tmp_path: Path) -> None:
+    path = tmp_path / "excel.csv"
+    path.write_text(
+        "\ufeffKind,Value,Seller_Ref,Status,Reasons,Reported_At,comment\n"
+        "email,a@example.com,s,confirmed,other,2025-01-31,internal note\n",
+        encoding="utf-8",
+    )
+    sellers, rejected = read_submission_csv(path)
+    assert rejected == [] and sellers[0].indicators[0] == Indicator(
+        "email", transport_hash("email", "a@example.com")
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("", "empty"), ("seller_ref,status,kind,value\n", r"lacks column\(s\) reasons, reported_at")],
+)
+def test_unusable_files_raise_csv_format_error(text: str, message: str) -> None:
+    with pytest.raises(CsvFormatError, match=message):
+        read_submission_rows(io.StringIO(text))
+
+
+def test_reported_at_forms() -> None:
+    now = datetime(2025, 6, 1, tzinfo=UTC)
+    assert parse_reported_at("2025-01-31", now) == "2025-01-31T00:00:00Z"
+    assert parse_reported_at("2025-01-31T10:15:00", now) == "2025-01-31T10:15:00Z"
+    assert parse_reported_at("2025-01-31T10:15:00Z", now) == "2025-01-31T10:15:00Z"
+    assert parse_reported_at(" 2025-01-31T12:15:00+02:00 ", now) == "2025-01-31T10:15:00Z"
+    with pytest.raises(ValueError, match="future"):
+        parse_reported_at("2025-06-02", now)
+
+
+# --- submitting a CSV ------------------------------------------------------------------------------------
+
+
+def many_sellers_csv(tmp_path: Path, count: int) -> Path:
+    rows = [f"s-{n},confirmed,counterfeit,2025-01-31,store_name,Shop {n}" for n in range(count)]
+    rows.append("s-0,confirmed,counterfeit,2025-01-31,fax,1")
+    return write_csv(tmp_path, HEADER + "\n".join(rows) + "\n")
+
+
+def test_submit_csv_sends_batches_each_with_its_own_key(
+    exchange: FakeExchange, sleeps: Sleeps, tmp_path: Path
+) -> None:
+    progress: list[str] = []
+    summary = submit_csv(
+        make_client(exchange.url, sleeps),
+        many_sellers_csv(tmp_path, 5),
+        batch_size=2,
+        progress=progress.append,
+    )
+
+    requests = exchange.submissions_requests()
+    assert [len(r.body["sellers"]) for r in requests] == [2, 2, 1]
+    assert len({r.headers["Idempotency-Key"] for r in requests}) == 3
+    assert summary.ok
+    assert (summary.rows, summary.sellers, summary.indicators) == (6, 5, 5)
+    assert (summary.batches_total, summary.batches_sent, summary.sellers_sent) == (3, 3, 5)
+    assert summary.sightings_created == 5
+    assert summary.submissions == [1, 2, 3]
+    assert [row.line for row in summary.rejected] == [7]
+    assert progress[0].startswith("batch 1/3 sent: 2 sellers so far") and "sellers/s" in progress[0]
+    text = summary.format()
+    assert "Sent 3/3 batches: 5 sellers, 5 indicators, 5 new sightings" in text
+    assert "line 7 (seller 's-0'): unknown kind 'fax'" in text
+
+
+def test_a_failed_batch_is_reported_and_the_others_still_go(
+    exchange: FakeExchange, sleeps: Sleeps, tmp_path: Path
+) -> None:
+    exchange.script = [
+        Reply(201, {"submission": 10}),
+        Reply(400, {"error": {"code": "invalid", "message": "bad"}}),
+    ]
+    summary = submit_csv(make_client(exchange.url, sleeps), many_sellers_csv(tmp_path, 5), batch_size=2)
+
+    assert not summary.ok
+    assert summary.batches_sent == 2 and summary.sellers_sent == 3
+    [failure] = summary.failures
+    assert (failure.number, failure.sellers, failure.status) == (2, 2, 400)
+    assert failure.idempotency_key == exchange.submissions_requests()[1].headers["Idempotency-Key"]
+    assert (
+        f"batch 2 (2 sellers, Idempotency-Key {failure.idempotency_key}): HTTP 400 invalid: bad"
+        in summary.format()
+    )
+
+
+def test_an_authentication_failure_stops_the_run(
+    exchange: FakeExchange, sleeps: Sleeps, tmp_path: Path
+) -> None:
+    exchange.script = [Reply(401, {"error": {"code": "unauthenticated", "message": "bad key"}})]
+    summary = submit_csv(make_client(exchange.url, sleeps), many_sellers_csv(tmp_path, 5), batch_size=2)
+    assert len(exchange.requests) == 1
+    assert summary.batches_skipped == 2 and not summary.ok
+    assert "2 batches not attempted" in summary.format()
+
+
+# --- the command line ------------------------------------------------------------------------------------
+
+
+def run_cli(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(argv), stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def key_file(tmp_path: Path) -> Path:
+    path = tmp_path / "api.key"
+    path.write_text(f"  {API_KEY}\n\n", encoding="utf-8")
+    return path
+
+
+def test_cli_hash_prints_the_transport_hash() -> None:
+    code, out, err = run_cli(
+        "hash", "--kind", "phone", "--default-region", "DE", "--show-normalized", "030 1234567"
+    )
+    assert code == 0
+    assert out == transport_hash("phone", "+49301234567") + "\n"
+    assert err == "+49301234567\n"
+
+
+def test_cli_hash_rejects_without_echoing_the_value() -> None:
+    code, out, err = run_cli("hash", "--kind", "email", SECRET_EMAIL.replace("@", "#"))
+    assert code == 2 and out == ""
+    assert "email: an email address needs exactly one '@'" in err
+    assert "counterfeiter" not in err
+
+
+def test_cli_rejects_a_bad_default_region() -> None:
+    code, _, err = run_cli("hash", "--kind", "phone", "--default-region", "Germany", "030 1234567")
+    assert code == 2 and "--default-region" in err
+
+
+def test_cli_dry_run_prints_payloads_and_sends_nothing(tmp_path: Path) -> None:
+    code, out, err = run_cli("submit", "--dry-run", "--batch-size", "2", str(many_sellers_csv(tmp_path, 3)))
+    assert code == 0
+    payloads = json.loads(out)
+    assert [len(p["sellers"]) for p in payloads] == [2, 1]
+    assert payloads[0]["sellers"][0]["indicators"] == [
+        {"kind": "store_name", "hash": transport_hash("store_name", "Shop 0")}
+    ]
+    assert "Dry run: 2 batches printed, nothing was sent." in err and "line 5 (seller 's-0')" in err
+    assert "Sent " not in err
+    assert "Shop 0" not in out
+
+
+def test_cli_submit_shows_progress_and_summary(
+    exchange: FakeExchange, key_file: Path, tmp_path: Path
+) -> None:
+    code, out, err = run_cli(
+        "submit",
+        "--url",
+        exchange.url,
+        "--key-file",
+        str(key_file),
+        "--batch-size",
+        "2",
+        str(many_sellers_csv(tmp_path, 3)),
+    )
+    assert code == 0
+    assert exchange.requests[0].headers["Authorization"] == f"Bearer {API_KEY}"
+    assert "batch 1/2 sent" in err and "batch 2/2 sent" in err
+    assert "Sent 2/2 batches: 3 sellers" in out and "1 rows rejected" in out
+    assert API_KEY not in out + err
+
+
+def test_cli_submit_exits_non_zero_when_a_batch_fails(
+    exchange: FakeExchange, key_file: Path, tmp_path: Path
+) -> None:
+    exchange.script = [Reply(503)]
+    code, out, _ = run_cli(
+        "submit",
+        "--url",
+        exchange.url,
+        "--key-file",
+        str(key_file),
+        "--max-retries",
+        "0",
+        "--quiet",
+        str(many_sellers_csv(tmp_path, 3)),
+    )
+    assert code == 1
+    assert "Failed batches:" in out and "HTTP 503" in out
+
+
+def test_cli_submit_reports_an_unreadable_csv(key_file: Path, tmp_path: Path) -> None:
+    code, _, err = run_cli(
+        "submit", "--url", "http://127.0.0.1:9", "--key-file", str(key_file), str(tmp_path / "no.csv")
+    )
+    assert code == 2 and "cannot read" in err
+
+
+def test_cli_needs_a_key_file_with_a_key(exchange: FakeExchange, tmp_path: Path) -> None:
+    empty = write_csv(tmp_path, "\n", name="empty.key")
+    code, _, err = run_cli(
+        "retract", "--url", exchange.url, "--key-file", str(empty), "s-1", "--reason", "appeal"
+    )
+    assert code == 2 and "must contain exactly one API key" in err
+    assert exchange.requests == []
+
+
+def test_cli_lookup_hashes_locally_and_prints_the_answer(exchange: FakeExchange, key_file: Path) -> None:
+    code, out, _ = run_cli(
+        "lookup",
+        "--url",
+        exchange.url,
+        "--key-file",
+        str(key_file),
+        "--kind",
+        "email",
+        SECRET_EMAIL,
+        "b@example.com",
+    )
+    assert code == 0
+    hashes = [transport_hash("email", SECRET_EMAIL), transport_hash("email", "b@example.com")]
+    assert exchange.requests[0].body == {"indicators": [{"kind": "email", "hash": h} for h in hashes]}
+    assert json.loads(out)["results"][0]["hash"] == hashes[0]
+    assert SECRET_EMAIL not in json.dumps(exchange.requests[0].body)
+
+
+def test_cli_lookup_names_the_bad_value_by_position(exchange: FakeExchange, key_file: Path) -> None:
+    code, _, err = run_cli(
+        "lookup", "--url", exchange.url, "--key-file", str(key_file), "--kind", "phone", "+49 123", "x"
+    )
+    assert code == 2 and "value #1 rejected" in err
+    assert exchange.requests == []
+
+
+def test_cli_retract_prints_the_answer_and_api_errors(exchange: FakeExchange, key_file: Path) -> None:
+    code, out, _ = run_cli(
+        "retract", "--url", exchange.url, "--key-file", str(key_file), "s-1", "--reason", "appeal upheld"
+    )
+    assert code == 0 and json.loads(out) == {"retracted": True}
+
+    exchange.script = [Reply(404, {"error": {"code": "not_found", "message": "no such seller"}})]
+    code, _, err = run_cli(
+        "retract", "--url", exchange.url, "--key-file", str(key_file), "s-9", "--reason", "appeal"
+    )
+    assert code == 1 and "HTTP 404 not_found: no such seller" in err
+
+
+def test_client_runs_without_django() -> None:
+    script = (
+        "import sys, exchange.client, exchange.client.cli, exchange.normalization\n"
+        "assert not [m for m in sys.modules if m.split('.')[0] in ('django', 'rest_framework')]\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=Path(__file__).resolve().parent.parent)
+
+
+def test_module_entry_point_prints_help() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "exchange.client", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert "submit" in done.stdout and "lookup" in done.stdout and "retract" in done.stdout

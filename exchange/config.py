@@ -109,6 +109,19 @@ def parse_database_url(url: str, base_dir: Path) -> dict[str, Any]:
     )
 
 
+def parse_thresholds(raw: str, source: str = "EXCHANGE_LINK_THRESHOLDS") -> dict[str, int]:
+    """``phone:40,store_name:5`` -> {"phone": 40, "store_name": 5}; kinds are checked by the caller."""
+    out: dict[str, int] = {}
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        kind, sep, number = item.partition(":")
+        if not sep or not number.strip().isdigit() or int(number) < 2:
+            raise ConfigError(f"{source}: entries look like <kind>:<integer >= 2>, got {item!r}")
+        out[kind.strip()] = int(number)
+    return out
+
+
 def _redact(url: str) -> str:
     parts = urlsplit(url)
     if parts.password:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,6 +29,7 @@ from accounts.models import ApiKey, Platform
 from exchange.hashing import keyed_tokens
 from exchange.models import Indicator, KeyState, Seller, Sighting, Submission
 from exchange.normalization import KINDS, REASONS, STATUSES, is_transport_hash
+from graph.scheduling import schedule_recompute
 
 logger = logging.getLogger("exchange.ingest")
 
@@ -37,10 +37,6 @@ SELLER_REF_RE = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 SELLER_FIELDS = {"seller_ref", "status", "reasons", "reported_at", "indicators"}
 CLOCK_SKEW = timedelta(minutes=5)
 MAX_ERRORS = 50
-
-# Called (on commit) with the ids of sellers whose sightings or status changed; the graph app
-# registers its recomputation here (see graph.apps).
-after_sellers_changed: list[Callable[[list[int]], None]] = []
 
 
 class BatchInvalid(Exception):
@@ -231,8 +227,7 @@ def do_submit(
             "sightings_created": counts["sightings_created"],
         }
         submission.save(update_fields=["sellers", "indicators", "sightings_created", "response"])
-        for hook in after_sellers_changed:
-            transaction.on_commit(lambda hook=hook: hook(seller_ids))  # type: ignore[misc]
+        schedule_recompute(sellers=seller_ids)
     logger.info(
         "event=submission_accepted platform=%s submission=%s sellers=%s indicators=%s sightings_created=%s",
         platform.slug,

@@ -8,7 +8,6 @@ references, tokens or names.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -20,9 +19,7 @@ from django.utils import timezone
 from accounts.models import ApiKey, Platform
 from exchange.hashing import keyed_tokens
 from exchange.models import AuditEntry, Indicator, LookupUsage, Seller, Sighting
-
-# Set by the graph app: seller ids -> {seller_id: {"cluster": ref, "risk": int, ...}} for linked sellers.
-cluster_summaries: Callable[[list[int]], dict[int, dict[str, Any]]] | None = None
+from graph.models import ClusterMember
 
 
 class QuotaExceeded(Exception):
@@ -74,11 +71,11 @@ def do_lookup(api_key: ApiKey, indicators: list[tuple[str, str]]) -> list[dict[s
     ):
         sellers_by_indicator[sighted_id].append((seller_id, platform_id))
     all_sellers = sorted({s for pairs in sellers_by_indicator.values() for s, _ in pairs})
-    summaries = cluster_summaries(all_sellers) if cluster_summaries and all_sellers else {}
+    summaries = ClusterMember.objects.summaries(all_sellers) if all_sellers else {}
     results = []
     for index, ((kind, _), indicator_id) in enumerate(zip(indicators, ids, strict=True)):
         pairs = sellers_by_indicator.get(indicator_id, []) if indicator_id is not None else []
-        clusters = {summaries[s]["cluster"]: summaries[s] for s, _ in pairs if s in summaries}
+        clusters = {summaries[s]["id"]: summaries[s] for s, _ in pairs if s in summaries}
         best = max(clusters.values(), key=lambda c: c["risk"], default=None)
         results.append(
             {
@@ -87,7 +84,7 @@ def do_lookup(api_key: ApiKey, indicators: list[tuple[str, str]]) -> list[dict[s
                 "match": bool(pairs),
                 "other_platforms": len({p for _, p in pairs}),
                 "reported_sellers": len(pairs),
-                "cluster": best["cluster"] if best else None,
+                "cluster": best["id"] if best else None,
                 "risk": best["risk"] if best else None,
                 "matched_kinds": best["kinds"] if best else ([kind] if pairs else []),
             }

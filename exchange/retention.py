@@ -11,8 +11,8 @@ from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from exchange import ingest
 from exchange.models import AuditEntry, Indicator, Seller, Sighting
+from graph.scheduling import schedule_recompute
 
 logger = logging.getLogger("exchange.retention")
 
@@ -33,8 +33,7 @@ def do_retract(seller: Seller, reason: str, actor: str) -> bool:
         AuditEntry.objects.record(
             "seller_retracted", actor, seller.platform_id, "seller", str(seller.pk), reason=reason
         )
-        for hook in ingest.after_sellers_changed:
-            transaction.on_commit(lambda hook=hook: hook([seller.pk]))  # type: ignore[misc]
+        schedule_recompute(sellers=[seller.pk])
     logger.info("event=seller_retracted platform_id=%s seller_id=%s", seller.platform_id, seller.pk)
     return True
 
@@ -48,11 +47,14 @@ class PurgeResult:
 
 def purge(now: datetime | None = None, dry_run: bool = False) -> PurgeResult:
     """Delete reports retracted or expired longer ago than the grace period, their sightings, and the
-    indicators no remaining seller has. Leaves one audit entry per platform with counts only."""
+    indicators no remaining seller has. Leaves one audit entry per platform with counts only.
+
+    Sellers still recorded in a cluster wait for the next run: the hourly task first re-clusters around
+    reports that expired (graph.clustering.refresh_expired), so clusters never point at purged sellers."""
     now = now or timezone.now()
     cutoff = now - timedelta(days=settings.EXCHANGE_PURGE_GRACE_DAYS)
     with transaction.atomic():
-        doomed = Seller.objects.purgeable(cutoff)
+        doomed = Seller.objects.purgeable(cutoff).filter(cluster_membership__isnull=True)
         per_platform = dict(doomed.values_list("platform_id").annotate(n=Count("id")).order_by())
         sightings = Sighting.objects.filter(seller__in=doomed)
         sighting_count = sightings.count()
@@ -77,8 +79,6 @@ def purge(now: datetime | None = None, dry_run: bool = False) -> PurgeResult:
                 sightings=sighting_count,
                 indicators=indicator_count,
             )
-            for hook in ingest.after_sellers_changed:
-                transaction.on_commit(lambda hook=hook: hook(seller_ids))  # type: ignore[misc]
     logger.info(
         "event=purge sellers=%s sightings=%s indicators=%s", len(seller_ids), sighting_count, indicator_count
     )

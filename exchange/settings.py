@@ -19,7 +19,9 @@ from exchange.config import (
     envsecret,
     parse_database_url,
     parse_peppers,
+    parse_thresholds,
 )
+from exchange.normalization import KINDS
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -81,6 +83,21 @@ try:
     DATA_UPLOAD_MAX_MEMORY_SIZE = envint("EXCHANGE_MAX_BODY_BYTES", 4 * 1024 * 1024)
     SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", "False" if DEBUG else "True")
     REDIS_URL = os.environ.get("REDIS_URL", "")
+    # worker: recomputations and reports run in a Procrastinate worker (PostgreSQL only), enqueued in the
+    # same transaction as the change; sync: run inline after commit (the embedded SQLite default).
+    _is_postgres = DATABASES["default"]["ENGINE"].endswith("postgresql")
+    EXCHANGE_TASK_MODE = os.environ.get("EXCHANGE_TASK_MODE", "worker" if _is_postgres else "sync")
+    if EXCHANGE_TASK_MODE not in {"worker", "sync"}:
+        raise ConfigError(f"EXCHANGE_TASK_MODE must be 'worker' or 'sync', got {EXCHANGE_TASK_MODE!r}")
+    if EXCHANGE_TASK_MODE == "worker" and not _is_postgres:
+        raise ConfigError("EXCHANGE_TASK_MODE=worker needs PostgreSQL (DATABASE_URL=postgres://...)")
+    # Per-kind sharing thresholds above which an indicator stops linking, e.g. "phone:40,store_name:5".
+    EXCHANGE_LINK_THRESHOLDS = parse_thresholds(os.environ.get("EXCHANGE_LINK_THRESHOLDS", ""))
+    _unknown_kinds = sorted(set(EXCHANGE_LINK_THRESHOLDS) - set(KINDS))
+    if _unknown_kinds:
+        raise ConfigError(f"EXCHANGE_LINK_THRESHOLDS: unknown indicator kind(s) {', '.join(_unknown_kinds)}")
+    # Consortium setting: show other platforms' names (not their sellers) to partners. Off by default.
+    EXCHANGE_REVEAL_PLATFORM_NAMES = envbool("EXCHANGE_REVEAL_PLATFORM_NAMES", "False")
 except ConfigError as exc:
     raise ImproperlyConfigured(str(exc)) from None
 
@@ -99,7 +116,7 @@ INSTALLED_APPS = [
     "accounts",
     "exchange",
     "graph",
-]
+] + (["procrastinate.contrib.django"] if EXCHANGE_TASK_MODE == "worker" else [])
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

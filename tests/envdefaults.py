@@ -11,3 +11,5 @@ os.environ.setdefault("EXCHANGE_PEPPERS", "1:dGVzdC1wZXBwZXItdmVyc2lvbi1vbmUtMzI
 os.environ.setdefault("SECURE_SSL_REDIRECT", "False")
 os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
 os.environ.pop("DEBUG", None)
+# Recompute clusters inline so tests see the result of a submission at once; the worker path has its own test.
+os.environ.setdefault("EXCHANGE_TASK_MODE", "sync")

@@ -39,7 +39,7 @@ def test_no_raw_value_or_transport_hash_is_stored_anywhere(acme):
     hashes = [th("email", raw_email), th("phone", raw_phone)]
     with connection.cursor() as cursor:
         tables = [t for t in connection.introspection.table_names(cursor) if not t.startswith("sqlite_")]
-        dump = []
+        dump: list[str] = []
         for table in tables:
             cursor.execute(f'SELECT * FROM "{table}"')  # noqa: S608 - table names from introspection
             dump.extend(str(row) for row in cursor.fetchall())

@@ -6,129 +6,258 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('accounts', '0002_roles'),
+        ("accounts", "0002_roles"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='KeyState',
+            name="KeyState",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('current_version', models.PositiveSmallIntegerField(default=1)),
-                ('rotated_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("current_version", models.PositiveSmallIntegerField(default=1)),
+                ("rotated_at", models.DateTimeField(blank=True, null=True)),
             ],
         ),
         migrations.CreateModel(
-            name='AuditEntry',
+            name="AuditEntry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('action', models.CharField(db_index=True, max_length=50)),
-                ('actor', models.CharField(help_text="username, API key prefix or 'system'", max_length=150)),
-                ('object_type', models.CharField(blank=True, max_length=50)),
-                ('object_id', models.CharField(blank=True, max_length=64)),
-                ('details', models.JSONField(blank=True, default=dict)),
-                ('platform', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to='accounts.platform')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
+                ("action", models.CharField(db_index=True, max_length=50)),
+                ("actor", models.CharField(help_text="username, API key prefix or 'system'", max_length=150)),
+                ("object_type", models.CharField(blank=True, max_length=50)),
+                ("object_id", models.CharField(blank=True, max_length=64)),
+                ("details", models.JSONField(blank=True, default=dict)),
+                (
+                    "platform",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        to="accounts.platform",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'audit entries',
-                'ordering': ('-created_at', '-id'),
+                "verbose_name_plural": "audit entries",
+                "ordering": ("-created_at", "-id"),
             },
         ),
         migrations.CreateModel(
-            name='Indicator',
+            name="Indicator",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('email', 'email'), ('phone', 'phone'), ('tax_id', 'tax id'), ('business_registration', 'business registration'), ('bank_account', 'bank account'), ('payment_account', 'payment account'), ('crypto_wallet', 'crypto wallet'), ('store_name', 'store name'), ('website_domain', 'website domain'), ('shipping_address', 'shipping address'), ('return_address', 'return address'), ('device_id', 'device id')], max_length=32)),
-                ('token', models.CharField(max_length=64)),
-                ('key_version', models.PositiveSmallIntegerField()),
-                ('first_seen', models.DateTimeField(default=django.utils.timezone.now)),
-                ('linking', models.CharField(choices=[('auto', 'automatic (threshold)'), ('common', 'marked common: never links'), ('include', 'force include: links above threshold')], default='auto', max_length=10)),
-                ('linking_reason', models.TextField(blank=True)),
-                ('linking_changed_by', models.CharField(blank=True, max_length=150)),
-                ('linking_changed_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("email", "email"),
+                            ("phone", "phone"),
+                            ("tax_id", "tax id"),
+                            ("business_registration", "business registration"),
+                            ("bank_account", "bank account"),
+                            ("payment_account", "payment account"),
+                            ("crypto_wallet", "crypto wallet"),
+                            ("store_name", "store name"),
+                            ("website_domain", "website domain"),
+                            ("shipping_address", "shipping address"),
+                            ("return_address", "return address"),
+                            ("device_id", "device id"),
+                        ],
+                        max_length=32,
+                    ),
+                ),
+                ("token", models.CharField(max_length=64)),
+                ("key_version", models.PositiveSmallIntegerField()),
+                ("first_seen", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "linking",
+                    models.CharField(
+                        choices=[
+                            ("auto", "automatic (threshold)"),
+                            ("common", "marked common: never links"),
+                            ("include", "force include: links above threshold"),
+                        ],
+                        default="auto",
+                        max_length=10,
+                    ),
+                ),
+                ("linking_reason", models.TextField(blank=True)),
+                ("linking_changed_by", models.CharField(blank=True, max_length=150)),
+                ("linking_changed_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('kind', 'token'), name='indicator_unique_token')],
+                "constraints": [
+                    models.UniqueConstraint(fields=("kind", "token"), name="indicator_unique_token")
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Seller',
+            name="Seller",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('seller_ref', models.CharField(max_length=128)),
-                ('status', models.CharField(choices=[('confirmed', 'confirmed'), ('suspected', 'suspected')], max_length=10)),
-                ('reason_codes', models.CharField(max_length=200)),
-                ('first_reported_at', models.DateTimeField()),
-                ('reported_at', models.DateTimeField(help_text='Latest report.')),
-                ('expires_at', models.DateTimeField(db_index=True)),
-                ('retracted_at', models.DateTimeField(blank=True, db_index=True, null=True)),
-                ('retraction_reason', models.TextField(blank=True)),
-                ('retracted_by', models.CharField(blank=True, help_text='API key prefix or user.', max_length=150)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('platform', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='sellers', to='accounts.platform')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("seller_ref", models.CharField(max_length=128)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("confirmed", "confirmed"), ("suspected", "suspected")], max_length=10
+                    ),
+                ),
+                ("reason_codes", models.CharField(max_length=200)),
+                ("first_reported_at", models.DateTimeField()),
+                ("reported_at", models.DateTimeField(help_text="Latest report.")),
+                ("expires_at", models.DateTimeField(db_index=True)),
+                ("retracted_at", models.DateTimeField(blank=True, db_index=True, null=True)),
+                ("retraction_reason", models.TextField(blank=True)),
+                (
+                    "retracted_by",
+                    models.CharField(blank=True, help_text="API key prefix or user.", max_length=150),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                ("updated_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "platform",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="sellers",
+                        to="accounts.platform",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Sighting',
+            name="Sighting",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('first_seen', models.DateTimeField()),
-                ('last_seen', models.DateTimeField()),
-                ('indicator', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='sightings', to='exchange.indicator')),
-                ('seller', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='sightings', to='exchange.seller')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("first_seen", models.DateTimeField()),
+                ("last_seen", models.DateTimeField()),
+                (
+                    "indicator",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="sightings",
+                        to="exchange.indicator",
+                    ),
+                ),
+                (
+                    "seller",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="sightings",
+                        to="exchange.seller",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Submission',
+            name="Submission",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('idempotency_key', models.CharField(max_length=255)),
-                ('body_digest', models.CharField(max_length=64)),
-                ('sellers', models.PositiveIntegerField(default=0)),
-                ('indicators', models.PositiveIntegerField(default=0)),
-                ('sightings_created', models.PositiveIntegerField(default=0)),
-                ('response', models.JSONField(default=dict)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('api_key', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='submissions', to='accounts.apikey')),
-                ('platform', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='submissions', to='accounts.platform')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("idempotency_key", models.CharField(max_length=255)),
+                ("body_digest", models.CharField(max_length=64)),
+                ("sellers", models.PositiveIntegerField(default=0)),
+                ("indicators", models.PositiveIntegerField(default=0)),
+                ("sightings_created", models.PositiveIntegerField(default=0)),
+                ("response", models.JSONField(default=dict)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "api_key",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="submissions",
+                        to="accounts.apikey",
+                    ),
+                ),
+                (
+                    "platform",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="submissions",
+                        to="accounts.platform",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='LookupUsage',
+            name="LookupUsage",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('day', models.DateField()),
-                ('count', models.PositiveIntegerField(default=0)),
-                ('api_key', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='lookup_usage', to='accounts.apikey')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("day", models.DateField()),
+                ("count", models.PositiveIntegerField(default=0)),
+                (
+                    "api_key",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="lookup_usage",
+                        to="accounts.apikey",
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('api_key', 'day'), name='lookup_usage_unique')],
+                "constraints": [
+                    models.UniqueConstraint(fields=("api_key", "day"), name="lookup_usage_unique")
+                ],
             },
         ),
         migrations.AddIndex(
-            model_name='seller',
-            index=models.Index(fields=['platform', '-id'], name='seller_platform_recent'),
+            model_name="seller",
+            index=models.Index(fields=["platform", "-id"], name="seller_platform_recent"),
         ),
         migrations.AddConstraint(
-            model_name='seller',
-            constraint=models.UniqueConstraint(fields=('platform', 'seller_ref'), name='seller_unique_ref'),
+            model_name="seller",
+            constraint=models.UniqueConstraint(fields=("platform", "seller_ref"), name="seller_unique_ref"),
         ),
         migrations.AddIndex(
-            model_name='sighting',
-            index=models.Index(fields=['indicator', 'seller'], name='sighting_by_indicator'),
+            model_name="sighting",
+            index=models.Index(fields=["indicator", "seller"], name="sighting_by_indicator"),
         ),
         migrations.AddConstraint(
-            model_name='sighting',
-            constraint=models.UniqueConstraint(fields=('seller', 'indicator'), name='sighting_unique'),
+            model_name="sighting",
+            constraint=models.UniqueConstraint(fields=("seller", "indicator"), name="sighting_unique"),
         ),
         migrations.AddConstraint(
-            model_name='submission',
-            constraint=models.UniqueConstraint(fields=('platform', 'idempotency_key'), name='submission_idempotency'),
+            model_name="submission",
+            constraint=models.UniqueConstraint(
+                fields=("platform", "idempotency_key"), name="submission_idempotency"
+            ),
         ),
     ]

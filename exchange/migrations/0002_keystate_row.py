@@ -3,7 +3,9 @@ from django.db import migrations
 
 
 def create_state(apps, schema_editor):  # type: ignore[no-untyped-def]
-    apps.get_model("exchange", "KeyState").objects.get_or_create(id=1, defaults={"current_version": max(settings.EXCHANGE_PEPPERS)})
+    apps.get_model("exchange", "KeyState").objects.get_or_create(
+        id=1, defaults={"current_version": max(settings.EXCHANGE_PEPPERS)}
+    )
 
 
 class Migration(migrations.Migration):

@@ -51,7 +51,9 @@ class Command(BaseCommand):
             done = 0
             last_id = 0
             while True:
-                chunk = list(Indicator.objects.filter(id__gt=last_id).order_by("id").only("id", "token")[:CHUNK])
+                chunk = list(
+                    Indicator.objects.filter(id__gt=last_id).order_by("id").only("id", "token")[:CHUNK]
+                )
                 if not chunk:
                     break
                 for indicator in chunk:

@@ -1,0 +1,537 @@
+"""Recomputing actor clusters from the database and persisting them (the Django side of `graph.linking`).
+
+- `recluster_full()` reads every linkable sighting of a shared indicator, links, and replaces all clusters.
+- `recluster_incremental(sellers, indicators)` loads only the neighbourhood of what changed (by a breadth-first
+  walk in the database through indicators that link or may start/stop linking), relinks it with
+  `graph.linking.relink_columns`, and replaces only the clusters it retires. Same result as a full run.
+
+Both run in one transaction under a lock (a PostgreSQL advisory lock; SQLite serialises writers), so only one
+recomputation writes at a time and a crash mid-way leaves the previous clusters intact. Stable identity and
+events come from `graph.identity.assign_identities`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import struct
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from exchange.models import Indicator, Linking, Seller, Sighting
+from graph import linking
+from graph.evidence import link_counts, link_graph
+from graph.identity import assign_identities
+from graph.models import ActorCluster, ClusterEvent, ClusterMember, ClusterStatus
+from graph.risk import risk_score
+
+logger = logging.getLogger("exchange.graph")
+
+LOCK_KEY = 0x6578_6368  # pg_advisory_xact_lock key for "one recomputation writes at a time"
+KINDS = linking.KINDS
+STATUS_ORDER = [
+    ClusterStatus.NEW,
+    ClusterStatus.DISMISSED,
+    ClusterStatus.INVESTIGATING,
+    ClusterStatus.CONFIRMED,
+]
+
+Progress = Callable[[str], None]
+
+
+def thresholds() -> dict[str, int]:
+    return {**linking.DEFAULT_THRESHOLDS, **getattr(settings, "EXCHANGE_LINK_THRESHOLDS", {})}
+
+
+@dataclass
+class Columns:
+    seller: np.ndarray
+    indicator: np.ndarray
+    kind: np.ndarray
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[tuple[int, int, int]]) -> Columns:
+        array = np.array(rows, dtype=np.int64).reshape(-1, 3)
+        return cls(array[:, 0].copy(), array[:, 1].copy(), array[:, 2].copy())
+
+    def __len__(self) -> int:
+        return int(self.seller.size)
+
+
+@dataclass
+class ReclusterSummary:
+    mode: str
+    sightings: int = 0
+    sellers_in_scope: int = 0
+    clusters: int = 0
+    cross_platform: int = 0
+    events: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        events = ", ".join(f"{k} {v}" for k, v in sorted(self.events.items())) or "none"
+        timing = ", ".join(f"{k} {v:.2f}s" for k, v in self.seconds.items())
+        return (
+            f"{self.mode} recluster: {self.sightings} sightings read, {self.clusters} clusters "
+            f"({self.cross_platform} cross-platform) in scope; events: {events}; {timing}"
+        )
+
+
+# ------------------------------------------------------------------------------------------------ reading
+
+
+def _kind_case() -> str:
+    return "CASE i.kind " + " ".join(f"WHEN '{k}' THEN {n}" for n, k in enumerate(KINDS)) + " END"
+
+
+def _read_full(now: datetime) -> Columns:
+    """Linkable sightings of indicators held by >= 2 linkable sellers (singletons never reach Python)."""
+    sql = f"""
+        WITH active AS (
+            SELECT s.seller_id, s.indicator_id FROM exchange_sighting s
+              JOIN exchange_seller sel ON sel.id = s.seller_id
+             WHERE sel.retracted_at IS NULL AND sel.expires_at > %s
+        ), shared AS (
+            SELECT indicator_id FROM active GROUP BY indicator_id HAVING count(*) > 1
+        )
+        SELECT a.seller_id, a.indicator_id, {_kind_case()} AS kind
+          FROM active a JOIN shared USING (indicator_id) JOIN exchange_indicator i ON i.id = a.indicator_id
+    """  # noqa: S608 - only constant kind names are interpolated
+    if connection.vendor == "postgresql":
+        return _copy_columns(sql, [now])
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [now])
+        return Columns.from_rows(cursor.fetchall())
+
+
+_ROW = np.dtype(
+    [
+        ("n", ">i2"),
+        ("l1", ">i4"),
+        ("seller", ">i8"),
+        ("l2", ">i4"),
+        ("indicator", ">i8"),
+        ("l3", ">i4"),
+        ("kind", ">i4"),
+    ]
+)
+
+
+def _copy_columns(sql: str, params: list[Any]) -> Columns:
+    """Binary COPY straight into numpy: ~10x faster and far leaner than fetching Python tuples."""
+    query = sql.replace("%s", "{}").format(*(f"'{p.isoformat()}'::timestamptz" for p in params))
+    query = query.replace(" AS kind", "::int4 AS kind").replace("a.seller_id,", "a.seller_id::int8,")
+    query = query.replace("a.indicator_id,", "a.indicator_id::int8,")
+    chunks: list[bytes] = []
+    raw = connection.connection  # psycopg connection (Django has connected: the caller ran ensure_connection)
+    with raw.cursor() as cursor, cursor.copy(f"COPY ({query}) TO STDOUT (FORMAT BINARY)") as copy:
+        for data in copy:
+            chunks.append(bytes(data))
+    buffer = b"".join(chunks)
+    # Header: 11-byte signature, int32 flags, int32 extension length (+ extension); trailer: int16 -1.
+    extension = struct.unpack(">i", buffer[15:19])[0]
+    body = memoryview(buffer)[19 + extension : len(buffer) - 2]
+    rows = np.frombuffer(body, dtype=_ROW)
+    return Columns(
+        rows["seller"].astype(np.int64), rows["indicator"].astype(np.int64), rows["kind"].astype(np.int64)
+    )
+
+
+def _sightings_of(column: str, ids: Iterable[int]) -> list[tuple[int, int, int]]:
+    ids = list(ids)
+    if not ids:
+        return []
+    code = {k: n for n, k in enumerate(KINDS)}
+    rows: list[tuple[int, int, int]] = []
+    for start in range(0, len(ids), 5000):
+        chunk = ids[start : start + 5000]
+        rows.extend(
+            (s, i, code[k])
+            for s, i, k in Sighting.objects.filter(**{f"{column}__in": chunk}).values_list(
+                "seller_id", "indicator_id", "indicator__kind"
+            )
+        )
+    return rows
+
+
+def _read_neighbourhood(
+    touched_sellers: set[int], touched_indicators: set[int], now: datetime
+) -> tuple[Columns, set[int], dict[int, frozenset[int]]]:
+    """Sightings of every seller whose cluster could change, and all holders of their indicators.
+
+    Walks outward from the touched sellers (and the holders of touched indicators) through indicators that
+    link or might start linking (held by no more than threshold + touched holders); a hub beyond that range
+    is loaded (for its exact count) but not walked through. Returns the columns, the inactive sellers among
+    them, and the previous clusters of all fully loaded sellers.
+    """
+    limits = thresholds()
+    linkable: set[int] = set()
+    rows: list[tuple[int, int, int]] = []
+    full: set[int] = set()
+    seen_indicators: set[int] = set()
+    memberships: dict[int, int] = {}
+    frontier = set(touched_sellers)
+    for s, _, _ in _sightings_of("indicator_id", touched_indicators):
+        frontier.add(s)
+    while frontier:
+        # Previous cluster-mates come along: relinking must see whole previous clusters.
+        clusters = set(
+            ClusterMember.objects.filter(seller_id__in=frontier).values_list("cluster_id", flat=True)
+        )
+        for seller_id, cluster_id in ClusterMember.objects.filter(cluster_id__in=clusters).values_list(
+            "seller_id", "cluster_id"
+        ):
+            memberships[seller_id] = cluster_id
+            if seller_id not in full:
+                frontier.add(seller_id)
+        own = _sightings_of("seller_id", frontier)
+        rows.extend(own)
+        full |= frontier
+        new_indicators = {i for _, i, _ in own} - seen_indicators
+        seen_indicators |= new_indicators
+        holders = _sightings_of("indicator_id", new_indicators)
+        rows.extend(holders)
+        holder_ids = {s for s, _, _ in holders}
+        linkable |= set(
+            Seller.objects.linkable(now).filter(id__in=holder_ids | frontier).values_list("id", flat=True)
+        )
+        by_indicator: dict[int, list[int]] = defaultdict(list)
+        kind_of: dict[int, int] = {}
+        for s, i, k in holders:
+            by_indicator[i].append(s)
+            kind_of[i] = k
+        overrides = dict(
+            Indicator.objects.filter(id__in=new_indicators)
+            .exclude(linking=Linking.AUTO)
+            .values_list("id", "linking")
+        )
+        nxt: set[int] = set()
+        for indicator_id, sellers in by_indicator.items():
+            if overrides.get(indicator_id) == Linking.COMMON:
+                continue
+            active = sum(1 for s in sellers if s in linkable)
+            touched_here = sum(1 for s in sellers if s in touched_sellers)
+            if (
+                overrides.get(indicator_id) == Linking.INCLUDE
+                or indicator_id in touched_indicators
+                or active <= limits[KINDS[kind_of[indicator_id]]] + touched_here
+            ):
+                nxt.update(s for s in sellers if s not in full)
+        frontier = nxt
+    all_sellers = {s for s, _, _ in rows} | full
+    inactive = all_sellers - linkable
+    previous: dict[int, set[int]] = defaultdict(set)
+    for seller_id, cluster_id in memberships.items():
+        previous[cluster_id].add(seller_id)
+    return Columns.from_rows(rows), inactive, {k: frozenset(v) for k, v in previous.items()}
+
+
+def _overrides(indicator_ids: np.ndarray | None = None) -> dict[int, linking.Override]:
+    query = Indicator.objects.exclude(linking=Linking.AUTO)
+    if indicator_ids is not None:
+        query = query.filter(id__in=[int(i) for i in np.unique(indicator_ids)])
+    return dict(query.values_list("id", "linking"))  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------------------------ writing
+
+
+@dataclass
+class ClusterFacts:
+    size: int
+    platform_count: int
+    risk: int
+    risk_parts: dict[str, int]
+    kinds: list[str]
+
+
+def _facts(clusters: Sequence[linking.Cluster[int]], now: datetime) -> dict[frozenset[int], ClusterFacts]:
+    """Risk, platforms and linking kinds of each cluster (reads its members' sightings)."""
+    members = sorted({m for c in clusters for m in c.members})
+    sellers: dict[int, tuple[int, str, datetime]] = {}
+    for start in range(0, len(members), 5000):
+        sellers.update(
+            (pk, (platform, status, reported))
+            for pk, platform, status, reported in Seller.objects.filter(
+                id__in=members[start : start + 5000]
+            ).values_list("id", "platform_id", "status", "reported_at")
+        )
+    sightings: dict[int, list[linking.Sighting]] = defaultdict(list)
+    for start in range(0, len(members), 5000):
+        for seller_id, kind, indicator_id, first_seen in Sighting.objects.filter(
+            seller_id__in=members[start : start + 5000]
+        ).values_list("seller_id", "indicator__kind", "indicator_id", "first_seen"):
+            sightings[seller_id].append(
+                linking.Sighting(seller_id, sellers[seller_id][0], kind, str(indicator_id), first_seen)
+            )
+    facts: dict[frozenset[int], ClusterFacts] = {}
+    for cluster in clusters:
+        rows = [s for m in cluster.members for s in sightings[m]]
+        suppressed = {(s.kind, str(s.indicator)) for s in cluster.suppressed}
+        graph = link_graph(rows, suppressed=suppressed)
+        strong, weak = link_counts(graph)
+        kinds = sorted({ind.kind for _, _, link in graph.edges(data="link") for ind in link.indicators})
+        info = [sellers[m] for m in cluster.members]
+        platforms = len({p for p, _, _ in info})
+        score = risk_score(
+            platforms=platforms,
+            confirmed=sum(1 for _, st, _ in info if st == "confirmed"),
+            suspected=sum(1 for _, st, _ in info if st != "confirmed"),
+            strong_links=strong,
+            weak_links=weak,
+            last_reported=max(r for _, _, r in info),
+            now=now,
+        )
+        facts[cluster.member_set] = ClusterFacts(
+            len(cluster.members), platforms, score.total, score.parts, kinds
+        )
+    return facts
+
+
+def _most_advanced(statuses: Iterable[str]) -> str:
+    return max(statuses, key=lambda s: STATUS_ORDER.index(ClusterStatus(s)), default=ClusterStatus.NEW)
+
+
+def _apply(
+    previous: dict[int, frozenset[int]],
+    clusters: Sequence[linking.Cluster[int]],
+    now: datetime,
+    summary: ReclusterSummary,
+) -> None:
+    """Replace the `previous` clusters by `clusters`, keeping ids by largest overlap, recording events."""
+    placeholders = itertools.count(-1, -1)
+    assigned, changes = assign_identities(
+        previous, [c.member_set for c in clusters], lambda: next(placeholders)
+    )
+    facts = _facts(clusters, now)
+    old = ActorCluster.objects.in_bulk(list(previous))
+    platform_of = (
+        dict(
+            Seller.objects.filter(
+                id__in={m for ms in previous.values() for m in ms} | {m for c in clusters for m in c.members}
+            ).values_list("id", "platform_id")
+        )
+        if len(previous) + len(clusters)
+        else {}
+    )
+
+    new_rows = {cid: members for members, cid in assigned.items() if cid < 0}
+    created = {}
+    to_create = []
+    for cid, members in sorted(new_rows.items(), reverse=True):
+        f = facts[members]
+        to_create.append(
+            (
+                cid,
+                ActorCluster(
+                    size=f.size,
+                    platform_count=f.platform_count,
+                    cross_platform=f.platform_count >= 2,
+                    risk=f.risk,
+                    risk_parts=f.risk_parts,
+                    kinds=f.kinds,
+                    created_at=now,
+                    changed_at=now,
+                ),
+            )
+        )
+    ActorCluster.objects.bulk_create([row for _, row in to_create], batch_size=1000)
+    for cid, row in to_create:
+        created[cid] = row
+    real = {cid: (created[cid].pk if cid < 0 else cid) for cid in assigned.values()}
+
+    # Analyst work survives: pieces of a split inherit the parent's status, assignee and notes; a merge
+    # keeps the most advanced status and concatenates notes.
+    inherit: dict[int, list[int]] = defaultdict(list)
+    for change in changes:
+        if change.kind == "created":
+            inherit[change.cluster_id].extend(change.related)
+        elif change.kind == "merged" and change.cluster_id in assigned.values() and change.cluster_id >= 0:
+            inherit[change.cluster_id].extend(r for r in change.related if r in old)
+    to_update: list[ActorCluster] = []
+    for members, cid in assigned.items():
+        row = created.get(cid) or old[cid]
+        f = facts[members]
+        membership_changed = cid < 0 or previous.get(cid) != members
+        row.size, row.platform_count, row.cross_platform = f.size, f.platform_count, f.platform_count >= 2
+        row.risk, row.risk_parts, row.kinds = f.risk, f.risk_parts, f.kinds
+        if membership_changed:
+            row.changed_at = now
+        sources = [old[s] for s in inherit.get(cid, []) if s in old and s != cid]
+        if sources:
+            row.status = _most_advanced([row.status, *[s.status for s in sources]])
+            if row.assignee_id is None:
+                row.assignee_id = next((s.assignee_id for s in sources if s.assignee_id), None)
+            notes = [row.notes] if row.notes else []
+            notes += [
+                f"[from cluster {s.pk}] {s.notes}" for s in sources if s.notes and s.notes not in row.notes
+            ]
+            row.notes = "\n\n".join(notes)
+        to_update.append(row)
+    dissolved = [old[cid] for cid in previous if cid not in real.values()]
+    for row in dissolved:
+        row.dissolved_at, row.size, row.changed_at = now, 0, now
+    ActorCluster.objects.bulk_update(
+        to_update + dissolved,
+        [
+            "size",
+            "platform_count",
+            "cross_platform",
+            "risk",
+            "risk_parts",
+            "kinds",
+            "changed_at",
+            "status",
+            "assignee",
+            "notes",
+            "dissolved_at",
+        ],
+        batch_size=1000,
+    )
+
+    # Membership: delete what moved or left, insert what arrived.
+    wanted = {m: real[cid] for members, cid in assigned.items() for m in members}
+    had = {m: cid for cid, members in previous.items() for m in members}
+    leaving = [m for m, cid in had.items() if wanted.get(m) != cid]
+    for start in range(0, len(leaving), 5000):
+        ClusterMember.objects.filter(seller_id__in=leaving[start : start + 5000]).delete()
+    ClusterMember.objects.bulk_create(
+        [
+            ClusterMember(cluster_id=cid, seller_id=m, joined_at=now)
+            for m, cid in wanted.items()
+            if had.get(m) != cid
+        ],
+        batch_size=5000,
+    )
+
+    events = []
+    for change in changes:
+        moved = (change.members_after - change.members_before) | (
+            change.members_before - change.members_after
+        )
+        events.append(
+            ClusterEvent(
+                cluster_id=real.get(change.cluster_id, change.cluster_id),
+                kind=change.kind,
+                members_before=len(change.members_before),
+                members_after=len(change.members_after),
+                related=[real.get(r, r) for r in change.related],
+                platforms=sorted({platform_of[m] for m in moved | change.members_after if m in platform_of}),
+                created_at=now,
+            )
+        )
+        summary.events[change.kind] = summary.events.get(change.kind, 0) + 1
+    ClusterEvent.objects.bulk_create(events, batch_size=2000)
+    summary.clusters = len(clusters)
+    summary.cross_platform = sum(1 for f in facts.values() if f.platform_count >= 2)
+
+
+def _lock() -> None:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK_KEY])
+
+
+def recluster_full(progress: Progress | None = None) -> ReclusterSummary:
+    """Rebuild every cluster from the database (one transaction, one writer)."""
+    say = progress or (lambda _: None)
+    summary = ReclusterSummary("full")
+    now = timezone.now()
+    with transaction.atomic():
+        _lock()
+        connection.ensure_connection()
+        started = time.perf_counter()
+        say("reading shared sightings")
+        columns = _read_full(now)
+        summary.sightings = len(columns)
+        summary.seconds["read"] = time.perf_counter() - started
+        say(f"linking {len(columns)} sightings")
+        started = time.perf_counter()
+        result = linking.link_columns(
+            columns.seller,
+            columns.indicator,
+            columns.kind,
+            kinds=KINDS,
+            thresholds=thresholds(),
+            overrides=_overrides(),
+        )
+        summary.seconds["link"] = time.perf_counter() - started
+        started = time.perf_counter()
+        say(f"writing {len(result.clusters)} clusters")
+        previous = _live_clusters()
+        _apply(previous, result.clusters, now, summary)
+        summary.sellers_in_scope = sum(len(c.members) for c in result.clusters)
+        summary.seconds["write"] = time.perf_counter() - started
+    logger.info("event=recluster mode=full sightings=%s clusters=%s", summary.sightings, summary.clusters)
+    return summary
+
+
+def _live_clusters(ids: Iterable[int] | None = None) -> dict[int, frozenset[int]]:
+    members: dict[int, set[int]] = defaultdict(set)
+    query = (
+        ClusterMember.objects.all() if ids is None else ClusterMember.objects.filter(cluster_id__in=list(ids))
+    )
+    for cluster_id, seller_id in query.values_list("cluster_id", "seller_id").iterator(chunk_size=20000):
+        members[cluster_id].add(seller_id)
+    return {k: frozenset(v) for k, v in members.items()}
+
+
+def recluster_incremental(sellers: Iterable[int] = (), indicators: Iterable[int] = ()) -> ReclusterSummary:
+    """Recompute only the clusters that the given sellers/indicators could change."""
+    summary = ReclusterSummary("incremental")
+    touched, touched_indicators = set(sellers), set(indicators)
+    if not touched and not touched_indicators:
+        return summary
+    now = timezone.now()
+    with transaction.atomic():
+        _lock()
+        started = time.perf_counter()
+        columns, inactive, previous = _read_neighbourhood(touched, touched_indicators, now)
+        summary.sightings = len(columns)
+        summary.seconds["read"] = time.perf_counter() - started
+        started = time.perf_counter()
+        result = linking.relink_columns(
+            columns.seller,
+            columns.indicator,
+            columns.kind,
+            touched_sellers=touched,
+            previous=previous,
+            touched_indicators=touched_indicators,
+            kinds=KINDS,
+            thresholds=thresholds(),
+            overrides=_overrides(columns.indicator),
+            inactive=inactive,
+        )
+        summary.seconds["link"] = time.perf_counter() - started
+        started = time.perf_counter()
+        retired = {cid: previous[cid] for cid in result.retired}
+        _apply(retired, result.clusters, now, summary)
+        summary.sellers_in_scope = len(result.scope)
+        summary.seconds["write"] = time.perf_counter() - started
+    logger.info(
+        "event=recluster mode=incremental touched=%s scope=%s clusters=%s",
+        len(touched),
+        summary.sellers_in_scope,
+        summary.clusters,
+    )
+    return summary
+
+
+def refresh_expired(now: datetime | None = None) -> ReclusterSummary:
+    """Expiry happens by the clock, not by a request: recompute around members that stopped being linkable."""
+    now = now or timezone.now()
+    stale = list(
+        ClusterMember.objects.exclude(seller__in=Seller.objects.linkable(now)).values_list(
+            "seller_id", flat=True
+        )
+    )
+    return recluster_incremental(stale)

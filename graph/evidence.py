@@ -1,0 +1,200 @@
+"""Why a cluster holds together (pure, over one cluster's sightings).
+
+Every function takes the sightings of one cluster's active members and the indicators that are suppressed
+from linking (``Linkage.suppressed`` or the stored state: hub suppression depends on *global* counts, which one
+cluster's sightings cannot tell). Tokens are returned so that the exchange's own analysts can see them; the
+Django side strips them (and other platforms' seller ids) before anything reaches a partner.
+
+The member link graph is built pairwise per linking indicator. That is quadratic in an indicator's holders,
+but within a cluster a linking indicator has at most its kind's threshold of holders (an "include" override is
+the analyst's explicit choice), so it stays small.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+import networkx as nx
+
+from graph.linking import DEFAULT_STRENGTH, IndicatorKey, Sighting, Strength, Token, indicator_sort_key
+
+
+class NotLinked(ValueError):
+    """The two sellers are not connected by links within the given sightings."""
+
+
+@dataclass(frozen=True, slots=True)
+class SharedIndicator:
+    kind: str
+    token: Token
+    strength: Strength
+    sellers: int  # holders: globally if ``seller_counts`` was given, else among the given sightings
+    platforms: int  # platforms of the holders among the given sightings
+    first_seen: datetime | None  # earliest sighting among the given sightings
+
+    @property
+    def key(self) -> IndicatorKey:
+        return (self.kind, self.token)
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """Two members and the linking indicators they share (strong first)."""
+
+    a: int
+    b: int
+    indicators: tuple[SharedIndicator, ...]
+
+    @property
+    def strong(self) -> bool:
+        return any(indicator.strength == "strong" for indicator in self.indicators)
+
+
+@dataclass(frozen=True, slots=True)
+class HoldingIndicator:
+    indicator: SharedIndicator
+    links: int  # member pairs whose link it is part of
+
+
+def _sort_key(indicator: SharedIndicator) -> tuple[bool, int, tuple[str, bool, Token]]:
+    return (indicator.strength != "strong", -indicator.sellers, indicator_sort_key(indicator.key))
+
+
+def link_graph(
+    cluster_sightings: Iterable[Sighting],
+    *,
+    suppressed: Collection[IndicatorKey] = (),
+    strength: Mapping[str, str] | None = None,
+    seller_counts: Mapping[IndicatorKey, int] | None = None,
+) -> nx.Graph:
+    """Members as nodes, links as edges with attribute ``link`` (a :class:`Link`). Deterministic order."""
+    strength = DEFAULT_STRENGTH if strength is None else strength
+    suppressed = frozenset(suppressed)
+    holders: dict[IndicatorKey, set[int]] = {}
+    platforms: dict[IndicatorKey, set[int]] = {}
+    first_seen: dict[IndicatorKey, datetime | None] = {}
+    members: set[int] = set()
+    for sighting in cluster_sightings:
+        key = (sighting.kind, sighting.token)
+        members.add(sighting.seller_id)
+        holders.setdefault(key, set()).add(sighting.seller_id)
+        platforms.setdefault(key, set()).add(sighting.platform_id)
+        seen = sighting.first_seen
+        earliest = first_seen.get(key, seen)
+        first_seen[key] = seen if earliest is None else earliest if seen is None else min(earliest, seen)
+
+    shared: dict[tuple[int, int], list[SharedIndicator]] = {}
+    for key in sorted(holders, key=indicator_sort_key):
+        sellers = holders[key]
+        if len(sellers) < 2 or key in suppressed:
+            continue
+        indicator = SharedIndicator(
+            kind=key[0],
+            token=key[1],
+            strength="strong" if strength[key[0]] == "strong" else "weak",
+            sellers=seller_counts.get(key, len(sellers)) if seller_counts is not None else len(sellers),
+            platforms=len(platforms[key]),
+            first_seen=first_seen[key],
+        )
+        for pair in itertools.combinations(sorted(sellers), 2):
+            shared.setdefault(pair, []).append(indicator)
+
+    graph = nx.Graph()
+    graph.add_nodes_from(sorted(members))
+    for (a, b), indicators in sorted(shared.items()):
+        link = Link(a, b, tuple(sorted(indicators, key=_sort_key)))
+        if link.strong or len(indicators) >= 2:
+            graph.add_edge(a, b, link=link)
+    return graph
+
+
+def evidence_chain(
+    cluster_sightings: Iterable[Sighting],
+    a: int,
+    b: int,
+    *,
+    suppressed: Collection[IndicatorKey] = (),
+    strength: Mapping[str, str] | None = None,
+    seller_counts: Mapping[IndicatorKey, int] | None = None,
+) -> list[Link]:
+    """The shortest chain of links from ``a`` to ``b`` (oriented along the chain); ``[]`` when ``a == b``.
+
+    Raises :class:`NotLinked` if there is no chain.
+    """
+    graph = link_graph(
+        cluster_sightings, suppressed=suppressed, strength=strength, seller_counts=seller_counts
+    )
+    if a not in graph or b not in graph:
+        raise NotLinked(f"seller {a if a not in graph else b} is not among the sightings")
+    try:
+        path = nx.shortest_path(graph, a, b)
+    except nx.NetworkXNoPath as error:
+        raise NotLinked(f"sellers {a} and {b} are not linked") from error
+    return [Link(u, v, graph.edges[u, v]["link"].indicators) for u, v in itertools.pairwise(path)]
+
+
+def holding_indicators(
+    cluster_sightings: Iterable[Sighting],
+    *,
+    suppressed: Collection[IndicatorKey] = (),
+    strength: Mapping[str, str] | None = None,
+    seller_counts: Mapping[IndicatorKey, int] | None = None,
+) -> list[HoldingIndicator]:
+    """Indicators that are part of at least one link between members; strong first, most holders first."""
+    graph = link_graph(
+        cluster_sightings, suppressed=suppressed, strength=strength, seller_counts=seller_counts
+    )
+    counts: dict[IndicatorKey, int] = {}
+    by_key: dict[IndicatorKey, SharedIndicator] = {}
+    for _, _, link in graph.edges(data="link"):
+        for indicator in link.indicators:
+            counts[indicator.key] = counts.get(indicator.key, 0) + 1
+            by_key[indicator.key] = indicator
+    ordered = sorted(by_key.values(), key=_sort_key)
+    return [HoldingIndicator(indicator, counts[indicator.key]) for indicator in ordered]
+
+
+def bridges(
+    cluster_sightings: Iterable[Sighting],
+    *,
+    suppressed: Collection[IndicatorKey] = (),
+    strength: Mapping[str, str] | None = None,
+    seller_counts: Mapping[IndicatorKey, int] | None = None,
+) -> list[SharedIndicator]:
+    """Indicators whose removal would split the cluster (more connected components without them).
+
+    Approach: removal check per holding indicator. Removing indicator X drops exactly the links whose pair
+    no longer qualifies without X (no other strong indicator and fewer than two other weak ones); the cluster
+    splits if the remaining link graph has more components. Articulation points of the seller-indicator graph
+    are not enough on their own because two weak indicators are needed per link, so this check is exact
+    where that shortcut would not be; it costs O(holding indicators x links), fine for one cluster.
+    """
+    graph = link_graph(
+        cluster_sightings, suppressed=suppressed, strength=strength, seller_counts=seller_counts
+    )
+    baseline = nx.number_connected_components(graph)
+    using: dict[IndicatorKey, list[tuple[int, int]]] = {}
+    by_key: dict[IndicatorKey, SharedIndicator] = {}
+    for a, b, link in graph.edges(data="link"):
+        for indicator in link.indicators:
+            rest = [other for other in link.indicators if other.key != indicator.key]
+            survives = any(other.strength == "strong" for other in rest) or len(rest) >= 2
+            by_key[indicator.key] = indicator
+            if not survives:
+                using.setdefault(indicator.key, []).append((a, b))
+    result: list[SharedIndicator] = []
+    for key, needed in using.items():
+        without = graph.copy()
+        without.remove_edges_from(needed)
+        if nx.number_connected_components(without) > baseline:
+            result.append(by_key[key])
+    return sorted(result, key=_sort_key)
+
+
+def link_counts(graph: nx.Graph) -> tuple[int, int]:
+    """(strong links, weak-only links) of a :func:`link_graph`: input to the risk score."""
+    strong = sum(1 for _, _, link in graph.edges(data="link") if link.strong)
+    return strong, graph.number_of_edges() - strong

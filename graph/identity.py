@@ -1,0 +1,122 @@
+"""Stable cluster identity across recomputations (pure).
+
+Each current cluster inherits the id of the previous cluster it overlaps most. Assignment is greedy over all
+(previous, current) pairs by decreasing overlap, ties broken by the lower (older) previous id and then by the
+current cluster's smallest member, so every previous id goes to at most one successor and the result does not
+depend on input order. Current clusters left without an id get fresh ones from ``next_id`` in order of their
+smallest member.
+
+Events, so that analysts and reports can follow what happened (``members_before``/``members_after`` are the
+cluster's members before and after; ``related`` are other cluster ids):
+
+- ``created``: a cluster with a fresh id; ``related`` lists the previous clusters it took members from
+  (a piece split off another cluster, or a cluster formed from pieces of others).
+- ``grew`` / ``shrank``: same id, members added / removed (both events if both happened).
+- ``merged``: a cluster absorbed one or more previous clusters whose ids did not survive. Recorded on the
+  survivor (``related`` = the absorbed ids) and on each absorbed cluster (``related`` = the survivor's id,
+  ``members_after`` = the survivor's members). A merge replaces the ``grew`` event of the survivor.
+- ``split``: a previous cluster's members ended up in two or more current clusters; ``related`` = the ids
+  of all pieces, ``members_after`` = the members of the piece that kept its id (empty if none did).
+  A split replaces the ``shrank`` event of the piece that kept the id.
+- ``dissolved``: a previous cluster with no successor at all (its members no longer link).
+
+An unchanged cluster produces no event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+EventKind = Literal["created", "grew", "shrank", "merged", "split", "dissolved"]
+NO_MEMBERS: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterChange:
+    kind: EventKind
+    cluster_id: int
+    members_before: frozenset[int]
+    members_after: frozenset[int]
+    related: tuple[int, ...] = ()
+
+
+def assign_identities(
+    previous: Mapping[int, frozenset[int]],
+    current: Sequence[frozenset[int]],
+    next_id: Callable[[], int],
+) -> tuple[dict[frozenset[int], int], list[ClusterChange]]:
+    """Give every current cluster an id; return ``({members: id}, events)``.
+
+    ``previous`` maps the ids of the clusters being replaced to their members; ``current`` are the new
+    clusters (disjoint member sets). Events are ordered by cluster id, then kind.
+    """
+    current = sorted(set(current), key=min)
+    owner: dict[int, int] = {}  # seller -> previous id
+    for cluster_id, members in previous.items():
+        for member in members:
+            owner[member] = cluster_id
+
+    overlap: dict[tuple[int, int], int] = {}  # (previous id, index into current) -> shared members
+    for index, members in enumerate(current):
+        for member in members:
+            if member in owner:
+                key = (owner[member], index)
+                overlap[key] = overlap.get(key, 0) + 1
+
+    assigned: dict[int, int] = {}  # index into current -> id
+    successor_of: dict[int, int] = {}  # previous id -> index that inherited it
+    for (previous_id, index), _ in sorted(
+        overlap.items(), key=lambda kv: (-kv[1], kv[0][0], min(current[kv[0][1]]))
+    ):
+        if index not in assigned and previous_id not in successor_of:
+            assigned[index] = previous_id
+            successor_of[previous_id] = index
+    for index in range(len(current)):
+        if index not in assigned:
+            assigned[index] = next_id()
+
+    pieces: dict[int, list[int]] = {}  # previous id -> indices it overlaps
+    sources: dict[int, list[int]] = {}  # index -> previous ids it overlaps
+    for previous_id, index in sorted(overlap):
+        pieces.setdefault(previous_id, []).append(index)
+        sources.setdefault(index, []).append(previous_id)
+
+    events: list[ClusterChange] = []
+    for previous_id in sorted(previous):
+        before = previous[previous_id]
+        parts = pieces.get(previous_id, [])
+        if not parts:
+            events.append(ClusterChange("dissolved", previous_id, before, NO_MEMBERS))
+        elif len(parts) >= 2:
+            kept = current[successor_of[previous_id]] if previous_id in successor_of else NO_MEMBERS
+            related = tuple(sorted(assigned[index] for index in parts))
+            events.append(ClusterChange("split", previous_id, before, kept, related))
+
+    for index, members in enumerate(current):
+        cluster_id = assigned[index]
+        origins = sources.get(index, [])
+        if cluster_id not in previous:
+            events.append(ClusterChange("created", cluster_id, NO_MEMBERS, members, tuple(origins)))
+            continue
+        before = previous[cluster_id]
+        # Absorbed: a previous cluster wholly carried into this one (one piece only) whose id did not survive.
+        absorbed = tuple(
+            other
+            for other in origins
+            if other != cluster_id and other not in successor_of and len(pieces[other]) == 1
+        )
+        if absorbed:
+            events.append(ClusterChange("merged", cluster_id, before, members, absorbed))
+            events.extend(
+                ClusterChange("merged", other, previous[other], members, (cluster_id,)) for other in absorbed
+            )
+        elif members - before:
+            events.append(ClusterChange("grew", cluster_id, before, members))
+        if before - members and len(pieces[cluster_id]) < 2:
+            events.append(ClusterChange("shrank", cluster_id, before, members))
+
+    order = {kind: n for n, kind in enumerate(("dissolved", "split", "merged", "shrank", "grew", "created"))}
+    events.sort(key=lambda event: (event.cluster_id, order[event.kind], event.related))
+    return {current[index]: cluster_id for index, cluster_id in assigned.items()}, events

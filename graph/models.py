@@ -1,0 +1,135 @@
+"""Actor clusters as stored: the result of linking, plus what analysts add (status, assignee, notes)."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+
+from accounts.models import Platform
+from exchange.models import Seller
+
+
+def new_ref() -> str:
+    """Opaque, unguessable cluster reference shown to partners (ids would leak volume and invite probing)."""
+    return "ac_" + secrets.token_hex(8)
+
+
+class ClusterStatus(models.TextChoices):
+    NEW = "new", "New"
+    INVESTIGATING = "investigating", "Investigating"
+    CONFIRMED = "confirmed", "Confirmed actor"
+    DISMISSED = "dismissed", "Dismissed"
+
+
+class ActorClusterQuerySet(models.QuerySet["ActorCluster"]):
+    def live(self) -> ActorClusterQuerySet:
+        return self.filter(dissolved_at__isnull=True)
+
+    def cross_platform(self) -> ActorClusterQuerySet:
+        return self.filter(platform_count__gte=2)
+
+    def containing_platform(self, platform: Platform | int) -> ActorClusterQuerySet:
+        """Clusters with at least one member reported by `platform` (what its partners may see)."""
+        return self.filter(
+            Exists(ClusterMember.objects.filter(cluster=OuterRef("pk"), seller__platform=platform))
+        )
+
+    def ranked(self) -> ActorClusterQuerySet:
+        """Cross-platform clusters first, then highest risk, then largest."""
+        return self.order_by("-cross_platform", "-risk", "-size", "id")
+
+
+class ActorCluster(models.Model):
+    """A set of linked sellers believed to be one actor. Its id survives recomputation (largest overlap)."""
+
+    ref = models.CharField(max_length=24, unique=True, default=new_ref, editable=False)
+    size = models.PositiveIntegerField(default=0)
+    platform_count = models.PositiveSmallIntegerField(default=0)
+    cross_platform = models.BooleanField(default=False, db_index=True)
+    risk = models.PositiveSmallIntegerField(default=0, db_index=True)
+    risk_parts = models.JSONField(default=dict, blank=True)
+    kinds = models.JSONField(default=list, blank=True, help_text="Indicator kinds that link the members.")
+    status = models.CharField(max_length=20, choices=ClusterStatus.choices, default=ClusterStatus.NEW)
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    notes = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    changed_at = models.DateTimeField(
+        default=timezone.now, db_index=True, help_text="Last membership change."
+    )
+    dissolved_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ActorClusterQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "actor cluster"
+        indexes = [models.Index(fields=["-cross_platform", "-risk"], name="cluster_rank")]
+
+    def __str__(self) -> str:
+        return f"Cluster {self.pk} ({self.size} sellers, {self.platform_count} platforms)"
+
+    def summary(self) -> dict[str, Any]:
+        """What a partner may learn about the cluster: counts, kinds and risk, never other members."""
+        return {
+            "id": self.ref,
+            "size": self.size,
+            "platforms": self.platform_count,
+            "cross_platform": self.cross_platform,
+            "risk": self.risk,
+            "kinds": list(self.kinds),
+        }
+
+
+class ClusterMemberQuerySet(models.QuerySet["ClusterMember"]):
+    def summaries(self, seller_ids: list[int]) -> dict[int, dict[str, Any]]:
+        """{seller id: its cluster's partner-safe summary} for the sellers that are in a cluster."""
+        return {
+            member.seller_id: member.cluster.summary()
+            for member in self.filter(seller_id__in=seller_ids).select_related("cluster")
+        }
+
+
+class ClusterMember(models.Model):
+    cluster = models.ForeignKey(ActorCluster, on_delete=models.CASCADE, related_name="members")
+    seller = models.OneToOneField(Seller, on_delete=models.CASCADE, related_name="cluster_membership")
+    joined_at = models.DateTimeField(default=timezone.now)
+
+    objects = ClusterMemberQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return f"{self.seller_id} in {self.cluster_id}"
+
+
+class EventKind(models.TextChoices):
+    CREATED = "created", "created"
+    GREW = "grew", "grew"
+    SHRANK = "shrank", "shrank"
+    MERGED = "merged", "merged"
+    SPLIT = "split", "split"
+    DISSOLVED = "dissolved", "dissolved"
+    STATUS = "status_changed", "status changed"
+
+
+class ClusterEvent(models.Model):
+    cluster = models.ForeignKey(ActorCluster, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=20, choices=EventKind.choices)
+    members_before = models.PositiveIntegerField(default=0)
+    members_after = models.PositiveIntegerField(default=0)
+    related = models.JSONField(default=list, blank=True, help_text="Ids of the other clusters involved.")
+    # Platforms whose sellers joined or left with this event (reports use it to find what touched whom).
+    platforms = models.JSONField(default=list, blank=True)
+    actor = models.CharField(max_length=150, default="system")
+    details = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+
+    def __str__(self) -> str:
+        return f"{self.cluster_id} {self.kind} {self.members_before}->{self.members_after}"

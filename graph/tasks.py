@@ -1,0 +1,32 @@
+"""Background tasks (Procrastinate, PostgreSQL-backed). Run a worker with
+`python manage.py procrastinate worker` (see README: Running in production).
+
+Only imported when EXCHANGE_TASK_MODE=worker, i.e. on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from procrastinate.contrib.django import app
+
+logger = logging.getLogger("exchange.graph")
+
+
+@app.task(queue="clusters", lock="recompute", pass_context=False)
+def recompute_clusters(seller_ids: list[int], indicator_ids: list[int]) -> None:
+    from graph.clustering import recluster_incremental
+
+    summary = recluster_incremental(seller_ids, indicator_ids)
+    logger.info("event=task_done task=recompute_clusters summary=%r", str(summary))
+
+
+@app.periodic(cron="17 * * * *")
+@app.task(queue="clusters", lock="recompute", pass_context=False)
+def refresh_expired_and_purge(timestamp: int) -> None:
+    """Hourly: re-cluster around reports that expired by the clock, then purge past the grace period."""
+    from exchange.retention import purge
+    from graph.clustering import refresh_expired
+
+    refresh_expired()
+    purge()

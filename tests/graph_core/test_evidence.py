@@ -1,0 +1,107 @@
+"""Every link is explainable: chains of shared indicators, what holds a cluster, and its bridges."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from graph.evidence import NotLinked, bridges, evidence_chain, holding_indicators, link_counts, link_graph
+from graph.linking import Sighting
+
+JAN, FEB, MAR = (datetime(2025, month, 1, tzinfo=UTC) for month in (1, 2, 3))
+
+# A chain 1 -(email)- 2 -(store name + address)- 3 -(bank account)- 4, and 4 also shares the bank account with 5
+# and the phone with 5: two strong indicators between 4 and 5, so neither alone is a bridge.
+CLUSTER = [
+    Sighting(1, 10, "email", "e1", MAR),
+    Sighting(2, 20, "email", "e1", JAN),
+    Sighting(2, 20, "store_name", "s1", FEB),
+    Sighting(3, 30, "store_name", "s1", MAR),
+    Sighting(2, 20, "shipping_address", "a1", FEB),
+    Sighting(3, 30, "shipping_address", "a1", FEB),
+    Sighting(3, 30, "bank_account", "b1", JAN),
+    Sighting(4, 10, "bank_account", "b1", FEB),
+    Sighting(4, 10, "phone", "p1", FEB),
+    Sighting(5, 20, "phone", "p1", MAR),
+    Sighting(5, 20, "bank_account", "b1", MAR),
+]
+
+
+def test_chain_lists_each_hop_with_its_shared_indicators() -> None:
+    chain = evidence_chain(CLUSTER, 1, 4)
+    assert [(link.a, link.b) for link in chain] == [(1, 2), (2, 3), (3, 4)]
+    assert [[(i.kind, i.token) for i in link.indicators] for link in chain] == [
+        [("email", "e1")],
+        [("shipping_address", "a1"), ("store_name", "s1")],
+        [("bank_account", "b1")],
+    ]
+    bank = chain[2].indicators[0]
+    assert (bank.strength, bank.sellers, bank.platforms, bank.first_seen) == ("strong", 3, 3, JAN)
+
+
+def test_chain_to_oneself_is_empty_and_unlinked_sellers_raise() -> None:
+    assert evidence_chain(CLUSTER, 3, 3) == []
+    with pytest.raises(NotLinked):
+        evidence_chain([*CLUSTER, Sighting(6, 10, "email", "lonely")], 1, 6)
+
+
+def test_suppressed_indicators_do_not_explain_links() -> None:
+    with pytest.raises(NotLinked):
+        evidence_chain(CLUSTER, 1, 2, suppressed={("email", "e1")})
+
+
+def test_global_counts_are_shown_when_given() -> None:
+    chain = evidence_chain(CLUSTER, 1, 2, seller_counts={("email", "e1"): 7})
+    assert chain[0].indicators[0].sellers == 7
+
+
+def test_holding_indicators_strong_first_most_holders_first() -> None:
+    held = [(h.indicator.kind, h.indicator.sellers, h.links) for h in holding_indicators(CLUSTER)]
+    assert held == [
+        ("bank_account", 3, 3),
+        ("email", 2, 1),
+        ("phone", 2, 1),
+        ("shipping_address", 2, 1),
+        ("store_name", 2, 1),
+    ]
+
+
+def test_a_single_weak_indicator_does_not_hold_anything() -> None:
+    sightings = [Sighting(1, 1, "email", "e"), Sighting(2, 1, "email", "e")]
+    sightings += [Sighting(1, 1, "device_id", "d"), Sighting(3, 1, "device_id", "d")]
+    assert [h.indicator.kind for h in holding_indicators(sightings)] == ["email"]
+
+
+@pytest.mark.parametrize(
+    ("sightings", "expected"),
+    [
+        pytest.param(
+            CLUSTER, ["bank_account", "email", "shipping_address", "store_name"], id="chain cluster"
+        ),
+        pytest.param(
+            [
+                Sighting(1, 1, "store_name", "s"),
+                Sighting(2, 1, "store_name", "s"),
+                Sighting(1, 1, "device_id", "d"),
+                Sighting(2, 1, "device_id", "d"),
+                Sighting(1, 1, "website_domain", "w"),
+                Sighting(2, 1, "website_domain", "w"),
+            ],
+            [],
+            id="three weak indicators: removing any one still leaves two",
+        ),
+        pytest.param(
+            [Sighting(s, 1, "email", "e") for s in (1, 2, 3)]
+            + [Sighting(s, 1, "phone", "p") for s in (1, 2, 3)],
+            [],
+            id="two strong indicators shared by all: no bridge",
+        ),
+    ],
+)
+def test_bridges(sightings: list[Sighting], expected: list[str]) -> None:
+    assert sorted(b.kind for b in bridges(sightings)) == expected
+
+
+def test_link_counts_split_strong_from_weak_only_links() -> None:
+    assert link_counts(link_graph(CLUSTER)) == (4, 1)  # bank account: 3 pairs; email: 1

@@ -1,0 +1,144 @@
+"""Incremental relinking gives exactly the clusters of a full recomputation, after every step."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from graph.linking import IndicatorKey, Override, Sighting, link, relink
+
+# A small pool so that collisions are frequent, with thresholds low enough that hubs appear and disappear.
+POOL: list[IndicatorKey] = [
+    *(("email", f"e{n}") for n in range(3)),
+    *(("bank_account", f"b{n}") for n in range(2)),
+    *(("store_name", f"s{n}") for n in range(3)),
+    *(("shipping_address", f"a{n}") for n in range(2)),
+    *(("device_id", f"d{n}") for n in range(2)),
+]
+THRESHOLDS = {
+    "email": 3,
+    "phone": 3,
+    "tax_id": 3,
+    "business_registration": 3,
+    "bank_account": 4,
+    "payment_account": 3,
+    "crypto_wallet": 3,
+    "store_name": 2,
+    "website_domain": 2,
+    "shipping_address": 3,
+    "return_address": 3,
+    "device_id": 2,
+}
+SELLERS = range(10)
+
+submit = st.tuples(
+    st.just("submit"), st.sampled_from(SELLERS), st.sets(st.sampled_from(POOL), min_size=1, max_size=4)
+)
+retract = st.tuples(st.just("retract"), st.sampled_from(SELLERS))
+purge = st.tuples(st.just("purge"), st.sampled_from(SELLERS))
+drop = st.tuples(st.just("drop"), st.sampled_from(SELLERS), st.sampled_from(POOL))
+override = st.tuples(st.just("override"), st.sampled_from(POOL), st.sampled_from([None, "common", "include"]))
+steps = st.lists(st.one_of(submit, submit, retract, purge, drop, override), min_size=1, max_size=25)
+
+
+@dataclass
+class Exchange:
+    """The world: sellers' sightings and status, analyst overrides, and the stored cluster state."""
+
+    held: dict[int, set[IndicatorKey]] = field(default_factory=dict)
+    inactive: set[int] = field(default_factory=set)
+    overrides: dict[IndicatorKey, Override] = field(default_factory=dict)
+    stored: dict[int, frozenset[int]] = field(default_factory=dict)
+    ids: itertools.count[int] = field(default_factory=itertools.count)
+
+    def sightings(self) -> list[Sighting]:
+        return [
+            Sighting(s, s % 3, kind, token) for s, keys in self.held.items() for kind, token in sorted(keys)
+        ]
+
+    def apply(self, step: tuple) -> tuple[set[int], set[IndicatorKey]]:
+        """Change the world; return (touched sellers, touched indicators) as the caller would know them."""
+        match step:
+            case ("submit", seller, keys):
+                self.held.setdefault(seller, set()).update(keys)
+                self.inactive.discard(seller)  # re-reporting a retracted seller makes it active again
+                return {seller}, set()
+            case ("retract", seller):
+                self.inactive.add(seller)
+                return {seller}, set()
+            case ("purge", seller):
+                if seller not in self.inactive:
+                    return set(), set()
+                self.held.pop(seller, None)  # purging an inactive seller changes no link: nothing touched
+                return set(), set()
+            case ("drop", seller, key):
+                if key not in self.held.get(seller, set()):
+                    return set(), set()
+                self.held[seller].discard(key)
+                return {seller}, {key}
+            case ("override", key, value):
+                if value is None:
+                    self.overrides.pop(key, None)
+                else:
+                    self.overrides[key] = value
+                return set(), {key}
+        raise AssertionError(step)
+
+    def full(self) -> set[frozenset[int]]:
+        result = link(
+            self.sightings(), thresholds=THRESHOLDS, overrides=self.overrides, inactive=self.inactive
+        )
+        return {cluster.member_set for cluster in result.clusters}
+
+
+@settings(max_examples=400, deadline=None)
+@given(steps)
+def test_incremental_equals_full_after_every_step(steps: list[tuple]) -> None:
+    world = Exchange()
+    for step in steps:
+        touched_sellers, touched_indicators = world.apply(step)
+        update = relink(
+            world.sightings(),
+            touched_sellers=touched_sellers,
+            touched_indicators=touched_indicators,
+            previous=world.stored,
+            thresholds=THRESHOLDS,
+            overrides=world.overrides,
+            inactive=world.inactive,
+        )
+        for cluster_id in update.retired:
+            del world.stored[cluster_id]
+        for cluster in update.clusters:
+            assert cluster.member_set <= update.scope
+            world.stored[next(world.ids)] = cluster.member_set
+        assert set(world.stored.values()) == world.full(), step
+
+
+def test_a_new_holder_pushing_a_hub_over_its_threshold_splits_clusters_it_never_touched() -> None:
+    # Sellers 1..3 share a phone (threshold 3) and are one cluster; seller 4 also reports the phone.
+    world = Exchange()
+    for seller in (1, 2, 3):
+        world.apply(("submit", seller, {("phone", "p")}))
+    world.stored = {0: frozenset({1, 2, 3})}
+    touched, _ = world.apply(("submit", 4, {("phone", "p")}))
+    update = relink(world.sightings(), touched_sellers=touched, previous=world.stored, thresholds=THRESHOLDS)
+    assert update.retired == (0,)
+    assert update.clusters == ()
+    assert update.scope == {1, 2, 3, 4}
+
+
+def test_unrelated_clusters_are_left_alone() -> None:
+    world = Exchange()
+    world.apply(("submit", 1, {("email", "e0")}))
+    world.apply(("submit", 2, {("email", "e0")}))
+    world.apply(("submit", 5, {("email", "e1")}))
+    world.apply(("submit", 6, {("email", "e1")}))
+    world.stored = {0: frozenset({1, 2}), 1: frozenset({5, 6})}
+    touched, _ = world.apply(("submit", 3, {("email", "e0")}))
+    update = relink(world.sightings(), touched_sellers=touched, previous=world.stored, thresholds=THRESHOLDS)
+    assert update.retired == (0,)
+    assert [c.members for c in update.clusters] == [(1, 2, 3)]
+    assert update.scope == {1, 2, 3}

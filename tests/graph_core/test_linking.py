@@ -1,0 +1,296 @@
+"""The linking rules of PRODUCT.md ("Linking"), one table row per rule."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from typing import Any
+
+import networkx as nx
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from graph.linking import (
+    DEFAULT_STRENGTH,
+    DEFAULT_THRESHOLDS,
+    KINDS,
+    WEAK_KINDS,
+    IndicatorKey,
+    Override,
+    Sighting,
+    SuppressedIndicator,
+    link,
+    link_columns,
+)
+
+# Seller ids: Acme's sellers are 1xx, Bazaar's 2xx (platform 1 and 2).
+ACME, BAZAAR = 1, 2
+
+
+def seen(seller: int, kind: str, token: str) -> Sighting:
+    return Sighting(seller, ACME if seller < 200 else BAZAAR, kind, token)
+
+
+def members(sightings: list[Sighting], **kwargs: Any) -> list[tuple[int, ...]]:
+    return [cluster.members for cluster in link(sightings, **kwargs).clusters]
+
+
+RULES = [
+    pytest.param(
+        [seen(101, "email", "e1"), seen(201, "email", "e1")],
+        [(101, 201)],
+        id="one shared strong indicator links",
+    ),
+    pytest.param(
+        [seen(101, "bank_account", "b1"), seen(201, "bank_account", "b2")],
+        [],
+        id="different strong indicators do not link",
+    ),
+    pytest.param(
+        [seen(101, "store_name", "s1"), seen(201, "store_name", "s1")],
+        [],
+        id="a single shared weak indicator does not link",
+    ),
+    pytest.param(
+        [
+            seen(101, "store_name", "s1"),
+            seen(201, "store_name", "s1"),
+            seen(101, "shipping_address", "a1"),
+            seen(201, "shipping_address", "a1"),
+        ],
+        [(101, 201)],
+        id="two different shared weak indicators link",
+    ),
+    pytest.param(
+        [
+            seen(101, "device_id", "d1"),
+            seen(201, "device_id", "d1"),
+            seen(201, "device_id", "d1"),
+            seen(101, "device_id", "d1"),
+        ],
+        [],
+        id="the same weak indicator seen twice counts once",
+    ),
+    pytest.param(
+        [
+            seen(101, "store_name", "x"),
+            seen(201, "store_name", "x"),
+            seen(101, "website_domain", "x"),
+            seen(201, "website_domain", "x"),
+        ],
+        [(101, 201)],
+        id="an indicator is kind plus token: same token under two kinds is two indicators",
+    ),
+    pytest.param(
+        [
+            seen(101, "store_name", "s1"),
+            seen(102, "store_name", "s1"),
+            seen(102, "website_domain", "w1"),
+            seen(103, "website_domain", "w1"),
+        ],
+        [],
+        id="weak indicators shared with different sellers do not add up",
+    ),
+    pytest.param(
+        [
+            seen(101, "email", "e1"),
+            seen(102, "email", "e1"),
+            seen(102, "phone", "p1"),
+            seen(201, "phone", "p1"),
+        ],
+        [(101, 102, 201)],
+        id="links are transitive: clusters are connected components",
+    ),
+    pytest.param(
+        [seen(101, "email", "e1"), seen(201, "phone", "p1"), seen(202, "tax_id", "t1")],
+        [],
+        id="sellers linked to nobody are in no cluster",
+    ),
+    pytest.param(
+        [
+            seen(101, "email", "e1"),
+            seen(201, "email", "e1"),
+            seen(102, "email", "e2"),
+            seen(202, "email", "e2"),
+        ],
+        [(101, 201), (102, 202)],
+        id="clusters are ordered by their smallest member",
+    ),
+]
+
+
+@pytest.mark.parametrize(("sightings", "expected"), RULES)
+def test_linking_rule(sightings: list[Sighting], expected: list[tuple[int, ...]]) -> None:
+    assert members(sightings) == expected
+
+
+def holders(count: int, kind: str, token: str) -> list[Sighting]:
+    return [seen(101 + n, kind, token) for n in range(count)]
+
+
+def weak_pair(count: int) -> list[Sighting]:
+    """``count`` sellers sharing one store name and one shipping address."""
+    return holders(count, "store_name", "s1") + holders(count, "shipping_address", "a1")
+
+
+@pytest.mark.parametrize(
+    ("sightings", "thresholds", "expected_sizes", "suppressed_kinds"),
+    [
+        pytest.param(holders(25, "phone", "p1"), {}, [25], [], id="strong at its threshold links"),
+        pytest.param(
+            holders(26, "phone", "p1"), {}, [], ["phone"], id="strong over its threshold is suppressed"
+        ),
+        pytest.param(holders(3, "email", "e1"), {"email": 2}, [], ["email"], id="threshold per kind applies"),
+        pytest.param(weak_pair(10), {}, [10], [], id="store name at 10 and address at 10 link"),
+        pytest.param(
+            weak_pair(11),
+            {},
+            [],
+            ["store_name"],
+            id="store name over 10 leaves one weak indicator: no link; the address (at most 15) is not suppressed",
+        ),
+    ],
+)
+def test_hub_suppression(
+    sightings: list[Sighting],
+    thresholds: dict[str, int],
+    expected_sizes: list[int],
+    suppressed_kinds: list[str],
+) -> None:
+    result = link(sightings, thresholds={**DEFAULT_THRESHOLDS, **thresholds})
+    assert [len(cluster.members) for cluster in result.clusters] == expected_sizes
+    assert [s.kind for s in result.suppressed if s.reason == "threshold"] == suppressed_kinds
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        pytest.param({}, [(101, 102, 201)], id="no override"),
+        pytest.param({("email", "e1"): "common"}, [(102, 201)], id="common suppresses below the threshold"),
+        pytest.param(
+            {("phone", "hub"): "include"}, [(101, 102, 201, *range(103, 133))], id="include links a hub"
+        ),
+    ],
+)
+def test_analyst_overrides(
+    overrides: dict[tuple[str, str], Override], expected: list[tuple[int, ...]]
+) -> None:
+    sightings = [
+        seen(101, "email", "e1"),
+        seen(102, "email", "e1"),
+        seen(102, "bank_account", "b1"),
+        seen(201, "bank_account", "b1"),
+        *holders(32, "phone", "hub")[2:],  # sellers 103..132 share a support phone: over 25
+        seen(101, "phone", "hub"),
+    ]
+    assert [tuple(sorted(m)) for m in members(sightings, overrides=overrides)] == [
+        tuple(sorted(e)) for e in expected
+    ]
+
+
+def test_suppressed_indicators_are_reported_on_the_clusters_that_hold_them() -> None:
+    sightings = [
+        seen(101, "email", "e1"),
+        seen(201, "email", "e1"),
+        seen(101, "website_domain", "common.example"),
+        seen(102, "website_domain", "common.example"),
+    ]
+    overrides: dict[IndicatorKey, Override] = {("website_domain", "common.example"): "common"}
+    result = link(sightings, overrides=overrides)
+    context = SuppressedIndicator(("website_domain", "common.example"), "website_domain", 2, "common")
+    assert [c.suppressed for c in result.clusters] == [(context,)]
+    assert result.suppressed == (context,)
+
+
+def test_inactive_sellers_do_not_link() -> None:
+    sightings = [seen(101, "email", "e1"), seen(201, "email", "e1"), seen(202, "email", "e1")]
+    assert members(sightings, inactive={202}) == [(101, 201)]
+    assert members(sightings, inactive={201, 202}) == []
+
+
+def test_inactive_sellers_do_not_count_towards_a_hub() -> None:
+    sightings = holders(26, "phone", "p1")
+    assert members(sightings) == []
+    assert [len(m) for m in members(sightings, inactive={101})] == [25]
+
+
+def test_unknown_kind_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown indicator kind"):
+        link([seen(101, "shoe_size", "42"), seen(102, "shoe_size", "42")])
+
+
+def test_result_does_not_depend_on_input_order_or_duplicates() -> None:
+    rng = random.Random(3)
+    pool = [(kind, f"t{n}") for kind in KINDS for n in range(3)]
+    sightings = [seen(seller, *rng.choice(pool)) for seller in range(100, 160) for _ in range(4)]
+    expected = link(sightings)
+    assert expected.clusters  # the example links something
+    for _ in range(5):
+        shuffled = sightings + rng.sample(sightings, 30)
+        rng.shuffle(shuffled)
+        assert link(shuffled) == expected
+
+
+def test_column_input_matches_tuple_input() -> None:
+    rng = np.random.default_rng(5)
+    seller = rng.integers(0, 400, size=3000)
+    indicator = rng.integers(0, 900, size=3000)
+    kind = indicator % len(KINDS)
+    by_columns = link_columns(seller, indicator, kind)
+    sightings = [
+        Sighting(int(s), 1, KINDS[int(k)], str(i)) for s, i, k in zip(seller, indicator, kind, strict=True)
+    ]
+    assert [c.members for c in link(sightings).clusters] == [c.members for c in by_columns.clusters]
+    assert sorted(s.indicator for s in by_columns.suppressed) == sorted(
+        int(s.indicator[1]) for s in link(sightings).suppressed
+    )
+
+
+def test_column_input_accepts_sparse_ids() -> None:
+    seller = [10**12, 5, 10**12 + 7, 5]
+    indicator = [10**15, 10**15, 3, 3]
+    kind = [KINDS.index("email"), KINDS.index("email"), KINDS.index("store_name"), KINDS.index("store_name")]
+    assert [c.members for c in link_columns(seller, indicator, kind).clusters] == [(5, 10**12)]
+
+
+def naive_clusters(
+    sightings: list[Sighting], thresholds: dict[str, int], overrides: dict[tuple[str, str], Override]
+) -> list[tuple[int, ...]]:
+    """The rules applied literally: every pair of sellers, its shared indicators, then components."""
+    held: dict[int, set[tuple[str, str]]] = {}
+    for s in sightings:
+        held.setdefault(s.seller_id, set()).add((s.kind, str(s.token)))
+    count = {key: sum(key in keys for keys in held.values()) for keys in held.values() for key in keys}
+
+    def links(key: tuple[str, str]) -> bool:
+        override = overrides.get(key)
+        return override == "include" or (override != "common" and count[key] <= thresholds[key[0]])
+
+    graph = nx.Graph()
+    for a, b in itertools.combinations(sorted(held), 2):
+        shared = {key for key in held[a] & held[b] if links(key)}
+        if any(DEFAULT_STRENGTH[kind] == "strong" for kind, _ in shared) or len(shared) >= 2:
+            graph.add_edge(a, b)
+    return sorted(tuple(sorted(c)) for c in nx.connected_components(graph))
+
+
+indicator_pool = st.sampled_from(
+    [(kind, f"t{n}") for kind in ("email", "phone", *WEAK_KINDS) for n in range(3)]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 15), indicator_pool), max_size=80),
+    st.dictionaries(indicator_pool, st.sampled_from(["common", "include"]), max_size=3),
+    st.integers(1, 5),
+)
+def test_linking_matches_the_rules_applied_pairwise(
+    rows: list[tuple[int, tuple[str, str]]], overrides: dict[tuple[str, str], Override], threshold: int
+) -> None:
+    sightings = [Sighting(seller, 1, kind, token) for seller, (kind, token) in rows]
+    thresholds = dict.fromkeys(DEFAULT_THRESHOLDS, threshold)
+    result = link(sightings, thresholds=thresholds, overrides=overrides)
+    assert [c.members for c in result.clusters] == naive_clusters(sightings, thresholds, overrides)

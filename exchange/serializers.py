@@ -54,6 +54,34 @@ class ClusterSummarySerializer(serializers.Serializer):
     )
 
 
+class OwnMemberSerializer(serializers.Serializer):
+    seller_ref = serializers.CharField()
+    status = serializers.CharField()
+    reported_at = serializers.DateTimeField()
+
+
+class OtherPlatformSerializer(serializers.Serializer):
+    platform = serializers.CharField(
+        help_text="A label; the platform's name only if the consortium reveals it."
+    )
+    accounts = serializers.IntegerField()
+
+
+class ClusterEventOutSerializer(serializers.Serializer):
+    kind = serializers.CharField()
+    at = serializers.DateTimeField()
+    members_before = serializers.IntegerField()
+    members_after = serializers.IntegerField()
+
+
+class ClusterDetailSerializer(ClusterSummarySerializer):
+    your_sellers = OwnMemberSerializer(many=True)
+    other_platforms = OtherPlatformSerializer(many=True)
+    events = ClusterEventOutSerializer(many=True)
+    first_seen = serializers.DateTimeField()
+    changed_at = serializers.DateTimeField()
+
+
 class SightingOutSerializer(serializers.Serializer):
     kind = serializers.CharField(source="indicator.kind")
     first_seen = serializers.DateTimeField()

@@ -50,6 +50,9 @@ try:
             os.environ.get("DATABASE_URL", "").strip() or "sqlite:///var/exchange.sqlite3", BASE_DIR
         )
     }
+    _is_postgres = DATABASES["default"]["ENGINE"].endswith("postgresql")
+    if _is_postgres and os.environ.get("TEST_DATABASE_NAME"):  # concurrent test runs on one server
+        DATABASES["default"]["TEST"] = {"NAME": os.environ["TEST_DATABASE_NAME"]}
 
     ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "")
     CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
@@ -85,7 +88,6 @@ try:
     REDIS_URL = os.environ.get("REDIS_URL", "")
     # worker: recomputations and reports run in a Procrastinate worker (PostgreSQL only), enqueued in the
     # same transaction as the change; sync: run inline after commit (the embedded SQLite default).
-    _is_postgres = DATABASES["default"]["ENGINE"].endswith("postgresql")
     EXCHANGE_TASK_MODE = os.environ.get("EXCHANGE_TASK_MODE", "worker" if _is_postgres else "sync")
     if EXCHANGE_TASK_MODE not in {"worker", "sync"}:
         raise ConfigError(f"EXCHANGE_TASK_MODE must be 'worker' or 'sync', got {EXCHANGE_TASK_MODE!r}")
@@ -116,7 +118,7 @@ INSTALLED_APPS = [
     "accounts",
     "exchange",
     "graph",
-] + (["procrastinate.contrib.django"] if EXCHANGE_TASK_MODE == "worker" else [])
+] + (["procrastinate.contrib.django"] if _is_postgres else [])  # its tables use PL/pgSQL
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

@@ -19,6 +19,8 @@ api_v1 = [
     path("sellers/<str:seller_ref>/", views.SellerDetailView.as_view(), name="seller-detail"),
     path("sellers/<str:seller_ref>/retract/", views.RetractView.as_view(), name="seller-retract"),
     path("lookups/", views.LookupView.as_view(), name="lookups"),
+    path("clusters/", views.ClusterListView.as_view(), name="cluster-list"),
+    path("clusters/<str:ref>/", views.ClusterDetailView.as_view(), name="cluster-detail"),
     path(
         "schema/",
         SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[AllowAny]),

@@ -5,13 +5,15 @@ is simply absent (404)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
+import django_filters
 from django.db.models import Prefetch, QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import exceptions, generics, serializers
-from rest_framework.pagination import CursorPagination
+from rest_framework.pagination import CursorPagination, LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -20,8 +22,10 @@ from accounts.authentication import Partner
 from exchange import ingest, lookups, retention
 from exchange.errors import Conflict
 from exchange.filters import SellerFilter
-from exchange.models import Seller, Sighting
+from exchange.models import AuditEntry, Seller, Sighting
 from exchange.serializers import (
+    ClusterDetailSerializer,
+    ClusterSummarySerializer,
     LookupRequestSerializer,
     LookupResponseSerializer,
     RetractSerializer,
@@ -30,7 +34,7 @@ from exchange.serializers import (
     SubmissionRequestSerializer,
     SubmissionResponseSerializer,
 )
-from graph.models import ClusterMember
+from graph.models import ActorCluster, ClusterMember
 
 ERROR = inline_serializer(
     "Error",
@@ -66,13 +70,23 @@ def raise_invalid(errors: dict[str, list[str]]) -> None:
     raise exceptions.ValidationError(errors)
 
 
-class PartnerScopedMixin:
-    """The one place where partner-reachable querysets are scoped to the caller's platform."""
+PARTNER_SCOPES: dict[str, Callable[[int], QuerySet[Any]]] = {
+    "sellers": lambda platform_id: Seller.objects.of_platform(platform_id),
+    "clusters": lambda platform_id: ActorCluster.objects.live().containing_platform(platform_id),
+}
+EMPTY = {"sellers": Seller.objects.none, "clusters": ActorCluster.objects.none}
 
-    def get_queryset(self) -> QuerySet[Seller]:
+
+class PartnerScopedMixin:
+    """The one place where partner-reachable querysets are scoped to the caller's platform: a view names
+    its `scope`, and another platform's objects are simply not in the queryset (404)."""
+
+    scope = "sellers"
+
+    def get_queryset(self) -> QuerySet[Any]:
         if getattr(self, "swagger_fake_view", False):  # schema generation has no caller
-            return Seller.objects.none()
-        return Seller.objects.of_platform(partner_of(self.request).platform_id)  # type: ignore[attr-defined]
+            return EMPTY[self.scope]()
+        return PARTNER_SCOPES[self.scope](partner_of(self.request).platform_id)  # type: ignore[attr-defined]
 
 
 class MeView(APIView):
@@ -287,3 +301,57 @@ def parse_lookup(payload: Any) -> list[tuple[str, str]]:
     if errors:
         raise_invalid(errors)
     return pairs
+
+
+class ClusterFilter(django_filters.FilterSet):
+    cross_platform = django_filters.BooleanFilter()
+    min_risk = django_filters.NumberFilter(field_name="risk", lookup_expr="gte")
+    changed_since = django_filters.IsoDateTimeFilter(field_name="changed_at", lookup_expr="gte")
+
+    class Meta:
+        model = ActorCluster
+        fields = ("cross_platform", "min_risk", "changed_since")
+
+
+class ClusterPagination(LimitOffsetPagination):
+    default_limit = 100
+    max_limit = 1000
+
+
+@extend_schema(responses={200: ClusterSummarySerializer(many=True), **COMMON_ERRORS})
+class ClusterListView(PartnerScopedMixin, generics.ListAPIView):
+    """Actor clusters that contain your sellers: cross-platform first, highest risk first."""
+
+    required_scope = "read"
+    scope = "clusters"
+    filterset_class = ClusterFilter
+    pagination_class = ClusterPagination
+    serializer_class = ClusterSummarySerializer
+
+    def get_queryset(self) -> QuerySet[Any]:
+        return super().get_queryset().ranked()  # type: ignore[attr-defined]
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        assert page is not None
+        return self.get_paginated_response([cluster.summary() for cluster in page])
+
+
+@extend_schema(responses={200: ClusterDetailSerializer, 404: ERROR, **COMMON_ERRORS})
+class ClusterDetailView(PartnerScopedMixin, generics.RetrieveAPIView):
+    """One cluster: your own members by seller_ref, other platforms' members only as counts."""
+
+    required_scope = "read"
+    scope = "clusters"
+    lookup_field = "ref"
+    lookup_url_kwarg = "ref"
+    serializer_class = ClusterDetailSerializer
+
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        cluster = self.get_object()
+        partner = partner_of(request)
+        data = cluster.summary() | cluster.partner_view(partner.platform_id)
+        AuditEntry.objects.record(
+            "cluster_viewed_api", partner.api_key.prefix, partner.platform_id, "cluster", str(cluster.pk)
+        )
+        return Response(data)

@@ -85,6 +85,47 @@ class ActorCluster(models.Model):
             "kinds": list(self.kinds),
         }
 
+    def partner_view(self, platform_id: int) -> dict[str, Any]:
+        """The rest of what a partner sees: its own members by ref, other platforms as counts, the history."""
+        members = list(
+            self.members.select_related("seller")
+            .order_by("seller__seller_ref")
+            .only("seller__platform_id", "seller__seller_ref", "seller__status", "seller__reported_at")
+        )
+        own = [m.seller for m in members if m.seller.platform_id == platform_id]
+        counts: dict[int, int] = {}
+        for member in members:
+            if member.seller.platform_id != platform_id:
+                counts[member.seller.platform_id] = counts.get(member.seller.platform_id, 0) + 1
+        labels = platform_labels(list(counts), settings.EXCHANGE_REVEAL_PLATFORM_NAMES)
+        return {
+            "your_sellers": [
+                {"seller_ref": s.seller_ref, "status": s.status, "reported_at": s.reported_at} for s in own
+            ],
+            "other_platforms": [{"platform": labels[p], "accounts": n} for p, n in sorted(counts.items())],
+            "events": [
+                {
+                    "kind": e.kind,
+                    "at": e.created_at,
+                    "members_before": e.members_before,
+                    "members_after": e.members_after,
+                }
+                for e in self.events.order_by("created_at", "id")
+            ],
+            "first_seen": self.created_at,
+            "changed_at": self.changed_at,
+        }
+
+
+def platform_labels(platform_ids: list[int], reveal: bool) -> dict[int, str]:
+    """Names of other platforms, or neutral labels ("Platform A", ...) unless the consortium reveals them."""
+    if reveal:
+        return dict(Platform.objects.filter(id__in=platform_ids).values_list("id", "name"))
+    return {
+        pid: f"Platform {chr(ord('A') + n) if n < 26 else n + 1}"
+        for n, pid in enumerate(sorted(platform_ids))
+    }
+
 
 class ClusterMemberQuerySet(models.QuerySet["ClusterMember"]):
     def summaries(self, seller_ids: list[int]) -> dict[int, dict[str, Any]]:

@@ -3,7 +3,8 @@
 With EXCHANGE_TASK_MODE=worker (the default on PostgreSQL) the job is enqueued with Procrastinate in the
 *same transaction* as the change, so an accepted submission can never lose its recomputation, and a rolled
 back one enqueues nothing. With EXCHANGE_TASK_MODE=sync (the default on SQLite, the embedded demo) the
-recomputation runs right after the transaction commits.
+recomputation runs inline at the end of the change's own transaction: SQLite has one writer anyway, and the
+change and its clusters then commit (or roll back) together.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import logging
 from collections.abc import Iterable
 
 from django.conf import settings
-from django.db import transaction
 
 logger = logging.getLogger("exchange.graph")
 
@@ -27,9 +27,6 @@ def schedule_recompute(sellers: Iterable[int] = (), indicators: Iterable[int] = 
         recompute_clusters.defer(seller_ids=seller_ids, indicator_ids=indicator_ids)
         return
 
-    def run() -> None:
-        from graph.clustering import recluster_incremental
+    from graph.clustering import recluster_incremental
 
-        recluster_incremental(seller_ids, indicator_ids)
-
-    transaction.on_commit(run)
+    recluster_incremental(seller_ids, indicator_ids)

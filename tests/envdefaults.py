@@ -13,3 +13,5 @@ os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
 os.environ.pop("DEBUG", None)
 # Recompute clusters inline so tests see the result of a submission at once; the worker path has its own test.
 os.environ.setdefault("EXCHANGE_TASK_MODE", "sync")
+# One test database per run, so that several runs against one PostgreSQL server do not collide.
+os.environ.setdefault("TEST_DATABASE_NAME", f"test_exchange_{os.getpid()}")

@@ -223,11 +223,11 @@ def test_worker_mode_enqueues_in_the_same_transaction_and_the_worker_applies_it(
         submit(bazaar.client(), {**seller("b0", ("email", "x@x.com")), "status": "bogus"}).status_code == 400
     )
     submit(bazaar.client(), seller("b1", ("email", "x@x.com")))
-    assert ProcrastinateJob.objects.filter(task_name__endswith="recompute_clusters").count() == 2
+    assert ProcrastinateJob.objects.filter(task_name__endswith="recompute_clusters").count() == 2  # type: ignore[misc]
     assert clusters() == set()  # nothing computed inline
     with app.replace_connector(app.connector.get_worker_connector()) as worker_app:  # type: ignore[attr-defined]
         worker_app.run_worker(
             wait=False, install_signal_handlers=False, listen_notify=False, queues=["clusters"]
         )
     assert clusters() == {frozenset({"acme:a1", "bazaar:b1"})}
-    assert set(ProcrastinateJob.objects.values_list("status", flat=True)) == {"succeeded"}
+    assert set(ProcrastinateJob.objects.values_list("status", flat=True)) == {"succeeded"}  # type: ignore[misc]

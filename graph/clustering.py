@@ -13,6 +13,7 @@ events come from `graph.identity.assign_identities`.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import struct
 import time
@@ -324,31 +325,6 @@ def _apply(
         else {}
     )
 
-    new_rows = {cid: members for members, cid in assigned.items() if cid < 0}
-    created = {}
-    to_create = []
-    for cid, members in sorted(new_rows.items(), reverse=True):
-        f = facts[members]
-        to_create.append(
-            (
-                cid,
-                ActorCluster(
-                    size=f.size,
-                    platform_count=f.platform_count,
-                    cross_platform=f.platform_count >= 2,
-                    risk=f.risk,
-                    risk_parts=f.risk_parts,
-                    kinds=f.kinds,
-                    created_at=now,
-                    changed_at=now,
-                ),
-            )
-        )
-    ActorCluster.objects.bulk_create([row for _, row in to_create], batch_size=1000)
-    for cid, row in to_create:
-        created[cid] = row
-    real = {cid: (created[cid].pk if cid < 0 else cid) for cid in assigned.values()}
-
     # Analyst work survives: pieces of a split inherit the parent's status, assignee and notes; a merge
     # keeps the most advanced status and concatenates notes.
     inherit: dict[int, list[int]] = defaultdict(list)
@@ -357,14 +333,16 @@ def _apply(
             inherit[change.cluster_id].extend(change.related)
         elif change.kind == "merged" and change.cluster_id in assigned.values() and change.cluster_id >= 0:
             inherit[change.cluster_id].extend(r for r in change.related if r in old)
-    to_update: list[ActorCluster] = []
-    for members, cid in assigned.items():
-        row = created.get(cid) or old[cid]
+
+    created: dict[int, ActorCluster] = {}
+    changed: list[ActorCluster] = []
+    for members, cid in sorted(assigned.items(), key=lambda item: item[1]):
         f = facts[members]
-        membership_changed = cid < 0 or previous.get(cid) != members
+        row = old[cid] if cid >= 0 else ActorCluster(created_at=now, changed_at=now)
+        before = _state(row)
         row.size, row.platform_count, row.cross_platform = f.size, f.platform_count, f.platform_count >= 2
         row.risk, row.risk_parts, row.kinds = f.risk, f.risk_parts, f.kinds
-        if membership_changed:
+        if cid >= 0 and previous[cid] != members:
             row.changed_at = now
         sources = [old[s] for s in inherit.get(cid, []) if s in old and s != cid]
         if sources:
@@ -376,27 +354,18 @@ def _apply(
                 f"[from cluster {s.pk}] {s.notes}" for s in sources if s.notes and s.notes not in row.notes
             ]
             row.notes = "\n\n".join(notes)
-        to_update.append(row)
-    dissolved = [old[cid] for cid in previous if cid not in real.values()]
-    for row in dissolved:
-        row.dissolved_at, row.size, row.changed_at = now, 0, now
-    ActorCluster.objects.bulk_update(
-        to_update + dissolved,
-        [
-            "size",
-            "platform_count",
-            "cross_platform",
-            "risk",
-            "risk_parts",
-            "kinds",
-            "changed_at",
-            "status",
-            "assignee",
-            "notes",
-            "dissolved_at",
-        ],
-        batch_size=1000,
-    )
+        if cid < 0:
+            created[cid] = row
+        elif _state(row) != before:
+            changed.append(row)
+    ActorCluster.objects.bulk_create(list(created.values()), batch_size=2000)
+    real = {cid: (created[cid].pk if cid < 0 else cid) for cid in assigned.values()}
+    for cid in previous:
+        if cid not in real.values():
+            row = old[cid]
+            row.dissolved_at, row.size, row.changed_at = now, 0, now
+            changed.append(row)
+    _update_clusters(changed)
 
     # Membership: delete what moved or left, insert what arrived.
     wanted = {m: real[cid] for members, cid in assigned.items() for m in members}
@@ -433,6 +402,65 @@ def _apply(
     ClusterEvent.objects.bulk_create(events, batch_size=2000)
     summary.clusters = len(clusters)
     summary.cross_platform = sum(1 for f in facts.values() if f.platform_count >= 2)
+
+
+_STATE_FIELDS = (
+    "size",
+    "platform_count",
+    "cross_platform",
+    "risk",
+    "risk_parts",
+    "kinds",
+    "changed_at",
+    "status",
+    "assignee_id",
+    "notes",
+    "dissolved_at",
+)
+
+
+def _state(row: ActorCluster) -> tuple[Any, ...]:
+    return tuple(getattr(row, name) for name in _STATE_FIELDS)
+
+
+def _update_clusters(rows: list[ActorCluster]) -> None:
+    """Write changed clusters. On PostgreSQL one UPDATE ... FROM unnest(...) (Django's bulk_update builds a
+    CASE per row and field, which took seconds for a few thousand rows); elsewhere bulk_update."""
+    if not rows:
+        return
+    if connection.vendor != "postgresql":
+        fields = [name.removesuffix("_id") for name in _STATE_FIELDS]
+        ActorCluster.objects.bulk_update(rows, fields, batch_size=500)
+        return
+    columns = {name: [getattr(row, name) for row in rows] for name in _STATE_FIELDS}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE graph_actorcluster AS c SET size = v.size, platform_count = v.platform_count,
+                   cross_platform = v.cross_platform, risk = v.risk, risk_parts = v.risk_parts::jsonb,
+                   kinds = v.kinds::jsonb, changed_at = v.changed_at, status = v.status,
+                   assignee_id = v.assignee_id, notes = v.notes, dissolved_at = v.dissolved_at
+              FROM unnest(%s::bigint[], %s::int[], %s::int[], %s::bool[], %s::int[], %s::text[], %s::text[],
+                          %s::timestamptz[], %s::text[], %s::int[], %s::text[], %s::timestamptz[])
+                   AS v(id, size, platform_count, cross_platform, risk, risk_parts, kinds, changed_at, status,
+                        assignee_id, notes, dissolved_at)
+             WHERE c.id = v.id
+            """,
+            [
+                [row.pk for row in rows],
+                columns["size"],
+                columns["platform_count"],
+                columns["cross_platform"],
+                columns["risk"],
+                [json.dumps(v) for v in columns["risk_parts"]],
+                [json.dumps(v) for v in columns["kinds"]],
+                columns["changed_at"],
+                columns["status"],
+                columns["assignee_id"],
+                columns["notes"],
+                columns["dissolved_at"],
+            ],
+        )
 
 
 def _lock() -> None:

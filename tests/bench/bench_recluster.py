@@ -1,0 +1,286 @@
+"""Benchmark: full recluster from PostgreSQL, and incremental recomputation after a 1,000-seller submission.
+
+Not a test. Run:
+
+    python tests/bench/bench_recluster.py --sizes 100000,1000000,5000000
+
+For each size (number of sightings) a fresh database `exchange_bench_graph` is filled by COPY with sellers on
+five platforms (~5 indicators each; 3% of sellers in small planted rings sharing indicators, a few hubs),
+then, in a fresh process per size so peak memory is per size:
+
+- full recluster (first build: every cluster new) and a second full run (no change): wall time split into
+  read / link / write, and peak RSS;
+- the floor: the same read (binary COPY of shared sightings) + scipy connected components of the
+  seller-indicator graph, measured in the same process;
+- incremental: a 1,000-seller submission through `exchange.ingest.do_submit` followed by
+  `recluster_incremental` on its sellers (what the worker does), timed separately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+DB = "exchange_bench_graph"
+ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
+DB_URL = f"postgres://postgres@127.0.0.1:5432/{DB}"
+ENV = {
+    "DATABASE_URL": DB_URL,
+    "SECRET_KEY": "bench-secret-key-0123456789abcdefghijklmnopqrstuvwxyz",
+    "EXCHANGE_PEPPERS": "1:YmVuY2gtcGVwcGVyLWJlbmNoLXBlcHBlci1iZW5jaC1wZXBwZXI=",
+    "ALLOWED_HOSTS": "localhost",
+    "EXCHANGE_TASK_MODE": "sync",
+    "LOG_LEVEL": "WARNING",
+}
+KINDS = ["email", "phone", "bank_account", "store_name", "shipping_address", "device_id", "tax_id"]
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def reset_database() -> None:
+    import psycopg
+
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {DB}")
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env={**os.environ, **ENV}, check=True
+    )
+
+
+def synthesize(sightings: int, seed: int = 5) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
+    """(seller, indicator, kind) rows: mostly unique indicators, rings sharing some, and a few hubs."""
+    rng = np.random.default_rng(seed)
+    sellers = sightings // 5
+    seller = np.repeat(np.arange(1, sellers + 1, dtype=np.int64), 5)
+    kind = np.tile(np.arange(5, dtype=np.int64), sellers)
+    indicator = np.arange(1, seller.size + 1, dtype=np.int64)
+    # Rings: 3% of sellers in groups of 2-6 sharing one strong indicator (their email) or two weak ones.
+    ring_sellers = rng.choice(sellers, size=int(sellers * 0.03), replace=False)
+    groups = np.array_split(ring_sellers, max(1, ring_sellers.size // 4))
+    for group in groups:
+        rows = group * 5  # the seller's email row
+        indicator[rows] = indicator[rows[0]]
+        if rng.random() < 0.3:  # a weak pair too (store name + shipping address)
+            indicator[group * 5 + 3] = indicator[group[0] * 5 + 3]
+            indicator[group * 5 + 4] = indicator[group[0] * 5 + 4]
+    # Hubs: a freight forwarder's address and a support phone on 0.5% of sellers each.
+    for column in (4, 1):
+        hub_sellers = rng.choice(sellers, size=max(30, sellers // 200), replace=False)
+        indicator[hub_sellers * 5 + column] = indicator[hub_sellers[0] * 5 + column]
+    unique, indicator = np.unique(indicator, return_inverse=True)
+    return seller, indicator.astype(np.int64) + 1, kind, sellers, int(unique.size)
+
+
+def fill(sightings: int) -> dict[str, float]:
+    import psycopg
+
+    seller, indicator, kind, n_sellers, n_indicators = synthesize(sightings)
+    kind_of_indicator = np.zeros(n_indicators + 1, dtype=np.int64)
+    kind_of_indicator[indicator] = kind
+    now = datetime.now(UTC)
+    reported = now - timedelta(days=3)
+    started = time.perf_counter()
+    with psycopg.connect(DB_URL) as conn, conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO accounts_platform (name, slug, active, default_region, report_recipients, "
+            "report_cadence, created_at) SELECT 'P' || g, 'p' || g, true, 'DE', '[]', 'off', now() "
+            "FROM generate_series(1, 5) g"
+        )
+        with cur.copy(
+            "COPY exchange_seller (id, platform_id, seller_ref, status, reason_codes, first_reported_at, "
+            "reported_at, expires_at, retraction_reason, retracted_by, created_at, updated_at) FROM STDIN"
+        ) as copy:
+            buffer = io.StringIO()
+            for s in range(1, n_sellers + 1):
+                buffer.write(
+                    f"{s}\t{s % 5 + 1}\ts{s}\tconfirmed\t|counterfeit|\t{reported}\t{reported}\t"
+                    f"{now + timedelta(days=300)}\t\t\t{now}\t{now}\n"
+                )
+                if s % 50000 == 0:
+                    copy.write(buffer.getvalue())
+                    buffer = io.StringIO()
+            copy.write(buffer.getvalue())
+        with cur.copy(
+            "COPY exchange_indicator (id, kind, token, key_version, first_seen, linking, linking_reason, "
+            "linking_changed_by) FROM STDIN"
+        ) as copy:
+            buffer = io.StringIO()
+            for i in range(1, n_indicators + 1):
+                buffer.write(f"{i}\t{KINDS[kind_of_indicator[i]]}\t{i:064x}\t1\t{reported}\tauto\t\t\n")
+                if i % 100000 == 0:
+                    copy.write(buffer.getvalue())
+                    buffer = io.StringIO()
+            copy.write(buffer.getvalue())
+        with cur.copy(
+            "COPY exchange_sighting (seller_id, indicator_id, first_seen, last_seen) FROM STDIN"
+        ) as copy:
+            stamp = str(reported)
+            for start in range(0, seller.size, 200000):
+                chunk = "".join(
+                    f"{s}\t{i}\t{stamp}\t{stamp}\n"
+                    for s, i in zip(
+                        seller[start : start + 200000].tolist(),
+                        indicator[start : start + 200000].tolist(),
+                        strict=True,
+                    )
+                )
+                copy.write(chunk)
+        for table in ("exchange_seller", "exchange_indicator", "exchange_sighting", "accounts_platform"):
+            cur.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
+            )
+        conn.commit()
+    with psycopg.connect(DB_URL, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+    return {"fill_s": time.perf_counter() - started, "sellers": n_sellers, "indicators": n_indicators}
+
+
+def measure(sightings: int) -> dict[str, object]:
+    """Runs in a fresh process per size (django set up against the filled database)."""
+    os.environ.update(ENV)
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "exchange.settings")
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.db import connection
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    from accounts.models import Platform
+    from exchange.ingest import do_submit
+    from graph import clustering
+
+    out: dict[str, object] = {"sightings": sightings}
+    started = time.perf_counter()
+    first = clustering.recluster_full()
+    out["full_first_s"] = time.perf_counter() - started
+    out["full_first_parts"] = {k: round(v, 3) for k, v in first.seconds.items()}
+    out["clusters"] = first.clusters
+    out["cross_platform"] = first.cross_platform
+    out["shared_rows"] = first.sightings
+    started = time.perf_counter()
+    second = clustering.recluster_full()
+    out["full_again_s"] = time.perf_counter() - started
+    out["full_again_parts"] = {k: round(v, 3) for k, v in second.seconds.items()}
+    out["peak_rss_mib_full"] = round(peak_rss_mib())
+
+    # Floor: the same read, then scipy connected components on the seller-indicator graph.
+    started = time.perf_counter()
+    connection.ensure_connection()
+    columns = clustering._read_full(datetime.now(UTC))
+    read_s = time.perf_counter() - started
+    n = int(max(columns.seller.max(initial=0), 0)) + 1
+    cc_started = time.perf_counter()
+    graph = coo_matrix(
+        (np.ones(len(columns), dtype=np.int8), (columns.seller, columns.indicator + n)),
+        shape=(n + int(columns.indicator.max(initial=0)) + 1,) * 2,
+    )
+    connected_components(graph, directed=False)
+    out["floor_read_s"] = read_s
+    out["floor_cc_s"] = time.perf_counter() - cc_started
+    out["link_vs_cc"] = round(first.seconds["link"] / max(out["floor_cc_s"], 1e-9), 1)  # type: ignore[operator]
+
+    # Incremental: three 1,000-seller submissions, each sharing some indicators with existing sellers.
+    platform = Platform.objects.get(slug="p1")
+    times = []
+    rng = np.random.default_rng(sightings)
+    for batch in range(3):
+        sellers = []
+        for i in range(1000):
+            indicators = [{"kind": "email", "hash": f"{rng.integers(1 << 62):064x}"} for _ in range(4)]
+            if i % 20 == 0:  # every 20th seller shares a phone with four others of the batch: new clusters
+                indicators.append({"kind": "phone", "hash": f"{batch:032x}{i // 100:032x}"})
+            sellers.append(
+                {
+                    "seller_ref": f"inc-{batch}-{i}",
+                    "status": "confirmed",
+                    "reasons": ["counterfeit"],
+                    "reported_at": datetime.now(UTC).isoformat(),
+                    "indicators": indicators,
+                }
+            )
+        body = json.dumps({"sellers": sellers}).encode()
+        # Worker mode: the submission only enqueues its recomputation (as through the API); time it alone.
+        settings.EXCHANGE_TASK_MODE = "worker"
+        result = do_submit(platform, None, f"bench-{batch}", body, json.loads(body))
+        ids = list(
+            Platform.objects.get(slug="p1")
+            .sellers.filter(seller_ref__startswith=f"inc-{batch}-")
+            .values_list("id", flat=True)
+        )
+        started = time.perf_counter()
+        summary = clustering.recluster_incremental(ids)
+        times.append(time.perf_counter() - started)
+        out.setdefault("incremental_scope", []).append(summary.sellers_in_scope)  # type: ignore[union-attr]
+        assert result.submission.sellers == 1000
+    out["incremental_s"] = [round(t, 3) for t in times]
+    out["peak_rss_mib"] = round(peak_rss_mib())
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", default="100000,1000000,5000000")
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(measure(args.one)))
+        return
+    rows = []
+    for size in [int(s) for s in args.sizes.split(",")]:
+        print(f"== {size} sightings: filling {DB} by COPY", file=sys.stderr)
+        reset_database()
+        info = fill(size)
+        print(
+            f"   filled in {info['fill_s']:.1f}s ({info['sellers']} sellers, {info['indicators']} indicators)",
+            file=sys.stderr,
+        )
+        proc = subprocess.run(
+            [sys.executable, __file__, "--one", str(size)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env={**os.environ, **ENV},
+            check=False,
+        )
+        if proc.returncode:
+            print(proc.stderr[-3000:], file=sys.stderr)
+            raise SystemExit(proc.returncode)
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        rows.append(result)
+        print(f"   {result}", file=sys.stderr)
+    print()
+    print(
+        f"{'sightings':>10} {'shared':>8} {'clusters':>8} {'full 1st s':>10} {'(read/link/write)':>20} "
+        f"{'full again s':>12} {'floor read+CC s':>15} {'link/CC':>8} {'peak MiB':>8} {'incremental s (x3)':>20}"
+    )
+    for r in rows:
+        p = r["full_first_parts"]
+        print(
+            f"{r['sightings']:>10} {r['shared_rows']:>8} {r['clusters']:>8} {r['full_first_s']:>10.2f} "
+            f"{'%.2f/%.2f/%.2f' % (p['read'], p['link'], p['write']):>20} {r['full_again_s']:>12.2f} "
+            f"{'%.2f+%.3f' % (r['floor_read_s'], r['floor_cc_s']):>15} {r['link_vs_cc']:>8} "
+            f"{r['peak_rss_mib']:>8} {', '.join(str(t) for t in r['incremental_s']):>20}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -141,7 +141,7 @@ def fill(sightings: int) -> dict[str, float]:
                 copy.write(chunk)
         for table in ("exchange_seller", "exchange_indicator", "exchange_sighting", "accounts_platform"):
             cur.execute(
-                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"  # noqa: S608 - constant table names
             )
         conn.commit()
     with psycopg.connect(DB_URL, autocommit=True) as conn:
@@ -276,8 +276,8 @@ def main() -> None:
         p = r["full_first_parts"]
         print(
             f"{r['sightings']:>10} {r['shared_rows']:>8} {r['clusters']:>8} {r['full_first_s']:>10.2f} "
-            f"{'%.2f/%.2f/%.2f' % (p['read'], p['link'], p['write']):>20} {r['full_again_s']:>12.2f} "
-            f"{'%.2f+%.3f' % (r['floor_read_s'], r['floor_cc_s']):>15} {r['link_vs_cc']:>8} "
+            f"{f'{p["read"]:.2f}/{p["link"]:.2f}/{p["write"]:.2f}':>20} {r['full_again_s']:>12.2f} "
+            f"{f'{r["floor_read_s"]:.2f}+{r["floor_cc_s"]:.3f}':>15} {r['link_vs_cc']:>8} "
             f"{r['peak_rss_mib']:>8} {', '.join(str(t) for t in r['incremental_s']):>20}"
         )
 

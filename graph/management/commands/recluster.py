@@ -16,7 +16,9 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--top", type=int, default=0, help="Print the N highest-ranked clusters afterwards.")
+        parser.add_argument(
+            "--top", type=int, default=0, help="Print the N highest-ranked clusters afterwards."
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         started = time.perf_counter()

@@ -28,6 +28,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -149,7 +150,7 @@ def fill(sightings: int) -> dict[str, float]:
     return {"fill_s": time.perf_counter() - started, "sellers": n_sellers, "indicators": n_indicators}
 
 
-def measure(sightings: int) -> dict[str, object]:
+def measure(sightings: int) -> dict[str, Any]:
     """Runs in a fresh process per size (django set up against the filled database)."""
     os.environ.update(ENV)
     sys.path.insert(0, str(ROOT))
@@ -166,7 +167,7 @@ def measure(sightings: int) -> dict[str, object]:
     from exchange.ingest import do_submit
     from graph import clustering
 
-    out: dict[str, object] = {"sightings": sightings}
+    out: dict[str, Any] = {"sightings": sightings}
     started = time.perf_counter()
     first = clustering.recluster_full()
     out["full_first_s"] = time.perf_counter() - started
@@ -194,7 +195,7 @@ def measure(sightings: int) -> dict[str, object]:
     connected_components(graph, directed=False)
     out["floor_read_s"] = read_s
     out["floor_cc_s"] = time.perf_counter() - cc_started
-    out["link_vs_cc"] = round(first.seconds["link"] / max(out["floor_cc_s"], 1e-9), 1)  # type: ignore[operator]
+    out["link_vs_cc"] = round(first.seconds["link"] / max(out["floor_cc_s"], 1e-9), 1)
 
     # Incremental: three 1,000-seller submissions, each sharing some indicators with existing sellers.
     platform = Platform.objects.get(slug="p1")
@@ -227,7 +228,7 @@ def measure(sightings: int) -> dict[str, object]:
         started = time.perf_counter()
         summary = clustering.recluster_incremental(ids)
         times.append(time.perf_counter() - started)
-        out.setdefault("incremental_scope", []).append(summary.sellers_in_scope)  # type: ignore[union-attr]
+        out.setdefault("incremental_scope", []).append(summary.sellers_in_scope)
         assert result.submission.sellers == 1000
     out["incremental_s"] = [round(t, 3) for t in times]
     out["peak_rss_mib"] = round(peak_rss_mib())

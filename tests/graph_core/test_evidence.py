@@ -105,3 +105,25 @@ def test_bridges(sightings: list[Sighting], expected: list[str]) -> None:
 
 def test_link_counts_split_strong_from_weak_only_links() -> None:
     assert link_counts(link_graph(CLUSTER)) == (4, 1)  # bank account: 3 pairs; email: 1
+
+
+def test_link_summary_agrees_with_the_link_graph():
+    from graph.evidence import link_counts, link_graph, link_summary
+    from graph.linking import Sighting
+
+    rows = [
+        Sighting(1, 1, "email", "e1"),
+        Sighting(2, 2, "email", "e1"),
+        Sighting(2, 2, "store_name", "s1"),
+        Sighting(3, 3, "store_name", "s1"),
+        Sighting(2, 2, "device_id", "d1"),
+        Sighting(3, 3, "device_id", "d1"),
+        Sighting(3, 3, "phone", "p1"),
+        Sighting(4, 1, "phone", "p1"),
+        Sighting(4, 1, "website_domain", "w1"),
+        Sighting(1, 1, "website_domain", "w1"),
+    ]
+    for suppressed in [(), [("phone", "p1")]]:
+        graph = link_graph(rows, suppressed=suppressed)
+        kinds = sorted({i.kind for _, _, link in graph.edges(data="link") for i in link.indicators})
+        assert link_summary(rows, suppressed=suppressed) == (*link_counts(graph), kinds)

@@ -87,7 +87,8 @@ def parse_database_url(url: str, base_dir: Path) -> dict[str, Any]:
         except ValueError:
             raise ConfigError(f"DATABASE_URL: invalid port in {_redact(url)!r}") from None
         options: dict[str, Any] = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        conn_max_age = options.pop("conn_max_age", "0")
+        # Persistent connections by default: a new PostgreSQL connection per request costs milliseconds.
+        conn_max_age = options.pop("conn_max_age", "60")
         try:
             max_age = int(conn_max_age)
         except ValueError:
@@ -102,6 +103,7 @@ def parse_database_url(url: str, base_dir: Path) -> dict[str, Any]:
             "HOST": unquote(parts.hostname or ""),
             "PORT": str(port or ""),
             "CONN_MAX_AGE": max_age,
+            "CONN_HEALTH_CHECKS": True,
             "OPTIONS": options,
         }
     raise ConfigError(

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import psycopg
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
@@ -269,7 +270,9 @@ def _store_postgres(
     retention: timedelta,
     now: datetime,
 ) -> tuple[dict[str, int], list[int]]:
-    with connection.cursor() as cursor:
+    # A server-side-binding cursor on Django's own connection (same transaction): Django's default
+    # client-side binding spent ~250 ms per batch rendering these arrays as SQL literals.
+    with psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(
             """
             INSERT INTO exchange_seller AS s (platform_id, seller_ref, status, reason_codes, first_reported_at,

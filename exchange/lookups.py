@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from accounts.models import ApiKey, Platform
 from exchange.hashing import keyed_tokens
-from exchange.models import AuditEntry, Indicator, LookupUsage, Seller, Sighting
+from exchange.models import AuditEntry, Indicator, LookupUsage, Sighting
 from graph.models import ClusterMember
 
 
@@ -62,9 +62,11 @@ def do_lookup(api_key: ApiKey, indicators: list[tuple[str, str]]) -> list[dict[s
     now = timezone.now()
     sellers_by_indicator: dict[int, list[tuple[int, int]]] = defaultdict(list)
     for sighted_id, seller_id, platform_id in (
+        # Filter through the join (not a `seller__in` subquery, which planned as a scan of all sellers).
         Sighting.objects.filter(
             indicator_id__in=[i for i in ids if i is not None],
-            seller__in=Seller.objects.linkable(now),
+            seller__retracted_at__isnull=True,
+            seller__expires_at__gt=now,
         )
         .exclude(seller__platform_id=platform.pk)
         .values_list("indicator_id", "seller_id", "seller__platform_id")

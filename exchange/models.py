@@ -32,7 +32,8 @@ class SellerQuerySet(models.QuerySet["Seller"]):
 class Seller(models.Model):
     """One platform's reported seller account. `seller_ref` is the platform's opaque reference."""
 
-    platform = models.ForeignKey(Platform, on_delete=models.PROTECT, related_name="sellers")
+    # No separate index on platform: (platform, seller_ref) is unique and serves platform lookups too.
+    platform = models.ForeignKey(Platform, on_delete=models.PROTECT, related_name="sellers", db_index=False)
     seller_ref = models.CharField(max_length=128)
     status = models.CharField(max_length=10, choices=STATUS_CHOICES)
     # Stored as "|counterfeit|trademark|" so that one reason can be filtered with a portable LIKE.
@@ -90,7 +91,9 @@ class Indicator(models.Model):
     linking_changed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["kind", "token"], name="indicator_unique_token")]
+        # Token first: lookups search by token alone (the kind is already mixed into the HMAC), and this
+        # one index also serves ON CONFLICT (kind, token).
+        constraints = [models.UniqueConstraint(fields=["token", "kind"], name="indicator_unique_token")]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.token[:10]}…"
@@ -103,8 +106,11 @@ class Indicator(models.Model):
 class Sighting(models.Model):
     """Seller has indicator, first/last reported."""
 
-    seller = models.ForeignKey(Seller, on_delete=models.CASCADE, related_name="sightings")
-    indicator = models.ForeignKey(Indicator, on_delete=models.CASCADE, related_name="sightings")
+    # Both foreign keys are covered by the composite indexes below; separate ones would only slow ingest.
+    seller = models.ForeignKey(Seller, on_delete=models.CASCADE, related_name="sightings", db_index=False)
+    indicator = models.ForeignKey(
+        Indicator, on_delete=models.CASCADE, related_name="sightings", db_index=False
+    )
     first_seen = models.DateTimeField()
     last_seen = models.DateTimeField()
 

@@ -41,6 +41,7 @@ def test_postgres_url_is_parsed_for_psycopg():
     )
     assert db["OPTIONS"] == {"sslmode": "require"}
     assert db["CONN_MAX_AGE"] == 60
+    assert parse_database_url("postgres://h/db", BASE)["CONN_MAX_AGE"] == 60
 
 
 @pytest.mark.parametrize(

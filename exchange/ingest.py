@@ -297,7 +297,7 @@ def _store_postgres(
             """,
             [
                 platform.pk,
-                retention,  # type: ignore[list-item]  # psycopg adapts timedelta to interval
+                retention,  # psycopg adapts timedelta to interval
                 now,
                 now,
                 [r.seller_ref for r in reports],
@@ -355,7 +355,8 @@ def _store_postgres(
             """,
             [[r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]],
         )
-        sightings_created = int(cursor.fetchone()[0])
+        created_row = cursor.fetchone()
+        sightings_created = int(created_row[0]) if created_row else 0
     counts = {
         "sellers": len(reports),
         "sellers_created": sellers_created,

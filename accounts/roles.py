@@ -18,7 +18,12 @@ PARTNER_ANALYST = "Partner analyst"
 # app_label -> {model: actions}
 ROLE_PERMISSIONS: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
     EXCHANGE_ANALYST: {
-        "accounts": {"platform": ("view", "add", "change"), "apikey": ("view", "add", "change")},
+        "accounts": {
+            "platform": ("view", "add", "change"),
+            "apikey": ("view", "add", "change"),
+            # one platform's report per row: never for partner analysts; change = "Retry now"
+            "reportdelivery": ("view", "change"),
+        },
         "exchange": {
             "seller": ("view",),
             "indicator": ("view", "change"),

@@ -64,6 +64,17 @@ try:
     EMAIL_HOST_PASSWORD = envsecret("EMAIL_HOST_PASSWORD") or ""
     EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", "False")
     DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "exchange@localhost")
+    # Below the report claim timeout, so a hung SMTP send cannot let a second sender take the row over.
+    EMAIL_TIMEOUT = envint("EMAIL_TIMEOUT", 30)
+    EXCHANGE_REPORT_CLAIM_TIMEOUT = envint("EXCHANGE_REPORT_CLAIM_TIMEOUT", 600)
+    if EMAIL_TIMEOUT >= EXCHANGE_REPORT_CLAIM_TIMEOUT:
+        raise ConfigError("EMAIL_TIMEOUT must be shorter than EXCHANGE_REPORT_CLAIM_TIMEOUT")
+    # Exchange analysts' digest of new and grown cross-platform clusters: off, daily or weekly.
+    EXCHANGE_DIGEST_CADENCE = os.environ.get("EXCHANGE_DIGEST_CADENCE", "daily")
+    if EXCHANGE_DIGEST_CADENCE not in {"off", "daily", "weekly"}:
+        raise ConfigError(
+            f"EXCHANGE_DIGEST_CADENCE must be off, daily or weekly, got {EXCHANGE_DIGEST_CADENCE!r}"
+        )
     SERVER_EMAIL = DEFAULT_FROM_EMAIL
     EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH", str(BASE_DIR / "var" / "outbox"))
     # No SMTP host configured (the embedded default): report emails are written to EMAIL_FILE_PATH.

@@ -30,3 +30,13 @@ def refresh_expired_and_purge(timestamp: int) -> None:
 
     refresh_expired()
     purge()
+
+
+@app.periodic(cron="*/10 * * * *")
+@app.task(queue="reports", pass_context=False)
+def send_due_reports(timestamp: int) -> None:
+    """Every 10 minutes: queue the reports that are due and send the outbox (safe alongside the command)."""
+    from graph.reports import run_reports
+
+    summary = run_reports()
+    logger.info("event=task_done task=send_due_reports summary=%r", str(summary))

@@ -1,0 +1,540 @@
+"""Periodic cluster-report emails: what each platform and the exchange analysts are told, and its delivery.
+
+Two steps, each safe to run any number of times and from several processes at once:
+
+1. `queue_due_reports()` writes the outbox. For each platform whose report is due it moves
+   `Platform.last_report_at` on with a compare-and-set UPDATE (only one run can take a period), computes the
+   report for the period since the previous one and writes one `ReportDelivery` row per recipient, all in one
+   transaction. Exchange analysts' digests are written the same way, one row per analyst, made unique per
+   period start by constraints. Subject, bodies and Message-ID are fixed in the row.
+2. `send_due_reports()` empties it: claims one due row at a time with a conditional UPDATE (pending and due, or
+   claimed by a sender that did not finish within the claim timeout), sends it, marks it sent. A failed send
+   is retried with exponential backoff and finally marked failed (visible in the admin).
+
+Crash safety: a crash while queueing rolls the whole period back (it is taken again by the next run). A crash
+after claiming leaves the row claimed; it is reclaimed after `EXCHANGE_REPORT_CLAIM_TIMEOUT` seconds. The one
+honest at-least-once edge: if a sender dies after the SMTP server accepted a message but before the row is
+marked sent, the retry sends it again, with the *same* Message-ID, so MTAs and mail clients can drop the
+duplicate. Nothing is ever lost, and nothing reaches a mailbox twice under different identities.
+
+Privacy: a platform's report lists only its own sellers' references; other platforms appear as counts (names
+only with `EXCHANGE_REVEAL_PLATFORM_NAMES`). Reports never carry tokens, hashes or cluster notes (analysts'
+internal text). The digest carries no seller references at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import make_msgid, parseaddr
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.mail import EmailMultiAlternatives, get_connection
+from django.db import IntegrityError, transaction
+from django.db.models import F, Max, Q
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from accounts.models import Cadence, DeliveryStatus, Platform, ReportDelivery, ReportKind
+from accounts.roles import EXCHANGE_ANALYST
+from exchange.models import Seller
+from graph.models import ActorCluster, ClusterEvent, ClusterMember, EventKind, platform_labels
+
+logger = logging.getLogger("exchange.reports")
+
+MAX_ITEMS = 200  # per section; the counts stay exact, the list says how many more there are
+MAX_REFS = 20  # own seller references listed per cluster
+MAX_ATTEMPTS = 6
+FIRST_RETRY = timedelta(minutes=5)
+LONGEST_RETRY = timedelta(hours=6)
+
+
+# ------------------------------------------------------------------------------------------------ schedule
+
+
+def period_boundary(cadence: str, now: datetime) -> datetime:
+    """Start of the current day (daily) or ISO week (weekly), UTC.
+
+    A report is due once a boundary has passed since the last one, so reports go out at the first run after
+    midnight (or Monday midnight) however often the job runs, and the send time never drifts.
+    """
+    midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    if cadence == Cadence.WEEKLY:
+        return midnight - timedelta(days=midnight.weekday())
+    return midnight
+
+
+def report_due(cadence: str, last_report_at: datetime | None, now: datetime) -> bool:
+    """Off never; the first report at the first run after reports are switched on; then once per period."""
+    if cadence not in (Cadence.DAILY, Cadence.WEEKLY):
+        return False
+    return last_report_at is None or last_report_at < period_boundary(cadence, now)
+
+
+def claim_timeout() -> timedelta:
+    return timedelta(seconds=settings.EXCHANGE_REPORT_CLAIM_TIMEOUT)
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """5 min, 10 min, 20 min, ... at most 6 h."""
+    return min(FIRST_RETRY * 2 ** max(attempts - 1, 0), LONGEST_RETRY)
+
+
+# ------------------------------------------------------------------------------------------------ content
+
+
+@dataclass
+class ClusterItem:
+    """One line of a report. `own_refs` is only ever the receiving platform's own sellers."""
+
+    id: int
+    ref: str
+    url: str
+    risk: int
+    size: int
+    platform_count: int
+    kinds: list[str]
+    status: str = ""
+    size_before: int | None = None
+    merged: bool = False
+    change: str = ""  # for clusters that lost accounts: shrank / split / dissolved
+    own_refs: list[str] = field(default_factory=list)
+    own_count: int = 0
+    own_new: int = 0
+    other_accounts: int = 0
+    other_platforms: int = 0
+    other_names: list[str] = field(default_factory=list)
+
+    @property
+    def more_refs(self) -> int:
+        return self.own_count - len(self.own_refs)
+
+
+@dataclass
+class Section:
+    items: list[ClusterItem]
+    total: int
+
+    @classmethod
+    def of(cls, items: list[ClusterItem]) -> Section:
+        return cls(items[:MAX_ITEMS], len(items))
+
+    @property
+    def more(self) -> int:
+        return self.total - len(self.items)
+
+
+@dataclass
+class PlatformReport:
+    platform: Platform
+    period_start: datetime | None
+    period_end: datetime
+    new: Section
+    grew: Section
+    lost: Section
+    own_retractions: list[str]
+    cross_platform_clusters: int
+    own_sellers_in_them: int
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.new.total or self.grew.total or self.lost.total or self.own_retractions)
+
+
+@dataclass
+class Digest:
+    period_start: datetime | None
+    period_end: datetime
+    clusters: Section
+    new_count: int
+    grew_count: int
+    live_cross_platform: int
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.clusters.total
+
+
+def cluster_url(cluster_id: int) -> str:
+    return f"{getattr(settings, 'SITE_URL', '')}/admin/graph/actorcluster/{cluster_id}/change/"
+
+
+def _in_period(start: datetime | None, end: datetime, field_name: str = "created_at") -> Q:
+    q = Q(**{f"{field_name}__lte": end})
+    return q & Q(**{f"{field_name}__gt": start}) if start else q
+
+
+def _item(cluster: ActorCluster) -> ClusterItem:
+    return ClusterItem(
+        id=cluster.pk,
+        ref=cluster.ref,
+        url=cluster_url(cluster.pk),
+        risk=cluster.risk,
+        size=cluster.size,
+        platform_count=cluster.platform_count,
+        kinds=list(cluster.kinds),
+        status=cluster.get_status_display(),
+    )
+
+
+def _growth(cluster_ids: Iterable[int], start: datetime | None, end: datetime) -> dict[int, tuple[int, bool]]:
+    """{cluster id: (size at the start of the period, merged?)} for clusters that grew or merged in it."""
+    growth: dict[int, tuple[int, bool]] = {}
+    for cluster_id, kind, before in (
+        ClusterEvent.objects.filter(_in_period(start, end), cluster_id__in=list(cluster_ids))
+        .filter(kind__in=[EventKind.GREW, EventKind.MERGED])
+        .order_by("created_at", "id")
+        .values_list("cluster_id", "kind", "members_before")
+    ):
+        first_before, merged = growth.get(cluster_id, (before, False))
+        growth[cluster_id] = (first_before, merged or kind == EventKind.MERGED)
+    return growth
+
+
+def platform_report(platform: Platform, start: datetime | None, end: datetime) -> PlatformReport:
+    """What changed for `platform` in (start, end]. Everything about other platforms is reduced to counts."""
+    shared = ActorCluster.objects.live().cross_platform().containing_platform(platform)
+    # Only clusters changed since the start can have news; the events and creation time place it in the period.
+    changed = (shared.filter(changed_at__gt=start) if start else shared).order_by("-risk", "-size", "id")
+    clusters = {c.pk: c for c in changed.filter(created_at__lte=end).defer("notes", "risk_parts")}
+    growth = _growth(clusters, start, end)
+
+    members: dict[int, list[tuple[int, str, datetime]]] = defaultdict(list)
+    for cluster_id, platform_id, seller_ref, joined_at in ClusterMember.objects.filter(
+        cluster_id__in=list(clusters)
+    ).values_list("cluster_id", "seller__platform_id", "seller__seller_ref", "joined_at"):
+        members[cluster_id].append((platform_id, seller_ref, joined_at))
+    others = {p for rows in members.values() for p, _, _ in rows if p != platform.pk}
+    reveal = settings.EXCHANGE_REVEAL_PLATFORM_NAMES
+    names = platform_labels(sorted(others), True) if reveal else {}
+
+    new, grew = [], []
+    for cluster in clusters.values():
+        is_new = start is None or cluster.created_at > start
+        if not is_new and cluster.pk not in growth:
+            continue
+        item = _item(cluster)
+        rows = members[cluster.pk]
+        own = sorted(ref for p, ref, _ in rows if p == platform.pk)
+        item.own_refs, item.own_count = own[:MAX_REFS], len(own)
+        if not is_new:  # in a new cluster every member is new; in a grown one, say who joined it
+            item.own_new = sum(1 for p, _, joined in rows if p == platform.pk and start and joined > start)
+        other_ids = {p for p, _, _ in rows if p != platform.pk}
+        item.other_accounts = sum(1 for p, _, _ in rows if p != platform.pk)
+        item.other_platforms = len(other_ids)
+        item.other_names = sorted(names[p] for p in other_ids if p in names)
+        if is_new:
+            new.append(item)
+        else:
+            item.size_before, item.merged = growth[cluster.pk]
+            grew.append(item)
+
+    # Clusters that lost accounts: retracted or expired reports leave their clusters. Events name the
+    # platforms involved; only clusters that spanned platforms and involved this one are reported.
+    lost: dict[int, ClusterItem] = {}
+    for event in (
+        ClusterEvent.objects.filter(_in_period(start, end))
+        .filter(kind__in=[EventKind.SHRANK, EventKind.SPLIT, EventKind.DISSOLVED])
+        .select_related("cluster")
+        .defer("cluster__notes", "cluster__risk_parts")
+        .order_by("created_at", "id")
+    ):
+        if platform.pk not in event.platforms or len(event.platforms) < 2:
+            continue
+        if event.cluster_id not in lost:
+            lost[event.cluster_id] = _item(event.cluster)
+            lost[event.cluster_id].size_before = event.members_before
+        lost[event.cluster_id].size = event.members_after
+        lost[event.cluster_id].change = event.kind
+    own_retractions = sorted(
+        Seller.objects.filter(_in_period(start, end, "retracted_at"), platform=platform).values_list(
+            "seller_ref", flat=True
+        )
+    )
+    return PlatformReport(
+        platform=platform,
+        period_start=start,
+        period_end=end,
+        new=Section.of(new),
+        grew=Section.of(grew),
+        lost=Section.of(sorted(lost.values(), key=lambda i: (-i.risk, i.id))),
+        own_retractions=own_retractions,
+        cross_platform_clusters=shared.count(),
+        own_sellers_in_them=ClusterMember.objects.filter(
+            seller__platform=platform, cluster__in=ActorCluster.objects.live().cross_platform()
+        ).count(),
+    )
+
+
+def digest(start: datetime | None, end: datetime) -> Digest:
+    """All cross-platform clusters that are new or grew in (start, end], highest risk first (no members)."""
+    shared = ActorCluster.objects.live().cross_platform()
+    changed = shared.filter(changed_at__gt=start) if start else shared
+    clusters = list(
+        changed.filter(created_at__lte=end).defer("notes", "risk_parts").order_by("-risk", "-size", "id")
+    )
+    growth = _growth([c.pk for c in clusters], start, end)
+    items = []
+    new_count = 0
+    for cluster in clusters:
+        is_new = start is None or cluster.created_at > start
+        if not is_new and cluster.pk not in growth:
+            continue
+        item = _item(cluster)
+        if is_new:
+            new_count += 1
+        else:
+            item.size_before, item.merged = growth[cluster.pk]
+        items.append(item)
+    return Digest(
+        period_start=start,
+        period_end=end,
+        clusters=Section.of(items),
+        new_count=new_count,
+        grew_count=len(items) - new_count,
+        live_cross_platform=ActorCluster.objects.live().cross_platform().count(),
+    )
+
+
+# ------------------------------------------------------------------------------------------------ emails
+
+
+def render_email(name: str, context: dict[str, Any]) -> tuple[str, str, str]:
+    """Subject, plain text and HTML from `reports/<name>.subject.txt`, `.txt` and `.html`."""
+    subject = " ".join(render_to_string(f"reports/{name}.subject.txt", context).split())
+    return (
+        subject,
+        render_to_string(f"reports/{name}.txt", context),
+        render_to_string(f"reports/{name}.html", context),
+    )
+
+
+def new_message_id() -> str:
+    """Generated once, when the outbox row is written: every resend of the row carries the same id."""
+    domain = parseaddr(settings.DEFAULT_FROM_EMAIL)[1].rpartition("@")[2] or "localhost"
+    return make_msgid("report", domain=domain)
+
+
+def _context(**values: Any) -> dict[str, Any]:
+    return {"site_url": getattr(settings, "SITE_URL", ""), **values}
+
+
+# ------------------------------------------------------------------------------------------------ queueing
+
+
+@dataclass
+class RunSummary:
+    queued: int = 0
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+
+    def __str__(self) -> str:
+        return f"queued {self.queued}, sent {self.sent}, to retry {self.retried}, failed {self.failed}"
+
+
+def _recipients(addresses: Iterable[str]) -> list[str]:
+    seen: dict[str, str] = {}
+    for address in addresses:
+        seen.setdefault(address.strip().lower(), address.strip())
+    return [a for a in seen.values() if a]
+
+
+def queue_platform_report(platform: Platform, now: datetime) -> int:
+    """Take the platform's period (compare-and-set) and write its outbox rows; returns the rows written."""
+    start = platform.last_report_at
+    with transaction.atomic():
+        # First statement: takes the write lock, and only one concurrent run can move the period on.
+        if not Platform.objects.filter(pk=platform.pk, last_report_at=start).update(last_report_at=now):
+            return 0
+        report = platform_report(platform, start, now)
+        if report.is_empty:  # nothing to say: no email, the period still ends here
+            return 0
+        subject, text, html = render_email("platform_report", _context(report=report))
+        rows = [
+            ReportDelivery(
+                kind=ReportKind.PLATFORM,
+                platform=platform,
+                recipient=recipient,
+                period_start=start,
+                period_end=now,
+                subject=subject,
+                body_text=text,
+                body_html=html,
+                message_id=new_message_id(),
+                next_attempt_at=now,
+                created_at=now,
+            )
+            for recipient in _recipients(platform.report_recipients)
+        ]
+        ReportDelivery.objects.bulk_create(rows)
+    platform.last_report_at = now
+    logger.info("event=report_queued platform_id=%s recipients=%s", platform.pk, len(rows))
+    return len(rows)
+
+
+def queue_digests(now: datetime) -> int:
+    """One digest per exchange analyst with an email address, for the period since their last one."""
+    cadence = settings.EXCHANGE_DIGEST_CADENCE
+    if cadence == Cadence.OFF:
+        return 0
+    analysts = list(
+        get_user_model()
+        .objects.filter(is_active=True, groups__name=EXCHANGE_ANALYST)
+        .exclude(email="")
+        .distinct()
+        .order_by("pk")
+    )
+    last_end = dict(
+        ReportDelivery.objects.filter(kind=ReportKind.DIGEST, user__in=analysts)
+        .values("user")
+        .annotate(last=Max("period_end"))
+        .values_list("user", "last")
+    )
+    rendered: dict[datetime | None, tuple[str, str, str] | None] = {}
+    queued = 0
+    for user in analysts:
+        start = last_end.get(user.pk)
+        if not report_due(cadence, start, now):
+            continue
+        if start not in rendered:  # analysts on the same schedule share one computation
+            content = digest(start, now)
+            rendered[start] = None if content.is_empty else render_email("digest", _context(digest=content))
+        email = rendered[start]
+        if email is None:
+            continue  # nothing new: no email; the next digest still starts at the last one sent
+        try:
+            with transaction.atomic():
+                ReportDelivery.objects.create(
+                    kind=ReportKind.DIGEST,
+                    user=user,
+                    recipient=user.email,
+                    period_start=start,
+                    period_end=now,
+                    subject=email[0],
+                    body_text=email[1],
+                    body_html=email[2],
+                    message_id=new_message_id(),
+                    next_attempt_at=now,
+                    created_at=now,
+                )
+        except IntegrityError:  # a concurrent run wrote this analyst's digest for the same period
+            continue
+        queued += 1
+    return queued
+
+
+def queue_due_reports(now: datetime | None = None) -> int:
+    now = now or timezone.now()
+    queued = 0
+    for platform in Platform.objects.active().exclude(report_cadence=Cadence.OFF).order_by("pk"):
+        if platform.report_recipients and report_due(platform.report_cadence, platform.last_report_at, now):
+            queued += queue_platform_report(platform, now)
+    return queued + queue_digests(now)
+
+
+# ------------------------------------------------------------------------------------------------ sending
+
+
+def sender_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"[:100]
+
+
+def claim_next(worker: str, now: datetime | None = None) -> ReportDelivery | None:
+    """Claim one due row with a conditional UPDATE; of several senders racing for a row exactly one wins
+    (the UPDATE re-checks the condition under the row lock), the others move on to the next row."""
+    timeout = claim_timeout()
+    for _ in range(50):
+        now = now or timezone.now()
+        due = ReportDelivery.objects.due(now, timeout)
+        candidate = due.order_by("next_attempt_at", "id").values_list("pk", flat=True).first()
+        if candidate is None:
+            return None
+        if due.filter(pk=candidate).update(
+            status=DeliveryStatus.SENDING, claimed_at=now, claimed_by=worker, attempts=F("attempts") + 1
+        ):
+            return ReportDelivery.objects.get(pk=candidate)
+    return None
+
+
+def deliver(row: ReportDelivery) -> None:
+    """Send the row's fixed message (same subject, bodies and Message-ID on every attempt)."""
+    # A bounded SMTP timeout keeps a hung connection from outliving the claim (which would let a second
+    # sender take the row over while the first might still deliver it).
+    connection = get_connection(timeout=settings.EMAIL_TIMEOUT)
+    message = EmailMultiAlternatives(
+        subject=row.subject,
+        body=row.body_text,
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[row.recipient],
+        headers={"Message-ID": row.message_id, "Auto-Submitted": "auto-generated"},
+        connection=connection,
+    )
+    message.attach_alternative(row.body_html, "text/html")
+    message.send()
+
+
+def mark_sent(row: ReportDelivery, now: datetime | None = None) -> None:
+    ReportDelivery.objects.filter(pk=row.pk).exclude(status=DeliveryStatus.SENT).update(
+        status=DeliveryStatus.SENT, sent_at=now or timezone.now(), last_error=""
+    )
+
+
+def mark_attempt_failed(row: ReportDelivery, error: Exception, now: datetime | None = None) -> bool:
+    """Back off, or give up after MAX_ATTEMPTS. Returns True when the row is now failed for good."""
+    now = now or timezone.now()
+    final = row.attempts >= MAX_ATTEMPTS
+    ReportDelivery.objects.filter(pk=row.pk, status=DeliveryStatus.SENDING, claimed_by=row.claimed_by).update(
+        status=DeliveryStatus.FAILED if final else DeliveryStatus.PENDING,
+        next_attempt_at=now if final else now + retry_delay(row.attempts),
+        last_error=f"{type(error).__name__}: {error}"[:2000],
+    )
+    return final
+
+
+def send_due_reports(
+    should_stop: Callable[[], bool] = lambda: False, summary: RunSummary | None = None
+) -> RunSummary:
+    """Send every due row, one claim at a time, until none is left (or `should_stop()`)."""
+    summary = summary or RunSummary()
+    worker = sender_name()
+    while not should_stop():
+        row = claim_next(worker)
+        if row is None:
+            break
+        try:
+            deliver(row)
+        except Exception as exc:  # any delivery failure is retried; a crash (BaseException) leaves the claim
+            if mark_attempt_failed(row, exc):
+                summary.failed += 1
+                logger.error("event=report_failed delivery_id=%s attempts=%s", row.pk, row.attempts)
+            else:
+                summary.retried += 1
+                logger.warning("event=report_retry delivery_id=%s attempts=%s", row.pk, row.attempts)
+            continue
+        mark_sent(row)
+        summary.sent += 1
+        logger.info("event=report_sent delivery_id=%s kind=%s", row.pk, row.kind)
+    return summary
+
+
+def run_reports(should_stop: Callable[[], bool] = lambda: False) -> RunSummary:
+    """One pass: queue what is due, then send what is due (the periodic task and the command)."""
+    summary = RunSummary(queued=queue_due_reports())
+    return send_due_reports(should_stop, summary)
+
+
+def write_demo_reports() -> list[str]:
+    """`manage.py demo`'s last step: one pass, which with the embedded default writes to EMAIL_FILE_PATH."""
+    lines = [f"reports: {run_reports()}"]
+    if settings.EMAIL_BACKEND.endswith("filebased.EmailBackend"):
+        lines.append(f"emails written to {settings.EMAIL_FILE_PATH}")
+    return lines

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,7 +23,8 @@ from typing import Any
 import psycopg
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q
+from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -312,18 +314,22 @@ def _store_postgres(
 
         kinds = [k for k, _ in tokens]
         toks = list(tokens.values())
+        # A brand-new indicator's holders are exactly this batch's sellers that report it.
+        batch_holders = Counter(pair for r in reports for pair in r.indicators)
         first_seen = min(r.reported_at for r in reports)
         cursor.execute(
             """
             INSERT INTO exchange_indicator (kind, token, key_version, first_seen, linking, linking_reason,
-                                            linking_changed_by)
-            SELECT k, t, %s, %s, 'auto', '', '' FROM unnest(%s::text[], %s::text[]) AS u(k, t) ORDER BY k, t
+                                            linking_changed_by, holders)
+            SELECT k, t, %s, %s, 'auto', '', '', n
+              FROM unnest(%s::text[], %s::text[], %s::int[]) AS u(k, t, n) ORDER BY k, t
             ON CONFLICT (kind, token) DO NOTHING
             RETURNING id, kind, token
             """,
-            [version, first_seen, kinds, toks],
+            [version, first_seen, kinds, toks, [batch_holders[pair] for pair in tokens]],
         )
         indicator_id = {(k, t): pk for pk, k, t in cursor.fetchall()}
+        inserted = set(indicator_id.values())
         missing = [(k, t) for k, t in zip(kinds, toks, strict=True) if (k, t) not in indicator_id]
         if missing:
             # A separate statement sees rows that concurrent batches committed meanwhile.
@@ -349,14 +355,25 @@ def _store_postgres(
                 ON CONFLICT (seller_id, indicator_id) DO UPDATE SET
                     first_seen = LEAST(g.first_seen, EXCLUDED.first_seen),
                     last_seen = GREATEST(g.last_seen, EXCLUDED.last_seen)
-                RETURNING (xmax = 0) AS created
+                RETURNING indicator_id, (xmax = 0) AS created
             )
-            SELECT count(*) FILTER (WHERE created) FROM ins
+            SELECT indicator_id, count(*) FILTER (WHERE created) FROM ins GROUP BY indicator_id
             """,
             [[r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]],
         )
-        created_row = cursor.fetchone()
-        sightings_created = int(created_row[0]) if created_row else 0
+        created_per_indicator = cursor.fetchall()
+        sightings_created = sum(n for _, n in created_per_indicator)
+        # Indicators that existed before gain holders; the counter lets a full recluster read only
+        # indicators held by two or more sellers (an upper bound: purges may leave it high, never low).
+        grown = sorted((i, n) for i, n in created_per_indicator if n and i not in inserted)
+        if grown:
+            cursor.execute(
+                """
+                UPDATE exchange_indicator AS i SET holders = i.holders + u.n
+                  FROM unnest(%s::bigint[], %s::int[]) AS u(id, n) WHERE i.id = u.id
+                """,
+                [[i for i, _ in grown], [n for _, n in grown]],
+            )
     counts = {
         "sellers": len(reports),
         "sellers_created": sellers_created,
@@ -364,6 +381,12 @@ def _store_postgres(
         "sightings_created": sightings_created,
     }
     return counts, sorted(seller_id.values())
+
+
+def holder_count() -> Coalesce:
+    """The exact number of sellers holding an indicator, for `Indicator.objects.update(holders=...)`."""
+    counts = Sighting.objects.filter(indicator=OuterRef("pk")).order_by().values("indicator")
+    return Coalesce(Subquery(counts.annotate(n=Count("id")).values("n")), 0)
 
 
 def _store_orm(
@@ -463,6 +486,7 @@ def _store_orm(
             )
             widened.append(sighting)
     Sighting.objects.bulk_update(widened, ["first_seen", "last_seen"])
+    Indicator.objects.filter(id__in=set(indicator_id.values())).update(holders=holder_count())
     counts = {
         "sellers": len(reports),
         "sellers_created": len(new),

@@ -89,11 +89,18 @@ class Indicator(models.Model):
     linking_reason = models.TextField(blank=True)
     linking_changed_by = models.CharField(max_length=150, blank=True)
     linking_changed_at = models.DateTimeField(null=True, blank=True)
+    # Sellers with a sighting of it (any status). Maintained by ingest; an upper bound after purges. Lets a
+    # full recluster skip the vast majority of indicators, which only one seller has.
+    holders = models.PositiveIntegerField(default=0, editable=False)
 
     class Meta:
         # Token first: lookups search by token alone (the kind is already mixed into the HMAC), and this
         # one index also serves ON CONFLICT (kind, token).
         constraints = [models.UniqueConstraint(fields=["token", "kind"], name="indicator_unique_token")]
+        indexes = [
+            models.Index(fields=["id"], condition=Q(holders__gte=2), name="indicator_shared"),
+            models.Index(fields=["id"], condition=~Q(linking="auto"), name="indicator_overridden"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.token[:10]}…"

@@ -11,6 +11,7 @@ from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
+from exchange.ingest import holder_count
 from exchange.models import AuditEntry, Indicator, Seller, Sighting
 from graph.scheduling import schedule_recompute
 
@@ -63,8 +64,12 @@ def purge(now: datetime | None = None, dry_run: bool = False) -> PurgeResult:
             orphan_count = Indicator.objects.filter(sightings__isnull=True).count()
             transaction.set_rollback(True)
             return PurgeResult(len(seller_ids), sighting_count, orphan_count)
+        touched = set(
+            Sighting.objects.filter(seller_id__in=seller_ids).values_list("indicator_id", flat=True)
+        )
         Sighting.objects.filter(seller_id__in=seller_ids).delete()
         Seller.objects.filter(id__in=seller_ids).delete()
+        Indicator.objects.filter(id__in=touched).update(holders=holder_count())
         orphans = Indicator.objects.filter(sightings__isnull=True)
         indicator_count = orphans.count()
         orphans.delete()

@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+import psycopg
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
@@ -96,17 +97,15 @@ def _kind_case() -> str:
 
 def _read_full(now: datetime) -> Columns:
     """Linkable sightings of indicators held by >= 2 linkable sellers (singletons never reach Python)."""
-    # Singletons are found on the (indicator, seller) index alone (an ordered index-only scan, no join);
-    # only the few shared rows are then joined with their sellers to drop retracted and expired ones.
+    # Indicator.holders (kept by ingest, indexed where >= 2) finds the few shared indicators without
+    # touching the millions of single-holder ones; their sightings are joined with their sellers to drop
+    # retracted and expired ones (the linking core drops indicators left with one linkable holder).
     sql = f"""
-        WITH shared AS (
-            SELECT indicator_id FROM exchange_sighting GROUP BY indicator_id HAVING count(*) > 1
-        )
         SELECT s.seller_id, s.indicator_id, {_kind_case()} AS kind
-          FROM shared JOIN exchange_sighting s USING (indicator_id)
+          FROM exchange_indicator i
+          JOIN exchange_sighting s ON s.indicator_id = i.id
           JOIN exchange_seller sel ON sel.id = s.seller_id
-          JOIN exchange_indicator i ON i.id = s.indicator_id
-         WHERE sel.retracted_at IS NULL AND sel.expires_at > %s
+         WHERE i.holders >= 2 AND sel.retracted_at IS NULL AND sel.expires_at > %s
     """  # noqa: S608 - only constant kind names are interpolated
     if connection.vendor == "postgresql":
         return _copy_columns(sql, [now])
@@ -148,17 +147,42 @@ def _copy_columns(sql: str, params: list[Any]) -> Columns:
     )
 
 
-def _sightings_of(column: str, ids: Iterable[int]) -> list[tuple[int, int, int]]:
+def _select_by_ids(pg_sql: str, ids: Iterable[int]) -> list[tuple[Any, ...]] | None:
+    """Run `pg_sql` (with one `= ANY(%s)` array parameter) on PostgreSQL with server-side binding, or
+    return None elsewhere. Thousands of ids as one bound array instead of a rendered IN list."""
+    if connection.vendor != "postgresql":
+        return None
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(pg_sql, [sorted(set(ids))])
+        return cursor.fetchall()
+
+
+def _sightings_of(
+    column: str, ids: Iterable[int], *, shared_only: bool = False
+) -> list[tuple[int, int, int]]:
+    """(seller, indicator, kind code) of sightings by seller or indicator ids; `shared_only` skips
+    indicators that only one seller holds."""
     ids = list(ids)
     if not ids:
         return []
+    assert column in {"seller_id", "indicator_id"}
+    shared = " AND i.holders >= 2" if shared_only else ""
+    sql = f"""
+        SELECT s.seller_id, s.indicator_id, {_kind_case()} FROM exchange_sighting s
+          JOIN exchange_indicator i ON i.id = s.indicator_id WHERE s.{column} = ANY(%s){shared}
+    """  # noqa: S608 - only constants are interpolated
+    fast = _select_by_ids(sql, ids)
+    if fast is not None:
+        return [(int(s), int(i), int(k)) for s, i, k in fast]
     code = {k: n for n, k in enumerate(KINDS)}
     rows: list[tuple[int, int, int]] = []
+    extra = {"indicator__holders__gte": 2} if shared_only else {}
     for start in range(0, len(ids), 5000):
         chunk = ids[start : start + 5000]
         rows.extend(
             (s, i, code[k])
-            for s, i, k in Sighting.objects.filter(**{f"{column}__in": chunk}).values_list(
+            for s, i, k in Sighting.objects.filter(**{f"{column}__in": chunk}, **extra).values_list(
                 "seller_id", "indicator_id", "indicator__kind"
             )
         )
@@ -200,7 +224,8 @@ def _read_neighbourhood(
         full |= frontier
         new_indicators = {i for _, i, _ in own} - seen_indicators
         seen_indicators |= new_indicators
-        holders = _sightings_of("indicator_id", new_indicators)
+        # Indicators only this seller holds are already in `own`; fetch other holders of shared ones only.
+        holders = _sightings_of("indicator_id", new_indicators, shared_only=True)
         rows.extend(holders)
         holder_ids = {s for s, _, _ in holders}
         linkable |= set(
@@ -259,22 +284,24 @@ class ClusterFacts:
 def _facts(clusters: Sequence[linking.Cluster[int]], now: datetime) -> dict[frozenset[int], ClusterFacts]:
     """Risk, platforms and linking kinds of each cluster (reads its members' sightings)."""
     members = sorted({m for c in clusters for m in c.members})
-    sellers: dict[int, tuple[int, str, datetime]] = {}
-    for start in range(0, len(members), 5000):
-        sellers.update(
-            (pk, (platform, status, reported))
-            for pk, platform, status, reported in Seller.objects.filter(
-                id__in=members[start : start + 5000]
-            ).values_list("id", "platform_id", "status", "reported_at")
-        )
-    sightings: dict[int, list[linking.Sighting]] = defaultdict(list)
-    for start in range(0, len(members), 5000):
-        for seller_id, kind, indicator_id, first_seen in Sighting.objects.filter(
-            seller_id__in=members[start : start + 5000]
-        ).values_list("seller_id", "indicator__kind", "indicator_id", "first_seen"):
-            sightings[seller_id].append(
-                linking.Sighting(seller_id, sellers[seller_id][0], kind, str(indicator_id), first_seen)
+    seller_rows = _select_by_ids(
+        "SELECT id, platform_id, status, reported_at FROM exchange_seller WHERE id = ANY(%s)", members
+    )
+    if seller_rows is None:
+        seller_rows = []
+        for start in range(0, len(members), 5000):
+            seller_rows.extend(
+                Seller.objects.filter(id__in=members[start : start + 5000]).values_list(
+                    "id", "platform_id", "status", "reported_at"
+                )
             )
+    sellers: dict[int, tuple[int, str, datetime]] = {pk: (p, st, r) for pk, p, st, r in seller_rows}
+    sightings: dict[int, list[linking.Sighting]] = defaultdict(list)
+    # Only indicators someone else holds can link; a member's single-holder indicators are irrelevant here.
+    for seller_id, indicator_id, kind in _sightings_of("seller_id", members, shared_only=True):
+        sightings[seller_id].append(
+            linking.Sighting(seller_id, sellers[seller_id][0], KINDS[kind], str(indicator_id))
+        )
     facts: dict[frozenset[int], ClusterFacts] = {}
     for cluster in clusters:
         rows = [s for m in cluster.members for s in sightings[m]]

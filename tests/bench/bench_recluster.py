@@ -92,6 +92,7 @@ def fill(sightings: int) -> dict[str, float]:
     seller, indicator, kind, n_sellers, n_indicators = synthesize(sightings)
     kind_of_indicator = np.zeros(n_indicators + 1, dtype=np.int64)
     kind_of_indicator[indicator] = kind
+    holders = np.bincount(indicator, minlength=n_indicators + 1)  # what ingest maintains
     now = datetime.now(UTC)
     reported = now - timedelta(days=3)
     started = time.perf_counter()
@@ -117,11 +118,13 @@ def fill(sightings: int) -> dict[str, float]:
             copy.write(buffer.getvalue())
         with cur.copy(
             "COPY exchange_indicator (id, kind, token, key_version, first_seen, linking, linking_reason, "
-            "linking_changed_by) FROM STDIN"
+            "linking_changed_by, holders) FROM STDIN"
         ) as copy:
             buffer = io.StringIO()
             for i in range(1, n_indicators + 1):
-                buffer.write(f"{i}\t{KINDS[kind_of_indicator[i]]}\t{i:064x}\t1\t{reported}\tauto\t\t\n")
+                buffer.write(
+                    f"{i}\t{KINDS[kind_of_indicator[i]]}\t{i:064x}\t1\t{reported}\tauto\t\t\t{holders[i]}\n"
+                )
                 if i % 100000 == 0:
                     copy.write(buffer.getvalue())
                     buffer = io.StringIO()

@@ -264,3 +264,14 @@ def test_concurrent_overlapping_batches_neither_duplicate_nor_lose(acme, bazaar)
     assert Seller.objects.count() == 4 * 3 * 30
     assert Indicator.objects.count() == 2 + 30
     assert Sighting.objects.count() == 4 * 3 * 30 * 3
+
+
+def test_indicator_holders_count_sellers_exactly(acme, bazaar):
+    from django.db.models import Count
+
+    submit(acme.client(), seller("a1", ("email", "x@x.com"), ("phone", "+493012345678")))
+    submit(bazaar.client(), seller("b1", ("email", "x@x.com")), seller("b2", ("email", "x@x.com")))
+    submit(bazaar.client(), seller("b1", ("email", "x@x.com"), ("phone", "+493012345678")))  # re-report
+    actual = dict(Indicator.objects.annotate(n=Count("sightings")).values_list("id", "n"))
+    assert dict(Indicator.objects.values_list("id", "holders")) == actual
+    assert sorted(actual.values()) == [2, 3]

@@ -237,7 +237,8 @@ def platform_report(platform: Platform, start: datetime | None, end: datetime) -
             item.size_before, item.merged = growth[cluster.pk]
             grew.append(item)
 
-    # Clusters that lost accounts: retracted or expired reports leave their clusters. Events name the
+    # Clusters that lost accounts: retracted or expired reports leave their clusters, and an indicator that
+    # became a hub (or was marked common) can unlink members. Events name the
     # platforms involved; only clusters that spanned platforms and involved this one are reported.
     lost: dict[int, ClusterItem] = {}
     for event in (

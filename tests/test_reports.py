@@ -217,7 +217,7 @@ def test_report_lists_retractions_that_touched_shared_clusters(
 
     reports.run_reports()
     acme_message = messages_to("trust@acme.example")[0]
-    assert "LOST ACCOUNTS: RETRACTED OR EXPIRED REPORTS (1)" in acme_message.body
+    assert "LOST ACCOUNTS: RETRACTED, EXPIRED OR NO LONGER LINKED (1)" in acme_message.body
     assert f"* {clustered.ref}: risk" in acme_message.body and "(was 2, dissolved)" in acme_message.body
     assert "Your reports retracted in this period: 0" in acme_message.body
     assert "bz-1" not in acme_message.body

@@ -410,8 +410,12 @@ def run_floor(ds: Dataset, conninfo: str, platform_id: int) -> dict[str, Any]:
                 )
         with cur.copy(
             "COPY exchange_indicator (id, kind, token, key_version, first_seen, linking, linking_reason, "
-            "linking_changed_by, linking_changed_at) FROM STDIN (FORMAT BINARY)"
+            "linking_changed_by, linking_changed_at, holders) FROM STDIN (FORMAT BINARY)"
         ) as copy:
+            holders = [0] * len(ds.kinds)  # what ingest maintains: sellers per indicator
+            for inds in ds.seller_inds:
+                for j in inds:
+                    holders[j] += 1
             copy.set_types(
                 [
                     "int8",
@@ -423,6 +427,7 @@ def run_floor(ds: Dataset, conninfo: str, platform_id: int) -> dict[str, Any]:
                     "text",
                     "varchar",
                     "timestamptz",
+                    "int4",
                 ]
             )
             for j in range(len(ds.kinds)):
@@ -437,6 +442,7 @@ def run_floor(ds: Dataset, conninfo: str, platform_id: int) -> dict[str, Any]:
                         "",
                         "",
                         None,
+                        holders[j],
                     )
                 )
         with cur.copy(

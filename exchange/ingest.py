@@ -217,7 +217,7 @@ def do_submit(
             if existing.body_digest != digest:
                 raise IdempotencyConflict from None
             return SubmitResult(existing, replayed=True)
-        version = _current_key_version()
+        version = current_key_version()
         counts, seller_ids = _store(platform, reports, version, now)
         submission.sellers = counts["sellers"]
         submission.indicators = counts["indicators"]
@@ -242,8 +242,10 @@ def do_submit(
     return SubmitResult(submission, replayed=False)
 
 
-def _current_key_version() -> int:
-    if connection.vendor == "postgresql":
+def current_key_version(lock: bool = True) -> int:
+    """The pepper version stored tokens use. Writers lock it FOR SHARE so a rotation waits for them;
+    readers (lookups) need no lock: during a rotation they at worst miss a match for a moment."""
+    if lock and connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT current_version FROM exchange_keystate ORDER BY id LIMIT 1 FOR SHARE")
             row = cursor.fetchone()

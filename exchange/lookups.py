@@ -12,12 +12,13 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import ApiKey, Platform
 from exchange.hashing import keyed_tokens
+from exchange.ingest import current_key_version
 from exchange.models import AuditEntry, Indicator, LookupUsage, Sighting
 from graph.models import ClusterMember
 
@@ -35,12 +36,29 @@ def charge_quota(api_key: ApiKey, amount: int, now: datetime | None = None) -> i
     today: date = now.astimezone(UTC).date()
     quota = settings.EXCHANGE_LOOKUP_DAILY_QUOTA
     resets_at = datetime.combine(today + timedelta(days=1), time.min, tzinfo=UTC)
-    with transaction.atomic():
-        LookupUsage.objects.get_or_create(api_key=api_key, day=today)
-        # One conditional UPDATE: concurrent lookups cannot both slip under the limit.
-        charged = LookupUsage.objects.filter(api_key=api_key, day=today, count__lte=quota - amount).update(
-            count=F("count") + amount
-        )
+    if amount > quota:
+        raise QuotaExceeded(quota, resets_at)
+    if connection.vendor == "postgresql":
+        # One conditional upsert: concurrent lookups cannot both slip under the limit.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """
+                INSERT INTO exchange_lookupusage AS u (api_key_id, day, count) VALUES (%s, %s, %s)
+                ON CONFLICT (api_key_id, day) DO UPDATE SET count = u.count + EXCLUDED.count
+                 WHERE u.count + EXCLUDED.count <= %s
+                RETURNING count
+                """,
+                [api_key.pk, today, amount, quota],
+            )
+            charged = cursor.fetchone() is not None
+    else:
+        with transaction.atomic():
+            LookupUsage.objects.get_or_create(api_key=api_key, day=today)
+            charged = bool(
+                LookupUsage.objects.filter(api_key=api_key, day=today, count__lte=quota - amount).update(
+                    count=F("count") + amount
+                )
+            )
     if not charged:
         raise QuotaExceeded(quota, resets_at)
     return quota
@@ -51,9 +69,7 @@ def do_lookup(api_key: ApiKey, indicators: list[tuple[str, str]]) -> list[dict[s
     platform: Platform = api_key.platform
     charge_quota(api_key, len(indicators))
     peppers = settings.EXCHANGE_PEPPERS
-    from exchange.ingest import _current_key_version
-
-    tokens = keyed_tokens(indicators, peppers, _current_key_version())
+    tokens = keyed_tokens(indicators, peppers, current_key_version(lock=False))
     found = {
         (kind, token): pk
         for pk, kind, token in Indicator.objects.filter(token__in=tokens).values_list("id", "kind", "token")

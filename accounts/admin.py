@@ -1,25 +1,292 @@
-from django.contrib import admin
+"""Admin for platforms (report settings), their API keys and analyst accounts; rate-limited admin login.
 
-from accounts.models import AnalystProfile, ApiKey, Platform
+A new key is shown exactly once, on the page that answers its creation (never in a message cookie, never
+again afterwards); revoking is an action. Key creation and revocation are audit-logged. Only exchange
+analysts manage platforms and keys (`accounts.scoping` gives partner analysts none of them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import transaction
+from django.db.models import Count, Q, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html
+
+from accounts.login import rate_limited
+from accounts.models import SCOPES, AnalystProfile, ApiKey, Platform
+from accounts.scoping import EVERYTHING, ScopedModelAdmin, api_keys_for, platforms_for, scope_of
+from exchange.models import AuditEntry
+
+admin.site.login = rate_limited(admin.site.login)  # type: ignore[method-assign]
+admin.site.site_header = "Bad-actor exchange"
+admin.site.site_title = "Bad-actor exchange"
+admin.site.index_title = "Investigations"
+
+
+# ------------------------------------------------------------------------------------------------ platforms
+
+
+class RecipientsField(forms.CharField):
+    """Email addresses, one per line (or comma-separated), stored as a JSON list."""
+
+    widget = forms.Textarea(attrs={"rows": 3, "cols": 50})
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return "\n".join(value)
+        return value
+
+    def to_python(self, value: Any) -> list[str]:  # type: ignore[override]
+        if isinstance(value, list):
+            return value
+        text = super().to_python(value) or ""
+        return [part.strip() for part in text.replace(",", "\n").splitlines() if part.strip()]
+
+    def validate(self, value: Any) -> None:
+        for address in value:
+            try:
+                validate_email(address)
+            except ValidationError as error:
+                raise ValidationError(f"Not an email address: {address}") from error
+
+
+class PlatformForm(forms.ModelForm):
+    report_recipients = RecipientsField(
+        required=False, help_text="Who receives this platform's cluster reports: one email address per line."
+    )
+
+    class Meta:
+        model = Platform
+        fields = ("name", "slug", "active", "default_region", "report_recipients", "report_cadence")
+
+
+class ApiKeyInline(admin.TabularInline):
+    model = ApiKey
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    fields = ("prefix", "name", "scopes", "created_at", "last_used_at", "revoked_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(Platform)
-class PlatformAdmin(admin.ModelAdmin):
-    list_display = ("name", "slug", "active", "report_cadence", "created_at")
+class PlatformAdmin(ScopedModelAdmin):
+    scoped_queryset = platforms_for
+    form = PlatformForm
+    inlines = (ApiKeyInline,)
+    list_display = ("name", "slug", "active", "report_cadence", "recipients", "active_keys", "last_report_at")
     list_filter = ("active", "report_cadence")
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
+    readonly_fields = ("last_report_at", "created_at", "new_key")
+    fieldsets = (
+        (None, {"fields": ("name", "slug", "active", "default_region", "created_at")}),
+        ("Cluster reports", {"fields": ("report_recipients", "report_cadence", "last_report_at")}),
+        ("API keys", {"fields": ("new_key",)}),
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(usable_keys=Count("api_keys", filter=Q(api_keys__revoked_at__isnull=True)))
+        )
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # deactivate instead: a platform's reports and audit trail outlive it
+
+    @admin.display(description="recipients")
+    def recipients(self, obj: Platform) -> int:
+        return len(obj.report_recipients or [])
+
+    @admin.display(description="active keys", ordering="usable_keys")
+    def active_keys(self, obj: Platform) -> int:
+        return getattr(obj, "usable_keys", 0)
+
+    @admin.display(description="new key")
+    def new_key(self, obj: Platform) -> str:
+        if obj.pk is None:
+            return "Save the platform first."
+        url = reverse("admin:accounts_apikey_add") + f"?platform={obj.pk}"
+        return format_html('<a class="button" href="{}">Create an API key for {}</a>', url, obj.name)
+
+    def save_model(self, request: HttpRequest, obj: Platform, form: forms.ModelForm, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if change and form.changed_data:
+            AuditEntry.objects.record(
+                "platform_changed",
+                request.user.get_username(),
+                obj,
+                "platform",
+                str(obj.pk),
+                fields=form.changed_data,
+            )
+
+
+# ------------------------------------------------------------------------------------------------ API keys
+
+
+class ApiKeyAddForm(forms.ModelForm):
+    class Meta:
+        model = ApiKey
+        fields = ("platform", "name", "scope_submit", "scope_lookup", "scope_read")
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if not any(cleaned.get(f"scope_{scope}") for scope in SCOPES):
+            raise ValidationError(f"Give the key at least one scope ({', '.join(SCOPES)}).")
+        return cleaned
+
+
+class RevokedFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("active", "Active"), ("revoked", "Revoked")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() in ("active", "revoked"):
+            return queryset.filter(revoked_at__isnull=self.value() == "active")
+        return queryset
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ("prefix", "platform", "name", "scopes", "created_at", "last_used_at", "revoked_at")
-    list_filter = ("platform", "revoked_at")
-    readonly_fields = ("lookup", "created_at", "last_used_at", "revoked_at")
-    exclude = ("digest",)
+class ApiKeyAdmin(ScopedModelAdmin):
+    scoped_queryset = api_keys_for
+    list_display = ("prefix", "platform", "name", "scope_list", "created_at", "last_used_at", "state")
+    list_filter = ("platform", RevokedFilter)
+    list_select_related = ("platform",)
+    search_fields = ("lookup", "name", "platform__name")
+    search_help_text = "A key prefix (bax_…), its name or platform."
+    actions = ("revoke",)
+    readonly_fields = ("prefix", "platform", "scope_list", "created_at", "last_used_at", "revoked_at")
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        if obj is None:
+            kwargs["form"] = ApiKeyAddForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is None:
+            return ["platform", "name", "scope_submit", "scope_lookup", "scope_read"]
+        # A key's scopes are fixed: create a new key for other scopes, then revoke this one.
+        return ["prefix", "platform", "name", "scope_list", "created_at", "last_used_at", "revoked_at"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.readonly_fields if obj is not None else ()
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
+    ) -> tuple[QuerySet[Any], bool]:
+        term = search_term.strip()
+        if term.startswith("bax_"):
+            return queryset.filter(lookup=term[4:].split("_")[0]), False
+        return super().get_search_results(request, queryset, term)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # revoke instead: the audit trail keeps naming the key
+
+    def has_revoke_permission(self, request: HttpRequest) -> bool:
+        return self.has_change_permission(request)
+
+    @admin.display(description="scopes")
+    def scope_list(self, obj: ApiKey) -> str:
+        return ", ".join(obj.scopes)
+
+    @admin.display(description="state", ordering="revoked_at")
+    def state(self, obj: ApiKey) -> str:
+        if obj.revoked_at:
+            return format_html('<span class="quiet">revoked {}</span>', f"{obj.revoked_at:%Y-%m-%d}")
+        return "active"
+
+    @admin.action(description="Revoke the selected keys", permissions=["revoke"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        actor = request.user.get_username()
+        revoked = 0
+        with transaction.atomic():
+            for key in queryset.filter(revoked_at__isnull=True).select_for_update():
+                key.revoke()
+                AuditEntry.objects.record("api_key_revoked", actor, key.platform_id, "api_key", key.prefix)
+                revoked += 1
+        self.message_user(
+            request, f"Revoked {revoked} key(s). Calls with them now get 401.", messages.SUCCESS
+        )
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: forms.ModelForm, change: bool) -> None:
+        if change:
+            obj.save(update_fields=["name"])
+            return
+        scopes = [scope for scope in SCOPES if form.cleaned_data.get(f"scope_{scope}")]
+        key, full_key = ApiKey.generate(form.cleaned_data["platform"], scopes, form.cleaned_data["name"])
+        # Become the saved row, so that the admin's log and redirect refer to it.
+        obj.pk, obj.lookup, obj.digest, obj.created_at = key.pk, key.lookup, key.digest, key.created_at
+        obj._state.adding, obj._state.db = False, key._state.db
+        obj.__dict__["_full_key_once"] = full_key  # read (and dropped) by response_add, never stored
+        AuditEntry.objects.record(
+            "api_key_created",
+            request.user.get_username(),
+            key.platform_id,
+            "api_key",
+            key.prefix,
+            scopes=scopes,
+        )
+
+    def response_add(
+        self, request: HttpRequest, obj: ApiKey, post_url_continue: str | None = None
+    ) -> HttpResponse:
+        full_key = obj.__dict__.pop("_full_key_once", None)
+        if full_key is None:
+            return super().response_add(request, obj, post_url_continue)
+        response = TemplateResponse(
+            request,
+            "admin/accounts/apikey/created.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "API key created",
+                "opts": self.opts,
+                "key": obj,
+                "full_key": full_key,
+            },
+        )
+        response["Cache-Control"] = "no-store"
+        return response
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        return {"scope_read": True, **super().get_changeform_initial_data(request)}
+
+
+# ------------------------------------------------------------------------------------------------ analysts
+
+
+def _exchange_only(user: Any) -> QuerySet[AnalystProfile]:
+    if scope_of(user) == EVERYTHING:
+        return AnalystProfile.objects.all()
+    return AnalystProfile.objects.none()
 
 
 @admin.register(AnalystProfile)
-class AnalystProfileAdmin(admin.ModelAdmin):
-    list_display = ("user", "platform")
+class AnalystProfileAdmin(ScopedModelAdmin):
+    scoped_queryset = _exchange_only
+    list_display = ("user", "platform", "role")
     list_filter = ("platform",)
+    list_select_related = ("user", "platform")
+    search_fields = ("user__username",)
+
+    @admin.display(description="role")
+    def role(self, obj: AnalystProfile) -> str:
+        return "exchange analyst" if obj.is_exchange_analyst else "partner analyst"

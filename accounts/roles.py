@@ -33,7 +33,6 @@ ROLE_PERMISSIONS: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
         "graph": {
             "actorcluster": ("view", "change"),
             "clusterevent": ("view",),
-            "indicatoroverride": ("view", "add", "change"),
         },
     },
     PARTNER_ANALYST: {

@@ -1,0 +1,380 @@
+"""Admin for what partners report (sellers, indicators, submissions) and the audit log.
+
+Querysets come from `accounts.scoping`: a partner analyst sees only their platform's sellers; indicators
+(keyed tokens shared across platforms), submissions and the audit log are for exchange analysts. An
+indicator's linking override (mark common / force include) is changed here, with a reason, and triggers a
+recomputation of the clusters it touches.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin
+from django.db import transaction
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
+
+from accounts.scoping import (
+    ScopedModelAdmin,
+    audit_entries_for,
+    indicators_for,
+    scope_of,
+    sellers_for,
+    submissions_for,
+)
+from exchange.hashing import keyed_tokens
+from exchange.models import AuditEntry, Indicator, KeyState, Linking, Seller, Submission
+from exchange.normalization import KINDS, REASONS, STRONG_KINDS
+from graph.clustering import thresholds
+from graph.models import ActorCluster
+from graph.scheduling import schedule_recompute
+
+TRANSPORT_HASH = re.compile(r"[0-9a-f]{64}")
+
+
+class ReadOnlyMixin:
+    """Rows written by the system: viewable, never added, changed or deleted by hand."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+# ------------------------------------------------------------------------------------------------ sellers
+
+
+class ReasonFilter(admin.SimpleListFilter):
+    title = "reason"
+    parameter_name = "reason"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(reason, reason.replace("_", " ")) for reason in REASONS]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() in REASONS:
+            return queryset.filter(reason_codes__contains=f"|{self.value()}|")
+        return queryset
+
+
+class RetractedFilter(admin.SimpleListFilter):
+    title = "retracted"
+    parameter_name = "retracted"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("no", "Active reports"), ("yes", "Retracted")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() in ("yes", "no"):
+            return queryset.filter(retracted_at__isnull=self.value() == "no")
+        return queryset
+
+
+@admin.register(Seller)
+class SellerAdmin(ReadOnlyMixin, ScopedModelAdmin):
+    scoped_queryset = sellers_for
+    list_display = (
+        "seller_ref",
+        "platform",
+        "status",
+        "reasons_list",
+        "reported_at",
+        "expires_at",
+        "cluster",
+    )
+    list_select_related = ("platform", "cluster_membership__cluster")
+    search_fields = ("seller_ref",)
+    search_help_text = "A seller reference (starts with)."
+    ordering = ("-id",)
+    fields = (
+        "platform",
+        "seller_ref",
+        "status",
+        "reasons_list",
+        "first_reported_at",
+        "reported_at",
+        "expires_at",
+        "retracted_at",
+        "retraction_reason",
+        "retracted_by",
+        "cluster",
+        "indicators",
+    )
+    readonly_fields = (*fields, "indicator_kinds")
+
+    def get_list_filter(self, request: HttpRequest) -> list[Any]:
+        filters: list[Any] = ["status", ReasonFilter, RetractedFilter]
+        if scope_of(request.user).everything:
+            filters.insert(0, "platform")
+        return filters
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
+    ) -> tuple[QuerySet[Any], bool]:
+        term = search_term.strip()
+        return (queryset.filter(seller_ref__startswith=term), False) if term else (queryset, False)
+
+    @admin.display(description="reasons")
+    def reasons_list(self, obj: Seller) -> str:
+        return ", ".join(obj.reasons)
+
+    @admin.display(description="cluster")
+    def cluster(self, obj: Seller) -> str:
+        membership = getattr(obj, "cluster_membership", None)
+        if membership is None:
+            return "–"
+        cluster = membership.cluster
+        url = reverse("admin:graph_actorcluster_change", args=[cluster.pk])
+        return format_html(
+            '<a href="{}">#{}</a> ({} sellers, risk {})', url, cluster.pk, cluster.size, cluster.risk
+        )
+
+    @admin.display(description="indicators")
+    def indicators(self, obj: Seller) -> str:
+        rows = obj.sightings.select_related("indicator").order_by("indicator__kind", "first_seen")
+        return format_html_join(
+            mark_safe("<br>"),
+            '{} <a class="mono" href="{}">{}…</a> <span class="quiet">since {}</span>',
+            (
+                (
+                    s.indicator.kind,
+                    reverse("admin:exchange_indicator_change", args=[s.indicator_id]),
+                    s.indicator.token[:12],
+                    f"{s.first_seen:%Y-%m-%d}",
+                )
+                for s in rows
+            ),
+        )
+
+    @admin.display(description="indicator kinds")
+    def indicator_kinds(self, obj: Seller) -> str:
+        kinds = obj.sightings.order_by().values_list("indicator__kind", flat=True).distinct()
+        return ", ".join(sorted(kind.replace("_", " ") for kind in kinds)) or "–"
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        # Tokens are the exchange's: a partner analyst sees which kinds their platform reported.
+        last = "indicators" if scope_of(request.user).everything else "indicator_kinds"
+        return [*self.fields[:-1], last]
+
+
+# ------------------------------------------------------------------------------------------------ indicators
+
+
+class SharedFilter(admin.SimpleListFilter):
+    title = "shared"
+    parameter_name = "shared"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Held by 2+ sellers"), ("no", "Held by one seller")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "yes":
+            return queryset.filter(holders__gte=2)
+        if self.value() == "no":
+            return queryset.filter(holders__lt=2)
+        return queryset
+
+
+class LinkingForm(forms.ModelForm):
+    """The one thing an analyst changes on an indicator: whether it may link, and why."""
+
+    class Meta:
+        model = Indicator
+        fields = ("linking", "linking_reason")
+        widgets = {
+            "linking": forms.RadioSelect,
+            "linking_reason": forms.Textarea(attrs={"rows": 3, "cols": 70}),
+        }
+        labels = {"linking_reason": "Reason"}
+        help_texts = {"linking_reason": "Required when you change how the indicator links. Kept with it."}
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if "linking" in self.changed_data and not (cleaned.get("linking_reason") or "").strip():
+            self.add_error("linking_reason", "Say why: the next analyst will want to know.")
+        return cleaned
+
+
+@admin.register(Indicator)
+class IndicatorAdmin(ScopedModelAdmin):
+    scoped_queryset = indicators_for
+    form = LinkingForm
+    list_display = (
+        "indicator",
+        "kind",
+        "holders",
+        "linking",
+        "linking_changed_by",
+        "linking_changed_at",
+        "first_seen",
+    )
+    list_filter = ("linking", SharedFilter, "kind")
+    search_fields = ("token",)
+    search_help_text = "A transport hash (64 hex: keyed on the server before searching) or a token prefix."
+    ordering = ("-id",)  # newest first on the primary key; sort by holders with the column
+    fieldsets = (
+        (None, {"fields": ("kind", "strength", "token_display", "first_seen", "holding", "clusters")}),
+        ("Linking", {"fields": ("linking", "linking_reason", "linking_changed_by", "linking_changed_at")}),
+    )
+    readonly_fields = (
+        "kind",
+        "strength",
+        "token_display",
+        "first_seen",
+        "holding",
+        "clusters",
+        "linking_changed_by",
+        "linking_changed_at",
+    )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
+    ) -> tuple[QuerySet[Any], bool]:
+        term = search_term.strip().lower()
+        if not term:
+            return queryset, False
+        if TRANSPORT_HASH.fullmatch(term):
+            state = KeyState.objects.first()
+            version = state.current_version if state else max(settings.EXCHANGE_PEPPERS)
+            tokens = keyed_tokens([(kind, term) for kind in KINDS], settings.EXCHANGE_PEPPERS, version)
+            return queryset.filter(token__in=tokens), False
+        return queryset.filter(token__startswith=term), False
+
+    @admin.display(description="indicator", ordering="kind")
+    def indicator(self, obj: Indicator) -> str:
+        return format_html('{} <span class="mono">{}…</span>', obj.kind, obj.token[:12])
+
+    @admin.display(description="strength")
+    def strength(self, obj: Indicator) -> str:
+        return "strong" if obj.kind in STRONG_KINDS else "weak"
+
+    @admin.display(description="token")
+    def token_display(self, obj: Indicator) -> str:
+        return format_html(
+            '<span class="mono">{}</span> <span class="quiet">(pepper v{})</span>', obj.token, obj.key_version
+        )
+
+    @admin.display(description="held by")
+    def holding(self, obj: Indicator) -> str:
+        now = timezone.now()
+        sellers = Seller.objects.filter(sightings__indicator=obj)
+        linkable = sellers.linkable(now)
+        count, active = sellers.count(), linkable.count()
+        platforms = linkable.values("platform_id").distinct().count()
+        limit = thresholds()[obj.kind]
+        if obj.linking == Linking.COMMON:
+            state = "suppressed: marked common"
+        elif obj.linking == Linking.INCLUDE:
+            state = "links: forced in whatever its count"
+        elif active > limit:
+            state = f"suppressed automatically: more than {limit} sellers"
+        else:
+            state = f"links (suppressed automatically above {limit} sellers)"
+        return f"{active} active sellers on {platforms} platform(s) ({count} including retracted/expired); {state}"
+
+    @admin.display(description="clusters")
+    def clusters(self, obj: Indicator) -> str:
+        rows = (
+            ActorCluster.objects.live()
+            .filter(members__seller__sightings__indicator=obj)
+            .distinct()
+            .order_by("-cross_platform", "-risk")[:20]
+        )
+        return (
+            format_html_join(
+                ", ",
+                '<a href="{}">#{}</a> (risk {})',
+                ((reverse("admin:graph_actorcluster_change", args=[c.pk]), c.pk, c.risk) for c in rows),
+            )
+            or "–"
+        )
+
+    def save_model(self, request: HttpRequest, obj: Indicator, form: forms.ModelForm, change: bool) -> None:
+        if "linking" not in form.changed_data and "linking_reason" not in form.changed_data:
+            return
+        before = form.initial.get("linking", "")
+        actor = request.user.get_username()
+        with transaction.atomic():
+            obj.linking_changed_by = actor
+            obj.linking_changed_at = timezone.now()
+            obj.save(update_fields=["linking", "linking_reason", "linking_changed_by", "linking_changed_at"])
+            # Counts and states only: the reason is free text and the token an identifier.
+            AuditEntry.objects.record(
+                "indicator_linking_changed",
+                actor,
+                None,
+                "indicator",
+                str(obj.pk),
+                **{"from": before, "to": obj.linking},
+            )
+            if obj.linking != before:
+                schedule_recompute(indicators=[obj.pk])
+
+
+# ------------------------------------------------------------------------------------------------ submissions
+
+
+@admin.register(Submission)
+class SubmissionAdmin(ReadOnlyMixin, ScopedModelAdmin):
+    scoped_queryset = submissions_for
+    list_display = ("created_at", "platform", "sellers", "indicators", "sightings_created", "api_key")
+    list_filter = ("platform",)
+    list_select_related = ("platform", "api_key")
+    date_hierarchy = "created_at"
+    ordering = ("-created_at", "-id")
+    fields = (
+        "created_at",
+        "platform",
+        "api_key",
+        "idempotency_key",
+        "sellers",
+        "indicators",
+        "sightings_created",
+    )
+
+
+# ------------------------------------------------------------------------------------------------ audit log
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(ReadOnlyMixin, ScopedModelAdmin):
+    scoped_queryset = audit_entries_for
+    list_display = ("created_at", "action", "actor", "platform", "target", "details_text")
+    list_filter = ("action", "platform", "created_at")
+    list_select_related = ("platform",)
+    search_fields = ("actor", "object_id")
+    date_hierarchy = "created_at"
+    ordering = ("-created_at", "-id")
+    fields = ("created_at", "action", "actor", "platform", "object_type", "object_id", "details")
+
+    @admin.display(description="object")
+    def target(self, obj: AuditEntry) -> str:
+        if obj.object_type == "cluster" and obj.object_id.isdigit():
+            url = reverse("admin:graph_actorcluster_change", args=[obj.object_id])
+            return format_html('<a href="{}">cluster #{}</a>', url, obj.object_id)
+        if obj.object_type == "indicator" and obj.object_id.isdigit():
+            url = reverse("admin:exchange_indicator_change", args=[obj.object_id])
+            return format_html('<a href="{}">indicator #{}</a>', url, obj.object_id)
+        return f"{obj.object_type} {obj.object_id}".strip()
+
+    @admin.display(description="details")
+    def details_text(self, obj: AuditEntry) -> str:
+        return ", ".join(f"{key}={value}" for key, value in sorted((obj.details or {}).items()))

@@ -1,0 +1,498 @@
+"""The investigator's workbench: actor clusters in the Django admin.
+
+The cluster list is ranked (cross-platform first, highest risk first) and filterable the ways analysts triage;
+the cluster page explains the cluster (members by platform, the indicators that hold it together, an evidence
+chain between any two members, the risk parts, the history and a picture) and carries the workflow (status,
+assignee, notes). What a viewer may see is decided in `accounts.scoping`; `graph.explain` reduces other
+platforms to counts and aliases for partner analysts. Every cluster view is audit-logged.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any, cast
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin
+from django.contrib.admin.utils import unquote
+from django.contrib.admin.views.main import ChangeList
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from django.utils.html import format_html
+
+import graph.report_admin  # noqa: F401  (registers the report outbox admin)
+from accounts.models import Platform
+from accounts.scoping import ScopedModelAdmin, clusters_for, scope_of
+from exchange.hashing import keyed_tokens
+from exchange.models import AuditEntry, Indicator, KeyState, Seller
+from exchange.normalization import KINDS, REASONS
+from graph import evidence, risk
+from graph.explain import Explanation, explain, member_counts
+from graph.models import (
+    ActorCluster,
+    ActorClusterQuerySet,
+    ClusterEvent,
+    ClusterMember,
+    ClusterStatus,
+    EventKind,
+)
+from graph.picture import render
+
+TRANSPORT_HASH = re.compile(r"[0-9a-f]{64}")
+RISK_BANDS = (
+    ("high", "High (70+)", 70, 101),
+    ("medium", "Medium (40-69)", 40, 70),
+    ("low", "Low (<40)", 0, 40),
+)
+
+# The workflow: where a cluster may go from each status. Reopening a closed case goes back to investigating.
+NEXT_STATUS: dict[str, tuple[str, ...]] = {
+    ClusterStatus.NEW: (ClusterStatus.INVESTIGATING, ClusterStatus.DISMISSED),
+    ClusterStatus.INVESTIGATING: (ClusterStatus.CONFIRMED, ClusterStatus.DISMISSED, ClusterStatus.NEW),
+    ClusterStatus.CONFIRMED: (ClusterStatus.INVESTIGATING,),
+    ClusterStatus.DISMISSED: (ClusterStatus.INVESTIGATING,),
+}
+
+RISK_PARTS = (
+    ("platforms", risk.PLATFORMS_MAX, "2 platforms: 20, +5 per further platform up to 5"),
+    ("reports", risk.REPORTS_MAX, "confirmed reports count fully, suspected ones 40%"),
+    ("evidence", risk.EVIDENCE_MAX, "share of links that rest on a strong indicator"),
+    ("recency", risk.RECENCY_MAX, "full within 30 days of the latest report, 0 after a year"),
+)
+
+
+def risk_band(score: int) -> str:
+    return next(name for name, _, low, high in RISK_BANDS if low <= score < high)
+
+
+def exchange_analysts() -> QuerySet[Any]:
+    """Who a cluster can be assigned to: active exchange analysts and superusers."""
+    return (
+        get_user_model()
+        .objects.filter(is_active=True, is_staff=True)
+        .filter(Q(is_superuser=True) | Q(analyst__isnull=False, analyst__platform__isnull=True))
+        .order_by("username")
+    )
+
+
+# ------------------------------------------------------------------------------------------------ filters
+
+
+class StateFilter(admin.SimpleListFilter):
+    """Live clusters by default; dissolved ones are history."""
+
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("dissolved", "Dissolved"), ("all", "Live and dissolved")]
+
+    def choices(self, changelist: Any) -> Any:
+        yield {
+            "selected": self.value() is None,
+            "query_string": changelist.get_query_string(remove=[self.parameter_name]),
+            "display": "Live",
+        }
+        for value, title in self.lookup_choices:
+            yield {
+                "selected": self.value() == value,
+                "query_string": changelist.get_query_string({self.parameter_name: value}),
+                "display": title,
+            }
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "dissolved":
+            return queryset.filter(dissolved_at__isnull=False)
+        if self.value() == "all":
+            return queryset
+        return queryset.filter(dissolved_at__isnull=True)
+
+
+class CrossPlatformFilter(admin.SimpleListFilter):
+    title = "reach"
+    parameter_name = "cross"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Cross-platform only"), ("no", "Single platform")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "yes":
+            return queryset.filter(cross_platform=True)
+        if self.value() == "no":
+            return queryset.filter(cross_platform=False)
+        return queryset
+
+
+class PlatformFilter(admin.SimpleListFilter):
+    """Clusters with members on a platform (exchange analysts only: a partner's clusters all contain theirs)."""
+
+    title = "platform"
+    parameter_name = "platform"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(str(pk), name) for pk, name in Platform.objects.order_by("name").values_list("pk", "name")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        if value and value.isdigit():
+            return cast(ActorClusterQuerySet, queryset).containing_platform(int(value))
+        return queryset
+
+
+class RiskBandFilter(admin.SimpleListFilter):
+    title = "risk"
+    parameter_name = "risk"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(name, title) for name, title, _, _ in RISK_BANDS]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        for name, _, low, high in RISK_BANDS:
+            if self.value() == name:
+                return queryset.filter(risk__gte=low, risk__lt=high)
+        return queryset
+
+
+class ReasonFilter(admin.SimpleListFilter):
+    """Clusters with a member reported for a reason. A partner analyst filters on their own sellers' reasons:
+    other platforms' reports are not theirs to query."""
+
+    title = "reason reported"
+    parameter_name = "reason"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(reason, reason.replace("_", " ")) for reason in REASONS]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() not in REASONS:
+            return queryset
+        members = ClusterMember.objects.filter(
+            cluster=OuterRef("pk"), seller__reason_codes__contains=f"|{self.value()}|"
+        )
+        scope = scope_of(request.user)
+        if not scope.everything and scope.platform_id is not None:
+            members = members.filter(seller__platform_id=scope.platform_id)
+        return queryset.filter(Exists(members))
+
+
+class ChangedSinceFilter(admin.SimpleListFilter):
+    title = "changed since"
+    parameter_name = "changed"
+    PERIODS = {"1d": ("Last 24 hours", 1), "7d": ("Last 7 days", 7), "30d": ("Last 30 days", 30)}
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(key, title) for key, (title, _) in self.PERIODS.items()]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        period = self.PERIODS.get(self.value() or "")
+        if period is None:
+            return queryset
+        return queryset.filter(changed_at__gte=timezone.now() - timedelta(days=period[1]))
+
+
+class AssigneeFilter(admin.SimpleListFilter):
+    title = "assigned"
+    parameter_name = "assigned"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("me", "To me"), ("nobody", "Unassigned")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "me":
+            return queryset.filter(assignee_id=request.user.pk)
+        if self.value() == "nobody":
+            return queryset.filter(assignee__isnull=True)
+        return queryset
+
+
+# ------------------------------------------------------------------------------------------------ forms
+
+
+class UsernameChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Any) -> str:
+        return str(obj.get_username())
+
+
+class ClusterWorkForm(forms.ModelForm):
+    """Status, assignee and notes, with the workflow's transitions only."""
+
+    assignee = UsernameChoiceField(queryset=exchange_analysts(), required=False)
+
+    class Meta:
+        model = ActorCluster
+        fields = ("status", "assignee", "notes")
+        widgets = {"notes": forms.Textarea(attrs={"rows": 4, "cols": 80})}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        current = self.instance.status
+        allowed = (current, *NEXT_STATUS.get(current, ()))
+        status = self.fields.get("status")
+        if isinstance(status, forms.ChoiceField):
+            status.choices = [c for c in ClusterStatus.choices if c[0] in allowed]
+            status.help_text = "New → investigating → confirmed actor or dismissed."
+
+    def clean_status(self) -> str:
+        status = self.cleaned_data["status"]
+        current = self.instance.status
+        if status != current and status not in NEXT_STATUS.get(current, ()):
+            raise forms.ValidationError(f"A {current} cluster cannot become {status}.")
+        return status
+
+
+# ------------------------------------------------------------------------------------------------ admin
+
+
+class ClusterChangeList(ChangeList):
+    """Adds each cluster's members per platform to the page in two queries (no query per row).
+
+    A partner analyst reads their own platform by name and the others as a count."""
+
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        counts = member_counts([cluster.pk for cluster in self.result_list])
+        names = dict(Platform.objects.values_list("pk", "name"))
+        own = scope_of(request.user).platform_id
+        for cluster in self.result_list:
+            members = counts.get(cluster.pk, {})
+            if own is None:
+                parts = [
+                    f"{names.get(p, p)} ({n})"
+                    for p, n in sorted(members.items(), key=lambda i: (-i[1], i[0]))
+                ]
+            else:
+                others = len(members) - (1 if own in members else 0)
+                parts = [f"{names.get(own, 'yours')} ({members.get(own, 0)})"]
+                if others:
+                    parts.append(f"{others} other{'s' if others > 1 else ''}")
+            cluster.platforms_spanned = f"{cluster.platform_count}: " + ", ".join(parts)
+
+
+@admin.register(ActorCluster)
+class ActorClusterAdmin(ScopedModelAdmin):
+    scoped_queryset = clusters_for
+    form = ClusterWorkForm
+    list_display = ("cluster", "size", "platforms", "risk_score", "status_label", "assignee", "last_change")
+    list_display_links = ("cluster",)
+    list_select_related = ("assignee",)
+    list_per_page = 50
+    ordering = ("-cross_platform", "-risk", "-size", "id")
+    search_fields = ("ref",)  # shows the search box; get_search_results does the real work
+    search_help_text = (
+        "A seller reference (exact), a cluster id or reference (ac_…), or an indicator's transport hash "
+        "(64 hex characters: keyed on the server before searching, never stored)."
+    )
+    change_form_template = "admin/graph/actorcluster/change_form.html"
+    change_list_template = "admin/graph/actorcluster/change_list.html"
+    save_on_top = False
+
+    def get_list_filter(self, request: HttpRequest) -> list[Any]:
+        filters: list[Any] = [StateFilter, CrossPlatformFilter, "status", RiskBandFilter, ReasonFilter]
+        filters.append(ChangedSinceFilter)
+        if scope_of(request.user).everything:
+            filters[2:2] = [PlatformFilter]
+            filters.append(AssigneeFilter)
+        return filters
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return ClusterChangeList
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        # Notes may name other platforms' sellers: exchange analysts only.
+        return ["status", "assignee", "notes"] if scope_of(request.user).everything else ["status"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # clusters come from linking, never by hand
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return scope_of(request.user).everything and super().has_change_permission(request, obj)
+
+    # --- columns
+
+    @admin.display(description="cluster", ordering="id")
+    def cluster(self, obj: ActorCluster) -> str:
+        dissolved = " (dissolved)" if obj.dissolved_at else ""
+        return format_html('#{} <span class="quiet">{}</span>{}', obj.pk, obj.ref, dissolved)
+
+    # Column orderings name the plain field, so that the ranked default ordering shows on the risk column.
+    @admin.display(description="platforms spanned", ordering="platform_count")
+    def platforms(self, obj: ActorCluster) -> str:
+        return getattr(obj, "platforms_spanned", str(obj.platform_count))
+
+    @admin.display(description="risk", ordering="risk")
+    def risk_score(self, obj: ActorCluster) -> str:
+        return format_html('<span class="risk risk-{}">{}</span>', risk_band(obj.risk), obj.risk)
+
+    @admin.display(description="last change", ordering="changed_at")
+    def last_change(self, obj: ActorCluster) -> str:
+        return f"{obj.changed_at:%Y-%m-%d %H:%M}"
+
+    @admin.display(description="status", ordering="status")
+    def status_label(self, obj: ActorCluster) -> str:
+        return format_html('<span class="status status-{}">{}</span>', obj.status, obj.get_status_display())
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        title = {"title": "Actor clusters", "subtitle": "Cross-platform first, then highest risk"}
+        return super().changelist_view(request, {**title, **(extra_context or {})})
+
+    # --- search
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
+    ) -> tuple[QuerySet[Any], bool]:
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        if TRANSPORT_HASH.fullmatch(term.lower()):
+            return self._search_hash(request, queryset, term.lower()), False
+        if term.startswith("ac_"):
+            return queryset.filter(ref=term), False
+        sellers = Seller.objects.filter(seller_ref=term)
+        scope = scope_of(request.user)
+        if (
+            not scope.everything and scope.platform_id is not None
+        ):  # never an oracle for other platforms' seller references
+            sellers = sellers.filter(platform_id=scope.platform_id)
+        by_seller = Exists(ClusterMember.objects.filter(cluster=OuterRef("pk"), seller__in=sellers))
+        if term.lstrip("#").isdigit():
+            return queryset.filter(Q(pk=int(term.lstrip("#"))) | by_seller), False
+        return queryset.filter(by_seller), False
+
+    def _search_hash(
+        self, request: HttpRequest, queryset: QuerySet[Any], transport_hash: str
+    ) -> QuerySet[Any]:
+        state = KeyState.objects.first()
+        version = state.current_version if state else max(settings.EXCHANGE_PEPPERS)
+        tokens = keyed_tokens([(kind, transport_hash) for kind in KINDS], settings.EXCHANGE_PEPPERS, version)
+        indicators = Indicator.objects.filter(token__in=tokens)
+        found = queryset.filter(
+            Exists(
+                ClusterMember.objects.filter(
+                    cluster=OuterRef("pk"), seller__sightings__indicator__in=indicators
+                )
+            )
+        )
+        # Like an API lookup, a search by hash is audit-logged (counts only, never the hash).
+        AuditEntry.objects.record(
+            "admin_hash_search", request.user.get_username(), scope_of(request.user).platform_id
+        )
+        return found
+
+    # --- the cluster page
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        cluster = self.get_object(request, unquote(object_id))  # 404 outside the viewer's scope
+        scope = scope_of(request.user)
+        explanation = explain(cluster, scope)
+        context = {
+            **(extra_context or {}),
+            **self._evidence_context(request, explanation),
+            "explanation": explanation,
+            "picture": render(explanation),
+            "risk_parts": [
+                (name, cluster.risk_parts.get(name, 0), maximum, text) for name, maximum, text in RISK_PARTS
+            ],
+            "risk_band": risk_band(cluster.risk),
+            "events": self._events(cluster, scope.everything),
+            "is_exchange_analyst": scope.everything,
+            "title": f"Cluster #{cluster.pk}",
+            "subtitle": cluster.ref,
+        }
+        if request.method == "GET":
+            AuditEntry.objects.record(
+                "cluster_viewed", request.user.get_username(), scope.platform_id, "cluster", str(cluster.pk)
+            )
+        return super().change_view(request, object_id, form_url, context)
+
+    def _evidence_context(self, request: HttpRequest, explanation: Explanation) -> dict[str, Any]:
+        """The chain between the two members chosen on the page (?a=&b= are positions on the page, so that
+        no seller id of another platform ever appears in a partner's URL), or a sensible default pair."""
+        pair = explanation.default_pair()
+        error = ""
+        if "a" in request.GET or "b" in request.GET:
+            try:
+                a, b = explanation.at(int(request.GET["a"])), explanation.at(int(request.GET["b"]))
+            except (KeyError, ValueError):
+                a = b = None
+            pair = (a, b) if a is not None and b is not None else None
+            if pair is None:
+                error = "Choose two members of this cluster."
+        chain: list[Any] = []
+        if pair is not None:
+            if pair[0].seller_id == pair[1].seller_id:
+                error = "Choose two different sellers."
+            else:
+                try:
+                    chain = explanation.chain(pair[0].seller_id, pair[1].seller_id)
+                except evidence.NotLinked:
+                    error = (
+                        "These two sellers are not linked in this cluster (one may be retracted or expired)."
+                    )
+        return {"pair": pair, "chain": chain, "chain_error": error}
+
+    def _events(self, cluster: ActorCluster, everything: bool) -> list[dict[str, Any]]:
+        rows = []
+        for event in cluster.events.order_by("-created_at", "-id")[:200]:
+            details = dict(event.details or {})
+            rows.append(
+                {
+                    "event": event,
+                    "change": details.get("from") and f"{details['from']} → {details.get('to')}",
+                    # Other clusters' ids mean nothing to a partner and may not be theirs to open.
+                    "related": event.related if everything else [],
+                    "related_count": len(event.related or []),
+                }
+            )
+        return rows
+
+    # --- the workflow
+
+    def save_model(
+        self, request: HttpRequest, obj: ActorCluster, form: forms.ModelForm, change: bool
+    ) -> None:
+        changed = [name for name in ("status", "assignee", "notes") if name in form.changed_data]
+        if not changed:
+            return
+        actor = request.user.get_username()
+        with transaction.atomic():
+            # Only the analyst's fields: a recomputation may have updated size and risk meanwhile.
+            obj.save(update_fields=changed)
+            if "status" in changed:
+                before = form.initial.get("status", "")
+                ClusterEvent.objects.create(
+                    cluster=obj,
+                    kind=EventKind.STATUS,
+                    members_before=obj.size,
+                    members_after=obj.size,
+                    actor=actor,
+                    details={"from": before, "to": obj.status},
+                )
+                AuditEntry.objects.record(
+                    "cluster_status_changed",
+                    actor,
+                    None,
+                    "cluster",
+                    str(obj.pk),
+                    **{"from": before, "to": obj.status},
+                )
+            others = [name for name in changed if name != "status"]
+            if others:
+                AuditEntry.objects.record(
+                    "cluster_updated", actor, None, "cluster", str(obj.pk), fields=others
+                )

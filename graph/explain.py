@@ -1,0 +1,324 @@
+"""Why one cluster holds together, as an investigator may see it (the Django side of `graph.evidence`).
+
+`explain(cluster, scope)` loads the members and their sightings in a handful of queries, works out which
+indicators are suppressed from linking (marked common, or held by more linkable sellers than their kind's
+threshold and not forced in), and answers with plain rows for the admin: members grouped by platform, the
+indicators that hold the cluster together, bridges, and evidence chains between any two members.
+
+For a partner analyst everything of other platforms is reduced before it leaves this module: their members
+become counts and neutral aliases ("Platform B · account 2"), and no indicator token or id is returned at all.
+The pure graph functions are fed indicator ids (as strings) rather than tokens, so tokens are only looked up
+for exchange analysts.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.conf import settings
+from django.db.models import Count
+from django.utils import timezone
+
+from accounts.models import Platform
+from accounts.scoping import Scope
+from exchange.models import Indicator, Linking, Seller, Sighting
+from graph import evidence, linking
+from graph.clustering import thresholds
+from graph.models import ActorCluster, ClusterMember, platform_labels
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    position: int  # 1-based place on the cluster page: how the page names a member in links (never the pk)
+    seller_id: int
+    platform_id: int
+    alias: str  # what the viewer may call it: the seller_ref, or "Platform B · account 2"
+    short: str  # for the picture: the seller_ref, or "Platform B #2"
+    visible: bool  # the viewer may see this seller's reference and details
+    linkable: bool
+    seller: Seller | None  # None when not visible
+
+
+@dataclass(slots=True)
+class PlatformGroup:
+    platform_id: int
+    label: str
+    count: int
+    own: bool
+    members: list[Member]  # empty when the viewer may only count them
+
+
+@dataclass(slots=True)
+class IndicatorRow:
+    key: str  # indicator id as a string: internal, never rendered for partners
+    kind: str
+    strength: str
+    sellers: int  # members of this cluster holding it
+    platforms: int  # platforms of those members
+    holders: int  # linkable sellers exchange-wide
+    threshold: int
+    first_seen: datetime | None
+    linking: str  # auto / common / include
+    suppressed: str  # "" (links), "common" or "threshold"
+    links: int = 0  # member pairs whose link it is part of
+    bridge: bool = False
+    # Exchange analysts only:
+    indicator_id: int | None = None
+    token: str | None = None
+
+    @property
+    def holds(self) -> bool:
+        return self.links > 0
+
+
+@dataclass(frozen=True, slots=True)
+class ChainStep:
+    a: Member
+    b: Member
+    indicators: tuple[IndicatorRow, ...]
+
+
+@dataclass(slots=True)
+class Explanation:
+    cluster: ActorCluster
+    scope: Scope
+    members: list[Member]
+    groups: list[PlatformGroup]
+    indicators: list[IndicatorRow]  # holding ones first (strong, most links), then suppressed context
+    sightings: list[linking.Sighting]  # linkable members only; token = indicator id as a string
+    suppressed: frozenset[linking.IndicatorKey]
+    platform_names: dict[int, str]
+    by_id: dict[int, Member] = field(default_factory=dict)
+    rows: dict[str, IndicatorRow] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.by_id = {m.seller_id: m for m in self.members}
+        self.rows = {row.key: row for row in self.indicators}
+
+    @property
+    def holding(self) -> list[IndicatorRow]:
+        return [row for row in self.indicators if row.holds]
+
+    @property
+    def context(self) -> list[IndicatorRow]:
+        return [row for row in self.indicators if not row.holds]
+
+    @property
+    def bridges(self) -> list[IndicatorRow]:
+        return [row for row in self.indicators if row.bridge]
+
+    def chain(self, a: int, b: int) -> list[ChainStep]:
+        """Shortest chain of links from member `a` to member `b`; raises `evidence.NotLinked`."""
+        if a not in self.by_id or b not in self.by_id:
+            raise evidence.NotLinked("both sellers must be members of this cluster")
+        links = evidence.evidence_chain(self.sightings, a, b, suppressed=self.suppressed)
+        return [
+            ChainStep(
+                self.by_id[link.a],
+                self.by_id[link.b],
+                tuple(self.rows[str(shared.token)] for shared in link.indicators),
+            )
+            for link in links
+        ]
+
+    def at(self, position: int) -> Member | None:
+        return self.members[position - 1] if 1 <= position <= len(self.members) else None
+
+    def default_pair(self) -> tuple[Member, Member] | None:
+        """Two linkable members worth explaining first: across platforms when the cluster spans several,
+        starting from the viewer's own platform for a partner analyst."""
+        linkable = [m for m in self.members if m.linkable]
+        if len(linkable) < 2:
+            return None
+        first = next((m for m in linkable if m.visible), linkable[0])
+        other = next((m for m in linkable if m.platform_id != first.platform_id), None)
+        if other is None:
+            other = next(m for m in linkable if m.seller_id != first.seller_id)
+        return first, other
+
+
+def explain(cluster: ActorCluster, scope: Scope) -> Explanation:
+    now = timezone.now()
+    sellers = list(
+        Seller.objects.filter(cluster_membership__cluster=cluster)
+        .select_related("platform")
+        .order_by("platform_id", "seller_ref", "id")
+    )
+    platform_ids = sorted({s.platform_id for s in sellers})
+    platform_names = _platform_names(sellers, platform_ids, scope)
+    members: list[Member] = []
+    ordinal: dict[int, int] = defaultdict(int)
+    for seller in sellers:
+        visible = scope.everything or seller.platform_id == scope.platform_id
+        ordinal[seller.platform_id] += 1
+        alias = (
+            seller.seller_ref
+            if visible
+            else f"{platform_names[seller.platform_id]} · account {ordinal[seller.platform_id]}"
+        )
+        members.append(
+            Member(
+                position=len(members) + 1,
+                seller_id=seller.pk,
+                platform_id=seller.platform_id,
+                alias=alias,
+                short=seller.seller_ref
+                if visible
+                else f"{platform_names[seller.platform_id]} #{ordinal[seller.platform_id]}",
+                visible=visible,
+                linkable=seller.is_linkable(now),
+                seller=seller if visible else None,
+            )
+        )
+    groups = _groups(members, platform_ids, platform_names, scope)
+    linkable_ids = {m.seller_id for m in members if m.linkable}
+    platform_of = {m.seller_id: m.platform_id for m in members}
+
+    rows = (
+        Sighting.objects.filter(seller__cluster_membership__cluster=cluster)
+        .order_by("seller_id", "indicator_id")
+        .values_list("seller_id", "indicator_id", "indicator__kind", "indicator__linking", "first_seen")
+    )
+    sightings: list[linking.Sighting] = []
+    kind_of: dict[str, str] = {}
+    linking_of: dict[str, str] = {}
+    holders_in: dict[str, set[int]] = defaultdict(set)
+    first_seen_of: dict[str, datetime] = {}
+    for seller_id, indicator_id, kind, linking_state, first_seen in rows:
+        key = str(indicator_id)
+        kind_of[key], linking_of[key] = kind, linking_state
+        if seller_id in linkable_ids:
+            sightings.append(linking.Sighting(seller_id, platform_of[seller_id], kind, key, first_seen))
+            holders_in[key].add(seller_id)
+            if first_seen is not None and (key not in first_seen_of or first_seen < first_seen_of[key]):
+                first_seen_of[key] = first_seen
+
+    # Linkable holders exchange-wide: hub suppression depends on them, not on this cluster alone.
+    held = Sighting.objects.filter(seller__cluster_membership__cluster=cluster).values("indicator_id")
+    global_holders: dict[str, int] = {
+        str(indicator_id): n
+        for indicator_id, n in Sighting.objects.filter(
+            indicator_id__in=held, seller__retracted_at__isnull=True, seller__expires_at__gt=now
+        )
+        .values("indicator_id")
+        .annotate(n=Count("id"))
+        .values_list("indicator_id", "n")
+    }
+    limits = thresholds()
+    suppressed_reason: dict[str, str] = {}
+    for key, kind in kind_of.items():
+        if linking_of[key] == Linking.COMMON:
+            suppressed_reason[key] = "common"
+        elif linking_of[key] != Linking.INCLUDE and global_holders.get(key, 0) > limits[kind]:
+            suppressed_reason[key] = "threshold"
+    suppressed = frozenset((kind_of[key], key) for key in suppressed_reason)
+
+    holding = {
+        str(h.indicator.token): h for h in evidence.holding_indicators(sightings, suppressed=suppressed)
+    }
+    bridge_keys = {str(b.token) for b in evidence.bridges(sightings, suppressed=suppressed)}
+
+    shown = [
+        key
+        for key in kind_of
+        if key in holding
+        or (key in suppressed_reason and (len(holders_in[key]) >= 2 or global_holders.get(key, 0) >= 2))
+    ]
+    tokens = _tokens(shown) if scope.everything else {}
+    indicator_rows: list[IndicatorRow] = []
+    for key in shown:
+        held_by = holders_in[key]
+        indicator_rows.append(
+            IndicatorRow(
+                key=key,
+                kind=kind_of[key],
+                strength=linking.DEFAULT_STRENGTH[kind_of[key]],
+                sellers=len(held_by),
+                platforms=len({platform_of[s] for s in held_by}),
+                holders=global_holders.get(key, 0),
+                threshold=limits[kind_of[key]],
+                first_seen=first_seen_of.get(key),
+                linking=linking_of[key],
+                suppressed=suppressed_reason.get(key, ""),
+                links=holding[key].links if key in holding else 0,
+                bridge=key in bridge_keys,
+                indicator_id=int(key) if scope.everything else None,
+                token=tokens.get(key),
+            )
+        )
+    indicator_rows.sort(
+        key=lambda r: (not r.holds, r.strength != "strong", -r.links, -r.sellers, r.kind, int(r.key))
+    )
+    return Explanation(
+        cluster=cluster,
+        scope=scope,
+        members=members,
+        groups=groups,
+        indicators=indicator_rows,
+        sightings=sightings,
+        suppressed=suppressed,
+        platform_names=platform_names,
+    )
+
+
+def _platform_names(sellers: list[Seller], platform_ids: list[int], scope: Scope) -> dict[int, str]:
+    """Real names for exchange analysts and for the partner's own platform; the consortium setting decides
+    whether other platforms are named or lettered."""
+    names = {s.platform_id: s.platform.name for s in sellers}
+    if scope.everything:
+        return names
+    others = [p for p in platform_ids if p != scope.platform_id]
+    labels = platform_labels(others, reveal=False)
+    if settings.EXCHANGE_REVEAL_PLATFORM_NAMES:
+        labels = {p: names[p] for p in others}
+    if scope.platform_id in names:
+        labels[scope.platform_id] = names[scope.platform_id]
+    return labels
+
+
+def _groups(
+    members: list[Member], platform_ids: list[int], names: dict[int, str], scope: Scope
+) -> list[PlatformGroup]:
+    groups = []
+    for platform_id in platform_ids:
+        mine = [m for m in members if m.platform_id == platform_id]
+        visible = scope.everything or platform_id == scope.platform_id
+        groups.append(
+            PlatformGroup(
+                platform_id=platform_id,
+                label=names[platform_id],
+                count=len(mine),
+                own=platform_id == scope.platform_id,
+                members=mine if visible else [],
+            )
+        )
+    # The partner's own platform first, then the largest.
+    groups.sort(key=lambda g: (not g.own, -g.count, g.label))
+    return groups
+
+
+def _tokens(keys: list[str]) -> dict[str, str]:
+    return {
+        str(pk): token
+        for pk, token in Indicator.objects.filter(pk__in=[int(k) for k in keys]).values_list("pk", "token")
+    }
+
+
+def member_counts(cluster_ids: list[int]) -> dict[int, dict[int, int]]:
+    """{cluster id: {platform id: members}} for a page of clusters, in one query."""
+    counts: dict[int, dict[int, int]] = defaultdict(dict)
+    rows = (
+        ClusterMember.objects.filter(cluster_id__in=cluster_ids)
+        .values("cluster_id", "seller__platform_id")
+        .annotate(n=Count("id"))
+        .values_list("cluster_id", "seller__platform_id", "n")
+    )
+    for cluster_id, platform_id, n in rows:
+        counts[cluster_id][platform_id] = n
+    return counts
+
+
+def all_platform_names() -> dict[int, str]:
+    return dict(Platform.objects.values_list("id", "name"))

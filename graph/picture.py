@@ -1,0 +1,280 @@
+"""A server-side SVG picture of one cluster's seller-indicator graph (no JavaScript, no CDN).
+
+Sellers are circles coloured by platform; the indicators that link them are diamonds (strong kinds) or squares
+(weak kinds) coloured by kind; bridges (an indicator whose removal splits the cluster) get a red ring;
+suppressed indicators that members share are drawn hollow and dashed. The layout is NetworkX's spring layout
+with a fixed seed, so the same cluster always looks the same.
+
+Large clusters stay readable: at most `MAX_SELLERS` sellers and `MAX_INDICATORS` indicators are drawn
+(bridges and the best-connected first); the remaining sellers of each platform collapse into one "+N" node,
+and the caption says what was left out. Everything shown comes from an `Explanation`, which has already
+reduced other platforms' members to aliases for a partner analyst.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import networkx as nx
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
+
+from graph.explain import Explanation, IndicatorRow
+
+MAX_SELLERS = 60
+MAX_INDICATORS = 60
+WIDTH, HEIGHT, MARGIN, LEGEND = 960, 560, 36, 150
+LABEL_SELLERS = 30  # draw seller names under the nodes up to this many sellers (tooltips always)
+
+PLATFORM_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
+KIND_COLOURS = {
+    "email": "#d62728",
+    "phone": "#e6550d",
+    "tax_id": "#756bb1",
+    "business_registration": "#636363",
+    "bank_account": "#31a354",
+    "payment_account": "#3182bd",
+    "crypto_wallet": "#fdae6b",
+    "store_name": "#9ecae1",
+    "website_domain": "#a1d99b",
+    "shipping_address": "#bcbddc",
+    "return_address": "#c7e9c0",
+    "device_id": "#fdd0a2",
+}
+BRIDGE = "#c0392b"
+SeNode = tuple[str, int | str]
+
+
+@dataclass(frozen=True, slots=True)
+class Picture:
+    svg: SafeString
+    sellers_drawn: int
+    sellers_total: int
+    indicators_drawn: int
+    indicators_total: int
+
+    @property
+    def collapsed(self) -> bool:
+        return self.sellers_drawn < self.sellers_total or self.indicators_drawn < self.indicators_total
+
+    @property
+    def caption(self) -> str:
+        if not self.collapsed:
+            return f"All {self.sellers_total} linked sellers and {self.indicators_total} shared indicators."
+        parts = []
+        if self.sellers_drawn < self.sellers_total:
+            parts.append(
+                f"{self.sellers_drawn} of {self.sellers_total} sellers drawn; the others are collapsed into "
+                "one “+N” node per platform"
+            )
+        if self.indicators_drawn < self.indicators_total:
+            parts.append(
+                f"{self.indicators_drawn} of {self.indicators_total} indicators drawn (bridges and the "
+                "best-connected first)"
+            )
+        return "Large cluster: " + "; ".join(parts) + ". The tables below list everything."
+
+
+def render(explanation: Explanation) -> Picture:
+    rows = [r for r in explanation.indicators if r.holds or r.sellers >= 2]
+    members = {m.seller_id: m for m in explanation.members if m.linkable}
+    held: dict[str, set[int]] = defaultdict(set)
+    for sighting in explanation.sightings:
+        held[str(sighting.token)].add(sighting.seller_id)
+
+    rows.sort(key=lambda r: (not r.bridge, not r.holds, -r.links, -r.sellers, int(r.key)))
+    drawn_rows = rows[:MAX_INDICATORS]
+    degree: dict[int, int] = defaultdict(int)
+    on_bridge: set[int] = set()
+    for row in drawn_rows:
+        for seller_id in held[row.key]:
+            degree[seller_id] += 1
+            if row.bridge:
+                on_bridge.add(seller_id)
+    ranked = sorted(members, key=lambda s: (s not in on_bridge, -degree[s], s))
+    kept = set(ranked[:MAX_SELLERS])
+    collapsed_by_platform: dict[int, int] = defaultdict(int)
+    for seller_id in ranked[MAX_SELLERS:]:
+        collapsed_by_platform[members[seller_id].platform_id] += 1
+
+    graph = nx.Graph()
+    for seller_id in sorted(kept):
+        graph.add_node(("s", seller_id))
+    for platform_id in sorted(collapsed_by_platform):
+        graph.add_node(("m", platform_id))
+    for row in drawn_rows:
+        graph.add_node(("i", row.key))
+        for seller_id in sorted(held[row.key]):
+            if seller_id in kept:
+                graph.add_edge(("s", seller_id), ("i", row.key))
+            elif seller_id in members:
+                graph.add_edge(("m", members[seller_id].platform_id), ("i", row.key))
+
+    positions = _layout(graph)
+    colour_of_platform = {
+        group.platform_id: PLATFORM_COLOURS[n % len(PLATFORM_COLOURS)]
+        for n, group in enumerate(explanation.groups)
+    }
+    label_of_platform = {group.platform_id: group.label for group in explanation.groups}
+    by_key = {row.key: row for row in drawn_rows}
+
+    out: list[str] = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH + LEGEND} {HEIGHT}" '
+        f'width="100%" role="img" aria-labelledby="cluster-picture-title" class="cluster-picture">',
+        f'<title id="cluster-picture-title">Seller-indicator graph of cluster {explanation.cluster.pk}</title>',
+        f'<rect x="0" y="0" width="{WIDTH}" height="{HEIGHT}" rx="6" class="canvas"/>',
+    ]
+    for u, v in sorted(graph.edges(), key=_edge_key):
+        (x1, y1), (x2, y2) = positions[u], positions[v]
+        indicator = by_key[str(v[1] if v[0] == "i" else u[1])]
+        dash = ' stroke-dasharray="4 3"' if indicator.suppressed else ""
+        width = 2.2 if indicator.bridge else 1.2
+        out.append(
+            f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" class="edge" '
+            f'stroke-width="{width}"{dash}/>'
+        )
+    for node in sorted(graph.nodes(), key=_node_key):
+        x, y = positions[node]
+        kind, ident = node
+        if kind == "i":
+            out.append(_indicator(by_key[str(ident)], x, y))
+        elif kind == "s":
+            member = members[int(ident)]
+            colour = colour_of_platform[member.platform_id]
+            title = f"{member.alias} ({label_of_platform[member.platform_id]})"
+            out.append(
+                f'<g class="seller"><title>{escape(title)}</title>'
+                f'<circle cx="{x:.1f}" cy="{y:.1f}" r="9" fill="{colour}" stroke="#fff" stroke-width="1.5"/>'
+            )
+            if len(kept) <= LABEL_SELLERS:
+                out.append(
+                    f'<text x="{x:.1f}" y="{y + 21:.1f}" text-anchor="middle" class="label">'
+                    f"{escape(_short(member.short))}</text>"
+                )
+            out.append("</g>")
+        else:
+            platform_id = int(ident)
+            count = collapsed_by_platform[platform_id]
+            colour = colour_of_platform[platform_id]
+            title = f"{count} more sellers of {label_of_platform[platform_id]} (not drawn one by one)"
+            out.append(
+                f'<g class="collapsed"><title>{escape(title)}</title>'
+                f'<circle cx="{x:.1f}" cy="{y:.1f}" r="16" fill="{colour}" fill-opacity="0.35" '
+                f'stroke="{colour}" stroke-width="2" stroke-dasharray="3 2"/>'
+                f'<text x="{x:.1f}" y="{y + 4:.1f}" text-anchor="middle" class="label strong">+{count}</text></g>'
+            )
+    out.extend(_legend(explanation, colour_of_platform, drawn_rows))
+    out.append("</svg>")
+    return Picture(
+        svg=mark_safe("".join(out)),  # noqa: S308 - every interpolated text above is escaped
+        sellers_drawn=len(kept),
+        sellers_total=len(members),
+        indicators_drawn=len(drawn_rows),
+        indicators_total=len(rows),
+    )
+
+
+def _layout(graph: nx.Graph) -> dict[SeNode, tuple[float, float]]:
+    if graph.number_of_nodes() == 0:
+        return {}
+    if graph.number_of_nodes() == 1:
+        return {next(iter(graph.nodes())): (WIDTH / 2, HEIGHT / 2)}
+    raw = nx.spring_layout(graph, seed=7, iterations=150)
+    xs = [float(p[0]) for p in raw.values()]
+    ys = [float(p[1]) for p in raw.values()]
+    span_x, span_y = (max(xs) - min(xs)) or 1.0, (max(ys) - min(ys)) or 1.0
+    return {
+        node: (
+            # Wider side margins: labels are centred under their node.
+            2 * MARGIN + (float(p[0]) - min(xs)) / span_x * (WIDTH - 4 * MARGIN),
+            MARGIN + (float(p[1]) - min(ys)) / span_y * (HEIGHT - 2 * MARGIN - 12),
+        )
+        for node, p in raw.items()
+    }
+
+
+def _indicator(row: IndicatorRow, x: float, y: float) -> str:
+    colour = KIND_COLOURS.get(row.kind, "#999")
+    size = 8
+    if row.strength == "strong":
+        points = (
+            f"{x:.1f},{y - size:.1f} {x + size:.1f},{y:.1f} {x:.1f},{y + size:.1f} {x - size:.1f},{y:.1f}"
+        )
+        shape = "polygon"
+        geometry = f'points="{points}"'
+    else:
+        shape = "rect"
+        geometry = f'x="{x - 6:.1f}" y="{y - 6:.1f}" width="12" height="12"'
+    if row.suppressed:
+        paint = f'fill="none" stroke="{colour}" stroke-width="2" stroke-dasharray="2 2"'
+    else:
+        paint = f'fill="{colour}" stroke="#333" stroke-width="0.8"'
+    title = (
+        f"{row.kind.replace('_', ' ')}: {row.sellers} sellers on {row.platforms} platform(s) in this cluster"
+    )
+    if row.bridge:
+        title += "; bridge: removing it splits the cluster"
+    if row.suppressed:
+        title += f"; suppressed ({row.suppressed})"
+    ring = (
+        f'<circle cx="{x:.1f}" cy="{y:.1f}" r="13" fill="none" stroke="{BRIDGE}" stroke-width="2.5"/>'
+        if row.bridge
+        else ""
+    )
+    return f'<g class="indicator"><title>{escape(title)}</title>{ring}<{shape} {geometry} {paint}/></g>'
+
+
+def _legend(
+    explanation: Explanation, colour_of_platform: dict[int, str], rows: list[IndicatorRow]
+) -> list[str]:
+    x, y = WIDTH + 14, 22
+    out = [f'<text x="{x}" y="{y}" class="label strong">Sellers</text>']
+    for group in explanation.groups:
+        y += 18
+        out.append(
+            f'<circle cx="{x + 6}" cy="{y - 4}" r="6" fill="{colour_of_platform[group.platform_id]}"/>'
+            f'<text x="{x + 18}" y="{y}" class="label">{escape(_short(group.label, 16))} ({group.count})</text>'
+        )
+    y += 28
+    out.append(f'<text x="{x}" y="{y}" class="label strong">Indicators</text>')
+    for kind in sorted({r.kind for r in rows}):
+        y += 18
+        out.append(
+            f'<rect x="{x}" y="{y - 10}" width="11" height="11" fill="{KIND_COLOURS.get(kind, "#999")}"/>'
+            f'<text x="{x + 18}" y="{y}" class="label">{escape(kind.replace("_", " "))}</text>'
+        )
+    y += 28
+    out.append(
+        f'<polygon points="{x + 6},{y - 12} {x + 12},{y - 6} {x + 6},{y} {x},{y - 6}" fill="#888"/>'
+        f'<text x="{x + 18}" y="{y - 2}" class="label">strong</text>'
+    )
+    y += 18
+    out.append(
+        f'<rect x="{x}" y="{y - 11}" width="11" height="11" fill="#888"/>'
+        f'<text x="{x + 18}" y="{y - 2}" class="label">weak</text>'
+    )
+    y += 20
+    out.append(
+        f'<circle cx="{x + 6}" cy="{y - 6}" r="7" fill="none" stroke="{BRIDGE}" stroke-width="2.5"/>'
+        f'<text x="{x + 18}" y="{y - 2}" class="label">bridge</text>'
+    )
+    y += 18
+    out.append(
+        f'<rect x="{x}" y="{y - 11}" width="11" height="11" fill="none" stroke="#888" stroke-dasharray="2 2" '
+        f'stroke-width="2"/><text x="{x + 18}" y="{y - 2}" class="label">suppressed</text>'
+    )
+    return out
+
+
+def _short(text: str, limit: int = 18) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _node_key(node: SeNode) -> tuple[int, str]:
+    # Indicators first, so sellers (and their labels) are drawn on top.
+    return ({"i": 0, "m": 1, "s": 2}[node[0]], f"{node[1]:>20}")
+
+
+def _edge_key(edge: tuple[SeNode, SeNode]) -> tuple[tuple[int, str], tuple[int, str]]:
+    return (_node_key(edge[0]), _node_key(edge[1]))

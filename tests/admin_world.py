@@ -1,0 +1,62 @@
+"""The admin tests' world: one cross-platform ring, one cluster on each platform alone, and loners.
+
+acme-2 ~phone~ acme-1 ~email~ baz-1 ~tax id~ baz-2        cross-platform ring (4 sellers; email is a bridge)
+acme-3 ~bank account~ acme-4                             Acme only (reported for trademark)
+baz-3 ~store name + shipping address~ baz-4              Bazaar only (two weak indicators)
+acme-solo, baz-solo                                      in no cluster
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.test import Client
+
+from graph.models import ActorCluster
+from tests.builders import seller, submit
+from tests.conftest import KeyedPlatform
+
+PASSWORD = "correct horse battery staple"
+
+
+@dataclass
+class AdminWorld:
+    acme: KeyedPlatform
+    bazaar: KeyedPlatform
+    ring: ActorCluster
+    acme_only: ActorCluster
+    bazaar_only: ActorCluster
+
+
+def cluster_of(ref: str) -> ActorCluster:
+    return ActorCluster.objects.live().get(members__seller__seller_ref=ref)
+
+
+def build(acme: KeyedPlatform, bazaar: KeyedPlatform) -> AdminWorld:
+    responses = [
+        submit(
+            acme.client(),
+            seller("acme-1", ("email", "ring@example.com"), ("phone", "+4930111111")),
+            seller("acme-2", ("phone", "+4930111111"), status="suspected"),
+            seller("acme-3", ("bank_account", "DE89370400440532013000"), reasons=("trademark",)),
+            seller("acme-4", ("bank_account", "DE89370400440532013000"), reasons=("trademark",)),
+            seller("acme-solo", ("email", "solo@acme.example")),
+        ),
+        submit(
+            bazaar.client(),
+            seller("baz-1", ("email", "ring@example.com"), ("tax_id", "DE123456789")),
+            seller("baz-2", ("tax_id", "DE123456789"), reasons=("copyright",)),
+            seller("baz-3", ("store_name", "Bazaar Knockoffs"), ("shipping_address", "1 Dock Road, Hamburg")),
+            seller("baz-4", ("store_name", "Bazaar Knockoffs"), ("shipping_address", "1 Dock Road, Hamburg")),
+            seller("baz-solo", ("email", "solo@bazaar.example")),
+        ),
+    ]
+    for response in responses:
+        assert response.status_code == 201, response.content
+    return AdminWorld(acme, bazaar, cluster_of("acme-1"), cluster_of("acme-3"), cluster_of("baz-3"))
+
+
+def logged_in(user: object) -> Client:
+    client = Client()
+    client.force_login(user)  # type: ignore[arg-type]
+    return client

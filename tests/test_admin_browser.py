@@ -1,0 +1,124 @@
+"""The investigator admin in a real browser (Debian's headless chromium driven by Playwright).
+
+Each role logs in through the login form, opens the cluster list, filters it, opens the cross-platform ring,
+reads the evidence chain, and (the exchange analyst) moves it along the workflow. Screenshots of the cluster
+page are saved under test-artifacts/ for a human to look at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.db import connections
+
+from graph.models import ActorCluster, ClusterEvent, EventKind
+from tests.admin_world import PASSWORD, AdminWorld, build
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(settings.BASE_DIR) / "test-artifacts"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium"),
+]
+
+
+@pytest.fixture
+def browser(live_server: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are still synchronous.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            yield chromium
+        finally:
+            # While Playwright's loop runs, Django keeps this thread's connection apart from the usual one:
+            # close it here, or it would outlive the test database.
+            connections.close_all()
+            chromium.close()
+
+
+@pytest.fixture
+def world(transactional_db: None, acme, bazaar, alice, bob) -> AdminWorld:
+    from django.core.cache import cache
+
+    cache.clear()  # no login failures left over from other tests
+    return build(acme, bazaar)
+
+
+def log_in(browser: Any, live_server: Any, username: str) -> Any:
+    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    page.goto(f"{live_server.url}/admin/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_url(f"{live_server.url}/admin/")
+    return page
+
+
+def open_ring_from_the_list(page: Any, live_server: Any, ring: ActorCluster, role: str) -> None:
+    page.goto(f"{live_server.url}/admin/graph/actorcluster/")
+    assert page.locator("#result_list tbody tr").count() >= 2
+    page.screenshot(path=str(ARTIFACTS / f"cluster-list-{role}.png"), full_page=True)
+    page.click("text=Cross-platform only")
+    rows = page.locator("#result_list tbody tr")
+    assert rows.count() == 1
+    page.click(f"#result_list a[href$='/actorcluster/{ring.pk}/change/?_changelist_filters=cross%3Dyes']")
+    page.wait_for_selector("#evidence")
+
+
+def test_exchange_analyst_reads_the_evidence_and_moves_the_case_along(browser, live_server, world):
+    page = log_in(browser, live_server, "alice")
+    open_ring_from_the_list(page, live_server, world.ring, "exchange-analyst")
+    assert "linked in" in page.inner_text("#chain-summary")
+
+    page.select_option("#chain-a", label="acme-2")
+    page.select_option("#chain-b", label="baz-2")
+    page.click("text=Explain the link")
+    page.wait_for_selector("#chain")
+    assert page.locator("#chain > li").count() == 3
+    assert "linked in 3 steps" in page.inner_text("#chain-summary")
+    assert "baz-1" in page.inner_text("#members")
+    page.screenshot(path=str(ARTIFACTS / "cluster-exchange-analyst.png"), full_page=True)
+
+    page.select_option("#id_status", "investigating")
+    page.fill("#id_notes", "Same bank details as the March ring.")
+    page.click("input[name=_continue]")
+    page.wait_for_selector(".messagelist")
+    assert "Investigating" in page.inner_text("#summary")
+    world.ring.refresh_from_db()
+    assert world.ring.status == "investigating"
+    assert ClusterEvent.objects.filter(cluster=world.ring, kind=EventKind.STATUS, actor="alice").exists()
+    page.screenshot(path=str(ARTIFACTS / "cluster-exchange-analyst-investigating.png"), full_page=True)
+
+
+def test_partner_analyst_reads_the_evidence_of_their_cluster_only(browser, live_server, world):
+    page = log_in(browser, live_server, "bob")
+    open_ring_from_the_list(page, live_server, world.ring, "partner-analyst")
+    chain = page.inner_text("#chain")
+    assert "acme-1" in chain and "Platform A · account" in chain
+    body = page.inner_text("body")
+    assert "baz-" not in body and "Bazaar North" not in body
+    assert "Platform A: 2 accounts" in body
+    # The workflow is the exchange's: no way to save a status here.
+    assert page.locator("input[name=_continue], input[name=_save], #id_status").count() == 0
+    page.screenshot(path=str(ARTIFACTS / "cluster-partner-analyst.png"), full_page=True)
+
+    page.goto(f"{live_server.url}/admin/graph/actorcluster/{world.bazaar_only.pk}/change/")
+    assert "Bazaar" not in page.inner_text("body")
+    assert page.locator("#evidence").count() == 0

@@ -42,6 +42,9 @@ import numpy.typing as npt
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+# One list of kinds for the whole exchange: the hashing spec's (pure, no Django).
+from exchange.normalization import KINDS, STRONG_KINDS, WEAK_KINDS
+
 Strength = Literal["strong", "weak"]
 Override = Literal["common", "include"]
 SuppressionReason = Literal["common", "threshold"]
@@ -57,25 +60,7 @@ IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 ArrayLike = Sequence[int] | npt.NDArray[np.integer]
 
-STRONG_KINDS: tuple[str, ...] = (
-    "email",
-    "phone",
-    "tax_id",
-    "business_registration",
-    "bank_account",
-    "payment_account",
-    "crypto_wallet",
-)
-WEAK_KINDS: tuple[str, ...] = (
-    "store_name",
-    "website_domain",
-    "shipping_address",
-    "return_address",
-    "device_id",
-)
-# Canonical order: a kind's code in the column API is its index here (unless the caller passes ``kinds``).
-KINDS: tuple[str, ...] = STRONG_KINDS + WEAK_KINDS
-
+# A kind's code in the column API is its index in KINDS (unless the caller passes ``kinds``).
 DEFAULT_STRENGTH: Mapping[str, Strength] = MappingProxyType(
     {**dict.fromkeys(STRONG_KINDS, "strong"), **dict.fromkeys(WEAK_KINDS, "weak")}
 )

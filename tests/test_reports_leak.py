@@ -130,7 +130,10 @@ def test_no_report_contains_another_platforms_canary(seed: int, reveal: bool, al
             "GREW OR MERGED" in m.body and "(0)" not in m.body.split("GREW OR MERGED")[1][:5]
             for m in mail.outbox
         )
-        assert any("LOST ACCOUNTS: RETRACTED, EXPIRED OR NO LONGER LINKED (0)" not in m.body for m in mail.outbox[:-1])
+        assert any(
+            "LOST ACCOUNTS: RETRACTED, EXPIRED OR NO LONGER LINKED (0)" not in m.body
+            for m in mail.outbox[:-1]
+        )
         assert_no_leaks(platforms, hashes, reveal)
         if reveal:  # names are the consortium's choice; references never are
             assert any("Mart-p" in m.body.split("Other platforms")[-1] for m in mail.outbox[:-1])

@@ -8,13 +8,17 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
+
+logger = logging.getLogger("exchange.api")
 
 DEFAULT_CODES = {
     400: "invalid",
@@ -35,6 +39,12 @@ class PayloadTooLarge(exceptions.APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_detail = "The request body is too large."
     default_code = "payload_too_large"
+
+
+class ServiceUnavailable(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "The exchange's database is unavailable; retry shortly."
+    default_code = "service_unavailable"
 
 
 class Conflict(exceptions.APIException):
@@ -72,6 +82,14 @@ def _flatten(detail: Any, path: str = "") -> dict[str, list[str]]:
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge()
+    elif isinstance(exc, OperationalError | InterfaceError):
+        # A database outage (restart, failover) is temporary: clients (ours included) retry a 503.
+        logger.warning("event=database_unavailable error=%s", type(exc).__name__)
+        unavailable = Response(
+            error_body("service_unavailable", str(ServiceUnavailable.default_detail)), status=503
+        )
+        unavailable["Retry-After"] = "5"
+        return unavailable
     elif isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

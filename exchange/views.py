@@ -21,7 +21,7 @@ from rest_framework.views import APIView
 from accounts.authentication import Partner
 from exchange import ingest, lookups, retention
 from exchange.errors import Conflict
-from exchange.filters import SellerFilter
+from exchange.filters import SellerFilter, UtcDateTimeFilter
 from exchange.models import AuditEntry, Seller, Sighting
 from exchange.serializers import (
     ClusterDetailSerializer,
@@ -182,7 +182,7 @@ def cluster_context(sellers: list[Seller]) -> dict[str, Any]:
     return {"cluster_summaries": ClusterMember.objects.summaries([s.pk for s in sellers]) if sellers else {}}
 
 
-@extend_schema(responses={200: SellerSerializer(many=True), **COMMON_ERRORS})
+@extend_schema(responses={200: SellerSerializer(many=True), 400: ERROR, 404: ERROR, **COMMON_ERRORS})
 class SellerListView(PartnerScopedMixin, generics.ListAPIView):
     """Your own reported sellers, newest first, filterable."""
 
@@ -306,7 +306,7 @@ def parse_lookup(payload: Any) -> list[tuple[str, str]]:
 class ClusterFilter(django_filters.FilterSet):
     cross_platform = django_filters.BooleanFilter()
     min_risk = django_filters.NumberFilter(field_name="risk", lookup_expr="gte")
-    changed_since = django_filters.IsoDateTimeFilter(field_name="changed_at", lookup_expr="gte")
+    changed_since = UtcDateTimeFilter(field_name="changed_at", lookup_expr="gte")
 
     class Meta:
         model = ActorCluster
@@ -318,7 +318,7 @@ class ClusterPagination(LimitOffsetPagination):
     max_limit = 1000
 
 
-@extend_schema(responses={200: ClusterSummarySerializer(many=True), **COMMON_ERRORS})
+@extend_schema(responses={200: ClusterSummarySerializer(many=True), 400: ERROR, **COMMON_ERRORS})
 class ClusterListView(PartnerScopedMixin, generics.ListAPIView):
     """Actor clusters that contain your sellers: cross-platform first, highest risk first."""
 

@@ -40,3 +40,14 @@ def send_due_reports(timestamp: int) -> None:
 
     summary = run_reports()
     logger.info("event=task_done task=send_due_reports summary=%r", str(summary))
+
+
+@app.periodic(cron="*/5 * * * *")
+@app.task(queue="clusters", queueing_lock="retry_stalled_jobs", pass_context=False)
+async def retry_stalled_jobs(timestamp: int) -> None:
+    """Every 5 minutes: re-queue jobs whose worker died (no heartbeat for 5 minutes). Procrastinate does not
+    retry them by itself, and a dead job holding the "recompute" lock would otherwise stall every later one.
+    Recomputation is idempotent, so running a job again is safe."""
+    for job in await app.job_manager.get_stalled_jobs(seconds_since_heartbeat=300):
+        logger.warning("event=stalled_job_retried job_id=%s task=%s", job.id, job.task_name)
+        await app.job_manager.retry_job(job)

@@ -273,3 +273,13 @@ def test_roles_are_created_by_migration_with_permissions():
     partner = Group.objects.get(name="Partner analyst")
     assert exchange.permissions.filter(codename="change_platform").exists()
     assert not partner.permissions.filter(codename="change_platform").exists()
+
+
+def test_database_outage_is_a_clean_503(acme):
+    from django.db import OperationalError
+
+    with mock.patch("exchange.views.MeView.get", side_effect=OperationalError("server closed the connection")):
+        response = acme.client().get("/api/v1/me/")
+    error = assert_error(response, 503, "service_unavailable")
+    assert "retry" in error["message"].lower()
+    assert response["Retry-After"] == "5"

@@ -141,3 +141,10 @@ def test_re_report_after_retraction_reactivates(acme, reported):
     assert Seller.objects.get(seller_ref="acme-2").is_retracted
     submit(acme.client(), seller("acme-2", ("email", "other@x.com"), reported_at=timezone.now()))
     assert not Seller.objects.get(seller_ref="acme-2").is_retracted
+
+
+def test_date_filters_accept_any_iso_offset(acme, reported):
+    # PostgreSQL refuses offsets beyond +-15:59; the filter converts to UTC first.
+    response = acme.client().get("/api/v1/sellers/", {"updated_since": "2020-01-01T00:00:00+23:00"})
+    assert response.status_code == 200
+    assert len(response.json()["results"]) == 2

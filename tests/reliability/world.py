@@ -1,0 +1,61 @@
+"""A small two-platform world for the reliability tests: every kind of object a partner can address, with
+some owned by Acme only, some by Bazaar only and one cluster shared by both.
+
+    acme-1  ~ baz-1                    cross-platform cluster (shared email)
+    acme-2  ~ acme-3                   Acme-only cluster (shared tax id)
+    baz-2   ~ baz-3                    Bazaar-only cluster (shared phone)
+    acme-solo, baz-solo                unclustered sellers
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from accounts.models import ApiKey
+from graph.models import ActorCluster
+from tests.builders import seller, submit
+from tests.conftest import KeyedPlatform
+
+
+@dataclass
+class World:
+    acme: KeyedPlatform
+    bazaar: KeyedPlatform
+    shared_cluster: str
+    acme_cluster: str
+    bazaar_cluster: str
+
+    def refs(self, platform: KeyedPlatform) -> list[str]:
+        return list(platform.platform.sellers.order_by("seller_ref").values_list("seller_ref", flat=True))
+
+
+def build_world(acme: KeyedPlatform, bazaar: KeyedPlatform) -> World:
+    for response in (
+        submit(
+            acme.client(),
+            seller("acme-1", ("email", "ring@example.com"), ("phone", "+4930111111")),
+            seller("acme-2", ("tax_id", "DE123456789")),
+            seller("acme-3", ("tax_id", "DE123456789"), ("store_name", "Acme Knockoffs")),
+            seller("acme-solo", ("email", "solo@acme.example")),
+        ),
+        submit(
+            bazaar.client(),
+            seller("baz-1", ("email", "ring@example.com")),
+            seller("baz-2", ("phone", "+4930222222")),
+            seller("baz-3", ("phone", "+4930222222"), ("crypto_wallet", "bc1qbazaarwallet000000")),
+            seller("baz-solo", ("email", "solo@bazaar.example")),
+        ),
+    ):
+        assert response.status_code == 201, response.content
+
+    def cluster_of(ref: str) -> str:
+        return ActorCluster.objects.live().get(members__seller__seller_ref=ref).ref
+
+    return World(acme, bazaar, cluster_of("acme-1"), cluster_of("acme-2"), cluster_of("baz-2"))
+
+
+def scopeless_key(platform: KeyedPlatform) -> str:
+    """A valid, unrevoked key of `platform` that carries no scope at all (generate() insists on one)."""
+    key, secret = ApiKey.generate(platform.platform, ["read"], name="no scopes")
+    ApiKey.objects.filter(pk=key.pk).update(scope_read=False)
+    return secret

@@ -278,7 +278,9 @@ def test_roles_are_created_by_migration_with_permissions():
 def test_database_outage_is_a_clean_503(acme):
     from django.db import OperationalError
 
-    with mock.patch("exchange.views.MeView.get", side_effect=OperationalError("server closed the connection")):
+    with mock.patch(
+        "exchange.views.MeView.get", side_effect=OperationalError("server closed the connection")
+    ):
         response = acme.client().get("/api/v1/me/")
     error = assert_error(response, 503, "service_unavailable")
     assert "retry" in error["message"].lower()

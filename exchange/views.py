@@ -9,7 +9,9 @@ from collections.abc import Callable
 from typing import Any
 
 import django_filters
+from django.conf import settings
 from django.db.models import Prefetch, QuerySet
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import exceptions, generics, serializers
@@ -270,20 +272,12 @@ class LookupView(APIView):
                 },
                 status=429,
             )
-            response["Retry-After"] = str(max(1, int((exc.resets_at - _now()).total_seconds())))
+            response["Retry-After"] = str(max(1, int((exc.resets_at - timezone.now()).total_seconds())))
             return response
         return Response({"results": results})
 
 
-def _now():
-    from django.utils import timezone
-
-    return timezone.now()
-
-
 def parse_lookup(payload: Any) -> list[tuple[str, str]]:
-    from django.conf import settings
-
     if not isinstance(payload, dict) or set(payload) != {"indicators"}:
         raise_invalid({"body": ["must be a JSON object with only an 'indicators' list"]})
     items = payload["indicators"]

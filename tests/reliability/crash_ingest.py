@@ -16,7 +16,6 @@ every trial reconciles. The database is dropped at the end unless ``--keep-db``.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import random
 import sys
 import tempfile
@@ -35,6 +34,7 @@ from tests.reliability.server import (
     Gunicorn,
     database_url,
     drop_database,
+    fake_transport_hash,
     free_port,
     log,
     production_env,
@@ -43,11 +43,6 @@ from tests.reliability.server import (
 )
 
 KINDS = ("email", "phone", "bank_account", "store_name")
-
-
-def fake_transport_hash(kind: str, value: str) -> str:
-    # Any 64-hex SHA-256 will do here; normalising synthetic values would only cost time.
-    return hashlib.sha256(f"{kind}:{value}".encode()).hexdigest()
 
 
 def batch_payload(trial: int, batch: int, size: int, rng: random.Random) -> list[dict]:

@@ -22,7 +22,6 @@ behind it. ``--recovery`` decides what happens at restart:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import random
 import sys
 import tempfile
@@ -40,6 +39,7 @@ from tests.reliability.server import (
     Worker,
     database_url,
     drop_database,
+    fake_transport_hash,
     free_port,
     log,
     manage,
@@ -47,10 +47,6 @@ from tests.reliability.server import (
     reset_database,
     setup,
 )
-
-
-def h(kind: str, value: str) -> str:
-    return hashlib.sha256(f"{kind}:{value}".encode()).hexdigest()
 
 
 def batch(platform: str, number: int, size: int, rng: random.Random) -> list[dict]:
@@ -71,7 +67,7 @@ def batch(platform: str, number: int, size: int, rng: random.Random) -> list[dic
                 "status": "confirmed",
                 "reasons": ["counterfeit"],
                 "reported_at": reported,
-                "indicators": [{"kind": k, "hash": h(k, v)} for k, v in indicators],
+                "indicators": [{"kind": k, "hash": fake_transport_hash(k, v)} for k, v in indicators],
             }
         )
     return sellers

@@ -17,7 +17,6 @@ per endpoint, and the error rate (any answer other than 200/201, or a transport 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import http.client
 import json
 import random
@@ -38,16 +37,13 @@ from tests.reliability.server import (
     Worker,
     database_url,
     drop_database,
+    fake_transport_hash,
     free_port,
     log,
     production_env,
     reset_database,
     setup,
 )
-
-
-def h(kind: str, value: str) -> str:
-    return hashlib.sha256(f"{kind}:{value}".encode()).hexdigest()
 
 
 class Stats:
@@ -109,7 +105,7 @@ def ingest_loop(url: str, key: str, thread: int, size: int, stop: threading.Even
                     "status": "confirmed",
                     "reasons": ["counterfeit"],
                     "reported_at": reported,
-                    "indicators": [{"kind": k, "hash": h(k, v)} for k, v in indicators],
+                    "indicators": [{"kind": k, "hash": fake_transport_hash(k, v)} for k, v in indicators],
                 }
             )
         body = json.dumps({"sellers": sellers})
@@ -139,11 +135,16 @@ def lookup_loop(url: str, key: str, thread: int, stop: threading.Event, stats: S
         indicators = [
             {
                 "kind": "email",
-                "hash": h("email", f"i{rng.randrange(2)}-{rng.randrange(20)}-{rng.randrange(100)}"),
+                "hash": fake_transport_hash(
+                    "email", f"i{rng.randrange(2)}-{rng.randrange(20)}-{rng.randrange(100)}"
+                ),
             }
             for _ in range(5)
         ]
-        indicators += [{"kind": "email", "hash": h("email", f"unknown-{rng.random()}")} for _ in range(5)]
+        indicators += [
+            {"kind": "email", "hash": fake_transport_hash("email", f"unknown-{rng.random()}")}
+            for _ in range(5)
+        ]
         headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
         outcome, started = "transport", time.perf_counter()
         try:

@@ -33,27 +33,26 @@ def database_url(name: str, server: str = DEFAULT_SERVER) -> str:
     return f"{server.rstrip('/')}/{name}"
 
 
+def drop_database(url: str, *, recreate: bool = False) -> None:
+    import psycopg
+
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    assert name.startswith("exchange_reliab"), name
+    admin = urlunsplit(parts._replace(path="/postgres", query=""))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if recreate:
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
 def reset_database(url: str) -> None:
-    import psycopg
-
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    assert name.startswith("exchange_reliab"), name
-    admin = urlunsplit(parts._replace(path="/postgres", query=""))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
+    drop_database(url, recreate=True)
 
 
-def drop_database(url: str) -> None:
-    import psycopg
-
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    assert name.startswith("exchange_reliab"), name
-    admin = urlunsplit(parts._replace(path="/postgres", query=""))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def fake_transport_hash(kind: str, value: str) -> str:
+    """Any 64-hex SHA-256 will do for synthetic values; normalising them would only cost time."""
+    return hashlib.sha256(f"{kind}:{value}".encode()).hexdigest()
 
 
 def production_env(url: str, task_mode: str = "sync", log_level: str = "WARNING") -> dict[str, str]:

@@ -101,7 +101,7 @@ def _read_full(now: datetime) -> Columns:
     # touching the millions of single-holder ones; their sightings are joined with their sellers to drop
     # retracted and expired ones (the linking core drops indicators left with one linkable holder).
     sql = f"""
-        SELECT s.seller_id, s.indicator_id, {_kind_case()} AS kind
+        SELECT CAST(s.seller_id AS BIGINT), CAST(s.indicator_id AS BIGINT), CAST({_kind_case()} AS INTEGER)
           FROM exchange_indicator i
           JOIN exchange_sighting s ON s.indicator_id = i.id
           JOIN exchange_seller sel ON sel.id = s.seller_id
@@ -128,13 +128,14 @@ _ROW = np.dtype(
 
 
 def _copy_columns(sql: str, params: list[Any]) -> Columns:
-    """Binary COPY straight into numpy: ~10x faster and far leaner than fetching Python tuples."""
-    query = sql.replace("%s", "{}").format(*(f"'{p.isoformat()}'::timestamptz" for p in params))
-    query = query.replace(" AS kind", "::int4 AS kind").replace("s.seller_id,", "s.seller_id::int8,")
-    query = query.replace("s.indicator_id,", "s.indicator_id::int8,")
+    """Binary COPY of (bigint, bigint, integer) rows straight into numpy: ~10x faster and far leaner than
+    fetching Python tuples. COPY takes no server-side parameters, hence a client-binding cursor."""
     chunks: list[bytes] = []
     raw = connection.connection  # psycopg connection (Django has connected: the caller ran ensure_connection)
-    with raw.cursor() as cursor, cursor.copy(f"COPY ({query}) TO STDOUT (FORMAT BINARY)") as copy:
+    with (
+        psycopg.ClientCursor(raw) as cursor,
+        cursor.copy(f"COPY ({sql}) TO STDOUT (FORMAT BINARY)", params) as copy,
+    ):
         for data in copy:
             chunks.append(bytes(data))
     buffer = b"".join(chunks)

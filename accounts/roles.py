@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group, Permission
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group, Permission, User
 
 EXCHANGE_ANALYST = "Exchange analyst"
 PARTNER_ANALYST = "Partner analyst"
@@ -58,6 +58,17 @@ def sync_role_permissions(sender: Any = None, **kwargs: Any) -> None:
             codename__in={codename for _, codename in wanted},
         )
         group.permissions.set([p for p in perms if (p.content_type.app_label, p.codename) in set(wanted)])
+
+
+def assign_role(user: User, platform: Any | None) -> None:
+    """Make `user` an exchange analyst (platform None) or a partner analyst of `platform`: the analyst
+    profile and exactly one of the two role groups (other groups are left alone)."""
+    from accounts.models import AnalystProfile
+
+    AnalystProfile.objects.update_or_create(user=user, defaults={"platform": platform})
+    groups = user.groups
+    groups.remove(*Group.objects.filter(name__in=[EXCHANGE_ANALYST, PARTNER_ANALYST]))
+    groups.add(Group.objects.get(name=PARTNER_ANALYST if platform else EXCHANGE_ANALYST))
 
 
 def is_exchange_analyst(user: AbstractBaseUser | AnonymousUser) -> bool:

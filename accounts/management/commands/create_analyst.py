@@ -4,15 +4,14 @@ from pathlib import Path
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.core.validators import validate_email
 from django.db import transaction
 
-from accounts.models import AnalystProfile, Platform
-from accounts.roles import EXCHANGE_ANALYST, PARTNER_ANALYST
+from accounts.models import Platform
+from accounts.roles import assign_role
 
 
 class Command(BaseCommand):
@@ -81,8 +80,6 @@ class Command(BaseCommand):
             elif not existing:
                 user.set_unusable_password()
             user.save()
-            AnalystProfile.objects.update_or_create(user=user, defaults={"platform": platform})
-            user.groups.remove(*Group.objects.filter(name__in=[EXCHANGE_ANALYST, PARTNER_ANALYST]))
-            user.groups.add(Group.objects.get(name=PARTNER_ANALYST if platform else EXCHANGE_ANALYST))
+            assign_role(user, platform)
         role = f"partner analyst of {platform.slug}" if platform else "exchange analyst"
         self.stdout.write(f"{'Updated' if existing else 'Created'} {role} {username}.")

@@ -16,7 +16,6 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
@@ -24,8 +23,8 @@ from django.core.wsgi import get_wsgi_application
 from django.db import connections
 from django.utils import timezone
 
-from accounts.models import AnalystProfile, ApiKey, Cadence, Platform
-from accounts.roles import EXCHANGE_ANALYST, PARTNER_ANALYST
+from accounts.models import ApiKey, Cadence, Platform
+from accounts.roles import assign_role
 from fixtures.loader import load_dataset
 from fixtures.synthetic import demo as demo_dataset
 from graph.clustering import recluster_full
@@ -178,5 +177,4 @@ class Command(BaseCommand):
         user.email = f"{username}@exchange.example"
         user.set_password(DEMO_PASSWORD)
         user.save()
-        AnalystProfile.objects.update_or_create(user=user, defaults={"platform": platform})
-        user.groups.set([Group.objects.get(name=PARTNER_ANALYST if platform else EXCHANGE_ANALYST)])
+        assign_role(user, platform)

@@ -26,19 +26,18 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from accounts.models import ApiKey, Platform
 from exchange.hashing import keyed_tokens
 from exchange.models import Indicator, KeyState, Seller, Sighting, Submission
 from exchange.normalization import KINDS, REASONS, STATUSES, is_transport_hash
+from exchange.timestamps import PartnerTimestampError, parse_partner_timestamp
 from graph.scheduling import schedule_recompute
 
 logger = logging.getLogger("exchange.ingest")
 
 SELLER_REF_RE = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 SELLER_FIELDS = {"seller_ref", "status", "reasons", "reported_at", "indicators"}
-CLOCK_SKEW = timedelta(minutes=5)
 MAX_ERRORS = 50
 
 
@@ -174,17 +173,11 @@ def parse_submission(payload: Any, now: datetime) -> list[SellerReport]:
 
 
 def _parse_time(value: Any, path: str, now: datetime, errors: dict[str, list[str]]) -> datetime | None:
-    parsed = parse_datetime(value) if isinstance(value, str) else None
-    if parsed is None:
-        errors[path] = ["must be an ISO-8601 date-time with a timezone, e.g. 2026-05-01T12:00:00Z"]
+    try:
+        return parse_partner_timestamp(value, now)
+    except PartnerTimestampError as exc:
+        errors[path] = [str(exc)]
         return None
-    if parsed.tzinfo is None:
-        errors[path] = ["must include a timezone (e.g. Z or +02:00)"]
-        return None
-    if parsed > now + CLOCK_SKEW:
-        errors[path] = ["is in the future"]
-        return None
-    return parsed
 
 
 def body_digest(body: bytes) -> str:

@@ -143,8 +143,11 @@ def test_re_report_after_retraction_reactivates(acme, reported):
     assert not Seller.objects.get(seller_ref="acme-2").is_retracted
 
 
-def test_date_filters_accept_any_iso_offset(acme, reported):
-    # PostgreSQL refuses offsets beyond +-15:59; the filter converts to UTC first.
-    response = acme.client().get("/api/v1/sellers/", {"updated_since": "2020-01-01T00:00:00+23:00"})
+def test_date_filters_accept_real_offsets_and_refuse_impossible_ones(acme, reported):
+    # Offsets up to +-14:00 exist; +23:00 does not (and PostgreSQL refuses beyond +-15:59): a 400, not a 500.
+    response = acme.client().get("/api/v1/sellers/", {"updated_since": "2020-01-01T00:00:00+14:00"})
     assert response.status_code == 200
     assert len(response.json()["results"]) == 2
+    response = acme.client().get("/api/v1/sellers/", {"updated_since": "2020-01-01T00:00:00+23:00"})
+    assert response.status_code == 400
+    assert "updated_since" in response.json()["error"]["details"]

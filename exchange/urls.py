@@ -1,10 +1,15 @@
 from django.contrib import admin
 from django.http import HttpRequest, JsonResponse
-from django.urls import include, path
+from django.urls import include, path, register_converter
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
 from exchange import views
+from exchange.converters import ClusterRefConverter, SellerRefConverter
+
+# A reference that cannot exist is a 404 before any query (a NUL made PostgreSQL answer a 500).
+register_converter(SellerRefConverter, "seller_ref")
+register_converter(ClusterRefConverter, "cluster_ref")
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -16,11 +21,11 @@ api_v1 = [
     path("me/", views.MeView.as_view(), name="me"),
     path("submissions/", views.SubmissionView.as_view(), name="submissions"),
     path("sellers/", views.SellerListView.as_view(), name="seller-list"),
-    path("sellers/<str:seller_ref>/", views.SellerDetailView.as_view(), name="seller-detail"),
-    path("sellers/<str:seller_ref>/retract/", views.RetractView.as_view(), name="seller-retract"),
+    path("sellers/<seller_ref:seller_ref>/", views.SellerDetailView.as_view(), name="seller-detail"),
+    path("sellers/<seller_ref:seller_ref>/retract/", views.RetractView.as_view(), name="seller-retract"),
     path("lookups/", views.LookupView.as_view(), name="lookups"),
     path("clusters/", views.ClusterListView.as_view(), name="cluster-list"),
-    path("clusters/<str:ref>/", views.ClusterDetailView.as_view(), name="cluster-detail"),
+    path("clusters/<cluster_ref:ref>/", views.ClusterDetailView.as_view(), name="cluster-detail"),
     path(
         "schema/",
         SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[AllowAny]),

@@ -21,7 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.authentication import Partner
-from exchange import ingest, lookups, retention
+from exchange import ingest, lookups, parsers, retention
 from exchange.errors import Conflict
 from exchange.filters import SellerFilter, UtcDateTimeFilter
 from exchange.models import AuditEntry, Seller, Sighting
@@ -66,6 +66,8 @@ def read_json(request: Request) -> Any:
         return json.loads(request.body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise exceptions.ParseError(f"Malformed JSON: {exc}") from None
+    except RecursionError:  # not a ValueError: 100,000 `[` were a 500
+        raise exceptions.ParseError(f"Malformed JSON: {parsers.NESTED_TOO_DEEPLY}") from None
 
 
 def raise_invalid(errors: dict[str, list[str]]) -> None:

@@ -12,7 +12,6 @@ default, uses the ORM.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from collections import Counter
@@ -180,10 +179,6 @@ def _parse_time(value: Any, path: str, now: datetime, errors: dict[str, list[str
         return None
 
 
-def body_digest(body: bytes) -> str:
-    return hashlib.sha256(body).hexdigest()
-
-
 @dataclass
 class SubmitResult:
     submission: Submission
@@ -196,18 +191,24 @@ def do_submit(
     """Store a validated batch exactly once per (platform, idempotency key)."""
     now = timezone.now()
     reports = parse_submission(payload, now)
-    digest = body_digest(body)
+    # The newest pepper keys new digests; older rows keep theirs (each row names its version).
+    digest_version = max(settings.EXCHANGE_PEPPERS)
+    digest = Submission.digest_body(body, digest_version)
     with transaction.atomic():
         try:
             with transaction.atomic():
                 # Claim the idempotency key first: a concurrent identical request blocks on the unique
                 # index until this transaction ends, then replays our response instead of writing again.
                 submission = Submission.objects.create(
-                    platform=platform, api_key=api_key, idempotency_key=idempotency_key, body_digest=digest
+                    platform=platform,
+                    api_key=api_key,
+                    idempotency_key=idempotency_key,
+                    body_digest=digest,
+                    digest_version=digest_version,
                 )
         except IntegrityError:
             existing = Submission.objects.get(platform=platform, idempotency_key=idempotency_key)
-            if existing.body_digest != digest:
+            if not existing.matches_body(body):
                 raise IdempotencyConflict from None
             return SubmitResult(existing, replayed=True)
         version = current_key_version()
@@ -216,7 +217,7 @@ def do_submit(
         submission.indicators = counts["indicators"]
         submission.sightings_created = counts["sightings_created"]
         submission.response = {
-            "submission": submission.pk,
+            "submission": submission.ref,
             "sellers": counts["sellers"],
             "sellers_created": counts["sellers_created"],
             "indicators": counts["indicators"],
@@ -227,7 +228,7 @@ def do_submit(
     logger.info(
         "event=submission_accepted platform=%s submission=%s sellers=%s indicators=%s sightings_created=%s",
         platform.slug,
-        submission.pk,
+        submission.ref,
         counts["sellers"],
         counts["indicators"],
         counts["sightings_created"],

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -129,16 +134,30 @@ class Sighting(models.Model):
         return f"{self.seller_id}~{self.indicator_id}"
 
 
-class Submission(models.Model):
-    """One accepted API batch. The idempotency key makes a retried request harmless."""
+def new_submission_ref() -> str:
+    """An opaque submission reference: a sequential id would tell partners the exchange-wide volume."""
+    return "sub_" + secrets.token_hex(8)
 
+
+class Submission(models.Model):
+    """One accepted API batch. The idempotency key makes a retried request harmless.
+
+    `body_digest` tells a retry (same body) from a reuse of the key (another body) without storing the
+    body. It is keyed: HMAC(pepper of `digest_version`, SHA-256(body)). A plain SHA-256 of a small batch is
+    checkable against guessed phone numbers with a copy of the database; the keyed digest is not without
+    the pepper, which never enters the database.
+    """
+
+    ref = models.CharField(max_length=20, unique=True, default=new_submission_ref, editable=False)
     platform = models.ForeignKey(Platform, on_delete=models.PROTECT, related_name="submissions")
     api_key = models.ForeignKey(ApiKey, on_delete=models.SET_NULL, null=True, related_name="submissions")
     idempotency_key = models.CharField(max_length=255)
     body_digest = models.CharField(max_length=64)
+    digest_version = models.PositiveSmallIntegerField(help_text="Pepper version keying body_digest.")
     sellers = models.PositiveIntegerField(default=0)
     indicators = models.PositiveIntegerField(default=0)
     sightings_created = models.PositiveIntegerField(default=0)
+    # The first answer, replayed as is (status 201 included: only an accepted batch leaves a row).
     response = models.JSONField(default=dict)
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -148,7 +167,22 @@ class Submission(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"submission {self.pk} of {self.platform_id}"
+        return f"submission {self.ref} of {self.platform_id}"
+
+    @staticmethod
+    def digest_body(body: bytes, version: int) -> str:
+        """HMAC(pepper `version`, SHA-256(body)): the inner hash lets a migration key old plain digests."""
+        try:
+            pepper = settings.EXCHANGE_PEPPERS[version]
+        except KeyError:
+            # Peppers are never dropped from EXCHANGE_PEPPERS (stored tokens and digests need them).
+            raise ImproperlyConfigured(
+                f"EXCHANGE_PEPPERS lacks version {version}, which stored data uses"
+            ) from None
+        return hmac.new(pepper, hashlib.sha256(body).hexdigest().encode("ascii"), hashlib.sha256).hexdigest()
+
+    def matches_body(self, body: bytes) -> bool:
+        return hmac.compare_digest(self.body_digest, self.digest_body(body, self.digest_version))
 
 
 class KeyState(models.Model):

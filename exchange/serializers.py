@@ -27,7 +27,9 @@ class SellerReportSerializer(serializers.Serializer):
     )
     status = serializers.ChoiceField(choices=STATUSES)
     reasons = serializers.ListField(child=serializers.ChoiceField(choices=REASONS), min_length=1)
-    reported_at = serializers.DateTimeField(help_text="ISO-8601 with timezone; not in the future.")
+    reported_at = serializers.DateTimeField(
+        help_text="ISO-8601 with a timezone (offset within +-14:00), from 2000-01-01 up to now."
+    )
     indicators = IndicatorInSerializer(many=True, min_length=1, max_length=100)  # type: ignore[call-arg]
 
 
@@ -36,7 +38,9 @@ class SubmissionRequestSerializer(serializers.Serializer):
 
 
 class SubmissionResponseSerializer(serializers.Serializer):
-    submission = serializers.IntegerField()
+    submission = serializers.CharField(
+        help_text="Opaque reference of the stored batch, e.g. sub_9f86d081884c7d65."
+    )
     sellers = serializers.IntegerField()
     sellers_created = serializers.IntegerField()
     indicators = serializers.IntegerField()

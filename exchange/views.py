@@ -52,6 +52,7 @@ ERROR = inline_serializer(
     },
 )
 COMMON_ERRORS = {401: ERROR, 403: ERROR, 429: ERROR}
+REPLAYED_HEADER = "Idempotent-Replayed"
 
 
 def partner_of(request: Request) -> Partner:
@@ -125,7 +126,8 @@ class MeView(APIView):
 class SubmissionView(APIView):
     """Report sellers with hashed indicators. The batch is validated as a whole: any bad item gives a 400
     naming the item and field, and nothing is stored. A retry with the same Idempotency-Key and body
-    returns the first response without a second effect; the same key with another body is refused (409)."""
+    returns the first response again (201, the same body, plus `Idempotent-Replayed: true`) without a second
+    effect; the same key with another body is refused (409)."""
 
     required_scope = "submit"
 
@@ -139,12 +141,21 @@ class SubmissionView(APIView):
                 OpenApiParameter.HEADER,
                 required=True,
                 description="A unique key per batch (e.g. a UUID), reused on retries of that batch.",
-            )
+            ),
+            OpenApiParameter(
+                REPLAYED_HEADER,
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                response=[201],
+                enum=["true"],
+                description="Present on a replay: the batch was stored by an earlier request with this key.",
+            ),
         ],
         responses={
-            201: SubmissionResponseSerializer,
-            200: OpenApiResponse(
-                SubmissionResponseSerializer, description="Replay of an earlier identical request."
+            201: OpenApiResponse(
+                SubmissionResponseSerializer,
+                description="Accepted; a retry with the same Idempotency-Key and body gets this first answer "
+                "again, with the header `Idempotent-Replayed: true`.",
             ),
             400: ERROR,
             409: ERROR,
@@ -172,7 +183,11 @@ class SubmissionView(APIView):
                     "message": "This Idempotency-Key was already used with a different body.",
                 }
             ) from None
-        return Response(result.submission.response, status=200 if result.replayed else 201)
+        # Only an accepted batch leaves a row, so its first answer was a 201: a replay answers it again.
+        response = Response(result.submission.response, status=201)
+        if result.replayed:
+            response[REPLAYED_HEADER] = "true"
+        return response
 
 
 class SellerPagination(CursorPagination):

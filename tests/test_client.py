@@ -108,7 +108,7 @@ class FakeExchange:
             return Reply(
                 201,
                 {
-                    "submission": self.submissions,
+                    "submission": f"sub_{self.submissions:016x}",
                     "sellers": len(sellers),
                     "indicators": indicators,
                     "sightings_created": indicators,
@@ -179,7 +179,7 @@ def test_submit_batch_posts_hashes_with_bearer_key_and_idempotency_key(
 ) -> None:
     answer = make_client(exchange.url + "/", sleeps).submit_batch([seller()], idempotency_key="key-1")
 
-    assert answer["submission"] == 1
+    assert answer["submission"] == "sub_0000000000000001"
     [request] = exchange.requests
     assert request.path == "/api/v1/submissions/"
     assert request.headers["Authorization"] == f"Bearer {API_KEY}"
@@ -209,7 +209,7 @@ def test_5xx_is_retried_with_the_same_idempotency_key_and_growing_backoff(
 
     answer = make_client(exchange.url, sleeps).submit_batch([seller()])
 
-    assert answer["submission"] == 1
+    assert answer["submission"] == "sub_0000000000000001"
     keys = {request.headers["Idempotency-Key"] for request in exchange.requests}
     assert len(exchange.requests) == 4 and len(keys) == 1
     bodies = {json.dumps(request.body, sort_keys=True) for request in exchange.requests}
@@ -274,7 +274,7 @@ def test_other_4xx_are_not_retried(exchange: FakeExchange, sleeps: Sleeps, statu
 def test_dropped_connection_is_retried(exchange: FakeExchange, sleeps: Sleeps) -> None:
     exchange.script = [Reply(0, drop=True)]
     answer = make_client(exchange.url, sleeps).submit_batch([seller()], idempotency_key="k")
-    assert answer["submission"] == 1
+    assert answer["submission"] == "sub_0000000000000001"
     assert [request.headers["Idempotency-Key"] for request in exchange.requests] == ["k", "k"]
     assert sleeps == [0.25]
 
@@ -505,7 +505,7 @@ def test_submit_csv_sends_batches_each_with_its_own_key(
     assert (summary.rows, summary.sellers, summary.indicators) == (6, 5, 5)
     assert (summary.batches_total, summary.batches_sent, summary.sellers_sent) == (3, 3, 5)
     assert summary.sightings_created == 5
-    assert summary.submissions == [1, 2, 3]
+    assert summary.submissions == [f"sub_{n:016x}" for n in (1, 2, 3)]
     assert [row.line for row in summary.rejected] == [7]
     assert progress[0].startswith("batch 1/3 sent: 2 sellers so far") and "sellers/s" in progress[0]
     text = summary.format()
@@ -517,7 +517,7 @@ def test_a_failed_batch_is_reported_and_the_others_still_go(
     exchange: FakeExchange, sleeps: Sleeps, tmp_path: Path
 ) -> None:
     exchange.script = [
-        Reply(201, {"submission": 10}),
+        Reply(201, {"submission": "sub_000000000000000a"}),
         Reply(400, {"error": {"code": "invalid", "message": "bad"}}),
     ]
     summary = submit_csv(make_client(exchange.url, sleeps), many_sellers_csv(tmp_path, 5), batch_size=2)

@@ -1,4 +1,8 @@
+import hashlib
+import hmac
+import importlib
 import json
+import re
 import threading
 import uuid
 from datetime import timedelta
@@ -19,7 +23,7 @@ def test_accepted_submission_stores_only_keyed_tokens(acme, settings):
     response = submit(acme.client(), ALICE_SHOP)
     assert response.status_code == 201, response.content
     assert response.json() == {
-        "submission": Submission.objects.get().pk,
+        "submission": Submission.objects.get().ref,
         "sellers": 1,
         "sellers_created": 1,
         "indicators": 2,
@@ -53,8 +57,9 @@ def test_same_idempotency_key_and_body_replays_without_second_effect(acme):
     key = str(uuid.uuid4())
     first = submit(client, ALICE_SHOP, key=key)
     second = submit(client, ALICE_SHOP, key=key)
-    assert (first.status_code, second.status_code) == (201, 200)
+    assert (first.status_code, second.status_code) == (201, 201)
     assert first.json() == second.json()
+    assert second["Idempotent-Replayed"] == "true" and not first.has_header("Idempotent-Replayed")
     assert Submission.objects.count() == 1 and Sighting.objects.count() == 2
 
 
@@ -231,7 +236,7 @@ def test_many_concurrent_identical_requests_have_exactly_one_effect(acme):
         t.start()
     for t in threads:
         t.join()
-    assert sorted(statuses) == [200] * 7 + [201]
+    assert statuses == [201] * 8
     assert Submission.objects.count() == 1
     assert Seller.objects.count() == 50 and Sighting.objects.count() == 100
 
@@ -275,3 +280,84 @@ def test_indicator_holders_count_sellers_exactly(acme, bazaar):
     actual = dict(Indicator.objects.annotate(n=Count("sightings")).values_list("id", "n"))
     assert dict(Indicator.objects.values_list("id", "holders")) == actual
     assert sorted(actual.values()) == [2, 3]
+
+
+# --- issue 12: nothing in a submission row is checkable without the pepper; the reference is opaque -------
+
+
+def test_stored_body_digest_is_keyed_with_the_pepper_not_a_plain_sha256(acme, settings):
+    body = json.dumps({"sellers": [seller("acme-1", ("phone", "+49 30 1234567"))]}).encode()
+    response = acme.client().post(
+        "/api/v1/submissions/", body, content_type="application/json", HTTP_IDEMPOTENCY_KEY="k-1"
+    )
+    assert response.status_code == 201, response.content
+    stored = Submission.objects.get()
+    plain = hashlib.sha256(body).hexdigest()
+    assert stored.body_digest != plain  # a database copy cannot test guessed bodies
+    version = max(settings.EXCHANGE_PEPPERS)
+    assert stored.digest_version == version
+    keyed = hmac.new(settings.EXCHANGE_PEPPERS[version], plain.encode(), hashlib.sha256).hexdigest()
+    assert stored.body_digest == keyed
+
+
+def test_replay_and_conflict_still_work_with_a_keyed_digest_after_a_new_pepper_appears(acme, settings):
+    client = acme.client()
+    assert submit(client, ALICE_SHOP, key="k-1").status_code == 201
+    # A new pepper version is added before a rotation: older digests stay checkable with their own version.
+    settings.EXCHANGE_PEPPERS = {**settings.EXCHANGE_PEPPERS, 2: b"n" * 32}
+    replay = submit(client, ALICE_SHOP, key="k-1")
+    assert replay.status_code == 201 and replay["Idempotent-Replayed"] == "true"
+    assert submit(client, seller("acme-2", ("email", "x@y.com")), key="k-1").status_code == 409
+    assert Submission.objects.count() == 1
+
+
+def test_submission_reference_is_opaque_not_a_sequential_id(acme):
+    first = submit(acme.client(), ALICE_SHOP).json()["submission"]
+    second = submit(acme.client(), seller("acme-2", ("email", "x@y.com"))).json()["submission"]
+    for ref in (first, second):
+        assert isinstance(ref, str) and re.fullmatch(r"sub_[0-9a-f]{16}", ref), ref
+    assert first != second
+    assert set(Submission.objects.values_list("ref", flat=True)) == {first, second}
+
+
+def test_migration_rekeys_an_old_digest_and_gives_the_row_an_opaque_reference(acme, settings):
+    from django.apps import apps
+
+    migration = importlib.import_module("exchange.migrations.0005_submission_ref_keyed_digest")
+    body = json.dumps({"sellers": [ALICE_SHOP]}).encode()
+    old = Submission.objects.create(
+        platform=acme.platform,
+        idempotency_key="before-the-upgrade",
+        body_digest=hashlib.sha256(body).hexdigest(),  # what the exchange stored before: unkeyed
+        digest_version=migration.UNKEYED,
+        sellers=1,
+        response={
+            "submission": 41,
+            "sellers": 1,
+            "sellers_created": 1,
+            "indicators": 2,
+            "sightings_created": 2,
+        },
+    )
+    migration.key_digests_and_give_refs(apps, None)
+    old.refresh_from_db()
+    version = max(settings.EXCHANGE_PEPPERS)
+    assert old.digest_version == version
+    assert old.body_digest == Submission.digest_body(body, version)
+    assert re.fullmatch(r"sub_[0-9a-f]{16}", old.ref)
+    assert old.response == {
+        "submission": old.ref,
+        "sellers": 1,
+        "sellers_created": 1,
+        "indicators": 2,
+        "sightings_created": 2,
+    }
+    # A retry of that batch after the upgrade replays it instead of storing it again or answering 409.
+    replay = acme.client().post(
+        "/api/v1/submissions/",
+        body,
+        content_type="application/json",
+        HTTP_IDEMPOTENCY_KEY="before-the-upgrade",
+    )
+    assert replay.status_code == 201 and replay.json()["submission"] == old.ref
+    assert not Seller.objects.exists()

@@ -51,7 +51,7 @@ class SubmitSummary:
     sellers_sent: int = 0
     indicators_sent: int = 0
     sightings_created: int = 0
-    submissions: list[Any] = field(default_factory=list)
+    submissions: list[str] = field(default_factory=list)  # the opaque references of accepted batches
     failures: list[BatchFailure] = field(default_factory=list)
     batches_skipped: int = 0
     elapsed: float = 0.0

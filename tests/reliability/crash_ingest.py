@@ -87,8 +87,8 @@ class Killer(threading.Thread):
 
 
 class CountingOpener:
-    """Wraps the client's opener to count what the retries met: 201 (first), 200 (a replay of a batch whose
-    first attempt was stored but whose answer was lost), and failed attempts."""
+    """Wraps the client's opener to count what the retries met: 201 (first), 201 replay (the first answer
+    again, for a batch whose first attempt was stored but whose answer was lost), and failed attempts."""
 
     def __init__(self, opener: object) -> None:
         self.opener = opener
@@ -100,7 +100,8 @@ class CountingOpener:
         except Exception as exc:
             self.statuses[type(exc).__name__] += 1
             raise
-        self.statuses[str(response.status)] += 1
+        replayed = response.headers.get("Idempotent-Replayed") == "true"  # type: ignore[attr-defined]
+        self.statuses[f"{response.status}{' replay' if replayed else ''}"] += 1
         return response
 
 
@@ -121,10 +122,10 @@ def reconcile(
             [slug, f"t{trial}-%"],
         ).fetchall()
         stored = {ref: (n, distinct) for ref, n, distinct in rows}
-        submissions: dict[str, int] = dict(
+        submissions: dict[str, str] = dict(
             conn.execute(
                 """
-                SELECT u.idempotency_key, u.id FROM exchange_submission u JOIN accounts_platform p ON p.id = u.platform_id
+                SELECT u.idempotency_key, u.ref FROM exchange_submission u JOIN accounts_platform p ON p.id = u.platform_id
                  WHERE p.slug = %s AND idempotency_key LIKE %s
                 """,
                 [slug, f"crash-t{trial}-%"],
@@ -204,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             total_kills += killer.killed
             total_batches += len(sent)
             problems = reconcile(url, "crashmarket", trial, sent, answers)
-            # A partner that is unsure resends: every resend must be a replay (200) with no second effect.
+            # A partner that is unsure resends: every resend must be a replay (the first answer) with no second effect.
             for key in rng.sample(sorted(sent), max(1, len(sent) // 5)):
                 assert client.submit_batch(sent[key], idempotency_key=key) == answers[key], key
             met = dict(counting.statuses)

@@ -47,6 +47,9 @@ class Command(BaseCommand):
             if options["dry_run"]:
                 self.stdout.write(f"Would re-key {total} indicators from version {current} to {target}.")
                 return
+            # Only indicator tokens are re-keyed. Submission.body_digest stays on the version it names in
+            # digest_version: it only tells a retry from a reused Idempotency-Key, peppers are never dropped,
+            # and new submissions already key their digest with the newest pepper.
             steps = [peppers[v] for v in range(current + 1, target + 1)]
             done = 0
             last_id = 0

@@ -17,7 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
 from django.core.wsgi import get_wsgi_application
 from django.db import connections
@@ -31,6 +31,16 @@ from graph.clustering import recluster_full
 from graph.models import ActorCluster, ClusterMember
 
 DEMO_PASSWORD = "exchange-demo"  # noqa: S105 - demo accounts on a local, DEBUG-only database
+
+
+def refuse_outside_debug(debug: bool, confirmed: bool) -> None:
+    """The demo creates logins with a published password: never on a production database by accident."""
+    if not debug and not confirmed:
+        raise CommandError(
+            "refusing to run the demo without DEBUG: it creates analyst logins with a known password "
+            f"({DEMO_PASSWORD!r}), including one that sees everything. Run it with DEBUG=1 on a local database "
+            "(make demo does), or pass --i-know-this-is-not-production."
+        )
 
 
 class QuietHandler(WSGIRequestHandler):
@@ -49,8 +59,15 @@ class Command(BaseCommand):
         parser.add_argument("--dir", type=Path, default=Path(settings.BASE_DIR) / "var" / "demo")
         parser.add_argument("--seed", type=int, default=7, help="Seed of the synthetic data (default 7).")
         parser.add_argument("--top", type=int, default=12, help="How many clusters to print.")
+        parser.add_argument(
+            "--i-know-this-is-not-production",
+            action="store_true",
+            dest="not_production",
+            help="Run without DEBUG (e.g. a disposable staging database). The demo logins' password is public.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        refuse_outside_debug(settings.DEBUG, options["not_production"])  # before anything touches the database
         started = time.perf_counter()
         demo_dir: Path = options["dir"]
         demo_dir.mkdir(parents=True, exist_ok=True)

@@ -100,7 +100,7 @@ class CountingOpener:
         except Exception as exc:
             self.statuses[type(exc).__name__] += 1
             raise
-        replayed = response.headers.get("Idempotent-Replayed") == "true"  # type: ignore[attr-defined]
+        replayed = response.headers.get("Idempotent-Replayed") == "true"
         self.statuses[f"{response.status}{' replay' if replayed else ''}"] += 1
         return response
 

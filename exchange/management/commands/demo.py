@@ -67,7 +67,9 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        refuse_outside_debug(settings.DEBUG, options["not_production"])  # before anything touches the database
+        refuse_outside_debug(
+            settings.DEBUG, options["not_production"]
+        )  # before anything touches the database
         started = time.perf_counter()
         demo_dir: Path = options["dir"]
         demo_dir.mkdir(parents=True, exist_ok=True)

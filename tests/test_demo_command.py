@@ -11,15 +11,15 @@ from django.test import override_settings
 
 from accounts.models import Platform
 
-pytestmark = pytest.mark.django_db
 
-
+@pytest.mark.django_db
 @override_settings(DEBUG=False)
 def test_demo_refuses_without_debug_before_touching_the_database(tmp_path, django_assert_num_queries):
     with django_assert_num_queries(0), pytest.raises(CommandError) as refused:
         call_command("demo", "--dir", str(tmp_path))
     message = str(refused.value)
     assert "DEBUG" in message and "--i-know-this-is-not-production" in message
+    assert refused.value.returncode != 0
     assert not User.objects.filter(username="exchange-analyst").exists()
     assert not Platform.objects.exists()
     assert not any(tmp_path.iterdir())
@@ -31,9 +31,9 @@ def test_demo_refusal_is_a_non_zero_exit_from_the_command_line(tmp_path, capsys)
 
     with pytest.raises(SystemExit) as exited:
         Command().run_from_argv(["manage.py", "demo", "--dir", str(tmp_path)])
+    # No database access is allowed in this test: the refusal comes first.
     assert exited.value.code != 0
-    assert "DEBUG" in capsys.readouterr().err
-    assert not User.objects.filter(username="exchange-analyst").exists()
+    assert "refusing to run the demo without DEBUG" in capsys.readouterr().err
 
 
 def test_demo_guard_lets_debug_or_the_explicit_flag_through():

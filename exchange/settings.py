@@ -20,6 +20,7 @@ from exchange.config import (
     envsecret,
     parse_database_url,
     parse_peppers,
+    parse_redis_url,
     parse_thresholds,
 )
 from exchange.normalization import KINDS
@@ -97,7 +98,7 @@ try:
     # Largest request body accepted by the API (bytes); larger bodies get 413.
     DATA_UPLOAD_MAX_MEMORY_SIZE = envint("EXCHANGE_MAX_BODY_BYTES", 4 * 1024 * 1024)
     SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", "False" if DEBUG else "True")
-    REDIS_URL = os.environ.get("REDIS_URL", "")
+    REDIS_URL = parse_redis_url(os.environ.get("REDIS_URL", ""))
     # worker: recomputations and reports run in a Procrastinate worker (PostgreSQL only), enqueued in the
     # same transaction as the change; sync: run inline after commit (the embedded SQLite default).
     EXCHANGE_TASK_MODE = os.environ.get("EXCHANGE_TASK_MODE", "worker" if _is_postgres else "sync")
@@ -186,6 +187,8 @@ STORAGES = {
     },
 }
 
+# With REDIS_URL every process shares the cache, so the per-key API throttle counts across workers; without
+# it each process counts alone. The admin login limit does not use the cache (accounts/login.py).
 CACHES = {
     "default": (
         {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}

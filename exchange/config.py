@@ -73,7 +73,11 @@ def parse_redis_url(url: str) -> str:
         raise ConfigError("REDIS_URL: invalid port") from None
     if parts.scheme == "unix" and parts.path:
         return url
-    if parts.scheme not in {"redis", "rediss"} or not parts.hostname or not re.fullmatch(r"/?\d*", parts.path):
+    if (
+        parts.scheme not in {"redis", "rediss"}
+        or not parts.hostname
+        or not re.fullmatch(r"/?\d*", parts.path)
+    ):
         raise ConfigError(
             "REDIS_URL must look like redis://[:password@]host[:port][/db], rediss://... or unix:///path.sock"
         )

@@ -55,10 +55,11 @@ class LiveSite:
         password_file.write_text(PASSWORD)
         manage(self.env, "create_analyst", "alice", "--exchange", "--password-file", str(password_file))
 
-    def start(self, count: int) -> list[Gunicorn]:
+    def start(self, count: int, threads: int = 1) -> list[Gunicorn]:
         for _ in range(count):
             index = len(self.servers)
-            server = Gunicorn(self.env, free_port(), self.tmp / f"server-{index}.log", workers=1)
+            logfile = self.tmp / f"server-{index}.log"
+            server = Gunicorn(self.env, free_port(), logfile, workers=1, threads=threads)
             server.start()
             self.servers.append(server)
         return self.servers

@@ -7,6 +7,8 @@ gunicorn workers (or machines) count together with or without REDIS_URL.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from django.core.cache import cache
 from django.test import Client
@@ -74,7 +76,7 @@ def test_the_count_survives_losing_every_in_process_cache(alice):
 @pytest.fixture(scope="module")
 def live_site(tmp_path_factory):
     site = LiveSite(tmp_path_factory.mktemp("login-limit"))
-    site.start(2)
+    site.start(2, threads=4)
     yield site
     site.stop()
 
@@ -88,3 +90,13 @@ def test_two_gunicorn_processes_without_redis_share_the_login_limit(live_site):
     assert answers == [200] * FAILURES_PER_ACCOUNT
     assert live_site.login(second, "alice", PASSWORD) == 429
     assert live_site.login(first, "ａｌｉｃｅ", PASSWORD) == 429
+
+
+def test_parallel_guesses_through_two_processes_check_no_more_passwords_than_the_limit(live_site):
+    """Each attempt is counted before its password is checked, so a burst cannot all pass the check at once."""
+    first, second = live_site.servers
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(
+            pool.map(lambda n: live_site.login((first, second)[n % 2], "mallory", "x"), range(12))
+        )
+    assert sorted(statuses) == [200] * FAILURES_PER_ACCOUNT + [429] * (12 - FAILURES_PER_ACCOUNT)

@@ -9,7 +9,7 @@ from typing import ClassVar
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import models
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 KEY_PREFIX = "bax_"  # "bad-actor exchange": recognisable by secret scanners and in logs
@@ -279,3 +279,43 @@ class ReportDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} to {self.recipient} until {self.period_end:%Y-%m-%d %H:%M}"
+
+
+class LoginFailureCounterQuerySet(models.QuerySet["LoginFailureCounter"]):
+    def charge(self, key: str, window: timedelta, now: datetime | None = None) -> int:
+        """Count one attempt against `key` and return the count in its window, atomically in every process.
+
+        The increment is one conditional UPDATE (``failures = failures + 1``), so concurrent workers never
+        lose a count, and the count is taken before the password is checked, so parallel guesses cannot all
+        pass the limit check first.
+        """
+        now = now or timezone.now()
+        self.filter(window_ends__lte=now).delete()  # expired windows (anyone's): they count nothing
+        if not self.filter(key=key).update(failures=models.F("failures") + 1):
+            try:
+                with transaction.atomic():
+                    self.create(key=key, failures=1, window_ends=now + window)
+            except IntegrityError:  # another worker started this window first
+                self.filter(key=key).update(failures=models.F("failures") + 1)
+        return self.filter(key=key).values_list("failures", flat=True).first() or 1
+
+    def refund(self, key: str) -> None:
+        """Take back an attempt that turned out not to be a password guess (throttled, or not a form post)."""
+        self.filter(key=key, failures__gt=0).update(failures=models.F("failures") - 1)
+
+    def clear(self, key: str) -> None:
+        self.filter(key=key).delete()
+
+
+class LoginFailureCounter(models.Model):
+    """Admin login attempts per key (a keyed digest of username and address, or of the address) in a fixed
+    window; see accounts/login.py. In the database so that every worker and machine shares one count."""
+
+    key = models.CharField(max_length=64, unique=True)
+    failures = models.PositiveIntegerField(default=0)
+    window_ends = models.DateTimeField(db_index=True)
+
+    objects = LoginFailureCounterQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return f"{self.failures} until {self.window_ends:%H:%M:%S}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,29 @@ def envsecret(name: str, env: Mapping[str, str] | None = None) -> str | None:
         except OSError as exc:
             raise ConfigError(f"{name}_FILE: cannot read {path!r} ({exc.strerror})") from None
     return value or None
+
+
+def parse_redis_url(url: str) -> str:
+    """REDIS_URL as given, or "" when unset; refused unless redis://host[:port][/db], rediss:// or unix://."""
+    url = url.strip()
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number in range)
+    except ValueError:
+        raise ConfigError("REDIS_URL: invalid port") from None
+    if parts.scheme == "unix" and parts.path:
+        return url
+    if (
+        parts.scheme not in {"redis", "rediss"}
+        or not parts.hostname
+        or not re.fullmatch(r"/?\d*", parts.path)
+    ):
+        raise ConfigError(
+            "REDIS_URL must look like redis://[:password@]host[:port][/db], rediss://... or unix:///path.sock"
+        )
+    return url
 
 
 def parse_database_url(url: str, base_dir: Path) -> dict[str, Any]:

@@ -6,6 +6,7 @@ EXCHANGE_PEPPERS, so a production deployment cannot silently run on development 
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from exchange.config import (
     envsecret,
     parse_database_url,
     parse_peppers,
+    parse_redis_url,
     parse_thresholds,
 )
 from exchange.normalization import KINDS
@@ -96,7 +98,7 @@ try:
     # Largest request body accepted by the API (bytes); larger bodies get 413.
     DATA_UPLOAD_MAX_MEMORY_SIZE = envint("EXCHANGE_MAX_BODY_BYTES", 4 * 1024 * 1024)
     SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", "False" if DEBUG else "True")
-    REDIS_URL = os.environ.get("REDIS_URL", "")
+    REDIS_URL = parse_redis_url(os.environ.get("REDIS_URL", ""))
     # worker: recomputations and reports run in a Procrastinate worker (PostgreSQL only), enqueued in the
     # same transaction as the change; sync: run inline after commit (the embedded SQLite default).
     EXCHANGE_TASK_MODE = os.environ.get("EXCHANGE_TASK_MODE", "worker" if _is_postgres else "sync")
@@ -185,6 +187,8 @@ STORAGES = {
     },
 }
 
+# With REDIS_URL every process shares the cache, so the per-key API throttle counts across workers; without
+# it each process counts alone. The admin login limit does not use the cache (accounts/login.py).
 CACHES = {
     "default": (
         {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
@@ -234,14 +238,34 @@ SPECTACULAR_SETTINGS = {
 
 LOGIN_URL = "admin:login"
 
-# Structured logs (one key=value line per event). Never log raw identifiers, hashes or key secrets.
+# Structured logs: one line per record, every value escaped (exchange/logformat.py), so nothing a partner
+# sends can split a record or add a key. Never log raw identifiers, hashes or key secrets.
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "kv").strip().lower()
+if LOG_FORMAT not in {"kv", "json"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be 'kv' or 'json', got {LOG_FORMAT!r}")
+LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO").strip().upper()
+if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+    raise ImproperlyConfigured(
+        f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {LOG_LEVEL!r}"
+    )
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "kv": {"format": "ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"},
+        "kv": {"()": "exchange.logformat.KeyValueFormatter"},
+        "json": {"()": "exchange.logformat.JsonFormatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "kv"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        # Django's defaults give these their own handlers with a plain format (printed under DEBUG, e.g.
+        # "Not Found: <raw path>"): without handlers they reach the root's one formatter instead.
+        "django": {"handlers": [], "level": "INFO" if LOG_LEVEL == "DEBUG" else LOG_LEVEL, "propagate": True},
+        "django.server": {"handlers": [], "propagate": True},
+        "py.warnings": {"handlers": [], "propagate": True},
+        "django.db.backends": {"level": "WARNING"},
+    },
 }
+# Python warnings (e.g. WhiteNoise's "No directory at") become py.warnings records instead of raw,
+# multi-line stderr text; Django no longer switches this on itself.
+logging.captureWarnings(True)

@@ -112,11 +112,24 @@ try:
         raise ConfigError(f"EXCHANGE_LINK_THRESHOLDS: unknown indicator kind(s) {', '.join(_unknown_kinds)}")
     # Consortium setting: show other platforms' names (not their sellers) to partners. Off by default.
     EXCHANGE_REVEAL_PLATFORM_NAMES = envbool("EXCHANGE_REVEAL_PLATFORM_NAMES", "False")
+    # Who must pass a TOTP second factor after the admin password: exchange (exchange analysts and
+    # superusers), all (partner analysts too) or off (development only).
+    EXCHANGE_ADMIN_2FA = os.environ.get("EXCHANGE_ADMIN_2FA", "").strip() or "exchange"
+    if EXCHANGE_ADMIN_2FA not in {"exchange", "all", "off"}:
+        raise ConfigError(f"EXCHANGE_ADMIN_2FA must be exchange, all or off, got {EXCHANGE_ADMIN_2FA!r}")
+    if EXCHANGE_ADMIN_2FA == "off" and not DEBUG:
+        raise ConfigError("EXCHANGE_ADMIN_2FA=off is allowed only with DEBUG")
+    # An admin session ends after this many minutes without a request (each request renews it).
+    EXCHANGE_ADMIN_IDLE_MINUTES = envint("EXCHANGE_ADMIN_IDLE_MINUTES", 30)
+    if not 1 <= EXCHANGE_ADMIN_IDLE_MINUTES <= 7 * 24 * 60:
+        raise ConfigError(
+            f"EXCHANGE_ADMIN_IDLE_MINUTES must be between 1 and 10080, got {EXCHANGE_ADMIN_IDLE_MINUTES}"
+        )
 except ConfigError as exc:
     raise ImproperlyConfigured(str(exc)) from None
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "accounts.apps.ExchangeAdminConfig",  # django.contrib.admin with the second-factor admin site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -128,6 +141,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "csp",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "accounts",
     "exchange",
     "graph",
@@ -141,6 +156,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",  # request.user.is_verified(): passed the second factor
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -254,6 +270,11 @@ SPECTACULAR_SETTINGS = {
 }
 
 LOGIN_URL = "admin:login"
+# Admin sessions expire after EXCHANGE_ADMIN_IDLE_MINUTES of inactivity: every request that carries a session
+# renews its expiry. Only the admin uses sessions (the API authenticates every request by its key).
+SESSION_COOKIE_AGE = EXCHANGE_ADMIN_IDLE_MINUTES * 60
+SESSION_SAVE_EVERY_REQUEST = True
+OTP_TOTP_ISSUER = "Bad-actor exchange"
 
 # Structured logs (one key=value line per event). Never log raw identifiers, hashes or key secrets.
 LOGGING = {

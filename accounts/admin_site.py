@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import URLPattern, URLResolver, path, reverse
@@ -24,6 +25,11 @@ class ExchangeAdminSite(admin.AdminSite):
     def login(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         if request.method == "GET" and second_factor.awaiting_second_factor(request.user):
             return self._to_second_factor(str(request.GET.get("next", "")))
+        extra_context = {
+            **(extra_context or {}),
+            "sso_enabled": settings.OIDC_ENABLED,
+            "sso_refused": request.GET.get("sso") == "refused",
+        }
         response = super().login(request, extra_context)
         if (
             request.method == "POST"

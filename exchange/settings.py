@@ -119,6 +119,47 @@ try:
         raise ConfigError(f"EXCHANGE_ADMIN_2FA must be exchange, all or off, got {EXCHANGE_ADMIN_2FA!r}")
     if EXCHANGE_ADMIN_2FA == "off" and not DEBUG:
         raise ConfigError("EXCHANGE_ADMIN_2FA=off is allowed only with DEBUG")
+    # Optional single sign-on for the admin through an OpenID Connect provider (accounts/oidc.py): on when
+    # OIDC_RP_CLIENT_ID is set, which then needs the secret and the provider's endpoints.
+    OIDC_RP_CLIENT_ID = os.environ.get("OIDC_RP_CLIENT_ID", "").strip()
+    OIDC_ENABLED = bool(OIDC_RP_CLIENT_ID)
+    OIDC_RP_CLIENT_SECRET = envsecret("OIDC_RP_CLIENT_SECRET") or ""
+    OIDC_OP_AUTHORIZATION_ENDPOINT = os.environ.get("OIDC_OP_AUTHORIZATION_ENDPOINT", "").strip()
+    OIDC_OP_TOKEN_ENDPOINT = os.environ.get("OIDC_OP_TOKEN_ENDPOINT", "").strip()
+    OIDC_OP_USER_ENDPOINT = os.environ.get("OIDC_OP_USER_ENDPOINT", "").strip()
+    OIDC_OP_JWKS_ENDPOINT = os.environ.get("OIDC_OP_JWKS_ENDPOINT", "").strip()
+    if OIDC_ENABLED:
+        _missing = [
+            name
+            for name, value in [
+                ("OIDC_RP_CLIENT_SECRET", OIDC_RP_CLIENT_SECRET),
+                ("OIDC_OP_AUTHORIZATION_ENDPOINT", OIDC_OP_AUTHORIZATION_ENDPOINT),
+                ("OIDC_OP_TOKEN_ENDPOINT", OIDC_OP_TOKEN_ENDPOINT),
+                ("OIDC_OP_USER_ENDPOINT", OIDC_OP_USER_ENDPOINT),
+                ("OIDC_OP_JWKS_ENDPOINT", OIDC_OP_JWKS_ENDPOINT),
+            ]
+            if not value
+        ]
+        if _missing:
+            raise ConfigError(f"OIDC_RP_CLIENT_ID is set, so these must be set too: {', '.join(_missing)}")
+        _plain = [
+            u
+            for u in (OIDC_OP_TOKEN_ENDPOINT, OIDC_OP_USER_ENDPOINT, OIDC_OP_JWKS_ENDPOINT)
+            if u.startswith("http://")
+        ]
+        if _plain and not DEBUG:
+            raise ConfigError(f"OIDC endpoints must use https:// when DEBUG is off, got {_plain[0]}")
+    OIDC_RP_SIGN_ALGO = "RS256"
+    OIDC_RP_SCOPES = os.environ.get("OIDC_RP_SCOPES", "openid email profile")
+    EXCHANGE_OIDC_ISSUER = os.environ.get("EXCHANGE_OIDC_ISSUER", "").strip()
+    # The claim mapped onto the two roles: "<exchange value>" or "<partner prefix><platform slug>".
+    EXCHANGE_OIDC_ROLE_CLAIM = os.environ.get("EXCHANGE_OIDC_ROLE_CLAIM", "").strip() or "roles"
+    EXCHANGE_OIDC_EXCHANGE_VALUE = (
+        os.environ.get("EXCHANGE_OIDC_EXCHANGE_VALUE", "").strip() or "exchange-analyst"
+    )
+    EXCHANGE_OIDC_PARTNER_PREFIX = (
+        os.environ.get("EXCHANGE_OIDC_PARTNER_PREFIX", "").strip() or "partner-analyst:"
+    )
     # An admin session ends after this many minutes without a request (each request renews it).
     EXCHANGE_ADMIN_IDLE_MINUTES = envint("EXCHANGE_ADMIN_IDLE_MINUTES", 30)
     if not 1 <= EXCHANGE_ADMIN_IDLE_MINUTES <= 7 * 24 * 60:
@@ -270,6 +311,15 @@ SPECTACULAR_SETTINGS = {
 }
 
 LOGIN_URL = "admin:login"
+AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"] + (
+    ["accounts.oidc.ExchangeOIDCBackend"] if OIDC_ENABLED else []
+)
+# mozilla-django-oidc: PKCE on; users matched by email, named by it; back to the admin (and its second factor).
+OIDC_USE_PKCE = True
+OIDC_TIMEOUT = 10
+OIDC_USERNAME_ALGO = "accounts.oidc.username_from_claims"
+LOGIN_REDIRECT_URL = "/admin/"
+LOGIN_REDIRECT_URL_FAILURE = "/admin/login/?sso=refused"
 # Admin sessions expire after EXCHANGE_ADMIN_IDLE_MINUTES of inactivity: every request that carries a session
 # renews its expiry. Only the admin uses sessions (the API authenticates every request by its key).
 SESSION_COOKIE_AGE = EXCHANGE_ADMIN_IDLE_MINUTES * 60

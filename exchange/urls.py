@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
@@ -41,6 +42,8 @@ urlpatterns = [
     path("api/v1/", include((api_v1, "api"))),
     path("healthz", healthz),
 ]
+if settings.OIDC_ENABLED:  # single sign-on for the admin (accounts/oidc.py)
+    urlpatterns.append(path("oidc/", include("mozilla_django_oidc.urls")))
 
 handler400 = "exchange.errors.json_or_default_400"
 handler404 = "exchange.errors.json_or_default_404"

@@ -10,6 +10,7 @@ from django.contrib import admin
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import URLPattern, URLResolver, path, reverse
 from django.views.decorators.cache import never_cache
+from django.views.decorators.debug import sensitive_post_parameters
 
 from accounts import second_factor
 
@@ -47,5 +48,5 @@ class ExchangeAdminSite(admin.AdminSite):
 
     def get_urls(self) -> list[URLResolver | URLPattern]:
         # Not wrapped in admin_view: it is for users the site does not admit yet.
-        step = never_cache(second_factor.second_factor_step)
+        step = never_cache(sensitive_post_parameters("code")(second_factor.second_factor_step))
         return [path("second-factor/", step, name="second_factor"), *super().get_urls()]

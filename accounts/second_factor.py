@@ -15,7 +15,7 @@ from typing import Any
 
 import segno
 from django import forms
-from django.contrib.auth import get_user_model
+from django.contrib.auth import get_user_model, logout
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -124,6 +124,10 @@ def _step(request: HttpRequest, extra_context: dict[str, Any] | None = None) -> 
     if not user.is_authenticated or not awaiting_second_factor(user):
         # Not past the password: back to it. Already past the second factor: on to the admin.
         return HttpResponseRedirect(target if user.is_authenticated else reverse("admin:login"))
+    if request.method == "POST" and "cancel" in request.POST:
+        # Django's admin logout admits only users the site admits; this is the way out of the second step.
+        logout(request)
+        return HttpResponseRedirect(reverse("admin:login"))
     account = get_user_model().objects.get(pk=user.pk)
     device = confirmed_device(account)
     enrolling = device is None

@@ -107,6 +107,14 @@ def test_a_code_does_not_admit_someone_who_has_not_passed_the_password(alice):
     assert client.get(CLUSTERS).status_code == 302
 
 
+def test_the_second_step_can_be_left_for_another_account(alice):
+    client, _ = password_step("alice")
+    response = client.post(STEP, {"cancel": "1"})
+    assert response.status_code == 302 and response["Location"] == LOGIN
+    assert client.get(LOGIN).status_code == 200  # the login form again, not the second step
+    assert "_auth_user_id" not in client.session
+
+
 def test_partner_analyst_needs_only_the_password_by_default(bob):
     client, location = password_step("bob", CLUSTERS)
     assert location == CLUSTERS

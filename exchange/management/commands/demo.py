@@ -108,10 +108,10 @@ class Command(BaseCommand):
         if policy == "off":
             self.stdout.write(self.style.WARNING("  EXCHANGE_ADMIN_2FA=off: no second factor (DEBUG only)"))
             return
-        who = "both logins" if policy == "all" else "the exchange analyst"
+        who = "both logins" if policy == "all" else "exchange-analyst"
         self.stdout.write(
-            f"  second factor: {who} then enter a TOTP code; the first login shows the secret and a QR code "
-            "for any authenticator app"
+            f"  second factor (TOTP) after the password: {who}; the first sign-in shows the secret and a "
+            "QR code for any authenticator app"
         )
         self.stdout.write(
             "  no authenticator app at hand: EXCHANGE_ADMIN_2FA=off make demo (allowed only with DEBUG)"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group, Permission, User
 
 EXCHANGE_ANALYST = "Exchange analyst"
@@ -86,3 +87,16 @@ def partner_platform_id(user: AbstractBaseUser | AnonymousUser) -> int | None:
         return None
     profile = getattr(user, "analyst", None)
     return profile.platform_id if profile is not None else None
+
+
+# EXCHANGE_ADMIN_2FA: who must pass a second factor (TOTP) after the password to use the admin.
+SECOND_FACTOR_POLICIES = ("exchange", "all", "off")
+
+
+def second_factor_required(user: AbstractBaseUser | AnonymousUser) -> bool:
+    """`exchange` (the default): exchange analysts and superusers; `all`: every admin user; `off`: nobody
+    (refused at start-up unless DEBUG)."""
+    policy = settings.EXCHANGE_ADMIN_2FA
+    if policy == "off" or not user.is_authenticated:
+        return False
+    return policy == "all" or is_exchange_analyst(user)

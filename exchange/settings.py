@@ -10,6 +10,7 @@ import logging
 import os
 from pathlib import Path
 
+from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
 from exchange.config import (
@@ -113,11 +114,65 @@ try:
         raise ConfigError(f"EXCHANGE_LINK_THRESHOLDS: unknown indicator kind(s) {', '.join(_unknown_kinds)}")
     # Consortium setting: show other platforms' names (not their sellers) to partners. Off by default.
     EXCHANGE_REVEAL_PLATFORM_NAMES = envbool("EXCHANGE_REVEAL_PLATFORM_NAMES", "False")
+    # Who must pass a TOTP second factor after the admin password: exchange (exchange analysts and
+    # superusers), all (partner analysts too) or off (development only).
+    EXCHANGE_ADMIN_2FA = os.environ.get("EXCHANGE_ADMIN_2FA", "").strip() or "exchange"
+    if EXCHANGE_ADMIN_2FA not in {"exchange", "all", "off"}:
+        raise ConfigError(f"EXCHANGE_ADMIN_2FA must be exchange, all or off, got {EXCHANGE_ADMIN_2FA!r}")
+    if EXCHANGE_ADMIN_2FA == "off" and not DEBUG:
+        raise ConfigError("EXCHANGE_ADMIN_2FA=off is allowed only with DEBUG")
+    # Optional single sign-on for the admin through an OpenID Connect provider (accounts/oidc.py): on when
+    # OIDC_RP_CLIENT_ID is set, which then needs the secret and the provider's endpoints.
+    OIDC_RP_CLIENT_ID = os.environ.get("OIDC_RP_CLIENT_ID", "").strip()
+    OIDC_ENABLED = bool(OIDC_RP_CLIENT_ID)
+    OIDC_RP_CLIENT_SECRET = envsecret("OIDC_RP_CLIENT_SECRET") or ""
+    OIDC_OP_AUTHORIZATION_ENDPOINT = os.environ.get("OIDC_OP_AUTHORIZATION_ENDPOINT", "").strip()
+    OIDC_OP_TOKEN_ENDPOINT = os.environ.get("OIDC_OP_TOKEN_ENDPOINT", "").strip()
+    OIDC_OP_USER_ENDPOINT = os.environ.get("OIDC_OP_USER_ENDPOINT", "").strip()
+    OIDC_OP_JWKS_ENDPOINT = os.environ.get("OIDC_OP_JWKS_ENDPOINT", "").strip()
+    if OIDC_ENABLED:
+        _missing = [
+            name
+            for name, value in [
+                ("OIDC_RP_CLIENT_SECRET", OIDC_RP_CLIENT_SECRET),
+                ("OIDC_OP_AUTHORIZATION_ENDPOINT", OIDC_OP_AUTHORIZATION_ENDPOINT),
+                ("OIDC_OP_TOKEN_ENDPOINT", OIDC_OP_TOKEN_ENDPOINT),
+                ("OIDC_OP_USER_ENDPOINT", OIDC_OP_USER_ENDPOINT),
+                ("OIDC_OP_JWKS_ENDPOINT", OIDC_OP_JWKS_ENDPOINT),
+            ]
+            if not value
+        ]
+        if _missing:
+            raise ConfigError(f"OIDC_RP_CLIENT_ID is set, so these must be set too: {', '.join(_missing)}")
+        _plain = [
+            u
+            for u in (OIDC_OP_TOKEN_ENDPOINT, OIDC_OP_USER_ENDPOINT, OIDC_OP_JWKS_ENDPOINT)
+            if u.startswith("http://")
+        ]
+        if _plain and not DEBUG:
+            raise ConfigError(f"OIDC endpoints must use https:// when DEBUG is off, got {_plain[0]}")
+    OIDC_RP_SIGN_ALGO = "RS256"
+    OIDC_RP_SCOPES = os.environ.get("OIDC_RP_SCOPES", "openid email profile")
+    EXCHANGE_OIDC_ISSUER = os.environ.get("EXCHANGE_OIDC_ISSUER", "").strip()
+    # The claim mapped onto the two roles: "<exchange value>" or "<partner prefix><platform slug>".
+    EXCHANGE_OIDC_ROLE_CLAIM = os.environ.get("EXCHANGE_OIDC_ROLE_CLAIM", "").strip() or "roles"
+    EXCHANGE_OIDC_EXCHANGE_VALUE = (
+        os.environ.get("EXCHANGE_OIDC_EXCHANGE_VALUE", "").strip() or "exchange-analyst"
+    )
+    EXCHANGE_OIDC_PARTNER_PREFIX = (
+        os.environ.get("EXCHANGE_OIDC_PARTNER_PREFIX", "").strip() or "partner-analyst:"
+    )
+    # An admin session ends after this many minutes without a request (each request renews it).
+    EXCHANGE_ADMIN_IDLE_MINUTES = envint("EXCHANGE_ADMIN_IDLE_MINUTES", 30)
+    if not 1 <= EXCHANGE_ADMIN_IDLE_MINUTES <= 7 * 24 * 60:
+        raise ConfigError(
+            f"EXCHANGE_ADMIN_IDLE_MINUTES must be between 1 and 10080, got {EXCHANGE_ADMIN_IDLE_MINUTES}"
+        )
 except ConfigError as exc:
     raise ImproperlyConfigured(str(exc)) from None
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "accounts.apps.ExchangeAdminConfig",  # django.contrib.admin with the second-factor admin site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -128,6 +183,9 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "csp",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "accounts",
     "exchange",
     "graph",
@@ -135,11 +193,13 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",  # request.user.is_verified(): passed the second factor
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -209,6 +269,24 @@ if not DEBUG:
     SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 
+# Content-Security-Policy on every response (admin, API, API docs). No inline or eval'd script anywhere: the
+# Swagger UI loads its initialiser as a file (SpectacularSwaggerSplitView). Styles allow 'unsafe-inline'
+# because style *attributes* cannot carry a nonce: the cluster page's meter widths are computed server-side
+# and Swagger UI renders style attributes; a style can neither run script nor send a request (img/font/
+# connect stay 'self'). data: images are Swagger UI's and the admin's inline SVG icons in their CSS.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "frame-ancestors": [NONE],
+        "form-action": [SELF],
+    }
+}
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["accounts.authentication.HasApiKeyScope"],
@@ -237,6 +315,20 @@ SPECTACULAR_SETTINGS = {
 }
 
 LOGIN_URL = "admin:login"
+AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"] + (
+    ["accounts.oidc.ExchangeOIDCBackend"] if OIDC_ENABLED else []
+)
+# mozilla-django-oidc: PKCE on; users matched by email, named by it; back to the admin (and its second factor).
+OIDC_USE_PKCE = True
+OIDC_TIMEOUT = 10
+OIDC_USERNAME_ALGO = "accounts.oidc.username_from_claims"
+LOGIN_REDIRECT_URL = "/admin/"
+LOGIN_REDIRECT_URL_FAILURE = "/admin/login/?sso=refused"
+# Admin sessions expire after EXCHANGE_ADMIN_IDLE_MINUTES of inactivity: every request that carries a session
+# renews its expiry. Only the admin uses sessions (the API authenticates every request by its key).
+SESSION_COOKIE_AGE = EXCHANGE_ADMIN_IDLE_MINUTES * 60
+SESSION_SAVE_EVERY_REQUEST = True
+OTP_TOTP_ISSUER = "Bad-actor exchange"
 
 # Structured logs: one line per record, every value escaped (exchange/logformat.py), so nothing a partner
 # sends can split a record or add a key. Never log raw identifiers, hashes or key secrets.

@@ -60,3 +60,14 @@ def logged_in(user: object) -> Client:
     client = Client()
     client.force_login(user)  # type: ignore[arg-type]
     return client
+
+
+def current_code(user: object) -> str:
+    """The code the user's confirmed (or, while enrolling, pending) TOTP device shows now."""
+    from django_otp.oath import TOTP
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    device = TOTPDevice.objects.filter(user=user).order_by("-confirmed", "pk").first()
+    assert device is not None, f"{user} has no TOTP device"
+    totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
+    return f"{totp.token():0{device.digits}d}"

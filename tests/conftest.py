@@ -2,6 +2,10 @@
 
 Platforms: Acme Market (``acme``) and Bazaar North (``bazaar``). Alice is an exchange analyst; Bob is a
 partner analyst at Acme; Carol is a partner analyst at Bazaar. Each platform has a key with all scopes.
+
+`client.force_login(user)` is the suite's shortcut for "logged in with password AND second factor": for a
+staff user it also marks the session as having passed a TOTP device (see `force_login_passes_second_factor`).
+The real two-step login is tested in tests/test_admin_second_factor.py.
 """
 
 from __future__ import annotations
@@ -10,6 +14,9 @@ from dataclasses import dataclass
 
 import pytest
 from django.contrib.auth.models import Group, User
+from django.test import Client
+from django_otp import DEVICE_ID_SESSION_KEY
+from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.test import APIClient
 
 from accounts.models import AnalystProfile, ApiKey, Platform
@@ -43,6 +50,26 @@ def make_analyst(username: str, platform: Platform | None) -> User:
     AnalystProfile.objects.create(user=user, platform=platform)
     user.groups.add(Group.objects.get(name=PARTNER_ANALYST if platform else EXCHANGE_ANALYST))
     return user
+
+
+SUITE_DEVICE = "test suite second factor"
+
+
+@pytest.fixture(autouse=True)
+def force_login_passes_second_factor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`Client.force_login` skips the login form, so it skips the second factor too: a staff user gets a
+    confirmed TOTP device and the session records it as verified, as after a real two-step login."""
+    force_login = Client.force_login
+
+    def force_login_with_second_factor(self: Client, user: User, backend: str | None = None) -> None:
+        force_login(self, user, backend)
+        if user.is_staff:
+            device, _ = TOTPDevice.objects.get_or_create(user=user, name=SUITE_DEVICE, confirmed=True)
+            session = self.session
+            session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+            session.save()
+
+    monkeypatch.setattr(Client, "force_login", force_login_with_second_factor)
 
 
 @pytest.fixture

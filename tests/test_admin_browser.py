@@ -7,16 +7,18 @@ page are saved under test-artifacts/ for a human to look at.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import connections
 
 from graph.models import ActorCluster, ClusterEvent, EventKind
-from tests.admin_world import PASSWORD, AdminWorld, build
+from tests.admin_world import PASSWORD, AdminWorld, build, current_code
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(settings.BASE_DIR) / "test-artifacts"
@@ -63,12 +65,20 @@ def world(transactional_db: None, acme, bazaar, alice, bob) -> AdminWorld:
 
 def log_in(browser: Any, live_server: Any, username: str) -> Any:
     page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    log_in_on(page, live_server, username)
+    return page
+
+
+def log_in_on(page: Any, live_server: Any, username: str) -> None:
     page.goto(f"{live_server.url}/admin/login/")
     page.fill("#id_username", username)
     page.fill("#id_password", PASSWORD)
     page.click("input[type=submit]")
+    page.wait_for_url(re.compile(r".*/admin/(second-factor/.*)?$"))
+    if "/admin/second-factor/" in page.url:  # exchange analysts: a TOTP code (enrolling on first login)
+        page.fill("#id_code", current_code(User.objects.get(username=username)))
+        page.click("#second-factor-form input[type=submit]")
     page.wait_for_url(f"{live_server.url}/admin/")
-    return page
 
 
 def open_ring_from_the_list(page: Any, live_server: Any, ring: ActorCluster, role: str) -> None:
@@ -122,3 +132,65 @@ def test_partner_analyst_reads_the_evidence_of_their_cluster_only(browser, live_
     page.goto(f"{live_server.url}/admin/graph/actorcluster/{world.bazaar_only.pk}/change/")
     assert "Bazaar" not in page.inner_text("body")
     assert page.locator("#evidence").count() == 0
+
+
+# Every page the CSP test visits records policy violations (the DOM event) and the console's CSP errors.
+RECORD_VIOLATIONS = """
+window.__cspViolations = [];
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.__cspViolations.push(`${event.violatedDirective} ${event.blockedURI}`);
+});
+"""
+
+
+def csp_watched_page(browser: Any) -> tuple[Any, list[str]]:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.add_init_script(RECORD_VIOLATIONS)
+    page = context.new_page()
+    console: list[str] = []
+    page.on(
+        "console",
+        lambda message: console.append(message.text) if "Content Security Policy" in message.text else None,
+    )
+    return page, console
+
+
+def violations(page: Any) -> list[str]:
+    return list(page.evaluate("window.__cspViolations"))
+
+
+def test_admin_cluster_picture_and_api_docs_work_under_the_content_security_policy(
+    browser, live_server, world
+):
+    page, console = csp_watched_page(browser)
+    response = page.goto(f"{live_server.url}/admin/login/")
+    policy = response.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert violations(page) == []
+    page.fill("#id_username", "alice")
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_selector("#totp-qr svg")  # first login: enrolment, with the QR code drawn server-side
+    assert page.locator("#totp-secret").inner_text().strip()
+    assert violations(page) == []
+    page.fill("#id_code", current_code(User.objects.get(username="alice")))
+    page.click("#second-factor-form input[type=submit]")
+    page.wait_for_url(f"{live_server.url}/admin/")
+
+    page.goto(f"{live_server.url}/admin/graph/actorcluster/")
+    assert page.locator("#result_list tbody tr").count() >= 2
+    assert violations(page) == []
+    page.goto(f"{live_server.url}/admin/graph/actorcluster/{world.ring.pk}/change/")
+    page.wait_for_selector("#picture svg.cluster-picture")
+    assert page.locator("#picture svg circle, #picture svg rect").count() > 1
+    page.select_option("#chain-a", label="acme-2")  # the admin's own scripts still run
+    assert violations(page) == []
+
+    page.goto(f"{live_server.url}/api/v1/docs/")
+    # Rendered by Swagger UI's script (not in the served HTML): the API's title and an operation.
+    page.wait_for_selector(".swagger-ui .info .title", state="visible")
+    page.wait_for_selector(".opblock-summary-path", state="visible")
+    assert "Partner API" in page.inner_text(".swagger-ui .info .title")
+    page.screenshot(path=str(ARTIFACTS / "api-docs.png"), full_page=False)
+    assert violations(page) == []
+    assert console == []

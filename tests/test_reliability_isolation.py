@@ -56,6 +56,7 @@ PUBLIC_ROUTES = {"api/v1/schema/", "api/v1/docs/", "healthz"}
 ADMIN_SITE_ROUTES = {
     "admin/",
     "admin/login/",
+    "admin/second-factor/",  # the login's second step: only for the session's own user, past the password
     "admin/logout/",
     "admin/password_change/",
     "admin/password_change/done/",

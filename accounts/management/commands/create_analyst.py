@@ -12,6 +12,7 @@ from django.db import transaction
 
 from accounts.models import Platform
 from accounts.roles import assign_role
+from accounts.second_factor import do_replace_totp_device
 
 
 class Command(BaseCommand):
@@ -32,6 +33,13 @@ class Command(BaseCommand):
             "--password-file",
             type=Path,
             help="File holding the password. Without it the account gets no usable password.",
+        )
+        parser.add_argument(
+            "--totp",
+            action="store_true",
+            help="Enrol a new TOTP second factor (replacing any other) and print its otpauth:// URI alone "
+            "on the last line, for the analyst's authenticator app. Without it the analyst enrols at "
+            "their first login.",
         )
         parser.add_argument(
             "--update",
@@ -83,3 +91,7 @@ class Command(BaseCommand):
             assign_role(user, platform)
         role = f"partner analyst of {platform.slug}" if platform else "exchange analyst"
         self.stdout.write(f"{'Updated' if existing else 'Created'} {role} {username}.")
+        if options["totp"]:
+            device = do_replace_totp_device(user, "create_analyst")
+            self.stdout.write(f"TOTP secret (hand it to {username} privately; shown only now):")
+            self.stdout.write(device.config_url)

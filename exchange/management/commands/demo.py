@@ -118,7 +118,23 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"Demo ready in {time.perf_counter() - started:.0f} s."))
         self.stdout.write(f"  exchange analyst: exchange-analyst / {DEMO_PASSWORD}  (sees everything)")
         self.stdout.write(f"  partner analyst:  partner-analyst / {DEMO_PASSWORD}  ({first.name} only)")
+        self.print_second_factor_note()
         self.stdout.write(f"  API docs: http://127.0.0.1:8000/api/v1/docs/   keys: {demo_dir}/*.key")
+
+    def print_second_factor_note(self) -> None:
+        # The demo keeps the production login (EXCHANGE_ADMIN_2FA), so a newcomer sees the enrolment page.
+        policy = settings.EXCHANGE_ADMIN_2FA
+        if policy == "off":
+            self.stdout.write(self.style.WARNING("  EXCHANGE_ADMIN_2FA=off: no second factor (DEBUG only)"))
+            return
+        who = "both logins" if policy == "all" else "exchange-analyst"
+        self.stdout.write(
+            f"  second factor (TOTP) after the password: {who}; the first sign-in shows the secret and a "
+            "QR code for any authenticator app"
+        )
+        self.stdout.write(
+            "  no authenticator app at hand: EXCHANGE_ADMIN_2FA=off make demo (allowed only with DEBUG)"
+        )
 
     def step(self, text: str) -> None:
         self.stdout.write(self.style.MIGRATE_HEADING(f"==> {text}"))

@@ -206,13 +206,8 @@ class SellerPagination(CursorPagination):
         try:
             offset, reverse, position = json.loads(cursor_cipher().decrypt(token.encode("utf-8")))
         except (InvalidToken, ValueError, TypeError):
-            raise_invalid(
-                {
-                    self.cursor_query_param: [
-                        "not a cursor this API issued (use the 'next' and 'previous' links as they are)"
-                    ]
-                }
-            )
+            message = "not a cursor this API issued (use the 'next' and 'previous' links as they are)"
+            raise exceptions.ValidationError({self.cursor_query_param: [message]}) from None
         return Cursor(offset=offset, reverse=reverse, position=position)
 
 
@@ -221,8 +216,8 @@ def quota_exceeded(exc: lookups.QuotaExceeded) -> Response:
         {
             "error": {
                 "code": "quota_exceeded",
-                "message": f"Daily lookup quota of {exc.quota} indicators reached; resets at "
-                f"{exc.resets_at.isoformat()}.",
+                "message": f"Daily lookup quota of {exc.quota} reached (one per indicator looked up and "
+                f"per cluster read); resets at {exc.resets_at.isoformat()}.",
                 "details": {"quota": exc.quota, "resets_at": exc.resets_at.isoformat()},
             }
         },

@@ -8,18 +8,19 @@ references, tokens or names.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts.models import ApiKey, Platform
 from exchange.hashing import keyed_tokens
 from exchange.ingest import current_key_version
-from exchange.models import AuditEntry, Indicator, LookupUsage, Sighting
+from exchange.models import AuditEntry, LookupUsage, Seller, Sighting
 from graph.models import ClusterMember
 
 
@@ -64,43 +65,102 @@ def charge_quota(api_key: ApiKey, amount: int, now: datetime | None = None) -> i
     return quota
 
 
+# The columns ActorCluster.summary() reads.
+SUMMARY_FIELDS = ("ref", "size", "platform_count", "cross_platform", "risk", "kinds")
+
+
+def do_read_clusters(
+    api_key: ApiKey,
+    endpoint: str,
+    summaries: Iterable[dict[str, Any]],
+    object_type: str = "",
+    object_id: str = "",
+) -> None:
+    """Charge and audit a read that shows the partner clusters (their partner-safe summaries).
+
+    A cluster's summary tells whether and how much other platforms hold of its sellers' indicators, and a
+    partner chooses what its own sellers hold: submitting a probe seller with someone's hash and reading its
+    cluster is a lookup. So each distinct cluster revealed costs one unit of the key's daily lookup quota
+    (QuotaExceeded beyond it, before anything is shown), and every read leaves an audit entry with counts and
+    the opaque cluster refs it revealed (never another platform's seller refs, tokens or hashes)."""
+    revealed = {summary["id"]: summary for summary in summaries}
+    if revealed:
+        charge_quota(api_key, len(revealed))
+    AuditEntry.objects.record(
+        "cluster_read",
+        api_key.prefix,
+        api_key.platform_id,
+        object_type,
+        object_id,
+        endpoint=endpoint,
+        clusters=len(revealed),
+        cross_platform=sum(1 for summary in revealed.values() if summary["cross_platform"]),
+        refs=sorted(revealed),
+    )
+
+
+def cluster_was_read(seller: Seller, since: datetime) -> bool:
+    """Whether the seller's platform read the seller's current cluster (through any endpoint) or the seller's
+    own page since `since`, according to the `cluster_read` audit entries."""
+    reads = AuditEntry.objects.filter(
+        action="cluster_read", platform_id=seller.platform_id, created_at__gte=since
+    )
+    read = Q(object_type="seller", object_id=str(seller.pk))
+    ref = ClusterMember.objects.filter(seller=seller).values_list("cluster__ref", flat=True).first()
+    if ref:
+        # A substring test on the JSON list is portable (SQLite has no JSON containment); refs are
+        # fixed-length and unique, so one cannot be part of another.
+        read |= Q(details__refs__icontains=ref)
+    return reads.filter(read).exists()
+
+
 def do_lookup(api_key: ApiKey, indicators: list[tuple[str, str]]) -> list[dict[str, Any]]:
-    """Answer one lookup request (already validated) and audit it."""
+    """Answer one lookup request (already validated) and audit it.
+
+    The work does not depend on what the exchange stores when no other platform's live seller holds an
+    indicator: an unknown indicator and one held only by retracted, expired or the caller's own sellers run
+    the same single query (the token join finds no row either way) and build the answer the same way.
+    Skipping the query for tokens that are not stored made the two measurably different in time
+    (tests/bench/bench_lookup_timing.py)."""
     platform: Platform = api_key.platform
     charge_quota(api_key, len(indicators))
     peppers = settings.EXCHANGE_PEPPERS
     tokens = keyed_tokens(indicators, peppers, current_key_version(lock=False))
-    found = {
-        (kind, token): pk
-        for pk, kind, token in Indicator.objects.filter(token__in=tokens).values_list("id", "kind", "token")
-    }
-    ids = [found.get((kind, token)) for (kind, _), token in zip(indicators, tokens, strict=True)]
     now = timezone.now()
-    sellers_by_indicator: dict[int, list[tuple[int, int]]] = defaultdict(list)
-    for sighted_id, seller_id, platform_id in (
-        # Filter through the join (not a `seller__in` subquery, which planned as a scan of all sellers).
+    holders: dict[tuple[str, str], list[tuple[int, dict[str, Any] | None]]] = defaultdict(list)
+    # One query whatever is stored: sightings of other platforms' live sellers, joined to the indicators by
+    # token (never a list of indicator ids that could be empty) and to each seller's cluster, if any.
+    for sighting in (
         Sighting.objects.filter(
-            indicator_id__in=[i for i in ids if i is not None],
+            indicator__token__in=tokens,
             seller__retracted_at__isnull=True,
             seller__expires_at__gt=now,
         )
         .exclude(seller__platform_id=platform.pk)
-        .values_list("indicator_id", "seller_id", "seller__platform_id")
+        .select_related("indicator", "seller__cluster_membership__cluster")
+        .only(
+            "indicator__kind",
+            "indicator__token",
+            "seller__platform_id",
+            *(f"seller__cluster_membership__cluster__{name}" for name in SUMMARY_FIELDS),
+        )
     ):
-        sellers_by_indicator[sighted_id].append((seller_id, platform_id))
-    all_sellers = sorted({s for pairs in sellers_by_indicator.values() for s, _ in pairs})
-    summaries = ClusterMember.objects.summaries(all_sellers) if all_sellers else {}
+        membership = getattr(sighting.seller, "cluster_membership", None)
+        summary = membership.cluster.summary() if membership else None
+        holders[(sighting.indicator.kind, sighting.indicator.token)].append(
+            (sighting.seller.platform_id, summary)
+        )
     results = []
-    for index, ((kind, _), indicator_id) in enumerate(zip(indicators, ids, strict=True)):
-        pairs = sellers_by_indicator.get(indicator_id, []) if indicator_id is not None else []
-        clusters = {summaries[s]["id"]: summaries[s] for s, _ in pairs if s in summaries}
+    for index, ((kind, _), token) in enumerate(zip(indicators, tokens, strict=True)):
+        pairs = holders.get((kind, token), [])
+        clusters = {c["id"]: c for _, c in pairs if c is not None}
         best = max(clusters.values(), key=lambda c: c["risk"], default=None)
         results.append(
             {
                 "index": index,
                 "kind": kind,
                 "match": bool(pairs),
-                "other_platforms": len({p for _, p in pairs}),
+                "other_platforms": len({p for p, _ in pairs}),
                 "reported_sellers": len(pairs),
                 "cluster": best["id"] if best else None,
                 "risk": best["risk"] if best else None,

@@ -11,6 +11,7 @@ from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
+from exchange import lookups
 from exchange.ingest import holder_count
 from exchange.models import AuditEntry, Indicator, Seller, Sighting
 from graph.scheduling import schedule_recompute
@@ -34,9 +35,32 @@ def do_retract(seller: Seller, reason: str, actor: str) -> bool:
         AuditEntry.objects.record(
             "seller_retracted", actor, seller.platform_id, "seller", str(seller.pk), reason=reason
         )
+        flag_probe(locked, seller.retracted_at, actor)
         schedule_recompute(sellers=[seller.pk])
     logger.info("event=seller_retracted platform_id=%s seller_id=%s", seller.platform_id, seller.pk)
     return True
+
+
+def flag_probe(seller: Seller, retracted_at: datetime, actor: str) -> None:
+    """Flag a retraction soon after the seller's first report as a suspected probe (for exchange analysts:
+    the audit log and the digest). Submitting a seller with someone else's hash, reading its cluster and
+    retracting it is how a partner would test what other platforms hold; an appeal usually takes longer.
+    The first report is the exchange's own receipt time (`created_at`), not the partner's `reported_at`,
+    which the partner chooses."""
+    window_hours = settings.EXCHANGE_PROBE_WINDOW_HOURS
+    since_report = retracted_at - seller.created_at
+    if not window_hours or since_report >= timedelta(hours=window_hours):
+        return
+    AuditEntry.objects.record(
+        "probe_suspected",
+        actor,
+        seller.platform_id,
+        "seller",
+        str(seller.pk),
+        hours_after_report=round(since_report.total_seconds() / 3600, 1),
+        window_hours=window_hours,
+        cluster_read=lookups.cluster_was_read(seller, since=seller.created_at),
+    )
 
 
 @dataclass

@@ -93,6 +93,11 @@ try:
     EXCHANGE_PURGE_GRACE_DAYS = envint("EXCHANGE_PURGE_GRACE_DAYS", 30)
     # Indicators a key may look up per UTC day.
     EXCHANGE_LOOKUP_DAILY_QUOTA = envint("EXCHANGE_LOOKUP_DAILY_QUOTA", 100_000)
+    # A retraction within this many hours of the seller's first report is flagged as a suspected probe
+    # (audit log and exchange analysts' digest); 0 switches the flag off.
+    EXCHANGE_PROBE_WINDOW_HOURS = envint("EXCHANGE_PROBE_WINDOW_HOURS", 24)
+    if EXCHANGE_PROBE_WINDOW_HOURS < 0:
+        raise ConfigError(f"EXCHANGE_PROBE_WINDOW_HOURS must be 0 or more, got {EXCHANGE_PROBE_WINDOW_HOURS}")
     EXCHANGE_MAX_BATCH_SELLERS = envint("EXCHANGE_MAX_BATCH_SELLERS", 1000)
     EXCHANGE_MAX_SELLER_INDICATORS = envint("EXCHANGE_MAX_SELLER_INDICATORS", 100)
     EXCHANGE_MAX_LOOKUP_INDICATORS = envint("EXCHANGE_MAX_LOOKUP_INDICATORS", 100)

@@ -4,27 +4,31 @@ is simply absent (404)."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable
 from typing import Any
 
 import django_filters
+from cryptography.fernet import Fernet, InvalidToken
 from django.conf import settings
 from django.db.models import Prefetch, QuerySet
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import exceptions, generics, serializers
-from rest_framework.pagination import CursorPagination, LimitOffsetPagination
+from rest_framework.pagination import Cursor, CursorPagination, LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
 from accounts.authentication import Partner
 from exchange import ingest, lookups, parsers, retention
 from exchange.errors import Conflict
 from exchange.filters import SellerFilter, UtcDateTimeFilter
-from exchange.models import AuditEntry, Seller, Sighting
+from exchange.models import Seller, Sighting
 from exchange.serializers import (
     ClusterDetailSerializer,
     ClusterSummarySerializer,
@@ -190,11 +194,64 @@ class SubmissionView(APIView):
         return response
 
 
+def cursor_cipher() -> Fernet:
+    """Authenticated encryption for pagination cursors, keyed from SECRET_KEY (a new key: old cursors 400)."""
+    key = salted_hmac("exchange.views.cursor_cipher", "cursor", algorithm="sha256").digest()
+    return Fernet(base64.urlsafe_b64encode(key))
+
+
 class SellerPagination(CursorPagination):
+    """Newest first, by the global seller id (which the (platform, -id) index serves). DRF's cursors are
+    base64 of `p=<that id>`, and the difference between two of them tells a partner how many sellers all
+    platforms reported in between: ours are encrypted and authenticated (Fernet), so they carry nothing a
+    partner can read, and a forged or altered one is a 400 rather than a database error."""
+
     ordering = "-id"
     page_size = 100
     max_page_size = 1000
     page_size_query_param = "page_size"
+
+    def encode_cursor(self, cursor: Cursor) -> str:
+        plain = json.dumps([cursor.offset, cursor.reverse, cursor.position]).encode("ascii")
+        token = cursor_cipher().encrypt(plain).decode("ascii")
+        return replace_query_param(self.base_url, self.cursor_query_param, token)
+
+    def decode_cursor(self, request: Request) -> Cursor | None:
+        token = request.query_params.get(self.cursor_query_param)
+        if token is None:
+            return None
+        try:
+            offset, reverse, position = json.loads(cursor_cipher().decrypt(token.encode("utf-8")))
+        except (InvalidToken, ValueError, TypeError):
+            message = "not a cursor this API issued (use the 'next' and 'previous' links as they are)"
+            raise exceptions.ValidationError({self.cursor_query_param: [message]}) from None
+        return Cursor(offset=offset, reverse=reverse, position=position)
+
+
+def quota_exceeded(exc: lookups.QuotaExceeded) -> Response:
+    response = Response(
+        {
+            "error": {
+                "code": "quota_exceeded",
+                "message": f"Daily lookup quota of {exc.quota} reached (one per indicator looked up and "
+                f"per cluster read); resets at {exc.resets_at.isoformat()}.",
+                "details": {"quota": exc.quota, "resets_at": exc.resets_at.isoformat()},
+            }
+        },
+        status=429,
+    )
+    response["Retry-After"] = str(max(1, int((exc.resets_at - timezone.now()).total_seconds())))
+    return response
+
+
+class MeteredMixin:
+    """Views that tell a partner what other platforms hold (lookups, and clusters seen through its own
+    sellers) answer 429 with the reset time once the key's daily lookup quota is used up."""
+
+    def handle_exception(self, exc: Exception) -> Response:
+        if isinstance(exc, lookups.QuotaExceeded):
+            return quota_exceeded(exc)
+        return super().handle_exception(exc)  # type: ignore[misc]
 
 
 def cluster_context(sellers: list[Seller]) -> dict[str, Any]:
@@ -202,8 +259,9 @@ def cluster_context(sellers: list[Seller]) -> dict[str, Any]:
 
 
 @extend_schema(responses={200: SellerSerializer(many=True), 400: ERROR, 404: ERROR, **COMMON_ERRORS})
-class SellerListView(PartnerScopedMixin, generics.ListAPIView):
-    """Your own reported sellers, newest first, filterable."""
+class SellerListView(MeteredMixin, PartnerScopedMixin, generics.ListAPIView):
+    """Your own reported sellers, newest first, filterable. Each distinct cluster shown counts against the
+    key's daily lookup quota."""
 
     required_scope = "read"
     serializer_class = SellerSerializer
@@ -213,13 +271,18 @@ class SellerListView(PartnerScopedMixin, generics.ListAPIView):
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
         assert page is not None
-        data = SellerSerializer(page, many=True, context=cluster_context(page)).data
+        context = cluster_context(page)
+        lookups.do_read_clusters(
+            partner_of(request).api_key, "seller_list", context["cluster_summaries"].values()
+        )
+        data = SellerSerializer(page, many=True, context=context).data
         return self.get_paginated_response(data)
 
 
 @extend_schema(responses={200: SellerDetailSerializer, 404: ERROR, **COMMON_ERRORS})
-class SellerDetailView(PartnerScopedMixin, generics.RetrieveAPIView):
-    """One of your sellers with its indicator kinds and its actor cluster (null when unlinked)."""
+class SellerDetailView(MeteredMixin, PartnerScopedMixin, generics.RetrieveAPIView):
+    """One of your sellers with its indicator kinds and its actor cluster (null when unlinked). A cluster
+    shown counts against the key's daily lookup quota."""
 
     required_scope = "read"
     serializer_class = SellerDetailSerializer
@@ -239,7 +302,15 @@ class SellerDetailView(PartnerScopedMixin, generics.RetrieveAPIView):
 
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         seller = self.get_object()
-        return Response(SellerDetailSerializer(seller, context=cluster_context([seller])).data)
+        context = cluster_context([seller])
+        lookups.do_read_clusters(
+            partner_of(request).api_key,
+            "seller_detail",
+            context["cluster_summaries"].values(),
+            "seller",
+            str(seller.pk),
+        )
+        return Response(SellerDetailSerializer(seller, context=context).data)
 
 
 class RetractView(PartnerScopedMixin, generics.GenericAPIView):
@@ -261,7 +332,7 @@ class RetractView(PartnerScopedMixin, generics.GenericAPIView):
         return Response(SellerSerializer(seller).data)
 
 
-class LookupView(APIView):
+class LookupView(MeteredMixin, APIView):
     """Screen hashed indicators (e.g. of a new seller) against other platforms' reports. Counts against the
     key's daily quota (429 with the reset time beyond it). Audit-logged."""
 
@@ -275,23 +346,7 @@ class LookupView(APIView):
         partner = partner_of(request)
         payload = read_json(request)
         pairs = parse_lookup(payload)
-        try:
-            results = lookups.do_lookup(partner.api_key, pairs)
-        except lookups.QuotaExceeded as exc:
-            response = Response(
-                {
-                    "error": {
-                        "code": "quota_exceeded",
-                        "message": f"Daily lookup quota of {exc.quota} indicators reached; resets at "
-                        f"{exc.resets_at.isoformat()}.",
-                        "details": {"quota": exc.quota, "resets_at": exc.resets_at.isoformat()},
-                    }
-                },
-                status=429,
-            )
-            response["Retry-After"] = str(max(1, int((exc.resets_at - timezone.now()).total_seconds())))
-            return response
-        return Response({"results": results})
+        return Response({"results": lookups.do_lookup(partner.api_key, pairs)})
 
 
 def parse_lookup(payload: Any) -> list[tuple[str, str]]:
@@ -330,8 +385,9 @@ class ClusterPagination(LimitOffsetPagination):
 
 
 @extend_schema(responses={200: ClusterSummarySerializer(many=True), 400: ERROR, **COMMON_ERRORS})
-class ClusterListView(PartnerScopedMixin, generics.ListAPIView):
-    """Actor clusters that contain your sellers: cross-platform first, highest risk first."""
+class ClusterListView(MeteredMixin, PartnerScopedMixin, generics.ListAPIView):
+    """Actor clusters that contain your sellers: cross-platform first, highest risk first. Each cluster on
+    the page counts against the key's daily lookup quota."""
 
     required_scope = "read"
     scope = "clusters"
@@ -345,12 +401,15 @@ class ClusterListView(PartnerScopedMixin, generics.ListAPIView):
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
         assert page is not None
-        return self.get_paginated_response([cluster.summary() for cluster in page])
+        summaries = [cluster.summary() for cluster in page]
+        lookups.do_read_clusters(partner_of(request).api_key, "cluster_list", summaries)
+        return self.get_paginated_response(summaries)
 
 
 @extend_schema(responses={200: ClusterDetailSerializer, 404: ERROR, **COMMON_ERRORS})
-class ClusterDetailView(PartnerScopedMixin, generics.RetrieveAPIView):
-    """One cluster: your own members by seller_ref, other platforms' members only as counts."""
+class ClusterDetailView(MeteredMixin, PartnerScopedMixin, generics.RetrieveAPIView):
+    """One cluster: your own members by seller_ref, other platforms' members only as counts. Counts against
+    the key's daily lookup quota."""
 
     required_scope = "read"
     scope = "clusters"
@@ -361,8 +420,6 @@ class ClusterDetailView(PartnerScopedMixin, generics.RetrieveAPIView):
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         cluster = self.get_object()
         partner = partner_of(request)
-        data = cluster.summary() | cluster.partner_view(partner.platform_id)
-        AuditEntry.objects.record(
-            "cluster_viewed_api", partner.api_key.prefix, partner.platform_id, "cluster", str(cluster.pk)
-        )
-        return Response(data)
+        summary = cluster.summary()
+        lookups.do_read_clusters(partner.api_key, "cluster_detail", [summary], "cluster", cluster.ref)
+        return Response(summary | cluster.partner_view(partner.platform_id))

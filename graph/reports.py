@@ -19,7 +19,8 @@ duplicate. Nothing is ever lost, and nothing reaches a mailbox twice under diffe
 
 Privacy: a platform's report lists only its own sellers' references; other platforms appear as counts (names
 only with `EXCHANGE_REVEAL_PLATFORM_NAMES`). Reports never carry tokens, hashes or cluster notes (analysts'
-internal text). The digest carries no seller references at all.
+internal text), and link clusters by their opaque ref, never their sequential id. The digest carries no
+seller references at all; it names the platforms whose quick retractions look like probes (counts only).
 """
 
 from __future__ import annotations
@@ -39,13 +40,13 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import IntegrityError, transaction
-from django.db.models import F, Max, Q
+from django.db.models import Count, F, Max, Q
 from django.template.loader import render_to_string
 from django.utils import timezone
 
 from accounts.models import Cadence, DeliveryStatus, Platform, ReportDelivery, ReportKind
 from accounts.roles import EXCHANGE_ANALYST
-from exchange.models import Seller
+from exchange.models import AuditEntry, Seller
 from graph.models import ActorCluster, ClusterEvent, ClusterMember, EventKind, platform_labels
 
 logger = logging.getLogger("exchange.reports")
@@ -150,6 +151,15 @@ class PlatformReport:
 
 
 @dataclass
+class SuspectedProbes:
+    """One platform's retractions soon after their first report (`probe_suspected` audit entries)."""
+
+    platform: str
+    retractions: int
+    after_cluster_read: int
+
+
+@dataclass
 class Digest:
     period_start: datetime | None
     period_end: datetime
@@ -157,14 +167,21 @@ class Digest:
     new_count: int
     grew_count: int
     live_cross_platform: int
+    probes: list[SuspectedProbes] = field(default_factory=list)
+    probe_window_hours: int = 0
+
+    @property
+    def probe_count(self) -> int:
+        return sum(p.retractions for p in self.probes)
 
     @property
     def is_empty(self) -> bool:
-        return not self.clusters.total
+        return not (self.clusters.total or self.probes)
 
 
-def cluster_url(cluster_id: int) -> str:
-    return f"{getattr(settings, 'SITE_URL', '')}/admin/graph/actorcluster/{cluster_id}/change/"
+def cluster_url(ref: str) -> str:
+    """The admin page of a cluster by its opaque ref: numeric ids would tell recipients the exchange's volume."""
+    return f"{getattr(settings, 'SITE_URL', '')}/admin/graph/actorcluster/{ref}/change/"
 
 
 def _in_period(start: datetime | None, end: datetime, field_name: str = "created_at") -> Q:
@@ -176,7 +193,7 @@ def _item(cluster: ActorCluster) -> ClusterItem:
     return ClusterItem(
         id=cluster.pk,
         ref=cluster.ref,
-        url=cluster_url(cluster.pk),
+        url=cluster_url(cluster.ref),
         risk=cluster.risk,
         size=cluster.size,
         platform_count=cluster.platform_count,
@@ -302,7 +319,22 @@ def digest(start: datetime | None, end: datetime) -> Digest:
         new_count=new_count,
         grew_count=len(items) - new_count,
         live_cross_platform=ActorCluster.objects.live().cross_platform().count(),
+        probes=suspected_probes(start, end),
+        probe_window_hours=settings.EXCHANGE_PROBE_WINDOW_HOURS,
     )
+
+
+def suspected_probes(start: datetime | None, end: datetime) -> list[SuspectedProbes]:
+    """Per platform, retractions flagged as suspected probes in (start, end], most first."""
+    rows = (
+        AuditEntry.objects.filter(_in_period(start, end), action="probe_suspected")
+        .values("platform__name")
+        .annotate(n=Count("id"), read=Count("id", filter=Q(details__cluster_read=True)))
+        .order_by("-n", "platform__name")
+    )
+    return [
+        SuspectedProbes(row["platform__name"] or "(deleted platform)", row["n"], row["read"]) for row in rows
+    ]
 
 
 # ------------------------------------------------------------------------------------------------ emails

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from accounts.models import ApiKey
@@ -74,3 +76,30 @@ def test_lookup_needs_the_lookup_scope(acme, anonymous):
     acme.secret = secret
     assert lookup(acme.client(), ("email", "a@x.com")).status_code == 403
     assert lookup(anonymous, ("email", "a@x.com")).status_code == 401
+
+
+def test_lookup_of_an_indicator_held_only_by_retracted_or_own_sellers_runs_the_same_queries_as_an_unknown_one(
+    acme, bazaar
+):
+    """Timing (issue 12, item 4): the work must not depend on whether the exchange stores the indicator
+    when no other platform's live seller holds it. tests/bench/bench_lookup_timing.py measures it."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    submit(bazaar.client(), seller("baz-gone", ("email", "gone@x.com")))
+    bazaar.client().post("/api/v1/sellers/baz-gone/retract/", {"reason": "appeal"}, format="json")
+    submit(acme.client(), seller("acme-own", ("email", "own@x.com")))
+    client = acme.client()
+    lookup(client, ("email", "warmup@x.com"))
+
+    shapes = {}
+    for case, value in [("unknown", "never@x.com"), ("retracted", "gone@x.com"), ("own", "own@x.com")]:
+        with CaptureQueriesContext(connection) as queries:
+            response = lookup(client, ("email", value))
+        assert response.json()["results"][0]["match"] is False
+        # The statements with their values (and savepoint names) masked.
+        shapes[case] = [
+            re.sub(r"'(?:[^']|'')*'|\b\d+\b|\"s\d+_x\d+\"", "?", q["sql"]) for q in queries.captured_queries
+        ]
+    assert len(shapes["unknown"]) == len(shapes["retracted"]) == len(shapes["own"])
+    assert shapes["unknown"] == shapes["retracted"] == shapes["own"]

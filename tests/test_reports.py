@@ -7,6 +7,7 @@ same email address, which makes a cross-platform cluster.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from django.contrib.auth.models import User
 from django.core import mail
 from django.core.mail.backends.base import BaseEmailBackend
 from django.core.management import call_command
+from django.template.loader import render_to_string
 from django.test import override_settings
 
 import graph.report_admin  # noqa: F401  (to be imported by graph/admin.py; here before the URLconf loads)
@@ -165,10 +167,10 @@ def test_report_lists_new_cross_platform_clusters_with_own_sellers_and_other_pla
     assert f"* {clustered.ref}: risk {clustered.risk}/100, 2 accounts on 2 platforms" in body
     assert "Your sellers (1): acme-1" in body
     assert "Other platforms: 1 account on 1 platform\n" in body
-    assert f"http://localhost:8000/admin/graph/actorcluster/{clustered.pk}/change/" in body
+    assert f"http://localhost:8000/admin/graph/actorcluster/{clustered.ref}/change/" in body
     assert "bz-1" not in body and "Bazaar North" not in body
     html = html_of(message)
-    assert f'<a href="http://localhost:8000/admin/graph/actorcluster/{clustered.pk}/change/">' in html
+    assert f'<a href="http://localhost:8000/admin/graph/actorcluster/{clustered.ref}/change/">' in html
     assert "acme-1" in html and "bz-1" not in html and "Bazaar North" not in html
 
 
@@ -234,6 +236,88 @@ def test_reports_never_carry_cluster_notes(clustered: ActorCluster) -> None:
         assert "NOTE-CANARY" not in message.body + html_of(message) + message.subject
 
 
+def test_report_links_use_the_clusters_opaque_ref_and_never_its_numeric_id(
+    clustered: ActorCluster, acme: KeyedPlatform, bazaar: KeyedPlatform, clock: time_machine.Traveller
+) -> None:
+    """Issue 12, item 6: sequential cluster ids leak the exchange's volume; platforms see refs only."""
+    other = shared_pair(acme, bazaar, n=2)
+    reports.run_reports()
+    mail.outbox.clear()
+    clock.shift(timedelta(days=1))
+    bazaar.client().post("/api/v1/sellers/bz-2/retract/", {"reason": "appeal"}, format="json")  # lost
+    submit(acme.client(), seller("acme-3", ("email", "ring1@example.com")))  # grew
+    reports.run_reports()
+
+    assert len(mail.outbox) == 2
+    for message in mail.outbox:
+        for text in (message.body, html_of(message), message.subject):
+            assert not re.search(r"/actorcluster/\d+/", text)
+            assert f"Cluster {clustered.pk} " not in text and f"#{clustered.pk}" not in text
+    acme_message = messages_to("trust@acme.example")[0]
+    for text in (acme_message.body, html_of(acme_message)):
+        for cluster in (clustered, other):
+            assert f"http://localhost:8000/admin/graph/actorcluster/{cluster.ref}/change/" in text
+
+
+def test_subjects_are_not_html_escaped_and_carry_no_newlines(
+    acme: KeyedPlatform, bazaar: KeyedPlatform, clock: time_machine.Traveller
+) -> None:
+    """Issue 12, item 14: a subject is plain text; autoescaping made it say 'Harbor &amp; Finch'."""
+    Platform.objects.filter(pk=acme.platform.pk).update(name="Harbor & Finch <Ltd>\nBcc: x@evil.example")
+    acme.platform.refresh_from_db()
+    shared_pair(acme, bazaar)
+    reports_on(acme, "trust@acme.example")
+    reports.run_reports()
+
+    (message,) = messages_to("trust@acme.example")
+    assert message.subject.startswith("[Exchange] Harbor & Finch <Ltd> Bcc: x@evil.example: 1 new")
+    assert "&amp;" not in message.subject and "&lt;" not in message.subject
+    assert "\n" not in message.subject and "\r" not in message.subject
+    assert "Cluster report for Harbor & Finch <Ltd>" in message.body  # plain text is not escaped either
+    assert "Cluster report for Harbor &amp; Finch &lt;Ltd&gt;" in html_of(message)  # HTML is
+
+
+def test_every_count_in_reports_is_pluralised(
+    clustered: ActorCluster,
+    acme: KeyedPlatform,
+    bazaar: KeyedPlatform,
+    alice: User,
+    clock: time_machine.Traveller,
+) -> None:
+    """Issue 12, item 14: "1 lost accounts"."""
+    reports.run_reports()
+    mail.outbox.clear()
+    clock.shift(timedelta(days=1))
+    bazaar.client().post("/api/v1/sellers/bz-1/retract/", {"reason": "appeal"}, format="json")
+    other = shared_pair(acme, bazaar, n=2)
+    reports.run_reports()
+
+    acme_message = messages_to("trust@acme.example")[0]
+    assert ", 1 cluster lost accounts (" in acme_message.subject
+    assert "1 lost accounts" not in acme_message.subject
+    for text in (acme_message.body, html_of(acme_message)):
+        assert "0 accounts now" in text  # the dissolved cluster
+        assert "2 accounts on 2 platforms" in text
+        assert "1 accounts" not in text and "1 platforms" not in text and "1 clusters" not in text
+    (digest,) = messages_to("alice@example.org")
+    assert digest.subject.startswith("[Exchange] Digest: 1 new cross-platform cluster, 0 grown")
+    assert other.ref in digest.body
+
+    # Singular phrases where a count is one, in the item lines too.
+    shrunk = reports.ClusterItem(
+        id=1, ref="ac_x", url="u", risk=5, size=1, platform_count=1, kinds=[], size_before=2, change="shrank"
+    )
+    grown = reports.ClusterItem(
+        id=2, ref="ac_y", url="u", risk=5, size=3, platform_count=2, kinds=[], own_count=1, own_new=1
+    )
+    grown.other_accounts = grown.other_platforms = 1
+    for name in ("_cluster.txt", "_cluster.html"):
+        line = render_to_string(f"reports/{name}", {"item": shrunk})
+        assert "1 account now" in line and "1 accounts" not in line
+        line = render_to_string(f"reports/{name}", {"item": grown, "show_members": True})
+        assert "3 accounts on 2 platforms" in line and "1 account on 1 platform" in line
+
+
 # ------------------------------------------------------------------------------------------------ digest
 
 
@@ -253,7 +337,7 @@ def test_exchange_analysts_get_a_digest_highest_risk_first_without_seller_refs(
 
     (digest,) = messages_to("alice@example.org")
     assert messages_to("bob@example.org") == []  # partner analysts get no digest
-    assert digest.subject.startswith("[Exchange] Digest: 2 new and 0 grown cross-platform clusters")
+    assert digest.subject.startswith("[Exchange] Digest: 2 new cross-platform clusters, 0 grown")
     assert digest.body.index(second.ref) < digest.body.index(first.ref)
     for text in (digest.body, html_of(digest)):
         assert "acme-1" not in text and "bz-1" not in text and "Acme Market" not in text

@@ -96,7 +96,7 @@ def test_report_arrives_over_smtp_as_multipart_alternative_with_the_stored_messa
     text, html = text_part.get_content(), html_part.get_content()
     assert "Cluster report for Acme Market" in text and cluster.ref in text and "acme-1" in text
     assert "<html" not in text  # readable as plain text
-    assert f'<a href="http://localhost:8000/admin/graph/actorcluster/{cluster.pk}/change/">' in html
+    assert f'<a href="http://localhost:8000/admin/graph/actorcluster/{cluster.ref}/change/">' in html
     assert "bz-1" not in message.as_string() and "Bazaar North" not in message.as_string()
     row.refresh_from_db()
     assert row.status == DeliveryStatus.SENT and row.sent_at is not None

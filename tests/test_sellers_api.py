@@ -53,7 +53,8 @@ def test_seller_list_rejects_a_bad_filter_value(acme, reported):
 def test_seller_list_has_no_query_per_row(acme, reported, django_assert_max_num_queries):
     submit(acme.client(), *[seller(f"bulk-{i}", ("email", f"{i}@bulk.x")) for i in range(30)])
     client = acme.client()
-    with django_assert_max_num_queries(8):
+    # 8, plus charging the page's one cluster to the quota and its audit entry (5 statements on SQLite).
+    with django_assert_max_num_queries(13):
         assert len(client.get("/api/v1/sellers/").json()["results"]) == 32
 
 
@@ -151,3 +152,65 @@ def test_date_filters_accept_real_offsets_and_refuse_impossible_ones(acme, repor
     response = acme.client().get("/api/v1/sellers/", {"updated_since": "2020-01-01T00:00:00+23:00"})
     assert response.status_code == 400
     assert "updated_since" in response.json()["error"]["details"]
+
+
+# --- cursors (issue 12, items 6 and 11): opaque, carry no global id, forged ones are a 400 --------------
+
+
+def next_cursor(url):
+    from urllib.parse import parse_qs, urlsplit
+
+    return parse_qs(urlsplit(url).query)["cursor"][0]
+
+
+def test_seller_list_cursors_are_opaque_and_carry_no_seller_id(acme, reported):
+    import base64
+
+    submit(acme.client(), *[seller(f"page-{i}", ("email", f"{i}@page.x")) for i in range(5)])
+    client = acme.client()
+    first = client.get("/api/v1/sellers/", {"page_size": 3}).json()
+    cursor = next_cursor(first["next"])
+    decoded = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+    assert b"p=" not in decoded
+    for pk in Seller.objects.values_list("id", flat=True):
+        assert f"p={pk}".encode() not in decoded and base64.b64encode(f"p={pk}".encode()).decode() != cursor
+
+    seen, url = [], "/api/v1/sellers/?page_size=3"
+    while url:
+        page = client.get(url).json()
+        seen += [s["seller_ref"] for s in page["results"]]
+        url = page["next"]
+    assert sorted(seen) == sorted(
+        Seller.objects.filter(platform=acme.platform).values_list("seller_ref", flat=True)
+    )
+    assert len(seen) == len(set(seen)) == 7
+    second = client.get("/api/v1/sellers/", {"page_size": 3, "cursor": cursor}).json()
+    back = client.get(second["previous"]).json()
+    assert [s["seller_ref"] for s in back["results"]] == [s["seller_ref"] for s in first["results"]]
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        "cD1hYmM=",  # base64 of p=abc
+        "cD0xZTU=",  # p=1e5
+        "cD0xAA==",  # p=1 and a NUL byte
+        "\x00",
+        "bm90IGEgY3Vyc29y",  # random base64
+        "gAAAAABnot-a-real-token",
+        "%",
+    ],
+)
+def test_forged_cursors_are_a_400_with_the_json_error_shape(acme, reported, forged):
+    response = acme.client().get("/api/v1/sellers/", {"cursor": forged})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "invalid" and "cursor" in error["details"]
+
+
+def test_a_tampered_cursor_is_a_400(acme, reported):
+    submit(acme.client(), *[seller(f"page-{i}", ("email", f"{i}@page.x")) for i in range(5)])
+    cursor = next_cursor(acme.client().get("/api/v1/sellers/", {"page_size": 2}).json()["next"])
+    flipped = cursor[:20] + ("A" if cursor[20] != "A" else "B") + cursor[21:]
+    assert acme.client().get("/api/v1/sellers/", {"cursor": flipped}).status_code == 400
+    assert acme.client().get("/api/v1/sellers/", {"cursor": cursor}).status_code == 200

@@ -90,6 +90,12 @@ try:
     EXCHANGE_PURGE_GRACE_DAYS = envint("EXCHANGE_PURGE_GRACE_DAYS", 30)
     # Indicators a key may look up per UTC day.
     EXCHANGE_LOOKUP_DAILY_QUOTA = envint("EXCHANGE_LOOKUP_DAILY_QUOTA", 100_000)
+    # Admin hash searches and cluster pages a platform's analysts may open per UTC day (all analysts together).
+    EXCHANGE_ANALYST_DAILY_QUOTA = envint("EXCHANGE_ANALYST_DAILY_QUOTA", 1000)
+    if EXCHANGE_ANALYST_DAILY_QUOTA < 0:
+        raise ConfigError(
+            f"EXCHANGE_ANALYST_DAILY_QUOTA must be 0 or more, got {EXCHANGE_ANALYST_DAILY_QUOTA}"
+        )
     EXCHANGE_MAX_BATCH_SELLERS = envint("EXCHANGE_MAX_BATCH_SELLERS", 1000)
     EXCHANGE_MAX_SELLER_INDICATORS = envint("EXCHANGE_MAX_SELLER_INDICATORS", 100)
     EXCHANGE_MAX_LOOKUP_INDICATORS = envint("EXCHANGE_MAX_LOOKUP_INDICATORS", 100)

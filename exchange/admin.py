@@ -137,8 +137,6 @@ class SellerAdmin(ReadOnlyMixin, ScopedModelAdmin):
         self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
     ) -> tuple[QuerySet[Any], bool]:
         term = search_term.strip()
-        if "\x00" in term:  # matches nothing (and PostgreSQL refuses NUL in a string)
-            return queryset.none(), False
         return (queryset.filter(seller_ref__startswith=term), False) if term else (queryset, False)
 
     @admin.display(description="reasons")
@@ -282,8 +280,6 @@ class IndicatorAdmin(ScopedModelAdmin):
         term = search_term.strip().lower()
         if not term:
             return queryset, False
-        if "\x00" in term:  # matches nothing (and PostgreSQL refuses NUL in a string)
-            return queryset.none(), False
         return queryset.filter(token__startswith=term), False
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:

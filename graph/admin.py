@@ -426,8 +426,6 @@ class ActorClusterAdmin(ScopedModelAdmin):
         term = search_term.strip()
         if not term:
             return queryset, False
-        if "\x00" in term:  # matches nothing (and PostgreSQL refuses NUL in a string)
-            return queryset.none(), False
         if term.startswith("ac_"):
             return queryset.filter(ref=term), False
         sellers = Seller.objects.filter(seller_ref=term)

@@ -4,13 +4,14 @@ transport hash in a URL and is metered for partners (item 2)."""
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from django.test import Client
 
-from exchange import models as exchange_models
-from exchange.models import AuditEntry, Indicator, Seller
+from exchange.lookups import QuotaExceeded, charge_platform_quota
+from exchange.models import AnalystLookupUsage, AuditEntry, Indicator, Seller
 from graph.models import ActorCluster
 from tests.admin_world import AdminWorld, build, logged_in
 from tests.builders import th
@@ -25,8 +26,7 @@ SECRET_NOTES = "Suspect: baz-1 runs the ring"
 
 @pytest.fixture
 def world(acme, bazaar) -> AdminWorld:
-    w = build(acme, bazaar)
-    return w
+    return build(acme, bazaar)
 
 
 @pytest.fixture
@@ -214,7 +214,7 @@ def test_hash_search_enforces_csrf(world, alice):
 
 
 def usage(world_platform: Any) -> int:
-    row = exchange_models.AnalystLookupUsage.objects.filter(platform=world_platform).first()
+    row = AnalystLookupUsage.objects.filter(platform=world_platform).first()
     return row.count if row else 0
 
 
@@ -247,7 +247,7 @@ def test_partner_cluster_page_view_is_charged_one_unit_of_the_platform_quota(wor
     assert refused.status_code == 429 and "quota reached" in body(refused)
     assert "acme-1" not in body(refused) and "Platform A" not in body(refused)
     assert logged_in(alice).get(ref_url(world.ring)).status_code == 200
-    assert exchange_models.AnalystLookupUsage.objects.count() == 1
+    assert AnalystLookupUsage.objects.count() == 1
 
 
 def test_indicator_hash_search_is_a_post_for_exchange_analysts_only(world, alice, bob):
@@ -329,3 +329,31 @@ def test_partner_seller_list_links_clusters_by_ref(world, bob):
     seller = Seller.objects.get(seller_ref="acme-1")
     page = body(logged_in(bob).get(f"/admin/exchange/seller/{seller.pk}/change/"))
     assert world.ring.ref in page and f"#{world.ring.pk}" not in page
+
+
+@pytest.mark.parametrize("term", ["\x00", "ac_\x00", "acme-1\x00", "#1\x00"])
+def test_searching_with_a_nul_byte_is_refused_with_a_message_never_a_500(world, alice, bob, term):
+    for user in (alice, bob):
+        for url in (CLUSTERS, "/admin/exchange/seller/"):
+            response = logged_in(user).get(url, {"q": term})
+            assert response.status_code == 200, (user, url)
+            assert "Null characters are not allowed" in body(response)
+
+
+def test_platform_quota_counts_per_utc_day_for_all_of_a_platforms_analysts(world, settings):
+    settings.EXCHANGE_ANALYST_DAILY_QUOTA = 3
+    acme, bazaar = world.acme.platform.pk, world.bazaar.platform.pk
+    late = datetime(2026, 3, 1, 23, 59, tzinfo=UTC)
+    assert charge_platform_quota(acme, 2, late) == 3
+    with pytest.raises(QuotaExceeded) as refused:
+        charge_platform_quota(acme, 2, late)
+    assert refused.value.resets_at == datetime(2026, 3, 2, tzinfo=UTC)
+    charge_platform_quota(acme, 1, late)  # exactly the quota
+    charge_platform_quota(bazaar, 3, late)  # another platform counts apart
+    charge_platform_quota(acme, 3, datetime(2026, 3, 2, 0, 1, tzinfo=UTC))  # a new UTC day
+    with pytest.raises(QuotaExceeded):
+        charge_platform_quota(acme, 4, late)
+    rows = AnalystLookupUsage.objects.values_list("platform_id", "day", "count")
+    assert sorted(rows) == sorted(
+        [(acme, late.date(), 3), (bazaar, late.date(), 3), (acme, datetime(2026, 3, 2, tzinfo=UTC).date(), 3)]
+    )

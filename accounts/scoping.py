@@ -21,6 +21,7 @@ from django.contrib.admin.views.main import ORDER_VAR, ChangeList
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 
 from accounts.models import ApiKey, Platform
 from exchange.models import AuditEntry, Indicator, Seller, Submission
@@ -187,8 +188,23 @@ class ScopedModelAdmin(admin.ModelAdmin):
             columns = len(self.get_list_display(request)) + (1 if self.get_actions(request) else 0)
             for part in request.GET[ORDER_VAR].split("."):
                 if not ORDER_PART.fullmatch(part) or int(part.lstrip("-")) >= columns:
-                    raise DisallowedModelAdminLookup("Ordering only by a column shown")
+                    raise DisallowedModelAdminLookup("Sorting by a column not shown is not allowed")
         return super().get_changelist_instance(request)
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        try:
+            return super().changelist_view(request, extra_context)
+        except DisallowedModelAdminLookup as refused:
+            # A 400 that names the parameter (never its value), the same whatever the value would have matched.
+            context = {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": "Filter not offered",
+                "reason": str(refused),
+            }
+            return TemplateResponse(request, "admin/lookup_refused.html", context, status=400)
 
     def history_view(
         self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None

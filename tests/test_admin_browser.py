@@ -133,4 +133,7 @@ def test_partner_analyst_reads_the_evidence_of_their_cluster_only(browser, live_
     page.click("text=Search by hash")
     page.wait_for_selector("#hash-search-summary")
     assert hash_ not in page.url and hash_ not in page.content()
-    assert page.locator(f"#result_list a[href='/admin/graph/actorcluster/{world.ring.ref}/change/']").count() == 1
+    assert (
+        page.locator(f"#result_list a[href='/admin/graph/actorcluster/{world.ring.ref}/change/']").count()
+        == 1
+    )

@@ -8,14 +8,20 @@ these functions, so a partner analyst who types another platform's URL gets a 40
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from django.contrib import admin
+from django.contrib.admin.exceptions import DisallowedModelAdminLookup
+from django.contrib.admin.filters import FieldListFilter
+from django.contrib.admin.utils import get_fields_from_path
+from django.contrib.admin.views.main import ORDER_VAR, ChangeList
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 
 from accounts.models import ApiKey, Platform
 from exchange.models import AuditEntry, Indicator, Seller, Submission
@@ -120,11 +126,20 @@ def api_keys_for(user: User) -> QuerySet[ApiKey]:
     return ApiKey.objects.all() if scope_of(user).everything else ApiKey.objects.none()
 
 
+ORDER_PART = re.compile(r"-?[0-9]{1,3}")
+
+
 class ScopedModelAdmin(admin.ModelAdmin):
     """A ModelAdmin whose rows come from one of the functions above (`scoped_queryset`).
 
     An object outside the viewer's scope does not exist for them: its change, history and delete pages answer
     404 (not the admin's default redirect, and not a 403 that would confirm the object exists).
+
+    A partner analyst's changelist takes only the filters the page offers them and orders only by the columns
+    it shows them: Django otherwise accepts any lookup on a local field (`?notes__startswith=a`), an oracle on
+    whatever the page hides. Anything else is refused with a 400 (`DisallowedModelAdminLookup`), decided
+    before any query runs, so that a matching and a missing value get the same answer. The history page
+    (who changed what, with field names) is the exchange's own record: partner analysts get 404.
     """
 
     scoped_queryset: ClassVar[Callable[[User], QuerySet[Any]]]
@@ -139,6 +154,64 @@ class ScopedModelAdmin(admin.ModelAdmin):
         if obj is None:
             raise Http404(f"No {self.opts.verbose_name} with this id.")
         return obj
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest) -> bool:
+        if scope_of(request.user).is_partner:
+            return lookup in self.offered_lookups(request)
+        return super().lookup_allowed(lookup, value, request)
+
+    def offered_lookups(self, request: HttpRequest) -> set[str]:
+        """The query-string parameters of the filters this page offers the viewer (and its date drill-down)."""
+        offered: set[str] = set()
+        for list_filter in self.get_list_filter(request):
+            offered.update(self._filter_parameters(request, list_filter))
+        if self.date_hierarchy:
+            offered.update(f"{self.date_hierarchy}__{part}" for part in ("year", "month", "day"))
+        return offered
+
+    def _filter_parameters(self, request: HttpRequest, list_filter: Any) -> Iterable[str]:
+        # Built as ChangeList builds them, so each filter names its own parameters (`status__exact`, ...).
+        if callable(list_filter) and not isinstance(list_filter, (list, tuple)):
+            spec = list_filter(request, {}, self.model, self)
+        else:
+            field_path, filter_class = (
+                list_filter
+                if isinstance(list_filter, (list, tuple))
+                else (list_filter, FieldListFilter.create)
+            )
+            field = get_fields_from_path(self.model, field_path)[-1]
+            spec = filter_class(field, request, {}, self.model, self, field_path=field_path)
+        return spec.expected_parameters() or ()
+
+    def get_changelist_instance(self, request: HttpRequest) -> ChangeList:
+        if scope_of(request.user).is_partner and ORDER_VAR in request.GET:
+            columns = len(self.get_list_display(request)) + (1 if self.get_actions(request) else 0)
+            for part in request.GET[ORDER_VAR].split("."):
+                if not ORDER_PART.fullmatch(part) or int(part.lstrip("-")) >= columns:
+                    raise DisallowedModelAdminLookup("Sorting by a column not shown is not allowed")
+        return super().get_changelist_instance(request)
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        try:
+            return super().changelist_view(request, extra_context)
+        except DisallowedModelAdminLookup as refused:
+            # A 400 that names the parameter (never its value), the same whatever the value would have matched.
+            context = {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": "Filter not offered",
+                "reason": str(refused),
+            }
+            return TemplateResponse(request, "admin/lookup_refused.html", context, status=400)
+
+    def history_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        if scope_of(request.user).is_partner:
+            raise Http404(f"No {self.opts.verbose_name} with this id.")
+        return super().history_view(request, object_id, extra_context)
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         return not scope_of(request.user).nothing and super().has_module_permission(request)

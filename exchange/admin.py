@@ -8,16 +8,17 @@ recomputation of the clusters it touches.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from django import forms
-from django.conf import settings
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin.views.main import SEARCH_VAR, ChangeList
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import QuerySet
-from django.http import HttpRequest
-from django.urls import reverse
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
@@ -30,14 +31,20 @@ from accounts.scoping import (
     sellers_for,
     submissions_for,
 )
-from exchange.hashing import keyed_tokens
-from exchange.models import AuditEntry, Indicator, KeyState, Linking, Seller, Submission
-from exchange.normalization import KINDS, REASONS, STRONG_KINDS
+from exchange.hash_search import (
+    HASH_QUERY_REFUSED,
+    HashQueryRefusingChangeList,
+    HashSearchForm,
+    looks_like_transport_hash,
+    tokens_for,
+)
+from exchange.models import AuditEntry, Indicator, Linking, Seller, Submission
+from exchange.normalization import REASONS, STRONG_KINDS
 from graph.clustering import thresholds
 from graph.models import ActorCluster
 from graph.scheduling import schedule_recompute
 
-TRANSPORT_HASH = re.compile(r"[0-9a-f]{64}")
+HASH_SEARCH_LIMIT = 100
 
 
 class ReadOnlyMixin:
@@ -112,7 +119,13 @@ class SellerAdmin(ReadOnlyMixin, ScopedModelAdmin):
         "cluster",
         "indicators",
     )
-    readonly_fields = (*fields, "indicator_kinds")
+    readonly_fields = (*fields, "indicator_kinds", "cluster_reference")
+
+    def get_list_display(self, request: HttpRequest) -> Any:
+        if scope_of(request.user).everything:
+            return self.list_display
+        # A partner analyst knows clusters by opaque reference, never by id (ids tell exchange-wide volume).
+        return [("cluster_reference" if name == "cluster" else name) for name in self.list_display]
 
     def get_list_filter(self, request: HttpRequest) -> list[Any]:
         filters: list[Any] = ["status", ReasonFilter, RetractedFilter]
@@ -141,6 +154,17 @@ class SellerAdmin(ReadOnlyMixin, ScopedModelAdmin):
             '<a href="{}">#{}</a> ({} sellers, risk {})', url, cluster.pk, cluster.size, cluster.risk
         )
 
+    @admin.display(description="cluster")
+    def cluster_reference(self, obj: Seller) -> str:
+        membership = getattr(obj, "cluster_membership", None)
+        if membership is None:
+            return "–"
+        cluster = membership.cluster
+        url = reverse("admin:graph_actorcluster_change", args=[cluster.ref])
+        return format_html(
+            '<a href="{}">{}</a> ({} sellers, risk {})', url, cluster.ref, cluster.size, cluster.risk
+        )
+
     @admin.display(description="indicators")
     def indicators(self, obj: Seller) -> str:
         rows = obj.sightings.select_related("indicator").order_by("indicator__kind", "first_seen")
@@ -165,8 +189,10 @@ class SellerAdmin(ReadOnlyMixin, ScopedModelAdmin):
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         # Tokens are the exchange's: a partner analyst sees which kinds their platform reported.
-        last = "indicators" if scope_of(request.user).everything else "indicator_kinds"
-        return [*self.fields[:-1], last]
+        if scope_of(request.user).everything:
+            return list(self.fields)
+        fields = [("cluster_reference" if name == "cluster" else name) for name in self.fields[:-1]]
+        return [*fields, "indicator_kinds"]
 
 
 # ------------------------------------------------------------------------------------------------ indicators
@@ -222,7 +248,10 @@ class IndicatorAdmin(ScopedModelAdmin):
     )
     list_filter = ("linking", SharedFilter, "kind")
     search_fields = ("token",)
-    search_help_text = "A transport hash (64 hex: keyed on the server before searching) or a token prefix."
+    search_help_text = (
+        "A token prefix. Search by transport hash with the form below (the hash stays out of URLs)."
+    )
+    change_list_template = "admin/exchange/indicator/change_list.html"
     ordering = ("-id",)  # newest first on the primary key; sort by holders with the column
     fieldsets = (
         (None, {"fields": ("kind", "strength", "token_display", "first_seen", "holding", "clusters")}),
@@ -251,12 +280,65 @@ class IndicatorAdmin(ScopedModelAdmin):
         term = search_term.strip().lower()
         if not term:
             return queryset, False
-        if TRANSPORT_HASH.fullmatch(term):
-            state = KeyState.objects.first()
-            version = state.current_version if state else max(settings.EXCHANGE_PEPPERS)
-            tokens = keyed_tokens([(kind, term) for kind in KINDS], settings.EXCHANGE_PEPPERS, version)
-            return queryset.filter(token__in=tokens), False
         return queryset.filter(token__startswith=term), False
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return HashQueryRefusingChangeList
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        if looks_like_transport_hash(request.GET.get(SEARCH_VAR, "")):
+            messages.warning(request, HASH_QUERY_REFUSED)
+        return super().changelist_view(request, {**self._hash_search_context(), **(extra_context or {})})
+
+    def get_urls(self) -> list[URLPattern]:
+        search = path(
+            "hash-search/",
+            self.admin_site.admin_view(self.hash_search_view),
+            name=f"{self.opts.app_label}_{self.opts.model_name}_hash_search",
+        )
+        return [search, *super().get_urls()]  # before `<path:object_id>/`, which would take it
+
+    def _hash_search_context(self) -> dict[str, Any]:
+        return {
+            "hash_search_form": HashSearchForm(),
+            "hash_search_url": reverse("admin:exchange_indicator_hash_search"),
+        }
+
+    def hash_search_view(self, request: HttpRequest) -> HttpResponse:
+        """The indicators with this transport hash, of any kind (exchange analysts: partners have no
+        indicator admin). Posted, never in a URL; audited with the number of matches, never the hash."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        form = HashSearchForm(request.POST)
+        context: dict[str, Any] = {}
+        status = 200
+        if form.is_valid():
+            found = self.get_queryset(request).filter(
+                token__in=tokens_for(form.cleaned_data["transport_hash"])
+            )
+            indicators = list(found[:HASH_SEARCH_LIMIT])
+            AuditEntry.objects.record(
+                "admin_indicator_hash_search",
+                request.user.get_username(),
+                scope_of(request.user).platform_id,
+                matches=len(indicators),
+            )
+            rows = [(i, reverse("admin:exchange_indicator_change", args=[i.pk])) for i in indicators]
+            context = {"rows": rows, "matches": len(indicators), "searched": True}
+        else:
+            context, status = {"errors": form.errors["transport_hash"]}, 400
+        context = {
+            **self.admin_site.each_context(request),
+            **self._hash_search_context(),
+            "opts": self.opts,
+            "title": "Indicators by transport hash",
+            **context,
+        }
+        return TemplateResponse(request, "admin/exchange/indicator/hash_search.html", context, status=status)
 
     @admin.display(description="indicator", ordering="kind")
     def indicator(self, obj: Indicator) -> str:

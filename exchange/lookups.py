@@ -175,3 +175,40 @@ def do_lookup(api_key: ApiKey, indicators: list[tuple[str, str]]) -> list[dict[s
         matches=sum(1 for r in results if r["match"]),
     )
     return results
+
+
+def charge_platform_quota(platform_id: int, amount: int, now: datetime | None = None) -> int:
+    """Count `amount` analyst lookups (admin hash searches, cluster pages) against the platform's daily analyst
+    quota (UTC day, all its partner analysts together); raise QuotaExceeded beyond it. As `charge_quota`."""
+    from exchange.models import AnalystLookupUsage  # appended function: its import stays with it
+
+    now = now or timezone.now()
+    today: date = now.astimezone(UTC).date()
+    quota = settings.EXCHANGE_ANALYST_DAILY_QUOTA
+    resets_at = datetime.combine(today + timedelta(days=1), time.min, tzinfo=UTC)
+    if amount > quota:
+        raise QuotaExceeded(quota, resets_at)
+    if connection.vendor == "postgresql":
+        # One conditional upsert: two analysts' concurrent searches cannot both slip under the limit.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """
+                INSERT INTO exchange_analystlookupusage AS u (platform_id, day, count) VALUES (%s, %s, %s)
+                ON CONFLICT (platform_id, day) DO UPDATE SET count = u.count + EXCLUDED.count
+                 WHERE u.count + EXCLUDED.count <= %s
+                RETURNING count
+                """,
+                [platform_id, today, amount, quota],
+            )
+            charged = cursor.fetchone() is not None
+    else:
+        with transaction.atomic():
+            AnalystLookupUsage.objects.get_or_create(platform_id=platform_id, day=today)
+            charged = bool(
+                AnalystLookupUsage.objects.filter(
+                    platform_id=platform_id, day=today, count__lte=quota - amount
+                ).update(count=F("count") + amount)
+            )
+    if not charged:
+        raise QuotaExceeded(quota, resets_at)
+    return quota

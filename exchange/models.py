@@ -213,6 +213,23 @@ class LookupUsage(models.Model):
         return f"{self.api_key_id} {self.day}: {self.count}"
 
 
+class AnalystLookupUsage(models.Model):
+    """What a platform's analysts looked up in the admin per UTC day (hash searches, cluster pages), for the
+    platform's daily analyst quota: the admin is no unmetered way around the API's lookup quota."""
+
+    platform = models.ForeignKey(Platform, on_delete=models.CASCADE, related_name="analyst_lookup_usage")
+    day = models.DateField()
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["platform", "day"], name="analyst_lookup_usage_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.platform_id} {self.day}: {self.count}"
+
+
 class AuditEntryQuerySet(models.QuerySet["AuditEntry"]):
     def record(
         self,

@@ -98,6 +98,12 @@ try:
     EXCHANGE_PROBE_WINDOW_HOURS = envint("EXCHANGE_PROBE_WINDOW_HOURS", 24)
     if EXCHANGE_PROBE_WINDOW_HOURS < 0:
         raise ConfigError(f"EXCHANGE_PROBE_WINDOW_HOURS must be 0 or more, got {EXCHANGE_PROBE_WINDOW_HOURS}")
+    # Admin hash searches and cluster pages a platform's analysts may open per UTC day (all analysts together).
+    EXCHANGE_ANALYST_DAILY_QUOTA = envint("EXCHANGE_ANALYST_DAILY_QUOTA", 1000)
+    if EXCHANGE_ANALYST_DAILY_QUOTA < 0:
+        raise ConfigError(
+            f"EXCHANGE_ANALYST_DAILY_QUOTA must be 0 or more, got {EXCHANGE_ANALYST_DAILY_QUOTA}"
+        )
     EXCHANGE_MAX_BATCH_SELLERS = envint("EXCHANGE_MAX_BATCH_SELLERS", 1000)
     EXCHANGE_MAX_SELLER_INDICATORS = envint("EXCHANGE_MAX_SELLER_INDICATORS", 100)
     EXCHANGE_MAX_LOOKUP_INDICATORS = envint("EXCHANGE_MAX_LOOKUP_INDICATORS", 100)

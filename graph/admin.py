@@ -14,23 +14,32 @@ from datetime import timedelta
 from typing import Any, cast
 
 from django import forms
-from django.conf import settings
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
-from django.contrib.admin.views.main import ChangeList
+from django.contrib.admin.views.main import SEARCH_VAR, ChangeList
 from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Q, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.db.models import Exists, Model, OuterRef, Q, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
 import graph.report_admin  # noqa: F401  (registers the report outbox admin)
 from accounts.models import Platform
-from accounts.scoping import ScopedModelAdmin, clusters_for, scope_of
-from exchange.hashing import keyed_tokens
-from exchange.models import AuditEntry, Indicator, KeyState, Seller
-from exchange.normalization import KINDS, REASONS
+from accounts.scoping import Scope, ScopedModelAdmin, clusters_for, scope_of
+from exchange.hash_search import (
+    HASH_QUERY_REFUSED,
+    HashQueryRefusingChangeList,
+    HashSearchForm,
+    looks_like_transport_hash,
+    tokens_for,
+)
+from exchange.lookups import QuotaExceeded, charge_platform_quota
+from exchange.models import AuditEntry, Indicator, Seller
+from exchange.normalization import REASONS
 from graph import evidence, risk
 from graph.explain import Explanation, explain, member_counts
 from graph.models import (
@@ -43,7 +52,18 @@ from graph.models import (
 )
 from graph.picture import render
 
-TRANSPORT_HASH = re.compile(r"[0-9a-f]{64}")
+# How a cluster is addressed in admin URLs: its opaque reference for everyone, its id for exchange analysts.
+CLUSTER_REF = re.compile(r"ac_[0-9a-f]{8,21}")
+CLUSTER_ID = re.compile(r"[0-9]{1,18}")
+HASH_SEARCH_LIMIT = 100
+EXCHANGE_SEARCH_HELP = (
+    "A seller reference (exact), a cluster id (#123) or reference (ac_…). "
+    "Search by transport hash with the form below (the hash stays out of URLs)."
+)
+PARTNER_SEARCH_HELP = (
+    "One of your platform's seller references (exact) or a cluster reference (ac_…). "
+    "Search by transport hash with the form below (the hash stays out of URLs)."
+)
 RISK_BANDS = (
     ("high", "High (70+)", 70, 101),
     ("medium", "Medium (40-69)", 40, 70),
@@ -248,29 +268,51 @@ class ClusterWorkForm(forms.ModelForm):
 # ------------------------------------------------------------------------------------------------ admin
 
 
-class ClusterChangeList(ChangeList):
-    """Adds each cluster's members per platform to the page in two queries (no query per row).
+def describe_platforms(clusters: list[ActorCluster], own: int | None) -> None:
+    """Sets each cluster's `platforms_spanned` in two queries (no query per row). A partner analyst (`own`)
+    reads their own platform by name and the others as a count."""
+    counts = member_counts([cluster.pk for cluster in clusters])
+    names = dict(Platform.objects.values_list("pk", "name"))
+    for cluster in clusters:
+        members = counts.get(cluster.pk, {})
+        if own is None:
+            parts = [
+                f"{names.get(p, p)} ({n})" for p, n in sorted(members.items(), key=lambda i: (-i[1], i[0]))
+            ]
+        else:
+            others = len(members) - (1 if own in members else 0)
+            parts = [f"{names.get(own, 'yours')} ({members.get(own, 0)})"]
+            if others:
+                parts.append(f"{others} other{'s' if others > 1 else ''}")
+        cluster.platforms_spanned = f"{cluster.platform_count}: " + ", ".join(parts)  # type: ignore[attr-defined]
 
-    A partner analyst reads their own platform by name and the others as a count."""
+
+def cluster_url(cluster: ActorCluster, scope: Scope) -> str:
+    """A partner analyst addresses clusters by opaque reference only: ids would tell exchange-wide volume."""
+    return reverse("admin:graph_actorcluster_change", args=[cluster.pk if scope.everything else cluster.ref])
+
+
+class ClusterChangeList(HashQueryRefusingChangeList):
+    """The cluster list: members per platform on every row; partner analysts' rows link by reference."""
+
+    def __init__(self, request: HttpRequest, *args: Any, **kwargs: Any) -> None:
+        self.scope = scope_of(request.user)
+        super().__init__(request, *args, **kwargs)
+        self.search_help_text = EXCHANGE_SEARCH_HELP if self.scope.everything else PARTNER_SEARCH_HELP
 
     def get_results(self, request: HttpRequest) -> None:
         super().get_results(request)
-        counts = member_counts([cluster.pk for cluster in self.result_list])
-        names = dict(Platform.objects.values_list("pk", "name"))
-        own = scope_of(request.user).platform_id
-        for cluster in self.result_list:
-            members = counts.get(cluster.pk, {})
-            if own is None:
-                parts = [
-                    f"{names.get(p, p)} ({n})"
-                    for p, n in sorted(members.items(), key=lambda i: (-i[1], i[0]))
-                ]
-            else:
-                others = len(members) - (1 if own in members else 0)
-                parts = [f"{names.get(own, 'yours')} ({members.get(own, 0)})"]
-                if others:
-                    parts.append(f"{others} other{'s' if others > 1 else ''}")
-            cluster.platforms_spanned = f"{cluster.platform_count}: " + ", ".join(parts)
+        describe_platforms(list(self.result_list), self.scope.platform_id)
+
+    def url_for_result(self, result: Model) -> str:
+        if self.scope.everything:
+            return super().url_for_result(result)
+        # The reference as it is (URL-safe), so that the link is the one report emails carry.
+        return reverse(
+            f"admin:{self.opts.app_label}_{self.opts.model_name}_change",
+            args=(cast(ActorCluster, result).ref,),
+            current_app=self.model_admin.admin_site.name,
+        )
 
 
 @admin.register(ActorCluster)
@@ -279,14 +321,13 @@ class ActorClusterAdmin(ScopedModelAdmin):
     form = ClusterWorkForm
     list_display = ("cluster", "size", "platforms", "risk_score", "status_label", "assignee", "last_change")
     list_display_links = ("cluster",)
+    # Partner analysts: the reference instead of the id, and no assignee (exchange-only, as on the cluster page).
+    partner_list_display = ("reference", "size", "platforms", "risk_score", "status_label", "last_change")
     list_select_related = ("assignee",)
     list_per_page = 50
     ordering = ("-cross_platform", "-risk", "-size", "id")
     search_fields = ("ref",)  # shows the search box; get_search_results does the real work
-    search_help_text = (
-        "A seller reference (exact), a cluster id or reference (ac_…), or an indicator's transport hash "
-        "(64 hex characters: keyed on the server before searching, never stored)."
-    )
+    search_help_text = EXCHANGE_SEARCH_HELP  # ClusterChangeList tells partner analysts theirs
     change_form_template = "admin/graph/actorcluster/change_form.html"
     change_list_template = "admin/graph/actorcluster/change_list.html"
     save_on_top = False
@@ -301,6 +342,28 @@ class ActorClusterAdmin(ScopedModelAdmin):
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return ClusterChangeList
+
+    def get_list_display(self, request: HttpRequest) -> Any:
+        return self.list_display if scope_of(request.user).everything else self.partner_list_display
+
+    def get_list_display_links(self, request: HttpRequest, list_display: Any) -> Any:
+        return self.list_display_links if scope_of(request.user).everything else ("reference",)
+
+    def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None) -> Any:
+        """By reference (`ac_…`, the form report emails link to) for everyone in scope; by id for exchange
+        analysts only. Anything else, malformed or out of scope, does not exist (404)."""
+        if from_field is not None:
+            return super().get_object(request, object_id, from_field)
+        queryset = self.get_queryset(request)
+        if CLUSTER_REF.fullmatch(object_id):
+            found = queryset.filter(ref=object_id).first()
+        elif CLUSTER_ID.fullmatch(object_id) and scope_of(request.user).everything:
+            found = queryset.filter(pk=int(object_id)).first()
+        else:
+            found = None
+        if found is None:
+            raise Http404(f"No {self.opts.verbose_name} with this id.")
+        return found
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         # Notes may name other platforms' sellers: exchange analysts only.
@@ -322,6 +385,10 @@ class ActorClusterAdmin(ScopedModelAdmin):
         dissolved = " (dissolved)" if obj.dissolved_at else ""
         return format_html('#{} <span class="quiet">{}</span>{}', obj.pk, obj.ref, dissolved)
 
+    @admin.display(description="cluster", ordering="ref")
+    def reference(self, obj: ActorCluster) -> str:
+        return format_html("{}{}", obj.ref, " (dissolved)" if obj.dissolved_at else "")
+
     # Column orderings name the plain field, so that the ranked default ordering shows on the risk column.
     @admin.display(description="platforms spanned", ordering="platform_count")
     def platforms(self, obj: ActorCluster) -> str:
@@ -342,8 +409,14 @@ class ActorClusterAdmin(ScopedModelAdmin):
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
-        title = {"title": "Actor clusters", "subtitle": "Cross-platform first, then highest risk"}
-        return super().changelist_view(request, {**title, **(extra_context or {})})
+        if looks_like_transport_hash(request.GET.get(SEARCH_VAR, "")):
+            messages.warning(request, HASH_QUERY_REFUSED)
+        context = {
+            "title": "Actor clusters",
+            "subtitle": "Cross-platform first, then highest risk",
+            **self._hash_search_context(request),
+        }
+        return super().changelist_view(request, {**context, **(extra_context or {})})
 
     # --- search
 
@@ -353,40 +426,90 @@ class ActorClusterAdmin(ScopedModelAdmin):
         term = search_term.strip()
         if not term:
             return queryset, False
-        if TRANSPORT_HASH.fullmatch(term.lower()):
-            return self._search_hash(request, queryset, term.lower()), False
         if term.startswith("ac_"):
             return queryset.filter(ref=term), False
         sellers = Seller.objects.filter(seller_ref=term)
         scope = scope_of(request.user)
-        if (
-            not scope.everything and scope.platform_id is not None
-        ):  # never an oracle for other platforms' seller references
+        if scope.platform_id is not None:  # never an oracle for other platforms' seller references
             sellers = sellers.filter(platform_id=scope.platform_id)
         by_seller = Exists(ClusterMember.objects.filter(cluster=OuterRef("pk"), seller__in=sellers))
-        if term.lstrip("#").isdigit():
-            return queryset.filter(Q(pk=int(term.lstrip("#"))) | by_seller), False
+        number = term.removeprefix("#")
+        if scope.everything and CLUSTER_ID.fullmatch(number):  # ids are for exchange analysts only
+            return queryset.filter(Q(pk=int(number)) | by_seller), False
         return queryset.filter(by_seller), False
 
-    def _search_hash(
-        self, request: HttpRequest, queryset: QuerySet[Any], transport_hash: str
-    ) -> QuerySet[Any]:
-        state = KeyState.objects.first()
-        version = state.current_version if state else max(settings.EXCHANGE_PEPPERS)
-        tokens = keyed_tokens([(kind, transport_hash) for kind in KINDS], settings.EXCHANGE_PEPPERS, version)
-        indicators = Indicator.objects.filter(token__in=tokens)
-        found = queryset.filter(
-            Exists(
-                ClusterMember.objects.filter(
-                    cluster=OuterRef("pk"), seller__sightings__indicator__in=indicators
+    def get_urls(self) -> list[URLPattern]:
+        search = path(
+            "hash-search/",
+            self.admin_site.admin_view(self.hash_search_view),
+            name=f"{self.opts.app_label}_{self.opts.model_name}_hash_search",
+        )
+        return [search, *super().get_urls()]  # before `<path:object_id>/`, which would take it
+
+    def _hash_search_context(self, request: HttpRequest) -> dict[str, Any]:
+        return {
+            "hash_search_form": HashSearchForm(),
+            "hash_search_url": reverse("admin:graph_actorcluster_hash_search"),
+            "hash_search_metered": scope_of(request.user).is_partner,
+        }
+
+    def hash_search_view(self, request: HttpRequest) -> HttpResponse:
+        """Clusters (in the viewer's scope) holding an indicator with this transport hash, of any kind.
+
+        Posted, never in a URL; answered here, never by a redirect. Audited with the number of matches; a
+        partner analyst's search is charged to their platform's daily analyst quota, like an API lookup."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        scope = scope_of(request.user)
+        form = HashSearchForm(request.POST)
+        if not form.is_valid():
+            return self._hash_search_page(request, {"errors": form.errors["transport_hash"]}, status=400)
+        if scope.is_partner:
+            try:
+                charge_platform_quota(cast(int, scope.platform_id), 1)
+            except QuotaExceeded as exc:
+                AuditEntry.objects.record(
+                    "admin_hash_search_refused",
+                    request.user.get_username(),
+                    scope.platform_id,
+                    quota=exc.quota,
                 )
-            )
+                return self._quota_reached(request, exc, self._hash_search_page)
+        indicators = Indicator.objects.filter(token__in=tokens_for(form.cleaned_data["transport_hash"]))
+        holding = ClusterMember.objects.filter(
+            cluster=OuterRef("pk"), seller__sightings__indicator__in=indicators
         )
-        # Like an API lookup, a search by hash is audit-logged (counts only, never the hash).
+        found = self.get_queryset(request).filter(Exists(holding))
+        clusters = list(found[:HASH_SEARCH_LIMIT])
+        matches = len(clusters) if len(clusters) < HASH_SEARCH_LIMIT else found.count()
+        # Like an API lookup, a search by hash is audit-logged: the number of matches, never the hash.
         AuditEntry.objects.record(
-            "admin_hash_search", request.user.get_username(), scope_of(request.user).platform_id
+            "admin_hash_search", request.user.get_username(), scope.platform_id, matches=matches
         )
-        return found
+        describe_platforms(clusters, scope.platform_id)
+        rows = [(cluster, cluster_url(cluster, scope)) for cluster in clusters]
+        return self._hash_search_page(request, {"rows": rows, "matches": matches, "searched": True})
+
+    def _hash_search_page(
+        self, request: HttpRequest, context: dict[str, Any], status: int = 200
+    ) -> TemplateResponse:
+        context = {
+            **self.admin_site.each_context(request),
+            **self._hash_search_context(request),
+            "opts": self.opts,
+            "title": "Clusters by transport hash",
+            "is_exchange_analyst": scope_of(request.user).everything,
+            "limit": HASH_SEARCH_LIMIT,
+            **context,
+        }
+        return TemplateResponse(request, "admin/graph/actorcluster/hash_search.html", context, status=status)
+
+    def _quota_reached(self, request: HttpRequest, exc: QuotaExceeded, page: Any) -> HttpResponse:
+        response: HttpResponse = page(request, {"quota": exc}, status=429)
+        response["Retry-After"] = str(max(1, int((exc.resets_at - timezone.now()).total_seconds())))
+        return response
 
     # --- the cluster page
 
@@ -399,6 +522,12 @@ class ActorClusterAdmin(ScopedModelAdmin):
     ) -> HttpResponse:
         cluster = self.get_object(request, unquote(object_id))  # 404 outside the viewer's scope
         scope = scope_of(request.user)
+        if request.method == "GET" and scope.is_partner:
+            # The page tells a partner how many accounts other platforms hold: metered like a lookup.
+            try:
+                charge_platform_quota(cast(int, scope.platform_id), 1)
+            except QuotaExceeded as exc:
+                return self._quota_reached(request, exc, self._quota_page)
         explanation = explain(cluster, scope)
         context = {
             **(extra_context or {}),
@@ -411,14 +540,25 @@ class ActorClusterAdmin(ScopedModelAdmin):
             "risk_band": risk_band(cluster.risk),
             "events": self._events(cluster, scope.everything),
             "is_exchange_analyst": scope.everything,
-            "title": f"Cluster #{cluster.pk}",
-            "subtitle": cluster.ref,
+            "title": f"Cluster #{cluster.pk}" if scope.everything else f"Cluster {cluster.ref}",
+            "subtitle": cluster.ref if scope.everything else None,
         }
         if request.method == "GET":
             AuditEntry.objects.record(
                 "cluster_viewed", request.user.get_username(), scope.platform_id, "cluster", str(cluster.pk)
             )
         return super().change_view(request, object_id, form_url, context)
+
+    def _quota_page(self, request: HttpRequest, context: dict[str, Any], status: int) -> TemplateResponse:
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Quota reached",
+            **context,
+        }
+        return TemplateResponse(
+            request, "admin/graph/actorcluster/quota_reached.html", context, status=status
+        )
 
     def _evidence_context(self, request: HttpRequest, explanation: Explanation) -> dict[str, Any]:
         """The chain between the two members chosen on the page (?a=&b= are positions on the page, so that

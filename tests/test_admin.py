@@ -41,8 +41,18 @@ def listed(html: str) -> list[int]:
     return [int(pk) for pk in re.findall(r'href="/admin/graph/actorcluster/(\d+)/change/', html)]
 
 
+def listed_refs(html: str) -> list[str]:
+    """Cluster references in the order a partner analyst's changelist shows them (partners never see ids)."""
+    return re.findall(r'href="/admin/graph/actorcluster/(ac_[0-9a-f]+)/change/', html)
+
+
 def change_url(cluster: ActorCluster) -> str:
     return f"{CLUSTERS}{cluster.pk}/change/"
+
+
+def ref_url(cluster: ActorCluster) -> str:
+    """The cluster page as report emails link to it, and the only way a partner analyst opens it."""
+    return f"{CLUSTERS}{cluster.ref}/change/"
 
 
 # --- the cluster list ---------------------------------------------------------------------------------------
@@ -129,9 +139,15 @@ def test_search_by_seller_ref_cluster_ref_and_id(world, alice):
 def test_search_by_transport_hash_keys_it_on_the_server_and_is_audited(world, alice):
     client = logged_in(alice)
     hash_ = th("tax_id", "DE123456789")
-    assert listed(page(client, CLUSTERS, q=hash_)) == [world.ring.pk]
-    assert listed(page(client, CLUSTERS, q=hash_.upper())) == [world.ring.pk]
-    assert listed(page(client, CLUSTERS, q=th("email", "never-reported@example.com"))) == []
+
+    def search(transport_hash: str) -> list[int]:
+        response = client.post(f"{CLUSTERS}hash-search/", {"transport_hash": transport_hash})
+        assert response.status_code == 200
+        return listed(response.content.decode())
+
+    assert search(hash_) == [world.ring.pk]
+    assert search(hash_.upper()) == [world.ring.pk]
+    assert search(th("email", "never-reported@example.com")) == []
     entry = AuditEntry.objects.filter(action="admin_hash_search").first()
     assert entry is not None and entry.actor == "alice"
     assert hash_ not in str(entry.details) and not Indicator.objects.filter(token=hash_).exists()
@@ -139,8 +155,8 @@ def test_search_by_transport_hash_keys_it_on_the_server_and_is_audited(world, al
 
 def test_partner_search_never_finds_clusters_by_another_platforms_seller_ref(world, bob):
     client = logged_in(bob)
-    assert listed(page(client, CLUSTERS, q="baz-1")) == []
-    assert listed(page(client, CLUSTERS, q="acme-1")) == [world.ring.pk]
+    assert listed_refs(page(client, CLUSTERS, q="baz-1")) == []
+    assert listed_refs(page(client, CLUSTERS, q="acme-1")) == [world.ring.ref]
 
 
 # --- the cluster page ---------------------------------------------------------------------------------------
@@ -189,14 +205,14 @@ def test_evidence_chain_rejects_bad_choices(world, alice):
 
 def test_every_cluster_view_is_audited(world, alice, bob):
     logged_in(alice).get(change_url(world.ring))
-    logged_in(bob).get(change_url(world.ring))
+    logged_in(bob).get(ref_url(world.ring))
     views = AuditEntry.objects.filter(action="cluster_viewed", object_id=str(world.ring.pk))
     assert {(e.actor, e.platform_id) for e in views} == {("alice", None), ("bob", world.acme.platform.pk)}
     assert all(e.details == {} for e in views)
 
 
 def test_partner_sees_other_platforms_as_counts_only(world, bob):
-    html = page(logged_in(bob), change_url(world.ring))
+    html = page(logged_in(bob), ref_url(world.ring))
     assert "acme-1" in html and "acme-2" in html
     assert "baz-1" not in html and "baz-2" not in html
     assert "Bazaar North" not in html
@@ -211,7 +227,7 @@ def test_partner_sees_other_platforms_as_counts_only(world, bob):
 
 def test_partner_sees_other_platform_names_when_the_consortium_reveals_them(world, bob, settings):
     settings.EXCHANGE_REVEAL_PLATFORM_NAMES = True
-    html = page(logged_in(bob), change_url(world.ring))
+    html = page(logged_in(bob), ref_url(world.ring))
     assert "Bazaar North: 2 accounts" in html
     assert "baz-1" not in html
 

@@ -19,6 +19,7 @@ from django.db import connections
 
 from graph.models import ActorCluster, ClusterEvent, EventKind
 from tests.admin_world import PASSWORD, AdminWorld, build, current_code
+from tests.builders import th
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(settings.BASE_DIR) / "test-artifacts"
@@ -88,7 +89,9 @@ def open_ring_from_the_list(page: Any, live_server: Any, ring: ActorCluster, rol
     page.click("text=Cross-platform only")
     rows = page.locator("#result_list tbody tr")
     assert rows.count() == 1
-    page.click(f"#result_list a[href$='/actorcluster/{ring.pk}/change/?_changelist_filters=cross%3Dyes']")
+    # Partner analysts' links carry the cluster's opaque reference, never its id.
+    opened = ring.pk if role == "exchange-analyst" else ring.ref
+    page.click(f"#result_list a[href$='/actorcluster/{opened}/change/?_changelist_filters=cross%3Dyes']")
     page.wait_for_selector("#evidence")
 
 
@@ -132,6 +135,18 @@ def test_partner_analyst_reads_the_evidence_of_their_cluster_only(browser, live_
     page.goto(f"{live_server.url}/admin/graph/actorcluster/{world.bazaar_only.pk}/change/")
     assert "Bazaar" not in page.inner_text("body")
     assert page.locator("#evidence").count() == 0
+
+    # Search by transport hash: a POST form, so the hash never shows in the address bar or history.
+    hash_ = th("tax_id", "DE123456789")
+    page.goto(f"{live_server.url}/admin/graph/actorcluster/")
+    page.fill("#id_transport_hash", hash_)
+    page.click("text=Search by hash")
+    page.wait_for_selector("#hash-search-summary")
+    assert hash_ not in page.url and hash_ not in page.content()
+    assert (
+        page.locator(f"#result_list a[href='/admin/graph/actorcluster/{world.ring.ref}/change/']").count()
+        == 1
+    )
 
 
 # Every page the CSP test visits records policy violations (the DOM event) and the console's CSP errors.

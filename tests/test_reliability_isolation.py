@@ -76,6 +76,9 @@ ADMIN_MODEL_SUFFIXES = (
 # Extra per-model admin routes: route -> what a partner analyst must get on another platform's object.
 ADMIN_EXTRA_ROUTES = {
     "admin/auth/user/<id>/password/": {403},
+    # Hash search: POST only, results scoped like the changelist; indicators are the exchange's.
+    "admin/graph/actorcluster/hash-search/": {405},
+    "admin/exchange/indicator/hash-search/": {403},
 }
 
 # Registered admin models -> the objects that belong to the *other* platform (Bazaar) only. None: the model

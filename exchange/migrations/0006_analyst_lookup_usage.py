@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('accounts', '0003_platform_last_report_at_reportdelivery'),
-        ('exchange', '0004_indicator_holders'),
+        ('exchange', '0005_submission_ref_keyed_digest'),
     ]
 
     operations = [

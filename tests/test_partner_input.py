@@ -172,3 +172,10 @@ def test_a_valid_reference_still_resolves_next_to_the_nul_one(acme):
     submit(acme.client(), seller("acme-1", ("email", "a@x.com")))
     assert acme.client().get("/api/v1/sellers/acme-1/").status_code == 200
     assert acme.client().get("/api/v1/clusters/ac_0123456789abcdef/").status_code == 404
+
+
+@pytest.mark.parametrize("key", ["k\x00ey", "k\x01ey", "k\ney"])
+def test_an_idempotency_key_with_control_characters_is_a_400(acme, key):
+    response = submit(acme.client(), seller("acme-1", ("email", "a@x.com")), key=key)
+    assert_error(response, 400, "Idempotency-Key")
+    assert not Submission.objects.exists() and not Seller.objects.exists()

@@ -57,7 +57,7 @@ def test_reported_at_within_the_bounds_is_accepted_next_to_the_refused_ones(acme
         "2000-01-01T00:00:00Z",
         "2026-01-01T00:00:00+14:00",
         "2026-01-01T00:00:00-12:00",
-        (NOW + timedelta(minutes=2)).isoformat(),
+        (datetime.now(UTC) + timedelta(minutes=2)).isoformat(),
     ):
         response = submit(acme.client(), body=body_with_reported_at(value))
         assert response.status_code == 201, (value, response.content)
@@ -67,7 +67,9 @@ def test_reported_at_within_the_bounds_is_accepted_next_to_the_refused_ones(acme
 
 
 def test_reported_at_beyond_the_clock_skew_is_in_the_future(acme):
-    response = submit(acme.client(), body=body_with_reported_at((NOW + timedelta(hours=1)).isoformat()))
+    response = submit(
+        acme.client(), body=body_with_reported_at((datetime.now(UTC) + timedelta(hours=1)).isoformat())
+    )
     error = assert_error(response, 400, "sellers[1].reported_at")
     assert "future" in error["details"]["sellers[1].reported_at"][0]
 

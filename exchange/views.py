@@ -170,9 +170,14 @@ class SubmissionView(APIView):
     def post(self, request: Request) -> Response:
         partner = partner_of(request)
         key = request.headers.get("Idempotency-Key", "").strip()
-        if not key or len(key) > 255:
+        # Control characters are refused: PostgreSQL cannot store a NUL (that was a 500).
+        if not key or len(key) > 255 or not key.isprintable():
             raise_invalid(
-                {"Idempotency-Key": ["header is required (1-255 characters), e.g. a UUID per batch"]}
+                {
+                    "Idempotency-Key": [
+                        "header is required (1-255 printable characters), e.g. a UUID per batch"
+                    ]
+                }
             )
         body = request.body
         payload = read_json(request)

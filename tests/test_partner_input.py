@@ -57,7 +57,7 @@ def test_reported_at_within_the_bounds_is_accepted_next_to_the_refused_ones(acme
         "2000-01-01T00:00:00Z",
         "2026-01-01T00:00:00+14:00",
         "2026-01-01T00:00:00-12:00",
-        (NOW + timedelta(minutes=2)).isoformat(),
+        (datetime.now(UTC) + timedelta(minutes=2)).isoformat(),
     ):
         response = submit(acme.client(), body=body_with_reported_at(value))
         assert response.status_code == 201, (value, response.content)
@@ -67,7 +67,9 @@ def test_reported_at_within_the_bounds_is_accepted_next_to_the_refused_ones(acme
 
 
 def test_reported_at_beyond_the_clock_skew_is_in_the_future(acme):
-    response = submit(acme.client(), body=body_with_reported_at((NOW + timedelta(hours=1)).isoformat()))
+    response = submit(
+        acme.client(), body=body_with_reported_at((datetime.now(UTC) + timedelta(hours=1)).isoformat())
+    )
     error = assert_error(response, 400, "sellers[1].reported_at")
     assert "future" in error["details"]["sellers[1].reported_at"][0]
 
@@ -172,3 +174,10 @@ def test_a_valid_reference_still_resolves_next_to_the_nul_one(acme):
     submit(acme.client(), seller("acme-1", ("email", "a@x.com")))
     assert acme.client().get("/api/v1/sellers/acme-1/").status_code == 200
     assert acme.client().get("/api/v1/clusters/ac_0123456789abcdef/").status_code == 404
+
+
+@pytest.mark.parametrize("key", ["k\x00ey", "k\x01ey", "k\ney"])
+def test_an_idempotency_key_with_control_characters_is_a_400(acme, key):
+    response = submit(acme.client(), seller("acme-1", ("email", "a@x.com")), key=key)
+    assert_error(response, 400, "Idempotency-Key")
+    assert not Submission.objects.exists() and not Seller.objects.exists()

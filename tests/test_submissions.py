@@ -361,3 +361,14 @@ def test_migration_rekeys_an_old_digest_and_gives_the_row_an_opaque_reference(ac
     )
     assert replay.status_code == 201 and replay.json()["submission"] == old.ref
     assert not Seller.objects.exists()
+
+
+def test_openapi_documents_the_opaque_reference_and_a_201_replay():
+    from drf_spectacular.generators import SchemaGenerator
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    responses = schema["paths"]["/api/v1/submissions/"]["post"]["responses"]
+    assert "200" not in responses
+    assert "Idempotent-Replayed" in responses["201"]["headers"]
+    submission = schema["components"]["schemas"]["SubmissionResponse"]["properties"]["submission"]
+    assert submission["type"] == "string"

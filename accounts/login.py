@@ -13,7 +13,8 @@ UPDATE on SQLite and PostgreSQL alike, and an attempt is counted *before* the pa
 parallel guesses cannot all slip past the check. We chose this over a cache alias: Django's DatabaseCache
 increments by read-then-write (concurrent workers lose counts) and the Redis one exists only with REDIS_URL;
 and over django-axes, which has one failure limit for every lockout parameter (we need 5 per account and 30
-per address) and would replace the login flow that the second-factor login builds on.
+per address) and brings its own authentication backend and middleware into the admin login, which the
+second-factor login (issue 12 item 18) is reworking at the same time.
 
 Counter keys are HMACs (keyed with SECRET_KEY) of the username and address, so the table holds neither,
 nor anything a guessed address could be checked against. The client address is REMOTE_ADDR; behind a

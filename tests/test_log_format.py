@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import subprocess
 import sys
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -33,6 +36,7 @@ HOSTILE = [
     'q" level=ERROR event="forged',
     "back\\slash\u0085level=ERROR event=forged\x7f",
 ]
+ROOT = Path(__file__).resolve().parent.parent
 PAIR = re.compile(r'([A-Za-z_][A-Za-z0-9_.]*)=("(?:[^"\\]|\\.)*"|[^\s"=\\]+)(?: |$)')
 
 
@@ -238,3 +242,33 @@ def test_a_gunicorn_servers_stderr_has_one_honest_line_per_record(live_site):
     assert "event=forged" in stderr  # the hostile text arrived, quoted
     for line in ours:
         assert_one_honest_record(line)
+
+
+def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if k not in {"LOG_FORMAT", "LOG_LEVEL"}}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_log_format_json_writes_one_json_object_per_record():
+    code = "import logging; logging.getLogger('django.request').warning('Not Found: %s', '/x\\nlevel=ERROR')"
+    result = manage({"LOG_FORMAT": "json"}, "shell", "-c", code)
+    assert result.returncode == 0, result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if "Not Found" in line]
+    record = json.loads(line)
+    assert (record["level"], record["logger"]) == ("WARNING", "django.request")
+    assert record["message"] == "Not Found: /x\nlevel=ERROR"
+
+
+@pytest.mark.parametrize(("name", "value"), [("LOG_FORMAT", "xml"), ("LOG_LEVEL", "LOUD")])
+def test_a_malformed_log_setting_is_refused_naming_it(name, value):
+    result = manage({name: value}, "check")
+    assert result.returncode != 0
+    assert name in result.stderr

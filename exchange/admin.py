@@ -11,14 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.contrib import admin, messages
-from django.contrib.admin.views.main import SEARCH_VAR, ChangeList
+from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path, reverse
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
@@ -31,13 +30,7 @@ from accounts.scoping import (
     sellers_for,
     submissions_for,
 )
-from exchange.hash_search import (
-    HASH_QUERY_REFUSED,
-    HashQueryRefusingChangeList,
-    HashSearchForm,
-    looks_like_transport_hash,
-    tokens_for,
-)
+from exchange.hash_search import HashSearchAdmin, HashSearchForm, tokens_for
 from exchange.models import AuditEntry, Indicator, Linking, Seller, Submission
 from exchange.normalization import REASONS, STRONG_KINDS
 from graph.clustering import thresholds
@@ -234,7 +227,7 @@ class LinkingForm(forms.ModelForm):
 
 
 @admin.register(Indicator)
-class IndicatorAdmin(ScopedModelAdmin):
+class IndicatorAdmin(HashSearchAdmin, ScopedModelAdmin):
     scoped_queryset = indicators_for
     form = LinkingForm
     list_display = (
@@ -282,30 +275,6 @@ class IndicatorAdmin(ScopedModelAdmin):
             return queryset, False
         return queryset.filter(token__startswith=term), False
 
-    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
-        return HashQueryRefusingChangeList
-
-    def changelist_view(
-        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
-    ) -> HttpResponse:
-        if looks_like_transport_hash(request.GET.get(SEARCH_VAR, "")):
-            messages.warning(request, HASH_QUERY_REFUSED)
-        return super().changelist_view(request, {**self._hash_search_context(), **(extra_context or {})})
-
-    def get_urls(self) -> list[URLPattern]:
-        search = path(
-            "hash-search/",
-            self.admin_site.admin_view(self.hash_search_view),
-            name=f"{self.opts.app_label}_{self.opts.model_name}_hash_search",
-        )
-        return [search, *super().get_urls()]  # before `<path:object_id>/`, which would take it
-
-    def _hash_search_context(self) -> dict[str, Any]:
-        return {
-            "hash_search_form": HashSearchForm(),
-            "hash_search_url": reverse("admin:exchange_indicator_hash_search"),
-        }
-
     def hash_search_view(self, request: HttpRequest) -> HttpResponse:
         """The indicators with this transport hash, of any kind (exchange analysts: partners have no
         indicator admin). Posted, never in a URL; audited with the number of matches, never the hash."""
@@ -333,7 +302,7 @@ class IndicatorAdmin(ScopedModelAdmin):
             context, status = {"errors": form.errors["transport_hash"]}, 400
         context = {
             **self.admin_site.each_context(request),
-            **self._hash_search_context(),
+            **self.hash_search_context(request),
             "opts": self.opts,
             "title": "Indicators by transport hash",
             **context,

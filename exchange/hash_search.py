@@ -2,20 +2,23 @@
 
 A hash in a query string (`?q=<64 hex>`) lands in access logs, proxy logs and browser history, so the cluster
 and indicator changelists refuse to search by one (`HashQueryRefusingChangeList`) and point to a small form
-that posts the hash to the admin's `hash-search/` view, which renders its results itself (no redirect that
+that posts the hash to the admin's `hash-search/` view (`HashSearchAdmin`), which renders its results itself (no redirect that
 would carry the hash). The hash is keyed on the server for every kind, compared, and forgotten: audit entries
 hold the number of matches only.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
 from django.conf import settings
+from django.contrib import admin, messages
 from django.contrib.admin.views.main import SEARCH_VAR, ChangeList
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.urls import URLPattern, path, reverse
 
 from exchange.hashing import keyed_tokens
 from exchange.ingest import current_key_version
@@ -75,3 +78,36 @@ class HashQueryRefusingChangeList(ChangeList):
             self.query = ""
             return super().get_queryset(request, exclude_parameters).none()
         return super().get_queryset(request, exclude_parameters)
+
+
+class HashSearchAdmin(admin.ModelAdmin):
+    """The admin side: the `hash-search/` URL (the admin defines `hash_search_view`), the form on the
+    changelist, and the changelist's refusal of `?q=<hash>` with a message pointing to the form."""
+
+    hash_search_view: Callable[[HttpRequest], HttpResponse]
+
+    def get_urls(self) -> list[URLPattern]:
+        search = path(
+            "hash-search/",
+            self.admin_site.admin_view(self.hash_search_view),
+            name=f"{self.opts.app_label}_{self.opts.model_name}_hash_search",
+        )
+        return [search, *super().get_urls()]  # before `<path:object_id>/`, which would take it
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return HashQueryRefusingChangeList
+
+    def hash_search_context(self, request: HttpRequest) -> dict[str, Any]:
+        return {
+            "hash_search_form": HashSearchForm(),
+            "hash_search_url": reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_hash_search"),
+        }
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        if looks_like_transport_hash(request.GET.get(SEARCH_VAR, "")):
+            messages.warning(request, HASH_QUERY_REFUSED)
+        return super().changelist_view(
+            request, {**self.hash_search_context(request), **(extra_context or {})}
+        )

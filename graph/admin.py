@@ -14,29 +14,23 @@ from datetime import timedelta
 from typing import Any, cast
 
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.contrib.admin.utils import unquote
-from django.contrib.admin.views.main import SEARCH_VAR, ChangeList
+from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Exists, Model, OuterRef, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path, reverse
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
 import graph.report_admin  # noqa: F401  (registers the report outbox admin)
 from accounts.models import Platform
 from accounts.scoping import Scope, ScopedModelAdmin, clusters_for, scope_of
-from exchange.hash_search import (
-    HASH_QUERY_REFUSED,
-    HashQueryRefusingChangeList,
-    HashSearchForm,
-    looks_like_transport_hash,
-    tokens_for,
-)
+from exchange.hash_search import HashQueryRefusingChangeList, HashSearchAdmin, HashSearchForm, tokens_for
 from exchange.lookups import QuotaExceeded, charge_platform_quota
 from exchange.models import AuditEntry, Indicator, Seller
 from exchange.normalization import REASONS
@@ -316,7 +310,7 @@ class ClusterChangeList(HashQueryRefusingChangeList):
 
 
 @admin.register(ActorCluster)
-class ActorClusterAdmin(ScopedModelAdmin):
+class ActorClusterAdmin(HashSearchAdmin, ScopedModelAdmin):
     scoped_queryset = clusters_for
     form = ClusterWorkForm
     list_display = ("cluster", "size", "platforms", "risk_score", "status_label", "assignee", "last_change")
@@ -409,14 +403,8 @@ class ActorClusterAdmin(ScopedModelAdmin):
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
-        if looks_like_transport_hash(request.GET.get(SEARCH_VAR, "")):
-            messages.warning(request, HASH_QUERY_REFUSED)
-        context = {
-            "title": "Actor clusters",
-            "subtitle": "Cross-platform first, then highest risk",
-            **self._hash_search_context(request),
-        }
-        return super().changelist_view(request, {**context, **(extra_context or {})})
+        title = {"title": "Actor clusters", "subtitle": "Cross-platform first, then highest risk"}
+        return super().changelist_view(request, {**title, **(extra_context or {})})
 
     # --- search
 
@@ -438,18 +426,9 @@ class ActorClusterAdmin(ScopedModelAdmin):
             return queryset.filter(Q(pk=int(number)) | by_seller), False
         return queryset.filter(by_seller), False
 
-    def get_urls(self) -> list[URLPattern]:
-        search = path(
-            "hash-search/",
-            self.admin_site.admin_view(self.hash_search_view),
-            name=f"{self.opts.app_label}_{self.opts.model_name}_hash_search",
-        )
-        return [search, *super().get_urls()]  # before `<path:object_id>/`, which would take it
-
-    def _hash_search_context(self, request: HttpRequest) -> dict[str, Any]:
+    def hash_search_context(self, request: HttpRequest) -> dict[str, Any]:
         return {
-            "hash_search_form": HashSearchForm(),
-            "hash_search_url": reverse("admin:graph_actorcluster_hash_search"),
+            **super().hash_search_context(request),
             "hash_search_metered": scope_of(request.user).is_partner,
         }
 
@@ -497,7 +476,7 @@ class ActorClusterAdmin(ScopedModelAdmin):
     ) -> TemplateResponse:
         context = {
             **self.admin_site.each_context(request),
-            **self._hash_search_context(request),
+            **self.hash_search_context(request),
             "opts": self.opts,
             "title": "Clusters by transport hash",
             "is_exchange_analyst": scope_of(request.user).everything,

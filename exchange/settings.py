@@ -109,6 +109,13 @@ try:
     _unknown_kinds = sorted(set(EXCHANGE_LINK_THRESHOLDS) - set(KINDS))
     if _unknown_kinds:
         raise ConfigError(f"EXCHANGE_LINK_THRESHOLDS: unknown indicator kind(s) {', '.join(_unknown_kinds)}")
+    # Hub counting caps each platform's share of an indicator's holders at ceil(threshold / divisor), so that
+    # one (possibly hostile) platform alone cannot suppress an indicator and unlink others' clusters.
+    EXCHANGE_HUB_PLATFORM_DIVISOR = envint("EXCHANGE_HUB_PLATFORM_DIVISOR", 3)
+    if EXCHANGE_HUB_PLATFORM_DIVISOR < 1:
+        raise ConfigError(
+            f"EXCHANGE_HUB_PLATFORM_DIVISOR must be an integer >= 1, got {EXCHANGE_HUB_PLATFORM_DIVISOR}"
+        )
     # Consortium setting: show other platforms' names (not their sellers) to partners. Off by default.
     EXCHANGE_REVEAL_PLATFORM_NAMES = envbool("EXCHANGE_REVEAL_PLATFORM_NAMES", "False")
 except ConfigError as exc:

@@ -53,10 +53,11 @@ class Exchange:
     overrides: dict[IndicatorKey, Override] = field(default_factory=dict)
     stored: dict[int, frozenset[int]] = field(default_factory=dict)
     ids: itertools.count[int] = field(default_factory=itertools.count)
+    divisor: int = 3  # each platform (seller % 4) counts for at most ceil(threshold / divisor) holders
 
     def sightings(self) -> list[Sighting]:
         return [
-            Sighting(s, s % 3, kind, token) for s, keys in self.held.items() for kind, token in sorted(keys)
+            Sighting(s, s % 4, kind, token) for s, keys in self.held.items() for kind, token in sorted(keys)
         ]
 
     def apply(self, step: tuple) -> tuple[set[int], set[IndicatorKey]]:
@@ -89,15 +90,19 @@ class Exchange:
 
     def full(self) -> set[frozenset[int]]:
         result = link(
-            self.sightings(), thresholds=THRESHOLDS, overrides=self.overrides, inactive=self.inactive
+            self.sightings(),
+            thresholds=THRESHOLDS,
+            platform_divisor=self.divisor,
+            overrides=self.overrides,
+            inactive=self.inactive,
         )
         return {cluster.member_set for cluster in result.clusters}
 
 
 @settings(max_examples=400, deadline=None)
-@given(steps)
-def test_incremental_equals_full_after_every_step(steps: list[tuple]) -> None:
-    world = Exchange()
+@given(steps, st.sampled_from([1, 2, 3]))
+def test_incremental_equals_full_after_every_step(steps: list[tuple], divisor: int) -> None:
+    world = Exchange(divisor=divisor)
     for step in steps:
         touched_sellers, touched_indicators = world.apply(step)
         update = relink(
@@ -106,6 +111,7 @@ def test_incremental_equals_full_after_every_step(steps: list[tuple]) -> None:
             touched_indicators=touched_indicators,
             previous=world.stored,
             thresholds=THRESHOLDS,
+            platform_divisor=world.divisor,
             overrides=world.overrides,
             inactive=world.inactive,
         )

@@ -9,6 +9,14 @@ Rules (PRODUCT.md, "Linking"):
   ``inactive`` seller ids (retracted or expired), which are then ignored for linking. The incremental
   :func:`relink` needs the second form so that it can see what a newly inactive seller used to hold.
 - An indicator held by a single seller cannot link anyone and is dropped before any graph is built.
+- Held merges: one platform's *fresh* sellers (the caller decides: recently reported and not covered by an
+  approved merge, or in a rejected one) must not glue other platforms' clusters alone. For each link
+  component and each platform ``P`` with fresh sellers in it, the component without ``P``'s fresh sellers
+  falls into parts; if two or more parts of >= 2 sellers contain no seller of ``P`` (so only ``P``'s fresh
+  sellers join them), those fresh sellers are held: they link nobody, the parts stay separate clusters,
+  and the result lists a :class:`HeldMerge`. Each platform is judged on the whole component (another
+  platform's sellers, held or not, making the same link corroborate it), so the decision is a function of
+  the component alone, which keeps incremental runs equal to full ones.
 - Hub suppression: an indicator whose *counted* holders exceed its kind's threshold (``counted > threshold``;
   exactly ``threshold`` still link) does not link; it is reported as context on the clusters of the sellers
   that hold it. Each platform's contribution to the count is capped (:class:`HubRule`): counted =
@@ -176,6 +184,20 @@ class Cluster[K]:
 
 
 @dataclass(frozen=True, slots=True)
+class HeldMerge:
+    """A merge held for an exchange analyst: ``platform``'s fresh ``sellers`` alone would join ``parts``.
+
+    ``members`` is the whole link component (held sellers, the parts, everything else in it): an incremental
+    run that touches any of them recomputes all of it.
+    """
+
+    platform: int
+    sellers: tuple[int, ...]
+    parts: tuple[tuple[int, ...], ...]  # the parts with no seller of ``platform``, by smallest member
+    members: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Linkage[K]:
     """Result of a full linking run. Clusters are ordered by their smallest member."""
 
@@ -184,6 +206,7 @@ class Linkage[K]:
     # (indicator, platform) pairs where that platform alone holds more than the threshold: its holders do
     # not link through the indicator (sorted)
     platform_hubs: tuple[tuple[K, int], ...] = ()
+    held: tuple[HeldMerge, ...] = ()  # by (smallest member, platform)
 
     def member_sets(self) -> list[frozenset[int]]:
         return [cluster.member_set for cluster in self.clusters]
@@ -201,6 +224,8 @@ class Relinkage[K, C: Hashable]:
     retired: tuple[C, ...]
     scope: frozenset[int]
     platform_hubs: tuple[tuple[K, int], ...] = ()  # as in Linkage, for the indicators held in scope
+    held: tuple[HeldMerge, ...] = ()  # the held merges inside ``scope``
+    retired_held: tuple[Hashable, ...] = ()  # the previous held merges to replace by ``held``
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -628,6 +653,7 @@ def link_columns(
     platform_divisor: int = DEFAULT_PLATFORM_DIVISOR,
     overrides: Mapping[int, Override] | None = None,
     inactive: Iterable[int] = (),
+    fresh: Iterable[int] = (),
 ) -> Linkage[int]:
     """Cluster sellers from parallel columns, one row per sighting.
 
@@ -635,7 +661,8 @@ def link_columns(
     ``kind[i]`` is the index of row i's kind in ``kinds`` and ``platform[i]`` the id of the platform that
     reported row i's seller (the same on every row of a seller; hub counts cap each platform's share, see
     :class:`HubRule`). ``overrides`` and the returned :class:`SuppressedIndicator` records use indicator ids.
-    Duplicate rows are harmless. Sightings of sellers in ``inactive`` are ignored.
+    Duplicate rows are harmless. Sightings of sellers in ``inactive`` are ignored. Sellers in ``fresh`` may be
+    held out of linking (see "Held merges" in the module docstring).
     """
     rules = _rules(kinds, strength, thresholds, platform_divisor)
     prep = _prepare(
@@ -647,12 +674,85 @@ def link_columns(
         overrides or {},
         _id_array(inactive),
     )
-    groups = _components(prep.n_sellers, *_link_edges(prep))
+    components = _components(prep.n_sellers, *_link_edges(prep))
+    groups, held = _hold(prep, components, _fresh_mask(prep, fresh), None)
     return Linkage(
         clusters=_clusters_from(prep, groups, rules.kinds),
         suppressed=tuple(_suppressed_records(prep, np.flatnonzero(~prep.effective), rules.kinds)),
         platform_hubs=_platform_hub_pairs(prep),
+        held=held,
     )
+
+
+def _fresh_mask(prep: _Prepared, fresh: Iterable[int]) -> BoolArray:
+    mask = np.zeros(prep.n_sellers, dtype=np.bool_)
+    mask[_lookup(prep.seller_ids, _id_array(fresh))] = True
+    return mask
+
+
+def _hold(
+    prep: _Prepared, components: _Groups, fresh: BoolArray, row_mask: BoolArray | None
+) -> tuple[_Groups, tuple[HeldMerge, ...]]:
+    """Hold the fresh sellers that alone join other platforms' parts of ``components``; return the clusters
+    of ``components`` without them, and the held merges. ``row_mask`` limits edges as for ``components``."""
+    if not len(components) or not fresh.any():
+        return components, ()
+    label = np.full(prep.n_sellers, -1, dtype=np.int64)
+    label[components.nodes] = np.repeat(np.arange(len(components), dtype=np.int64), np.diff(components.bounds))
+    size = np.diff(components.bounds)
+    candidates = fresh & (label >= 0)
+    held = np.zeros(prep.n_sellers, dtype=np.bool_)
+    found: list[tuple[int, int, BoolArray, list[tuple[int, ...]]]] = []  # (component, platform, held, parts)
+    for platform in _unique(prep.seller_platform[candidates]).tolist():
+        mine = candidates & (prep.seller_platform == platform)
+        fresh_per = np.bincount(label[mine], minlength=len(components))
+        # Two parts of two sellers each, besides the fresh ones, or nothing can be held.
+        possible = (fresh_per > 0) & (size - fresh_per >= 4)
+        if not possible.any():
+            continue
+        inside = np.zeros(prep.n_sellers, dtype=np.bool_)
+        inside[label >= 0] = possible[label[label >= 0]]
+        keep = inside[prep.row_seller] & ~mine[prep.row_seller]
+        if row_mask is not None:
+            keep &= row_mask
+        parts = _components(prep.n_sellers, *_link_edges(prep, keep))
+        if not len(parts):
+            continue
+        starts = parts.bounds[:-1]
+        of_platform = (prep.seller_platform[parts.nodes] == platform).astype(np.int8)
+        foreign = np.maximum.reduceat(of_platform, starts) == 0  # parts with no seller of the platform
+        part_component = label[parts.nodes[starts]]
+        joined = np.bincount(part_component[foreign], minlength=len(components))
+        for component in np.flatnonzero(joined >= 2).tolist():
+            in_component = mine & (label == component)
+            held |= in_component
+            ends = parts.bounds[1:]
+            own_parts = [
+                tuple(prep.seller_ids[parts.nodes[a:b]].tolist())
+                for a, b, f, c in zip(
+                    starts.tolist(), ends.tolist(), foreign.tolist(), part_component.tolist(), strict=True
+                )
+                if f and c == component
+            ]
+            found.append((component, platform, in_component, own_parts))
+    if not found:
+        return components, ()
+    rows = ~held[prep.row_seller] if row_mask is None else row_mask & ~held[prep.row_seller]
+    in_components = label >= 0
+    groups = _select(_components(prep.n_sellers, *_link_edges(prep, rows)), in_components)
+    merges = []
+    for component, platform, in_component, parts_of in found:
+        nodes = components.nodes[components.bounds[component] : components.bounds[component + 1]]
+        merges.append(
+            HeldMerge(
+                platform=platform,
+                sellers=tuple(prep.seller_ids[np.flatnonzero(in_component)].tolist()),
+                parts=tuple(sorted(parts_of)),
+                members=tuple(prep.seller_ids[nodes].tolist()),
+            )
+        )
+    merges.sort(key=lambda m: (m.members[0], m.platform))
+    return groups, tuple(merges)
 
 
 def _platform_hub_pairs(prep: _Prepared) -> tuple[tuple[int, int], ...]:
@@ -764,6 +864,8 @@ def relink_columns[C: Hashable](
     platform_divisor: int = DEFAULT_PLATFORM_DIVISOR,
     overrides: Mapping[int, Override] | None = None,
     inactive: Iterable[int] = (),
+    fresh: Iterable[int] = (),
+    previous_held: Mapping[Hashable, Collection[int]] | None = None,
 ) -> Relinkage[int, C]:
     """Recompute only the clusters that contain, or used to contain, sellers affected by a change.
 
@@ -775,7 +877,11 @@ def relink_columns[C: Hashable](
       was computed (include sellers whose expiry has passed);
     - ``touched_indicators`` are indicators whose override changed, or that lost a sighting which is no longer
       in the columns (a purged sighting of a still-active seller);
-    - ``previous`` is the stored cluster state (cluster id -> members), as computed with the same rules.
+    - ``previous`` is the stored cluster state (cluster id -> members), as computed with the same rules;
+    - ``fresh`` is as for :func:`link_columns`; sellers whose freshness changed count as touched;
+    - ``previous_held`` are the stored held merges (id -> ``HeldMerge.members``). A held seller links
+      nobody, so its component's clusters are connected only through the held merge: whatever touches one
+      of them brings in the whole component.
 
     The touched set is widened to every active holder of an indicator whose hub suppression may have flipped
     (the counted holders are global), then to the previous clusters of all of those sellers. The new components
@@ -800,27 +906,45 @@ def relink_columns[C: Hashable](
     holder_rows = _ranges(prep.indicator_start[codes], prep.indicator_start[codes + 1])
     affected = set(touched.tolist()) | set(prep.seller_ids[_unique(prep.row_seller[holder_rows])].tolist())
 
-    clusters_of: dict[int, list[C]] = {}
+    # Previous clusters and held merges of affected sellers come along whole, transitively (a held merge's
+    # members span several clusters).
+    held_before = previous_held or {}
+    groups_of: dict[int, list[tuple[bool, Hashable]]] = {}
     for cluster_id, members in previous.items():
         for member in members:
-            clusters_of.setdefault(member, []).append(cluster_id)
+            groups_of.setdefault(member, []).append((False, cluster_id))
+    for held_id, members in held_before.items():
+        for member in members:
+            groups_of.setdefault(member, []).append((True, held_id))
     seeds = set(affected)
-    for member in affected:
-        for cluster_id in clusters_of.get(member, ()):
-            seeds.update(previous[cluster_id])
+    pending, taken = list(affected), set()
+    while pending:
+        for group in groups_of.get(pending.pop(), ()):
+            if group in taken:
+                continue
+            taken.add(group)
+            for member in held_before[group[1]] if group[0] else previous[group[1]]:  # type: ignore[index]
+                if member not in seeds:
+                    seeds.add(member)
+                    pending.append(member)
 
     seed_codes = _lookup(prep.seller_ids, _id_array(seeds))
     region = _reachable(prep, seed_codes)
     is_seed = np.zeros(prep.n_sellers, dtype=np.bool_)
     is_seed[seed_codes] = True
-    groups = _select(_components(prep.n_sellers, *_link_edges(prep, region[prep.row_seller])), is_seed)
-    scope = frozenset(seeds.union(prep.seller_ids[groups.nodes].tolist()))
+    region_rows = region[prep.row_seller]
+    components = _select(_components(prep.n_sellers, *_link_edges(prep, region_rows)), is_seed)
+    groups, held = _hold(prep, components, _fresh_mask(prep, fresh), region_rows)
+    scope = frozenset(seeds.union(prep.seller_ids[components.nodes].tolist()))
     retired = tuple(cluster_id for cluster_id, members in previous.items() if not scope.isdisjoint(members))
+    retired_held = tuple(held_id for held_id, members in held_before.items() if not scope.isdisjoint(members))
     return Relinkage(
         clusters=_clusters_from(prep, groups, rules.kinds),
         retired=retired,
         scope=scope,
         platform_hubs=_platform_hub_pairs(prep),
+        held=held,
+        retired_held=retired_held,
     )
 
 
@@ -905,6 +1029,7 @@ def link(
     platform_divisor: int = DEFAULT_PLATFORM_DIVISOR,
     overrides: IndicatorOverrides | None = None,
     inactive: Iterable[int] = (),
+    fresh: Iterable[int] = (),
 ) -> Linkage[IndicatorKey]:
     """Cluster sellers from :class:`Sighting` tuples; see :func:`link_columns` and the module docstring."""
     enc = _encode(sightings, strength)
@@ -919,11 +1044,13 @@ def link(
         platform_divisor=platform_divisor,
         overrides=_encode_overrides(overrides, enc.codes),
         inactive=inactive,
+        fresh=fresh,
     )
     return Linkage(
         clusters=_decode_clusters(result.clusters, enc.keys),
         suppressed=_decode_suppressed(result.suppressed, enc.keys),
         platform_hubs=_decode_hubs(result.platform_hubs, enc.keys),
+        held=result.held,
     )
 
 
@@ -945,6 +1072,8 @@ def relink[C: Hashable](
     platform_divisor: int = DEFAULT_PLATFORM_DIVISOR,
     overrides: IndicatorOverrides | None = None,
     inactive: Iterable[int] = (),
+    fresh: Iterable[int] = (),
+    previous_held: Mapping[Hashable, Collection[int]] | None = None,
 ) -> Relinkage[IndicatorKey, C]:
     """Incremental :func:`link` over :class:`Sighting` tuples; see :func:`relink_columns` for the contract."""
     enc = _encode(sightings, strength)
@@ -962,10 +1091,14 @@ def relink[C: Hashable](
         platform_divisor=platform_divisor,
         overrides=_encode_overrides(overrides, enc.codes),
         inactive=inactive,
+        fresh=fresh,
+        previous_held=previous_held,
     )
     return Relinkage(
         clusters=_decode_clusters(result.clusters, enc.keys),
         retired=result.retired,
         scope=result.scope,
         platform_hubs=_decode_hubs(result.platform_hubs, enc.keys),
+        held=result.held,
+        retired_held=result.retired_held,
     )

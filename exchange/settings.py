@@ -116,6 +116,11 @@ try:
         raise ConfigError(
             f"EXCHANGE_HUB_PLATFORM_DIVISOR must be an integer >= 1, got {EXCHANGE_HUB_PLATFORM_DIVISOR}"
         )
+    # A merge of other platforms' clusters caused only by one platform's sellers first reported (exchange
+    # time) within this many days waits for an exchange analyst or a second platform's corroboration. 0: off.
+    EXCHANGE_HELD_MERGE_DAYS = envint("EXCHANGE_HELD_MERGE_DAYS", 30)
+    if EXCHANGE_HELD_MERGE_DAYS < 0:
+        raise ConfigError(f"EXCHANGE_HELD_MERGE_DAYS must be an integer >= 0, got {EXCHANGE_HELD_MERGE_DAYS}")
     # Consortium setting: show other platforms' names (not their sellers) to partners. Off by default.
     EXCHANGE_REVEAL_PLATFORM_NAMES = envbool("EXCHANGE_REVEAL_PLATFORM_NAMES", "False")
 except ConfigError as exc:

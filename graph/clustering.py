@@ -4,6 +4,8 @@
 - `recluster_incremental(sellers, indicators)` loads only the neighbourhood of what changed (by a breadth-first
   walk in the database through indicators that link or may start/stop linking), relinks it with
   `graph.linking.relink_columns`, and replaces only the clusters it retires. Same result as a full run.
+- Both create, update and close `PendingMerge` rows for the merges the linking core holds (one platform's
+  fresh sellers alone joining other platforms' clusters) in the same transaction.
 
 Both run in one transaction under a lock (a PostgreSQL advisory lock; SQLite serialises writers), so only one
 recomputation writes at a time and a crash mid-way leaves the previous clusters intact. Stable identity and
@@ -20,7 +22,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -33,7 +35,15 @@ from exchange.models import Indicator, Linking, Seller, Sighting
 from graph import linking
 from graph.evidence import link_summary
 from graph.identity import assign_identities
-from graph.models import ActorCluster, ClusterEvent, ClusterMember, ClusterStatus
+from graph.models import (
+    ActorCluster,
+    ClusterEvent,
+    ClusterMember,
+    ClusterStatus,
+    MergeState,
+    PendingMerge,
+    PendingMergeSeller,
+)
 from graph.risk import risk_score
 
 logger = logging.getLogger("exchange.graph")
@@ -206,14 +216,15 @@ def _sightings_of(column: str, ids: Iterable[int], *, shared_only: bool = False)
 
 def _read_neighbourhood(
     touched_sellers: set[int], touched_indicators: set[int], now: datetime
-) -> tuple[Columns, set[int], dict[int, frozenset[int]]]:
+) -> tuple[Columns, set[int], dict[int, frozenset[int]], dict[int, frozenset[int]]]:
     """Sightings of every seller whose cluster could change, and all holders of their indicators.
 
     Walks outward from the touched sellers (and the holders of touched indicators) through indicators that
     link or might have linked before the change: those whose counted holders, leaving out the touched ones,
     are within the threshold (`HubRule`; touched holders can only have added to the count before). A hub
     beyond that is loaded (for its exact count) but not walked through. Returns the columns, the inactive
-    sellers among them, and the previous clusters of all fully loaded sellers.
+    sellers among them, the previous clusters of all fully loaded sellers, and the live held merges among
+    them (whose members come along whole, like a previous cluster's).
     """
     rule = hub_rule()
     linkable: set[int] = set()
@@ -224,17 +235,33 @@ def _read_neighbourhood(
     frontier = set(touched_sellers)
     for s, _, _, _ in _sightings_of("indicator_id", touched_indicators):
         frontier.add(s)
+    held_members: dict[int, set[int]] = defaultdict(set)
     while frontier:
-        # Previous cluster-mates come along: relinking must see whole previous clusters.
-        clusters = set(
-            ClusterMember.objects.filter(seller_id__in=frontier).values_list("cluster_id", flat=True)
-        )
-        for seller_id, cluster_id in ClusterMember.objects.filter(cluster_id__in=clusters).values_list(
-            "seller_id", "cluster_id"
-        ):
-            memberships[seller_id] = cluster_id
-            if seller_id not in full:
-                frontier.add(seller_id)
+        # Previous cluster-mates and live held merges' members come along, transitively: relinking must see
+        # whole previous clusters, and a held merge spans several of them.
+        grown = set(frontier)
+        while grown:
+            clusters = set(
+                ClusterMember.objects.filter(seller_id__in=grown).values_list("cluster_id", flat=True)
+            )
+            merges = set(
+                PendingMergeSeller.objects.filter(
+                    seller_id__in=grown, merge__closed_at__isnull=True
+                ).values_list("merge_id", flat=True)
+            ) - set(held_members)
+            found: set[int] = set()
+            for seller_id, cluster_id in ClusterMember.objects.filter(cluster_id__in=clusters).values_list(
+                "seller_id", "cluster_id"
+            ):
+                memberships[seller_id] = cluster_id
+                found.add(seller_id)
+            for merge_id, seller_id in PendingMergeSeller.objects.filter(merge_id__in=merges).values_list(
+                "merge_id", "seller_id"
+            ):
+                held_members[merge_id].add(seller_id)
+                found.add(seller_id)
+            grown = found - frontier - full
+            frontier |= grown
         own = _sightings_of("seller_id", frontier)
         rows.extend(own)
         full |= frontier
@@ -280,7 +307,12 @@ def _read_neighbourhood(
     previous: dict[int, set[int]] = defaultdict(set)
     for seller_id, cluster_id in memberships.items():
         previous[cluster_id].add(seller_id)
-    return Columns.from_rows(rows), inactive, {k: frozenset(v) for k, v in previous.items()}
+    return (
+        Columns.from_rows(rows),
+        inactive,
+        {k: frozenset(v) for k, v in previous.items()},
+        {k: frozenset(v) for k, v in held_members.items()},
+    )
 
 
 def _overrides(indicator_ids: np.ndarray | None = None) -> dict[int, linking.Override]:
@@ -288,6 +320,94 @@ def _overrides(indicator_ids: np.ndarray | None = None) -> dict[int, linking.Ove
     if indicator_ids is not None:
         query = query.filter(id__in=[int(i) for i in np.unique(indicator_ids)])
     return dict(query.values_list("id", "linking"))  # type: ignore[arg-type]
+
+
+def _fresh(now: datetime, among: Iterable[int] | None = None) -> set[int]:
+    """Sellers whose bridges between other platforms' clusters are held (`graph.linking`, "Held merges").
+
+    A seller is fresh for EXCHANGE_HELD_MERGE_DAYS after the exchange first received it (its own clock: a
+    partner's `reported_at` could be backdated), unless an analyst approved a merge that held it; a seller
+    held by a rejected merge stays held whatever its age. The latest decision about a seller wins.
+    """
+    decided: dict[int, str] = {}
+    for seller_id, state in (
+        PendingMergeSeller.objects.filter(
+            held=True, merge__state__in=[MergeState.APPROVED, MergeState.REJECTED]
+        )
+        .order_by("merge__decided_at", "merge_id")
+        .values_list("seller_id", "merge__state")
+    ):
+        decided[seller_id] = state
+    wanted = None if among is None else sorted(set(among))
+    fresh: set[int] = set()
+    days = settings.EXCHANGE_HELD_MERGE_DAYS
+    if days > 0:
+        cutoff = now - timedelta(days=days)
+        if wanted is None:
+            fresh = set(Seller.objects.filter(created_at__gte=cutoff).values_list("id", flat=True))
+        else:
+            rows = _select_by_ids("SELECT id, created_at FROM exchange_seller WHERE id = ANY(%s)", wanted)
+            if rows is None:
+                rows = []
+                for start in range(0, len(wanted), 5000):
+                    rows.extend(
+                        Seller.objects.filter(id__in=wanted[start : start + 5000]).values_list(
+                            "id", "created_at"
+                        )
+                    )
+            fresh = {pk for pk, created in rows if created >= cutoff}
+    fresh |= {s for s, state in decided.items() if state == MergeState.REJECTED}
+    fresh -= {s for s, state in decided.items() if state == MergeState.APPROVED}
+    return fresh if wanted is None else fresh & set(wanted)
+
+
+def _sync_held(
+    retired: Iterable[int],
+    held: Sequence[linking.HeldMerge],
+    clusters: Sequence[linking.Cluster[int]],
+    now: datetime,
+) -> None:
+    """Replace the `retired` live held merges by `held`: a held merge of the same platform sharing held
+    sellers keeps its row (a rejected one only while it holds nothing new), the others are created; retired
+    rows left over are closed (pending ones as merged when their sellers are now clustered, else withdrawn)."""
+    old = {m.pk: m for m in PendingMerge.objects.filter(pk__in=list(retired))}
+    old_held: dict[int, set[int]] = defaultdict(set)
+    for merge_id, seller_id in PendingMergeSeller.objects.filter(
+        merge_id__in=list(old), held=True
+    ).values_list("merge_id", "seller_id"):
+        old_held[merge_id].add(seller_id)
+    kept: dict[int, linking.HeldMerge] = {}
+    new: list[tuple[PendingMerge, linking.HeldMerge]] = []
+    for merge in held:
+        sellers = set(merge.sellers)
+        candidates = [
+            m
+            for m in old.values()
+            if m.platform_id == merge.platform and m.pk not in kept and old_held[m.pk] & sellers
+        ]
+        best = max(candidates, key=lambda m: (len(old_held[m.pk] & sellers), -m.pk), default=None)
+        if best is not None and (best.state == MergeState.PENDING or sellers <= old_held[best.pk]):
+            kept[best.pk] = merge
+        else:
+            new.append((PendingMerge(platform_id=merge.platform, created_at=now, updated_at=now), merge))
+    PendingMerge.objects.bulk_create([row for row, _ in new])
+    clustered = {m for c in clusters for m in c.members}
+    closing = [m for pk, m in old.items() if pk not in kept]
+    for row in closing:
+        if row.state == MergeState.PENDING:
+            row.state = MergeState.MERGED if old_held[row.pk] <= clustered else MergeState.WITHDRAWN
+        row.closed_at = row.updated_at = now
+    PendingMerge.objects.bulk_update(closing, ["state", "closed_at", "updated_at"])
+    PendingMerge.objects.filter(pk__in=list(kept)).update(updated_at=now)
+    PendingMergeSeller.objects.filter(merge_id__in=list(kept)).delete()
+    memberships = [
+        PendingMergeSeller(merge_id=pk, seller_id=seller, held=seller in set(merge.sellers))
+        for pk, merge in [*kept.items(), *((row.pk, merge) for row, merge in new)]
+        for seller in merge.members
+    ]
+    PendingMergeSeller.objects.bulk_create(memberships, batch_size=5000)
+    if new or closing:
+        logger.info("event=held_merges created=%s closed=%s kept=%s", len(new), len(closing), len(kept))
 
 
 # ------------------------------------------------------------------------------------------------ writing
@@ -550,12 +670,16 @@ def recluster_full(progress: Progress | None = None) -> ReclusterSummary:
             thresholds=rule.thresholds,
             platform_divisor=rule.platform_divisor,
             overrides=_overrides(),
+            fresh=_fresh(now),
         )
         summary.seconds["link"] = time.perf_counter() - started
         started = time.perf_counter()
         say(f"writing {len(result.clusters)} clusters")
         previous = _live_clusters()
         _apply(previous, result.clusters, now, summary, result.platform_hubs)
+        _sync_held(
+            PendingMerge.objects.live().values_list("pk", flat=True), result.held, result.clusters, now
+        )
         summary.sellers_in_scope = sum(len(c.members) for c in result.clusters)
         summary.seconds["write"] = time.perf_counter() - started
     logger.info("event=recluster mode=full sightings=%s clusters=%s", summary.sightings, summary.clusters)
@@ -582,7 +706,7 @@ def recluster_incremental(sellers: Iterable[int] = (), indicators: Iterable[int]
     with transaction.atomic():
         _lock()
         started = time.perf_counter()
-        columns, inactive, previous = _read_neighbourhood(touched, touched_indicators, now)
+        columns, inactive, previous, previous_held = _read_neighbourhood(touched, touched_indicators, now)
         summary.sightings = len(columns)
         summary.seconds["read"] = time.perf_counter() - started
         started = time.perf_counter()
@@ -600,11 +724,14 @@ def recluster_incremental(sellers: Iterable[int] = (), indicators: Iterable[int]
             platform_divisor=rule.platform_divisor,
             overrides=_overrides(columns.indicator),
             inactive=inactive,
+            fresh=_fresh(now, np.unique(columns.seller).tolist()),
+            previous_held=previous_held,
         )
         summary.seconds["link"] = time.perf_counter() - started
         started = time.perf_counter()
         retired = {cid: previous[cid] for cid in result.retired}
         _apply(retired, result.clusters, now, summary, result.platform_hubs)
+        _sync_held(result.retired_held, result.held, result.clusters, now)
         summary.sellers_in_scope = len(result.scope)
         summary.seconds["write"] = time.perf_counter() - started
     logger.info(
@@ -617,11 +744,19 @@ def recluster_incremental(sellers: Iterable[int] = (), indicators: Iterable[int]
 
 
 def refresh_expired(now: datetime | None = None) -> ReclusterSummary:
-    """Expiry happens by the clock, not by a request: recompute around members that stopped being linkable."""
+    """Expiry and the end of a hold period happen by the clock, not by a request: recompute around members
+    that stopped being linkable and held sellers that stopped being fresh."""
     now = now or timezone.now()
     stale = list(
         ClusterMember.objects.exclude(seller__in=Seller.objects.linkable(now)).values_list(
             "seller_id", flat=True
         )
     )
-    return recluster_incremental(stale)
+    # Held sellers of pending merges whose hold period has ended: their merge now goes through.
+    aged = PendingMergeSeller.objects.filter(
+        held=True,
+        merge__state=MergeState.PENDING,
+        merge__closed_at__isnull=True,
+        seller__created_at__lt=now - timedelta(days=settings.EXCHANGE_HELD_MERGE_DAYS),
+    ).values_list("seller_id", flat=True)
+    return recluster_incremental([*stale, *aged])

@@ -49,7 +49,7 @@ from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -225,7 +225,7 @@ class Relinkage[K, C: Hashable]:
     scope: frozenset[int]
     platform_hubs: tuple[tuple[K, int], ...] = ()  # as in Linkage, for the indicators held in scope
     held: tuple[HeldMerge, ...] = ()  # the held merges inside ``scope``
-    retired_held: tuple[Hashable, ...] = ()  # the previous held merges to replace by ``held``
+    retired_held: tuple[Any, ...] = ()  # the previous held merges to replace by ``held``
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -698,7 +698,9 @@ def _hold(
     if not len(components) or not fresh.any():
         return components, ()
     label = np.full(prep.n_sellers, -1, dtype=np.int64)
-    label[components.nodes] = np.repeat(np.arange(len(components), dtype=np.int64), np.diff(components.bounds))
+    label[components.nodes] = np.repeat(
+        np.arange(len(components), dtype=np.int64), np.diff(components.bounds)
+    )
     size = np.diff(components.bounds)
     candidates = fresh & (label >= 0)
     held = np.zeros(prep.n_sellers, dtype=np.bool_)
@@ -865,7 +867,7 @@ def relink_columns[C: Hashable](
     overrides: Mapping[int, Override] | None = None,
     inactive: Iterable[int] = (),
     fresh: Iterable[int] = (),
-    previous_held: Mapping[Hashable, Collection[int]] | None = None,
+    previous_held: Mapping[Any, Collection[int]] | None = None,
 ) -> Relinkage[int, C]:
     """Recompute only the clusters that contain, or used to contain, sellers affected by a change.
 
@@ -909,7 +911,7 @@ def relink_columns[C: Hashable](
     # Previous clusters and held merges of affected sellers come along whole, transitively (a held merge's
     # members span several clusters).
     held_before = previous_held or {}
-    groups_of: dict[int, list[tuple[bool, Hashable]]] = {}
+    groups_of: dict[int, list[tuple[bool, Any]]] = {}
     for cluster_id, members in previous.items():
         for member in members:
             groups_of.setdefault(member, []).append((False, cluster_id))
@@ -923,7 +925,7 @@ def relink_columns[C: Hashable](
             if group in taken:
                 continue
             taken.add(group)
-            for member in held_before[group[1]] if group[0] else previous[group[1]]:  # type: ignore[index]
+            for member in held_before[group[1]] if group[0] else previous[group[1]]:
                 if member not in seeds:
                     seeds.add(member)
                     pending.append(member)
@@ -1073,7 +1075,7 @@ def relink[C: Hashable](
     overrides: IndicatorOverrides | None = None,
     inactive: Iterable[int] = (),
     fresh: Iterable[int] = (),
-    previous_held: Mapping[Hashable, Collection[int]] | None = None,
+    previous_held: Mapping[Any, Collection[int]] | None = None,
 ) -> Relinkage[IndicatorKey, C]:
     """Incremental :func:`link` over :class:`Sighting` tuples; see :func:`relink_columns` for the contract."""
     enc = _encode(sightings, strength)

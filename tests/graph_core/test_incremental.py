@@ -165,7 +165,7 @@ def test_incremental_equals_full_after_every_step(steps: list[tuple], divisor: i
             assert cluster.member_set <= update.scope
             world.stored[next(world.ids)] = cluster.member_set
         for held_id in update.retired_held:
-            del world.held_stored[held_id]  # type: ignore[arg-type]
+            del world.held_stored[held_id]
         for merge in update.held:
             assert set(merge.members) <= update.scope
             world.held_stored[next(world.ids)] = merge

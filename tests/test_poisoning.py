@@ -8,10 +8,12 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.core import mail
 from django.utils import timezone
 
 from exchange.models import AuditEntry, Indicator, Seller
 from exchange.retention import do_retract
+from graph import reports
 from graph.actions import do_approve_merge, do_reject_merge
 from graph.clustering import recluster_full, refresh_expired
 from graph.models import ActorCluster, ClusterEvent, ClusterMember, MergeState, PendingMerge
@@ -69,13 +71,21 @@ def test_an_indicator_common_on_three_platforms_is_still_suppressed(acme, bazaar
     assert ActorCluster.objects.live().count() == 0  # 4 + 4 + 3 = 11 counted over 3 platforms: a hub
 
 
-@pytest.mark.parametrize("raw", ["0", "-2", "three"])
-def test_a_malformed_hub_platform_divisor_stops_the_process_naming_it(raw):
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("EXCHANGE_HUB_PLATFORM_DIVISOR", "0"),
+        ("EXCHANGE_HUB_PLATFORM_DIVISOR", "three"),
+        ("EXCHANGE_HELD_MERGE_DAYS", "-1"),
+        ("EXCHANGE_HELD_MERGE_DAYS", "30d"),
+    ],
+)
+def test_a_malformed_poisoning_setting_stops_the_process_naming_it(name, raw):
     from tests.test_settings_parsing import PRODUCTION_ENV, _manage
 
-    result = _manage({**PRODUCTION_ENV, "EXCHANGE_HUB_PLATFORM_DIVISOR": raw}, "check")
+    result = _manage({**PRODUCTION_ENV, name: raw}, "check")
     assert result.returncode != 0
-    assert "EXCHANGE_HUB_PLATFORM_DIVISOR must be an integer" in result.stderr
+    assert f"{name} must be an integer" in result.stderr
 
 
 # --- item 8: held merges ------------------------------------------------------------------------------------
@@ -107,6 +117,13 @@ def test_a_hostile_bridge_between_two_honest_clusters_is_held_and_shown_only_to_
 
     assert honest_state(acme, bazaar) == before
     assert not ClusterEvent.objects.filter(kind="merged").exists()  # nothing for reports to announce
+    acme.platform.report_recipients, acme.platform.report_cadence = ["trust@acme.example"], "daily"
+    acme.platform.save(update_fields=["report_recipients", "report_cadence"])
+    reports.run_reports()
+    [report] = [m for m in mail.outbox if m.to == ["trust@acme.example"]]
+    body = report.body
+    assert all(ActorCluster.objects.get(pk=pk).ref in body for pk in before["clusters"])
+    assert "grew or merged: 0" in body and "Cross-platform clusters containing your sellers now: 2" in body
     # The hostile platform learns nothing either: its glue seller is in no cluster.
     assert hostile.client().get("/api/v1/sellers/glue/").json()["cluster"] is None
 

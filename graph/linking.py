@@ -387,7 +387,8 @@ def _prepare(
         active = ~np.isin(seller, inactive)
         seller, indicator, kind, platform = seller[active], indicator[active], kind[active], platform[active]
     # Cheap first cut: an indicator on a single row cannot be shared (this drops most of the data).
-    shared = _on_several_rows(indicator)
+    # One scan for the positions, then four cheap takes (a boolean gather scans the whole column each time).
+    shared = np.flatnonzero(_on_several_rows(indicator))
     seller, indicator, kind, platform = seller[shared], indicator[shared], kind[shared], platform[shared]
     ind_code, ind_ids = _densify(indicator)
     kind_of = np.zeros(ind_ids.size, dtype=np.int64)

@@ -4,6 +4,7 @@ neither dissolve nor glue the honest platforms' clusters."""
 from __future__ import annotations
 
 import random
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -141,6 +142,10 @@ def test_a_hostile_bridge_between_two_honest_clusters_is_held_and_shown_only_to_
     assert "glue" not in page  # counts and cluster links, no seller references
 
     partner = logged_in(bob)
+    # Bob's cluster list shows the two clusters apart.
+    listing = partner.get("/admin/graph/actorcluster/").content.decode()
+    shown = {int(pk) for pk in re.findall(r'href="/admin/graph/actorcluster/(\d+)/change/', listing)}
+    assert shown == set(before["clusters"])
     assert partner.get(MERGES).status_code == 403  # like every admin page without a permission
     for url in (f"{MERGES}{merge.pk}/change/", f"{MERGES}{merge.pk}/history/", f"{MERGES}{merge.pk}/delete/"):
         assert partner.get(url).status_code == 404, url

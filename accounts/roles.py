@@ -34,6 +34,7 @@ ROLE_PERMISSIONS: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
         "graph": {
             "actorcluster": ("view", "change"),
             "clusterevent": ("view",),
+            "pendingmerge": ("view", "change"),  # change = approve or reject a held merge
         },
     },
     PARTNER_ANALYST: {

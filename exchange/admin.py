@@ -14,7 +14,7 @@ from django import forms
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -33,7 +33,7 @@ from accounts.scoping import (
 from exchange.hash_search import HashSearchAdmin, HashSearchForm, tokens_for
 from exchange.models import AuditEntry, Indicator, Linking, Seller, Submission
 from exchange.normalization import REASONS, STRONG_KINDS
-from graph.clustering import thresholds
+from graph.clustering import hub_rule
 from graph.models import ActorCluster
 from graph.scheduling import schedule_recompute
 
@@ -328,17 +328,29 @@ class IndicatorAdmin(HashSearchAdmin, ScopedModelAdmin):
         now = timezone.now()
         sellers = Seller.objects.filter(sightings__indicator=obj)
         linkable = sellers.linkable(now)
-        count, active = sellers.count(), linkable.count()
-        platforms = linkable.values("platform_id").distinct().count()
-        limit = thresholds()[obj.kind]
+        count = sellers.count()
+        per_platform = list(
+            linkable.values("platform_id").annotate(n=Count("id")).values_list("n", flat=True)
+        )
+        active, platforms = sum(per_platform), len(per_platform)
+        rule = hub_rule()
+        limit, cap, counted = (
+            rule.threshold(obj.kind),
+            rule.cap(obj.kind),
+            rule.counted(obj.kind, per_platform),
+        )
+        reason = rule.suppression(obj.kind, per_platform, obj.linking)
         if obj.linking == Linking.COMMON:
             state = "suppressed: marked common"
         elif obj.linking == Linking.INCLUDE:
             state = "links: forced in whatever its count"
-        elif active > limit:
-            state = f"suppressed automatically: more than {limit} sellers"
+        elif reason == "threshold":
+            state = f"suppressed automatically: {counted} counted sellers, more than {limit}"
         else:
-            state = f"links (suppressed automatically above {limit} sellers)"
+            state = f"links ({counted} counted; suppressed automatically above {limit})"
+        state += f"; each platform counts for at most {cap}"
+        if reason is None and any(rule.platform_hub(obj.kind, n, obj.linking) for n in per_platform):
+            state += f"; a platform holding it more than {limit} times links none of its holders through it"
         return f"{active} active sellers on {platforms} platform(s) ({count} including retracted/expired); {state}"
 
     @admin.display(description="clusters")

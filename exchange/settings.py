@@ -123,6 +123,18 @@ try:
     _unknown_kinds = sorted(set(EXCHANGE_LINK_THRESHOLDS) - set(KINDS))
     if _unknown_kinds:
         raise ConfigError(f"EXCHANGE_LINK_THRESHOLDS: unknown indicator kind(s) {', '.join(_unknown_kinds)}")
+    # Hub counting caps each platform's share of an indicator's holders at ceil(threshold / divisor), so that
+    # one (possibly hostile) platform alone cannot suppress an indicator and unlink others' clusters.
+    EXCHANGE_HUB_PLATFORM_DIVISOR = envint("EXCHANGE_HUB_PLATFORM_DIVISOR", 3)
+    if EXCHANGE_HUB_PLATFORM_DIVISOR < 1:
+        raise ConfigError(
+            f"EXCHANGE_HUB_PLATFORM_DIVISOR must be an integer >= 1, got {EXCHANGE_HUB_PLATFORM_DIVISOR}"
+        )
+    # A merge of other platforms' clusters caused only by one platform's sellers first reported (exchange
+    # time) within this many days waits for an exchange analyst or a second platform's corroboration. 0: off.
+    EXCHANGE_HELD_MERGE_DAYS = envint("EXCHANGE_HELD_MERGE_DAYS", 30)
+    if EXCHANGE_HELD_MERGE_DAYS < 0:
+        raise ConfigError(f"EXCHANGE_HELD_MERGE_DAYS must be an integer >= 0, got {EXCHANGE_HELD_MERGE_DAYS}")
     # Consortium setting: show other platforms' names (not their sellers) to partners. Off by default.
     EXCHANGE_REVEAL_PLATFORM_NAMES = envbool("EXCHANGE_REVEAL_PLATFORM_NAMES", "False")
     # Who must pass a TOTP second factor after the admin password: exchange (exchange analysts and

@@ -27,6 +27,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+import graph.merge_admin  # registers the held merges admin
 import graph.report_admin  # noqa: F401  (registers the report outbox admin)
 from accounts.models import Platform
 from accounts.scoping import Scope, ScopedModelAdmin, clusters_for, scope_of

@@ -4,6 +4,8 @@
 - `recluster_incremental(sellers, indicators)` loads only the neighbourhood of what changed (by a breadth-first
   walk in the database through indicators that link or may start/stop linking), relinks it with
   `graph.linking.relink_columns`, and replaces only the clusters it retires. Same result as a full run.
+- Both create, update and close `PendingMerge` rows for the merges the linking core holds (one platform's
+  fresh sellers alone joining other platforms' clusters) in the same transaction.
 
 Both run in one transaction under a lock (a PostgreSQL advisory lock; SQLite serialises writers), so only one
 recomputation writes at a time and a crash mid-way leaves the previous clusters intact. Stable identity and
@@ -17,10 +19,10 @@ import json
 import logging
 import struct
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -33,7 +35,15 @@ from exchange.models import Indicator, Linking, Seller, Sighting
 from graph import linking
 from graph.evidence import link_summary
 from graph.identity import assign_identities
-from graph.models import ActorCluster, ClusterEvent, ClusterMember, ClusterStatus
+from graph.models import (
+    ActorCluster,
+    ClusterEvent,
+    ClusterMember,
+    ClusterStatus,
+    MergeState,
+    PendingMerge,
+    PendingMergeSeller,
+)
 from graph.risk import risk_score
 
 logger = logging.getLogger("exchange.graph")
@@ -54,16 +64,25 @@ def thresholds() -> dict[str, int]:
     return {**linking.DEFAULT_THRESHOLDS, **getattr(settings, "EXCHANGE_LINK_THRESHOLDS", {})}
 
 
+def hub_rule() -> linking.HubRule:
+    """The configured hub rule: linking and every display of an indicator's state go through it."""
+    return linking.HubRule(thresholds(), settings.EXCHANGE_HUB_PLATFORM_DIVISOR)
+
+
+Row = tuple[int, int, int, int]  # (seller, indicator, kind code, platform)
+
+
 @dataclass
 class Columns:
     seller: np.ndarray
     indicator: np.ndarray
     kind: np.ndarray
+    platform: np.ndarray
 
     @classmethod
-    def from_rows(cls, rows: Sequence[tuple[int, int, int]]) -> Columns:
-        array = np.array(rows, dtype=np.int64).reshape(-1, 3)
-        return cls(array[:, 0].copy(), array[:, 1].copy(), array[:, 2].copy())
+    def from_rows(cls, rows: Sequence[Row]) -> Columns:
+        array = np.array(rows, dtype=np.int64).reshape(-1, 4)
+        return cls(array[:, 0].copy(), array[:, 1].copy(), array[:, 2].copy(), array[:, 3].copy())
 
     def __len__(self) -> int:
         return int(self.seller.size)
@@ -101,7 +120,8 @@ def _read_full(now: datetime) -> Columns:
     # touching the millions of single-holder ones; their sightings are joined with their sellers to drop
     # retracted and expired ones (the linking core drops indicators left with one linkable holder).
     sql = f"""
-        SELECT CAST(s.seller_id AS BIGINT), CAST(s.indicator_id AS BIGINT), CAST({_kind_case()} AS INTEGER)
+        SELECT CAST(s.seller_id AS BIGINT), CAST(s.indicator_id AS BIGINT), CAST({_kind_case()} AS INTEGER),
+               CAST(sel.platform_id AS BIGINT)
           FROM exchange_indicator i
           JOIN exchange_sighting s ON s.indicator_id = i.id
           JOIN exchange_seller sel ON sel.id = s.seller_id
@@ -123,12 +143,14 @@ _ROW = np.dtype(
         ("indicator", ">i8"),
         ("l3", ">i4"),
         ("kind", ">i4"),
+        ("l4", ">i4"),
+        ("platform", ">i8"),
     ]
 )
 
 
 def _copy_columns(sql: str, params: list[Any]) -> Columns:
-    """Binary COPY of (bigint, bigint, integer) rows straight into numpy: ~10x faster and far leaner than
+    """Binary COPY of (bigint, bigint, integer, bigint) rows straight into numpy: ~10x faster and far leaner than
     fetching Python tuples. COPY takes no server-side parameters, hence a client-binding cursor."""
     chunks: list[bytes] = []
     raw = connection.connection  # psycopg connection (Django has connected: the caller ran ensure_connection)
@@ -144,7 +166,10 @@ def _copy_columns(sql: str, params: list[Any]) -> Columns:
     body = memoryview(buffer)[19 + extension : len(buffer) - 2]
     rows = np.frombuffer(body, dtype=_ROW)
     return Columns(
-        rows["seller"].astype(np.int64), rows["indicator"].astype(np.int64), rows["kind"].astype(np.int64)
+        rows["seller"].astype(np.int64),
+        rows["indicator"].astype(np.int64),
+        rows["kind"].astype(np.int64),
+        rows["platform"].astype(np.int64),
     )
 
 
@@ -159,32 +184,31 @@ def _select_by_ids(pg_sql: str, ids: Iterable[int]) -> list[tuple[Any, ...]] | N
         return cursor.fetchall()
 
 
-def _sightings_of(
-    column: str, ids: Iterable[int], *, shared_only: bool = False
-) -> list[tuple[int, int, int]]:
-    """(seller, indicator, kind code) of sightings by seller or indicator ids; `shared_only` skips
-    indicators that only one seller holds."""
+def _sightings_of(column: str, ids: Iterable[int], *, shared_only: bool = False) -> list[Row]:
+    """(seller, indicator, kind code, platform) of sightings by seller or indicator ids; `shared_only`
+    skips indicators that only one seller holds."""
     ids = list(ids)
     if not ids:
         return []
     assert column in {"seller_id", "indicator_id"}
     shared = " AND i.holders >= 2" if shared_only else ""
     sql = f"""
-        SELECT s.seller_id, s.indicator_id, {_kind_case()} FROM exchange_sighting s
-          JOIN exchange_indicator i ON i.id = s.indicator_id WHERE s.{column} = ANY(%s){shared}
+        SELECT s.seller_id, s.indicator_id, {_kind_case()}, sel.platform_id FROM exchange_sighting s
+          JOIN exchange_indicator i ON i.id = s.indicator_id
+          JOIN exchange_seller sel ON sel.id = s.seller_id WHERE s.{column} = ANY(%s){shared}
     """  # noqa: S608 - only constants are interpolated
     fast = _select_by_ids(sql, ids)
     if fast is not None:
-        return [(int(s), int(i), int(k)) for s, i, k in fast]
+        return [(int(s), int(i), int(k), int(p)) for s, i, k, p in fast]
     code = {k: n for n, k in enumerate(KINDS)}
-    rows: list[tuple[int, int, int]] = []
+    rows: list[Row] = []
     extra = {"indicator__holders__gte": 2} if shared_only else {}
     for start in range(0, len(ids), 5000):
         chunk = ids[start : start + 5000]
         rows.extend(
-            (s, i, code[k])
-            for s, i, k in Sighting.objects.filter(**{f"{column}__in": chunk}, **extra).values_list(
-                "seller_id", "indicator_id", "indicator__kind"
+            (s, i, code[k], p)
+            for s, i, k, p in Sighting.objects.filter(**{f"{column}__in": chunk}, **extra).values_list(
+                "seller_id", "indicator_id", "indicator__kind", "seller__platform_id"
             )
         )
     return rows
@@ -192,51 +216,72 @@ def _sightings_of(
 
 def _read_neighbourhood(
     touched_sellers: set[int], touched_indicators: set[int], now: datetime
-) -> tuple[Columns, set[int], dict[int, frozenset[int]]]:
+) -> tuple[Columns, set[int], dict[int, frozenset[int]], dict[int, frozenset[int]]]:
     """Sightings of every seller whose cluster could change, and all holders of their indicators.
 
     Walks outward from the touched sellers (and the holders of touched indicators) through indicators that
-    link or might start linking (held by no more than threshold + touched holders); a hub beyond that range
-    is loaded (for its exact count) but not walked through. Returns the columns, the inactive sellers among
-    them, and the previous clusters of all fully loaded sellers.
+    link or might have linked before the change: those whose counted holders, leaving out the touched ones,
+    are within the threshold (`HubRule`; touched holders can only have added to the count before). A hub
+    beyond that is loaded (for its exact count) but not walked through. Returns the columns, the inactive
+    sellers among them, the previous clusters of all fully loaded sellers, and the live held merges among
+    them (whose members come along whole, like a previous cluster's).
     """
-    limits = thresholds()
+    rule = hub_rule()
     linkable: set[int] = set()
-    rows: list[tuple[int, int, int]] = []
+    rows: list[Row] = []
     full: set[int] = set()
     seen_indicators: set[int] = set()
     memberships: dict[int, int] = {}
     frontier = set(touched_sellers)
-    for s, _, _ in _sightings_of("indicator_id", touched_indicators):
+    for s, _, _, _ in _sightings_of("indicator_id", touched_indicators):
         frontier.add(s)
+    held_members: dict[int, set[int]] = defaultdict(set)
     while frontier:
-        # Previous cluster-mates come along: relinking must see whole previous clusters.
-        clusters = set(
-            ClusterMember.objects.filter(seller_id__in=frontier).values_list("cluster_id", flat=True)
-        )
-        for seller_id, cluster_id in ClusterMember.objects.filter(cluster_id__in=clusters).values_list(
-            "seller_id", "cluster_id"
-        ):
-            memberships[seller_id] = cluster_id
-            if seller_id not in full:
-                frontier.add(seller_id)
+        # Previous cluster-mates and live held merges' members come along, transitively: relinking must see
+        # whole previous clusters, and a held merge spans several of them.
+        grown = set(frontier)
+        while grown:
+            clusters = set(
+                ClusterMember.objects.filter(seller_id__in=grown).values_list("cluster_id", flat=True)
+            )
+            merges = set(
+                PendingMergeSeller.objects.filter(
+                    seller_id__in=grown, merge__closed_at__isnull=True
+                ).values_list("merge_id", flat=True)
+            ) - set(held_members)
+            found: set[int] = set()
+            for seller_id, cluster_id in ClusterMember.objects.filter(cluster_id__in=clusters).values_list(
+                "seller_id", "cluster_id"
+            ):
+                memberships[seller_id] = cluster_id
+                found.add(seller_id)
+            for merge_id, seller_id in PendingMergeSeller.objects.filter(merge_id__in=merges).values_list(
+                "merge_id", "seller_id"
+            ):
+                held_members[merge_id].add(seller_id)
+                found.add(seller_id)
+            grown = found - frontier - full
+            frontier |= grown
         own = _sightings_of("seller_id", frontier)
         rows.extend(own)
         full |= frontier
-        new_indicators = {i for _, i, _ in own} - seen_indicators
+        new_indicators = {i for _, i, _, _ in own} - seen_indicators
         seen_indicators |= new_indicators
         # Indicators only this seller holds are already in `own`; fetch other holders of shared ones only.
         holders = _sightings_of("indicator_id", new_indicators, shared_only=True)
         rows.extend(holders)
-        holder_ids = {s for s, _, _ in holders}
+        holder_ids = {s for s, _, _, _ in holders}
         linkable |= set(
             Seller.objects.linkable(now).filter(id__in=holder_ids | frontier).values_list("id", flat=True)
         )
         by_indicator: dict[int, list[int]] = defaultdict(list)
+        untouched_by_platform: dict[int, Counter[int]] = defaultdict(Counter)
         kind_of: dict[int, int] = {}
-        for s, i, k in holders:
+        for s, i, k, p in holders:
             by_indicator[i].append(s)
             kind_of[i] = k
+            if s in linkable and s not in touched_sellers:
+                untouched_by_platform[i][p] += 1
         overrides = dict(
             Indicator.objects.filter(id__in=new_indicators)
             .exclude(linking=Linking.AUTO)
@@ -246,21 +291,28 @@ def _read_neighbourhood(
         for indicator_id, sellers in by_indicator.items():
             if overrides.get(indicator_id) == Linking.COMMON:
                 continue
-            active = sum(1 for s in sellers if s in linkable)
-            touched_here = sum(1 for s in sellers if s in touched_sellers)
             if (
-                overrides.get(indicator_id) == Linking.INCLUDE
-                or indicator_id in touched_indicators
-                or active <= limits[KINDS[kind_of[indicator_id]]] + touched_here
+                indicator_id in touched_indicators
+                or rule.suppression(
+                    KINDS[kind_of[indicator_id]],
+                    untouched_by_platform[indicator_id].values(),
+                    overrides.get(indicator_id),
+                )
+                is None
             ):
                 nxt.update(s for s in sellers if s not in full)
         frontier = nxt
-    all_sellers = {s for s, _, _ in rows} | full
+    all_sellers = {s for s, _, _, _ in rows} | full
     inactive = all_sellers - linkable
     previous: dict[int, set[int]] = defaultdict(set)
     for seller_id, cluster_id in memberships.items():
         previous[cluster_id].add(seller_id)
-    return Columns.from_rows(rows), inactive, {k: frozenset(v) for k, v in previous.items()}
+    return (
+        Columns.from_rows(rows),
+        inactive,
+        {k: frozenset(v) for k, v in previous.items()},
+        {k: frozenset(v) for k, v in held_members.items()},
+    )
 
 
 def _overrides(indicator_ids: np.ndarray | None = None) -> dict[int, linking.Override]:
@@ -268,6 +320,94 @@ def _overrides(indicator_ids: np.ndarray | None = None) -> dict[int, linking.Ove
     if indicator_ids is not None:
         query = query.filter(id__in=[int(i) for i in np.unique(indicator_ids)])
     return dict(query.values_list("id", "linking"))  # type: ignore[arg-type]
+
+
+def _fresh(now: datetime, among: Iterable[int] | None = None) -> set[int]:
+    """Sellers whose bridges between other platforms' clusters are held (`graph.linking`, "Held merges").
+
+    A seller is fresh for EXCHANGE_HELD_MERGE_DAYS after the exchange first received it (its own clock: a
+    partner's `reported_at` could be backdated), unless an analyst approved a merge that held it; a seller
+    held by a rejected merge stays held whatever its age. The latest decision about a seller wins.
+    """
+    decided: dict[int, str] = {}
+    for seller_id, state in (
+        PendingMergeSeller.objects.filter(
+            held=True, merge__state__in=[MergeState.APPROVED, MergeState.REJECTED]
+        )
+        .order_by("merge__decided_at", "merge_id")
+        .values_list("seller_id", "merge__state")
+    ):
+        decided[seller_id] = state
+    wanted = None if among is None else sorted(set(among))
+    fresh: set[int] = set()
+    days = settings.EXCHANGE_HELD_MERGE_DAYS
+    if days > 0:
+        cutoff = now - timedelta(days=days)
+        if wanted is None:
+            fresh = set(Seller.objects.filter(created_at__gte=cutoff).values_list("id", flat=True))
+        else:
+            rows = _select_by_ids("SELECT id, created_at FROM exchange_seller WHERE id = ANY(%s)", wanted)
+            if rows is None:
+                rows = []
+                for start in range(0, len(wanted), 5000):
+                    rows.extend(
+                        Seller.objects.filter(id__in=wanted[start : start + 5000]).values_list(
+                            "id", "created_at"
+                        )
+                    )
+            fresh = {pk for pk, created in rows if created >= cutoff}
+    fresh |= {s for s, state in decided.items() if state == MergeState.REJECTED}
+    fresh -= {s for s, state in decided.items() if state == MergeState.APPROVED}
+    return fresh if wanted is None else fresh & set(wanted)
+
+
+def _sync_held(
+    retired: Iterable[int],
+    held: Sequence[linking.HeldMerge],
+    clusters: Sequence[linking.Cluster[int]],
+    now: datetime,
+) -> None:
+    """Replace the `retired` live held merges by `held`: a held merge of the same platform sharing held
+    sellers keeps its row (a rejected one only while it holds nothing new), the others are created; retired
+    rows left over are closed (pending ones as merged when their sellers are now clustered, else withdrawn)."""
+    old = {m.pk: m for m in PendingMerge.objects.filter(pk__in=list(retired))}
+    old_held: dict[int, set[int]] = defaultdict(set)
+    for merge_id, seller_id in PendingMergeSeller.objects.filter(
+        merge_id__in=list(old), held=True
+    ).values_list("merge_id", "seller_id"):
+        old_held[merge_id].add(seller_id)
+    kept: dict[int, linking.HeldMerge] = {}
+    new: list[tuple[PendingMerge, linking.HeldMerge]] = []
+    for merge in held:
+        sellers = set(merge.sellers)
+        candidates = [
+            m
+            for m in old.values()
+            if m.platform_id == merge.platform and m.pk not in kept and old_held[m.pk] & sellers
+        ]
+        best = max(candidates, key=lambda m: (len(old_held[m.pk] & sellers), -m.pk), default=None)
+        if best is not None and (best.state == MergeState.PENDING or sellers <= old_held[best.pk]):
+            kept[best.pk] = merge
+        else:
+            new.append((PendingMerge(platform_id=merge.platform, created_at=now, updated_at=now), merge))
+    PendingMerge.objects.bulk_create([row for row, _ in new])
+    clustered = {m for c in clusters for m in c.members}
+    closing = [m for pk, m in old.items() if pk not in kept]
+    for row in closing:
+        if row.state == MergeState.PENDING:
+            row.state = MergeState.MERGED if old_held[row.pk] <= clustered else MergeState.WITHDRAWN
+        row.closed_at = row.updated_at = now
+    PendingMerge.objects.bulk_update(closing, ["state", "closed_at", "updated_at"])
+    PendingMerge.objects.filter(pk__in=list(kept)).update(updated_at=now)
+    PendingMergeSeller.objects.filter(merge_id__in=list(kept)).delete()
+    memberships = [
+        PendingMergeSeller(merge_id=pk, seller_id=seller, held=seller in set(merge.sellers))
+        for pk, merge in [*kept.items(), *((row.pk, merge) for row, merge in new)]
+        for seller in merge.members
+    ]
+    PendingMergeSeller.objects.bulk_create(memberships, batch_size=5000)
+    if new or closing:
+        logger.info("event=held_merges created=%s closed=%s kept=%s", len(new), len(closing), len(kept))
 
 
 # ------------------------------------------------------------------------------------------------ writing
@@ -282,8 +422,11 @@ class ClusterFacts:
     kinds: list[str]
 
 
-def _facts(clusters: Sequence[linking.Cluster[int]], now: datetime) -> dict[frozenset[int], ClusterFacts]:
-    """Risk, platforms and linking kinds of each cluster (reads its members' sightings)."""
+def _facts(
+    clusters: Sequence[linking.Cluster[int]], now: datetime, platform_hubs: frozenset[tuple[int, int]]
+) -> dict[frozenset[int], ClusterFacts]:
+    """Risk, platforms and linking kinds of each cluster (reads its members' sightings). A sighting of an
+    indicator that its seller's platform alone holds too often links nothing (`platform_hubs`)."""
     members = sorted({m for c in clusters for m in c.members})
     seller_rows = _select_by_ids(
         "SELECT id, platform_id, status, reported_at FROM exchange_seller WHERE id = ANY(%s)", members
@@ -299,7 +442,9 @@ def _facts(clusters: Sequence[linking.Cluster[int]], now: datetime) -> dict[froz
     sellers: dict[int, tuple[int, str, datetime]] = {pk: (p, st, r) for pk, p, st, r in seller_rows}
     sightings: dict[int, list[linking.Sighting]] = defaultdict(list)
     # Only indicators someone else holds can link; a member's single-holder indicators are irrelevant here.
-    for seller_id, indicator_id, kind in _sightings_of("seller_id", members, shared_only=True):
+    for seller_id, indicator_id, kind, platform_id in _sightings_of("seller_id", members, shared_only=True):
+        if (indicator_id, platform_id) in platform_hubs:
+            continue
         sightings[seller_id].append(
             linking.Sighting(seller_id, sellers[seller_id][0], KINDS[kind], str(indicator_id))
         )
@@ -334,13 +479,14 @@ def _apply(
     clusters: Sequence[linking.Cluster[int]],
     now: datetime,
     summary: ReclusterSummary,
+    platform_hubs: Iterable[tuple[int, int]] = (),
 ) -> None:
     """Replace the `previous` clusters by `clusters`, keeping ids by largest overlap, recording events."""
     placeholders = itertools.count(-1, -1)
     assigned, changes = assign_identities(
         previous, [c.member_set for c in clusters], lambda: next(placeholders)
     )
-    facts = _facts(clusters, now)
+    facts = _facts(clusters, now, frozenset(platform_hubs))
     old = ActorCluster.objects.in_bulk(list(previous))
     involved = {m for ms in previous.values() for m in ms} | {m for c in clusters for m in c.members}
     platform_rows = _select_by_ids("SELECT id, platform_id FROM exchange_seller WHERE id = ANY(%s)", involved)
@@ -514,19 +660,26 @@ def recluster_full(progress: Progress | None = None) -> ReclusterSummary:
         summary.seconds["read"] = time.perf_counter() - started
         say(f"linking {len(columns)} sightings")
         started = time.perf_counter()
+        rule = hub_rule()
         result = linking.link_columns(
             columns.seller,
             columns.indicator,
             columns.kind,
+            platform=columns.platform,
             kinds=KINDS,
-            thresholds=thresholds(),
+            thresholds=rule.thresholds,
+            platform_divisor=rule.platform_divisor,
             overrides=_overrides(),
+            fresh=_fresh(now),
         )
         summary.seconds["link"] = time.perf_counter() - started
         started = time.perf_counter()
         say(f"writing {len(result.clusters)} clusters")
         previous = _live_clusters()
-        _apply(previous, result.clusters, now, summary)
+        _apply(previous, result.clusters, now, summary, result.platform_hubs)
+        _sync_held(
+            PendingMerge.objects.live().values_list("pk", flat=True), result.held, result.clusters, now
+        )
         summary.sellers_in_scope = sum(len(c.members) for c in result.clusters)
         summary.seconds["write"] = time.perf_counter() - started
     logger.info("event=recluster mode=full sightings=%s clusters=%s", summary.sightings, summary.clusters)
@@ -553,26 +706,32 @@ def recluster_incremental(sellers: Iterable[int] = (), indicators: Iterable[int]
     with transaction.atomic():
         _lock()
         started = time.perf_counter()
-        columns, inactive, previous = _read_neighbourhood(touched, touched_indicators, now)
+        columns, inactive, previous, previous_held = _read_neighbourhood(touched, touched_indicators, now)
         summary.sightings = len(columns)
         summary.seconds["read"] = time.perf_counter() - started
         started = time.perf_counter()
+        rule = hub_rule()
         result = linking.relink_columns(
             columns.seller,
             columns.indicator,
             columns.kind,
+            platform=columns.platform,
             touched_sellers=touched,
             previous=previous,
             touched_indicators=touched_indicators,
             kinds=KINDS,
-            thresholds=thresholds(),
+            thresholds=rule.thresholds,
+            platform_divisor=rule.platform_divisor,
             overrides=_overrides(columns.indicator),
             inactive=inactive,
+            fresh=_fresh(now, np.unique(columns.seller).tolist()),
+            previous_held=previous_held,
         )
         summary.seconds["link"] = time.perf_counter() - started
         started = time.perf_counter()
         retired = {cid: previous[cid] for cid in result.retired}
-        _apply(retired, result.clusters, now, summary)
+        _apply(retired, result.clusters, now, summary, result.platform_hubs)
+        _sync_held(result.retired_held, result.held, result.clusters, now)
         summary.sellers_in_scope = len(result.scope)
         summary.seconds["write"] = time.perf_counter() - started
     logger.info(
@@ -585,11 +744,19 @@ def recluster_incremental(sellers: Iterable[int] = (), indicators: Iterable[int]
 
 
 def refresh_expired(now: datetime | None = None) -> ReclusterSummary:
-    """Expiry happens by the clock, not by a request: recompute around members that stopped being linkable."""
+    """Expiry and the end of a hold period happen by the clock, not by a request: recompute around members
+    that stopped being linkable and held sellers that stopped being fresh."""
     now = now or timezone.now()
     stale = list(
         ClusterMember.objects.exclude(seller__in=Seller.objects.linkable(now)).values_list(
             "seller_id", flat=True
         )
     )
-    return recluster_incremental(stale)
+    # Held sellers of pending merges whose hold period has ended: their merge now goes through.
+    aged = PendingMergeSeller.objects.filter(
+        held=True,
+        merge__state=MergeState.PENDING,
+        merge__closed_at__isnull=True,
+        seller__created_at__lt=now - timedelta(days=settings.EXCHANGE_HELD_MERGE_DAYS),
+    ).values_list("seller_id", flat=True)
+    return recluster_incremental([*stale, *aged])

@@ -13,7 +13,7 @@ for exchange analysts.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -23,9 +23,9 @@ from django.utils import timezone
 
 from accounts.models import Platform
 from accounts.scoping import Scope
-from exchange.models import Indicator, Linking, Seller, Sighting
+from exchange.models import Indicator, Seller, Sighting
 from graph import evidence, linking
-from graph.clustering import thresholds
+from graph.clustering import hub_rule
 from graph.models import ActorCluster, ClusterMember, platform_labels
 
 
@@ -195,24 +195,32 @@ def explain(cluster: ActorCluster, scope: Scope) -> Explanation:
             if first_seen is not None and (key not in first_seen_of or first_seen < first_seen_of[key]):
                 first_seen_of[key] = first_seen
 
-    # Linkable holders exchange-wide: hub suppression depends on them, not on this cluster alone.
+    # Linkable holders exchange-wide, per platform: hub suppression depends on them, not on this cluster alone.
     held = Sighting.objects.filter(seller__cluster_membership__cluster=cluster).values("indicator_id")
-    global_holders: dict[str, int] = {
-        str(indicator_id): n
-        for indicator_id, n in Sighting.objects.filter(
+    per_platform: dict[str, Counter[int]] = defaultdict(Counter)
+    for indicator_id, platform_id, n in (
+        Sighting.objects.filter(
             indicator_id__in=held, seller__retracted_at__isnull=True, seller__expires_at__gt=now
         )
-        .values("indicator_id")
+        .values("indicator_id", "seller__platform_id")
         .annotate(n=Count("id"))
-        .values_list("indicator_id", "n")
-    }
-    limits = thresholds()
+        .values_list("indicator_id", "seller__platform_id", "n")
+    ):
+        per_platform[str(indicator_id)][platform_id] = n
+    global_holders = {key: sum(counts.values()) for key, counts in per_platform.items()}
+    rule = hub_rule()
+    limits = rule.thresholds
     suppressed_reason: dict[str, str] = {}
     for key, kind in kind_of.items():
-        if linking_of[key] == Linking.COMMON:
-            suppressed_reason[key] = "common"
-        elif linking_of[key] != Linking.INCLUDE and global_holders.get(key, 0) > limits[kind]:
-            suppressed_reason[key] = "threshold"
+        reason = rule.suppression(kind, per_platform[key].values(), linking_of[key])
+        if reason is not None:
+            suppressed_reason[key] = reason
+    # A platform that alone holds an indicator too often links none of its holders through it.
+    sightings = [
+        s
+        for s in sightings
+        if not rule.platform_hub(s.kind, per_platform[str(s.token)][s.platform_id], linking_of[str(s.token)])
+    ]
     suppressed = frozenset((kind_of[key], key) for key in suppressed_reason)
 
     holding = {

@@ -174,3 +174,69 @@ class ClusterEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.cluster_id} {self.kind} {self.members_before}->{self.members_after}"
+
+
+class MergeState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+    # Closed by a recomputation without a decision:
+    MERGED = "merged", "Merged (corroborated or past the hold period)"
+    WITHDRAWN = "withdrawn", "Withdrawn (the bridge is gone)"
+
+
+class PendingMergeQuerySet(models.QuerySet["PendingMerge"]):
+    def live(self) -> PendingMergeQuerySet:
+        """Merges whose sellers are held right now (pending, or rejected while the bridge still exists)."""
+        return self.filter(closed_at__isnull=True)
+
+
+class PendingMerge(models.Model):
+    """Clusters that one platform's fresh sellers alone would join, held for an exchange analyst.
+
+    Recomputation creates, updates and closes these (graph.clustering); analysts approve or reject them
+    through `graph.actions`. Its sellers: the held ones (`held=True`) and the rest of the link component.
+    """
+
+    platform = models.ForeignKey(Platform, on_delete=models.PROTECT, related_name="+")
+    state = models.CharField(
+        max_length=10, choices=MergeState.choices, default=MergeState.PENDING, db_index=True
+    )
+    sellers = models.ManyToManyField(Seller, through="PendingMergeSeller", related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    closed_at = models.DateTimeField(null=True, blank=True, help_text="When its sellers stopped being held.")
+
+    objects = PendingMergeQuerySet.as_manager()
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+
+    def __str__(self) -> str:
+        return f"Merge {self.pk} held from platform {self.platform_id} ({self.state})"
+
+    def held_seller_ids(self) -> list[int]:
+        return sorted(self.memberships.filter(held=True).values_list("seller_id", flat=True))
+
+    def clusters(self) -> ActorClusterQuerySet:
+        """The live clusters it would join."""
+        others = self.memberships.filter(held=False).values("seller_id")
+        return ActorCluster.objects.live().filter(members__seller__in=others).distinct().order_by("id")
+
+
+class PendingMergeSeller(models.Model):
+    merge = models.ForeignKey(PendingMerge, on_delete=models.CASCADE, related_name="memberships")
+    seller = models.ForeignKey(Seller, on_delete=models.CASCADE, related_name="+")
+    held = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["merge", "seller"], name="pending_merge_seller_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.seller_id} in merge {self.merge_id}{' (held)' if self.held else ''}"

@@ -1,6 +1,7 @@
 """The cast of the test suite.
 
-Platforms: Acme Market (``acme``) and Bazaar North (``bazaar``). Alice is an exchange analyst; Bob is a
+Platforms: Acme Market (``acme``) and Bazaar North (``bazaar``); Mallory Mart (``hostile``) is a member that
+poisons the data (tests of issue 12's data-poisoning defences). Alice is an exchange analyst; Bob is a
 partner analyst at Acme; Carol is a partner analyst at Bazaar. Each platform has a key with all scopes.
 
 `client.force_login(user)` is the suite's shortcut for "logged in with password AND second factor": for a
@@ -80,6 +81,11 @@ def acme(db: None) -> KeyedPlatform:
 @pytest.fixture
 def bazaar(db: None) -> KeyedPlatform:
     return make_platform("bazaar", "Bazaar North")
+
+
+@pytest.fixture
+def hostile(db: None) -> KeyedPlatform:
+    return make_platform("mallory", "Mallory Mart")
 
 
 @pytest.fixture

@@ -53,13 +53,19 @@ def test_one_weak_indicator_does_not_link_but_two_different_do(acme, bazaar):
 
 
 def test_hub_indicator_above_threshold_does_not_glue(acme, bazaar, settings):
+    # Divisor 1: each platform counts for up to the whole threshold, so two platforms' holders make a hub.
     settings.EXCHANGE_LINK_THRESHOLDS = {"phone": 3}
+    settings.EXCHANGE_HUB_PLATFORM_DIVISOR = 1
     submit(
-        acme.client(), *[seller(f"a{i}", ("phone", "+4930999999"), ("email", f"{i}@x.com")) for i in range(4)]
+        acme.client(), *[seller(f"a{i}", ("phone", "+4930999999"), ("email", f"{i}@x.com")) for i in range(2)]
+    )
+    submit(
+        bazaar.client(),
+        *[seller(f"b{i}", ("phone", "+4930999999"), ("email", f"b{i}@x.com")) for i in range(2)],
     )
     assert clusters() == set()
-    submit(bazaar.client(), seller("b1", ("email", "0@x.com")))
-    assert clusters() == {frozenset({"acme:a0", "bazaar:b1"})}
+    submit(bazaar.client(), seller("b9", ("email", "0@x.com")))
+    assert clusters() == {frozenset({"acme:a0", "bazaar:b9"})}
 
 
 def test_override_common_and_include_trigger_recomputation(acme, bazaar):
@@ -140,7 +146,11 @@ def test_full_recluster_is_idempotent_and_keeps_ids(acme, bazaar):
 def test_random_sequences_incremental_equals_full(acme, bazaar, settings):
     """After every step of a random sequence of submissions and retractions, the clusters maintained
     incrementally equal a full recomputation (the pure core has the hypothesis version of this)."""
+    from tests.conftest import make_platform
+
+    # Three platforms, each counting for at most ceil(threshold / 2) holders: hubs need two or three of them.
     settings.EXCHANGE_LINK_THRESHOLDS = {"phone": 4, "email": 4, "store_name": 3, "shipping_address": 3}
+    settings.EXCHANGE_HUB_PLATFORM_DIVISOR = 2
     rng = random.Random(42)
     pool = {
         "email": [f"e{i}@x.com" for i in range(8)],
@@ -148,8 +158,8 @@ def test_random_sequences_incremental_equals_full(acme, bazaar, settings):
         "store_name": [f"shop {i}" for i in range(4)],
         "shipping_address": [f"{i} harbour street" for i in range(4)],
     }
-    platforms = [acme, bazaar]
-    for step in range(40):
+    platforms = [acme, bazaar, make_platform("third", "Third Market")]
+    for step in range(60):
         if step % 5 == 4 and Seller.objects.linkable().exists():
             victim = rng.choice(list(Seller.objects.linkable()))
             do_retract(victim, "appeal", "test")

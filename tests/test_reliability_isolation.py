@@ -30,7 +30,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import AnalystProfile, ApiKey, Platform
 from exchange.models import AuditEntry, Indicator, LookupUsage, Seller, Sighting, Submission
-from graph.models import ActorCluster, ClusterEvent, ClusterMember
+from graph.models import ActorCluster, ClusterEvent, ClusterMember, PendingMerge
 from tests.builders import seller, th
 from tests.conftest import KeyedPlatform
 from tests.reliability.world import World, build_world, scopeless_key
@@ -104,6 +104,7 @@ ADMIN_MODELS: dict[str, OtherPlatformObjects] = {
         cluster__members__seller__platform=w.acme.platform
     ),
     "graph.indicatoroverride": lambda w: _overrides_of_bazaar_only_indicators(w),
+    "graph.pendingmerge": lambda w: PendingMerge.objects.all(),  # exchange analysts only
     "procrastinate.procrastinatejob": None,
     "procrastinate.procrastinateevent": None,
     "procrastinate.procrastinateperiodicdefer": None,
@@ -403,7 +404,13 @@ def test_admin_keeps_partner_analysts_to_their_platform(world, alice, bob, carol
     _check_app_indexes(partner, secrets)
 
 
-OPTIONAL_ROWS = {"exchange.keystate", "graph.indicatoroverride", "accounts.reportdelivery", "auth.user"}
+OPTIONAL_ROWS = {
+    "exchange.keystate",
+    "graph.indicatoroverride",
+    "graph.pendingmerge",
+    "accounts.reportdelivery",
+    "auth.user",
+}
 
 
 def _content_type_id(model: type[Model]) -> int:

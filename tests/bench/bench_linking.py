@@ -136,9 +136,10 @@ def bipartite_floor(seller: npt.NDArray[np.int64], indicator: npt.NDArray[np.int
 
 def measure(size: int, repeat: int, memory: bool) -> None:
     seller, indicator, kind = synthetic(size)
+    platform = seller % 8  # eight platforms, so hub counts go through the per-platform cap
 
     def run() -> linking.Linkage[int]:
-        return linking.link_columns(seller, indicator, kind)
+        return linking.link_columns(seller, indicator, kind, platform=platform)
 
     t_link, result = best_time(run, repeat)
     mem_link = peak_mib(run) if memory else float("nan")
@@ -146,7 +147,7 @@ def measure(size: int, repeat: int, memory: bool) -> None:
     # Phases, and the seller-seller graph the floor runs on.
     rules = linking._rules(linking.KINDS, None, None)
     start = time.perf_counter()
-    prep = linking._prepare(seller, indicator, kind, rules, {}, np.zeros(0, dtype=np.int64))
+    prep = linking._prepare(seller, indicator, kind, platform, rules, {}, np.zeros(0, dtype=np.int64))
     t_prepare = time.perf_counter() - start
     start = time.perf_counter()
     src, dst = linking._link_edges(prep)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import random
 from typing import Any
 
@@ -127,7 +128,8 @@ def test_linking_rule(sightings: list[Sighting], expected: list[tuple[int, ...]]
 
 
 def holders(count: int, kind: str, token: str) -> list[Sighting]:
-    return [seen(101 + n, kind, token) for n in range(count)]
+    """``count`` sellers 101, 102, ... on five platforms in turn (one platform alone cannot make a hub)."""
+    return [Sighting(101 + n, 1 + n % 5, kind, token) for n in range(count)]
 
 
 def weak_pair(count: int) -> list[Sighting]:
@@ -199,7 +201,7 @@ def test_suppressed_indicators_are_reported_on_the_clusters_that_hold_them() -> 
     ]
     overrides: dict[IndicatorKey, Override] = {("website_domain", "common.example"): "common"}
     result = link(sightings, overrides=overrides)
-    context = SuppressedIndicator(("website_domain", "common.example"), "website_domain", 2, "common")
+    context = SuppressedIndicator(("website_domain", "common.example"), "website_domain", 2, "common", 2)
     assert [c.suppressed for c in result.clusters] == [(context,)]
     assert result.suppressed == (context,)
 
@@ -238,9 +240,11 @@ def test_column_input_matches_tuple_input() -> None:
     seller = rng.integers(0, 400, size=3000)
     indicator = rng.integers(0, 900, size=3000)
     kind = indicator % len(KINDS)
-    by_columns = link_columns(seller, indicator, kind)
+    platform = seller % 4
+    by_columns = link_columns(seller, indicator, kind, platform=platform)
     sightings = [
-        Sighting(int(s), 1, KINDS[int(k)], str(i)) for s, i, k in zip(seller, indicator, kind, strict=True)
+        Sighting(int(s), int(s) % 4, KINDS[int(k)], str(i))
+        for s, i, k in zip(seller, indicator, kind, strict=True)
     ]
     assert [c.members for c in link(sightings).clusters] == [c.members for c in by_columns.clusters]
     assert sorted(s.indicator for s in by_columns.suppressed) == sorted(
@@ -252,25 +256,48 @@ def test_column_input_accepts_sparse_ids() -> None:
     seller = [10**12, 5, 10**12 + 7, 5]
     indicator = [10**15, 10**15, 3, 3]
     kind = [KINDS.index("email"), KINDS.index("email"), KINDS.index("store_name"), KINDS.index("store_name")]
-    assert [c.members for c in link_columns(seller, indicator, kind).clusters] == [(5, 10**12)]
+    platform = [1, 2, 1, 2]
+    assert [c.members for c in link_columns(seller, indicator, kind, platform=platform).clusters] == [
+        (5, 10**12)
+    ]
 
 
 def naive_clusters(
-    sightings: list[Sighting], thresholds: dict[str, int], overrides: dict[tuple[str, str], Override]
+    sightings: list[Sighting],
+    thresholds: dict[str, int],
+    overrides: dict[tuple[str, str], Override],
+    divisor: int = 3,
 ) -> list[tuple[int, ...]]:
-    """The rules applied literally: every pair of sellers, its shared indicators, then components."""
+    """The rules applied literally: every pair of sellers, its shared indicators, then components; an
+    indicator's holders counted per platform, each platform's share capped at ceil(threshold / divisor)."""
     held: dict[int, set[tuple[str, str]]] = {}
+    platform_of: dict[int, int] = {}
     for s in sightings:
         held.setdefault(s.seller_id, set()).add((s.kind, str(s.token)))
-    count = {key: sum(key in keys for keys in held.values()) for keys in held.values() for key in keys}
+        platform_of[s.seller_id] = s.platform_id
+
+    def counted(key: tuple[str, str]) -> int:
+        cap = math.ceil(thresholds[key[0]] / divisor)
+        per_platform: dict[int, int] = {}
+        for seller, keys in held.items():
+            if key in keys:
+                per_platform[platform_of[seller]] = per_platform.get(platform_of[seller], 0) + 1
+        return sum(min(n, cap) for n in per_platform.values())
 
     def links(key: tuple[str, str]) -> bool:
         override = overrides.get(key)
-        return override == "include" or (override != "common" and count[key] <= thresholds[key[0]])
+        return override == "include" or (override != "common" and counted(key) <= thresholds[key[0]])
+
+    def own_hub(seller: int, key: tuple[str, str]) -> bool:
+        """The seller's platform alone holds more than the threshold: its holders do not link through it."""
+        same = sum(1 for s, keys in held.items() if key in keys and platform_of[s] == platform_of[seller])
+        return overrides.get(key) != "include" and same > thresholds[key[0]]
 
     graph = nx.Graph()
     for a, b in itertools.combinations(sorted(held), 2):
-        shared = {key for key in held[a] & held[b] if links(key)}
+        shared = {
+            key for key in held[a] & held[b] if links(key) and not own_hub(a, key) and not own_hub(b, key)
+        }
         if any(DEFAULT_STRENGTH[kind] == "strong" for kind, _ in shared) or len(shared) >= 2:
             graph.add_edge(a, b)
     return sorted(tuple(sorted(c)) for c in nx.connected_components(graph))
@@ -286,11 +313,16 @@ indicator_pool = st.sampled_from(
     st.lists(st.tuples(st.integers(0, 15), indicator_pool), max_size=80),
     st.dictionaries(indicator_pool, st.sampled_from(["common", "include"]), max_size=3),
     st.integers(1, 5),
+    st.integers(1, 4),
 )
 def test_linking_matches_the_rules_applied_pairwise(
-    rows: list[tuple[int, tuple[str, str]]], overrides: dict[tuple[str, str], Override], threshold: int
+    rows: list[tuple[int, tuple[str, str]]],
+    overrides: dict[tuple[str, str], Override],
+    threshold: int,
+    divisor: int,
 ) -> None:
-    sightings = [Sighting(seller, 1, kind, token) for seller, (kind, token) in rows]
+    # Sellers 0..15 on platforms 0..2 (seller % 3): the per-platform cap matters for thresholds >= 2.
+    sightings = [Sighting(seller, seller % 3, kind, token) for seller, (kind, token) in rows]
     thresholds = dict.fromkeys(DEFAULT_THRESHOLDS, threshold)
-    result = link(sightings, thresholds=thresholds, overrides=overrides)
-    assert [c.members for c in result.clusters] == naive_clusters(sightings, thresholds, overrides)
+    result = link(sightings, thresholds=thresholds, overrides=overrides, platform_divisor=divisor)
+    assert [c.members for c in result.clusters] == naive_clusters(sightings, thresholds, overrides, divisor)

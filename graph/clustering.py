@@ -327,7 +327,8 @@ def _fresh(now: datetime, among: Iterable[int] | None = None) -> set[int]:
 
     A seller is fresh for EXCHANGE_HELD_MERGE_DAYS after the exchange first received it (its own clock: a
     partner's `reported_at` could be backdated), unless an analyst approved a merge that held it; a seller
-    held by a rejected merge stays held whatever its age. The latest decision about a seller wins.
+    held by a rejected or a still pending merge stays held whatever its age. The latest decision about a
+    seller wins.
     """
     decided: dict[int, str] = {}
     for seller_id, state in (
@@ -358,6 +359,13 @@ def _fresh(now: datetime, among: Iterable[int] | None = None) -> set[int]:
             fresh = {pk for pk, created in rows if created >= cutoff}
     fresh |= {s for s, state in decided.items() if state == MergeState.REJECTED}
     fresh -= {s for s, state in decided.items() if state == MergeState.APPROVED}
+    # A merge waiting for a decision stays held after the hold period: only an analyst's approval or a second
+    # platform's link releases it, never the passage of time (an unreviewed glue must not land by default).
+    fresh |= set(
+        PendingMergeSeller.objects.filter(held=True, merge__state=MergeState.PENDING).values_list(
+            "seller_id", flat=True
+        )
+    )
     return fresh if wanted is None else fresh & set(wanted)
 
 
@@ -744,19 +752,12 @@ def recluster_incremental(sellers: Iterable[int] = (), indicators: Iterable[int]
 
 
 def refresh_expired(now: datetime | None = None) -> ReclusterSummary:
-    """Expiry and the end of a hold period happen by the clock, not by a request: recompute around members
-    that stopped being linkable and held sellers that stopped being fresh."""
+    """Expiry happens by the clock, not by a request: recompute around members that stopped being linkable.
+    (A held merge does not age out: it waits for a decision or a second platform, see `_fresh`.)"""
     now = now or timezone.now()
     stale = list(
         ClusterMember.objects.exclude(seller__in=Seller.objects.linkable(now)).values_list(
             "seller_id", flat=True
         )
     )
-    # Held sellers of pending merges whose hold period has ended: their merge now goes through.
-    aged = PendingMergeSeller.objects.filter(
-        held=True,
-        merge__state=MergeState.PENDING,
-        merge__closed_at__isnull=True,
-        seller__created_at__lt=now - timedelta(days=settings.EXCHANGE_HELD_MERGE_DAYS),
-    ).values_list("seller_id", flat=True)
-    return recluster_incremental([*stale, *aged])
+    return recluster_incremental(stale)

@@ -15,9 +15,9 @@ samples). This script measures it end to end:
    by one process), serving the code in ``--code-dir`` (default: this checkout; point it at an export of an
    older commit, e.g. ``git archive main | tar -x -C /tmp/old``, to measure the code before a change);
 3. ``--warmup`` lookups, then ``--samples`` lookups of each of (a) never-seen indicators (a fresh hash each
-   time) and (b) indicators held only by retracted or own sellers, over one keep-alive connection, one
-   indicator per request, in pairs (one of each, in random order within the pair); the latency is send ->
-   response fully read;
+   time) and (b) indicators held only by retracted or own sellers, over one keep-alive connection,
+   ``--indicators`` per request (default 1), in pairs (one of each, in random order within the pair); the
+   latency is send -> response fully read;
 4. medians, p90s and a two-sided Mann-Whitney U test (scipy.stats) of (a) against (b), and a Wilcoxon
    signed-rank test of the paired differences (which cancels the drift of a shared machine's load). A small
    p-value means the two are distinguishable by timing.
@@ -145,7 +145,7 @@ def measure(
     that the two cases see the same load over time. Returns the times per case and, per pair, (b) - (a)."""
     rng = random.Random(args.seed)
     stored, retracted_set = retracted + own, set(retracted)
-    times: dict[str, list[float]] = {"unknown": [], "retracted": [], "own": []}
+    times: dict[str, list[float]] = {"unknown": [], "retracted": [], "own": [], "mixed": []}
     differences = []
     for n in range(args.warmup // 2 + args.samples):
         pair = ["unknown", "stored"]
@@ -153,13 +153,17 @@ def measure(
         took = {}
         for case in pair:
             if case == "unknown":
-                digest, kind = fake_transport_hash("email", f"never-{uuid.uuid4()}"), "unknown"
+                digests = [
+                    fake_transport_hash("email", f"never-{uuid.uuid4()}") for _ in range(args.indicators)
+                ]
+                kind = "unknown"
             else:
-                digest = rng.choice(stored)
-                kind = "retracted" if digest in retracted_set else "own"
-            lookup = {"indicators": [{"kind": "email", "hash": digest}]}
+                digests = rng.sample(stored, args.indicators)
+                mixed = len({d in retracted_set for d in digests}) > 1
+                kind = "mixed" if mixed else "retracted" if digests[0] in retracted_set else "own"
+            lookup = {"indicators": [{"kind": "email", "hash": digest} for digest in digests]}
             status, body, seconds = api.call("POST", "/api/v1/lookups/", lookup)
-            if status != 200 or json.loads(body)["results"][0]["match"]:
+            if status != 200 or any(result["match"] for result in json.loads(body)["results"]):
                 raise SystemExit(f"lookup answered {status} {body[:300]!r}")
             took[case] = seconds
             if n >= args.warmup // 2:
@@ -170,15 +174,18 @@ def measure(
 
 
 def summarise(times: dict[str, list[float]], differences: list[float]) -> None:
-    unknown, stored = times["unknown"], times["retracted"] + times["own"]
+    unknown, stored = times["unknown"], times["retracted"] + times["own"] + times["mixed"]
     print(f"{'case':<34}{'n':>6}{'median ms':>12}{'p90 ms':>10}")
     rows = [
         ("(a) unknown indicator", unknown),
         ("(b) held by retracted or own only", stored),
         ("    (b1) retracted sellers only", times["retracted"]),
         ("    (b2) caller's own sellers only", times["own"]),
+        ("    (b3) some of each in one lookup", times["mixed"]),
     ]
     for label, values in rows:
+        if not values:
+            continue
         median, p90 = statistics.median(values) * 1e3, percentile(values, 0.9) * 1e3
         print(f"{label:<34}{len(values):>6}{median:>12.3f}{p90:>10.3f}")
     test = mannwhitneyu(unknown, stored, alternative="two-sided")
@@ -197,6 +204,7 @@ def main() -> None:
     )
     parser.add_argument("--samples", type=int, default=600, help="lookups per case (a) and (b)")
     parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--indicators", type=int, default=1, help="indicators per lookup, all of one case")
     parser.add_argument("--seeded", type=int, default=200, help="retracted sellers, and own sellers")
     parser.add_argument("--background", type=int, default=5000, help="live sellers with other indicators")
     parser.add_argument("--seed", type=int, default=12)
@@ -220,7 +228,9 @@ def main() -> None:
         log(f"{2 * args.samples} lookups in random order over one connection")
         api = Api(port, keys["screen"])
         times, differences = measure(api, retracted, own, args)
-        print(f"code: {args.code_dir.resolve()}  reconnects: {api.reconnects}")
+        print(
+            f"code: {args.code_dir.resolve()}  indicators per lookup: {args.indicators}  reconnects: {api.reconnects}"
+        )
         summarise(times, differences)
     finally:
         server.stop()

@@ -95,7 +95,7 @@ def test_probe_submit_read_retract_is_charged_audited_and_flagged_in_the_next_di
     assert "Acme Market: 1 retraction within 24 hours of its report (1 after reading its cluster)" in (
         digest.body
     )
-    html = next(content for content, kind in digest.alternatives if kind == "text/html")
+    html = next(content for content, kind in digest.alternatives if kind == "text/html")  # type: ignore[attr-defined]
     assert "Acme Market: 1 retraction within 24 hours of its report (1 after reading its cluster)" in html
     assert "probe-1" not in digest.body + html and "bz-target" not in digest.body + html
 

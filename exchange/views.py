@@ -219,6 +219,7 @@ class SellerPagination(CursorPagination):
     def encode_cursor(self, cursor: Cursor) -> str:
         plain = json.dumps([cursor.offset, cursor.reverse, cursor.position]).encode("ascii")
         token = cursor_cipher().encrypt(plain).decode("ascii")
+        assert self.base_url is not None  # set by paginate_queryset() before any link is made
         return replace_query_param(self.base_url, self.cursor_query_param, token)
 
     def decode_cursor(self, request: Request) -> Cursor | None:

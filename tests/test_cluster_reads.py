@@ -95,7 +95,7 @@ def test_probe_submit_read_retract_is_charged_audited_and_flagged_in_the_next_di
     assert "Acme Market: 1 retraction within 24 hours of its report (1 after reading its cluster)" in (
         digest.body
     )
-    html = next(content for content, kind in digest.alternatives if kind == "text/html")
+    html = next(content for content, kind in digest.alternatives if kind == "text/html")  # type: ignore[attr-defined]
     assert "Acme Market: 1 retraction within 24 hours of its report (1 after reading its cluster)" in html
     assert "probe-1" not in digest.body + html and "bz-target" not in digest.body + html
 
@@ -207,3 +207,23 @@ def test_a_malformed_probe_window_is_refused_at_startup(raw: str) -> None:
     result = _manage({**PRODUCTION_ENV, "EXCHANGE_PROBE_WINDOW_HOURS": raw}, "check")
     assert result.returncode != 0
     assert "EXCHANGE_PROBE_WINDOW_HOURS" in result.stderr
+
+
+def test_the_digest_counts_probes_per_platform_in_plural_too(
+    acme: KeyedPlatform, bazaar: KeyedPlatform, target: None, clock: time_machine.Traveller
+) -> None:
+    submit(acme.client(), seller("probe-1", ("phone", TARGET_PHONE)), seller("probe-2", ("email", "a@x.com")))
+    acme.client().get("/api/v1/sellers/probe-1/")
+    retract(acme, "probe-1")
+    retract(acme, "probe-2")
+    content = reports.digest(None, timezone.now())
+    assert [(p.platform, p.retractions, p.after_cluster_read) for p in content.probes] == [
+        ("Acme Market", 2, 1)
+    ]
+    subject, text, html = reports.render_email("digest", {"digest": content})
+    assert ", 2 suspected probes (" in subject
+    for body in (text, html):
+        assert (
+            "Acme Market: 2 retractions within 24 hours of their reports (1 after reading their clusters)"
+            in body
+        )

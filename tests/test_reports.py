@@ -250,7 +250,7 @@ def test_report_links_use_the_clusters_opaque_ref_and_never_its_numeric_id(
 
     assert len(mail.outbox) == 2
     for message in mail.outbox:
-        for text in (message.body, html_of(message), message.subject):
+        for text in map(str, (message.body, html_of(message), message.subject)):
             assert not re.search(r"/actorcluster/\d+/", text)
             assert f"Cluster {clustered.pk} " not in text and f"#{clustered.pk}" not in text
     acme_message = messages_to("trust@acme.example")[0]

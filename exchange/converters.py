@@ -7,6 +7,8 @@ each pattern (drf-spectacular reads a registered converter's regex).
 
 from __future__ import annotations
 
+from django.urls import register_converter
+
 from exchange.ingest import SELLER_REF_RE
 
 
@@ -26,3 +28,9 @@ class ClusterRefConverter(SellerRefConverter):
     """An opaque cluster reference (`ac_` + hex today; letters, digits, `_` and `-`, at most 24)."""
 
     regex = r"[A-Za-z0-9_\-]{1,24}"
+
+
+# Registered here, once per process: the URLconf may be imported again (tests reload it), and Django refuses
+# to register a converter name twice. A reference that cannot exist is a 404 before any query.
+register_converter(SellerRefConverter, "seller_ref")
+register_converter(ClusterRefConverter, "cluster_ref")

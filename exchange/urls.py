@@ -1,16 +1,12 @@
 from django.conf import settings
 from django.contrib import admin
 from django.http import HttpRequest, JsonResponse
-from django.urls import include, path, register_converter
+from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.permissions import AllowAny
 
+import exchange.converters  # noqa: F401  (registers the seller_ref and cluster_ref path converters)
 from exchange import views
-from exchange.converters import ClusterRefConverter, SellerRefConverter
-
-# A reference that cannot exist is a 404 before any query (a NUL made PostgreSQL answer a 500).
-register_converter(SellerRefConverter, "seller_ref")
-register_converter(ClusterRefConverter, "cluster_ref")
 
 
 def healthz(request: HttpRequest) -> JsonResponse:

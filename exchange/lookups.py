@@ -75,17 +75,22 @@ def do_read_clusters(
     summaries: Iterable[dict[str, Any]],
     object_type: str = "",
     object_id: str = "",
+    unlinked: int = 0,
 ) -> None:
-    """Charge and audit a read that shows the partner clusters (their partner-safe summaries).
+    """Charge and audit a read that shows the partner clusters (their partner-safe summaries), or shows that
+    `unlinked` of its linkable sellers are in none.
 
     A cluster's summary tells whether and how much other platforms hold of its sellers' indicators, and a
     partner chooses what its own sellers hold: submitting a probe seller with someone's hash and reading its
     cluster is a lookup. So each distinct cluster revealed costs one unit of the key's daily lookup quota
-    (QuotaExceeded beyond it, before anything is shown), and every read leaves an audit entry with counts and
-    the opaque cluster refs it revealed (never another platform's seller refs, tokens or hashes)."""
+    (QuotaExceeded beyond it, before anything is shown). "No cluster" is an answer too (a lookup without a
+    match costs one as well): each linkable seller shown without a cluster costs one unit; a retracted or
+    expired seller links nobody, so its missing cluster says nothing about others and costs nothing. Every
+    read leaves an audit entry with counts and the opaque cluster refs it revealed (never another platform's
+    seller refs, tokens or hashes)."""
     revealed = {summary["id"]: summary for summary in summaries}
-    if revealed:
-        charge_quota(api_key, len(revealed))
+    if revealed or unlinked:
+        charge_quota(api_key, len(revealed) + unlinked)
     AuditEntry.objects.record(
         "cluster_read",
         api_key.prefix,
@@ -94,6 +99,7 @@ def do_read_clusters(
         object_id,
         endpoint=endpoint,
         clusters=len(revealed),
+        unlinked=unlinked,
         cross_platform=sum(1 for summary in revealed.values() if summary["cross_platform"]),
         refs=sorted(revealed),
     )

@@ -260,6 +260,12 @@ class MeteredMixin:
         return super().handle_exception(exc)  # type: ignore[misc]
 
 
+def unlinked_shown(sellers: list[Seller], summaries: dict[int, Any]) -> int:
+    """Linkable sellers shown without a cluster: each tells the partner that no one else links to it."""
+    now = timezone.now()
+    return sum(1 for s in sellers if s.pk not in summaries and s.is_linkable(now))
+
+
 def cluster_context(sellers: list[Seller]) -> dict[str, Any]:
     return {"cluster_summaries": ClusterMember.objects.summaries([s.pk for s in sellers]) if sellers else {}}
 
@@ -278,8 +284,12 @@ class SellerListView(MeteredMixin, PartnerScopedMixin, generics.ListAPIView):
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
         assert page is not None
         context = cluster_context(page)
+        summaries = context["cluster_summaries"]
         lookups.do_read_clusters(
-            partner_of(request).api_key, "seller_list", context["cluster_summaries"].values()
+            partner_of(request).api_key,
+            "seller_list",
+            summaries.values(),
+            unlinked=unlinked_shown(page, summaries),
         )
         data = SellerSerializer(page, many=True, context=context).data
         return self.get_paginated_response(data)
@@ -315,6 +325,7 @@ class SellerDetailView(MeteredMixin, PartnerScopedMixin, generics.RetrieveAPIVie
             context["cluster_summaries"].values(),
             "seller",
             str(seller.pk),
+            unlinked=unlinked_shown([seller], context["cluster_summaries"]),
         )
         return Response(SellerDetailSerializer(seller, context=context).data)
 

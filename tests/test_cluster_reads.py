@@ -108,28 +108,32 @@ def test_every_read_that_reveals_clusters_is_charged_per_distinct_cluster(
         client,
         seller("probe-1", ("phone", TARGET_PHONE)),
         seller("probe-2", ("phone", TARGET_PHONE)),  # the same cluster as probe-1
-        seller("lonely", ("email", "nobody@x.com")),  # no cluster: nothing revealed
+        seller("lonely", ("email", "nobody@x.com")),  # no cluster: "no match" is an answer too
     )
     ref = client.get("/api/v1/sellers/probe-1/").json()["cluster"]["id"]
     assert usage(acme) == 1
     assert len(client.get("/api/v1/sellers/").json()["results"]) == 3
-    assert usage(acme) == 2  # one distinct cluster on the page
+    assert usage(acme) == 3  # one distinct cluster on the page, and one linkable seller in none
     assert client.get("/api/v1/clusters/").json()["count"] == 1
-    assert usage(acme) == 3
+    assert usage(acme) == 4
     assert client.get(f"/api/v1/clusters/{ref}/").status_code == 200
-    assert usage(acme) == 4
+    assert usage(acme) == 5
     assert client.get("/api/v1/sellers/lonely/").json()["cluster"] is None
-    assert usage(acme) == 4
+    assert usage(acme) == 6  # like a lookup without a match
+    client.post("/api/v1/sellers/lonely/retract/", {"reason": "appeal upheld"}, format="json")
+    assert client.get("/api/v1/sellers/lonely/").json()["cluster"] is None
+    assert usage(acme) == 6  # a retracted seller links nobody: its missing cluster tells nothing
 
     endpoints = list(
         AuditEntry.objects.filter(action="cluster_read").order_by("id").values_list("details", flat=True)
     )
-    assert [(d["endpoint"], d["clusters"]) for d in endpoints] == [
-        ("seller_detail", 1),
-        ("seller_list", 1),
-        ("cluster_list", 1),
-        ("cluster_detail", 1),
-        ("seller_detail", 0),
+    assert [(d["endpoint"], d["clusters"], d["unlinked"]) for d in endpoints] == [
+        ("seller_detail", 1, 0),
+        ("seller_list", 1, 1),
+        ("cluster_list", 1, 0),
+        ("cluster_detail", 1, 0),
+        ("seller_detail", 0, 1),
+        ("seller_detail", 0, 0),
     ]
 
 

@@ -47,7 +47,15 @@ from django.utils import timezone
 from accounts.models import Cadence, DeliveryStatus, Platform, ReportDelivery, ReportKind
 from accounts.roles import EXCHANGE_ANALYST
 from exchange.models import AuditEntry, Seller
-from graph.models import ActorCluster, ClusterEvent, ClusterMember, EventKind, platform_labels
+from graph.models import (
+    ActorCluster,
+    ClusterEvent,
+    ClusterMember,
+    EventKind,
+    MergeState,
+    PendingMerge,
+    platform_labels,
+)
 
 logger = logging.getLogger("exchange.reports")
 
@@ -160,6 +168,15 @@ class SuspectedProbes:
 
 
 @dataclass
+class HeldMerges:
+    """One platform's bridges between other platforms' clusters that wait for an exchange analyst."""
+
+    platform: str
+    waiting: int
+    new: int  # held for the first time in the period
+
+
+@dataclass
 class Digest:
     period_start: datetime | None
     period_end: datetime
@@ -169,14 +186,20 @@ class Digest:
     live_cross_platform: int
     probes: list[SuspectedProbes] = field(default_factory=list)
     probe_window_hours: int = 0
+    held_merges: list[HeldMerges] = field(default_factory=list)
 
     @property
     def probe_count(self) -> int:
         return sum(p.retractions for p in self.probes)
 
     @property
+    def held_count(self) -> int:
+        return sum(h.waiting for h in self.held_merges)
+
+    @property
     def is_empty(self) -> bool:
-        return not (self.clusters.total or self.probes)
+        # Merges that were already waiting last period do not send a digest on their own; new ones do.
+        return not (self.clusters.total or self.probes or any(h.new for h in self.held_merges))
 
 
 def cluster_url(ref: str) -> str:
@@ -321,7 +344,20 @@ def digest(start: datetime | None, end: datetime) -> Digest:
         live_cross_platform=ActorCluster.objects.live().cross_platform().count(),
         probes=suspected_probes(start, end),
         probe_window_hours=settings.EXCHANGE_PROBE_WINDOW_HOURS,
+        held_merges=held_merges(start, end),
     )
+
+
+def held_merges(start: datetime | None, end: datetime) -> list[HeldMerges]:
+    """Per platform, the merges waiting for a decision at `end` and how many of them were held in the period."""
+    rows = (
+        PendingMerge.objects.live()
+        .filter(state=MergeState.PENDING, created_at__lte=end)
+        .values("platform__name")
+        .annotate(n=Count("id"), new=Count("id", filter=_in_period(start, end)))
+        .order_by("-n", "platform__name")
+    )
+    return [HeldMerges(row["platform__name"], row["n"], row["new"]) for row in rows]
 
 
 def suspected_probes(start: datetime | None, end: datetime) -> list[SuspectedProbes]:

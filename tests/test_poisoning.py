@@ -155,6 +155,22 @@ def test_a_hostile_bridge_between_two_honest_clusters_is_held_and_shown_only_to_
     assert PendingMerge.objects.get().state == MergeState.PENDING
 
 
+def test_a_held_merge_is_announced_in_the_exchange_analysts_digest_only(acme, bazaar, hostile, alice):
+    acme.platform.report_recipients, acme.platform.report_cadence = ["trust@acme.example"], "daily"
+    acme.platform.save(update_fields=["report_recipients", "report_cadence"])
+    two_honest_clusters(acme, bazaar)
+    submit(hostile.client(), seller("glue", EMAIL, PHONE))
+    reports.run_reports()
+    (digest,) = [m for m in mail.outbox if "alice@example.org" in m.to]
+    html = next(content for content, kind in digest.alternatives if kind == "text/html")  # type: ignore[attr-defined]
+    for text in (digest.body, html):
+        assert "Mallory Mart: 1 merge waiting (1 new in this period)" in text
+        assert "/admin/graph/pendingmerge/" in text and "glue" not in text
+    assert "1 held merge" in digest.subject
+    (report,) = [m for m in mail.outbox if m.to == ["trust@acme.example"]]
+    assert "held merge" not in report.body.lower() and "Mallory" not in report.body
+
+
 def test_an_exchange_analyst_approving_the_merge_joins_the_clusters_and_is_audited(
     acme, bazaar, hostile, alice
 ):

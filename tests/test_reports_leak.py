@@ -86,7 +86,11 @@ def assert_no_leaks(platforms: list[KeyedPlatform], hashes: list[str], reveal: b
     digests = [m for m in mail.outbox if m.to == ["alice@example.org"]]
     assert len(digests) == 1
     text = everything(digests[0])
-    assert "CANARY-" not in text and "NOTECANARY" not in text and "Mart-p" not in text
+    assert "CANARY-" not in text and "NOTECANARY" not in text
+    # Exchange analysts see every platform; their digest names one only where it is the finding (a held merge
+    # or suspected probes), never beside a cluster.
+    named = [line for line in text.splitlines() if "Mart-p" in line]
+    assert all(("merge" in line and "waiting" in line) or "retraction" in line for line in named), named
 
 
 @pytest.mark.parametrize("reveal", [False, True])

@@ -1,3 +1,4 @@
+import json
 import re
 
 import pytest
@@ -103,3 +104,47 @@ def test_lookup_of_an_indicator_held_only_by_retracted_or_own_sellers_runs_the_s
         ]
     assert len(shapes["unknown"]) == len(shapes["retracted"]) == len(shapes["own"])
     assert shapes["unknown"] == shapes["retracted"] == shapes["own"]
+
+
+def probed_indexes(plan: dict) -> list[tuple[str, str]]:
+    """(relation, index) of every scan node the executor ran, in plan order."""
+    found = []
+    if plan.get("Actual Loops", 0) and "Relation Name" in plan:
+        found.append((plan["Relation Name"], plan.get("Index Name", "")))
+    for child in plan.get("Plans", []):
+        found += probed_indexes(child)
+    return found
+
+
+def test_lookup_plan_starts_from_the_tokens_and_probes_the_same_indexes_whatever_is_stored(acme, bazaar):
+    """On PostgreSQL the lookup is one chain of per-token index probes (issue 12, item 4): an unknown token and
+    one only retracted or own sellers hold run the same scans, and none starts from the sellers table (the
+    plan the planner picked without statistics, which scanned every live seller on each lookup)."""
+    from django.db import connection
+    from django.utils import timezone
+
+    from exchange.hashing import keyed_tokens
+    from exchange.lookups import LIVE_HOLDERS_SQL
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the plan is PostgreSQL's")
+    submit(bazaar.client(), *[seller(f"baz-{n}", ("email", f"live{n}@x.com")) for n in range(50)])
+    submit(bazaar.client(), seller("baz-gone", ("email", "gone@x.com")))
+    bazaar.client().post("/api/v1/sellers/baz-gone/retract/", {"reason": "appeal"}, format="json")
+    submit(acme.client(), seller("acme-own", ("email", "own@x.com")))
+
+    from django.conf import settings
+
+    scans = {}
+    for case, value in [("unknown", "never@x.com"), ("retracted", "gone@x.com"), ("own", "own@x.com")]:
+        [token] = keyed_tokens([("email", th("email", value))], settings.EXCHANGE_PEPPERS, 1)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "EXPLAIN (ANALYZE, FORMAT JSON) " + LIVE_HOLDERS_SQL,
+                [[token], timezone.now(), acme.platform.pk],
+            )
+            (raw,) = cursor.fetchone()
+        plan = (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
+        scans[case] = [relation for relation, _ in probed_indexes(plan)]
+    assert scans["unknown"][:3] == ["exchange_indicator", "exchange_sighting", "exchange_seller"]
+    assert scans["unknown"] == scans["retracted"] == scans["own"]

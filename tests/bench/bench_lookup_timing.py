@@ -146,7 +146,7 @@ def measure(
     that the two cases see the same load over time. Returns the times per case and, per pair, (b) - (a)."""
     rng = random.Random(args.seed)
     stored, retracted_set = retracted + own, set(retracted)
-    times: dict[str, list[float]] = {"unknown": [], "retracted": [], "own": [], "mixed": []}
+    times: dict[str, list[float]] = {"unknown": [], "retracted": [], "own": [], "mixed": [], "me": []}
     differences = []
     for n in range(args.warmup // 2 + args.samples):
         pair = ["unknown", "stored"]
@@ -171,6 +171,11 @@ def measure(
                 times[kind].append(seconds)
         if n >= args.warmup // 2:
             differences.append(took["stored"] - took["unknown"])
+            # The floor, on the same connection: an authenticated request that reads nothing else.
+            status, body, seconds = api.call("GET", "/api/v1/me/")
+            if status != 200:
+                raise SystemExit(f"/me answered {status} {body[:300]!r}")
+            times["me"].append(seconds)
     return times, differences
 
 
@@ -183,6 +188,7 @@ def summarise(times: dict[str, list[float]], differences: list[float]) -> None:
         ("    (b1) retracted sellers only", times["retracted"]),
         ("    (b2) caller's own sellers only", times["own"]),
         ("    (b3) some of each in one lookup", times["mixed"]),
+        ("floor: GET /api/v1/me/", times["me"]),
     ]
     for label, values in rows:
         if not values:
@@ -216,6 +222,7 @@ def main() -> None:
     )
     parser.add_argument("--code-dir", type=Path, default=ROOT, help="checkout whose code gunicorn serves")
     parser.add_argument("--server", default=DEFAULT_SERVER, help="PostgreSQL server URL (no database)")
+    parser.add_argument("--keep-database", action="store_true", help="leave the database for EXPLAIN")
     args = parser.parse_args()
 
     url = database_url(DATABASE, args.server)
@@ -247,7 +254,8 @@ def main() -> None:
         summarise(times, differences)
     finally:
         server.stop()
-        drop_database(url)
+        if not args.keep_database:
+            drop_database(url)
 
 
 if __name__ == "__main__":

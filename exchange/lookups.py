@@ -21,7 +21,7 @@ from django.utils import timezone
 from accounts.models import ApiKey, Platform
 from exchange.hashing import keyed_tokens
 from exchange.ingest import current_key_version
-from exchange.models import AuditEntry, LookupUsage, Seller, Sighting
+from exchange.models import AnalystLookupUsage, AuditEntry, LookupUsage, Seller, Sighting
 from graph.models import ClusterMember
 
 
@@ -32,38 +32,59 @@ class QuotaExceeded(Exception):
         self.resets_at = resets_at
 
 
-def charge_quota(api_key: ApiKey, amount: int, now: datetime | None = None) -> int:
-    """Count `amount` lookups against the key's daily quota (UTC day); raise QuotaExceeded beyond it."""
+def _charge_daily(
+    model: type[LookupUsage] | type[AnalystLookupUsage],
+    owner_column: str,
+    owner_id: int,
+    amount: int,
+    quota: int,
+    now: datetime | None,
+) -> int:
+    """Count `amount` against one owner's counter for the UTC day; raise QuotaExceeded beyond `quota`."""
     now = now or timezone.now()
     today: date = now.astimezone(UTC).date()
-    quota = settings.EXCHANGE_LOOKUP_DAILY_QUOTA
     resets_at = datetime.combine(today + timedelta(days=1), time.min, tzinfo=UTC)
     if amount > quota:
         raise QuotaExceeded(quota, resets_at)
     if connection.vendor == "postgresql":
-        # One conditional upsert: concurrent lookups cannot both slip under the limit.
+        # One conditional upsert: concurrent requests cannot both slip under the limit.
+        table = model._meta.db_table
         with connection.cursor() as cursor:
             cursor.execute(
-                """
-                INSERT INTO exchange_lookupusage AS u (api_key_id, day, count) VALUES (%s, %s, %s)
-                ON CONFLICT (api_key_id, day) DO UPDATE SET count = u.count + EXCLUDED.count
+                f"""
+                INSERT INTO {table} AS u ({owner_column}, day, count) VALUES (%s, %s, %s)
+                ON CONFLICT ({owner_column}, day) DO UPDATE SET count = u.count + EXCLUDED.count
                  WHERE u.count + EXCLUDED.count <= %s
                 RETURNING count
-                """,
-                [api_key.pk, today, amount, quota],
+                """,  # noqa: S608 - table and column names are the models' own
+                [owner_id, today, amount, quota],
             )
             charged = cursor.fetchone() is not None
     else:
+        owner: dict[str, Any] = {owner_column: owner_id, "day": today}
         with transaction.atomic():
-            LookupUsage.objects.get_or_create(api_key=api_key, day=today)
+            model.objects.get_or_create(**owner)
             charged = bool(
-                LookupUsage.objects.filter(api_key=api_key, day=today, count__lte=quota - amount).update(
-                    count=F("count") + amount
-                )
+                model.objects.filter(**owner, count__lte=quota - amount).update(count=F("count") + amount)
             )
     if not charged:
         raise QuotaExceeded(quota, resets_at)
     return quota
+
+
+def charge_quota(api_key: ApiKey, amount: int, now: datetime | None = None) -> int:
+    """Count `amount` lookups against the key's daily quota (UTC day); raise QuotaExceeded beyond it."""
+    return _charge_daily(
+        LookupUsage, "api_key_id", api_key.pk, amount, settings.EXCHANGE_LOOKUP_DAILY_QUOTA, now
+    )
+
+
+def charge_platform_quota(platform_id: int, amount: int, now: datetime | None = None) -> int:
+    """Count `amount` analyst lookups (admin hash searches, cluster pages) against the platform's daily analyst
+    quota (UTC day, all its partner analysts together); raise QuotaExceeded beyond it."""
+    return _charge_daily(
+        AnalystLookupUsage, "platform_id", platform_id, amount, settings.EXCHANGE_ANALYST_DAILY_QUOTA, now
+    )
 
 
 # The columns ActorCluster.summary() reads.
@@ -231,40 +252,3 @@ def do_lookup(api_key: ApiKey, indicators: list[tuple[str, str]]) -> list[dict[s
         matches=sum(1 for r in results if r["match"]),
     )
     return results
-
-
-def charge_platform_quota(platform_id: int, amount: int, now: datetime | None = None) -> int:
-    """Count `amount` analyst lookups (admin hash searches, cluster pages) against the platform's daily analyst
-    quota (UTC day, all its partner analysts together); raise QuotaExceeded beyond it. As `charge_quota`."""
-    from exchange.models import AnalystLookupUsage  # appended function: its import stays with it
-
-    now = now or timezone.now()
-    today: date = now.astimezone(UTC).date()
-    quota = settings.EXCHANGE_ANALYST_DAILY_QUOTA
-    resets_at = datetime.combine(today + timedelta(days=1), time.min, tzinfo=UTC)
-    if amount > quota:
-        raise QuotaExceeded(quota, resets_at)
-    if connection.vendor == "postgresql":
-        # One conditional upsert: two analysts' concurrent searches cannot both slip under the limit.
-        with connection.cursor() as cursor:
-            cursor.execute(
-                """
-                INSERT INTO exchange_analystlookupusage AS u (platform_id, day, count) VALUES (%s, %s, %s)
-                ON CONFLICT (platform_id, day) DO UPDATE SET count = u.count + EXCLUDED.count
-                 WHERE u.count + EXCLUDED.count <= %s
-                RETURNING count
-                """,
-                [platform_id, today, amount, quota],
-            )
-            charged = cursor.fetchone() is not None
-    else:
-        with transaction.atomic():
-            AnalystLookupUsage.objects.get_or_create(platform_id=platform_id, day=today)
-            charged = bool(
-                AnalystLookupUsage.objects.filter(
-                    platform_id=platform_id, day=today, count__lte=quota - amount
-                ).update(count=F("count") + amount)
-            )
-    if not charged:
-        raise QuotaExceeded(quota, resets_at)
-    return quota

@@ -15,7 +15,7 @@ from typing import Any, cast
 
 from django import forms
 from django.contrib import admin
-from django.contrib.admin.utils import unquote
+from django.contrib.admin.utils import quote, unquote
 from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
@@ -350,8 +350,11 @@ class ActorClusterAdmin(HashSearchAdmin, ScopedModelAdmin):
         if from_field is not None:
             return super().get_object(request, object_id, from_field)
         queryset = self.get_queryset(request)
-        if CLUSTER_REF.fullmatch(object_id):
-            found = queryset.filter(ref=object_id).first()
+        # The admin unquotes ids before they get here, and its unquote reads "_23" as "#": a ref such as
+        # "ac_23f4…" (6 in 256 refs) arrives as "ac#f4…". Quoting it again gives the ref back.
+        ref = object_id if CLUSTER_REF.fullmatch(object_id) else quote(object_id)
+        if CLUSTER_REF.fullmatch(ref):
+            found = queryset.filter(ref=ref).first()
         elif CLUSTER_ID.fullmatch(object_id) and scope_of(request.user).everything:
             found = queryset.filter(pk=int(object_id)).first()
         else:

@@ -358,3 +358,13 @@ def test_platform_quota_counts_per_utc_day_for_all_of_a_platforms_analysts(world
     assert sorted(rows) == sorted(
         [(acme, late.date(), 3), (bazaar, late.date(), 3), (acme, datetime(2026, 3, 2, tzinfo=UTC).date(), 3)]
     )
+
+
+@pytest.mark.parametrize("prefix", ["22", "23", "24", "25", "26", "40", "5f", "2f", "00"])
+def test_a_cluster_opens_by_any_ref_even_one_the_admin_would_unquote(world, alice, bob, prefix):
+    # Django's admin unquotes "_23" to "#" before get_object: "ac_23…" must still open, for both roles.
+    ref = f"ac_{prefix}f4bab26b71c2e9"
+    ActorCluster.objects.filter(pk=world.ring.pk).update(ref=ref)
+    for user in (alice, bob):
+        response = logged_in(user).get(f"{CLUSTERS}{ref}/change/")
+        assert response.status_code == 200, (user, response.status_code)

@@ -239,8 +239,8 @@ def quota_exceeded(exc: lookups.QuotaExceeded) -> Response:
         {
             "error": {
                 "code": "quota_exceeded",
-                "message": f"Daily lookup quota of {exc.quota} reached (one per indicator looked up and "
-                f"per cluster read); resets at {exc.resets_at.isoformat()}.",
+                "message": f"Daily lookup quota of {exc.quota} reached (one per indicator looked up, per "
+                f"cluster shown and per live seller shown in no cluster); resets at {exc.resets_at.isoformat()}.",
                 "details": {"quota": exc.quota, "resets_at": exc.resets_at.isoformat()},
             }
         },

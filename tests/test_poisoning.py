@@ -262,9 +262,9 @@ def test_random_sequences_with_a_hostile_platform_incremental_equals_full(
     for step in range(40):
         roll = rng.random()
         if roll < 0.1 and Seller.objects.linkable().exists():
-            do_retract(rng.choice(list(Seller.objects.linkable())), "appeal", "test")
+            do_retract(rng.choice(list(Seller.objects.linkable().order_by("pk"))), "appeal", "test")
         elif roll < 0.2 and PendingMerge.objects.filter(state=MergeState.PENDING).exists():
-            merge = rng.choice(list(PendingMerge.objects.filter(state=MergeState.PENDING)))
+            merge = rng.choice(list(PendingMerge.objects.filter(state=MergeState.PENDING).order_by("pk")))
             decide = do_approve_merge if rng.random() < 0.5 else do_reject_merge
             decide(merge, alice)
         else:

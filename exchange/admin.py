@@ -138,24 +138,24 @@ class SellerAdmin(ReadOnlyMixin, ScopedModelAdmin):
 
     @admin.display(description="cluster")
     def cluster(self, obj: Seller) -> str:
-        membership = getattr(obj, "cluster_membership", None)
-        if membership is None:
-            return "–"
-        cluster = membership.cluster
-        url = reverse("admin:graph_actorcluster_change", args=[cluster.pk])
-        return format_html(
-            '<a href="{}">#{}</a> ({} sellers, risk {})', url, cluster.pk, cluster.size, cluster.risk
-        )
+        return self._cluster_link(obj, by_ref=False)
 
     @admin.display(description="cluster")
     def cluster_reference(self, obj: Seller) -> str:
+        return self._cluster_link(obj, by_ref=True)
+
+    @staticmethod
+    def _cluster_link(obj: Seller, by_ref: bool) -> str:
+        """The seller's cluster, named and linked by its id (exchange analysts) or its opaque ref (partners)."""
         membership = getattr(obj, "cluster_membership", None)
         if membership is None:
             return "–"
         cluster = membership.cluster
-        url = reverse("admin:graph_actorcluster_change", args=[cluster.ref])
+        key = cluster.ref if by_ref else cluster.pk
+        url = reverse("admin:graph_actorcluster_change", args=[key])
+        label = cluster.ref if by_ref else f"#{cluster.pk}"
         return format_html(
-            '<a href="{}">{}</a> ({} sellers, risk {})', url, cluster.ref, cluster.size, cluster.risk
+            '<a href="{}">{}</a> ({} sellers, risk {})', url, label, cluster.size, cluster.risk
         )
 
     @admin.display(description="indicators")

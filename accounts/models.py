@@ -287,17 +287,22 @@ class LoginFailureCounterQuerySet(models.QuerySet["LoginFailureCounter"]):
 
         The increment is one conditional UPDATE (``failures = failures + 1``), so concurrent workers never
         lose a count, and the count is taken before the password is checked, so parallel guesses cannot all
-        pass the limit check first.
+        pass the limit check first. The count is read back in the increment's transaction: read after it, a
+        concurrent worker's increment could make two attempts both see "over the limit" (both refused and
+        refunded, so fewer guesses than the limit were checked).
         """
         now = now or timezone.now()
-        self.filter(window_ends__lte=now).delete()  # expired windows (anyone's): they count nothing
-        if not self.filter(key=key).update(failures=models.F("failures") + 1):
-            try:
-                with transaction.atomic():
-                    self.create(key=key, failures=1, window_ends=now + window)
-            except IntegrityError:  # another worker started this window first
-                self.filter(key=key).update(failures=models.F("failures") + 1)
-        return self.filter(key=key).values_list("failures", flat=True).first() or 1
+        # One transaction: the increment's row lock (PostgreSQL) or write lock (SQLite) is held until the
+        # count is read back, so the count returned is this attempt's own, never a later worker's.
+        with transaction.atomic():
+            self.filter(window_ends__lte=now).delete()  # expired windows (anyone's): they count nothing
+            if not self.filter(key=key).update(failures=models.F("failures") + 1):
+                try:
+                    with transaction.atomic():
+                        self.create(key=key, failures=1, window_ends=now + window)
+                except IntegrityError:  # another worker started this window first
+                    self.filter(key=key).update(failures=models.F("failures") + 1)
+            return self.filter(key=key).values_list("failures", flat=True).first() or 1
 
     def refund(self, key: str) -> None:
         """Take back an attempt that turned out not to be a password guess (throttled, or not a form post)."""

@@ -57,16 +57,22 @@ class ReadOnlyMixin:
 
 
 class ReasonFilter(admin.SimpleListFilter):
+    """Sellers reported for a reason (`?reason=`); the cluster list's filter shares its choices."""
+
     title = "reason"
     parameter_name = "reason"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         return [(reason, reason.replace("_", " ")) for reason in REASONS]
 
+    def reason(self) -> str | None:
+        """The chosen reason, or None when there is none or it is not one of REASONS."""
+        value = self.value()
+        return value if value in REASONS else None
+
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        if self.value() in REASONS:
-            return queryset.filter(reason_codes__contains=f"|{self.value()}|")
-        return queryset
+        reason = self.reason()
+        return queryset if reason is None else queryset.filter(Seller.reason_q(reason))
 
 
 class RetractedFilter(admin.SimpleListFilter):
@@ -359,7 +365,7 @@ class IndicatorAdmin(HashSearchAdmin, ScopedModelAdmin):
             ActorCluster.objects.live()
             .filter(members__seller__sightings__indicator=obj)
             .distinct()
-            .order_by("-cross_platform", "-risk")[:20]
+            .ranked()[:20]
         )
         return (
             format_html_join(

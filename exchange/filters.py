@@ -50,4 +50,4 @@ class SellerFilter(django_filters.FilterSet):
         fields = ("status", "reason", "reported_after", "reported_before", "updated_since", "retracted")
 
     def filter_reason(self, queryset, name, value):
-        return queryset.filter(reason_codes__contains=f"|{value}|")
+        return queryset.with_reason(value)

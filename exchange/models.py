@@ -29,6 +29,9 @@ class SellerQuerySet(models.QuerySet["Seller"]):
         """Sellers that may link: neither retracted nor expired (both stop linking at once)."""
         return self.filter(retracted_at__isnull=True, expires_at__gt=now or timezone.now())
 
+    def with_reason(self, reason: str) -> SellerQuerySet:
+        return self.filter(Seller.reason_q(reason))
+
     def purgeable(self, before: datetime) -> SellerQuerySet:
         """Retracted or expired before `before` (the end of the grace period)."""
         return self.filter(Q(retracted_at__lt=before) | Q(expires_at__lt=before))
@@ -68,6 +71,11 @@ class Seller(models.Model):
     @staticmethod
     def encode_reasons(reasons: list[str]) -> str:
         return "|" + "|".join(sorted(set(reasons))) + "|"
+
+    @staticmethod
+    def reason_q(reason: str, path: str = "") -> Q:
+        """Sellers reported for `reason`; `path` reaches the seller from another model (`"seller__"`)."""
+        return Q(**{f"{path}reason_codes__contains": f"|{reason}|"})
 
     @property
     def is_retracted(self) -> bool:

@@ -31,13 +31,14 @@ import graph.merge_admin  # registers the held merges admin
 import graph.report_admin  # noqa: F401  (registers the report outbox admin)
 from accounts.models import Platform
 from accounts.scoping import Scope, ScopedModelAdmin, clusters_for, scope_of
+from exchange.admin import ReasonFilter as SellerReasonFilter
 from exchange.hash_search import HashQueryRefusingChangeList, HashSearchAdmin, HashSearchForm, tokens_for
 from exchange.lookups import QuotaExceeded, charge_platform_quota
 from exchange.models import AuditEntry, Indicator, Seller
-from exchange.normalization import REASONS
 from graph import evidence, risk
 from graph.explain import Explanation, explain, member_counts
 from graph.models import (
+    RANK_ORDER,
     ActorCluster,
     ActorClusterQuerySet,
     ClusterEvent,
@@ -173,22 +174,17 @@ class RiskBandFilter(admin.SimpleListFilter):
         return queryset
 
 
-class ReasonFilter(admin.SimpleListFilter):
+class ReasonFilter(SellerReasonFilter):
     """Clusters with a member reported for a reason. A partner analyst filters on their own sellers' reasons:
     other platforms' reports are not theirs to query."""
 
     title = "reason reported"
-    parameter_name = "reason"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [(reason, reason.replace("_", " ")) for reason in REASONS]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        if self.value() not in REASONS:
+        reason = self.reason()
+        if reason is None:
             return queryset
-        members = ClusterMember.objects.filter(
-            cluster=OuterRef("pk"), seller__reason_codes__contains=f"|{self.value()}|"
-        )
+        members = ClusterMember.objects.filter(Seller.reason_q(reason, "seller__"), cluster=OuterRef("pk"))
         scope = scope_of(request.user)
         if not scope.everything and scope.platform_id is not None:
             members = members.filter(seller__platform_id=scope.platform_id)
@@ -320,7 +316,7 @@ class ActorClusterAdmin(HashSearchAdmin, ScopedModelAdmin):
     partner_list_display = ("reference", "size", "platforms", "risk_score", "status_label", "last_change")
     list_select_related = ("assignee",)
     list_per_page = 50
-    ordering = ("-cross_platform", "-risk", "-size", "id")
+    ordering = RANK_ORDER
     search_fields = ("ref",)  # shows the search box; get_search_results does the real work
     search_help_text = EXCHANGE_SEARCH_HELP  # ClusterChangeList tells partner analysts theirs
     change_form_template = "admin/graph/actorcluster/change_form.html"

@@ -26,6 +26,9 @@ class ClusterStatus(models.TextChoices):
     DISMISSED = "dismissed", "Dismissed"
 
 
+RANK_ORDER = ("-cross_platform", "-risk", "-size", "id")  # the one ranking of clusters: API, admin, reports
+
+
 class ActorClusterQuerySet(models.QuerySet["ActorCluster"]):
     def live(self) -> ActorClusterQuerySet:
         return self.filter(dissolved_at__isnull=True)
@@ -41,7 +44,7 @@ class ActorClusterQuerySet(models.QuerySet["ActorCluster"]):
 
     def ranked(self) -> ActorClusterQuerySet:
         """Cross-platform clusters first, then highest risk, then largest."""
-        return self.order_by("-cross_platform", "-risk", "-size", "id")
+        return self.order_by(*RANK_ORDER)
 
 
 class ActorCluster(models.Model):

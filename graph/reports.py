@@ -243,7 +243,7 @@ def platform_report(platform: Platform, start: datetime | None, end: datetime) -
     """What changed for `platform` in (start, end]. Everything about other platforms is reduced to counts."""
     shared = ActorCluster.objects.live().cross_platform().containing_platform(platform)
     # Only clusters changed since the start can have news; the events and creation time place it in the period.
-    changed = (shared.filter(changed_at__gt=start) if start else shared).order_by("-risk", "-size", "id")
+    changed = (shared.filter(changed_at__gt=start) if start else shared).ranked()
     clusters = {c.pk: c for c in changed.filter(created_at__lte=end).defer("notes", "risk_parts")}
     growth = _growth(clusters, start, end)
 
@@ -319,9 +319,7 @@ def digest(start: datetime | None, end: datetime) -> Digest:
     """All cross-platform clusters that are new or grew in (start, end], highest risk first (no members)."""
     shared = ActorCluster.objects.live().cross_platform()
     changed = shared.filter(changed_at__gt=start) if start else shared
-    clusters = list(
-        changed.filter(created_at__lte=end).defer("notes", "risk_parts").order_by("-risk", "-size", "id")
-    )
+    clusters = list(changed.filter(created_at__lte=end).defer("notes", "risk_parts").ranked())
     growth = _growth([c.pk for c in clusters], start, end)
     items = []
     new_count = 0

@@ -49,6 +49,7 @@ from accounts.roles import EXCHANGE_ANALYST
 from exchange.models import AuditEntry, Seller
 from graph.models import (
     ActorCluster,
+    ActorClusterQuerySet,
     ClusterEvent,
     ClusterMember,
     EventKind,
@@ -239,29 +240,46 @@ def _growth(cluster_ids: Iterable[int], start: datetime | None, end: datetime) -
     return growth
 
 
+def _new_or_grew(
+    shared: ActorClusterQuerySet, start: datetime | None, end: datetime
+) -> list[tuple[ActorCluster, ClusterItem, bool]]:
+    """(cluster, its item, new?) for each cluster of `shared` that is new or grew in (start, end], ranked.
+
+    The one rule of both reports: a cluster is new when created in the period (every cluster is new in a
+    first report), grown when a GREW or MERGED event falls in it; a grown item says its size at the start."""
+    # Only clusters changed since the start can have news; the events and creation time place it in the period.
+    changed = shared.filter(changed_at__gt=start) if start else shared
+    clusters = list(changed.filter(created_at__lte=end).defer("notes", "risk_parts").ranked())
+    growth = _growth([c.pk for c in clusters], start, end)
+    found = []
+    for cluster in clusters:
+        is_new = start is None or cluster.created_at > start
+        if not is_new and cluster.pk not in growth:
+            continue
+        item = _item(cluster)
+        if not is_new:
+            item.size_before, item.merged = growth[cluster.pk]
+        found.append((cluster, item, is_new))
+    return found
+
+
 def platform_report(platform: Platform, start: datetime | None, end: datetime) -> PlatformReport:
     """What changed for `platform` in (start, end]. Everything about other platforms is reduced to counts."""
     shared = ActorCluster.objects.live().cross_platform().containing_platform(platform)
-    # Only clusters changed since the start can have news; the events and creation time place it in the period.
-    changed = (shared.filter(changed_at__gt=start) if start else shared).ranked()
-    clusters = {c.pk: c for c in changed.filter(created_at__lte=end).defer("notes", "risk_parts")}
-    growth = _growth(clusters, start, end)
+    found = _new_or_grew(shared, start, end)
 
     members: dict[int, list[tuple[int, str, datetime]]] = defaultdict(list)
     for cluster_id, platform_id, seller_ref, joined_at in ClusterMember.objects.filter(
-        cluster_id__in=list(clusters)
+        cluster_id__in=[cluster.pk for cluster, _, _ in found]
     ).values_list("cluster_id", "seller__platform_id", "seller__seller_ref", "joined_at"):
         members[cluster_id].append((platform_id, seller_ref, joined_at))
     others = {p for rows in members.values() for p, _, _ in rows if p != platform.pk}
     reveal = settings.EXCHANGE_REVEAL_PLATFORM_NAMES
     names = platform_labels(sorted(others), True) if reveal else {}
 
-    new, grew = [], []
-    for cluster in clusters.values():
-        is_new = start is None or cluster.created_at > start
-        if not is_new and cluster.pk not in growth:
-            continue
-        item = _item(cluster)
+    new: list[ClusterItem] = []
+    grew: list[ClusterItem] = []
+    for cluster, item, is_new in found:
         rows = members[cluster.pk]
         own = sorted(ref for p, ref, _ in rows if p == platform.pk)
         item.own_refs, item.own_count = own[:MAX_REFS], len(own)
@@ -271,11 +289,7 @@ def platform_report(platform: Platform, start: datetime | None, end: datetime) -
         item.other_accounts = sum(1 for p, _, _ in rows if p != platform.pk)
         item.other_platforms = len(other_ids)
         item.other_names = sorted(names[p] for p in other_ids if p in names)
-        if is_new:
-            new.append(item)
-        else:
-            item.size_before, item.merged = growth[cluster.pk]
-            grew.append(item)
+        (new if is_new else grew).append(item)
 
     # Clusters that lost accounts: retracted or expired reports leave their clusters, and an indicator that
     # became a hub (or was marked common) can unlink members. Events name the
@@ -317,22 +331,9 @@ def platform_report(platform: Platform, start: datetime | None, end: datetime) -
 
 def digest(start: datetime | None, end: datetime) -> Digest:
     """All cross-platform clusters that are new or grew in (start, end], highest risk first (no members)."""
-    shared = ActorCluster.objects.live().cross_platform()
-    changed = shared.filter(changed_at__gt=start) if start else shared
-    clusters = list(changed.filter(created_at__lte=end).defer("notes", "risk_parts").ranked())
-    growth = _growth([c.pk for c in clusters], start, end)
-    items = []
-    new_count = 0
-    for cluster in clusters:
-        is_new = start is None or cluster.created_at > start
-        if not is_new and cluster.pk not in growth:
-            continue
-        item = _item(cluster)
-        if is_new:
-            new_count += 1
-        else:
-            item.size_before, item.merged = growth[cluster.pk]
-        items.append(item)
+    found = _new_or_grew(ActorCluster.objects.live().cross_platform(), start, end)
+    items = [item for _, item, _ in found]
+    new_count = sum(1 for _, _, is_new in found if is_new)
     return Digest(
         period_start=start,
         period_end=end,

@@ -21,7 +21,15 @@ from django.utils import timezone
 from accounts.models import ApiKey, Platform
 from exchange.hashing import keyed_tokens
 from exchange.ingest import current_key_version
-from exchange.models import AnalystLookupUsage, AuditEntry, LookupUsage, Seller, Sighting
+from exchange.models import (
+    LINKABLE_SQL,
+    AnalystLookupUsage,
+    AuditEntry,
+    LookupUsage,
+    Seller,
+    Sighting,
+    linkable_q,
+)
 from graph.models import ClusterMember
 
 
@@ -156,13 +164,13 @@ LIVE_HOLDERS_SQL = """
       LEFT JOIN LATERAL (SELECT seller_id FROM exchange_sighting
                           WHERE indicator_id = COALESCE(i.id, 0) OFFSET 0) AS s ON TRUE
       LEFT JOIN LATERAL (SELECT id, platform_id FROM exchange_seller
-                          WHERE id = COALESCE(s.seller_id, 0) AND retracted_at IS NULL AND expires_at > %s
+                          WHERE id = COALESCE(s.seller_id, 0) AND {linkable}
                             AND platform_id <> %s OFFSET 0) AS sel ON TRUE
       LEFT JOIN LATERAL (SELECT ac.ref, ac.size, ac.platform_count, ac.cross_platform, ac.risk, ac.kinds
                            FROM graph_clustermember cm JOIN graph_actorcluster ac ON ac.id = cm.cluster_id
                           WHERE cm.seller_id = sel.id OFFSET 0) AS c ON TRUE
      WHERE sel.id IS NOT NULL
-"""
+""".format(linkable=LINKABLE_SQL.format(alias="exchange_seller"))  # noqa: S608 - only the constant linkable rule is interpolated
 
 Holders = dict[tuple[str, str], list[tuple[int, dict[str, Any] | None]]]
 
@@ -194,9 +202,7 @@ def _live_holders(tokens: list[str], platform_id: int, now: datetime) -> Holders
         return holders
     # SQLite (the embedded default): the same join through the ORM.
     for sighting in (
-        Sighting.objects.filter(
-            indicator__token__in=tokens, seller__retracted_at__isnull=True, seller__expires_at__gt=now
-        )
+        Sighting.objects.filter(linkable_q(now, "seller__"), indicator__token__in=tokens)
         .exclude(seller__platform_id=platform_id)
         .select_related("indicator", "seller__cluster_membership__cluster")
         .only(

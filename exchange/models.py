@@ -21,13 +21,25 @@ KIND_CHOICES = [(kind, kind.replace("_", " ")) for kind in KINDS]
 STATUS_CHOICES = [(status, status) for status in STATUSES]
 
 
+def linkable_q(now: datetime, path: str = "") -> Q:
+    """The one rule of a linkable seller: neither retracted nor expired (both stop linking at once).
+    `path` reaches the seller from another model (`"seller__"`); `Seller.is_linkable` is its Python form and
+    `LINKABLE_SQL` its raw-SQL form."""
+    return Q(**{f"{path}retracted_at__isnull": True, f"{path}expires_at__gt": now})
+
+
+# linkable_q in raw SQL, for the queries that are not ORM (lookups, the full recluster's COPY): format with the
+# seller table's alias; one parameter, now.
+LINKABLE_SQL = "{alias}.retracted_at IS NULL AND {alias}.expires_at > %s"
+
+
 class SellerQuerySet(models.QuerySet["Seller"]):
     def of_platform(self, platform: Platform | int) -> SellerQuerySet:
         return self.filter(platform=platform)
 
     def linkable(self, now: datetime | None = None) -> SellerQuerySet:
-        """Sellers that may link: neither retracted nor expired (both stop linking at once)."""
-        return self.filter(retracted_at__isnull=True, expires_at__gt=now or timezone.now())
+        """Sellers that may link: neither retracted nor expired (linkable_q)."""
+        return self.filter(linkable_q(now or timezone.now()))
 
     def with_reason(self, reason: str) -> SellerQuerySet:
         return self.filter(Seller.reason_q(reason))

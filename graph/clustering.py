@@ -31,7 +31,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from exchange.models import Indicator, Linking, Seller, Sighting
+from exchange.models import LINKABLE_SQL, Indicator, Linking, Seller, Sighting
 from graph import linking
 from graph.evidence import link_summary
 from graph.identity import assign_identities
@@ -125,8 +125,8 @@ def _read_full(now: datetime) -> Columns:
           FROM exchange_indicator i
           JOIN exchange_sighting s ON s.indicator_id = i.id
           JOIN exchange_seller sel ON sel.id = s.seller_id
-         WHERE i.holders >= 2 AND sel.retracted_at IS NULL AND sel.expires_at > %s
-    """  # noqa: S608 - only constant kind names are interpolated
+         WHERE i.holders >= 2 AND {LINKABLE_SQL.format(alias="sel")}
+    """  # noqa: S608 - only constant kind names and the linkable rule are interpolated
     if connection.vendor == "postgresql":
         return _copy_columns(sql, [now])
     with connection.cursor() as cursor:

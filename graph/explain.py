@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from accounts.models import Platform
 from accounts.scoping import Scope
-from exchange.models import Indicator, Seller, Sighting
+from exchange.models import Indicator, Seller, Sighting, linkable_q
 from graph import evidence, linking
 from graph.clustering import hub_rule
 from graph.models import ActorCluster, ClusterMember, platform_labels
@@ -199,9 +199,7 @@ def explain(cluster: ActorCluster, scope: Scope) -> Explanation:
     held = Sighting.objects.filter(seller__cluster_membership__cluster=cluster).values("indicator_id")
     per_platform: dict[str, Counter[int]] = defaultdict(Counter)
     for indicator_id, platform_id, n in (
-        Sighting.objects.filter(
-            indicator_id__in=held, seller__retracted_at__isnull=True, seller__expires_at__gt=now
-        )
+        Sighting.objects.filter(linkable_q(now, "seller__"), indicator_id__in=held)
         .values("indicator_id", "seller__platform_id")
         .annotate(n=Count("id"))
         .values_list("indicator_id", "seller__platform_id", "n")

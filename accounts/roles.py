@@ -22,8 +22,6 @@ ROLE_PERMISSIONS: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
         "accounts": {
             "platform": ("view", "add", "change"),
             "apikey": ("view", "add", "change"),
-            # one platform's report per row: never for partner analysts; change = "Retry now"
-            "reportdelivery": ("view", "change"),
         },
         "exchange": {
             "seller": ("view",),
@@ -35,6 +33,8 @@ ROLE_PERMISSIONS: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
             "actorcluster": ("view", "change"),
             "clusterevent": ("view",),
             "pendingmerge": ("view", "change"),  # change = approve or reject a held merge
+            # one platform's report per row: never for partner analysts; change = "Retry now"
+            "reportdelivery": ("view", "change"),
         },
     },
     PARTNER_ANALYST: {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -243,3 +244,92 @@ class PendingMergeSeller(models.Model):
 
     def __str__(self) -> str:
         return f"{self.seller_id} in merge {self.merge_id}{' (held)' if self.held else ''}"
+
+
+class ReportKind(models.TextChoices):
+    PLATFORM = "platform", "platform report"
+    DIGEST = "digest", "exchange analysts' digest"
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "pending"
+    SENDING = "sending", "sending"
+    SENT = "sent", "sent"
+    FAILED = "failed", "failed"
+
+
+class ReportDeliveryQuerySet(models.QuerySet["ReportDelivery"]):
+    def due(self, now: datetime, claim_timeout: timedelta) -> ReportDeliveryQuerySet:
+        """Rows a sender may claim: pending and due, or claimed by a sender that has not finished in time
+        (it crashed, or hangs): such a claim is taken over."""
+        return self.filter(
+            models.Q(status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
+            | models.Q(status=DeliveryStatus.SENDING, claimed_at__lt=now - claim_timeout)
+        )
+
+
+class ReportDelivery(models.Model):
+    """The outbox: one report email for one recipient and one period, written before anything is sent.
+
+    The subject, bodies and Message-ID are fixed when the row is written, so every (re)send of a row is the
+    same message: if a sender dies after the SMTP server accepted it but before marking it sent, the retry
+    carries the same Message-ID and receiving systems can drop the duplicate (at-least-once, deduplicable).
+    """
+
+    kind = models.CharField(max_length=10, choices=ReportKind.choices)
+    platform = models.ForeignKey(
+        Platform, on_delete=models.CASCADE, null=True, blank=True, related_name="report_deliveries"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    recipient = models.EmailField()
+    period_start = models.DateTimeField(null=True, blank=True, help_text="Empty: since the beginning.")
+    period_end = models.DateTimeField()
+    subject = models.CharField(max_length=250)
+    body_text = models.TextField()
+    body_html = models.TextField()
+    message_id = models.CharField(max_length=250, unique=True)
+    status = models.CharField(
+        max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING, db_index=True
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now, db_index=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=100, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = ReportDeliveryQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "report delivery"
+        verbose_name_plural = "report deliveries"
+        ordering = ("-created_at", "-id")
+        # Exactly one report per recipient and period, however often (or concurrently) the job runs.
+        constraints = [
+            models.UniqueConstraint(
+                fields=["platform", "recipient", "period_start"],
+                condition=models.Q(kind="platform", period_start__isnull=False),
+                name="report_once_per_period",
+            ),
+            models.UniqueConstraint(
+                fields=["platform", "recipient"],
+                condition=models.Q(kind="platform", period_start__isnull=True),
+                name="report_first_once",
+            ),
+            models.UniqueConstraint(
+                fields=["user", "period_start"],
+                condition=models.Q(kind="digest", period_start__isnull=False),
+                name="digest_once_per_period",
+            ),
+            models.UniqueConstraint(
+                fields=["user"],
+                condition=models.Q(kind="digest", period_start__isnull=True),
+                name="digest_first_once",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} to {self.recipient} until {self.period_end:%Y-%m-%d %H:%M}"

@@ -11,8 +11,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from accounts.models import DeliveryStatus, ReportDelivery
 from accounts.roles import is_exchange_analyst
+from graph.models import DeliveryStatus, ReportDelivery
 
 
 @admin.register(ReportDelivery)
@@ -52,7 +52,7 @@ class ReportDeliveryAdmin(admin.ModelAdmin):
         return False
 
     def has_retry_permission(self, request: HttpRequest) -> bool:
-        return is_exchange_analyst(request.user) and request.user.has_perm("accounts.change_reportdelivery")
+        return is_exchange_analyst(request.user) and request.user.has_perm("graph.change_reportdelivery")
 
     @admin.action(description="Retry now (failed or waiting emails)", permissions=["retry"])
     def retry_now(self, request: HttpRequest, queryset: QuerySet[ReportDelivery]) -> None:

@@ -44,7 +44,7 @@ from django.db.models import Count, F, Max, Q
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from accounts.models import Cadence, DeliveryStatus, Platform, ReportDelivery, ReportKind
+from accounts.models import Cadence, Platform
 from accounts.roles import EXCHANGE_ANALYST
 from exchange.models import AuditEntry, Seller
 from graph.models import (
@@ -52,9 +52,12 @@ from graph.models import (
     ActorClusterQuerySet,
     ClusterEvent,
     ClusterMember,
+    DeliveryStatus,
     EventKind,
     MergeState,
     PendingMerge,
+    ReportDelivery,
+    ReportKind,
     platform_labels,
 )
 

@@ -90,7 +90,7 @@ ADMIN_MODELS: dict[str, OtherPlatformObjects] = {
     "accounts.platform": lambda w: Platform.objects.filter(pk=w.bazaar.platform.pk),
     "accounts.apikey": lambda w: ApiKey.objects.filter(platform=w.bazaar.platform),
     "accounts.analystprofile": lambda w: AnalystProfile.objects.filter(platform=w.bazaar.platform),
-    "accounts.reportdelivery": lambda w: w.bazaar.platform.report_deliveries.all(),
+    "graph.reportdelivery": lambda w: w.bazaar.platform.report_deliveries.all(),
     "exchange.seller": lambda w: Seller.objects.filter(platform=w.bazaar.platform),
     "exchange.indicator": lambda w: Indicator.objects.exclude(sightings__seller__platform=w.acme.platform),
     "exchange.sighting": lambda w: Sighting.objects.filter(seller__platform=w.bazaar.platform),
@@ -408,7 +408,7 @@ OPTIONAL_ROWS = {
     "exchange.keystate",
     "graph.indicatoroverride",
     "graph.pendingmerge",
-    "accounts.reportdelivery",
+    "graph.reportdelivery",
     "auth.user",
 }
 

@@ -25,9 +25,9 @@ from django.template.loader import render_to_string
 from django.test import override_settings
 
 import graph.report_admin  # noqa: F401  (to be imported by graph/admin.py; here before the URLconf loads)
-from accounts.models import DeliveryStatus, Platform, ReportDelivery
+from accounts.models import Platform
 from graph import reports
-from graph.models import ActorCluster
+from graph.models import ActorCluster, DeliveryStatus, ReportDelivery
 from tests.builders import seller, submit
 from tests.conftest import KeyedPlatform
 
@@ -426,16 +426,16 @@ def test_outbox_admin_shows_failed_rows_and_retries_them(
     ReportDelivery.objects.update(status=DeliveryStatus.FAILED, attempts=6, last_error="SMTPDataError: 554")
 
     client.force_login(bob)
-    assert client.get("/admin/accounts/reportdelivery/").status_code == 403  # partners never see the outbox
+    assert client.get("/admin/graph/reportdelivery/").status_code == 403  # partners never see the outbox
 
     client.force_login(admin_user)
-    page = client.get("/admin/accounts/reportdelivery/?status=failed")
+    page = client.get("/admin/graph/reportdelivery/?status=failed")
     assert page.status_code == 200 and b"SMTPDataError: 554" in page.content
     row = ReportDelivery.objects.first()
     assert row is not None
-    assert client.get(f"/admin/accounts/reportdelivery/{row.pk}/change/").status_code == 200
+    assert client.get(f"/admin/graph/reportdelivery/{row.pk}/change/").status_code == 200
     response = client.post(
-        "/admin/accounts/reportdelivery/",
+        "/admin/graph/reportdelivery/",
         {"action": "retry_now", "_selected_action": [r.pk for r in ReportDelivery.objects.all()]},
     )
     assert response.status_code == 302

@@ -19,8 +19,9 @@ import time_machine
 from django.core import mail
 from django.db import connection
 
-from accounts.models import DeliveryStatus, Platform, ReportDelivery
+from accounts.models import Platform
 from graph import reports
+from graph.models import DeliveryStatus, ReportDelivery
 from tests.conftest import KeyedPlatform
 from tests.test_reports import NOON, reports_on, shared_pair
 

@@ -14,8 +14,8 @@ import time_machine
 from aiosmtpd.controller import Controller
 from django.test import override_settings
 
-from accounts.models import DeliveryStatus, ReportDelivery
 from graph import reports
+from graph.models import DeliveryStatus, ReportDelivery
 from tests.conftest import KeyedPlatform
 from tests.test_reports import NOON, reports_on, shared_pair
 

@@ -20,7 +20,7 @@ import networkx as nx
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
-from graph.explain import Explanation, IndicatorRow
+from graph.explain import Explanation, IndicatorRow, Member
 
 MAX_SELLERS = 60
 MAX_INDICATORS = 60
@@ -76,7 +76,66 @@ class Picture:
         return "Large cluster: " + "; ".join(parts) + ". The tables below list everything."
 
 
+@dataclass(frozen=True)
+class _Selection:
+    """What the picture draws: the most telling indicators and sellers, the rest collapsed per platform."""
+
+    rows: list[IndicatorRow]  # every indicator worth drawing, best first
+    drawn_rows: list[IndicatorRow]
+    members: dict[int, Member]  # linkable members by seller id
+    held: dict[str, set[int]]  # indicator key -> the sellers holding it
+    kept: set[int]  # sellers drawn one by one
+    collapsed_by_platform: dict[int, int]  # platform id -> sellers drawn as one "+n" node
+
+
 def render(explanation: Explanation) -> Picture:
+    chosen = _select(explanation)
+    graph = _graph(chosen)
+    positions = _layout(graph)
+    colour_of_platform = {
+        group.platform_id: PLATFORM_COLOURS[n % len(PLATFORM_COLOURS)]
+        for n, group in enumerate(explanation.groups)
+    }
+    label_of_platform = {group.platform_id: group.label for group in explanation.groups}
+    by_key = {row.key: row for row in chosen.drawn_rows}
+
+    out: list[str] = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH + LEGEND} {HEIGHT}" '
+        f'width="100%" role="img" aria-labelledby="cluster-picture-title" class="cluster-picture">',
+        f'<title id="cluster-picture-title">Seller-indicator graph of cluster {explanation.cluster.pk}</title>',
+        f'<rect x="0" y="0" width="{WIDTH}" height="{HEIGHT}" rx="6" class="canvas"/>',
+    ]
+    for u, v in sorted(graph.edges(), key=_edge_key):
+        out.append(_edge(positions[u], positions[v], by_key[str(v[1] if v[0] == "i" else u[1])]))
+    for node in sorted(graph.nodes(), key=_node_key):
+        x, y = positions[node]
+        kind, ident = node
+        if kind == "i":
+            out.append(_indicator(by_key[str(ident)], x, y))
+        elif kind == "s":
+            member = chosen.members[int(ident)]
+            title = f"{member.alias} ({label_of_platform[member.platform_id]})"
+            label = _short(member.short) if len(chosen.kept) <= LABEL_SELLERS else None
+            out.append(_seller(x, y, colour_of_platform[member.platform_id], title, label))
+        else:
+            platform_id = int(ident)
+            count = chosen.collapsed_by_platform[platform_id]
+            title = f"{count} more sellers of {label_of_platform[platform_id]} (not drawn one by one)"
+            out.append(_collapsed(x, y, colour_of_platform[platform_id], title, count))
+    out.extend(_legend(explanation, colour_of_platform, chosen.drawn_rows))
+    out.append("</svg>")
+    return Picture(
+        svg=mark_safe("".join(out)),  # noqa: S308 - every interpolated text is escaped where it is written
+        sellers_drawn=len(chosen.kept),
+        sellers_total=len(chosen.members),
+        indicators_drawn=len(chosen.drawn_rows),
+        indicators_total=len(chosen.rows),
+    )
+
+
+def _select(explanation: Explanation) -> _Selection:
+    """Bridges and holding indicators first (most links, most sellers); sellers on bridges and with the most
+    drawn indicators first; beyond the caps, sellers are counted per platform."""
     rows = [r for r in explanation.indicators if r.holds or r.sellers >= 2]
     members = {m.seller_id: m for m in explanation.members if m.linkable}
     held: dict[str, set[int]] = defaultdict(set)
@@ -93,85 +152,58 @@ def render(explanation: Explanation) -> Picture:
             if row.bridge:
                 on_bridge.add(seller_id)
     ranked = sorted(members, key=lambda s: (s not in on_bridge, -degree[s], s))
-    kept = set(ranked[:MAX_SELLERS])
     collapsed_by_platform: dict[int, int] = defaultdict(int)
     for seller_id in ranked[MAX_SELLERS:]:
         collapsed_by_platform[members[seller_id].platform_id] += 1
+    return _Selection(rows, drawn_rows, members, held, set(ranked[:MAX_SELLERS]), collapsed_by_platform)
 
+
+def _graph(chosen: _Selection) -> nx.Graph:
+    """Sellers ("s"), collapsed platforms ("m") and indicators ("i"), with an edge per holding."""
     graph = nx.Graph()
-    for seller_id in sorted(kept):
+    for seller_id in sorted(chosen.kept):
         graph.add_node(("s", seller_id))
-    for platform_id in sorted(collapsed_by_platform):
+    for platform_id in sorted(chosen.collapsed_by_platform):
         graph.add_node(("m", platform_id))
-    for row in drawn_rows:
+    for row in chosen.drawn_rows:
         graph.add_node(("i", row.key))
-        for seller_id in sorted(held[row.key]):
-            if seller_id in kept:
+        for seller_id in sorted(chosen.held[row.key]):
+            if seller_id in chosen.kept:
                 graph.add_edge(("s", seller_id), ("i", row.key))
-            elif seller_id in members:
-                graph.add_edge(("m", members[seller_id].platform_id), ("i", row.key))
+            elif seller_id in chosen.members:
+                graph.add_edge(("m", chosen.members[seller_id].platform_id), ("i", row.key))
+    return graph
 
-    positions = _layout(graph)
-    colour_of_platform = {
-        group.platform_id: PLATFORM_COLOURS[n % len(PLATFORM_COLOURS)]
-        for n, group in enumerate(explanation.groups)
-    }
-    label_of_platform = {group.platform_id: group.label for group in explanation.groups}
-    by_key = {row.key: row for row in drawn_rows}
 
-    out: list[str] = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH + LEGEND} {HEIGHT}" '
-        f'width="100%" role="img" aria-labelledby="cluster-picture-title" class="cluster-picture">',
-        f'<title id="cluster-picture-title">Seller-indicator graph of cluster {explanation.cluster.pk}</title>',
-        f'<rect x="0" y="0" width="{WIDTH}" height="{HEIGHT}" rx="6" class="canvas"/>',
-    ]
-    for u, v in sorted(graph.edges(), key=_edge_key):
-        (x1, y1), (x2, y2) = positions[u], positions[v]
-        indicator = by_key[str(v[1] if v[0] == "i" else u[1])]
-        dash = ' stroke-dasharray="4 3"' if indicator.suppressed else ""
-        width = 2.2 if indicator.bridge else 1.2
-        out.append(
-            f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" class="edge" '
-            f'stroke-width="{width}"{dash}/>'
-        )
-    for node in sorted(graph.nodes(), key=_node_key):
-        x, y = positions[node]
-        kind, ident = node
-        if kind == "i":
-            out.append(_indicator(by_key[str(ident)], x, y))
-        elif kind == "s":
-            member = members[int(ident)]
-            colour = colour_of_platform[member.platform_id]
-            title = f"{member.alias} ({label_of_platform[member.platform_id]})"
-            out.append(
-                f'<g class="seller"><title>{escape(title)}</title>'
-                f'<circle cx="{x:.1f}" cy="{y:.1f}" r="9" fill="{colour}" stroke="#fff" stroke-width="1.5"/>'
-            )
-            if len(kept) <= LABEL_SELLERS:
-                out.append(
-                    f'<text x="{x:.1f}" y="{y + 21:.1f}" text-anchor="middle" class="label">'
-                    f"{escape(_short(member.short))}</text>"
-                )
-            out.append("</g>")
-        else:
-            platform_id = int(ident)
-            count = collapsed_by_platform[platform_id]
-            colour = colour_of_platform[platform_id]
-            title = f"{count} more sellers of {label_of_platform[platform_id]} (not drawn one by one)"
-            out.append(
-                f'<g class="collapsed"><title>{escape(title)}</title>'
-                f'<circle cx="{x:.1f}" cy="{y:.1f}" r="16" fill="{colour}" fill-opacity="0.35" '
-                f'stroke="{colour}" stroke-width="2" stroke-dasharray="3 2"/>'
-                f'<text x="{x:.1f}" y="{y + 4:.1f}" text-anchor="middle" class="label strong">+{count}</text></g>'
-            )
-    out.extend(_legend(explanation, colour_of_platform, drawn_rows))
-    out.append("</svg>")
-    return Picture(
-        svg=mark_safe("".join(out)),  # noqa: S308 - every interpolated text above is escaped
-        sellers_drawn=len(kept),
-        sellers_total=len(members),
-        indicators_drawn=len(drawn_rows),
-        indicators_total=len(rows),
+def _edge(start: tuple[float, float], end: tuple[float, float], indicator: IndicatorRow) -> str:
+    (x1, y1), (x2, y2) = start, end
+    dash = ' stroke-dasharray="4 3"' if indicator.suppressed else ""
+    width = 2.2 if indicator.bridge else 1.2
+    return (
+        f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" class="edge" '
+        f'stroke-width="{width}"{dash}/>'
+    )
+
+
+def _seller(x: float, y: float, colour: str, title: str, label: str | None) -> str:
+    text = (
+        f'<text x="{x:.1f}" y="{y + 21:.1f}" text-anchor="middle" class="label">{escape(label)}</text>'
+        if label is not None
+        else ""
+    )
+    return (
+        f'<g class="seller"><title>{escape(title)}</title>'
+        f'<circle cx="{x:.1f}" cy="{y:.1f}" r="9" fill="{colour}" stroke="#fff" stroke-width="1.5"/>'
+        f"{text}</g>"
+    )
+
+
+def _collapsed(x: float, y: float, colour: str, title: str, count: int) -> str:
+    return (
+        f'<g class="collapsed"><title>{escape(title)}</title>'
+        f'<circle cx="{x:.1f}" cy="{y:.1f}" r="16" fill="{colour}" fill-opacity="0.35" '
+        f'stroke="{colour}" stroke-width="2" stroke-dasharray="3 2"/>'
+        f'<text x="{x:.1f}" y="{y + 4:.1f}" text-anchor="middle" class="label strong">+{count}</text></g>'
     )
 
 

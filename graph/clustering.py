@@ -20,7 +20,7 @@ import logging
 import struct
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -34,7 +34,7 @@ from django.utils import timezone
 from exchange.models import LINKABLE_SQL, Indicator, Linking, Seller, Sighting
 from graph import linking
 from graph.evidence import link_summary
-from graph.identity import assign_identities
+from graph.identity import ClusterChange, assign_identities
 from graph.models import (
     ActorCluster,
     ClusterEvent,
@@ -502,15 +502,7 @@ def _apply(
         platform_rows = list(Seller.objects.filter(id__in=involved).values_list("id", "platform_id"))
     platform_of = dict(platform_rows)
 
-    # Analyst work survives: pieces of a split inherit the parent's status, assignee and notes; a merge
-    # keeps the most advanced status and concatenates notes.
-    inherit: dict[int, list[int]] = defaultdict(list)
-    for change in changes:
-        if change.kind == "created":
-            inherit[change.cluster_id].extend(change.related)
-        elif change.kind == "merged" and change.cluster_id in assigned.values() and change.cluster_id >= 0:
-            inherit[change.cluster_id].extend(r for r in change.related if r in old)
-
+    inherit = _inheritance(changes, assigned, old)
     created: dict[int, ActorCluster] = {}
     changed: list[ActorCluster] = []
     for members, cid in sorted(assigned.items(), key=lambda item: item[1]):
@@ -521,16 +513,7 @@ def _apply(
         row.risk, row.risk_parts, row.kinds = f.risk, f.risk_parts, f.kinds
         if cid >= 0 and previous[cid] != members:
             row.changed_at = now
-        sources = [old[s] for s in inherit.get(cid, []) if s in old and s != cid]
-        if sources:
-            row.status = _most_advanced([row.status, *[s.status for s in sources]])
-            if row.assignee_id is None:
-                row.assignee_id = next((s.assignee_id for s in sources if s.assignee_id), None)
-            notes = [row.notes] if row.notes else []
-            notes += [
-                f"[from cluster {s.pk}] {s.notes}" for s in sources if s.notes and s.notes not in row.notes
-            ]
-            row.notes = "\n\n".join(notes)
+        _carry_analyst_work(row, [old[s] for s in inherit.get(cid, []) if s in old and s != cid])
         if cid < 0:
             created[cid] = row
         elif _state(row) != before:
@@ -543,8 +526,45 @@ def _apply(
             row.dissolved_at, row.size, row.changed_at = now, 0, now
             changed.append(row)
     _update_clusters(changed)
+    _write_memberships(previous, assigned, real, now)
+    ClusterEvent.objects.bulk_create(_events(changes, real, platform_of, now, summary), batch_size=2000)
+    summary.clusters = len(clusters)
+    summary.cross_platform = sum(1 for f in facts.values() if f.platform_count >= 2)
 
-    # Membership: delete what moved or left, insert what arrived.
+
+def _inheritance(
+    changes: Sequence[ClusterChange], assigned: Mapping[frozenset[int], int], old: Mapping[int, ActorCluster]
+) -> dict[int, list[int]]:
+    """{cluster id: the earlier clusters whose analyst work it inherits}: a split's pieces inherit the
+    parent; a merge inherits every cluster merged into it."""
+    inherit: dict[int, list[int]] = defaultdict(list)
+    for change in changes:
+        if change.kind == "created":
+            inherit[change.cluster_id].extend(change.related)
+        elif change.kind == "merged" and change.cluster_id in assigned.values() and change.cluster_id >= 0:
+            inherit[change.cluster_id].extend(r for r in change.related if r in old)
+    return inherit
+
+
+def _carry_analyst_work(row: ActorCluster, sources: Sequence[ActorCluster]) -> None:
+    """Analyst work survives: the most advanced status, the first assignee, every note (each once)."""
+    if not sources:
+        return
+    row.status = _most_advanced([row.status, *[s.status for s in sources]])
+    if row.assignee_id is None:
+        row.assignee_id = next((s.assignee_id for s in sources if s.assignee_id), None)
+    notes = [row.notes] if row.notes else []
+    notes += [f"[from cluster {s.pk}] {s.notes}" for s in sources if s.notes and s.notes not in row.notes]
+    row.notes = "\n\n".join(notes)
+
+
+def _write_memberships(
+    previous: Mapping[int, frozenset[int]],
+    assigned: Mapping[frozenset[int], int],
+    real: Mapping[int, int],
+    now: datetime,
+) -> None:
+    """Membership: delete what moved or left, insert what arrived."""
     wanted = {m: real[cid] for members, cid in assigned.items() for m in members}
     had = {m: cid for cid, members in previous.items() for m in members}
     leaving = sorted(m for m, cid in had.items() if wanted.get(m) != cid)
@@ -566,6 +586,15 @@ def _apply(
             batch_size=5000,
         )
 
+
+def _events(
+    changes: Sequence[ClusterChange],
+    real: Mapping[int, int],
+    platform_of: Mapping[int, int],
+    now: datetime,
+    summary: ReclusterSummary,
+) -> list[ClusterEvent]:
+    """One event per identity change, on the clusters' real ids, naming the platforms involved."""
     events = []
     for change in changes:
         moved = (change.members_after - change.members_before) | (
@@ -583,9 +612,7 @@ def _apply(
             )
         )
         summary.events[change.kind] = summary.events.get(change.kind, 0) + 1
-    ClusterEvent.objects.bulk_create(events, batch_size=2000)
-    summary.clusters = len(clusters)
-    summary.cross_platform = sum(1 for f in facts.values() if f.platform_count >= 2)
+    return events
 
 
 _STATE_FIELDS = (

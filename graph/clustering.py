@@ -226,7 +226,6 @@ def _read_neighbourhood(
     sellers among them, the previous clusters of all fully loaded sellers, and the live held merges among
     them (whose members come along whole, like a previous cluster's).
     """
-    rule = hub_rule()
     linkable: set[int] = set()
     rows: list[Row] = []
     full: set[int] = set()
@@ -237,31 +236,7 @@ def _read_neighbourhood(
         frontier.add(s)
     held_members: dict[int, set[int]] = defaultdict(set)
     while frontier:
-        # Previous cluster-mates and live held merges' members come along, transitively: relinking must see
-        # whole previous clusters, and a held merge spans several of them.
-        grown = set(frontier)
-        while grown:
-            clusters = set(
-                ClusterMember.objects.filter(seller_id__in=grown).values_list("cluster_id", flat=True)
-            )
-            merges = set(
-                PendingMergeSeller.objects.filter(
-                    seller_id__in=grown, merge__closed_at__isnull=True
-                ).values_list("merge_id", flat=True)
-            ) - set(held_members)
-            found: set[int] = set()
-            for seller_id, cluster_id in ClusterMember.objects.filter(cluster_id__in=clusters).values_list(
-                "seller_id", "cluster_id"
-            ):
-                memberships[seller_id] = cluster_id
-                found.add(seller_id)
-            for merge_id, seller_id in PendingMergeSeller.objects.filter(merge_id__in=merges).values_list(
-                "merge_id", "seller_id"
-            ):
-                held_members[merge_id].add(seller_id)
-                found.add(seller_id)
-            grown = found - frontier - full
-            frontier |= grown
+        _add_cluster_mates(frontier, full, memberships, held_members)
         own = _sightings_of("seller_id", frontier)
         rows.extend(own)
         full |= frontier
@@ -274,34 +249,8 @@ def _read_neighbourhood(
         linkable |= set(
             Seller.objects.linkable(now).filter(id__in=holder_ids | frontier).values_list("id", flat=True)
         )
-        by_indicator: dict[int, list[int]] = defaultdict(list)
-        untouched_by_platform: dict[int, Counter[int]] = defaultdict(Counter)
-        kind_of: dict[int, int] = {}
-        for s, i, k, p in holders:
-            by_indicator[i].append(s)
-            kind_of[i] = k
-            if s in linkable and s not in touched_sellers:
-                untouched_by_platform[i][p] += 1
-        overrides = dict(
-            Indicator.objects.filter(id__in=new_indicators)
-            .exclude(linking=Linking.AUTO)
-            .values_list("id", "linking")
-        )
-        nxt: set[int] = set()
-        for indicator_id, sellers in by_indicator.items():
-            if overrides.get(indicator_id) == Linking.COMMON:
-                continue
-            if (
-                indicator_id in touched_indicators
-                or rule.suppression(
-                    KINDS[kind_of[indicator_id]],
-                    untouched_by_platform[indicator_id].values(),
-                    overrides.get(indicator_id),
-                )
-                is None
-            ):
-                nxt.update(s for s in sellers if s not in full)
-        frontier = nxt
+        walkable = _walkable(holders, new_indicators, linkable, touched_sellers, touched_indicators)
+        frontier = {s for s in walkable if s not in full}
     all_sellers = {s for s, _, _, _ in rows} | full
     inactive = all_sellers - linkable
     previous: dict[int, set[int]] = defaultdict(set)
@@ -313,6 +262,73 @@ def _read_neighbourhood(
         {k: frozenset(v) for k, v in previous.items()},
         {k: frozenset(v) for k, v in held_members.items()},
     )
+
+
+def _add_cluster_mates(
+    frontier: set[int], full: set[int], memberships: dict[int, int], held_members: dict[int, set[int]]
+) -> None:
+    """Previous cluster-mates and live held merges' members come along, transitively (into `frontier`,
+    `memberships` and `held_members`): relinking must see whole previous clusters, and a held merge spans
+    several of them."""
+    grown = set(frontier)
+    while grown:
+        clusters = set(ClusterMember.objects.filter(seller_id__in=grown).values_list("cluster_id", flat=True))
+        merges = set(
+            PendingMergeSeller.objects.filter(seller_id__in=grown, merge__closed_at__isnull=True).values_list(
+                "merge_id", flat=True
+            )
+        ) - set(held_members)
+        found: set[int] = set()
+        for seller_id, cluster_id in ClusterMember.objects.filter(cluster_id__in=clusters).values_list(
+            "seller_id", "cluster_id"
+        ):
+            memberships[seller_id] = cluster_id
+            found.add(seller_id)
+        for merge_id, seller_id in PendingMergeSeller.objects.filter(merge_id__in=merges).values_list(
+            "merge_id", "seller_id"
+        ):
+            held_members[merge_id].add(seller_id)
+            found.add(seller_id)
+        grown = found - frontier - full
+        frontier |= grown
+
+
+def _walkable(
+    holders: Sequence[Row],
+    indicators: set[int],
+    linkable: set[int],
+    touched_sellers: set[int],
+    touched_indicators: set[int],
+) -> set[int]:
+    """Holders reachable through an indicator that links or might have linked before the change: a touched
+    indicator, or one whose counted holders, leaving out the touched sellers, are within the hub rule."""
+    rule = hub_rule()
+    by_indicator: dict[int, list[int]] = defaultdict(list)
+    untouched_by_platform: dict[int, Counter[int]] = defaultdict(Counter)
+    kind_of: dict[int, int] = {}
+    for s, i, k, p in holders:
+        by_indicator[i].append(s)
+        kind_of[i] = k
+        if s in linkable and s not in touched_sellers:
+            untouched_by_platform[i][p] += 1
+    overrides = dict(
+        Indicator.objects.filter(id__in=indicators).exclude(linking=Linking.AUTO).values_list("id", "linking")
+    )
+    reachable: set[int] = set()
+    for indicator_id, sellers in by_indicator.items():
+        if overrides.get(indicator_id) == Linking.COMMON:
+            continue
+        if (
+            indicator_id in touched_indicators
+            or rule.suppression(
+                KINDS[kind_of[indicator_id]],
+                untouched_by_platform[indicator_id].values(),
+                overrides.get(indicator_id),
+            )
+            is None
+        ):
+            reachable.update(sellers)
+    return reachable
 
 
 def _overrides(indicator_ids: np.ndarray | None = None) -> dict[int, linking.Override]:

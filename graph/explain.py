@@ -148,71 +148,26 @@ def explain(cluster: ActorCluster, scope: Scope) -> Explanation:
     )
     platform_ids = sorted({s.platform_id for s in sellers})
     platform_names = _platform_names(sellers, platform_ids, scope)
-    members: list[Member] = []
-    ordinal: dict[int, int] = defaultdict(int)
-    for seller in sellers:
-        visible = scope.everything or seller.platform_id == scope.platform_id
-        ordinal[seller.platform_id] += 1
-        alias = (
-            seller.seller_ref
-            if visible
-            else f"{platform_names[seller.platform_id]} · account {ordinal[seller.platform_id]}"
-        )
-        members.append(
-            Member(
-                position=len(members) + 1,
-                seller_id=seller.pk,
-                platform_id=seller.platform_id,
-                alias=alias,
-                short=seller.seller_ref
-                if visible
-                else f"{platform_names[seller.platform_id]} #{ordinal[seller.platform_id]}",
-                visible=visible,
-                linkable=seller.is_linkable(now),
-                seller=seller if visible else None,
-            )
-        )
+    members = _members(sellers, platform_names, scope, now)
     groups = _groups(members, platform_ids, platform_names, scope)
-    linkable_ids = {m.seller_id for m in members if m.linkable}
     platform_of = {m.seller_id: m.platform_id for m in members}
-
-    rows = (
-        Sighting.objects.filter(seller__cluster_membership__cluster=cluster)
-        .order_by("seller_id", "indicator_id")
-        .values_list("seller_id", "indicator_id", "indicator__kind", "indicator__linking", "first_seen")
+    held = _held(cluster, members)
+    sightings, kind_of, linking_of, holders_in = (
+        held.sightings,
+        held.kind_of,
+        held.linking_of,
+        held.holders_in,
     )
-    sightings: list[linking.Sighting] = []
-    kind_of: dict[str, str] = {}
-    linking_of: dict[str, str] = {}
-    holders_in: dict[str, set[int]] = defaultdict(set)
-    first_seen_of: dict[str, datetime] = {}
-    for seller_id, indicator_id, kind, linking_state, first_seen in rows:
-        key = str(indicator_id)
-        kind_of[key], linking_of[key] = kind, linking_state
-        if seller_id in linkable_ids:
-            sightings.append(linking.Sighting(seller_id, platform_of[seller_id], kind, key, first_seen))
-            holders_in[key].add(seller_id)
-            if first_seen is not None and (key not in first_seen_of or first_seen < first_seen_of[key]):
-                first_seen_of[key] = first_seen
 
-    # Linkable holders exchange-wide, per platform: hub suppression depends on them, not on this cluster alone.
-    held = Sighting.objects.filter(seller__cluster_membership__cluster=cluster).values("indicator_id")
-    per_platform: dict[str, Counter[int]] = defaultdict(Counter)
-    for indicator_id, platform_id, n in (
-        Sighting.objects.filter(linkable_q(now, "seller__"), indicator_id__in=held)
-        .values("indicator_id", "seller__platform_id")
-        .annotate(n=Count("id"))
-        .values_list("indicator_id", "seller__platform_id", "n")
-    ):
-        per_platform[str(indicator_id)][platform_id] = n
+    per_platform = _holders_per_platform(cluster, now)
     global_holders = {key: sum(counts.values()) for key, counts in per_platform.items()}
     rule = hub_rule()
     limits = rule.thresholds
-    suppressed_reason: dict[str, str] = {}
-    for key, kind in kind_of.items():
-        reason = rule.suppression(kind, per_platform[key].values(), linking_of[key])
-        if reason is not None:
-            suppressed_reason[key] = reason
+    suppressed_reason = {
+        key: reason
+        for key, kind in kind_of.items()
+        if (reason := rule.suppression(kind, per_platform[key].values(), linking_of[key])) is not None
+    }
     # A platform that alone holds an indicator too often links none of its holders through it.
     sightings = [
         s
@@ -220,7 +175,6 @@ def explain(cluster: ActorCluster, scope: Scope) -> Explanation:
         if not rule.platform_hub(s.kind, per_platform[str(s.token)][s.platform_id], linking_of[str(s.token)])
     ]
     suppressed = frozenset((kind_of[key], key) for key in suppressed_reason)
-
     holding = {
         str(h.indicator.token): h for h in evidence.holding_indicators(sightings, suppressed=suppressed)
     }
@@ -245,7 +199,7 @@ def explain(cluster: ActorCluster, scope: Scope) -> Explanation:
                 platforms=len({platform_of[s] for s in held_by}),
                 holders=global_holders.get(key, 0),
                 threshold=limits[kind_of[key]],
-                first_seen=first_seen_of.get(key),
+                first_seen=held.first_seen_of.get(key),
                 linking=linking_of[key],
                 suppressed=suppressed_reason.get(key, ""),
                 links=holding[key].links if key in holding else 0,
@@ -267,6 +221,84 @@ def explain(cluster: ActorCluster, scope: Scope) -> Explanation:
         suppressed=suppressed,
         platform_names=platform_names,
     )
+
+
+def _members(
+    sellers: list[Seller], platform_names: dict[int, str], scope: Scope, now: datetime
+) -> list[Member]:
+    """The cluster's members as `scope` may see them: another platform's sellers only as numbered accounts."""
+    members: list[Member] = []
+    ordinal: dict[int, int] = defaultdict(int)
+    for seller in sellers:
+        visible = scope.everything or seller.platform_id == scope.platform_id
+        ordinal[seller.platform_id] += 1
+        alias = (
+            seller.seller_ref
+            if visible
+            else f"{platform_names[seller.platform_id]} · account {ordinal[seller.platform_id]}"
+        )
+        members.append(
+            Member(
+                position=len(members) + 1,
+                seller_id=seller.pk,
+                platform_id=seller.platform_id,
+                alias=alias,
+                short=seller.seller_ref
+                if visible
+                else f"{platform_names[seller.platform_id]} #{ordinal[seller.platform_id]}",
+                visible=visible,
+                linkable=seller.is_linkable(now),
+                seller=seller if visible else None,
+            )
+        )
+    return members
+
+
+@dataclass
+class _Held:
+    """The indicators the cluster's members hold, keyed by indicator id as a string."""
+
+    sightings: list[linking.Sighting] = field(default_factory=list)  # linkable members' only
+    kind_of: dict[str, str] = field(default_factory=dict)
+    linking_of: dict[str, str] = field(default_factory=dict)  # the analyst's linking override
+    holders_in: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))  # linkable members
+    first_seen_of: dict[str, datetime] = field(default_factory=dict)
+
+
+def _held(cluster: ActorCluster, members: list[Member]) -> _Held:
+    linkable_ids = {m.seller_id for m in members if m.linkable}
+    platform_of = {m.seller_id: m.platform_id for m in members}
+    held = _Held()
+    rows = (
+        Sighting.objects.filter(seller__cluster_membership__cluster=cluster)
+        .order_by("seller_id", "indicator_id")
+        .values_list("seller_id", "indicator_id", "indicator__kind", "indicator__linking", "first_seen")
+    )
+    for seller_id, indicator_id, kind, linking_state, first_seen in rows:
+        key = str(indicator_id)
+        held.kind_of[key], held.linking_of[key] = kind, linking_state
+        if seller_id in linkable_ids:
+            held.sightings.append(linking.Sighting(seller_id, platform_of[seller_id], kind, key, first_seen))
+            held.holders_in[key].add(seller_id)
+            earliest = held.first_seen_of.get(key)
+            if first_seen is not None and (earliest is None or first_seen < earliest):
+                held.first_seen_of[key] = first_seen
+    return held
+
+
+def _holders_per_platform(cluster: ActorCluster, now: datetime) -> dict[str, Counter[int]]:
+    """Linkable holders exchange-wide, per platform, of the cluster's indicators: hub suppression depends on
+    them, not on this cluster alone."""
+    held = Sighting.objects.filter(seller__cluster_membership__cluster=cluster).values("indicator_id")
+    per_platform: dict[str, Counter[int]] = defaultdict(Counter)
+    for indicator_id, platform_id, n in (
+        Sighting.objects.filter(linkable_q(now, "seller__"), indicator_id__in=held)
+        .values("indicator_id", "seller__platform_id")
+        .annotate(n=Count("id"))
+        .values_list("indicator_id", "seller__platform_id", "n")
+    ):
+        per_platform[str(indicator_id)][platform_id] = n
+    return per_platform
 
 
 def _platform_names(sellers: list[Seller], platform_ids: list[int], scope: Scope) -> dict[int, str]:

@@ -237,16 +237,9 @@ def do_submit(
 
 
 def current_key_version(lock: bool = True) -> int:
-    """The pepper version stored tokens use. Writers lock it FOR SHARE so a rotation waits for them;
-    readers (lookups) need no lock: during a rotation they at worst miss a match for a moment."""
-    if lock and connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT current_version FROM exchange_keystate ORDER BY id LIMIT 1 FOR SHARE")
-            row = cursor.fetchone()
-        if row:
-            return int(row[0])
-    state = KeyState.objects.order_by("id").first()
-    return state.current_version if state else min(settings.EXCHANGE_PEPPERS)
+    """The pepper version stored tokens use (writers lock it by default): see
+    `KeyState.objects.current_version`, the one rule this delegates to."""
+    return KeyState.objects.current_version(lock=lock)
 
 
 def _store(

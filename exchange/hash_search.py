@@ -21,7 +21,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, path, reverse
 
 from exchange.hashing import keyed_tokens
-from exchange.ingest import current_key_version
+from exchange.models import KeyState
 from exchange.normalization import KINDS, is_transport_hash
 
 HASH_QUERY_REFUSED = (
@@ -37,7 +37,7 @@ def looks_like_transport_hash(term: str) -> bool:
 def tokens_for(transport_hash: str) -> list[str]:
     """The keyed tokens the hash would have under every kind (an analyst searches without naming the kind)."""
     pairs = [(kind, transport_hash) for kind in KINDS]
-    return keyed_tokens(pairs, settings.EXCHANGE_PEPPERS, current_key_version(lock=False))
+    return keyed_tokens(pairs, settings.EXCHANGE_PEPPERS, KeyState.objects.current_version(lock=False))
 
 
 class HashSearchForm(forms.Form):

@@ -53,3 +53,17 @@ def keyed_tokens(pairs: list[tuple[str, str]], peppers: Mapping[int, bytes], ver
             token = rekey(token, pepper)
         out.append(token)
     return out
+
+
+def default_key_version(peppers: Mapping[int, bytes]) -> int:
+    """The pepper version stored tokens use when no KeyState row records it: the highest configured one.
+
+    This is the one rule for that fallback (migration 0002, `KeyState.objects.current_version` and
+    `rotate_pepper` all use it). The highest, not the lowest: migration 0002 creates the row with it, so a
+    database without the row behaves exactly like a freshly migrated one, new tokens are keyed with the
+    newest pepper (as new submission digests are), and `rotate_pepper` then has nothing to re-key instead of
+    "re-keying" tokens from an old version they were never stored under.
+    """
+    if not peppers:
+        raise KeyError("no pepper version is configured (EXCHANGE_PEPPERS)")
+    return max(peppers)

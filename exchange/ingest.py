@@ -13,7 +13,6 @@ default, uses the ORM.
 from __future__ import annotations
 
 import logging
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -27,6 +26,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.models import ApiKey, Platform
+from exchange.contract import SELLER_REF_RE, SELLER_REF_RULE
 from exchange.hashing import keyed_tokens
 from exchange.models import Indicator, KeyState, Seller, Sighting, Submission
 from exchange.normalization import KINDS, REASONS, STATUSES, is_transport_hash
@@ -35,7 +35,6 @@ from graph.scheduling import schedule_recompute
 
 logger = logging.getLogger("exchange.ingest")
 
-SELLER_REF_RE = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 SELLER_FIELDS = {"seller_ref", "status", "reasons", "reported_at", "indicators"}
 MAX_ERRORS = 50
 
@@ -71,7 +70,7 @@ def hash_problem(value: Any) -> str | None:
         return "contains whitespace; a transport hash is 64 lowercase hex characters"
     if len(value) != 64:
         return f"must be 64 hex characters (a SHA-256 transport hash), got {len(value)} characters"
-    if re.fullmatch(r"[0-9a-fA-F]{64}", value):
+    if is_transport_hash(value.lower()):
         return "must be lowercase hex"
     return "must be hexadecimal (0-9, a-f): not a transport hash"
 
@@ -129,7 +128,7 @@ def parse_submission(payload: Any, now: datetime) -> list[SellerReport]:
             errors[f"{p}.{name}"] = ["unknown or server-controlled field; not accepted"]
         ref = item.get("seller_ref")
         if not isinstance(ref, str) or not SELLER_REF_RE.fullmatch(ref):
-            errors[f"{p}.seller_ref"] = ["is required: 1-128 characters of A-Z a-z 0-9 . _ : -"]
+            errors[f"{p}.seller_ref"] = [f"is required: {SELLER_REF_RULE}"]
         elif ref in seen_refs:
             errors[f"{p}.seller_ref"] = [f"duplicate of sellers[{seen_refs[ref]}] in this batch"]
         else:
@@ -237,16 +236,9 @@ def do_submit(
 
 
 def current_key_version(lock: bool = True) -> int:
-    """The pepper version stored tokens use. Writers lock it FOR SHARE so a rotation waits for them;
-    readers (lookups) need no lock: during a rotation they at worst miss a match for a moment."""
-    if lock and connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT current_version FROM exchange_keystate ORDER BY id LIMIT 1 FOR SHARE")
-            row = cursor.fetchone()
-        if row:
-            return int(row[0])
-    state = KeyState.objects.order_by("id").first()
-    return state.current_version if state else min(settings.EXCHANGE_PEPPERS)
+    """The pepper version stored tokens use (writers lock it by default): see
+    `KeyState.objects.current_version`, the one rule this delegates to."""
+    return KeyState.objects.current_version(lock=lock)
 
 
 def _store(

@@ -10,11 +10,12 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import models
+from django.db import connection, models
 from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import ApiKey, Platform
+from exchange.hashing import default_key_version
 from exchange.normalization import KINDS, STATUSES, STRONG_KINDS
 
 KIND_CHOICES = [(kind, kind.replace("_", " ")) for kind in KINDS]
@@ -205,6 +206,31 @@ class Submission(models.Model):
         return hmac.compare_digest(self.body_digest, self.digest_body(body, self.digest_version))
 
 
+class KeyStateQuerySet(models.QuerySet["KeyState"]):
+    """The one door to the current pepper version (every caller asks here, none reads EXCHANGE_PEPPERS to
+    pick a version itself)."""
+
+    def current_version(self, lock: bool = False) -> int:
+        """The pepper version stored tokens use. Writers pass `lock=True` to read it FOR SHARE (PostgreSQL)
+        so a rotation waits for them; readers (lookups, admin hash search) need no lock: during a rotation
+        they at worst miss a match for a moment. Without a row: `default_key_version` (the highest)."""
+        if lock and connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT current_version FROM exchange_keystate ORDER BY id LIMIT 1 FOR SHARE")
+                row = cursor.fetchone()
+            if row:
+                return int(row[0])
+        state = self.order_by("id").first()
+        return state.current_version if state else default_key_version(settings.EXCHANGE_PEPPERS)
+
+    def for_rotation(self) -> KeyState:
+        """The state row locked FOR UPDATE (inside a transaction), created with the default if missing."""
+        state = self.select_for_update().order_by("id").first()
+        if state is not None:
+            return state
+        return self.create(current_version=default_key_version(settings.EXCHANGE_PEPPERS))
+
+
 class KeyState(models.Model):
     """Which pepper version stored tokens are keyed with (a singleton row; the peppers live in env only).
 
@@ -214,6 +240,8 @@ class KeyState(models.Model):
 
     current_version = models.PositiveSmallIntegerField(default=1)
     rotated_at = models.DateTimeField(null=True, blank=True)
+
+    objects = KeyStateQuerySet.as_manager()
 
     def __str__(self) -> str:
         return f"pepper version {self.current_version}"

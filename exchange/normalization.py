@@ -30,6 +30,8 @@ from publicsuffixlist import PublicSuffixList
 from stdnum import get_cc_module, iban
 from stdnum.exceptions import InvalidChecksum, ValidationError
 
+from exchange.contract import is_transport_hash
+
 __all__ = [
     "KINDS",
     "REASONS",
@@ -122,7 +124,6 @@ BECH32_PREFIXES: tuple[str, ...] = ("bc1", "tb1", "bcrt1", "ltc1", "tltc1")
 _BECH32_DATA = re.compile(r"[02-9ac-hj-np-z]{6,}")
 _HEX_WALLET = re.compile(r"0x[0-9a-f]+")
 
-_TRANSPORT_HASH = re.compile(r"[0-9a-f]{64}")
 _TAX_ID_SEPARATORS = re.compile(r"[\s.\-/:]+")
 _EXPLICIT_COUNTRY = re.compile(r"([A-Z]{2})[\s.\-/:]")
 _ALNUM = re.compile(r"[A-Z0-9]+")
@@ -165,11 +166,6 @@ def normalize(kind: str, value: str, default_region: str | None = None) -> str:
 def transport_hash(kind: str, value: str, default_region: str | None = None) -> str:
     """Return the transport hash (SHA-256 of the canonical form, 64 lowercase hex) of ``value``."""
     return hashlib.sha256(normalize(kind, value, default_region).encode("utf-8")).hexdigest()
-
-
-def is_transport_hash(s: object) -> bool:
-    """Whether ``s`` looks like a transport hash: exactly 64 lowercase hexadecimal characters."""
-    return isinstance(s, str) and _TRANSPORT_HASH.fullmatch(s) is not None
 
 
 def normalize_region(default_region: str | None, kind: str = "default_region") -> str | None:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from rest_framework import serializers
 
+from exchange.contract import SELLER_REF_RE, SELLER_REF_RULE, TRANSPORT_HASH_RE
 from exchange.models import Seller
 from exchange.normalization import KINDS, REASONS, STATUSES
 
@@ -17,24 +19,38 @@ from exchange.normalization import KINDS, REASONS, STATUSES
 class IndicatorInSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=KINDS)
     hash = serializers.RegexField(
-        r"^[0-9a-f]{64}$", help_text="SHA-256 of the normalised value (docs/hashing-spec.md), lowercase hex."
+        TRANSPORT_HASH_RE, help_text="SHA-256 of the normalised value (docs/hashing-spec.md), lowercase hex."
     )
 
 
 class SellerReportSerializer(serializers.Serializer):
     seller_ref = serializers.RegexField(
-        r"^[A-Za-z0-9._:\-]{1,128}$", help_text="Your opaque seller reference."
+        SELLER_REF_RE, help_text=f"Your opaque seller reference: {SELLER_REF_RULE}."
     )
     status = serializers.ChoiceField(choices=STATUSES)
     reasons = serializers.ListField(child=serializers.ChoiceField(choices=REASONS), min_length=1)
     reported_at = serializers.DateTimeField(
         help_text="ISO-8601 with a timezone (offset within +-14:00), from 2000-01-01 up to now."
     )
-    indicators = IndicatorInSerializer(many=True, min_length=1, max_length=100)  # type: ignore[call-arg]
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        # Built per instance: the limit is the live setting, not the value at import time.
+        fields = super().get_fields()
+        fields["indicators"] = indicator_list(settings.EXCHANGE_MAX_SELLER_INDICATORS)
+        return fields
+
+
+def indicator_list(limit: int) -> serializers.Field:
+    return IndicatorInSerializer(many=True, min_length=1, max_length=limit)  # type: ignore[call-arg]
 
 
 class SubmissionRequestSerializer(serializers.Serializer):
-    sellers = SellerReportSerializer(many=True, min_length=1, max_length=1000)  # type: ignore[call-arg]
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        fields["sellers"] = SellerReportSerializer(  # type: ignore[call-arg]
+            many=True, min_length=1, max_length=settings.EXCHANGE_MAX_BATCH_SELLERS
+        )
+        return fields
 
 
 class SubmissionResponseSerializer(serializers.Serializer):
@@ -133,7 +149,10 @@ class RetractSerializer(serializers.Serializer):
 
 
 class LookupRequestSerializer(serializers.Serializer):
-    indicators = IndicatorInSerializer(many=True, min_length=1, max_length=100)  # type: ignore[call-arg]
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        fields["indicators"] = indicator_list(settings.EXCHANGE_MAX_LOOKUP_INDICATORS)
+        return fields
 
 
 class LookupResultSerializer(serializers.Serializer):

@@ -13,6 +13,7 @@ from pathlib import Path
 from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
+from exchange import contract
 from exchange.config import (
     ConfigError,
     envbool,
@@ -104,9 +105,13 @@ try:
         raise ConfigError(
             f"EXCHANGE_ANALYST_DAILY_QUOTA must be 0 or more, got {EXCHANGE_ANALYST_DAILY_QUOTA}"
         )
-    EXCHANGE_MAX_BATCH_SELLERS = envint("EXCHANGE_MAX_BATCH_SELLERS", 1000)
-    EXCHANGE_MAX_SELLER_INDICATORS = envint("EXCHANGE_MAX_SELLER_INDICATORS", 100)
-    EXCHANGE_MAX_LOOKUP_INDICATORS = envint("EXCHANGE_MAX_LOOKUP_INDICATORS", 100)
+    EXCHANGE_MAX_BATCH_SELLERS = envint("EXCHANGE_MAX_BATCH_SELLERS", contract.DEFAULT_MAX_BATCH_SELLERS)
+    EXCHANGE_MAX_SELLER_INDICATORS = envint(
+        "EXCHANGE_MAX_SELLER_INDICATORS", contract.DEFAULT_MAX_SELLER_INDICATORS
+    )
+    EXCHANGE_MAX_LOOKUP_INDICATORS = envint(
+        "EXCHANGE_MAX_LOOKUP_INDICATORS", contract.DEFAULT_MAX_LOOKUP_INDICATORS
+    )
     # Largest request body accepted by the API (bytes); larger bodies get 413.
     DATA_UPLOAD_MAX_MEMORY_SIZE = envint("EXCHANGE_MAX_BODY_BYTES", 4 * 1024 * 1024)
     SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", "False" if DEBUG else "True")

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
+from exchange.contract import SELLER_REF_MAX_LENGTH, SELLER_REF_RULE, is_seller_ref
 from exchange.normalization import (
     KINDS,
     REASONS,
@@ -37,7 +38,7 @@ __all__ = [
 ]
 
 COLUMNS: tuple[str, ...] = ("seller_ref", "status", "reasons", "reported_at", "kind", "value")
-MAX_SELLER_REF_LENGTH = 255
+MAX_SELLER_REF_LENGTH = SELLER_REF_MAX_LENGTH  # the exchange refuses longer ones (and the whole batch)
 # Reports from the future are refused by the exchange; a little slack absorbs clock skew.
 FUTURE_TOLERANCE = timedelta(minutes=5)
 
@@ -241,6 +242,8 @@ def _seller_fields(cells: dict[str, str], now: datetime) -> tuple[str, list[str]
         raise ValueError("seller_ref is empty")
     if len(seller_ref) > MAX_SELLER_REF_LENGTH:
         raise ValueError(f"seller_ref is longer than {MAX_SELLER_REF_LENGTH} characters")
+    if not is_seller_ref(seller_ref):
+        raise ValueError(f"seller_ref must be {SELLER_REF_RULE}")
     status = cells["status"].strip().lower()
     if status not in STATUSES:
         raise ValueError(f"status must be one of {', '.join(STATUSES)}")

@@ -11,6 +11,7 @@ from typing import Any
 
 from exchange.client.api import ApiError, ExchangeClient, ExchangeError, TransportError
 from exchange.client.csvinput import RejectedRow, SellerReport, read_submission_file
+from exchange.contract import DEFAULT_MAX_BATCH_SELLERS
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -23,7 +24,7 @@ __all__ = [
 ]
 
 DEFAULT_BATCH_SIZE = 500
-MAX_BATCH_SIZE = 1000  # the exchange refuses larger batches
+MAX_BATCH_SIZE = DEFAULT_MAX_BATCH_SELLERS  # the exchange refuses larger batches (by default)
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,12 @@
 from django.conf import settings
 from django.db import migrations
 
+from exchange.hashing import default_key_version
+
 
 def create_state(apps, schema_editor):  # type: ignore[no-untyped-def]
     apps.get_model("exchange", "KeyState").objects.get_or_create(
-        id=1, defaults={"current_version": max(settings.EXCHANGE_PEPPERS)}
+        id=1, defaults={"current_version": default_key_version(settings.EXCHANGE_PEPPERS)}
     )
 
 

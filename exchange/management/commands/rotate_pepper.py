@@ -29,9 +29,7 @@ class Command(BaseCommand):
         target = max(peppers)
         started = time.monotonic()
         with transaction.atomic():
-            state = KeyState.objects.select_for_update().order_by("id").first() or KeyState.objects.create(
-                current_version=min(peppers)
-            )
+            state = KeyState.objects.for_rotation()
             current = state.current_version
             if current == target:
                 self.stdout.write(f"Tokens are already keyed with pepper version {target}; nothing to do.")

@@ -1,0 +1,47 @@
+"""The partner contract: what a valid request looks like, shared by the server and the reference client.
+
+Pure (stdlib only, no Django): the reference client (`exchange.client`) imports it without a server
+installation, and the server (ingest, lookups, serializers, admin hash search, URL converters) validates with
+the same patterns, so a row the client sends is never refused by the server for a rule the client did not
+know. The limits here are the DEFAULTS: the server reads its live limits from settings
+(`EXCHANGE_MAX_BATCH_SELLERS`, `EXCHANGE_MAX_SELLER_INDICATORS`, `EXCHANGE_MAX_LOOKUP_INDICATORS`), which
+default to these.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = [
+    "DEFAULT_MAX_BATCH_SELLERS",
+    "DEFAULT_MAX_LOOKUP_INDICATORS",
+    "DEFAULT_MAX_SELLER_INDICATORS",
+    "SELLER_REF_MAX_LENGTH",
+    "SELLER_REF_RE",
+    "SELLER_REF_RULE",
+    "TRANSPORT_HASH_LENGTH",
+    "TRANSPORT_HASH_RE",
+    "is_seller_ref",
+    "is_transport_hash",
+]
+
+SELLER_REF_MAX_LENGTH = 128
+SELLER_REF_RE = re.compile(rf"[A-Za-z0-9._:\-]{{1,{SELLER_REF_MAX_LENGTH}}}")
+SELLER_REF_RULE = f"1-{SELLER_REF_MAX_LENGTH} characters of A-Z a-z 0-9 . _ : -"
+
+TRANSPORT_HASH_LENGTH = 64
+TRANSPORT_HASH_RE = re.compile(rf"[0-9a-f]{{{TRANSPORT_HASH_LENGTH}}}")
+
+DEFAULT_MAX_BATCH_SELLERS = 1000
+DEFAULT_MAX_SELLER_INDICATORS = 100
+DEFAULT_MAX_LOOKUP_INDICATORS = 100
+
+
+def is_seller_ref(s: object) -> bool:
+    """Whether ``s`` is a seller reference the exchange accepts (`SELLER_REF_RULE`)."""
+    return isinstance(s, str) and SELLER_REF_RE.fullmatch(s) is not None
+
+
+def is_transport_hash(s: object) -> bool:
+    """Whether ``s`` looks like a transport hash: exactly 64 lowercase hexadecimal characters."""
+    return isinstance(s, str) and TRANSPORT_HASH_RE.fullmatch(s) is not None

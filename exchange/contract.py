@@ -11,6 +11,9 @@ default to these.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "DEFAULT_MAX_BATCH_SELLERS",
@@ -21,6 +24,7 @@ __all__ = [
     "SELLER_REF_RULE",
     "TRANSPORT_HASH_LENGTH",
     "TRANSPORT_HASH_RE",
+    "Limits",
     "is_seller_ref",
     "is_transport_hash",
 ]
@@ -45,3 +49,32 @@ def is_seller_ref(s: object) -> bool:
 def is_transport_hash(s: object) -> bool:
     """Whether ``s`` looks like a transport hash: exactly 64 lowercase hexadecimal characters."""
     return isinstance(s, str) and TRANSPORT_HASH_RE.fullmatch(s) is not None
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The server's live limits, as `GET /api/v1/me/` reports them under ``limits`` (the defaults when a
+    server does not say: an older exchange, or a test double)."""
+
+    max_batch_sellers: int = DEFAULT_MAX_BATCH_SELLERS
+    max_seller_indicators: int = DEFAULT_MAX_SELLER_INDICATORS
+    max_lookup_indicators: int = DEFAULT_MAX_LOOKUP_INDICATORS
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "max_batch_sellers": self.max_batch_sellers,
+            "max_seller_indicators": self.max_seller_indicators,
+            "max_lookup_indicators": self.max_lookup_indicators,
+        }
+
+    @classmethod
+    def from_answer(cls, answer: Mapping[str, Any]) -> Limits:
+        """Read ``answer["limits"]``; a missing or malformed value keeps its default."""
+        given = answer.get("limits")
+        given = given if isinstance(given, Mapping) else {}
+        values: dict[str, int] = {}
+        for name, default in cls().as_dict().items():
+            value = given.get(name)
+            usable = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+            values[name] = value if usable and isinstance(value, int) else default
+        return cls(**values)

@@ -26,6 +26,7 @@ from rest_framework.views import APIView
 
 from accounts.authentication import Partner
 from exchange import ingest, lookups, parsers, retention
+from exchange.contract import Limits
 from exchange.errors import Conflict
 from exchange.filters import SellerFilter, UtcDateTimeFilter
 from exchange.models import Seller, Sighting
@@ -98,6 +99,15 @@ class PartnerScopedMixin:
         return PARTNER_SCOPES[self.scope](partner_of(self.request).platform_id)  # type: ignore[attr-defined]
 
 
+def server_limits() -> Limits:
+    """The live limits (settings), as the reference client learns them from /me/."""
+    return Limits(
+        max_batch_sellers=settings.EXCHANGE_MAX_BATCH_SELLERS,
+        max_seller_indicators=settings.EXCHANGE_MAX_SELLER_INDICATORS,
+        max_lookup_indicators=settings.EXCHANGE_MAX_LOOKUP_INDICATORS,
+    )
+
+
 class MeView(APIView):
     """Who am I: the calling key's platform and scopes (handy to check a key works)."""
 
@@ -111,6 +121,18 @@ class MeView(APIView):
                     "platform": serializers.CharField(),
                     "key_prefix": serializers.CharField(),
                     "scopes": serializers.ListField(child=serializers.CharField()),
+                    "limits": inline_serializer(
+                        "Limits",
+                        {
+                            "max_batch_sellers": serializers.IntegerField(help_text="sellers per submission"),
+                            "max_seller_indicators": serializers.IntegerField(
+                                help_text="indicators per seller"
+                            ),
+                            "max_lookup_indicators": serializers.IntegerField(
+                                help_text="indicators per lookup"
+                            ),
+                        },
+                    ),
                 },
             ),
             **COMMON_ERRORS,
@@ -123,6 +145,7 @@ class MeView(APIView):
                 "platform": partner.platform.slug,
                 "key_prefix": partner.api_key.prefix,
                 "scopes": partner.api_key.scopes,
+                "limits": server_limits().as_dict(),
             }
         )
 

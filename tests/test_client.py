@@ -31,6 +31,7 @@ from exchange.client import (
     submit_csv,
 )
 from exchange.client.cli import main
+from exchange.contract import Limits
 from exchange.normalization import is_transport_hash, transport_hash
 
 API_KEY = "acme_live_9f8e7d6c5b4a"
@@ -66,6 +67,7 @@ class FakeExchange:
         self.script: list[Reply] = []
         self.default: Callable[[Recorded], Reply] = self.accept
         self.submissions = 0
+        self.me: dict[str, Any] | None = None  # what GET /api/v1/me/ answers (None: 404, an older exchange)
         self._lock = threading.Lock()
         exchange = self
 
@@ -92,6 +94,17 @@ class FakeExchange:
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
+
+            def do_GET(self) -> None:
+                recorded = Recorded("GET", self.path, dict(self.headers.items()), None)
+                with exchange._lock:
+                    exchange.requests.append(recorded)
+                body = json.dumps(exchange.me).encode() if exchange.me is not None else b"{}"
+                self.send_response(200 if exchange.me is not None else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -662,9 +675,10 @@ def test_cli_lookup_hashes_locally_and_prints_the_answer(exchange: FakeExchange,
     )
     assert code == 0
     hashes = [transport_hash("email", SECRET_EMAIL), transport_hash("email", "b@example.com")]
-    assert exchange.requests[0].body == {"indicators": [{"kind": "email", "hash": h} for h in hashes]}
+    assert [r.path for r in exchange.requests] == ["/api/v1/me/", "/api/v1/lookups/"]  # limits, then lookup
+    assert exchange.requests[1].body == {"indicators": [{"kind": "email", "hash": h} for h in hashes]}
     assert json.loads(out)["results"][0]["hash"] == hashes[0]
-    assert SECRET_EMAIL not in json.dumps(exchange.requests[0].body)
+    assert SECRET_EMAIL not in json.dumps(exchange.requests[1].body)
 
 
 def test_cli_lookup_names_the_bad_value_by_position(exchange: FakeExchange, key_file: Path) -> None:
@@ -705,3 +719,82 @@ def test_module_entry_point_prints_help() -> None:
         cwd=Path(__file__).resolve().parent.parent,
     )
     assert "submit" in done.stdout and "lookup" in done.stdout and "retract" in done.stdout
+
+
+# --- the exchange's limits, learnt from /me/ ----------------------------------------------------------------
+
+
+def limits_answer(**limits: int) -> dict[str, Any]:
+    return {
+        "platform": "acme",
+        "key_prefix": "bax_0123456789",
+        "scopes": ["submit", "read"],
+        "limits": limits,
+    }
+
+
+def test_limits_come_from_me_and_default_when_the_exchange_does_not_say(
+    exchange: FakeExchange, sleeps: Sleeps
+) -> None:
+    client = make_client(exchange.url, sleeps)
+    assert client.limits() == Limits()  # 404: an exchange without /me/ (or a key without read scope)
+    exchange.me = limits_answer(max_batch_sellers=7, max_seller_indicators=3, max_lookup_indicators=5)
+    assert client.limits() == Limits(7, 3, 5)
+    exchange.me = limits_answer(max_batch_sellers=0, max_seller_indicators=True)  # malformed: defaults
+    assert client.limits() == Limits()
+    assert exchange.requests[-1].method == "GET" and exchange.requests[-1].body is None
+
+
+def test_cli_submit_keeps_to_the_exchanges_limits(
+    exchange: FakeExchange, key_file: Path, tmp_path: Path
+) -> None:
+    exchange.me = limits_answer(max_batch_sellers=2, max_seller_indicators=1, max_lookup_indicators=100)
+    # s-0 has two indicators (many_sellers_csv adds a second row for it): over the limit of 1 per seller.
+    rows = [f"s-{n},confirmed,counterfeit,2025-01-31,store_name,Shop {n}" for n in range(5)]
+    rows.append("s-0,confirmed,counterfeit,2025-01-31,phone,+49 30 1234567")
+    csv = write_csv(tmp_path, HEADER + "\n".join(rows) + "\n")
+    code, out, err = run_cli(
+        "submit", "--url", exchange.url, "--key-file", str(key_file), "--batch-size", "500", str(csv)
+    )
+    assert code == 0
+    assert "--batch-size lowered to 2" in err
+    posts = [r for r in exchange.requests if r.method == "POST"]
+    assert [len(r.body["sellers"]) for r in posts] == [2, 2]  # s-1..s-4; s-0 is not sent
+    assert all(seller["seller_ref"] != "s-0" for r in posts for seller in r.body["sellers"])
+    assert "line 2 (seller 's-0'): 2 distinct indicators for one seller; the exchange takes at most 1" in out
+    assert "line 7 (seller 's-0')" in out
+
+
+def test_cli_submit_says_nothing_was_sent_when_the_exchange_is_unreachable(
+    key_file: Path, tmp_path: Path
+) -> None:
+    code, _, err = run_cli(
+        "submit",
+        "--url",
+        "http://127.0.0.1:9",
+        "--key-file",
+        str(key_file),
+        "--max-retries",
+        "0",
+        str(many_sellers_csv(tmp_path, 2)),
+    )
+    assert code == 1 and "nothing was sent: cannot reach the exchange" in err
+
+
+def test_cli_lookup_refuses_more_values_than_the_exchange_screens(
+    exchange: FakeExchange, key_file: Path
+) -> None:
+    exchange.me = limits_answer(max_batch_sellers=10, max_seller_indicators=10, max_lookup_indicators=1)
+    code, _, err = run_cli(
+        "lookup",
+        "--url",
+        exchange.url,
+        "--key-file",
+        str(key_file),
+        "--kind",
+        "email",
+        "a@example.com",
+        "b@example.com",
+    )
+    assert code == 2 and "2 values given; the exchange screens at most 1 per lookup" in err
+    assert [r.method for r in exchange.requests] == ["GET"]  # nothing was looked up

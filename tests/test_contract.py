@@ -26,7 +26,7 @@ def test_contract_is_pure_stdlib() -> None:
         if isinstance(node, ast.Import | ast.ImportFrom)
         for alias in node.names
     }
-    assert imported <= {"__future__", "re"}
+    assert imported <= {"__future__", "collections", "dataclasses", "re", "typing"}
 
 
 @pytest.mark.parametrize(
@@ -103,3 +103,17 @@ def test_settings_default_to_the_contract_limits() -> None:
     for name in ("MAX_BATCH_SELLERS", "MAX_SELLER_INDICATORS", "MAX_LOOKUP_INDICATORS"):
         assert f'envint("EXCHANGE_{name}",contract.DEFAULT_{name})' in source
     assert isinstance(settings.EXCHANGE_MAX_BATCH_SELLERS, int)
+
+
+@pytest.mark.django_db
+def test_me_reports_the_live_limits_the_client_reads(acme, settings) -> None:
+    settings.EXCHANGE_MAX_BATCH_SELLERS = 250
+    settings.EXCHANGE_MAX_LOOKUP_INDICATORS = 3
+    answer = acme.client().get("/api/v1/me/").json()
+    assert answer["limits"] == {
+        "max_batch_sellers": 250,
+        "max_seller_indicators": 100,
+        "max_lookup_indicators": 3,
+    }
+    assert contract.Limits.from_answer(answer) == contract.Limits(250, 100, 3)
+    assert contract.Limits.from_answer({}) == contract.Limits()

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from exchange.client.csvinput import Indicator, SellerReport
+from exchange.contract import Limits
 
 __all__ = ["ApiError", "ExchangeClient", "ExchangeError", "TransportError"]
 
@@ -126,6 +127,20 @@ class ExchangeClient:
         payload = {"indicators": [indicator_payload(indicator) for indicator in indicators]}
         return self._request("POST", "lookups/", payload)
 
+    def me(self) -> dict[str, Any]:
+        """The calling key's platform, scopes and the exchange's limits (``GET /api/v1/me/``)."""
+        return self._request("GET", "me/", None)
+
+    def limits(self) -> Limits:
+        """The exchange's live limits (batch size, indicators per seller and per lookup), from ``me()``;
+        the contract's defaults for whatever the exchange does not report, and when the exchange refuses to
+        say (a key without the ``read`` scope, an exchange without ``/me/``). Raises ``TransportError`` when
+        the exchange cannot be reached."""
+        try:
+            return Limits.from_answer(self.me())
+        except ApiError:
+            return Limits()
+
     def retract(self, seller_ref: str, reason: str) -> dict[str, Any]:
         """Retract the report of one of your sellers (e.g. after a successful appeal); it stops linking."""
         if not seller_ref:
@@ -139,7 +154,7 @@ class ExchangeClient:
         self, method: str, path: str, payload: Any, headers: Mapping[str, str] | None = None
     ) -> dict[str, Any]:
         url = f"{self.base_url}/api/v1/{path}"
-        body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
+        body = None if payload is None else json.dumps(payload, separators=(",", ":")).encode("utf-8")
         request_headers = {
             "Authorization": f"Bearer {self._api_key}",
             "Content-Type": "application/json",

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from exchange.client.api import ExchangeClient, ExchangeError
+from exchange.client.api import ExchangeClient, ExchangeError, TransportError
 from exchange.client.csvinput import CsvFormatError, Indicator, read_submission_file
 from exchange.client.submission import (
     DEFAULT_BATCH_SIZE,
@@ -23,6 +23,7 @@ from exchange.client.submission import (
     SubmitSummary,
     batched,
     submit_sellers,
+    within_limits,
 )
 from exchange.normalization import KINDS, NormalizationError, normalize, normalize_region, transport_hash
 
@@ -77,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-size",
         type=int,
         default=DEFAULT_BATCH_SIZE,
-        help=f"sellers per request (1..{MAX_BATCH_SIZE}, default {DEFAULT_BATCH_SIZE})",
+        help=f"sellers per request (default {DEFAULT_BATCH_SIZE}; at most what the exchange accepts, "
+        f"by default {MAX_BATCH_SIZE})",
     )
     submit.add_argument("--dry-run", action="store_true", help="print the JSON payloads instead of sending")
     submit.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -135,8 +137,8 @@ def _hash(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def _submit(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     region = _region(args)
-    if not 1 <= args.batch_size <= MAX_BATCH_SIZE:
-        raise UsageError(f"--batch-size must be between 1 and {MAX_BATCH_SIZE}")
+    if args.batch_size < 1:
+        raise UsageError("--batch-size must be 1 or more")
     try:
         result = read_submission_file(args.csv_file, region)
     except CsvFormatError as exc:
@@ -162,12 +164,23 @@ def _submit(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return EXIT_OK
 
     client = _client(args, err)
+    try:
+        limits = client.limits()
+    except TransportError as exc:
+        print(f"nothing was sent: {exc}", file=err)
+        return EXIT_FAILED
+    batch_size = args.batch_size
+    if batch_size > limits.max_batch_sellers:
+        batch_size = limits.max_batch_sellers
+        print(f"--batch-size lowered to {batch_size}, the most the exchange accepts per request", file=err)
+    sellers, over_limit = within_limits(result.sellers, limits)
+    summary.rejected = sorted([*summary.rejected, *over_limit], key=lambda row: row.line)
 
     def progress(message: str) -> None:
         if not args.quiet:
             print(message, file=err, flush=True)
 
-    submit_sellers(client, result.sellers, batch_size=args.batch_size, progress=progress, summary=summary)
+    submit_sellers(client, sellers, batch_size=batch_size, progress=progress, summary=summary)
     print(summary.format(), file=out)
     return EXIT_OK if summary.ok else EXIT_FAILED
 
@@ -180,7 +193,11 @@ def _lookup(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             indicators.append(Indicator(args.kind, transport_hash(args.kind, value, region)))
         except NormalizationError as exc:
             raise UsageError(f"value #{position} rejected: {exc}") from None
-    answer = _client(args, err).lookup(indicators)
+    client = _client(args, err)
+    most = client.limits().max_lookup_indicators
+    if len(indicators) > most:
+        raise UsageError(f"{len(indicators)} values given; the exchange screens at most {most} per lookup")
+    answer = client.lookup(indicators)
     _print_json(answer, out)
     return EXIT_OK
 

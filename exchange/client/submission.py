@@ -11,7 +11,7 @@ from typing import Any
 
 from exchange.client.api import ApiError, ExchangeClient, ExchangeError, TransportError
 from exchange.client.csvinput import RejectedRow, SellerReport, read_submission_file
-from exchange.contract import DEFAULT_MAX_BATCH_SELLERS
+from exchange.contract import DEFAULT_MAX_BATCH_SELLERS, Limits
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -21,6 +21,7 @@ __all__ = [
     "batched",
     "submit_csv",
     "submit_sellers",
+    "within_limits",
 ]
 
 DEFAULT_BATCH_SIZE = 500
@@ -88,10 +89,31 @@ class SubmitSummary:
         return "\n".join(lines)
 
 
+def within_limits(
+    sellers: Sequence[SellerReport], limits: Limits
+) -> tuple[list[SellerReport], list[RejectedRow]]:
+    """Split off the sellers the exchange would refuse (more indicators than it takes per seller): the
+    exchange validates a batch as a whole, so one such seller would cost the whole batch. Their rows are
+    returned as rejected, each naming the limit."""
+    kept: list[SellerReport] = []
+    rejected: list[RejectedRow] = []
+    for seller in sellers:
+        if len(seller.indicators) <= limits.max_seller_indicators:
+            kept.append(seller)
+            continue
+        reason = (
+            f"{len(seller.indicators)} distinct indicators for one seller; the exchange takes at most "
+            f"{limits.max_seller_indicators}"
+        )
+        rejected.extend(RejectedRow(line, seller.seller_ref, reason) for line in (seller.lines or [0]))
+    return kept, rejected
+
+
 def batched(sellers: Sequence[SellerReport], batch_size: int) -> Iterator[Sequence[SellerReport]]:
-    """Split sellers into batches of at most ``batch_size`` (1..1000)."""
-    if not 1 <= batch_size <= MAX_BATCH_SIZE:
-        raise ValueError(f"batch size must be between 1 and {MAX_BATCH_SIZE}")
+    """Split sellers into batches of at most ``batch_size`` (1 or more; the exchange says its maximum in
+    ``ExchangeClient.limits()``)."""
+    if batch_size < 1:
+        raise ValueError("batch size must be 1 or more")
     for start in range(0, len(sellers), batch_size):
         yield sellers[start : start + batch_size]
 

@@ -263,105 +263,14 @@ def _store_postgres(
     # A server-side-binding cursor on Django's own connection (same transaction): Django's default
     # client-side binding spent ~250 ms per batch rendering these arrays as SQL literals.
     with psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(
-            """
-            INSERT INTO exchange_seller AS s (platform_id, seller_ref, status, reason_codes, first_reported_at,
-                reported_at, expires_at, retracted_at, retraction_reason, retracted_by, created_at, updated_at)
-            SELECT %s, r, st, rc, ra, ra, ra + %s, NULL, '', '', %s, %s
-              FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[]) AS t(r, st, rc, ra)
-             ORDER BY r
-            ON CONFLICT (platform_id, seller_ref) DO UPDATE SET
-                status = CASE WHEN s.status = 'confirmed' OR EXCLUDED.status = 'confirmed'
-                              THEN 'confirmed' ELSE 'suspected' END,
-                reason_codes = (
-                    SELECT '|' || string_agg(DISTINCT x, '|' ORDER BY x) || '|'
-                      FROM unnest(string_to_array(s.reason_codes || EXCLUDED.reason_codes, '|')) AS x
-                     WHERE x <> ''),
-                first_reported_at = LEAST(s.first_reported_at, EXCLUDED.first_reported_at),
-                reported_at = GREATEST(s.reported_at, EXCLUDED.reported_at),
-                expires_at = GREATEST(s.expires_at, EXCLUDED.expires_at),
-                -- a report newer than a retraction reactivates the seller
-                retracted_at = CASE WHEN s.retracted_at < EXCLUDED.reported_at THEN NULL ELSE s.retracted_at END,
-                updated_at = EXCLUDED.updated_at
-            RETURNING id, seller_ref, (xmax = 0)
-            """,
-            [
-                platform.pk,
-                retention,  # psycopg adapts timedelta to interval
-                now,
-                now,
-                [r.seller_ref for r in reports],
-                [r.status for r in reports],
-                [Seller.encode_reasons(r.reasons) for r in reports],
-                [r.reported_at for r in reports],
-            ],
-        )
-        seller_rows = cursor.fetchall()
-        seller_id = {ref: pk for pk, ref, _ in seller_rows}
-        sellers_created = sum(1 for *_, created in seller_rows if created)
-
-        kinds = [k for k, _ in tokens]
-        toks = list(tokens.values())
-        # A brand-new indicator's holders are exactly this batch's sellers that report it.
-        batch_holders = Counter(pair for r in reports for pair in r.indicators)
-        first_seen = min(r.reported_at for r in reports)
-        cursor.execute(
-            """
-            INSERT INTO exchange_indicator (kind, token, key_version, first_seen, linking, linking_reason,
-                                            linking_changed_by, holders)
-            SELECT k, t, %s, %s, 'auto', '', '', n
-              FROM unnest(%s::text[], %s::text[], %s::int[]) AS u(k, t, n) ORDER BY k, t
-            ON CONFLICT (kind, token) DO NOTHING
-            RETURNING id, kind, token
-            """,
-            [version, first_seen, kinds, toks, [batch_holders[pair] for pair in tokens]],
-        )
-        indicator_id = {(k, t): pk for pk, k, t in cursor.fetchall()}
-        inserted = set(indicator_id.values())
-        missing = [(k, t) for k, t in zip(kinds, toks, strict=True) if (k, t) not in indicator_id]
-        if missing:
-            # A separate statement sees rows that concurrent batches committed meanwhile.
-            cursor.execute(
-                """
-                SELECT i.id, i.kind, i.token FROM exchange_indicator i
-                  JOIN unnest(%s::text[], %s::text[]) AS u(k, t) ON i.kind = u.k AND i.token = u.t
-                """,
-                [[k for k, _ in missing], [t for _, t in missing]],
-            )
-            indicator_id.update({(k, t): pk for pk, k, t in cursor.fetchall()})
-
+        seller_id, sellers_created = _upsert_sellers_pg(cursor, platform, reports, retention, now)
+        indicator_id, inserted = _upsert_indicators_pg(cursor, reports, tokens, version)
         rows = sorted(
             (seller_id[r.seller_ref], indicator_id[(kind, tokens[(kind, h)])], r.reported_at)
             for r in reports
             for kind, h in r.indicators
         )
-        cursor.execute(
-            """
-            WITH ins AS (
-                INSERT INTO exchange_sighting AS g (seller_id, indicator_id, first_seen, last_seen)
-                SELECT s, i, ts, ts FROM unnest(%s::bigint[], %s::bigint[], %s::timestamptz[]) AS u(s, i, ts)
-                ON CONFLICT (seller_id, indicator_id) DO UPDATE SET
-                    first_seen = LEAST(g.first_seen, EXCLUDED.first_seen),
-                    last_seen = GREATEST(g.last_seen, EXCLUDED.last_seen)
-                RETURNING indicator_id, (xmax = 0) AS created
-            )
-            SELECT indicator_id, count(*) FILTER (WHERE created) FROM ins GROUP BY indicator_id
-            """,
-            [[r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]],
-        )
-        created_per_indicator = cursor.fetchall()
-        sightings_created = sum(n for _, n in created_per_indicator)
-        # Indicators that existed before gain holders; the counter lets a full recluster read only
-        # indicators held by two or more sellers (an upper bound: purges may leave it high, never low).
-        grown = sorted((i, n) for i, n in created_per_indicator if n and i not in inserted)
-        if grown:
-            cursor.execute(
-                """
-                UPDATE exchange_indicator AS i SET holders = i.holders + u.n
-                  FROM unnest(%s::bigint[], %s::int[]) AS u(id, n) WHERE i.id = u.id
-                """,
-                [[i for i, _ in grown], [n for _, n in grown]],
-            )
+        sightings_created = _upsert_sightings_pg(cursor, rows, inserted)
     counts = {
         "sellers": len(reports),
         "sellers_created": sellers_created,
@@ -369,6 +278,122 @@ def _store_postgres(
         "sightings_created": sightings_created,
     }
     return counts, sorted(seller_id.values())
+
+
+def _upsert_sellers_pg(
+    cursor: psycopg.Cursor[Any],
+    platform: Platform,
+    reports: list[SellerReport],
+    retention: timedelta,
+    now: datetime,
+) -> tuple[dict[str, int], int]:
+    """Insert or merge the batch's sellers: ({seller_ref: id}, how many are new)."""
+    cursor.execute(
+        """
+        INSERT INTO exchange_seller AS s (platform_id, seller_ref, status, reason_codes, first_reported_at,
+            reported_at, expires_at, retracted_at, retraction_reason, retracted_by, created_at, updated_at)
+        SELECT %s, r, st, rc, ra, ra, ra + %s, NULL, '', '', %s, %s
+          FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[]) AS t(r, st, rc, ra)
+         ORDER BY r
+        ON CONFLICT (platform_id, seller_ref) DO UPDATE SET
+            status = CASE WHEN s.status = 'confirmed' OR EXCLUDED.status = 'confirmed'
+                          THEN 'confirmed' ELSE 'suspected' END,
+            reason_codes = (
+                SELECT '|' || string_agg(DISTINCT x, '|' ORDER BY x) || '|'
+                  FROM unnest(string_to_array(s.reason_codes || EXCLUDED.reason_codes, '|')) AS x
+                 WHERE x <> ''),
+            first_reported_at = LEAST(s.first_reported_at, EXCLUDED.first_reported_at),
+            reported_at = GREATEST(s.reported_at, EXCLUDED.reported_at),
+            expires_at = GREATEST(s.expires_at, EXCLUDED.expires_at),
+            -- a report newer than a retraction reactivates the seller
+            retracted_at = CASE WHEN s.retracted_at < EXCLUDED.reported_at THEN NULL ELSE s.retracted_at END,
+            updated_at = EXCLUDED.updated_at
+        RETURNING id, seller_ref, (xmax = 0)
+        """,
+        [
+            platform.pk,
+            retention,  # psycopg adapts timedelta to interval
+            now,
+            now,
+            [r.seller_ref for r in reports],
+            [r.status for r in reports],
+            [Seller.encode_reasons(r.reasons) for r in reports],
+            [r.reported_at for r in reports],
+        ],
+    )
+    seller_rows = cursor.fetchall()
+    return {ref: pk for pk, ref, _ in seller_rows}, sum(1 for *_, created in seller_rows if created)
+
+
+def _upsert_indicators_pg(
+    cursor: psycopg.Cursor[Any], reports: list[SellerReport], tokens: dict[tuple[str, str], str], version: int
+) -> tuple[dict[tuple[str, str], int], set[int]]:
+    """Insert the batch's new indicators: ({(kind, token): id} for all of them, the ids inserted now)."""
+    kinds = [k for k, _ in tokens]
+    toks = list(tokens.values())
+    # A brand-new indicator's holders are exactly this batch's sellers that report it.
+    batch_holders = Counter(pair for r in reports for pair in r.indicators)
+    first_seen = min(r.reported_at for r in reports)
+    cursor.execute(
+        """
+        INSERT INTO exchange_indicator (kind, token, key_version, first_seen, linking, linking_reason,
+                                        linking_changed_by, holders)
+        SELECT k, t, %s, %s, 'auto', '', '', n
+          FROM unnest(%s::text[], %s::text[], %s::int[]) AS u(k, t, n) ORDER BY k, t
+        ON CONFLICT (kind, token) DO NOTHING
+        RETURNING id, kind, token
+        """,
+        [version, first_seen, kinds, toks, [batch_holders[pair] for pair in tokens]],
+    )
+    indicator_id = {(k, t): pk for pk, k, t in cursor.fetchall()}
+    inserted = set(indicator_id.values())
+    missing = [(k, t) for k, t in zip(kinds, toks, strict=True) if (k, t) not in indicator_id]
+    if missing:
+        # A separate statement sees rows that concurrent batches committed meanwhile.
+        cursor.execute(
+            """
+            SELECT i.id, i.kind, i.token FROM exchange_indicator i
+              JOIN unnest(%s::text[], %s::text[]) AS u(k, t) ON i.kind = u.k AND i.token = u.t
+            """,
+            [[k for k, _ in missing], [t for _, t in missing]],
+        )
+        indicator_id.update({(k, t): pk for pk, k, t in cursor.fetchall()})
+    return indicator_id, inserted
+
+
+def _upsert_sightings_pg(
+    cursor: psycopg.Cursor[Any], rows: list[tuple[int, int, datetime]], inserted: set[int]
+) -> int:
+    """Insert or widen the sightings; grow the holder counts of indicators that existed before. Returns how
+    many sightings are new."""
+    cursor.execute(
+        """
+        WITH ins AS (
+            INSERT INTO exchange_sighting AS g (seller_id, indicator_id, first_seen, last_seen)
+            SELECT s, i, ts, ts FROM unnest(%s::bigint[], %s::bigint[], %s::timestamptz[]) AS u(s, i, ts)
+            ON CONFLICT (seller_id, indicator_id) DO UPDATE SET
+                first_seen = LEAST(g.first_seen, EXCLUDED.first_seen),
+                last_seen = GREATEST(g.last_seen, EXCLUDED.last_seen)
+            RETURNING indicator_id, (xmax = 0) AS created
+        )
+        SELECT indicator_id, count(*) FILTER (WHERE created) FROM ins GROUP BY indicator_id
+        """,
+        [[r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]],
+    )
+    created_per_indicator = cursor.fetchall()
+    sightings_created = sum(n for _, n in created_per_indicator)
+    # Indicators that existed before gain holders; the counter lets a full recluster read only
+    # indicators held by two or more sellers (an upper bound: purges may leave it high, never low).
+    grown = sorted((i, n) for i, n in created_per_indicator if n and i not in inserted)
+    if grown:
+        cursor.execute(
+            """
+            UPDATE exchange_indicator AS i SET holders = i.holders + u.n
+              FROM unnest(%s::bigint[], %s::int[]) AS u(id, n) WHERE i.id = u.id
+            """,
+            [[i for i, _ in grown], [n for _, n in grown]],
+        )
+    return sightings_created
 
 
 def holder_count() -> Coalesce:

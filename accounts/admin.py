@@ -13,13 +13,13 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import transaction
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
+from accounts.actions import do_create_api_key, do_revoke_api_key
 from accounts.login import rate_limited
 from accounts.models import SCOPES, AnalystProfile, ApiKey, Platform
 from accounts.scoping import EVERYTHING, ScopedModelAdmin, api_keys_for, platforms_for, scope_of
@@ -217,34 +217,36 @@ class ApiKeyAdmin(ScopedModelAdmin):
     @admin.action(description="Revoke the selected keys", permissions=["revoke"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         actor = request.user.get_username()
-        revoked = 0
-        with transaction.atomic():
-            for key in queryset.filter(revoked_at__isnull=True).select_for_update():
-                key.revoke()
-                AuditEntry.objects.record("api_key_revoked", actor, key.platform_id, "api_key", key.prefix)
-                revoked += 1
+        revoked = sum(do_revoke_api_key(key, actor) for key in queryset.filter(revoked_at__isnull=True))
         self.message_user(
             request, f"Revoked {revoked} key(s). Calls with them now get 401.", messages.SUCCESS
         )
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        if object_id is None:
+            # Adding a key is one durable action (do_create_api_key), which cannot run inside the
+            # transaction Django's changeform_view opens around every POST.
+            return self._changeform_view(request, object_id, form_url, extra_context)
+        return super().changeform_view(request, object_id, form_url, extra_context)
 
     def save_model(self, request: HttpRequest, obj: ApiKey, form: forms.ModelForm, change: bool) -> None:
         if change:
             obj.save(update_fields=["name"])
             return
         scopes = [scope for scope in SCOPES if form.cleaned_data.get(f"scope_{scope}")]
-        key, full_key = ApiKey.generate(form.cleaned_data["platform"], scopes, form.cleaned_data["name"])
+        key, full_key = do_create_api_key(
+            form.cleaned_data["platform"], scopes, form.cleaned_data["name"], request.user.get_username()
+        )
         # Become the saved row, so that the admin's log and redirect refer to it.
         obj.pk, obj.lookup, obj.digest, obj.created_at = key.pk, key.lookup, key.digest, key.created_at
         obj._state.adding, obj._state.db = False, key._state.db
         obj.__dict__["_full_key_once"] = full_key  # read (and dropped) by response_add, never stored
-        AuditEntry.objects.record(
-            "api_key_created",
-            request.user.get_username(),
-            key.platform_id,
-            "api_key",
-            key.prefix,
-            scopes=scopes,
-        )
 
     def response_add(
         self, request: HttpRequest, obj: ApiKey, post_url_continue: str | None = None

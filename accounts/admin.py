@@ -232,7 +232,8 @@ class ApiKeyAdmin(ScopedModelAdmin):
         if object_id is None:
             # Adding a key is one durable action (do_create_api_key), which cannot run inside the
             # transaction Django's changeform_view opens around every POST.
-            return self._changeform_view(request, object_id, form_url, extra_context)
+            unwrapped = self._changeform_view  # type: ignore[attr-defined]
+            return unwrapped(request, object_id, form_url, extra_context)
         return super().changeform_view(request, object_id, form_url, extra_context)
 
     def save_model(self, request: HttpRequest, obj: ApiKey, form: forms.ModelForm, change: bool) -> None:

@@ -31,6 +31,22 @@ admin.site.site_title = "Bad-actor exchange"
 admin.site.index_title = "Investigations"
 
 
+class DurableSaveAdmin(admin.ModelAdmin):
+    """For admins whose saves go through one durable `do_*` action (the action owns the transaction and the
+    audit entry): Django's change form wraps every POST in a transaction, inside which a durable action
+    cannot run, so the form runs unwrapped (the admin's own LogEntry is then written after the action)."""
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        unwrapped = self._changeform_view  # type: ignore[attr-defined]
+        return unwrapped(request, object_id, form_url, extra_context)
+
+
 # ------------------------------------------------------------------------------------------------ platforms
 
 
@@ -166,7 +182,7 @@ class RevokedFilter(admin.SimpleListFilter):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(ScopedModelAdmin):
+class ApiKeyAdmin(DurableSaveAdmin, ScopedModelAdmin):
     scoped_queryset = api_keys_for
     list_display = ("prefix", "platform", "name", "scope_list", "created_at", "last_used_at", "state")
     list_filter = ("platform", RevokedFilter)
@@ -221,20 +237,6 @@ class ApiKeyAdmin(ScopedModelAdmin):
         self.message_user(
             request, f"Revoked {revoked} key(s). Calls with them now get 401.", messages.SUCCESS
         )
-
-    def changeform_view(
-        self,
-        request: HttpRequest,
-        object_id: str | None = None,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        if object_id is None:
-            # Adding a key is one durable action (do_create_api_key), which cannot run inside the
-            # transaction Django's changeform_view opens around every POST.
-            unwrapped = self._changeform_view  # type: ignore[attr-defined]
-            return unwrapped(request, object_id, form_url, extra_context)
-        return super().changeform_view(request, object_id, form_url, extra_context)
 
     def save_model(self, request: HttpRequest, obj: ApiKey, form: forms.ModelForm, change: bool) -> None:
         if change:

@@ -1,7 +1,8 @@
-"""State changes to API keys: one `do_*` function each, audited in the same durable transaction.
+"""State changes to platforms and their API keys: one `do_*` function each, audited in the same durable
+transaction.
 
-The admin and the `create_api_key` / `revoke_api_key` commands both go through these, so a key is never
-created or revoked without its audit entry. `durable=True`: calling one inside an outer transaction is a
+The admin and the operator commands (`create_platform`, `create_api_key`, `revoke_api_key`) all go through
+these, so a platform or key never changes without its audit entry. `durable=True`: calling one inside an outer transaction is a
 programming error (the audit entry must commit with the change, not with whatever the caller does next).
 """
 
@@ -45,3 +46,20 @@ def do_revoke_api_key(key: ApiKey, actor: str) -> bool:
     key.revoked_at = locked.revoked_at
     logger.info("event=api_key_revoked key=%s platform=%s", locked.prefix, locked.platform_id)
     return True
+
+
+def do_save_platform(platform: Platform, actor: str, changed: list[str] | None = None) -> None:
+    """Create `platform` (unsaved) or save the `changed` fields of an existing one, with its audit entry:
+    `platform_created`, or `platform_changed` naming the fields (nothing is written if none changed)."""
+    creating = platform._state.adding
+    if not creating and not changed:
+        return
+    with transaction.atomic(durable=True):
+        platform.save()
+        if creating:
+            AuditEntry.objects.record("platform_created", actor, platform, "platform", str(platform.pk))
+        else:
+            AuditEntry.objects.record(
+                "platform_changed", actor, platform, "platform", str(platform.pk), fields=list(changed or [])
+            )
+    logger.info("event=platform_%s platform=%s", "created" if creating else "changed", platform.pk)

@@ -19,11 +19,10 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
-from accounts.actions import do_create_api_key, do_revoke_api_key
+from accounts.actions import do_create_api_key, do_revoke_api_key, do_save_platform
 from accounts.login import rate_limited
 from accounts.models import SCOPES, AnalystProfile, ApiKey, Platform
 from accounts.scoping import EVERYTHING, ScopedModelAdmin, api_keys_for, platforms_for, scope_of
-from exchange.models import AuditEntry
 
 admin.site.login = rate_limited(admin.site.login)  # type: ignore[method-assign]
 admin.site.site_header = "Bad-actor exchange"
@@ -100,7 +99,7 @@ class ApiKeyInline(admin.TabularInline):
 
 
 @admin.register(Platform)
-class PlatformAdmin(ScopedModelAdmin):
+class PlatformAdmin(DurableSaveAdmin, ScopedModelAdmin):
     scoped_queryset = platforms_for
     form = PlatformForm
     inlines = (ApiKeyInline,)
@@ -141,16 +140,7 @@ class PlatformAdmin(ScopedModelAdmin):
         return format_html('<a class="button" href="{}">Create an API key for {}</a>', url, obj.name)
 
     def save_model(self, request: HttpRequest, obj: Platform, form: forms.ModelForm, change: bool) -> None:
-        super().save_model(request, obj, form, change)
-        if change and form.changed_data:
-            AuditEntry.objects.record(
-                "platform_changed",
-                request.user.get_username(),
-                obj,
-                "platform",
-                str(obj.pk),
-                fields=form.changed_data,
-            )
+        do_save_platform(obj, request.user.get_username(), form.changed_data if change else None)
 
 
 # ------------------------------------------------------------------------------------------------ API keys

@@ -1,6 +1,6 @@
-"""State changes an exchange analyst makes to held merges and to a cluster's workflow: one `do_*` function
-each, audited in the same durable transaction (merges schedule their recomputation inside it, see
-graph.scheduling)."""
+"""State changes an exchange analyst makes to held merges, a cluster's workflow and an indicator's linking
+override: one `do_*` function each, audited in the same durable transaction (changes that move links
+schedule their recomputation inside it, see graph.scheduling)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from exchange.models import AuditEntry
+from exchange.models import AuditEntry, Indicator
 from graph.models import ActorCluster, ClusterEvent, EventKind, MergeState, PendingMerge
 from graph.scheduling import schedule_recompute
 
@@ -122,3 +122,33 @@ def _differs(cluster: ActorCluster, name: str, changes: dict[str, Any]) -> bool:
         new = changes[name]
         return cluster.assignee_id != (new.pk if new is not None else None)
     return bool(getattr(cluster, name) != changes[name])
+
+
+def do_set_indicator_linking(indicator: Indicator, actor: str, linking: str, reason: str) -> bool:
+    """Override how an indicator links (auto, common or include) and why; False if nothing changed.
+
+    Audited with the states only (the reason is free text, the token an identifier); a changed state
+    schedules the recomputation of what the indicator links.
+    """
+    with transaction.atomic(durable=True):
+        locked = Indicator.objects.select_for_update().get(pk=indicator.pk)
+        before = locked.linking
+        if (before, locked.linking_reason) == (linking, reason):
+            return False
+        locked.linking, locked.linking_reason = linking, reason
+        locked.linking_changed_by, locked.linking_changed_at = actor, timezone.now()
+        locked.save(update_fields=["linking", "linking_reason", "linking_changed_by", "linking_changed_at"])
+        AuditEntry.objects.record(
+            "indicator_linking_changed",
+            actor,
+            None,
+            "indicator",
+            str(locked.pk),
+            **{"from": before, "to": linking},
+        )
+        if linking != before:
+            schedule_recompute(indicators=[locked.pk])
+    for name in ("linking", "linking_reason", "linking_changed_by", "linking_changed_at"):
+        setattr(indicator, name, getattr(locked, name))
+    logger.info("event=indicator_linking_changed indicator=%s from=%s to=%s", locked.pk, before, linking)
+    return True

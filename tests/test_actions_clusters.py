@@ -1,12 +1,13 @@
-"""The cluster workflow lives on the model and its changes have one door (graph.actions.do_update_cluster)."""
+"""The cluster workflow lives on the model; its changes and indicator linking overrides have one door each
+(graph.actions.do_update_cluster, do_set_indicator_linking)."""
 
 from __future__ import annotations
 
 import pytest
 from django.db import transaction
 
-from exchange.models import AuditEntry
-from graph.actions import WorkflowError, do_update_cluster
+from exchange.models import AuditEntry, Indicator, Linking
+from graph.actions import WorkflowError, do_set_indicator_linking, do_update_cluster
 from graph.models import NEXT_STATUS, ActorCluster, ClusterEvent, ClusterStatus, EventKind
 from tests.admin_world import AdminWorld, build, logged_in
 
@@ -118,3 +119,34 @@ def test_a_refusal_at_save_time_is_a_message_not_a_500(world, alice, monkeypatch
     assert "Not saved: A dismissed cluster cannot become confirmed." in html
     assert "was changed successfully" not in html
     assert ActorCluster.objects.get(pk=world.ring.pk).status == "new"
+
+
+# --- indicator linking overrides ----------------------------------------------------------------------------
+
+
+def test_a_linking_override_is_audited_once_and_not_again_when_unchanged(world):
+    email = Indicator.objects.get(kind="email", sightings__seller__seller_ref="baz-1")
+    assert do_set_indicator_linking(email, "alice", Linking.COMMON, "support address") is True
+    assert (email.linking, email.linking_changed_by) == (Linking.COMMON, "alice")
+    stored = Indicator.objects.get(pk=email.pk)
+    assert (stored.linking, stored.linking_reason, stored.linking_changed_by) == (
+        Linking.COMMON,
+        "support address",
+        "alice",
+    )
+    entry = AuditEntry.objects.get(action="indicator_linking_changed")
+    assert (entry.actor, entry.object_id, entry.details) == (
+        "alice",
+        str(email.pk),
+        {"from": "auto", "to": "common"},
+    )
+    assert "support" not in str(entry.details)  # the free-text reason stays out of the audit log
+    assert do_set_indicator_linking(email, "alice", Linking.COMMON, "support address") is False
+    assert AuditEntry.objects.filter(action="indicator_linking_changed").count() == 1
+
+
+def test_the_linking_action_is_durable(world):
+    email = Indicator.objects.get(kind="email", sightings__seller__seller_ref="baz-1")
+    with pytest.raises(RuntimeError, match="durable"), transaction.atomic():
+        do_set_indicator_linking(email, "alice", Linking.COMMON, "nested")
+    assert Indicator.objects.get(pk=email.pk).linking == Linking.AUTO

@@ -1,4 +1,4 @@
-"""API keys have one door each (accounts.actions): the admin and the operator commands write the same audit
+"""API keys and platforms have one door each (accounts.actions): the admin and the operator commands write the same audit
 entry, and the actions refuse to run inside an outer transaction (durable)."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import transaction
 
-from accounts.actions import do_create_api_key, do_revoke_api_key
-from accounts.models import ApiKey
+from accounts.actions import do_create_api_key, do_revoke_api_key, do_save_platform
+from accounts.models import ApiKey, Platform
 from exchange.models import AuditEntry
 from tests.admin_world import logged_in
 
@@ -102,3 +102,59 @@ def test_the_actions_are_durable(acme):
     assert not acme.key.is_revoked
     assert not ApiKey.objects.filter(name="nested").exists()
     assert not AuditEntry.objects.filter(action__startswith="api_key_").exists()
+
+
+# --- platforms ------------------------------------------------------------------------------------------------
+
+
+def test_the_platform_command_audits_creation_and_the_fields_an_update_changes(db):
+    call_command("create_platform", "north", "--name", "North", stdout=StringIO())
+    platform = Platform.objects.get(slug="north")
+    created = AuditEntry.objects.get(action="platform_created")
+    assert (created.actor, created.platform_id, created.object_id) == (
+        "system",
+        platform.pk,
+        str(platform.pk),
+    )
+    call_command(
+        "create_platform", "north", "--name", "North", "--cadence", "weekly", "--update", stdout=StringIO()
+    )
+    changed = AuditEntry.objects.get(action="platform_changed")
+    assert (changed.actor, changed.details) == ("system", {"fields": ["report_cadence"]})
+    call_command(
+        "create_platform", "north", "--name", "North", "--cadence", "weekly", "--update", stdout=StringIO()
+    )
+    assert (
+        AuditEntry.objects.filter(action="platform_changed").count() == 1
+    )  # nothing changed, nothing audited
+
+
+def test_the_platform_admin_audits_creation_and_changes(alice):
+    client = logged_in(alice)
+    form = {
+        "name": "South",
+        "slug": "south",
+        "active": "on",
+        "default_region": "",
+        "report_recipients": "",
+        "report_cadence": "off",
+        "api_keys-TOTAL_FORMS": "0",
+        "api_keys-INITIAL_FORMS": "0",
+    }
+    response = client.post("/admin/accounts/platform/add/", form)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    platform = Platform.objects.get(slug="south")
+    created = AuditEntry.objects.get(action="platform_created")
+    assert (created.actor, created.platform_id) == ("alice", platform.pk)
+    response = client.post(
+        f"/admin/accounts/platform/{platform.pk}/change/", {**form, "report_cadence": "weekly"}
+    )
+    assert response.status_code == 302
+    changed = AuditEntry.objects.get(action="platform_changed")
+    assert (changed.actor, changed.details) == ("alice", {"fields": ["report_cadence"]})
+
+
+def test_the_platform_action_is_durable(db):
+    with pytest.raises(RuntimeError, match="durable"), transaction.atomic():
+        do_save_platform(Platform(slug="nested", name="Nested"), "alice")
+    assert not Platform.objects.filter(slug="nested").exists()

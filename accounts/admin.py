@@ -13,22 +13,37 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import transaction
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
+from accounts.actions import do_create_api_key, do_revoke_api_key, do_save_platform
 from accounts.login import rate_limited
 from accounts.models import SCOPES, AnalystProfile, ApiKey, Platform
 from accounts.scoping import EVERYTHING, ScopedModelAdmin, api_keys_for, platforms_for, scope_of
-from exchange.models import AuditEntry
 
 admin.site.login = rate_limited(admin.site.login)  # type: ignore[method-assign]
 admin.site.site_header = "Bad-actor exchange"
 admin.site.site_title = "Bad-actor exchange"
 admin.site.index_title = "Investigations"
+
+
+class DurableSaveAdmin(admin.ModelAdmin):
+    """For admins whose saves go through one durable `do_*` action (the action owns the transaction and the
+    audit entry): Django's change form wraps every POST in a transaction, inside which a durable action
+    cannot run, so the form runs unwrapped (the admin's own LogEntry is then written after the action)."""
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        unwrapped = self._changeform_view  # type: ignore[attr-defined]
+        return unwrapped(request, object_id, form_url, extra_context)
 
 
 # ------------------------------------------------------------------------------------------------ platforms
@@ -84,7 +99,7 @@ class ApiKeyInline(admin.TabularInline):
 
 
 @admin.register(Platform)
-class PlatformAdmin(ScopedModelAdmin):
+class PlatformAdmin(DurableSaveAdmin, ScopedModelAdmin):
     scoped_queryset = platforms_for
     form = PlatformForm
     inlines = (ApiKeyInline,)
@@ -125,16 +140,7 @@ class PlatformAdmin(ScopedModelAdmin):
         return format_html('<a class="button" href="{}">Create an API key for {}</a>', url, obj.name)
 
     def save_model(self, request: HttpRequest, obj: Platform, form: forms.ModelForm, change: bool) -> None:
-        super().save_model(request, obj, form, change)
-        if change and form.changed_data:
-            AuditEntry.objects.record(
-                "platform_changed",
-                request.user.get_username(),
-                obj,
-                "platform",
-                str(obj.pk),
-                fields=form.changed_data,
-            )
+        do_save_platform(obj, request.user.get_username(), form.changed_data if change else None)
 
 
 # ------------------------------------------------------------------------------------------------ API keys
@@ -166,7 +172,7 @@ class RevokedFilter(admin.SimpleListFilter):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(ScopedModelAdmin):
+class ApiKeyAdmin(DurableSaveAdmin, ScopedModelAdmin):
     scoped_queryset = api_keys_for
     list_display = ("prefix", "platform", "name", "scope_list", "created_at", "last_used_at", "state")
     list_filter = ("platform", RevokedFilter)
@@ -217,12 +223,7 @@ class ApiKeyAdmin(ScopedModelAdmin):
     @admin.action(description="Revoke the selected keys", permissions=["revoke"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         actor = request.user.get_username()
-        revoked = 0
-        with transaction.atomic():
-            for key in queryset.filter(revoked_at__isnull=True).select_for_update():
-                key.revoke()
-                AuditEntry.objects.record("api_key_revoked", actor, key.platform_id, "api_key", key.prefix)
-                revoked += 1
+        revoked = sum(do_revoke_api_key(key, actor) for key in queryset.filter(revoked_at__isnull=True))
         self.message_user(
             request, f"Revoked {revoked} key(s). Calls with them now get 401.", messages.SUCCESS
         )
@@ -232,19 +233,13 @@ class ApiKeyAdmin(ScopedModelAdmin):
             obj.save(update_fields=["name"])
             return
         scopes = [scope for scope in SCOPES if form.cleaned_data.get(f"scope_{scope}")]
-        key, full_key = ApiKey.generate(form.cleaned_data["platform"], scopes, form.cleaned_data["name"])
+        key, full_key = do_create_api_key(
+            form.cleaned_data["platform"], scopes, form.cleaned_data["name"], request.user.get_username()
+        )
         # Become the saved row, so that the admin's log and redirect refer to it.
         obj.pk, obj.lookup, obj.digest, obj.created_at = key.pk, key.lookup, key.digest, key.created_at
         obj._state.adding, obj._state.db = False, key._state.db
         obj.__dict__["_full_key_once"] = full_key  # read (and dropped) by response_add, never stored
-        AuditEntry.objects.record(
-            "api_key_created",
-            request.user.get_username(),
-            key.platform_id,
-            "api_key",
-            key.prefix,
-            scopes=scopes,
-        )
 
     def response_add(
         self, request: HttpRequest, obj: ApiKey, post_url_continue: str | None = None

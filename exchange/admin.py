@@ -13,7 +13,6 @@ from typing import Any
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.template.response import TemplateResponse
@@ -22,6 +21,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
+from accounts.admin import DurableSaveAdmin
 from accounts.scoping import (
     ScopedModelAdmin,
     audit_entries_for,
@@ -33,9 +33,9 @@ from accounts.scoping import (
 from exchange.hash_search import HashSearchAdmin, HashSearchForm, tokens_for
 from exchange.models import AuditEntry, Indicator, Linking, Seller, Submission
 from exchange.normalization import REASONS, STRONG_KINDS
+from graph.actions import do_set_indicator_linking
 from graph.clustering import hub_rule
 from graph.models import ActorCluster
-from graph.scheduling import schedule_recompute
 
 HASH_SEARCH_LIMIT = 100
 
@@ -233,7 +233,7 @@ class LinkingForm(forms.ModelForm):
 
 
 @admin.register(Indicator)
-class IndicatorAdmin(HashSearchAdmin, ScopedModelAdmin):
+class IndicatorAdmin(DurableSaveAdmin, HashSearchAdmin, ScopedModelAdmin):
     scoped_queryset = indicators_for
     form = LinkingForm
     list_display = (
@@ -379,23 +379,12 @@ class IndicatorAdmin(HashSearchAdmin, ScopedModelAdmin):
     def save_model(self, request: HttpRequest, obj: Indicator, form: forms.ModelForm, change: bool) -> None:
         if "linking" not in form.changed_data and "linking_reason" not in form.changed_data:
             return
-        before = form.initial.get("linking", "")
-        actor = request.user.get_username()
-        with transaction.atomic():
-            obj.linking_changed_by = actor
-            obj.linking_changed_at = timezone.now()
-            obj.save(update_fields=["linking", "linking_reason", "linking_changed_by", "linking_changed_at"])
-            # Counts and states only: the reason is free text and the token an identifier.
-            AuditEntry.objects.record(
-                "indicator_linking_changed",
-                actor,
-                None,
-                "indicator",
-                str(obj.pk),
-                **{"from": before, "to": obj.linking},
-            )
-            if obj.linking != before:
-                schedule_recompute(indicators=[obj.pk])
+        do_set_indicator_linking(
+            obj,
+            request.user.get_username(),
+            form.cleaned_data["linking"],
+            form.cleaned_data["linking_reason"],
+        )
 
 
 # ------------------------------------------------------------------------------------------------ submissions

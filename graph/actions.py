@@ -1,16 +1,18 @@
-"""State changes an exchange analyst makes to held merges: one `do_*` function each, audited in the same
-durable transaction, with the recomputation scheduled inside it (graph.scheduling)."""
+"""State changes an exchange analyst makes to held merges, a cluster's workflow and an indicator's linking
+override: one `do_*` function each, audited in the same durable transaction (changes that move links
+schedule their recomputation inside it, see graph.scheduling)."""
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from exchange.models import AuditEntry
-from graph.models import MergeState, PendingMerge
+from exchange.models import AuditEntry, Indicator
+from graph.models import ActorCluster, ClusterEvent, EventKind, MergeState, PendingMerge
 from graph.scheduling import schedule_recompute
 
 logger = logging.getLogger("exchange.graph")
@@ -51,4 +53,102 @@ def _decide(merge: PendingMerge, user: AbstractBaseUser, state: MergeState) -> b
         schedule_recompute(sellers=held)
     merge.refresh_from_db()
     logger.info("event=merge_%s merge=%s held_sellers=%s", state, merge.pk, len(held))
+    return True
+
+
+CLUSTER_WORK_FIELDS = ("status", "assignee", "notes")
+
+
+class WorkflowError(ValueError):
+    """A status change the cluster workflow (ActorCluster.transition_error) does not allow."""
+
+
+def do_update_cluster(cluster: ActorCluster, actor: str, changes: dict[str, Any]) -> list[str]:
+    """Apply an analyst's status, assignee and notes changes; returns the fields that changed.
+
+    A status change writes its ClusterEvent and a `cluster_status_changed` audit entry, the other fields a
+    `cluster_updated` entry (field names only: notes may name sellers). Raises WorkflowError, writing
+    nothing, if the workflow does not allow the new status from the cluster's current (locked) one.
+    """
+    unknown = sorted(set(changes) - set(CLUSTER_WORK_FIELDS))
+    if unknown:
+        raise ValueError(f"not a cluster work field: {', '.join(unknown)}")
+    with transaction.atomic(durable=True):
+        locked = ActorCluster.objects.select_for_update().get(pk=cluster.pk)
+        changed = [
+            name for name in CLUSTER_WORK_FIELDS if name in changes and _differs(locked, name, changes)
+        ]
+        if not changed:
+            return []
+        before = locked.status
+        if "status" in changed:
+            error = locked.transition_error(changes["status"])
+            if error:
+                raise WorkflowError(error)
+        for name in changed:
+            setattr(locked, name, changes[name])
+        # Only the analyst's fields: a recomputation may have updated size and risk meanwhile.
+        locked.save(update_fields=changed)
+        if "status" in changed:
+            ClusterEvent.objects.create(
+                cluster=locked,
+                kind=EventKind.STATUS,
+                members_before=locked.size,
+                members_after=locked.size,
+                actor=actor,
+                details={"from": before, "to": locked.status},
+            )
+            AuditEntry.objects.record(
+                "cluster_status_changed",
+                actor,
+                None,
+                "cluster",
+                str(locked.pk),
+                **{"from": before, "to": locked.status},
+            )
+        others = [name for name in changed if name != "status"]
+        if others:
+            AuditEntry.objects.record(
+                "cluster_updated", actor, None, "cluster", str(locked.pk), fields=others
+            )
+    for name in changed:
+        setattr(cluster, name, getattr(locked, name))
+    logger.info("event=cluster_updated cluster=%s fields=%s", cluster.pk, ",".join(changed))
+    return changed
+
+
+def _differs(cluster: ActorCluster, name: str, changes: dict[str, Any]) -> bool:
+    if name == "assignee":
+        new = changes[name]
+        return cluster.assignee_id != (new.pk if new is not None else None)
+    return bool(getattr(cluster, name) != changes[name])
+
+
+def do_set_indicator_linking(indicator: Indicator, actor: str, linking: str, reason: str) -> bool:
+    """Override how an indicator links (auto, common or include) and why; False if nothing changed.
+
+    Audited with the states only (the reason is free text, the token an identifier); a changed state
+    schedules the recomputation of what the indicator links.
+    """
+    with transaction.atomic(durable=True):
+        locked = Indicator.objects.select_for_update().get(pk=indicator.pk)
+        before = locked.linking
+        if (before, locked.linking_reason) == (linking, reason):
+            return False
+        locked.linking, locked.linking_reason = linking, reason
+        locked.linking_changed_by, locked.linking_changed_at = actor, timezone.now()
+        locked.save(update_fields=["linking", "linking_reason", "linking_changed_by", "linking_changed_at"])
+        AuditEntry.objects.record(
+            "indicator_linking_changed",
+            actor,
+            None,
+            "indicator",
+            str(locked.pk),
+            **{"from": before, "to": linking},
+        )
+        if linking != before:
+            schedule_recompute(indicators=[locked.pk])
+    for name in ("linking", "linking_reason", "linking_changed_by", "linking_changed_at"):
+        setattr(indicator, name, getattr(locked, name))
+    logger.info("event=indicator_linking_changed indicator=%s from=%s to=%s", locked.pk, before, linking)
     return True

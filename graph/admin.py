@@ -14,14 +14,13 @@ from datetime import timedelta
 from typing import Any, cast
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.utils import quote, unquote
 from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.db.models import Exists, Model, OuterRef, Q, QuerySet
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -29,6 +28,7 @@ from django.utils.html import format_html
 
 import graph.merge_admin  # registers the held merges admin
 import graph.report_admin  # noqa: F401  (registers the report outbox admin)
+from accounts.admin import DurableSaveAdmin
 from accounts.models import Platform
 from accounts.scoping import Scope, ScopedModelAdmin, clusters_for, scope_of
 from exchange.admin import ReasonFilter as SellerReasonFilter
@@ -36,15 +36,14 @@ from exchange.hash_search import HashQueryRefusingChangeList, HashSearchAdmin, H
 from exchange.lookups import QuotaExceeded, charge_platform_quota
 from exchange.models import AuditEntry, Indicator, Seller
 from graph import evidence, risk
+from graph.actions import CLUSTER_WORK_FIELDS, WorkflowError, do_update_cluster
 from graph.explain import Explanation, explain, member_counts
 from graph.models import (
     RANK_ORDER,
     ActorCluster,
     ActorClusterQuerySet,
-    ClusterEvent,
     ClusterMember,
     ClusterStatus,
-    EventKind,
 )
 from graph.picture import render
 
@@ -65,14 +64,6 @@ RISK_BANDS = (
     ("medium", "Medium (40-69)", 40, 70),
     ("low", "Low (<40)", 0, 40),
 )
-
-# The workflow: where a cluster may go from each status. Reopening a closed case goes back to investigating.
-NEXT_STATUS: dict[str, tuple[str, ...]] = {
-    ClusterStatus.NEW: (ClusterStatus.INVESTIGATING, ClusterStatus.DISMISSED),
-    ClusterStatus.INVESTIGATING: (ClusterStatus.CONFIRMED, ClusterStatus.DISMISSED, ClusterStatus.NEW),
-    ClusterStatus.CONFIRMED: (ClusterStatus.INVESTIGATING,),
-    ClusterStatus.DISMISSED: (ClusterStatus.INVESTIGATING,),
-}
 
 RISK_PARTS = (
     ("platforms", risk.PLATFORMS_MAX, "2 platforms: 20, +5 per further platform up to 5"),
@@ -241,18 +232,17 @@ class ClusterWorkForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        current = self.instance.status
-        allowed = (current, *NEXT_STATUS.get(current, ()))
+        allowed = (self.instance.status, *self.instance.next_statuses())
         status = self.fields.get("status")
         if isinstance(status, forms.ChoiceField):
             status.choices = [c for c in ClusterStatus.choices if c[0] in allowed]
             status.help_text = "New → investigating → confirmed actor or dismissed."
 
     def clean_status(self) -> str:
-        status = self.cleaned_data["status"]
-        current = self.instance.status
-        if status != current and status not in NEXT_STATUS.get(current, ()):
-            raise forms.ValidationError(f"A {current} cluster cannot become {status}.")
+        status: str = self.cleaned_data["status"]
+        error = self.instance.transition_error(status)
+        if error:
+            raise forms.ValidationError(error)
         return status
 
 
@@ -307,7 +297,7 @@ class ClusterChangeList(HashQueryRefusingChangeList):
 
 
 @admin.register(ActorCluster)
-class ActorClusterAdmin(HashSearchAdmin, ScopedModelAdmin):
+class ActorClusterAdmin(DurableSaveAdmin, HashSearchAdmin, ScopedModelAdmin):
     scoped_queryset = clusters_for
     form = ClusterWorkForm
     list_display = ("cluster", "size", "platforms", "risk_score", "status_label", "assignee", "last_change")
@@ -585,33 +575,16 @@ class ActorClusterAdmin(HashSearchAdmin, ScopedModelAdmin):
     def save_model(
         self, request: HttpRequest, obj: ActorCluster, form: forms.ModelForm, change: bool
     ) -> None:
-        changed = [name for name in ("status", "assignee", "notes") if name in form.changed_data]
-        if not changed:
+        changes = {name: form.cleaned_data[name] for name in CLUSTER_WORK_FIELDS if name in form.changed_data}
+        if not changes:
             return
-        actor = request.user.get_username()
-        with transaction.atomic():
-            # Only the analyst's fields: a recomputation may have updated size and risk meanwhile.
-            obj.save(update_fields=changed)
-            if "status" in changed:
-                before = form.initial.get("status", "")
-                ClusterEvent.objects.create(
-                    cluster=obj,
-                    kind=EventKind.STATUS,
-                    members_before=obj.size,
-                    members_after=obj.size,
-                    actor=actor,
-                    details={"from": before, "to": obj.status},
-                )
-                AuditEntry.objects.record(
-                    "cluster_status_changed",
-                    actor,
-                    None,
-                    "cluster",
-                    str(obj.pk),
-                    **{"from": before, "to": obj.status},
-                )
-            others = [name for name in changed if name != "status"]
-            if others:
-                AuditEntry.objects.record(
-                    "cluster_updated", actor, None, "cluster", str(obj.pk), fields=others
-                )
+        try:
+            do_update_cluster(obj, request.user.get_username(), changes)
+        except WorkflowError as exc:  # the status moved since the form was shown: the workflow refuses
+            self.message_user(request, f"Not saved: {exc}", messages.ERROR)
+            obj.__dict__["_refused"] = True
+
+    def response_change(self, request: HttpRequest, obj: ActorCluster) -> HttpResponse:
+        if obj.__dict__.pop("_refused", False):
+            return HttpResponseRedirect(request.path)
+        return super().response_change(request, obj)

@@ -29,6 +29,15 @@ class ClusterStatus(models.TextChoices):
 
 RANK_ORDER = ("-cross_platform", "-risk", "-size", "id")  # the one ranking of clusters: API, admin, reports
 
+# The workflow: where a cluster may go from each status. Reopening a closed case goes back to investigating.
+# The admin's form offers these and the action (graph.actions.do_update_cluster) enforces them.
+NEXT_STATUS: dict[str, tuple[str, ...]] = {
+    ClusterStatus.NEW: (ClusterStatus.INVESTIGATING, ClusterStatus.DISMISSED),
+    ClusterStatus.INVESTIGATING: (ClusterStatus.CONFIRMED, ClusterStatus.DISMISSED, ClusterStatus.NEW),
+    ClusterStatus.CONFIRMED: (ClusterStatus.INVESTIGATING,),
+    ClusterStatus.DISMISSED: (ClusterStatus.INVESTIGATING,),
+}
+
 
 class ActorClusterQuerySet(models.QuerySet["ActorCluster"]):
     def live(self) -> ActorClusterQuerySet:
@@ -77,6 +86,16 @@ class ActorCluster(models.Model):
 
     def __str__(self) -> str:
         return f"Cluster {self.pk} ({self.size} sellers, {self.platform_count} platforms)"
+
+    def next_statuses(self) -> tuple[str, ...]:
+        """The statuses this cluster may move to from its current one (the workflow, NEXT_STATUS)."""
+        return NEXT_STATUS.get(self.status, ())
+
+    def transition_error(self, status: str) -> str | None:
+        """Why this cluster may not become `status`, or None if it may (staying put is always allowed)."""
+        if status == self.status or status in self.next_statuses():
+            return None
+        return f"A {self.status} cluster cannot become {status}."
 
     def summary(self) -> dict[str, Any]:
         """What a partner may learn about the cluster: counts, kinds and risk, never other members."""

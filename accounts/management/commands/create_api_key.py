@@ -4,7 +4,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from accounts.models import SCOPES, ApiKey, Platform
+from accounts.actions import do_create_api_key
+from accounts.models import SCOPES, Platform
 
 
 class Command(BaseCommand):
@@ -28,7 +29,7 @@ class Command(BaseCommand):
             raise CommandError(f"no platform with slug {options['slug']!r} (see create_platform)")
         scopes = [s.strip() for s in options["scopes"].split(",") if s.strip()]
         try:
-            key, full_key = ApiKey.generate(platform, scopes, name=options["name"])
+            key, full_key = do_create_api_key(platform, scopes, options["name"], actor="system")
         except ValueError as exc:
             raise CommandError(f"--scopes: {exc}") from None
         self.stderr.write(f"Created key {key.prefix} for {platform.slug} with scopes {','.join(key.scopes)}.")

@@ -6,6 +6,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.core.validators import validate_email, validate_slug
 
+from accounts.actions import do_save_platform
 from accounts.models import Cadence, Platform
 
 
@@ -57,11 +58,16 @@ class Command(BaseCommand):
         if Platform.objects.filter(name=options["name"]).exclude(slug=slug).exists():
             raise CommandError(f"another platform is already named {options['name']!r}")
         platform = existing or Platform(slug=slug)
-        platform.name = options["name"]
-        platform.report_recipients = options["report_to"]
-        platform.report_cadence = options["cadence"]
-        platform.default_region = region
-        platform.save()
+        wanted = {
+            "name": options["name"],
+            "report_recipients": options["report_to"],
+            "report_cadence": options["cadence"],
+            "default_region": region,
+        }
+        changed = [field for field, value in wanted.items() if getattr(platform, field) != value]
+        for field, value in wanted.items():
+            setattr(platform, field, value)
+        do_save_platform(platform, actor="system", changed=changed)
         verb = "Updated" if existing else "Created"
         self.stdout.write(
             f"{verb} platform {platform.slug} ({platform.name}), reports: {platform.report_cadence}"

@@ -4,6 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from accounts.actions import do_revoke_api_key
 from accounts.models import KEY_PREFIX, ApiKey
 
 
@@ -22,7 +23,6 @@ class Command(BaseCommand):
         key = ApiKey.objects.select_related("platform").filter(lookup=lookup).first()
         if key is None:
             raise CommandError(f"no API key with prefix {KEY_PREFIX}{lookup}")
-        if key.is_revoked:
+        if not do_revoke_api_key(key, actor="system"):
             raise CommandError(f"key {key.prefix} was already revoked at {key.revoked_at:%Y-%m-%d %H:%M} UTC")
-        key.revoke()
         self.stdout.write(f"Revoked key {key.prefix} of {key.platform.slug}.")

@@ -1,0 +1,65 @@
+"""State changes to platforms and their API keys: one `do_*` function each, audited in the same durable
+transaction.
+
+The admin and the operator commands (`create_platform`, `create_api_key`, `revoke_api_key`) all go through
+these, so a platform or key never changes without its audit entry. `durable=True`: calling one inside an outer transaction is a
+programming error (the audit entry must commit with the change, not with whatever the caller does next).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import ApiKey, Platform
+from exchange.models import AuditEntry
+
+logger = logging.getLogger("exchange.accounts")
+
+
+def do_create_api_key(platform: Platform, scopes: list[str], name: str, actor: str) -> tuple[ApiKey, str]:
+    """Create a key and its `api_key_created` audit entry; returns the row and the full key (shown once).
+
+    Raises ValueError for unknown or missing scopes (nothing is written then).
+    """
+    with transaction.atomic(durable=True):
+        key, full_key = ApiKey.generate(platform, scopes, name=name)
+        AuditEntry.objects.record(
+            "api_key_created", actor, key.platform_id, "api_key", key.prefix, scopes=list(key.scopes)
+        )
+    logger.info("event=api_key_created key=%s platform=%s", key.prefix, key.platform_id)
+    return key, full_key
+
+
+def do_revoke_api_key(key: ApiKey, actor: str) -> bool:
+    """Revoke a key and write its `api_key_revoked` audit entry. False if it was already revoked."""
+    with transaction.atomic(durable=True):
+        locked = ApiKey.objects.select_for_update().get(pk=key.pk)
+        if locked.revoked_at is not None:
+            key.revoked_at = locked.revoked_at
+            return False
+        locked.revoked_at = timezone.now()
+        locked.save(update_fields=["revoked_at"])
+        AuditEntry.objects.record("api_key_revoked", actor, locked.platform_id, "api_key", locked.prefix)
+    key.revoked_at = locked.revoked_at
+    logger.info("event=api_key_revoked key=%s platform=%s", locked.prefix, locked.platform_id)
+    return True
+
+
+def do_save_platform(platform: Platform, actor: str, changed: list[str] | None = None) -> None:
+    """Create `platform` (unsaved) or save the `changed` fields of an existing one, with its audit entry:
+    `platform_created`, or `platform_changed` naming the fields (nothing is written if none changed)."""
+    creating = platform._state.adding
+    if not creating and not changed:
+        return
+    with transaction.atomic(durable=True):
+        platform.save()
+        if creating:
+            AuditEntry.objects.record("platform_created", actor, platform, "platform", str(platform.pk))
+        else:
+            AuditEntry.objects.record(
+                "platform_changed", actor, platform, "platform", str(platform.pk), fields=list(changed or [])
+            )
+    logger.info("event=platform_%s platform=%s", "created" if creating else "changed", platform.pk)

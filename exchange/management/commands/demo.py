@@ -23,6 +23,7 @@ from django.core.wsgi import get_wsgi_application
 from django.db import connections
 from django.utils import timezone
 
+from accounts.actions import do_create_api_key
 from accounts.models import ApiKey, Cadence, Platform
 from accounts.roles import assign_role
 from fixtures.loader import load_dataset
@@ -200,7 +201,7 @@ class Command(BaseCommand):
             key = ApiKey.objects.usable().filter(lookup=lookup, platform=platform).first() if lookup else None
             if key is not None and key.matches(full_key):
                 return full_key
-        _, full_key = ApiKey.generate(platform, ["submit", "lookup", "read"], name="demo")
+        _, full_key = do_create_api_key(platform, ["submit", "lookup", "read"], name="demo", actor="system")
         key_file.write_text(full_key + "\n")
         key_file.chmod(0o600)
         return full_key

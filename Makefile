@@ -41,5 +41,15 @@ test-sqlite: $(VENV)/.installed
 
 test: lint typecheck migrations-check test-postgres test-sqlite
 
+# Not part of `make test`: the in-memory linking benchmark and the PostgreSQL recluster benchmark at small sizes,
+# printing their tables. The recluster one re-creates (and leaves) the database exchange_bench_graph on
+# 127.0.0.1 as user postgres. Larger sizes, and the ingest and lookup-timing benchmarks (they start gunicorn
+# servers): see tests/bench/*.py.
+BENCH_LINKING_SIZES ?= 100000
+BENCH_RECLUSTER_SIZES ?= 20000
+bench: $(VENV)/.installed
+	$(PY) tests/bench/bench_linking.py --sizes $(BENCH_LINKING_SIZES) --repeat 1
+	$(PY) tests/bench/bench_recluster.py --sizes $(BENCH_RECLUSTER_SIZES)
+
 clean:
 	rm -rf $(VENV) var

@@ -158,24 +158,11 @@ class ApiKeyAddForm(forms.ModelForm):
         return cleaned
 
 
-class RevokedFilter(admin.SimpleListFilter):
-    title = "state"
-    parameter_name = "state"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("active", "Active"), ("revoked", "Revoked")]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        if self.value() in ("active", "revoked"):
-            return queryset.filter(revoked_at__isnull=self.value() == "active")
-        return queryset
-
-
 @admin.register(ApiKey)
 class ApiKeyAdmin(DurableSaveAdmin, ScopedModelAdmin):
     scoped_queryset = api_keys_for
     list_display = ("prefix", "platform", "name", "scope_list", "created_at", "last_used_at", "state")
-    list_filter = ("platform", RevokedFilter)
+    list_filter = ("platform", ("revoked_at", admin.EmptyFieldListFilter))
     list_select_related = ("platform",)
     search_fields = ("lookup", "name", "platform__name")
     search_help_text = "A key prefix (bax_…), its name or platform."

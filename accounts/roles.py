@@ -82,14 +82,6 @@ def is_exchange_analyst(user: AbstractBaseUser | AnonymousUser) -> bool:
     return profile is not None and profile.platform_id is None
 
 
-def partner_platform_id(user: AbstractBaseUser | AnonymousUser) -> int | None:
-    """The platform a partner analyst is confined to, or None for exchange analysts / superusers."""
-    if getattr(user, "is_superuser", False):
-        return None
-    profile = getattr(user, "analyst", None)
-    return profile.platform_id if profile is not None else None
-
-
 # EXCHANGE_ADMIN_2FA: who must pass a second factor (TOTP) after the password to use the admin.
 SECOND_FACTOR_POLICIES = ("exchange", "all", "off")
 

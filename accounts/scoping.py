@@ -25,7 +25,7 @@ from django.template.response import TemplateResponse
 
 from accounts.models import ApiKey, Platform
 from exchange.models import AuditEntry, Indicator, Seller, Submission
-from graph.models import ActorCluster, ClusterEvent
+from graph.models import ActorCluster
 
 User = AbstractBaseUser | AnonymousUser
 
@@ -73,10 +73,6 @@ def clusters_for(user: User) -> QuerySet[ActorCluster]:
     if scope.platform_id is None:
         return ActorCluster.objects.none()
     return ActorCluster.objects.containing_platform(scope.platform_id)
-
-
-def cluster_events_for(user: User) -> QuerySet[ClusterEvent]:
-    return ClusterEvent.objects.filter(cluster__in=clusters_for(user))
 
 
 def sellers_for(user: User) -> QuerySet[Seller]:

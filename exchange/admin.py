@@ -75,19 +75,6 @@ class ReasonFilter(admin.SimpleListFilter):
         return queryset if reason is None else queryset.filter(Seller.reason_q(reason))
 
 
-class RetractedFilter(admin.SimpleListFilter):
-    title = "retracted"
-    parameter_name = "retracted"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("no", "Active reports"), ("yes", "Retracted")]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        if self.value() in ("yes", "no"):
-            return queryset.filter(retracted_at__isnull=self.value() == "no")
-        return queryset
-
-
 @admin.register(Seller)
 class SellerAdmin(ReadOnlyMixin, ScopedModelAdmin):
     scoped_queryset = sellers_for
@@ -127,7 +114,7 @@ class SellerAdmin(ReadOnlyMixin, ScopedModelAdmin):
         return [("cluster_reference" if name == "cluster" else name) for name in self.list_display]
 
     def get_list_filter(self, request: HttpRequest) -> list[Any]:
-        filters: list[Any] = ["status", ReasonFilter, RetractedFilter]
+        filters: list[Any] = ["status", ReasonFilter, ("retracted_at", admin.EmptyFieldListFilter)]
         if scope_of(request.user).everything:
             filters.insert(0, "platform")
         return filters

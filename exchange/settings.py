@@ -117,7 +117,8 @@ try:
     SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", "False" if DEBUG else "True")
     REDIS_URL = parse_redis_url(os.environ.get("REDIS_URL", ""))
     # worker: recomputations and reports run in a Procrastinate worker (PostgreSQL only), enqueued in the
-    # same transaction as the change; sync: run inline after commit (the embedded SQLite default).
+    # same transaction as the change; sync: the recomputation runs inline inside the change's own transaction
+    # (not after commit), so the change and its clusters commit or roll back together (the SQLite default).
     EXCHANGE_TASK_MODE = os.environ.get("EXCHANGE_TASK_MODE", "worker" if _is_postgres else "sync")
     if EXCHANGE_TASK_MODE not in {"worker", "sync"}:
         raise ConfigError(f"EXCHANGE_TASK_MODE must be 'worker' or 'sync', got {EXCHANGE_TASK_MODE!r}")

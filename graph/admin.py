@@ -120,21 +120,6 @@ class StateFilter(admin.SimpleListFilter):
         return queryset.filter(dissolved_at__isnull=True)
 
 
-class CrossPlatformFilter(admin.SimpleListFilter):
-    title = "reach"
-    parameter_name = "cross"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("yes", "Cross-platform only"), ("no", "Single platform")]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        if self.value() == "yes":
-            return queryset.filter(cross_platform=True)
-        if self.value() == "no":
-            return queryset.filter(cross_platform=False)
-        return queryset
-
-
 class PlatformFilter(admin.SimpleListFilter):
     """Clusters with members on a platform (exchange analysts only: a partner's clusters all contain theirs)."""
 
@@ -314,7 +299,13 @@ class ActorClusterAdmin(DurableSaveAdmin, HashSearchAdmin, ScopedModelAdmin):
     save_on_top = False
 
     def get_list_filter(self, request: HttpRequest) -> list[Any]:
-        filters: list[Any] = [StateFilter, CrossPlatformFilter, "status", RiskBandFilter, ReasonFilter]
+        filters: list[Any] = [
+            StateFilter,
+            ("cross_platform", admin.BooleanFieldListFilter),
+            "status",
+            RiskBandFilter,
+            ReasonFilter,
+        ]
         filters.append(ChangedSinceFilter)
         if scope_of(request.user).everything:
             filters[2:2] = [PlatformFilter]

@@ -21,7 +21,6 @@ from django.conf import settings
 from django.db.models import Count
 from django.utils import timezone
 
-from accounts.models import Platform
 from accounts.scoping import Scope
 from exchange.models import Indicator, Seller, Sighting, linkable_q
 from graph import evidence, linking
@@ -356,7 +355,3 @@ def member_counts(cluster_ids: list[int]) -> dict[int, dict[int, int]]:
     for cluster_id, platform_id, n in rows:
         counts[cluster_id][platform_id] = n
     return counts
-
-
-def all_platform_names() -> dict[int, str]:
-    return dict(Platform.objects.values_list("id", "name"))

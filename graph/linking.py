@@ -36,8 +36,9 @@ integer-coded indicators; for connectivity it suffices that
   weak *pair* ``(w1, w2)`` suffices. Pairs are enumerated per seller (``C(k, 2)`` for a seller with ``k``
   shared weak indicators), so the cost does not depend on how popular an "include"-overridden weak indicator is.
 
-Components of the star edges come from a vectorised min-label hooking pass in numpy (see
-:func:`_component_labels`): NetworkX's per-edge Python cost alone was 40-80x the scipy floor at 5M sightings.
+Components of the star edges come from SciPy's compiled ``connected_components`` over a sparse adjacency
+matrix, then each component is labelled by its smallest seller code with one numpy ``minimum.at`` (see
+:func:`_component_labels`): NetworkX's per-edge Python cost alone was 40-80x the SciPy floor at 5M sightings.
 NetworkX is used where graphs are per cluster and small (:mod:`graph.evidence`). :func:`link_columns` is the
 fast entry point for the database side (``seller``/``indicator`` ids and kind codes as parallel arrays);
 :func:`link` is the convenience wrapper over :class:`Sighting` tuples.
@@ -207,9 +208,6 @@ class Linkage[K]:
     # not link through the indicator (sorted)
     platform_hubs: tuple[tuple[K, int], ...] = ()
     held: tuple[HeldMerge, ...] = ()  # by (smallest member, platform)
-
-    def member_sets(self) -> list[frozenset[int]]:
-        return [cluster.member_set for cluster in self.clusters]
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,14 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import User
 from django.test import Client
 from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.test import APIClient
 
-from accounts.models import AnalystProfile, ApiKey, Platform
-from accounts.roles import EXCHANGE_ANALYST, PARTNER_ANALYST
+from accounts.models import ApiKey, Platform
+from accounts.roles import assign_role
 
 
 @dataclass
@@ -48,8 +48,7 @@ def make_analyst(username: str, platform: Platform | None) -> User:
     user = User.objects.create_user(username, f"{username}@example.org", "correct horse battery staple")
     user.is_staff = True
     user.save(update_fields=["is_staff"])
-    AnalystProfile.objects.create(user=user, platform=platform)
-    user.groups.add(Group.objects.get(name=PARTNER_ANALYST if platform else EXCHANGE_ANALYST))
+    assign_role(user, platform)
     return user
 
 

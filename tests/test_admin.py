@@ -10,6 +10,7 @@ from django.core.cache import cache
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from accounts.models import ApiKey
 from accounts.scoping import EVERYTHING
@@ -94,14 +95,14 @@ def test_cluster_list_costs_the_same_queries_for_many_rows(
         assert client.get(CLUSTERS).status_code == 200
     assert len(many) == len(few), [q["sql"] for q in many]
     with django_assert_max_num_queries(len(few)):
-        client.get(CLUSTERS, {"cross": "yes", "risk": "high", "status__exact": "new"})
+        client.get(CLUSTERS, {"cross_platform__exact": "1", "risk": "high", "status__exact": "new"})
 
 
 @pytest.mark.parametrize(
     ("params", "expected"),
     [
-        ({"cross": "yes"}, {"ring"}),
-        ({"cross": "no"}, {"acme_only", "bazaar_only"}),
+        ({"cross_platform__exact": "1"}, {"ring"}),
+        ({"cross_platform__exact": "0"}, {"acme_only", "bazaar_only"}),
         ({"reason": "trademark"}, {"acme_only"}),
         ({"reason": "copyright"}, {"ring"}),
         ({"status__exact": "new"}, {"ring", "acme_only", "bazaar_only"}),
@@ -392,6 +393,24 @@ def test_revoking_keys_is_an_audited_action(world, alice):
     entry = AuditEntry.objects.get(action="api_key_revoked")
     assert (entry.platform_id, entry.object_id) == (world.bazaar.platform.pk, key.prefix)
     assert world.bazaar.client().get("/api/v1/sellers/").status_code == 401
+
+
+def test_key_list_filters_active_and_revoked_keys(world, alice):
+    client = logged_in(alice)
+    ApiKey.objects.filter(pk=world.bazaar.key.pk).update(revoked_at=timezone.now())
+    active = page(client, "/admin/accounts/apikey/", revoked_at__isempty="1")
+    revoked = page(client, "/admin/accounts/apikey/", revoked_at__isempty="0")
+    assert world.acme.key.prefix in active and world.bazaar.key.prefix not in active
+    assert world.bazaar.key.prefix in revoked and world.acme.key.prefix not in revoked
+
+
+def test_seller_list_filters_active_and_retracted_reports(world, alice):
+    client = logged_in(alice)
+    Seller.objects.filter(seller_ref="acme-2").update(retracted_at=timezone.now())
+    active = page(client, "/admin/exchange/seller/", retracted_at__isempty="1")
+    retracted = page(client, "/admin/exchange/seller/", retracted_at__isempty="0")
+    assert ">acme-1<" in active and ">acme-2<" not in active
+    assert ">acme-2<" in retracted and ">acme-1<" not in retracted
 
 
 def test_key_list_shows_last_use(world, alice):

@@ -86,12 +86,14 @@ def open_ring_from_the_list(page: Any, live_server: Any, ring: ActorCluster, rol
     page.goto(f"{live_server.url}/admin/graph/actorcluster/")
     assert page.locator("#result_list tbody tr").count() >= 2
     page.screenshot(path=str(ARTIFACTS / f"cluster-list-{role}.png"), full_page=True)
-    page.click("text=Cross-platform only")
+    page.click("#changelist-filter a[href*='cross_platform__exact=1']")
     rows = page.locator("#result_list tbody tr")
     assert rows.count() == 1
     # Partner analysts' links carry the cluster's opaque reference, never its id.
     opened = ring.pk if role == "exchange-analyst" else ring.ref
-    page.click(f"#result_list a[href$='/actorcluster/{opened}/change/?_changelist_filters=cross%3Dyes']")
+    page.click(
+        f"#result_list a[href$='/actorcluster/{opened}/change/?_changelist_filters=cross_platform__exact%3D1']"
+    )
     page.wait_for_selector("#evidence")
 
 

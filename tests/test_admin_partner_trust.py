@@ -94,7 +94,7 @@ def test_partner_analyst_can_use_the_offered_filters(world, bob):
     client = logged_in(bob)
     for params in (
         {"status__exact": "new"},
-        {"cross": "yes"},
+        {"cross_platform__exact": "1"},
         {"risk": "low"},
         {"reason": "trademark"},
         {"changed": "7d"},
@@ -103,8 +103,10 @@ def test_partner_analyst_can_use_the_offered_filters(world, bob):
     ):
         response = client.get(CLUSTERS, params)
         assert response.status_code == 200, params
-    assert listed_refs(body(client.get(CLUSTERS, {"cross": "yes"}))) == [world.ring.ref]
-    sellers = client.get("/admin/exchange/seller/", {"status__exact": "suspected", "retracted": "no"})
+    assert listed_refs(body(client.get(CLUSTERS, {"cross_platform__exact": "1"}))) == [world.ring.ref]
+    sellers = client.get(
+        "/admin/exchange/seller/", {"status__exact": "suspected", "retracted_at__isempty": "1"}
+    )
     assert sellers.status_code == 200 and "acme-2" in body(sellers) and "acme-1" not in body(sellers)
 
 
@@ -115,7 +117,7 @@ def test_exchange_analyst_can_still_use_every_offered_filter(annotated, alice):
         ({"assigned": "me"}, {w.ring.pk}),
         ({"platform": str(w.acme.platform.pk)}, {w.ring.pk, w.acme_only.pk}),
         ({"status__exact": "new"}, {w.ring.pk, w.acme_only.pk, w.bazaar_only.pk}),
-        ({"cross": "yes"}, {w.ring.pk}),
+        ({"cross_platform__exact": "1"}, {w.ring.pk}),
     ):
         response = client.get(CLUSTERS, params)
         assert response.status_code == 200 and set(listed_ids(body(response))) == expected, params

@@ -152,14 +152,6 @@ def proc_stat(pid: int) -> tuple[int, float] | None:
     return int(rest[1]), (int(rest[11]) + int(rest[12])) / CLK_TCK
 
 
-def proc_name(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
-
-
 def vm_kb(pid: int | str, field_name: str = "VmHWM") -> int:
     try:
         with open(f"/proc/{pid}/status") as f:

@@ -30,6 +30,7 @@ from fixtures.loader import load_dataset
 from fixtures.synthetic import demo as demo_dataset
 from graph.clustering import recluster_full
 from graph.models import ActorCluster, ClusterMember
+from graph.reports import write_demo_reports
 
 DEMO_PASSWORD = "exchange-demo"  # noqa: S105 - demo accounts on a local, DEBUG-only database
 
@@ -185,11 +186,6 @@ class Command(BaseCommand):
         )
 
     def write_reports(self) -> None:
-        try:
-            from graph.reports import write_demo_reports
-        except ImportError:
-            self.stdout.write("  (reports are not available in this build)")
-            return
         for line in write_demo_reports():
             self.stdout.write(f"  {line}")
 

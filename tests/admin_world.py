@@ -9,10 +9,12 @@ acme-solo, baz-solo                                      in no cluster
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from django.test import Client
 
-from graph.models import ActorCluster
+from exchange.models import AuditEntry
+from graph.models import ActorCluster, ClusterEvent, EventKind
 from tests.builders import seller, submit
 from tests.conftest import KeyedPlatform
 
@@ -71,3 +73,19 @@ def current_code(user: object) -> str:
     assert device is not None, f"{user} has no TOTP device"
     totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
     return f"{totp.token():0{device.digits}d}"
+
+
+def assert_ring_taken_up_by(world: AdminWorld, user: Any) -> None:
+    """The ring went from new to investigating, assigned to `user` with the note "Look.": the cluster row,
+    its status event and both audit entries (as the admin and `do_update_cluster` write them)."""
+    stored = ActorCluster.objects.get(pk=world.ring.pk)
+    assert (stored.status, stored.assignee_id, stored.notes) == ("investigating", user.pk, "Look.")
+    event = ClusterEvent.objects.get(cluster=world.ring, kind=EventKind.STATUS)
+    assert (event.actor, event.details) == (user.username, {"from": "new", "to": "investigating"})
+    status = AuditEntry.objects.get(action="cluster_status_changed")
+    assert (status.actor, status.object_id, status.details) == (
+        user.username,
+        str(world.ring.pk),
+        {"from": "new", "to": "investigating"},
+    )
+    assert AuditEntry.objects.get(action="cluster_updated").details == {"fields": ["assignee", "notes"]}

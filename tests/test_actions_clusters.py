@@ -9,7 +9,7 @@ from django.db import transaction
 from exchange.models import AuditEntry, Indicator, Linking
 from graph.actions import WorkflowError, do_set_indicator_linking, do_update_cluster
 from graph.models import NEXT_STATUS, ActorCluster, ClusterEvent, ClusterStatus, EventKind
-from tests.admin_world import AdminWorld, build, logged_in
+from tests.admin_world import AdminWorld, assert_ring_taken_up_by, build, logged_in
 
 pytestmark = pytest.mark.django_db
 
@@ -45,17 +45,7 @@ def test_a_status_change_writes_its_event_and_audit_entries(world, alice):
         alice.pk,
         "Look.",
     )
-    stored = ActorCluster.objects.get(pk=world.ring.pk)
-    assert (stored.status, stored.assignee_id, stored.notes) == ("investigating", alice.pk, "Look.")
-    event = ClusterEvent.objects.get(cluster=world.ring, kind=EventKind.STATUS)
-    assert (event.actor, event.details) == ("alice", {"from": "new", "to": "investigating"})
-    status = AuditEntry.objects.get(action="cluster_status_changed")
-    assert (status.actor, status.object_id, status.details) == (
-        "alice",
-        str(world.ring.pk),
-        {"from": "new", "to": "investigating"},
-    )
-    assert AuditEntry.objects.get(action="cluster_updated").details == {"fields": ["assignee", "notes"]}
+    assert_ring_taken_up_by(world, alice)
 
 
 def test_notes_alone_write_no_status_event(world):

@@ -18,7 +18,7 @@ from exchange.models import AuditEntry, Indicator, Linking, Seller
 from graph.explain import explain
 from graph.models import ActorCluster, ClusterEvent, ClusterStatus, EventKind
 from graph.picture import MAX_SELLERS, render
-from tests.admin_world import PASSWORD, AdminWorld, build, logged_in
+from tests.admin_world import PASSWORD, AdminWorld, assert_ring_taken_up_by, build, logged_in
 from tests.builders import seller, submit, th
 
 pytestmark = pytest.mark.django_db
@@ -268,17 +268,7 @@ def test_status_change_records_an_event_and_an_audit_entry(world, alice):
         logged_in(alice), world.ring, status="investigating", assignee=str(alice.pk), notes="Look."
     )
     assert response.status_code == 302
-    world.ring.refresh_from_db()
-    assert (world.ring.status, world.ring.assignee, world.ring.notes) == ("investigating", alice, "Look.")
-    event = ClusterEvent.objects.get(cluster=world.ring, kind=EventKind.STATUS)
-    assert (event.actor, event.details) == ("alice", {"from": "new", "to": "investigating"})
-    entry = AuditEntry.objects.get(action="cluster_status_changed")
-    assert (entry.actor, entry.object_id, entry.details) == (
-        "alice",
-        str(world.ring.pk),
-        {"from": "new", "to": "investigating"},
-    )
-    assert AuditEntry.objects.get(action="cluster_updated").details == {"fields": ["assignee", "notes"]}
+    assert_ring_taken_up_by(world, alice)
     assert work(logged_in(alice), world.ring, status="confirmed").status_code == 302
     world.ring.refresh_from_db()
     assert world.ring.status == "confirmed"

@@ -142,9 +142,38 @@ class SellerDetailSerializer(SellerSerializer):
         read_only_fields = fields  # type: ignore[assignment]
 
 
-class RetractSerializer(serializers.Serializer):
-    reason = serializers.CharField(
-        max_length=1000, help_text="Why the report is withdrawn (e.g. appeal upheld)."
+class TextField(serializers.CharField):
+    """A JSON string, never another type coerced to one: DRF's CharField stores `0` as "0" and `true` as
+    "True". Blank after trimming is refused (the schema says so with a pattern)."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+NOT_BLANK = r"\S"  # at least one non-space character: what `allow_blank=False` with trimming accepts
+
+
+class ClosedSerializer(serializers.Serializer):
+    """A request body that refuses fields it does not know, naming them (as submissions and lookups do),
+    instead of silently dropping them: a misspelt field is a client bug the partner should hear about."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            known = ", ".join(f"'{name}'" for name in self.fields)
+            unknown = sorted(str(key) for key in data if key not in self.fields)
+            if unknown:
+                raise serializers.ValidationError(
+                    {key: [f"unknown field; the body has only {known}"] for key in unknown}
+                )
+        return super().to_internal_value(data)
+
+
+class RetractSerializer(ClosedSerializer):
+    reason = TextField(
+        max_length=1000,
+        help_text="Why the report is withdrawn (e.g. appeal upheld); not blank.",
     )
 
 
@@ -168,3 +197,15 @@ class LookupResultSerializer(serializers.Serializer):
 
 class LookupResponseSerializer(serializers.Serializer):
     results = LookupResultSerializer(many=True)
+
+
+def request_bodies_are_closed(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """drf-spectacular postprocessing hook: the API refuses unknown fields in every request body
+    (exchange.parsers), so the schema says `additionalProperties: false` on request components; and the
+    strings that may not be blank say so with a pattern."""
+    for name, component in result.get("components", {}).get("schemas", {}).items():
+        if name.endswith("Request") and component.get("type") == "object":
+            component["additionalProperties"] = False
+        if name == "RetractRequest":
+            component["properties"]["reason"]["pattern"] = NOT_BLANK
+    return result

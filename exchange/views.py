@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import django_filters
@@ -239,6 +239,13 @@ class SellerPagination(CursorPagination):
     max_page_size = 1000
     page_size_query_param = "page_size"
 
+    def get_page_size(self, request: Request) -> int:
+        return query_int(request, self.page_size_query_param, self.page_size, 1, self.max_page_size)
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        limits = {self.page_size_query_param: (1, self.max_page_size)}
+        return bounded(super().get_schema_operation_parameters(view), limits)
+
     def encode_cursor(self, cursor: Cursor) -> str:
         plain = json.dumps([cursor.offset, cursor.reverse, cursor.position]).encode("ascii")
         token = cursor_cipher().encrypt(plain).decode("ascii")
@@ -419,9 +426,48 @@ class ClusterFilter(django_filters.FilterSet):
         fields = ("cross_platform", "min_risk", "changed_since")
 
 
+def query_int(request: Request, name: str, default: int, minimum: int, maximum: int | None = None) -> int:
+    """A whole-number query parameter: absent means `default`; anything else outside minimum..maximum, or not
+    a number, is a 400 naming the parameter (DRF's paginators silently used their defaults instead)."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    bounds = f"from {minimum} to {maximum}" if maximum is not None else f"{minimum} or more"
+    if (
+        not (raw.isascii() and raw.isdigit())
+        or int(raw) < minimum
+        or (maximum is not None and int(raw) > maximum)
+    ):
+        raise exceptions.ValidationError({name: [f"must be a whole number {bounds}"]})
+    return int(raw)
+
+
+def bounded(
+    parameters: list[dict[str, Any]], limits: Mapping[str, tuple[int, int | None]]
+) -> list[dict[str, Any]]:
+    """The paginator's schema parameters with the bounds `query_int` enforces."""
+    for parameter in parameters:
+        if parameter["name"] in limits:
+            minimum, maximum = limits[parameter["name"]]
+            parameter["schema"] = {"type": "integer", "minimum": minimum}
+            if maximum is not None:
+                parameter["schema"]["maximum"] = maximum
+    return parameters
+
+
 class ClusterPagination(LimitOffsetPagination):
     default_limit = 100
     max_limit = 1000
+
+    def get_limit(self, request: Request) -> int:
+        return query_int(request, self.limit_query_param, self.default_limit, 1, self.max_limit)
+
+    def get_offset(self, request: Request) -> int:
+        return query_int(request, self.offset_query_param, 0, 0)
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        limits = {self.limit_query_param: (1, self.max_limit), self.offset_query_param: (0, None)}
+        return bounded(super().get_schema_operation_parameters(view), limits)
 
 
 @extend_schema(responses={200: ClusterSummarySerializer(many=True), 400: ERROR, **COMMON_ERRORS})

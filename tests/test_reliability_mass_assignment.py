@@ -96,12 +96,20 @@ def test_lookup_refuses_server_controlled_fields(field, acme, reported):
     assert AuditEntry.objects.count() == audit  # refused before anything was charged or audited
 
 
-def test_retraction_ignores_everything_but_the_reason(acme, bazaar, reported):
-    others = state()[0][1:]
-    started = datetime.now(UTC)
+def test_retraction_refuses_everything_but_the_reason(acme, bazaar, reported):
+    """Server-controlled fields in a retraction are refused by name (like submissions and lookups), and
+    nothing is retracted; the reason alone retracts and sets only what the server controls."""
+    before = state()
     response = post(
         acme.client(), "/api/v1/sellers/acme-1/retract/", {"reason": "appeal upheld", **SERVER_CONTROLLED}
     )
+    assert response.status_code == 400, response.content
+    assert set(response.json()["error"]["details"]) == set(SERVER_CONTROLLED)
+    assert state() == before
+
+    others = state()[0][1:]
+    started = datetime.now(UTC)
+    response = post(acme.client(), "/api/v1/sellers/acme-1/retract/", {"reason": "appeal upheld"})
     assert response.status_code == 200, response.content
     retracted = Seller.objects.get(seller_ref="acme-1")
     assert retracted.platform_id == acme.platform.pk

@@ -30,3 +30,86 @@ def test_docs_page_loads_its_assets_locally(client):
     assert "/static/drf_spectacular_sidecar/swagger-ui-dist/" in html
     for cdn in ("cdn.jsdelivr", "unpkg.com", "cdnjs"):
         assert cdn not in html
+
+
+def live_schema(tmp_path):
+    path = tmp_path / "schema.yaml"
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(path), stderr=StringIO())
+    return yaml.safe_load(path.read_text())
+
+
+def test_schema_says_request_bodies_are_closed_and_reasons_not_blank(tmp_path):
+    components = live_schema(tmp_path)["components"]["schemas"]
+    requests = [
+        name for name, c in components.items() if name.endswith("Request") and c.get("type") == "object"
+    ]
+    assert set(requests) == {
+        "IndicatorInRequest",
+        "LookupRequestRequest",
+        "RetractRequest",
+        "SellerReportRequest",
+        "SubmissionRequestRequest",
+    }
+    assert all(components[name]["additionalProperties"] is False for name in requests)
+    assert components["RetractRequest"]["properties"]["reason"]["pattern"] == r"\S"
+
+
+def test_schema_bounds_the_paging_parameters_the_server_enforces(tmp_path):
+    paths = live_schema(tmp_path)["paths"]
+    params = {p["name"]: p["schema"] for p in paths["/api/v1/clusters/"]["get"]["parameters"]}
+    assert params["limit"] == {"type": "integer", "minimum": 1, "maximum": 1000}
+    assert params["offset"] == {"type": "integer", "minimum": 0}
+    params = {p["name"]: p["schema"] for p in paths["/api/v1/sellers/"]["get"]["parameters"]}
+    assert params["page_size"] == {"type": "integer", "minimum": 1, "maximum": 1000}
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter"),
+    [
+        ("/api/v1/clusters/?offset=abc", "offset"),
+        ("/api/v1/clusters/?offset=-1", "offset"),
+        ("/api/v1/clusters/?limit=-5", "limit"),
+        ("/api/v1/clusters/?limit=0", "limit"),
+        ("/api/v1/clusters/?limit=1001", "limit"),
+        ("/api/v1/clusters/?limit=%EF%BC%95", "limit"),  # fullwidth 5: isdigit() but not ASCII
+        ("/api/v1/sellers/?page_size=abc", "page_size"),
+        ("/api/v1/sellers/?page_size=0", "page_size"),
+        ("/api/v1/sellers/?page_size=", "page_size"),
+    ],
+)
+def test_bad_paging_parameters_are_refused_by_name(acme, query, parameter):
+    response = acme.client().get(query)
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["details"] == {
+        parameter: [response.json()["error"]["details"][parameter][0]]
+    }
+    assert "whole number" in response.json()["error"]["message"]
+
+
+def test_good_paging_parameters_still_page(acme):
+    assert acme.client().get("/api/v1/clusters/?limit=1000&offset=0").status_code == 200
+    assert acme.client().get("/api/v1/sellers/?page_size=1").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "message"),
+    [
+        ({"reason": 0}, "reason", "Not a valid string."),
+        ({"reason": True}, "reason", "Not a valid string."),
+        ({"reason": "   "}, "reason", "This field may not be blank."),
+        ({"reason": "appeal", "because": "x"}, "because", "unknown field; the body has only 'reason'"),
+    ],
+)
+def test_a_retraction_reason_is_a_real_string_and_nothing_else_is_accepted(acme, body, field, message):
+    import json
+
+    from exchange.models import Seller
+    from tests.builders import seller, submit
+
+    assert submit(acme.client(), seller("s-1", ("email", "a@example.com"))).status_code == 201
+    response = acme.client().post(
+        "/api/v1/sellers/s-1/retract/", json.dumps(body), content_type="application/json"
+    )
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["details"] == {field: [message]}
+    assert Seller.objects.get(seller_ref="s-1").retracted_at is None  # nothing half-stored

@@ -19,12 +19,16 @@ __all__ = [
     "DEFAULT_MAX_BATCH_SELLERS",
     "DEFAULT_MAX_LOOKUP_INDICATORS",
     "DEFAULT_MAX_SELLER_INDICATORS",
+    "IDEMPOTENCY_KEY_MAX_LENGTH",
+    "IDEMPOTENCY_KEY_PATTERN",
+    "IDEMPOTENCY_KEY_RULE",
     "SELLER_REF_MAX_LENGTH",
     "SELLER_REF_RE",
     "SELLER_REF_RULE",
     "TRANSPORT_HASH_LENGTH",
     "TRANSPORT_HASH_RE",
     "Limits",
+    "is_idempotency_key",
     "is_seller_ref",
     "is_transport_hash",
 ]
@@ -36,6 +40,13 @@ SELLER_REF_RULE = f"1-{SELLER_REF_MAX_LENGTH} characters of A-Z a-z 0-9 . _ : -"
 TRANSPORT_HASH_LENGTH = 64
 TRANSPORT_HASH_RE = re.compile(rf"[0-9a-f]{{{TRANSPORT_HASH_LENGTH}}}")
 
+# The Idempotency-Key header of a submission: 1-255 printable ASCII characters (a UUID per batch is ideal),
+# not only spaces. The pattern is what the OpenAPI schema publishes; `is_idempotency_key` is the check.
+IDEMPOTENCY_KEY_MAX_LENGTH = 255
+IDEMPOTENCY_KEY_PATTERN = r"^[\x20-\x7e]*[\x21-\x7e][\x20-\x7e]*$"
+IDEMPOTENCY_KEY_RULE = f"1-{IDEMPOTENCY_KEY_MAX_LENGTH} printable ASCII characters, e.g. a UUID per batch"
+_IDEMPOTENCY_KEY_RE = re.compile(IDEMPOTENCY_KEY_PATTERN)
+
 DEFAULT_MAX_BATCH_SELLERS = 1000
 DEFAULT_MAX_SELLER_INDICATORS = 100
 DEFAULT_MAX_LOOKUP_INDICATORS = 100
@@ -44,6 +55,15 @@ DEFAULT_MAX_LOOKUP_INDICATORS = 100
 def is_seller_ref(s: object) -> bool:
     """Whether ``s`` is a seller reference the exchange accepts (`SELLER_REF_RULE`)."""
     return isinstance(s, str) and SELLER_REF_RE.fullmatch(s) is not None
+
+
+def is_idempotency_key(s: object) -> bool:
+    """Whether ``s`` is an Idempotency-Key header value the exchange accepts (`IDEMPOTENCY_KEY_RULE`)."""
+    return (
+        isinstance(s, str)
+        and len(s) <= IDEMPOTENCY_KEY_MAX_LENGTH
+        and _IDEMPOTENCY_KEY_RE.fullmatch(s) is not None
+    )
 
 
 def is_transport_hash(s: object) -> bool:

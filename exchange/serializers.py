@@ -171,6 +171,8 @@ class ClosedSerializer(serializers.Serializer):
 
 
 class RetractSerializer(ClosedSerializer):
+    """Why a report is withdrawn; nothing else may be sent."""
+
     reason = TextField(
         max_length=1000,
         help_text="Why the report is withdrawn (e.g. appeal upheld); not blank.",
@@ -208,4 +210,13 @@ def request_bodies_are_closed(result: dict[str, Any], **kwargs: Any) -> dict[str
             component["additionalProperties"] = False
         if name == "RetractRequest":
             component["properties"]["reason"]["pattern"] = NOT_BLANK
+    # The list limits are the live settings (the serializers read them too, per request).
+    schemas = result.get("components", {}).get("schemas", {})
+    for component, field, most in (
+        ("SubmissionRequestRequest", "sellers", settings.EXCHANGE_MAX_BATCH_SELLERS),
+        ("SellerReportRequest", "indicators", settings.EXCHANGE_MAX_SELLER_INDICATORS),
+        ("LookupRequestRequest", "indicators", settings.EXCHANGE_MAX_LOOKUP_INDICATORS),
+    ):
+        if component in schemas:
+            schemas[component]["properties"][field].update(minItems=1, maxItems=most)
     return result

@@ -26,7 +26,13 @@ from rest_framework.views import APIView
 
 from accounts.authentication import Partner
 from exchange import ingest, lookups, parsers, retention
-from exchange.contract import Limits
+from exchange.contract import (
+    IDEMPOTENCY_KEY_MAX_LENGTH,
+    IDEMPOTENCY_KEY_PATTERN,
+    IDEMPOTENCY_KEY_RULE,
+    Limits,
+    is_idempotency_key,
+)
 from exchange.errors import Conflict
 from exchange.filters import SellerFilter, UtcDateTimeFilter
 from exchange.models import Seller, Sighting
@@ -164,10 +170,15 @@ class SubmissionView(APIView):
         parameters=[
             OpenApiParameter(
                 "Idempotency-Key",
-                OpenApiTypes.STR,
+                {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": IDEMPOTENCY_KEY_MAX_LENGTH,
+                    "pattern": IDEMPOTENCY_KEY_PATTERN,
+                },
                 OpenApiParameter.HEADER,
                 required=True,
-                description="A unique key per batch (e.g. a UUID), reused on retries of that batch.",
+                description=f"A unique key per batch ({IDEMPOTENCY_KEY_RULE}), reused on retries of that batch.",
             ),
             OpenApiParameter(
                 REPLAYED_HEADER,
@@ -192,16 +203,11 @@ class SubmissionView(APIView):
     )
     def post(self, request: Request) -> Response:
         partner = partner_of(request)
-        key = request.headers.get("Idempotency-Key", "").strip()
+        raw_key = request.headers.get("Idempotency-Key", "")
         # Control characters are refused: PostgreSQL cannot store a NUL (that was a 500).
-        if not key or len(key) > 255 or not key.isprintable():
-            raise_invalid(
-                {
-                    "Idempotency-Key": [
-                        "header is required (1-255 printable characters), e.g. a UUID per batch"
-                    ]
-                }
-            )
+        if not is_idempotency_key(raw_key):
+            raise_invalid({"Idempotency-Key": [f"header is required: {IDEMPOTENCY_KEY_RULE}"]})
+        key = raw_key.strip()
         body = request.body
         payload = read_json(request)
         try:

@@ -1,3 +1,4 @@
+import re
 from io import StringIO
 
 import pytest
@@ -113,3 +114,45 @@ def test_a_retraction_reason_is_a_real_string_and_nothing_else_is_accepted(acme,
     assert response.status_code == 400, response.content
     assert response.json()["error"]["details"] == {field: [message]}
     assert Seller.objects.get(seller_ref="s-1").retracted_at is None  # nothing half-stored
+
+
+@pytest.mark.parametrize(
+    ("key", "ok"),
+    [
+        ("0b7c1a9e-5a1b-4c2f-9d3e-0123456789ab", True),
+        ("k" * 255, True),
+        ("batch 7 of 9", True),
+        ("k" * 256, False),
+        ("   ", False),
+        ("schlüssel", False),  # printable, but not ASCII: the schema's pattern and the server agree
+        ("a\tb", False),
+        ("a\x00b", False),
+    ],
+)
+def test_idempotency_key_rule_is_the_contracts_on_both_sides(acme, key, ok):
+    from exchange.client.api import ExchangeClient
+    from exchange.contract import IDEMPOTENCY_KEY_PATTERN, is_idempotency_key
+    from tests.builders import seller, submit
+
+    assert is_idempotency_key(key) is ok
+    assert (re.fullmatch(IDEMPOTENCY_KEY_PATTERN, key) is not None and len(key) <= 255) is ok
+    response = submit(acme.client(), seller("s-1", ("email", "a@example.com")), key=key)
+    assert response.status_code == (201 if ok else 400), response.content
+    if not ok:
+        assert "Idempotency-Key" in response.json()["error"]["details"]
+        with pytest.raises(ValueError, match="idempotency_key must be 1-255 printable ASCII characters"):
+            ExchangeClient("http://127.0.0.1:9", "bax_x_y").submit_batch([], idempotency_key=key)
+
+
+def test_schema_list_limits_are_the_live_settings(tmp_path, settings):
+    settings.EXCHANGE_MAX_LOOKUP_INDICATORS = 7
+    settings.EXCHANGE_MAX_BATCH_SELLERS = 50
+    components = live_schema(tmp_path)["components"]["schemas"]
+    assert components["LookupRequestRequest"]["properties"]["indicators"] | {"items": None} == {
+        "type": "array",
+        "items": None,
+        "minItems": 1,
+        "maxItems": 7,
+    }
+    assert components["SubmissionRequestRequest"]["properties"]["sellers"]["maxItems"] == 50
+    assert components["SellerReportRequest"]["properties"]["indicators"]["maxItems"] == 100

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from exchange.client.csvinput import Indicator, SellerReport
-from exchange.contract import Limits
+from exchange.contract import IDEMPOTENCY_KEY_RULE, Limits, is_idempotency_key
 
 __all__ = ["ApiError", "ExchangeClient", "ExchangeError", "TransportError"]
 
@@ -115,6 +115,8 @@ class ExchangeClient:
         your own key to resume safely after a crash.
         """
         key = idempotency_key or str(uuid.uuid4())
+        if not is_idempotency_key(key):
+            raise ValueError(f"idempotency_key must be {IDEMPOTENCY_KEY_RULE}")
         payload = {"sellers": [seller_payload(seller) for seller in sellers]}
         return self._request("POST", "submissions/", payload, headers={"Idempotency-Key": key})
 

@@ -208,6 +208,10 @@ def request_bodies_are_closed(result: dict[str, Any], **kwargs: Any) -> dict[str
     for name, component in result.get("components", {}).get("schemas", {}).items():
         if name.endswith("Request") and component.get("type") == "object":
             component["additionalProperties"] = False
+            # A JSON-schema pattern matches anywhere in the string; the server's RegexFields match it whole.
+            for prop in component.get("properties", {}).values():
+                if "pattern" in prop and not prop["pattern"].startswith("^"):
+                    prop["pattern"] = f"^(?:{prop['pattern']})$"
         if name == "RetractRequest":
             component["properties"]["reason"]["pattern"] = NOT_BLANK
     # The list limits are the live settings (the serializers read them too, per request).
@@ -219,4 +223,7 @@ def request_bodies_are_closed(result: dict[str, Any], **kwargs: Any) -> dict[str
     ):
         if component in schemas:
             schemas[component]["properties"][field].update(minItems=1, maxItems=most)
+    # One seller's indicators are distinct (ingest refuses a repeated kind and hash).
+    if "SellerReportRequest" in schemas:
+        schemas["SellerReportRequest"]["properties"]["indicators"]["uniqueItems"] = True
     return result

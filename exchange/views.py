@@ -34,7 +34,7 @@ from exchange.contract import (
     is_idempotency_key,
 )
 from exchange.errors import Conflict
-from exchange.filters import SellerFilter, UtcDateTimeFilter
+from exchange.filters import RiskFilter, SellerFilter, StrictBooleanFilter, UtcDateTimeFilter
 from exchange.models import Seller, Sighting
 from exchange.serializers import (
     ClusterDetailSerializer,
@@ -250,7 +250,11 @@ class SellerPagination(CursorPagination):
 
     def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
         limits = {self.page_size_query_param: (1, self.max_page_size)}
-        return bounded(super().get_schema_operation_parameters(view), limits)
+        parameters = bounded(super().get_schema_operation_parameters(view), limits)
+        for parameter in parameters:
+            if parameter["name"] == self.cursor_query_param:
+                parameter["schema"]["minLength"] = 1  # an empty cursor is refused like any forged one
+        return parameters
 
     def encode_cursor(self, cursor: Cursor) -> str:
         plain = json.dumps([cursor.offset, cursor.reverse, cursor.position]).encode("ascii")
@@ -423,8 +427,8 @@ def parse_lookup(payload: Any) -> list[tuple[str, str]]:
 
 
 class ClusterFilter(django_filters.FilterSet):
-    cross_platform = django_filters.BooleanFilter()
-    min_risk = django_filters.NumberFilter(field_name="risk", lookup_expr="gte")
+    cross_platform = StrictBooleanFilter()
+    min_risk = RiskFilter(field_name="risk", lookup_expr="gte")
     changed_since = UtcDateTimeFilter(field_name="changed_at", lookup_expr="gte")
 
     class Meta:

@@ -156,3 +156,35 @@ def test_schema_list_limits_are_the_live_settings(tmp_path, settings):
     }
     assert components["SubmissionRequestRequest"]["properties"]["sellers"]["maxItems"] == 50
     assert components["SellerReportRequest"]["properties"]["indicators"]["maxItems"] == 100
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter"),
+    [
+        ("/api/v1/sellers/?status=", "status"),
+        ("/api/v1/sellers/?reason=", "reason"),
+        ("/api/v1/sellers/?retracted=null", "retracted"),
+        ("/api/v1/sellers/?retracted=yes", "retracted"),
+        ("/api/v1/clusters/?cross_platform=maybe", "cross_platform"),
+        ("/api/v1/clusters/?min_risk=0.5", "min_risk"),
+        ("/api/v1/clusters/?min_risk=101", "min_risk"),
+        ("/api/v1/sellers/?cursor=", "cursor"),
+    ],
+)
+def test_filters_refuse_what_the_schema_calls_invalid(acme, query, parameter):
+    response = acme.client().get(query)
+    assert response.status_code == 400, response.content
+    assert parameter in response.json()["error"]["details"]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "/api/v1/sellers/?retracted=true",
+        "/api/v1/sellers/?retracted=false&status=confirmed&reason=counterfeit",
+        "/api/v1/clusters/?cross_platform=true&min_risk=0",
+        "/api/v1/clusters/?min_risk=100",
+    ],
+)
+def test_filters_accept_what_the_schema_allows(acme, query):
+    assert acme.client().get(query).status_code == 200

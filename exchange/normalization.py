@@ -34,6 +34,7 @@ from exchange.contract import is_transport_hash
 
 __all__ = [
     "KINDS",
+    "PINNED_LIBRARIES",
     "REASONS",
     "SPEC_VERSION",
     "STATUSES",
@@ -47,6 +48,18 @@ __all__ = [
 ]
 
 SPEC_VERSION = 1
+
+# The normalisation libraries whose data decide what a value normalises to, pinned exactly for this spec
+# version: two partners on different phonenumbers or Public Suffix List releases could accept, or cut, the
+# same input differently and never match. pyproject pins these versions; docs/hashing-spec.md lists them; a
+# test checks that the installed ones are these and that every published vector still holds with them.
+# Moving a pin is a reviewed change: re-run the vectors, and bump SPEC_VERSION if a canonical form changed.
+PINNED_LIBRARIES: dict[str, str] = {
+    "phonenumbers": "9.0.43",
+    "python-stdnum": "2.2",
+    "idna": "3.20",
+    "publicsuffixlist": "1.1.2.20261023",
+}
 
 STRONG_KINDS: tuple[str, ...] = (
     "email",

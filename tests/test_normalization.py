@@ -271,3 +271,24 @@ if __name__ == "__main__":  # pragma: no cover - maintenance: rewrite the spec's
         flags=re.DOTALL,
     )
     SPEC_FILE.write_text(spec, encoding="utf-8")
+
+
+def test_the_normalisation_libraries_are_the_pinned_ones_everywhere():
+    """The installed versions, pyproject's pins and the spec's table all say PINNED_LIBRARIES (the vector
+    tests above then prove the vectors hold with exactly these versions)."""
+    import re
+    import tomllib
+    from importlib.metadata import version
+
+    from exchange.normalization import PINNED_LIBRARIES
+
+    assert {name: version(name) for name in PINNED_LIBRARIES} == PINNED_LIBRARIES
+    pyproject = tomllib.loads((DOCS.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    pins = dict(
+        dependency.split("==", 1)
+        for dependency in pyproject["project"]["dependencies"]
+        if dependency.split("==", 1)[0] in PINNED_LIBRARIES
+    )
+    assert pins == PINNED_LIBRARIES
+    table = dict(re.findall(r"^\| ([a-z-]+) \| ([0-9.]+) \|$", SPEC_FILE.read_text(encoding="utf-8"), re.M))
+    assert {name: table.get(name) for name in PINNED_LIBRARIES} == PINNED_LIBRARIES

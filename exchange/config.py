@@ -94,8 +94,8 @@ def parse_database_url(url: str, base_dir: Path) -> dict[str, Any]:
     Why not dj-database-url: we support two engines, and what this adds is what it does not do: a relative
     sqlite path is relative to the project (not the working directory, so `manage.py` works from anywhere),
     ``conn_max_age`` and health checks come from the URL with a default, and every mistake is a ConfigError
-    naming DATABASE_URL with the password redacted (dj-database-url raises a bare ValueError or KeyError,
-    and a wrapper restoring all that would be longer than this function).
+    naming DATABASE_URL with the password redacted (dj-database-url raises a bare ValueError for an unknown
+    scheme), and a wrapper restoring all that would be longer than this function.
     """
     parts = urlsplit(url)
     scheme = parts.scheme.lower()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 import psycopg
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models import Count, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -386,6 +387,13 @@ def _upsert_sightings_pg(
     # indicators held by two or more sellers (an upper bound: purges may leave it high, never low).
     grown = sorted((i, n) for i, n in created_per_indicator if n and i not in inserted)
     if grown:
+        # Lock the rows in id order first: an UPDATE ... FROM join locks them in whatever order its plan
+        # visits them, so two batches growing overlapping indicators could each hold one row the other
+        # wants (a deadlock seen in the concurrent-batches test).
+        cursor.execute(
+            "SELECT id FROM exchange_indicator WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE",
+            [[i for i, _ in grown]],
+        )
         cursor.execute(
             """
             UPDATE exchange_indicator AS i SET holders = i.holders + u.n
@@ -410,6 +418,28 @@ def _store_orm(
     retention: timedelta,
     now: datetime,
 ) -> tuple[dict[str, int], list[int]]:
+    seller_id, sellers_created = _upsert_sellers_orm(platform, reports, retention, now)
+    indicator_id = _upsert_indicators_orm(tokens, version, min(r.reported_at for r in reports))
+    wanted = {
+        (seller_id[r.seller_ref], indicator_id[(kind, tokens[(kind, h)])]): r.reported_at
+        for r in reports
+        for kind, h in r.indicators
+    }
+    sightings_created = _upsert_sightings_orm(wanted, seller_id.values())
+    Indicator.objects.filter(id__in=set(indicator_id.values())).update(holders=holder_count())
+    counts = {
+        "sellers": len(reports),
+        "sellers_created": sellers_created,
+        "indicators": len(wanted),
+        "sightings_created": sightings_created,
+    }
+    return counts, sorted(seller_id.values())
+
+
+def _upsert_sellers_orm(
+    platform: Platform, reports: list[SellerReport], retention: timedelta, now: datetime
+) -> tuple[dict[str, int], int]:
+    """Insert or merge the batch's sellers, as `_upsert_sellers_pg` does: ({seller_ref: id}, how many new)."""
     existing = {
         s.seller_ref: s
         for s in Seller.objects.filter(platform=platform, seller_ref__in=[r.seller_ref for r in reports])
@@ -459,7 +489,13 @@ def _store_orm(
             "seller_ref", "id"
         )
     )
-    first_seen = min(r.reported_at for r in reports)
+    return seller_id, len(new)
+
+
+def _upsert_indicators_orm(
+    tokens: dict[tuple[str, str], str], version: int, first_seen: datetime
+) -> dict[tuple[str, str], int]:
+    """Insert the batch's new indicators; {(kind, token): id} for all of them."""
     Indicator.objects.bulk_create(
         [
             Indicator(kind=k, token=t, key_version=version, first_seen=first_seen)
@@ -467,18 +503,19 @@ def _store_orm(
         ],
         ignore_conflicts=True,
     )
-    token_filter = Q(token__in=list(tokens.values()))
-    indicator_id = {
-        (k, t): pk for pk, k, t in Indicator.objects.filter(token_filter).values_list("id", "kind", "token")
+    return {
+        (k, t): pk
+        for pk, k, t in Indicator.objects.filter(token__in=list(tokens.values())).values_list(
+            "id", "kind", "token"
+        )
     }
-    wanted = {
-        (seller_id[r.seller_ref], indicator_id[(kind, tokens[(kind, h)])]): r.reported_at
-        for r in reports
-        for kind, h in r.indicators
-    }
+
+
+def _upsert_sightings_orm(wanted: dict[tuple[int, int], datetime], seller_ids: Iterable[int]) -> int:
+    """Insert the new sightings and widen the known ones' first/last seen; returns how many are new."""
     present = {
         (s, i): Sighting(id=pk, first_seen=first, last_seen=last)
-        for pk, s, i, first, last in Sighting.objects.filter(seller_id__in=seller_id.values()).values_list(
+        for pk, s, i, first, last in Sighting.objects.filter(seller_id__in=list(seller_ids)).values_list(
             "id", "seller_id", "indicator_id", "first_seen", "last_seen"
         )
     }
@@ -499,11 +536,4 @@ def _store_orm(
             )
             widened.append(sighting)
     Sighting.objects.bulk_update(widened, ["first_seen", "last_seen"])
-    Indicator.objects.filter(id__in=set(indicator_id.values())).update(holders=holder_count())
-    counts = {
-        "sellers": len(reports),
-        "sellers_created": len(new),
-        "indicators": len(wanted),
-        "sightings_created": sum(1 for key in wanted if key not in present),
-    }
-    return counts, sorted(seller_id.values())
+    return sum(1 for key in wanted if key not in present)

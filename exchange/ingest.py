@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -266,11 +266,7 @@ def _store_postgres(
     with psycopg.Cursor(connection.connection) as cursor:
         seller_id, sellers_created = _upsert_sellers_pg(cursor, platform, reports, retention, now)
         indicator_id, inserted = _upsert_indicators_pg(cursor, reports, tokens, version)
-        rows = sorted(
-            (seller_id[r.seller_ref], indicator_id[(kind, tokens[(kind, h)])], r.reported_at)
-            for r in reports
-            for kind, h in r.indicators
-        )
+        rows = sorted(_sighting_rows(reports, tokens, seller_id, indicator_id))
         sightings_created = _upsert_sightings_pg(cursor, rows, inserted)
     counts = {
         "sellers": len(reports),
@@ -279,6 +275,18 @@ def _store_postgres(
         "sightings_created": sightings_created,
     }
     return counts, sorted(seller_id.values())
+
+
+def _sighting_rows(
+    reports: list[SellerReport],
+    tokens: dict[tuple[str, str], str],
+    seller_id: dict[str, int],
+    indicator_id: dict[tuple[str, str], int],
+) -> Iterator[tuple[int, int, datetime]]:
+    """(seller id, indicator id, reported at) for every indicator of every report in the batch."""
+    for r in reports:
+        for kind, h in r.indicators:
+            yield seller_id[r.seller_ref], indicator_id[(kind, tokens[(kind, h)])], r.reported_at
 
 
 def _upsert_sellers_pg(
@@ -420,11 +428,7 @@ def _store_orm(
 ) -> tuple[dict[str, int], list[int]]:
     seller_id, sellers_created = _upsert_sellers_orm(platform, reports, retention, now)
     indicator_id = _upsert_indicators_orm(tokens, version, min(r.reported_at for r in reports))
-    wanted = {
-        (seller_id[r.seller_ref], indicator_id[(kind, tokens[(kind, h)])]): r.reported_at
-        for r in reports
-        for kind, h in r.indicators
-    }
+    wanted = {(s, i): ts for s, i, ts in _sighting_rows(reports, tokens, seller_id, indicator_id)}
     sightings_created = _upsert_sightings_orm(wanted, seller_id.values())
     Indicator.objects.filter(id__in=set(indicator_id.values())).update(holders=holder_count())
     counts = {

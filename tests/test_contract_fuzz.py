@@ -19,9 +19,7 @@ from typing import Any
 
 import pytest
 import schemathesis
-from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
-from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
@@ -32,6 +30,7 @@ from schemathesis.specs.openapi.checks import (
 
 from tests.builders import seller, submit
 from tests.conftest import KeyedPlatform, make_platform
+from tests.reliability.world import in_process_wsgi
 
 pytestmark = pytest.mark.django_db
 
@@ -53,13 +52,8 @@ negative.config.generation.update(modes=[GenerationMode.NEGATIVE], with_security
 def throwaway(db: None) -> Iterator[KeyedPlatform]:
     platform = make_platform("throwaway", "Throwaway Test Market")
     assert submit(platform.client(), seller("t-1", ("email", "t1@example.com"))).status_code == 201
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
-    try:
+    with in_process_wsgi():
         yield platform
-    finally:
-        request_started.connect(close_old_connections)
-        request_finished.connect(close_old_connections)
 
 
 STATUSES: Counter[tuple[str, int]] = Counter()

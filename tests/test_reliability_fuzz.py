@@ -30,9 +30,7 @@ from typing import Any
 
 import pytest
 import schemathesis
-from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
-from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -42,7 +40,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.reliability.world import World, build_world, scopeless_key
+from tests.reliability.world import World, build_world, in_process_wsgi, scopeless_key
 
 pytestmark = pytest.mark.django_db
 
@@ -63,15 +61,8 @@ CASES: Counter[str] = Counter()
 @pytest.fixture
 def world(acme, bazaar) -> Iterator[World]:
     world = build_world(acme, bazaar)
-    # Django's test client keeps the test's database connection open across requests (and re-attaches the
-    # per-request connection cleanup after each); schemathesis's WSGI client does not, so detach it here.
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
-    try:
+    with in_process_wsgi():
         yield world
-    finally:
-        request_started.connect(close_old_connections)
-        request_finished.connect(close_old_connections)
 
 
 def aim_at(case: Any, world: World) -> bool:

@@ -9,7 +9,12 @@ some owned by Acme only, some by Bazaar only and one cluster shared by both.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 
 from accounts.models import ApiKey
 from graph.models import ActorCluster
@@ -59,3 +64,17 @@ def scopeless_key(platform: KeyedPlatform) -> str:
     key, secret = ApiKey.generate(platform.platform, ["read"], name="no scopes")
     ApiKey.objects.filter(pk=key.pk).update(scope_read=False)
     return secret
+
+
+@contextmanager
+def in_process_wsgi() -> Iterator[None]:
+    """Let schemathesis's in-process WSGI client share the test's database connection. Django's test
+    client keeps that connection open across requests (and re-attaches the per-request connection cleanup
+    after each); schemathesis's client does not, so the cleanup is detached for the duration."""
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        yield
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)

@@ -27,12 +27,12 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.models import ApiKey, Platform
+from exchange import hooks
 from exchange.contract import SELLER_REF_RE, SELLER_REF_RULE
 from exchange.hashing import keyed_tokens
 from exchange.models import Indicator, KeyState, Seller, Sighting, Submission
 from exchange.normalization import KINDS, REASONS, STATUSES, is_transport_hash
 from exchange.timestamps import PartnerTimestampError, parse_partner_timestamp
-from graph.scheduling import schedule_recompute
 
 logger = logging.getLogger("exchange.ingest")
 
@@ -224,7 +224,7 @@ def do_submit(
             "sightings_created": counts["sightings_created"],
         }
         submission.save(update_fields=["sellers", "indicators", "sightings_created", "response"])
-        schedule_recompute(sellers=seller_ids)
+        hooks.announce_change(sellers=seller_ids)
     logger.info(
         "event=submission_accepted platform=%s submission=%s sellers=%s indicators=%s sightings_created=%s",
         platform.slug,

@@ -19,6 +19,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts.models import ApiKey, Platform
+from exchange import hooks
 from exchange.hashing import keyed_tokens
 from exchange.ingest import current_key_version
 from exchange.models import (
@@ -30,7 +31,6 @@ from exchange.models import (
     Sighting,
     linkable_q,
 )
-from graph.models import ClusterMember
 
 
 class QuotaExceeded(Exception):
@@ -142,7 +142,7 @@ def cluster_was_read(seller: Seller, since: datetime) -> bool:
         action="cluster_read", platform_id=seller.platform_id, created_at__gte=since
     )
     read = Q(object_type="seller", object_id=str(seller.pk))
-    ref = ClusterMember.objects.filter(seller=seller).values_list("cluster__ref", flat=True).first()
+    ref = hooks.cluster_reads().ref_of(seller.pk)
     if ref:
         # A substring test on the JSON list is portable (SQLite has no JSON containment); refs are
         # fixed-length and unique, so one cannot be part of another.

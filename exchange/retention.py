@@ -11,10 +11,9 @@ from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from exchange import lookups
+from exchange import hooks, lookups
 from exchange.ingest import holder_count
 from exchange.models import AuditEntry, Indicator, Seller, Sighting
-from graph.scheduling import schedule_recompute
 
 logger = logging.getLogger("exchange.retention")
 
@@ -36,7 +35,7 @@ def do_retract(seller: Seller, reason: str, actor: str) -> bool:
             "seller_retracted", actor, seller.platform_id, "seller", str(seller.pk), reason=reason
         )
         flag_probe(locked, seller.retracted_at, actor)
-        schedule_recompute(sellers=[seller.pk])
+        hooks.announce_change(sellers=[seller.pk])
     logger.info("event=seller_retracted platform_id=%s seller_id=%s", seller.platform_id, seller.pk)
     return True
 

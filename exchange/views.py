@@ -7,9 +7,9 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-import django_filters
 from cryptography.fernet import Fernet, InvalidToken
 from django.conf import settings
 from django.db.models import Prefetch, QuerySet
@@ -18,14 +18,14 @@ from django.utils.crypto import salted_hmac
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import exceptions, generics, serializers
-from rest_framework.pagination import Cursor, CursorPagination, LimitOffsetPagination
+from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
 from accounts.authentication import Partner
-from exchange import ingest, lookups, parsers, retention
+from exchange import hooks, ingest, lookups, parsers, retention
 from exchange.contract import (
     IDEMPOTENCY_KEY_MAX_LENGTH,
     IDEMPOTENCY_KEY_PATTERN,
@@ -34,11 +34,9 @@ from exchange.contract import (
     is_idempotency_key,
 )
 from exchange.errors import Conflict
-from exchange.filters import RiskFilter, SellerFilter, StrictBooleanFilter, UtcDateTimeFilter
+from exchange.filters import SellerFilter
 from exchange.models import Seller, Sighting
 from exchange.serializers import (
-    ClusterDetailSerializer,
-    ClusterSummarySerializer,
     LookupRequestSerializer,
     LookupResponseSerializer,
     RetractSerializer,
@@ -47,7 +45,6 @@ from exchange.serializers import (
     SubmissionRequestSerializer,
     SubmissionResponseSerializer,
 )
-from graph.models import ActorCluster, ClusterMember
 
 ERROR = inline_serializer(
     "Error",
@@ -86,23 +83,28 @@ def raise_invalid(errors: dict[str, list[str]]) -> None:
     raise exceptions.ValidationError(errors)
 
 
-PARTNER_SCOPES: dict[str, Callable[[int], QuerySet[Any]]] = {
-    "sellers": lambda platform_id: Seller.objects.of_platform(platform_id),
-    "clusters": lambda platform_id: ActorCluster.objects.live().containing_platform(platform_id),
-}
-EMPTY = {"sellers": Seller.objects.none, "clusters": ActorCluster.objects.none}
+@dataclass(frozen=True, slots=True)
+class PartnerScope:
+    """What a partner's key reaches of one model: `rows(platform_id)`; `nothing()` for the schema generator."""
+
+    rows: Callable[[int], QuerySet[Any]]
+    nothing: Callable[[], QuerySet[Any]]
+
+
+# The partner API's scopes; graph/api.py adds the clusters' (`CLUSTERS`) beside its views.
+OWN_SELLERS = PartnerScope(Seller.objects.of_platform, Seller.objects.none)
 
 
 class PartnerScopedMixin:
     """The one place where partner-reachable querysets are scoped to the caller's platform: a view names
-    its `scope`, and another platform's objects are simply not in the queryset (404)."""
+    its `scope` (a PartnerScope), and another platform's objects are simply not in the queryset (404)."""
 
-    scope = "sellers"
+    scope = OWN_SELLERS
 
     def get_queryset(self) -> QuerySet[Any]:
         if getattr(self, "swagger_fake_view", False):  # schema generation has no caller
-            return EMPTY[self.scope]()
-        return PARTNER_SCOPES[self.scope](partner_of(self.request).platform_id)  # type: ignore[attr-defined]
+            return self.scope.nothing()
+        return self.scope.rows(partner_of(self.request).platform_id)  # type: ignore[attr-defined]
 
 
 def server_limits() -> Limits:
@@ -307,7 +309,8 @@ def unlinked_shown(sellers: list[Seller], summaries: dict[int, Any]) -> int:
 
 
 def cluster_context(sellers: list[Seller]) -> dict[str, Any]:
-    return {"cluster_summaries": ClusterMember.objects.summaries([s.pk for s in sellers]) if sellers else {}}
+    summaries = hooks.cluster_reads().summaries([s.pk for s in sellers]) if sellers else {}
+    return {"cluster_summaries": summaries}
 
 
 @extend_schema(responses={200: SellerSerializer(many=True), 400: ERROR, 404: ERROR, **COMMON_ERRORS})
@@ -426,16 +429,6 @@ def parse_lookup(payload: Any) -> list[tuple[str, str]]:
     return pairs
 
 
-class ClusterFilter(django_filters.FilterSet):
-    cross_platform = StrictBooleanFilter()
-    min_risk = RiskFilter(field_name="risk", lookup_expr="gte")
-    changed_since = UtcDateTimeFilter(field_name="changed_at", lookup_expr="gte")
-
-    class Meta:
-        model = ActorCluster
-        fields = ("cross_platform", "min_risk", "changed_since")
-
-
 def query_int(request: Request, name: str, default: int, minimum: int, maximum: int | None = None) -> int:
     """A whole-number query parameter: absent means `default`; anything else outside minimum..maximum, or not
     a number, is a 400 naming the parameter (DRF's paginators silently used their defaults instead)."""
@@ -463,59 +456,3 @@ def bounded(
             if maximum is not None:
                 parameter["schema"]["maximum"] = maximum
     return parameters
-
-
-class ClusterPagination(LimitOffsetPagination):
-    default_limit = 100
-    max_limit = 1000
-
-    def get_limit(self, request: Request) -> int:
-        return query_int(request, self.limit_query_param, self.default_limit, 1, self.max_limit)
-
-    def get_offset(self, request: Request) -> int:
-        return query_int(request, self.offset_query_param, 0, 0)
-
-    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
-        limits = {self.limit_query_param: (1, self.max_limit), self.offset_query_param: (0, None)}
-        return bounded(super().get_schema_operation_parameters(view), limits)
-
-
-@extend_schema(responses={200: ClusterSummarySerializer(many=True), 400: ERROR, **COMMON_ERRORS})
-class ClusterListView(MeteredMixin, PartnerScopedMixin, generics.ListAPIView):
-    """Actor clusters that contain your sellers: cross-platform first, highest risk first. Each cluster on
-    the page counts against the key's daily lookup quota."""
-
-    required_scope = "read"
-    scope = "clusters"
-    filterset_class = ClusterFilter
-    pagination_class = ClusterPagination
-    serializer_class = ClusterSummarySerializer
-
-    def get_queryset(self) -> QuerySet[Any]:
-        return super().get_queryset().ranked()  # type: ignore[attr-defined]
-
-    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
-        assert page is not None
-        summaries = [cluster.summary() for cluster in page]
-        lookups.do_read_clusters(partner_of(request).api_key, "cluster_list", summaries)
-        return self.get_paginated_response(summaries)
-
-
-@extend_schema(responses={200: ClusterDetailSerializer, 404: ERROR, **COMMON_ERRORS})
-class ClusterDetailView(MeteredMixin, PartnerScopedMixin, generics.RetrieveAPIView):
-    """One cluster: your own members by seller_ref, other platforms' members only as counts. Counts against
-    the key's daily lookup quota."""
-
-    required_scope = "read"
-    scope = "clusters"
-    lookup_field = "ref"
-    lookup_url_kwarg = "ref"
-    serializer_class = ClusterDetailSerializer
-
-    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        cluster = self.get_object()
-        partner = partner_of(request)
-        summary = cluster.summary()
-        lookups.do_read_clusters(partner.api_key, "cluster_detail", [summary], "cluster", cluster.ref)
-        return Response(summary | cluster.partner_view(partner.platform_id))

@@ -1,6 +1,20 @@
+from typing import Any
+
 from django.apps import AppConfig
 
 
 class GraphConfig(AppConfig):
     name = "graph"
     verbose_name = "Actor clusters"
+
+    def ready(self) -> None:
+        # exchange sits below graph and cannot import it: graph fills in what exchange needs (exchange/hooks.py).
+        from exchange import hooks
+        from graph.models import ClusterMember
+        from graph.scheduling import schedule_recompute
+
+        def recompute(sender: Any, sellers: list[int], indicators: list[int], **kwargs: Any) -> None:
+            schedule_recompute(sellers=sellers, indicators=indicators)
+
+        hooks.data_changed.connect(recompute, dispatch_uid="graph.recompute", weak=False)
+        hooks.provide_cluster_reads(ClusterMember.objects)

@@ -158,6 +158,10 @@ class ClusterMemberQuerySet(models.QuerySet["ClusterMember"]):
             for member in self.filter(seller_id__in=seller_ids).select_related("cluster")
         }
 
+    def ref_of(self, seller_id: int) -> str | None:
+        """The opaque reference of the seller's cluster, or None when it is in none."""
+        return self.filter(seller_id=seller_id).values_list("cluster__ref", flat=True).first()
+
 
 class ClusterMember(models.Model):
     cluster = models.ForeignKey(ActorCluster, on_delete=models.CASCADE, related_name="members")

@@ -27,7 +27,7 @@ def test_demo_refuses_without_debug_before_touching_the_database(tmp_path, djang
 
 @override_settings(DEBUG=False)
 def test_demo_refusal_is_a_non_zero_exit_from_the_command_line(tmp_path, capsys):
-    from exchange.management.commands.demo import Command
+    from graph.management.commands.demo import Command
 
     with pytest.raises(SystemExit) as exited:
         Command().run_from_argv(["manage.py", "demo", "--dir", str(tmp_path)])
@@ -37,7 +37,7 @@ def test_demo_refusal_is_a_non_zero_exit_from_the_command_line(tmp_path, capsys)
 
 
 def test_demo_guard_lets_debug_or_the_explicit_flag_through():
-    from exchange.management.commands.demo import refuse_outside_debug
+    from graph.management.commands.demo import refuse_outside_debug
 
     refuse_outside_debug(debug=True, confirmed=False)
     refuse_outside_debug(debug=False, confirmed=True)
@@ -46,7 +46,7 @@ def test_demo_guard_lets_debug_or_the_explicit_flag_through():
 
 
 def test_the_flag_on_the_command_line_is_what_lets_the_guard_through():
-    from exchange.management.commands.demo import Command, refuse_outside_debug
+    from graph.management.commands.demo import Command, refuse_outside_debug
 
     parser = Command().create_parser("manage.py", "demo")
     flagged = parser.parse_args(["--i-know-this-is-not-production"])

@@ -1,0 +1,55 @@
+"""What exchange needs from the app above it, without importing it.
+
+The apps are layered graph -> exchange -> accounts (README, "Layout"): graph links exchange's sellers into
+clusters, so exchange cannot import graph. Yet exchange's writes must recompute clusters, and its partner API
+shows a seller's cluster. Both go through this module, which exchange owns and graph fills in when Django
+starts (`graph.apps.GraphConfig.ready`):
+
+- :func:`announce_change`: sellers or indicators changed (a submission, a retraction, an expiry). It runs
+  the receivers synchronously, inside the caller's transaction, so a recomputation is enqueued (or run)
+  with the change or not at all; a change that nobody receives is an error, never a silent loss.
+- :func:`cluster_reads`: the partner-safe cluster facts the seller API and the probe check read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+import django.dispatch
+from django.core.exceptions import ImproperlyConfigured
+
+# Sent with `sellers` and `indicators` (lists of ids). Receivers raise to roll the change back.
+data_changed = django.dispatch.Signal()
+
+
+def announce_change(sellers: Iterable[int] = (), indicators: Iterable[int] = ()) -> None:
+    seller_ids, indicator_ids = sorted(set(sellers)), sorted(set(indicators))
+    if not seller_ids and not indicator_ids:
+        return
+    if not data_changed.send(sender=None, sellers=seller_ids, indicators=indicator_ids):
+        raise ImproperlyConfigured("No receiver recomputes clusters: is the graph app installed?")
+
+
+class ClusterReads(Protocol):
+    def summaries(self, seller_ids: list[int]) -> dict[int, dict[str, Any]]:
+        """{seller id: its cluster's partner-safe summary} for the sellers that are in a cluster."""
+        ...
+
+    def ref_of(self, seller_id: int) -> str | None:
+        """The opaque reference of the seller's cluster, or None when it is in none."""
+        ...
+
+
+_cluster_reads: ClusterReads | None = None
+
+
+def provide_cluster_reads(reads: ClusterReads) -> None:
+    global _cluster_reads
+    _cluster_reads = reads
+
+
+def cluster_reads() -> ClusterReads:
+    if _cluster_reads is None:
+        raise ImproperlyConfigured("No app provides cluster reads: is the graph app installed?")
+    return _cluster_reads

@@ -1,0 +1,112 @@
+"""Partner API v1: the actor clusters a partner's sellers are in (graph's part of the API).
+
+The routes live with the rest of the API in `exchange/urls.py`, which names this module by string (the
+root URLconf composes the apps, as INSTALLED_APPS does): exchange sits below graph and imports nothing of it.
+Scoping, metering, errors and serializers are the partner API's own (exchange/views.py, exchange/serializers.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import django_filters
+from django.db.models import QuerySet
+from django.urls import path
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from exchange import lookups
+from exchange.filters import RiskFilter, StrictBooleanFilter, UtcDateTimeFilter
+from exchange.serializers import ClusterDetailSerializer, ClusterSummarySerializer
+from exchange.views import (
+    COMMON_ERRORS,
+    ERROR,
+    MeteredMixin,
+    PartnerScope,
+    PartnerScopedMixin,
+    bounded,
+    partner_of,
+    query_int,
+)
+from graph.models import ActorCluster
+
+# A partner reaches the live clusters that contain at least one of its sellers.
+LIVE_CLUSTERS = PartnerScope(
+    lambda platform_id: ActorCluster.objects.live().containing_platform(platform_id),
+    ActorCluster.objects.none,
+)
+
+
+class ClusterFilter(django_filters.FilterSet):
+    cross_platform = StrictBooleanFilter()
+    min_risk = RiskFilter(field_name="risk", lookup_expr="gte")
+    changed_since = UtcDateTimeFilter(field_name="changed_at", lookup_expr="gte")
+
+    class Meta:
+        model = ActorCluster
+        fields = ("cross_platform", "min_risk", "changed_since")
+
+
+class ClusterPagination(LimitOffsetPagination):
+    default_limit = 100
+    max_limit = 1000
+
+    def get_limit(self, request: Request) -> int:
+        return query_int(request, self.limit_query_param, self.default_limit, 1, self.max_limit)
+
+    def get_offset(self, request: Request) -> int:
+        return query_int(request, self.offset_query_param, 0, 0)
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        limits = {self.limit_query_param: (1, self.max_limit), self.offset_query_param: (0, None)}
+        return bounded(super().get_schema_operation_parameters(view), limits)
+
+
+@extend_schema(responses={200: ClusterSummarySerializer(many=True), 400: ERROR, **COMMON_ERRORS})
+class ClusterListView(MeteredMixin, PartnerScopedMixin, generics.ListAPIView):
+    """Actor clusters that contain your sellers: cross-platform first, highest risk first. Each cluster on
+    the page counts against the key's daily lookup quota."""
+
+    required_scope = "read"
+    scope = LIVE_CLUSTERS
+    filterset_class = ClusterFilter
+    pagination_class = ClusterPagination
+    serializer_class = ClusterSummarySerializer
+
+    def get_queryset(self) -> QuerySet[Any]:
+        return super().get_queryset().ranked()  # type: ignore[attr-defined]
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        assert page is not None
+        summaries = [cluster.summary() for cluster in page]
+        lookups.do_read_clusters(partner_of(request).api_key, "cluster_list", summaries)
+        return self.get_paginated_response(summaries)
+
+
+@extend_schema(responses={200: ClusterDetailSerializer, 404: ERROR, **COMMON_ERRORS})
+class ClusterDetailView(MeteredMixin, PartnerScopedMixin, generics.RetrieveAPIView):
+    """One cluster: your own members by seller_ref, other platforms' members only as counts. Counts against
+    the key's daily lookup quota."""
+
+    required_scope = "read"
+    scope = LIVE_CLUSTERS
+    lookup_field = "ref"
+    lookup_url_kwarg = "ref"
+    serializer_class = ClusterDetailSerializer
+
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        cluster = self.get_object()
+        partner = partner_of(request)
+        summary = cluster.summary()
+        lookups.do_read_clusters(partner.api_key, "cluster_detail", [summary], "cluster", cluster.ref)
+        return Response(summary | cluster.partner_view(partner.platform_id))
+
+
+urlpatterns = [
+    path("clusters/", ClusterListView.as_view(), name="cluster-list"),
+    path("clusters/<cluster_ref:ref>/", ClusterDetailView.as_view(), name="cluster-detail"),
+]

@@ -249,44 +249,54 @@ def _store(
     pairs = sorted({pair for r in reports for pair in r.indicators})
     tokens = dict(zip(pairs, keyed_tokens(pairs, settings.EXCHANGE_PEPPERS, version), strict=True))
     retention = timedelta(days=settings.EXCHANGE_RETENTION_DAYS)
-    store = _store_postgres if connection.vendor == "postgresql" else _store_orm
-    return store(platform, reports, tokens, version, retention, now)
+    batch = _Batch(platform, reports, tokens, version, retention, now)
+    return _store_postgres(batch) if connection.vendor == "postgresql" else _store_orm(batch)
 
 
-def _store_postgres(
-    platform: Platform,
-    reports: list[SellerReport],
-    tokens: dict[tuple[str, str], str],
-    version: int,
-    retention: timedelta,
-    now: datetime,
-) -> tuple[dict[str, int], list[int]]:
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """A submission's sellers ready to store (both store paths take this): reports sorted by seller_ref,
+    each (kind, transport hash)'s keyed token under pepper `version`."""
+
+    platform: Platform
+    reports: list[SellerReport]
+    tokens: dict[tuple[str, str], str]
+    version: int
+    retention: timedelta
+    now: datetime
+
+    def sighting_rows(
+        self, seller_id: dict[str, int], indicator_id: dict[tuple[str, str], int]
+    ) -> Iterator[tuple[int, int, datetime]]:
+        """(seller id, indicator id, reported at) for every indicator of every report in the batch."""
+        for r in self.reports:
+            for kind, h in r.indicators:
+                yield seller_id[r.seller_ref], indicator_id[(kind, self.tokens[(kind, h)])], r.reported_at
+
+    def stored(
+        self, seller_id: dict[str, int], sellers_created: int, indicators: int, sightings_created: int
+    ) -> tuple[dict[str, int], list[int]]:
+        """What `_store` returns: the submission's counts and the stored sellers' ids."""
+        counts = {
+            "sellers": len(self.reports),
+            "sellers_created": sellers_created,
+            "indicators": indicators,
+            "sightings_created": sightings_created,
+        }
+        return counts, sorted(seller_id.values())
+
+
+def _store_postgres(batch: _Batch) -> tuple[dict[str, int], list[int]]:
     # A server-side-binding cursor on Django's own connection (same transaction): Django's default
     # client-side binding spent ~250 ms per batch rendering these arrays as SQL literals.
     with psycopg.Cursor(connection.connection) as cursor:
-        seller_id, sellers_created = _upsert_sellers_pg(cursor, platform, reports, retention, now)
-        indicator_id, inserted = _upsert_indicators_pg(cursor, reports, tokens, version)
-        rows = sorted(_sighting_rows(reports, tokens, seller_id, indicator_id))
+        seller_id, sellers_created = _upsert_sellers_pg(
+            cursor, batch.platform, batch.reports, batch.retention, batch.now
+        )
+        indicator_id, inserted = _upsert_indicators_pg(cursor, batch.reports, batch.tokens, batch.version)
+        rows = sorted(batch.sighting_rows(seller_id, indicator_id))
         sightings_created = _upsert_sightings_pg(cursor, rows, inserted)
-    counts = {
-        "sellers": len(reports),
-        "sellers_created": sellers_created,
-        "indicators": len(rows),
-        "sightings_created": sightings_created,
-    }
-    return counts, sorted(seller_id.values())
-
-
-def _sighting_rows(
-    reports: list[SellerReport],
-    tokens: dict[tuple[str, str], str],
-    seller_id: dict[str, int],
-    indicator_id: dict[tuple[str, str], int],
-) -> Iterator[tuple[int, int, datetime]]:
-    """(seller id, indicator id, reported at) for every indicator of every report in the batch."""
-    for r in reports:
-        for kind, h in r.indicators:
-            yield seller_id[r.seller_ref], indicator_id[(kind, tokens[(kind, h)])], r.reported_at
+    return batch.stored(seller_id, sellers_created, len(rows), sightings_created)
 
 
 def _upsert_sellers_pg(
@@ -418,26 +428,16 @@ def holder_count() -> Coalesce:
     return Coalesce(Subquery(counts.annotate(n=Count("id")).values("n")), 0)
 
 
-def _store_orm(
-    platform: Platform,
-    reports: list[SellerReport],
-    tokens: dict[tuple[str, str], str],
-    version: int,
-    retention: timedelta,
-    now: datetime,
-) -> tuple[dict[str, int], list[int]]:
-    seller_id, sellers_created = _upsert_sellers_orm(platform, reports, retention, now)
-    indicator_id = _upsert_indicators_orm(tokens, version, min(r.reported_at for r in reports))
-    wanted = {(s, i): ts for s, i, ts in _sighting_rows(reports, tokens, seller_id, indicator_id)}
+def _store_orm(batch: _Batch) -> tuple[dict[str, int], list[int]]:
+    seller_id, sellers_created = _upsert_sellers_orm(
+        batch.platform, batch.reports, batch.retention, batch.now
+    )
+    first_seen = min(r.reported_at for r in batch.reports)
+    indicator_id = _upsert_indicators_orm(batch.tokens, batch.version, first_seen)
+    wanted = {(s, i): ts for s, i, ts in batch.sighting_rows(seller_id, indicator_id)}
     sightings_created = _upsert_sightings_orm(wanted, seller_id.values())
     Indicator.objects.filter(id__in=set(indicator_id.values())).update(holders=holder_count())
-    counts = {
-        "sellers": len(reports),
-        "sellers_created": sellers_created,
-        "indicators": len(wanted),
-        "sightings_created": sightings_created,
-    }
-    return counts, sorted(seller_id.values())
+    return batch.stored(seller_id, sellers_created, len(wanted), sightings_created)
 
 
 def _upsert_sellers_orm(

@@ -1,43 +1,30 @@
-"""Admin for what partners report (sellers, indicators, submissions) and the audit log.
+"""Admin for what partners report (sellers, submissions) and the audit log.
 
-Querysets come from `accounts.scoping`: a partner analyst sees only their platform's sellers; indicators
-(keyed tokens shared across platforms), submissions and the audit log are for exchange analysts. An
-indicator's linking override (mark common / force include) is changed here, with a reason, and triggers a
-recomputation of the clusters it touches.
+Querysets come from `accounts.scoping`: a partner analyst sees only their platform's sellers; submissions and
+the audit log are for exchange analysts. Indicators are administered in `graph/indicator_admin.py`: their page
+is about linking (hub suppression, overrides), which is graph's.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from django import forms
 from django.contrib import admin
-from django.core.exceptions import PermissionDenied
-from django.db.models import Count, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
-from django.template.response import TemplateResponse
+from django.db.models import QuerySet
+from django.http import HttpRequest
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from accounts.admin import DurableSaveAdmin
 from accounts.scoping import (
     ScopedModelAdmin,
     audit_entries_for,
-    indicators_for,
     scope_of,
     sellers_for,
     submissions_for,
 )
-from exchange.hash_search import HashSearchAdmin, HashSearchForm, tokens_for
-from exchange.models import AuditEntry, Indicator, Linking, Seller, Submission
-from exchange.normalization import REASONS, STRONG_KINDS
-from graph.actions import do_set_indicator_linking
-from graph.clustering import hub_rule
-from graph.models import ActorCluster
-
-HASH_SEARCH_LIMIT = 100
+from exchange.models import AuditEntry, Seller, Submission
+from exchange.normalization import REASONS
 
 
 class ReadOnlyMixin:
@@ -179,199 +166,6 @@ class SellerAdmin(ReadOnlyMixin, ScopedModelAdmin):
             return list(self.fields)
         fields = [("cluster_reference" if name == "cluster" else name) for name in self.fields[:-1]]
         return [*fields, "indicator_kinds"]
-
-
-# ------------------------------------------------------------------------------------------------ indicators
-
-
-class SharedFilter(admin.SimpleListFilter):
-    title = "shared"
-    parameter_name = "shared"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("yes", "Held by 2+ sellers"), ("no", "Held by one seller")]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        if self.value() == "yes":
-            return queryset.filter(holders__gte=2)
-        if self.value() == "no":
-            return queryset.filter(holders__lt=2)
-        return queryset
-
-
-class LinkingForm(forms.ModelForm):
-    """The one thing an analyst changes on an indicator: whether it may link, and why."""
-
-    class Meta:
-        model = Indicator
-        fields = ("linking", "linking_reason")
-        widgets = {
-            "linking": forms.RadioSelect,
-            "linking_reason": forms.Textarea(attrs={"rows": 3, "cols": 70}),
-        }
-        labels = {"linking_reason": "Reason"}
-        help_texts = {"linking_reason": "Required when you change how the indicator links. Kept with it."}
-
-    def clean(self) -> dict[str, Any]:
-        cleaned = super().clean() or {}
-        if "linking" in self.changed_data and not (cleaned.get("linking_reason") or "").strip():
-            self.add_error("linking_reason", "Say why: the next analyst will want to know.")
-        return cleaned
-
-
-@admin.register(Indicator)
-class IndicatorAdmin(DurableSaveAdmin, HashSearchAdmin, ScopedModelAdmin):
-    scoped_queryset = indicators_for
-    form = LinkingForm
-    list_display = (
-        "indicator",
-        "kind",
-        "holders",
-        "linking",
-        "linking_changed_by",
-        "linking_changed_at",
-        "first_seen",
-    )
-    list_filter = ("linking", SharedFilter, "kind")
-    search_fields = ("token",)
-    search_help_text = (
-        "A token prefix. Search by transport hash with the form below (the hash stays out of URLs)."
-    )
-    change_list_template = "admin/exchange/indicator/change_list.html"
-    ordering = ("-id",)  # newest first on the primary key; sort by holders with the column
-    fieldsets = (
-        (None, {"fields": ("kind", "strength", "token_display", "first_seen", "holding", "clusters")}),
-        ("Linking", {"fields": ("linking", "linking_reason", "linking_changed_by", "linking_changed_at")}),
-    )
-    readonly_fields = (
-        "kind",
-        "strength",
-        "token_display",
-        "first_seen",
-        "holding",
-        "clusters",
-        "linking_changed_by",
-        "linking_changed_at",
-    )
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
-    ) -> tuple[QuerySet[Any], bool]:
-        term = search_term.strip().lower()
-        if not term:
-            return queryset, False
-        return queryset.filter(token__startswith=term), False
-
-    def hash_search_view(self, request: HttpRequest) -> HttpResponse:
-        """The indicators with this transport hash, of any kind (exchange analysts: partners have no
-        indicator admin). Posted, never in a URL; audited with the number of matches, never the hash."""
-        if not self.has_view_permission(request):
-            raise PermissionDenied
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
-        form = HashSearchForm(request.POST)
-        context: dict[str, Any] = {}
-        status = 200
-        if form.is_valid():
-            found = self.get_queryset(request).filter(
-                token__in=tokens_for(form.cleaned_data["transport_hash"])
-            )
-            indicators = list(found[:HASH_SEARCH_LIMIT])
-            AuditEntry.objects.record(
-                "admin_indicator_hash_search",
-                request.user.get_username(),
-                scope_of(request.user).platform_id,
-                matches=len(indicators),
-            )
-            rows = [(i, reverse("admin:exchange_indicator_change", args=[i.pk])) for i in indicators]
-            context = {"rows": rows, "matches": len(indicators), "searched": True}
-        else:
-            context, status = {"errors": form.errors["transport_hash"]}, 400
-        context = {
-            **self.admin_site.each_context(request),
-            **self.hash_search_context(request),
-            "opts": self.opts,
-            "title": "Indicators by transport hash",
-            **context,
-        }
-        return TemplateResponse(request, "admin/exchange/indicator/hash_search.html", context, status=status)
-
-    @admin.display(description="indicator", ordering="kind")
-    def indicator(self, obj: Indicator) -> str:
-        return format_html('{} <span class="mono">{}…</span>', obj.kind, obj.token[:12])
-
-    @admin.display(description="strength")
-    def strength(self, obj: Indicator) -> str:
-        return "strong" if obj.kind in STRONG_KINDS else "weak"
-
-    @admin.display(description="token")
-    def token_display(self, obj: Indicator) -> str:
-        return format_html(
-            '<span class="mono">{}</span> <span class="quiet">(pepper v{})</span>', obj.token, obj.key_version
-        )
-
-    @admin.display(description="held by")
-    def holding(self, obj: Indicator) -> str:
-        now = timezone.now()
-        sellers = Seller.objects.filter(sightings__indicator=obj)
-        linkable = sellers.linkable(now)
-        count = sellers.count()
-        per_platform = list(
-            linkable.values("platform_id").annotate(n=Count("id")).values_list("n", flat=True)
-        )
-        active, platforms = sum(per_platform), len(per_platform)
-        rule = hub_rule()
-        limit, cap, counted = (
-            rule.threshold(obj.kind),
-            rule.cap(obj.kind),
-            rule.counted(obj.kind, per_platform),
-        )
-        reason = rule.suppression(obj.kind, per_platform, obj.linking)
-        if obj.linking == Linking.COMMON:
-            state = "suppressed: marked common"
-        elif obj.linking == Linking.INCLUDE:
-            state = "links: forced in whatever its count"
-        elif reason == "threshold":
-            state = f"suppressed automatically: {counted} counted sellers, more than {limit}"
-        else:
-            state = f"links ({counted} counted; suppressed automatically above {limit})"
-        state += f"; each platform counts for at most {cap}"
-        if reason is None and any(rule.platform_hub(obj.kind, n, obj.linking) for n in per_platform):
-            state += f"; a platform holding it more than {limit} times links none of its holders through it"
-        return f"{active} active sellers on {platforms} platform(s) ({count} including retracted/expired); {state}"
-
-    @admin.display(description="clusters")
-    def clusters(self, obj: Indicator) -> str:
-        rows = (
-            ActorCluster.objects.live()
-            .filter(members__seller__sightings__indicator=obj)
-            .distinct()
-            .ranked()[:20]
-        )
-        return (
-            format_html_join(
-                ", ",
-                '<a href="{}">#{}</a> (risk {})',
-                ((reverse("admin:graph_actorcluster_change", args=[c.pk]), c.pk, c.risk) for c in rows),
-            )
-            or "–"
-        )
-
-    def save_model(self, request: HttpRequest, obj: Indicator, form: forms.ModelForm, change: bool) -> None:
-        if "linking" not in form.changed_data and "linking_reason" not in form.changed_data:
-            return
-        do_set_indicator_linking(
-            obj,
-            request.user.get_username(),
-            form.cleaned_data["linking"],
-            form.cleaned_data["linking_reason"],
-        )
 
 
 # ------------------------------------------------------------------------------------------------ submissions

@@ -24,6 +24,9 @@ from exchange.hashing import keyed_tokens
 from exchange.models import KeyState
 from exchange.normalization import KINDS, is_transport_hash
 
+# At most this many matches are listed on a hash search page (indicators and clusters alike).
+HASH_SEARCH_LIMIT = 100
+
 HASH_QUERY_REFUSED = (
     "Nothing was searched: search by transport hash with the hash search form on this page, "
     "which keeps the hash out of URLs, logs and browser history."

@@ -26,13 +26,20 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+import graph.indicator_admin  # registers the indicator admin
 import graph.merge_admin  # registers the held merges admin
 import graph.report_admin  # noqa: F401  (registers the report outbox admin)
 from accounts.admin import DurableSaveAdmin
 from accounts.models import Platform
 from accounts.scoping import Scope, ScopedModelAdmin, clusters_for, scope_of
 from exchange.admin import ReasonFilter as SellerReasonFilter
-from exchange.hash_search import HashQueryRefusingChangeList, HashSearchAdmin, HashSearchForm, tokens_for
+from exchange.hash_search import (
+    HASH_SEARCH_LIMIT,
+    HashQueryRefusingChangeList,
+    HashSearchAdmin,
+    HashSearchForm,
+    tokens_for,
+)
 from exchange.lookups import QuotaExceeded, charge_platform_quota
 from exchange.models import AuditEntry, Indicator, Seller
 from graph import evidence, risk
@@ -50,7 +57,6 @@ from graph.picture import render
 # How a cluster is addressed in admin URLs: its opaque reference for everyone, its id for exchange analysts.
 CLUSTER_REF = re.compile(r"ac_[0-9a-f]{8,21}")
 CLUSTER_ID = re.compile(r"[0-9]{1,18}")
-HASH_SEARCH_LIMIT = 100
 EXCHANGE_SEARCH_HELP = (
     "A seller reference (exact), a cluster id (#123) or reference (ac_…). "
     "Search by transport hash with the form below (the hash stays out of URLs)."

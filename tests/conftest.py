@@ -1,12 +1,15 @@
 """The cast of the test suite.
 
-Platforms: Acme Market (``acme``) and Bazaar North (``bazaar``); Mallory Mart (``hostile``) is a member that
-poisons the data (tests of issue 12's data-poisoning defences). Alice is an exchange analyst; Bob is a
-partner analyst at Acme; Carol is a partner analyst at Bazaar. Each platform has a key with all scopes.
+Platforms: Acme Market (``acme``) and Bazaar North (``bazaar``); Third Market (``third``) where a test needs
+a third honest member; Mallory Mart (``hostile``) is a member that poisons the data (tests of issue 12's
+data-poisoning defences). Each platform has a key with all scopes. People: Alice is an exchange analyst; Bob
+is a partner analyst at Acme; Carol is a partner analyst at Bazaar; Dave is staff in the exchange analysts'
+group but without an analyst profile (deny by default); root is a superuser. Tests that need other actors
+build them for a reason they name (a throwaway platform for schemathesis, a dozen canary platforms).
 
 `client.force_login(user)` is the suite's shortcut for "logged in with password AND second factor": for a
 staff user it also marks the session as having passed a TOTP device (see `force_login_passes_second_factor`).
-The real two-step login is tested in tests/test_admin_second_factor.py.
+The real two-step login is tested in tests/accounts/test_admin_second_factor.py.
 """
 
 from __future__ import annotations
@@ -14,14 +17,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Group, User
 from django.test import Client
 from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.test import APIClient
 
 from accounts.models import ApiKey, Platform
-from accounts.roles import assign_role
+from accounts.roles import EXCHANGE_ANALYST, assign_role
 
 
 @dataclass
@@ -83,6 +86,11 @@ def bazaar(db: None) -> KeyedPlatform:
 
 
 @pytest.fixture
+def third(db: None) -> KeyedPlatform:
+    return make_platform("third", "Third Market")
+
+
+@pytest.fixture
 def hostile(db: None) -> KeyedPlatform:
     return make_platform("mallory", "Mallory Mart")
 
@@ -100,6 +108,19 @@ def bob(acme: KeyedPlatform) -> User:
 @pytest.fixture
 def carol(bazaar: KeyedPlatform) -> User:
     return make_analyst("carol", bazaar.platform)
+
+
+@pytest.fixture
+def dave(db: None) -> User:
+    """Staff, in the exchange analysts' group (so holding its permissions), but without an analyst profile."""
+    user = User.objects.create_user("dave", "dave@example.org", "correct horse battery staple", is_staff=True)
+    user.groups.add(Group.objects.get(name=EXCHANGE_ANALYST))
+    return user
+
+
+@pytest.fixture
+def root(db: None) -> User:
+    return User.objects.create_superuser("root", "root@example.org", "correct horse battery staple")
 
 
 @pytest.fixture

@@ -143,10 +143,9 @@ def test_full_recluster_is_idempotent_and_keeps_ids(acme, bazaar):
     assert ClusterEvent.objects.count() == event_count
 
 
-def test_random_sequences_incremental_equals_full(acme, bazaar, settings):
+def test_random_sequences_incremental_equals_full(acme, bazaar, third, settings):
     """After every step of a random sequence of submissions and retractions, the clusters maintained
     incrementally equal a full recomputation (the pure core has the hypothesis version of this)."""
-    from tests.conftest import make_platform
 
     # Three platforms, each counting for at most ceil(threshold / 2) holders: hubs need two or three of them.
     settings.EXCHANGE_LINK_THRESHOLDS = {"phone": 4, "email": 4, "store_name": 3, "shipping_address": 3}
@@ -158,7 +157,7 @@ def test_random_sequences_incremental_equals_full(acme, bazaar, settings):
         "store_name": [f"shop {i}" for i in range(4)],
         "shipping_address": [f"{i} harbour street" for i in range(4)],
     }
-    platforms = [acme, bazaar, make_platform("third", "Third Market")]
+    platforms = [acme, bazaar, third]
     for step in range(60):
         if step % 5 == 4 and Seller.objects.linkable().exists():
             victim = rng.choice(list(Seller.objects.linkable()))
@@ -175,10 +174,7 @@ def test_random_sequences_incremental_equals_full(acme, bazaar, settings):
         assert clusters() == incremental, f"step {step}"
 
 
-def test_partner_sees_only_clusters_with_its_sellers_and_others_as_counts(acme, bazaar, settings):
-    from tests.conftest import make_platform
-
-    third = make_platform("third", "Third Market")
+def test_partner_sees_only_clusters_with_its_sellers_and_others_as_counts(acme, bazaar, third, settings):
     submit(acme.client(), seller("a1", ("email", "x@x.com")))
     submit(bazaar.client(), seller("b1", ("email", "x@x.com")), seller("b2", ("email", "x@x.com")))
     submit(bazaar.client(), seller("b3", ("phone", "+4930555555")))

@@ -17,7 +17,7 @@ from django.test import override_settings
 from graph import reports
 from graph.models import DeliveryStatus, ReportDelivery
 from tests.conftest import KeyedPlatform
-from tests.test_reports import NOON, reports_on, shared_pair
+from tests.graph.test_reports import NOON, reports_on, shared_pair
 
 
 @pytest.fixture

@@ -8,11 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Group, User
 from django.test import Client
 
 from accounts.models import AnalystProfile, ApiKey, Platform
-from accounts.roles import EXCHANGE_ANALYST
 from exchange.models import AuditEntry, Indicator, Linking, Seller, Submission
 from graph.models import ActorCluster
 from tests.admin_world import AdminWorld, build, logged_in
@@ -25,19 +23,6 @@ def world(acme, bazaar, bob, carol) -> AdminWorld:
     w = build(acme, bazaar)
     AuditEntry.objects.record("cluster_viewed", "carol", bazaar.platform, "cluster", str(w.bazaar_only.pk))
     return w
-
-
-@pytest.fixture
-def dave(db) -> User:
-    """Staff, in the exchange analysts' group (so holding its permissions), but without an analyst profile."""
-    user = User.objects.create_user("dave", "dave@example.org", "correct horse battery staple", is_staff=True)
-    user.groups.add(Group.objects.get(name=EXCHANGE_ANALYST))
-    return user
-
-
-@pytest.fixture
-def root(db) -> User:
-    return User.objects.create_superuser("root", "root@example.org", "correct horse battery staple")
 
 
 # model admin -> (objects of Bazaar only, objects of Acme) in the world

@@ -3,11 +3,11 @@ NEGATIVE data and its ``negative_data_rejection`` check (a request the schema ca
 4xx, never accepted), plus no 5xx and only declared status codes, on a throwaway platform's key (it may
 retract that platform's sellers; no other platform's data is in reach). The positive-data side
 (``positive_data_acceptance``) is not in CI yet: the schema cannot yet say everything the server refuses
-(timestamps from 2000 to now, distinct seller references within a batch); tests/test_reliability_fuzz.py
+(timestamps from 2000 to now, distinct seller references within a batch); tests/system/test_reliability_fuzz.py
 covers positive data with the conformance checks.
 
 CI runs ``FUZZ_EXAMPLES`` examples per operation (default 25, derandomised); a long run:
-    FUZZ_EXAMPLES=300 .venv/bin/python -m pytest -q tests/test_contract_fuzz.py
+    FUZZ_EXAMPLES=300 .venv/bin/python -m pytest -q tests/exchange/test_contract_fuzz.py
 """
 
 from __future__ import annotations

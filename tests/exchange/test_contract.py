@@ -14,7 +14,7 @@ from exchange.client import submission as client_submission
 from exchange.client.csvinput import read_submission_rows
 from exchange.converters import SellerRefConverter
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 HEADER = "seller_ref,status,reasons,reported_at,kind,value\n"
 
 

@@ -370,7 +370,7 @@ def test_a_failed_delivery_is_retried_with_backoff_and_finally_marked_failed(
     clustered: ActorCluster, clock: time_machine.Traveller
 ) -> None:
     reports_on(KeyedPlatform(Platform.objects.get(slug="bazaar"), None, ""))  # type: ignore[arg-type]
-    with override_settings(EMAIL_BACKEND="tests.test_reports.RefusingBackend"):
+    with override_settings(EMAIL_BACKEND="tests.graph.test_reports.RefusingBackend"):
         summary = reports.run_reports()
         assert (summary.queued, summary.retried, summary.failed) == (1, 1, 0)
         row = ReportDelivery.objects.get()

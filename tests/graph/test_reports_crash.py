@@ -23,7 +23,7 @@ from accounts.models import Platform
 from graph import reports
 from graph.models import DeliveryStatus, ReportDelivery
 from tests.conftest import KeyedPlatform
-from tests.test_reports import NOON, reports_on, shared_pair
+from tests.graph.test_reports import NOON, reports_on, shared_pair
 
 
 @pytest.fixture

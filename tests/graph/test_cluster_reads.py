@@ -206,7 +206,7 @@ def test_the_probe_window_is_a_setting(
 
 @pytest.mark.parametrize("raw", ["-1", "soon"])
 def test_a_malformed_probe_window_is_refused_at_startup(raw: str) -> None:
-    from tests.test_settings_parsing import PRODUCTION_ENV, _manage
+    from tests.exchange.test_settings_parsing import PRODUCTION_ENV, _manage
 
     result = _manage({**PRODUCTION_ENV, "EXCHANGE_PROBE_WINDOW_HOURS": raw}, "check")
     assert result.returncode != 0

@@ -26,7 +26,7 @@ from exchange.normalization import (
     transport_hash,
 )
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 VECTORS_FILE = DOCS / "hashing-vectors-v1.json"
 SPEC_FILE = DOCS / "hashing-spec.md"
 VECTORS: dict[str, Any] = json.loads(VECTORS_FILE.read_text(encoding="utf-8"))
@@ -110,7 +110,7 @@ def test_spec_document_shows_exactly_the_vectors_file() -> None:
     match = re.search(r"<!-- vectors:begin -->\n(.*)\n<!-- vectors:end -->", text, re.DOTALL)
     assert match, "docs/hashing-spec.md lacks the vectors markers"
     assert match.group(1) == markdown_vector_tables(), (
-        "regenerate the tables: python -m tests.test_normalization"
+        "regenerate the tables: python -m tests.exchange.test_normalization"
     )
 
 

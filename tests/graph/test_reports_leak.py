@@ -23,7 +23,7 @@ from graph import reports
 from graph.models import ActorCluster
 from tests.builders import seller, submit, th
 from tests.conftest import KeyedPlatform, make_platform
-from tests.test_reports import NOON
+from tests.graph.test_reports import NOON
 
 PLATFORMS = 12
 RINGS = 40

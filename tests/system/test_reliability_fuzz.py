@@ -15,7 +15,7 @@ sends requests with the Authorization header removed or mangled; those must be 4
 CI runs a bounded number of examples per operation and role (``FUZZ_EXAMPLES``, default 25, derandomised).
 A longer run (about 10 minutes on 2 cores; add ``DATABASE_URL=postgres://...`` for PostgreSQL):
 
-    FUZZ_EXAMPLES=500 .venv/bin/python -m pytest -q -s tests/test_reliability_fuzz.py
+    FUZZ_EXAMPLES=500 .venv/bin/python -m pytest -q -s tests/system/test_reliability_fuzz.py
 
 With ``-s`` the module prints ``fuzz: N cases ...``: the number of generated cases per role.
 """

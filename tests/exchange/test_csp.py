@@ -1,6 +1,6 @@
 """The Content-Security-Policy header: admin pages, the API and its docs page all carry it.
 
-The browser test (tests/test_admin_browser.py) shows that the admin, the cluster picture and Swagger UI work
+The browser test (tests/system/test_admin_browser.py) shows that the admin, the cluster picture and Swagger UI work
 under it; this one pins the policy itself.
 """
 

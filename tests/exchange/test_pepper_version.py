@@ -88,7 +88,7 @@ def test_ingest_stores_tokens_under_the_fallback_version(settings, acme) -> None
 # The only min()/max() over the peppers allowed outside `default_key_version` are a rotation's target (the
 # newest version, by definition) and the submission body digests (keyed with the newest pepper, each row
 # naming its version): neither is the version stored tokens use.
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ALLOWED = {
     ("exchange/management/commands/rotate_pepper.py", "target = max(peppers)"),
     ("exchange/ingest.py", "digest_version = max(settings.EXCHANGE_PEPPERS)"),

@@ -707,7 +707,7 @@ def test_client_runs_without_django() -> None:
         "import sys, exchange.client, exchange.client.cli, exchange.normalization\n"
         "assert not [m for m in sys.modules if m.split('.')[0] in ('django', 'rest_framework')]\n"
     )
-    subprocess.run([sys.executable, "-c", script], check=True, cwd=Path(__file__).resolve().parent.parent)
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=Path(__file__).resolve().parents[2])
 
 
 def test_module_entry_point_prints_help() -> None:
@@ -716,7 +716,7 @@ def test_module_entry_point_prints_help() -> None:
         capture_output=True,
         text=True,
         check=True,
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=Path(__file__).resolve().parents[2],
     )
     assert "submit" in done.stdout and "lookup" in done.stdout and "retract" in done.stdout
 

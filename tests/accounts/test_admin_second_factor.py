@@ -22,7 +22,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from accounts.second_factor import do_replace_totp_device
 from exchange.models import AuditEntry
 from tests.admin_world import PASSWORD, current_code, logged_in
-from tests.test_settings_parsing import PRODUCTION_ENV, _manage
+from tests.exchange.test_settings_parsing import PRODUCTION_ENV, _manage
 
 LOGIN = "/admin/login/"
 STEP = "/admin/second-factor/"

@@ -36,7 +36,7 @@ HOSTILE = [
     'q" level=ERROR event="forged',
     "back\\slash\u0085level=ERROR event=forged\x7f",
 ]
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PAIR = re.compile(r'([A-Za-z_][A-Za-z0-9_.]*)=("(?:[^"\\]|\\.)*"|[^\s"=\\]+)(?: |$)')
 
 

@@ -129,7 +129,7 @@ def _manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
         capture_output=True,
         text=True,
         env={"PATH": "/usr/bin:/bin", "HOME": "/tmp", **env},
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=Path(__file__).resolve().parents[2],
         check=False,
     )
 

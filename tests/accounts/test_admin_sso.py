@@ -235,7 +235,7 @@ def test_an_id_token_for_another_client_is_refused(provider, acme):
 
 
 def test_half_configured_single_sign_on_is_refused_at_start_up():
-    from tests.test_settings_parsing import PRODUCTION_ENV, _manage
+    from tests.exchange.test_settings_parsing import PRODUCTION_ENV, _manage
 
     result = _manage({**PRODUCTION_ENV, "OIDC_RP_CLIENT_ID": CLIENT_ID}, "check")
     assert result.returncode != 0

@@ -26,7 +26,7 @@ from tests.admin_world import PASSWORD
 from tests.live import LiveSite, request
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def redis_client():  # the real client, for setup and clean-up only

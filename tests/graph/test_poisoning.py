@@ -82,7 +82,7 @@ def test_an_indicator_common_on_three_platforms_is_still_suppressed(acme, bazaar
     ],
 )
 def test_a_malformed_poisoning_setting_stops_the_process_naming_it(name, raw):
-    from tests.test_settings_parsing import PRODUCTION_ENV, _manage
+    from tests.exchange.test_settings_parsing import PRODUCTION_ENV, _manage
 
     result = _manage({**PRODUCTION_ENV, name: raw}, "check")
     assert result.returncode != 0

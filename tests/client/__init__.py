@@ -1,0 +1,1 @@
+"""Tests of exchange/client/: the reference partner client and its distribution."""

@@ -1,0 +1,1 @@
+"""Tests of exchange/: the partner contract and API, ingest, lookups, normalisation, settings."""

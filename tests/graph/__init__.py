@@ -1,0 +1,1 @@
+"""Tests of graph/ with Django: clusters, their API and admin, reports, the demo command."""

@@ -1,4 +1,8 @@
-"""HTTP access to the exchange's Partner API v1, with retries. Standard library only."""
+"""HTTP access to the exchange's Partner API v1, with retries.
+
+The HTTP is the standard library's (urllib, no requests). Importing this module still loads the hashing
+spec's pinned normalisation libraries, through ``exchange.client.csvinput`` and ``exchange.normalization``.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Command line of the reference partner client: ``python -m exchange.client COMMAND ...``.
+"""Command line of the reference partner client: ``python -m exchange.client COMMAND ...``, or
+``exchange-client COMMAND ...`` where the client distribution (exchange/client/pyproject.toml) is installed.
 
 Exit codes: 0 success, 1 the exchange refused or could not be reached (or a batch failed), 2 bad usage or
 unreadable input. Raw identifier values and the API key are never printed.
@@ -36,13 +37,21 @@ class UsageError(Exception):
     """Bad arguments or unreadable input; reported on stderr with exit code 2."""
 
 
+MODULE_PROG = "python -m exchange.client"
+SCRIPT_PROG = "exchange-client"
+
+
 def main(
-    argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None
+    argv: Sequence[str] | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+    *,
+    prog: str = MODULE_PROG,
 ) -> int:
-    """Run the command line; return the exit code."""
+    """Run the command line; return the exit code. ``prog`` is the command named in usage and help."""
     out = stdout or sys.stdout
     err = stderr or sys.stderr
-    args = build_parser().parse_args(argv)
+    args = build_parser(prog).parse_args(argv)
     try:
         code: int = args.handler(args, out, err)
     except UsageError as exc:
@@ -54,9 +63,14 @@ def main(
     return code
 
 
-def build_parser() -> argparse.ArgumentParser:
+def console_script() -> int:
+    """The ``exchange-client`` command of the installed distribution (as ``python -m exchange.client``)."""
+    return main(prog=SCRIPT_PROG)
+
+
+def build_parser(prog: str = MODULE_PROG) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m exchange.client",
+        prog=prog,
         description="Reference partner client of the bad-actor intelligence exchange. Values are normalised "
         "and hashed locally (hashing spec v1); only transport hashes are sent.",
     )

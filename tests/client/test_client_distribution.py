@@ -22,7 +22,7 @@ import pytest
 from exchange.client import cli
 from exchange.normalization import PINNED_LIBRARIES
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CLIENT_DIR = ROOT / "exchange" / "client"
 CLIENT_PYPROJECT: dict[str, Any] = tomllib.loads((CLIENT_DIR / "pyproject.toml").read_text(encoding="utf-8"))
 SERVER_PYPROJECT: dict[str, Any] = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))

@@ -33,6 +33,9 @@ import numpy.typing as npt
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from graph import linking
+from graph.linking.components import _components, _link_edges
+from graph.linking.prepare import _prepare
+from graph.linking.rules import _rules
 
 Columns = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]
 
@@ -145,15 +148,15 @@ def measure(size: int, repeat: int, memory: bool) -> None:
     mem_link = peak_mib(run) if memory else float("nan")
 
     # Phases, and the seller-seller graph the floor runs on.
-    rules = linking._rules(linking.KINDS, None, None)
+    rules = _rules(linking.KINDS, None, None)
     start = time.perf_counter()
-    prep = linking._prepare(seller, indicator, kind, platform, rules, {}, np.zeros(0, dtype=np.int64))
+    prep = _prepare(seller, indicator, kind, platform, rules, {}, np.zeros(0, dtype=np.int64))
     t_prepare = time.perf_counter() - start
     start = time.perf_counter()
-    src, dst = linking._link_edges(prep)
+    src, dst = _link_edges(prep)
     t_edges = time.perf_counter() - start
     start = time.perf_counter()
-    linking._components(prep.n_sellers, src, dst)
+    _components(prep.n_sellers, src, dst)
     t_components = time.perf_counter() - start
 
     def floor() -> int:

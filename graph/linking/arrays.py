@@ -1,0 +1,93 @@
+"""Integer-column helpers of the column core: array types, dense re-coding of ids, sort-based distinct values,
+vectorised ranges and sorted-id look-ups (numpy only)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+ArrayLike = Sequence[int] | npt.NDArray[np.integer]
+
+
+def _as_int_array(values: ArrayLike | Iterable[int]) -> IntArray:
+    if isinstance(values, np.ndarray):
+        return values.astype(np.int64, copy=False)
+    if isinstance(values, Sequence):
+        return np.asarray(values, dtype=np.int64)
+    return np.fromiter(values, dtype=np.int64)
+
+
+def _densify(values: IntArray) -> tuple[IntArray, IntArray]:
+    """Map ids to 0..n-1 preserving order; return (codes, ids) with ``ids[codes] == values``."""
+    if values.size == 0:
+        return values, values
+    lo, hi = int(values.min()), int(values.max())
+    if hi - lo < 4 * values.size + 1024:  # database ids are compact: avoid a sort
+        present = np.zeros(hi - lo + 1, dtype=np.bool_)
+        present[values - lo] = True
+        remap = np.cumsum(present, dtype=np.int64) - 1
+        return remap[values - lo], np.flatnonzero(present).astype(np.int64) + lo
+    order = np.argsort(values)
+    ordered = values[order]
+    is_new = np.ones(ordered.size, dtype=np.bool_)
+    is_new[1:] = ordered[1:] != ordered[:-1]
+    codes = np.empty(values.size, dtype=np.int64)
+    codes[order] = np.cumsum(is_new) - 1
+    return codes, ordered[is_new]
+
+
+def _on_several_rows(values: IntArray) -> BoolArray:
+    """Mask of the rows whose value occurs on at least two rows."""
+    if values.size == 0:
+        return np.zeros(0, dtype=np.bool_)
+    lo = int(values.min())
+    if int(values.max()) - lo < 4 * values.size + 1024:  # compact ids: count directly, no sort
+        offset = values - lo
+        return np.bincount(offset)[offset] >= 2
+    codes, ids = _densify(values)
+    return np.bincount(codes, minlength=ids.size)[codes] >= 2
+
+
+def _unique(values: IntArray) -> IntArray:
+    """Sorted distinct values (sort-based: several times faster than ``np.unique`` on large int arrays)."""
+    ordered = np.sort(values)
+    if ordered.size < 2:
+        return ordered
+    keep = np.ones(ordered.size, dtype=np.bool_)
+    keep[1:] = ordered[1:] != ordered[:-1]
+    return ordered[keep]
+
+
+def _ranges(starts: IntArray, ends: IntArray) -> IntArray:
+    """Concatenate ``arange(s, e)`` for every pair, vectorised."""
+    lengths = ends - starts
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    offsets = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
+    return offsets + np.arange(total, dtype=np.int64)
+
+
+def _lookup(sorted_ids: IntArray, wanted: IntArray) -> IntArray:
+    """Positions of the ``wanted`` ids that occur in ``sorted_ids`` (others are left out)."""
+    if sorted_ids.size == 0 or wanted.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    pos = np.searchsorted(sorted_ids, wanted)
+    clipped = np.minimum(pos, sorted_ids.size - 1)
+    return clipped[sorted_ids[clipped] == wanted].astype(np.int64)
+
+
+def _id_array(ids: Iterable[int]) -> IntArray:
+    return _unique(_as_int_array(list(ids)))
+
+
+def _find(sorted_ids: IntArray, wanted: IntArray) -> tuple[IntArray, BoolArray]:
+    """Positions of ``wanted`` in ``sorted_ids`` and a mask of which were found."""
+    if sorted_ids.size == 0:
+        return np.zeros(wanted.size, dtype=np.int64), np.zeros(wanted.size, dtype=np.bool_)
+    pos = np.minimum(np.searchsorted(sorted_ids, wanted), sorted_ids.size - 1).astype(np.int64)
+    return pos, sorted_ids[pos] == wanted

@@ -1,0 +1,120 @@
+"""The configurable rules: indicator strength, hub thresholds, the per-platform cap (:class:`HubRule`, the one
+statement of hub suppression) and their per-kind-code arrays for the column core (``_Rules``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+
+import numpy as np
+
+from exchange.normalization import STRONG_KINDS, WEAK_KINDS
+from graph.linking.arrays import BoolArray, IntArray
+from graph.linking.records import Strength, SuppressionReason
+
+# A kind's code in the column API is its index in KINDS (unless the caller passes ``kinds``).
+DEFAULT_STRENGTH: Mapping[str, Strength] = MappingProxyType(
+    {**dict.fromkeys(STRONG_KINDS, "strong"), **dict.fromkeys(WEAK_KINDS, "weak")}
+)
+
+# Maximum number of sellers an indicator may have and still link. A genuine actor rarely runs more than a couple
+# of dozen accounts on one bank account or phone; a warehouse or a forwarder address is shared legitimately by
+# more people, and store names, domains and device ids collide easily (template shops, emulator device ids).
+DEFAULT_THRESHOLDS: Mapping[str, int] = MappingProxyType(
+    {
+        "email": 25,
+        "phone": 25,
+        "tax_id": 25,
+        "business_registration": 25,
+        "bank_account": 25,
+        "payment_account": 25,
+        "crypto_wallet": 25,
+        "shipping_address": 15,
+        "return_address": 15,
+        "store_name": 10,
+        "website_domain": 10,
+        "device_id": 10,
+    }
+)
+
+
+# Any one platform's holders count for at most ceil(threshold / DEFAULT_PLATFORM_DIVISOR) towards the threshold.
+# With 3, an indicator needs holders on at least three platforms (four when 3 divides the threshold) before it
+# is suppressed automatically; below that an exchange analyst marks it common.
+DEFAULT_PLATFORM_DIVISOR = 3
+
+
+def platform_cap(threshold: int, divisor: int) -> int:
+    """How many of one platform's holders count towards ``threshold``: ``ceil(threshold / divisor)``."""
+    return -(-threshold // divisor)
+
+
+@dataclass(frozen=True, slots=True)
+class HubRule:
+    """The one statement of hub suppression, for the linking core and for every display of an indicator.
+
+    ``holders_by_platform`` are the indicator's active holders counted per platform (any iterable of counts).
+    """
+
+    thresholds: Mapping[str, int] = DEFAULT_THRESHOLDS
+    platform_divisor: int = DEFAULT_PLATFORM_DIVISOR
+
+    def __post_init__(self) -> None:
+        if self.platform_divisor < 1:
+            raise ValueError(f"platform_divisor must be >= 1, got {self.platform_divisor}")
+
+    def threshold(self, kind: str) -> int:
+        return self.thresholds[kind]
+
+    def cap(self, kind: str) -> int:
+        return platform_cap(self.thresholds[kind], self.platform_divisor)
+
+    def counted(self, kind: str, holders_by_platform: Iterable[int]) -> int:
+        cap = self.cap(kind)
+        return sum(min(int(n), cap) for n in holders_by_platform)
+
+    def suppression(
+        self, kind: str, holders_by_platform: Iterable[int], override: str | None = None
+    ) -> SuppressionReason | None:
+        """Why the indicator does not link (``"common"`` or ``"threshold"``), or None when it links."""
+        if override == "common":
+            return "common"
+        if override == "include":
+            return None
+        return "threshold" if self.counted(kind, holders_by_platform) > self.thresholds[kind] else None
+
+    def platform_hub(self, kind: str, holders_on_platform: int, override: str | None = None) -> bool:
+        """Whether one platform's holders of a (not suppressed) indicator are too many to link through it."""
+        return override != "include" and holders_on_platform > self.thresholds[kind]
+
+
+@dataclass(frozen=True, slots=True)
+class _Rules:
+    strong: BoolArray  # per kind code
+    threshold: IntArray  # per kind code
+    cap: IntArray  # per kind code: one platform's largest contribution to the holder count
+    kinds: tuple[str, ...]
+
+
+def _rules(
+    kinds: Sequence[str],
+    strength: Mapping[str, str] | None,
+    thresholds: Mapping[str, int] | None,
+    platform_divisor: int = DEFAULT_PLATFORM_DIVISOR,
+) -> _Rules:
+    strength = DEFAULT_STRENGTH if strength is None else strength
+    thresholds = DEFAULT_THRESHOLDS if thresholds is None else thresholds
+    unknown = [kind for kind in kinds if kind not in strength or kind not in thresholds]
+    if unknown:
+        raise ValueError(f"no strength or threshold configured for indicator kinds: {sorted(unknown)}")
+    bad = {kind: strength[kind] for kind in kinds if strength[kind] not in ("strong", "weak")}
+    if bad:
+        raise ValueError(f"strength must be 'strong' or 'weak': {bad}")
+    rule = HubRule(thresholds, platform_divisor)
+    return _Rules(
+        strong=np.array([strength[kind] == "strong" for kind in kinds], dtype=np.bool_),
+        threshold=np.array([rule.threshold(kind) for kind in kinds], dtype=np.int64),
+        cap=np.array([rule.cap(kind) for kind in kinds], dtype=np.int64),
+        kinds=tuple(kinds),
+    )

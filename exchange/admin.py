@@ -1,7 +1,7 @@
-"""Admin for what partners report (sellers, indicators, submissions) and the audit log.
+"""Admin for what partners report (sellers, indicators, submissions).
 
 Querysets come from `accounts.scoping`: a partner analyst sees only their platform's sellers; indicators
-(keyed tokens shared across platforms), submissions and the audit log are for exchange analysts. An
+(keyed tokens shared across platforms) and submissions are for exchange analysts. An
 indicator's linking override (mark common / force include) is changed here, with a reason, and triggers a
 recomputation of the clusters it touches.
 """
@@ -21,36 +21,17 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from accounts.admin import DurableSaveAdmin
-from accounts.scoping import (
-    ScopedModelAdmin,
-    audit_entries_for,
-    indicators_for,
-    scope_of,
-    sellers_for,
-    submissions_for,
-)
+from accounts.admin import DurableSaveAdmin, ReadOnlyMixin, ScopedModelAdmin
+from accounts.models import AuditEntry
+from accounts.scoping import scope_of
 from exchange.hash_search import HashSearchAdmin, HashSearchForm, tokens_for
-from exchange.models import AuditEntry, Indicator, Linking, Seller, Submission
+from exchange.models import Indicator, Linking, Seller, Submission
 from exchange.normalization import REASONS, STRONG_KINDS
 from graph.actions import do_set_indicator_linking
 from graph.clustering import hub_rule
 from graph.models import ActorCluster
 
 HASH_SEARCH_LIMIT = 100
-
-
-class ReadOnlyMixin:
-    """Rows written by the system: viewable, never added, changed or deleted by hand."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 # ------------------------------------------------------------------------------------------------ sellers
@@ -77,7 +58,6 @@ class ReasonFilter(admin.SimpleListFilter):
 
 @admin.register(Seller)
 class SellerAdmin(ReadOnlyMixin, ScopedModelAdmin):
-    scoped_queryset = sellers_for
     list_display = (
         "seller_ref",
         "platform",
@@ -221,7 +201,6 @@ class LinkingForm(forms.ModelForm):
 
 @admin.register(Indicator)
 class IndicatorAdmin(DurableSaveAdmin, HashSearchAdmin, ScopedModelAdmin):
-    scoped_queryset = indicators_for
     form = LinkingForm
     list_display = (
         "indicator",
@@ -379,7 +358,6 @@ class IndicatorAdmin(DurableSaveAdmin, HashSearchAdmin, ScopedModelAdmin):
 
 @admin.register(Submission)
 class SubmissionAdmin(ReadOnlyMixin, ScopedModelAdmin):
-    scoped_queryset = submissions_for
     list_display = ("created_at", "platform", "sellers", "indicators", "sightings_created", "api_key")
     list_filter = ("platform",)
     list_select_related = ("platform", "api_key")
@@ -394,32 +372,3 @@ class SubmissionAdmin(ReadOnlyMixin, ScopedModelAdmin):
         "indicators",
         "sightings_created",
     )
-
-
-# ------------------------------------------------------------------------------------------------ audit log
-
-
-@admin.register(AuditEntry)
-class AuditEntryAdmin(ReadOnlyMixin, ScopedModelAdmin):
-    scoped_queryset = audit_entries_for
-    list_display = ("created_at", "action", "actor", "platform", "target", "details_text")
-    list_filter = ("action", "platform", "created_at")
-    list_select_related = ("platform",)
-    search_fields = ("actor", "object_id")
-    date_hierarchy = "created_at"
-    ordering = ("-created_at", "-id")
-    fields = ("created_at", "action", "actor", "platform", "object_type", "object_id", "details")
-
-    @admin.display(description="object")
-    def target(self, obj: AuditEntry) -> str:
-        if obj.object_type == "cluster" and obj.object_id.isdigit():
-            url = reverse("admin:graph_actorcluster_change", args=[obj.object_id])
-            return format_html('<a href="{}">cluster #{}</a>', url, obj.object_id)
-        if obj.object_type == "indicator" and obj.object_id.isdigit():
-            url = reverse("admin:exchange_indicator_change", args=[obj.object_id])
-            return format_html('<a href="{}">indicator #{}</a>', url, obj.object_id)
-        return f"{obj.object_type} {obj.object_id}".strip()
-
-    @admin.display(description="details")
-    def details_text(self, obj: AuditEntry) -> str:
-        return ", ".join(f"{key}={value}" for key, value in sorted((obj.details or {}).items()))

@@ -10,14 +10,9 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
+from tests.test_outbox_move import migrate
+
 BEFORE = [("exchange", "0006_analyst_lookup_usage"), ("accounts", "0006_remove_reportdelivery_state")]
-
-
-def migrate(targets: list[tuple[str, str]]) -> MigrationExecutor:
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-    return executor
 
 
 def labels() -> set[str]:
@@ -80,10 +75,8 @@ def test_rows_permissions_and_history_survive_the_move_both_ways():
 
 
 def test_the_audit_log_lives_in_the_lowest_app():
+    import exchange.models
     from accounts.models import AuditEntry
 
-    assert AuditEntry._meta.app_label == "accounts"
-    assert AuditEntry._meta.db_table == "accounts_auditentry"
-    import exchange.models
-
+    assert (AuditEntry._meta.app_label, AuditEntry._meta.db_table) == ("accounts", "accounts_auditentry")
     assert not hasattr(exchange.models, "AuditEntry")

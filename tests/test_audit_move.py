@@ -62,7 +62,8 @@ def test_rows_permissions_and_history_survive_the_move_both_ways():
             new_apps.get_model("exchange", "AuditEntry")
         assert labels() == {"accounts"}
         assert ("accounts", "view_auditentry") in auditor_permissions()
-        assert LogEntry.objects.get(object_id=str(old_entry.pk)).content_type.app_label == "accounts"
+        history = LogEntry.objects.filter(object_id=str(old_entry.pk))
+        assert list(history.values_list("content_type__app_label", flat=True)) == ["accounts"]
 
         executor = migrate(BEFORE)  # and back: the table and content type return to exchange
         back = executor.loader.project_state(BEFORE).apps.get_model("exchange", "AuditEntry")

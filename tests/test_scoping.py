@@ -57,7 +57,7 @@ def test_scope_of_each_kind_of_viewer(alice, bob, acme):
 
 
 def test_a_model_without_a_partner_rule_shows_a_partner_nothing(alice, bob, acme, bazaar):
-    queryset = ScopedQuerySet(model=Platform)
+    queryset: ScopedQuerySet[Platform] = ScopedQuerySet(model=Platform)
     assert set(queryset.visible_to(alice)) == {acme.platform, bazaar.platform}
     assert not queryset.visible_to(bob).exists()
     assert not queryset.visible_to(AnonymousUser()).exists()
@@ -84,8 +84,8 @@ def test_each_models_partner_rule(alice, bob, carol, acme, bazaar):
     }
     for model, expected in partner_sees.items():
         everything = model._default_manager.all()
-        assert everything.exists(), model
-        assert set(model._default_manager.visible_to(bob).values_list("pk", flat=True)) == expected, model
-        assert set(model._default_manager.visible_to(alice)) == set(everything), model
-        assert not model._default_manager.visible_to(AnonymousUser()).exists(), model
+        assert isinstance(everything, ScopedQuerySet) and everything.exists(), model
+        assert set(everything.visible_to(bob).values_list("pk", flat=True)) == expected, model
+        assert set(everything.visible_to(alice)) == set(everything), model
+        assert not everything.visible_to(AnonymousUser()).exists(), model
     assert all(partner_sees[model] for model in (Seller, Submission, AuditEntry))  # not vacuously equal

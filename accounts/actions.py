@@ -13,8 +13,7 @@ import logging
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import ApiKey, Platform
-from exchange.models import AuditEntry
+from accounts.models import ApiKey, AuditEntry, Platform
 
 logger = logging.getLogger("exchange.accounts")
 

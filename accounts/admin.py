@@ -1,28 +1,37 @@
-"""Admin for platforms (report settings), their API keys and analyst accounts; rate-limited admin login.
+"""Admin for platforms (report settings), their API keys, analyst accounts and the audit log; rate-limited
+admin login; and the bases every app's admin builds on (`ScopedModelAdmin`, `DurableSaveAdmin`,
+`ReadOnlyMixin`).
 
 A new key is shown exactly once, on the page that answers its creation (never in a message cookie, never
 again afterwards); revoking is an action. Key creation and revocation are audit-logged. Only exchange
-analysts manage platforms and keys (`accounts.scoping` gives partner analysts none of them).
+analysts manage platforms and keys (their querysets give partner analysts none of them, see
+`accounts.scoping`) and read the audit log.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.contrib.admin.exceptions import DisallowedModelAdminLookup
+from django.contrib.admin.filters import FieldListFilter
+from django.contrib.admin.utils import get_fields_from_path
+from django.contrib.admin.views.main import ORDER_VAR, ChangeList
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.validators import validate_email
 from django.db.models import Count, Q, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
 from accounts.actions import do_create_api_key, do_revoke_api_key, do_save_platform
 from accounts.login import rate_limited
-from accounts.models import SCOPES, AnalystProfile, ApiKey, Platform
-from accounts.scoping import EVERYTHING, ScopedModelAdmin, api_keys_for, platforms_for, scope_of
+from accounts.models import SCOPES, AnalystProfile, ApiKey, AuditEntry, Platform
+from accounts.scoping import ScopedQuerySet, scope_of
 
 admin.site.login = rate_limited(admin.site.login)  # type: ignore[method-assign]
 admin.site.site_header = "Bad-actor exchange"
@@ -44,6 +53,130 @@ class DurableSaveAdmin(admin.ModelAdmin):
     ) -> HttpResponse:
         unwrapped = self._changeform_view  # type: ignore[attr-defined]
         return unwrapped(request, object_id, form_url, extra_context)
+
+
+class ReadOnlyMixin:
+    """Rows written by the system: viewable, never added, changed or deleted by hand."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+# ------------------------------------------------------------------------------------------------ scoping
+
+
+ORDER_PART = re.compile(r"-?[0-9]{1,3}")
+
+
+class ScopedModelAdmin(admin.ModelAdmin):
+    """A ModelAdmin whose rows are what `accounts.scoping` lets the viewer see (`visible_to`): its model's
+    queryset must be a `ScopedQuerySet`, or the page refuses to show anything (ImproperlyConfigured).
+
+    An object outside the viewer's scope does not exist for them: its change, history and delete pages answer
+    404 (not the admin's default redirect, and not a 403 that would confirm the object exists).
+
+    A partner analyst's changelist takes only the filters the page offers them and orders only by the columns
+    it shows them: Django otherwise accepts any lookup on a local field (`?notes__startswith=a`), an oracle on
+    whatever the page hides. Anything else is refused with a 400 (`DisallowedModelAdminLookup`), decided
+    before any query runs, so that a matching and a missing value get the same answer. The history page
+    (who changed what, with field names) is the exchange's own record: partner analysts get 404.
+    """
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        queryset = self.model._default_manager.get_queryset()
+        if not isinstance(queryset, ScopedQuerySet):
+            raise ImproperlyConfigured(
+                f"{self.model.__name__}'s queryset is not a ScopedQuerySet: its admin cannot know what a "
+                "viewer may see (accounts.scoping)"
+            )
+        queryset = queryset.visible_to(request.user)
+        ordering = self.get_ordering(request)
+        return queryset.order_by(*ordering) if ordering else queryset
+
+    def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None) -> Any:
+        obj = super().get_object(request, object_id, from_field)
+        if obj is None:
+            raise Http404(f"No {self.opts.verbose_name} with this id.")
+        return obj
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest) -> bool:
+        if scope_of(request.user).is_partner:
+            return lookup in self.offered_lookups(request)
+        return super().lookup_allowed(lookup, value, request)
+
+    def offered_lookups(self, request: HttpRequest) -> set[str]:
+        """The query-string parameters of the filters this page offers the viewer (and its date drill-down)."""
+        offered: set[str] = set()
+        for list_filter in self.get_list_filter(request):
+            offered.update(self._filter_parameters(request, list_filter))
+        if self.date_hierarchy:
+            offered.update(f"{self.date_hierarchy}__{part}" for part in ("year", "month", "day"))
+        return offered
+
+    def _filter_parameters(self, request: HttpRequest, list_filter: Any) -> Iterable[str]:
+        # Built as ChangeList builds them, so each filter names its own parameters (`status__exact`, ...).
+        if callable(list_filter) and not isinstance(list_filter, (list, tuple)):
+            spec = list_filter(request, {}, self.model, self)
+        else:
+            field_path, filter_class = (
+                list_filter
+                if isinstance(list_filter, (list, tuple))
+                else (list_filter, FieldListFilter.create)
+            )
+            field = get_fields_from_path(self.model, field_path)[-1]
+            spec = filter_class(field, request, {}, self.model, self, field_path=field_path)
+        return spec.expected_parameters() or ()
+
+    def get_changelist_instance(self, request: HttpRequest) -> ChangeList:
+        if scope_of(request.user).is_partner and ORDER_VAR in request.GET:
+            columns = len(self.get_list_display(request)) + (1 if self.get_actions(request) else 0)
+            for part in request.GET[ORDER_VAR].split("."):
+                if not ORDER_PART.fullmatch(part) or int(part.lstrip("-")) >= columns:
+                    raise DisallowedModelAdminLookup("Sorting by a column not shown is not allowed")
+        return super().get_changelist_instance(request)
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        try:
+            return super().changelist_view(request, extra_context)
+        except DisallowedModelAdminLookup as refused:
+            # A 400 that names the parameter (never its value), the same whatever the value would have matched.
+            context = {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": "Filter not offered",
+                "reason": str(refused),
+            }
+            return TemplateResponse(request, "admin/lookup_refused.html", context, status=400)
+
+    def history_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        if scope_of(request.user).is_partner:
+            raise Http404(f"No {self.opts.verbose_name} with this id.")
+        return super().history_view(request, object_id, extra_context)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return not scope_of(request.user).nothing and super().has_module_permission(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return not scope_of(request.user).nothing and super().has_view_permission(request, obj)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return not scope_of(request.user).nothing and super().has_add_permission(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return not scope_of(request.user).nothing and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return not scope_of(request.user).nothing and super().has_delete_permission(request, obj)
 
 
 # ------------------------------------------------------------------------------------------------ platforms
@@ -100,7 +233,6 @@ class ApiKeyInline(admin.TabularInline):
 
 @admin.register(Platform)
 class PlatformAdmin(DurableSaveAdmin, ScopedModelAdmin):
-    scoped_queryset = platforms_for
     form = PlatformForm
     inlines = (ApiKeyInline,)
     list_display = ("name", "slug", "active", "report_cadence", "recipients", "active_keys", "last_report_at")
@@ -160,7 +292,6 @@ class ApiKeyAddForm(forms.ModelForm):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(DurableSaveAdmin, ScopedModelAdmin):
-    scoped_queryset = api_keys_for
     list_display = ("prefix", "platform", "name", "scope_list", "created_at", "last_used_at", "state")
     list_filter = ("platform", ("revoked_at", admin.EmptyFieldListFilter))
     list_select_related = ("platform",)
@@ -255,15 +386,8 @@ class ApiKeyAdmin(DurableSaveAdmin, ScopedModelAdmin):
 # ------------------------------------------------------------------------------------------------ analysts
 
 
-def _exchange_only(user: Any) -> QuerySet[AnalystProfile]:
-    if scope_of(user) == EVERYTHING:
-        return AnalystProfile.objects.all()
-    return AnalystProfile.objects.none()
-
-
 @admin.register(AnalystProfile)
 class AnalystProfileAdmin(ScopedModelAdmin):
-    scoped_queryset = _exchange_only
     list_display = ("user", "platform", "role")
     list_filter = ("platform",)
     list_select_related = ("user", "platform")
@@ -272,3 +396,31 @@ class AnalystProfileAdmin(ScopedModelAdmin):
     @admin.display(description="role")
     def role(self, obj: AnalystProfile) -> str:
         return "exchange analyst" if obj.is_exchange_analyst else "partner analyst"
+
+
+# ------------------------------------------------------------------------------------------------ audit log
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(ReadOnlyMixin, ScopedModelAdmin):
+    list_display = ("created_at", "action", "actor", "platform", "target", "details_text")
+    list_filter = ("action", "platform", "created_at")
+    list_select_related = ("platform",)
+    search_fields = ("actor", "object_id")
+    date_hierarchy = "created_at"
+    ordering = ("-created_at", "-id")
+    fields = ("created_at", "action", "actor", "platform", "object_type", "object_id", "details")
+
+    @admin.display(description="object")
+    def target(self, obj: AuditEntry) -> str:
+        if obj.object_type == "cluster" and obj.object_id.isdigit():
+            url = reverse("admin:graph_actorcluster_change", args=[obj.object_id])
+            return format_html('<a href="{}">cluster #{}</a>', url, obj.object_id)
+        if obj.object_type == "indicator" and obj.object_id.isdigit():
+            url = reverse("admin:exchange_indicator_change", args=[obj.object_id])
+            return format_html('<a href="{}">indicator #{}</a>', url, obj.object_id)
+        return f"{obj.object_type} {obj.object_id}".strip()
+
+    @admin.display(description="details")
+    def details_text(self, obj: AuditEntry) -> str:
+        return ", ".join(f"{key}={value}" for key, value in sorted((obj.details or {}).items()))

@@ -33,8 +33,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils.crypto import salted_hmac
 
-from accounts.models import LoginFailureCounter
-from exchange.models import AuditEntry
+from accounts.models import AuditEntry, LoginFailureCounter
 
 FAILURES_PER_ACCOUNT = 5  # per username and address
 FAILURES_PER_ADDRESS = 30  # per address, all usernames

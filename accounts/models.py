@@ -4,13 +4,15 @@ import hashlib
 import hmac
 import secrets
 from datetime import datetime, timedelta
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
+
+from accounts.scoping import ScopedQuerySet
 
 KEY_PREFIX = "bax_"  # "bad-actor exchange": recognisable by secret scanners and in logs
 LOOKUP_LENGTH = 10
@@ -30,9 +32,13 @@ def validate_email_list(value: list[str]) -> None:
         validate_email(address)
 
 
-class PlatformQuerySet(models.QuerySet["Platform"]):
+class PlatformQuerySet(ScopedQuerySet["Platform"]):
     def active(self) -> PlatformQuerySet:
         return self.filter(active=True)
+
+    def of_partner(self, platform_id: int) -> PlatformQuerySet:
+        """A partner analyst sees their own platform only."""
+        return self.filter(pk=platform_id)
 
 
 class Platform(models.Model):
@@ -65,9 +71,14 @@ class Platform(models.Model):
         return self.name
 
 
-class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
+class ApiKeyQuerySet(ScopedQuerySet["ApiKey"]):
     def usable(self) -> ApiKeyQuerySet:
         return self.filter(revoked_at__isnull=True, platform__active=True)
+
+    def of_partner(self, platform_id: int) -> ApiKeyQuerySet:
+        """None: keys are managed by the exchange's operators only (a partner analyst is an investigator, not
+        an admin)."""
+        return self.none()
 
 
 class ApiKey(models.Model):
@@ -168,6 +179,12 @@ class ApiKey(models.Model):
         self.last_used_at = now
 
 
+class AnalystProfileQuerySet(ScopedQuerySet["AnalystProfile"]):
+    def of_partner(self, platform_id: int) -> AnalystProfileQuerySet:
+        """None: analyst accounts are managed by the exchange's operators only."""
+        return self.none()
+
+
 class AnalystProfile(models.Model):
     """Links an investigator account to a role. Partner analysts belong to exactly one platform."""
 
@@ -180,6 +197,8 @@ class AnalystProfile(models.Model):
         related_name="analysts",
         help_text="Set for a partner analyst; empty for an exchange analyst.",
     )
+
+    objects = AnalystProfileQuerySet.as_manager()
 
     class Meta:
         verbose_name = "analyst"
@@ -235,3 +254,53 @@ class LoginFailureCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.failures} until {self.window_ends:%H:%M:%S}"
+
+
+class AuditEntryQuerySet(ScopedQuerySet["AuditEntry"]):
+    def record(
+        self,
+        action: str,
+        actor: str,
+        platform: Platform | int | None = None,
+        object_type: str = "",
+        object_id: str = "",
+        **details: Any,
+    ) -> AuditEntry:
+        platform_id = platform.pk if isinstance(platform, Platform) else platform
+        return self.create(
+            action=action,
+            actor=actor,
+            platform_id=platform_id,
+            object_type=object_type,
+            object_id=str(object_id),
+            details=details,
+        )
+
+    def of_partner(self, platform_id: int) -> AuditEntryQuerySet:
+        """A partner analyst sees the entries about their own platform."""
+        return self.filter(platform_id=platform_id)
+
+
+class AuditEntry(models.Model):
+    """Append-only audit trail: lookups, cluster views, status changes, overrides, key actions, purges.
+
+    Holds no identifiers: no tokens, hashes or raw values (purge entries keep only counts). In accounts, the
+    lowest app, because every app writes it.
+    """
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    action = models.CharField(max_length=50, db_index=True)
+    actor = models.CharField(max_length=150, help_text="username, API key prefix or 'system'")
+    platform = models.ForeignKey(Platform, on_delete=models.SET_NULL, null=True, blank=True)
+    object_type = models.CharField(max_length=50, blank=True)
+    object_id = models.CharField(max_length=64, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+
+    objects = AuditEntryQuerySet.as_manager()
+
+    class Meta:
+        verbose_name_plural = "audit entries"
+        ordering = ("-created_at", "-id")
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor} {self.action}"

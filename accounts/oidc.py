@@ -19,9 +19,8 @@ from django.core.exceptions import SuspiciousOperation
 from django.db import transaction
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 
-from accounts.models import Platform
+from accounts.models import AuditEntry, Platform
 from accounts.roles import assign_role
-from exchange.models import AuditEntry
 
 EXCHANGE_ROLE = "exchange"
 

@@ -22,12 +22,12 @@ ROLE_PERMISSIONS: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
         "accounts": {
             "platform": ("view", "add", "change"),
             "apikey": ("view", "add", "change"),
+            "auditentry": ("view",),
         },
         "exchange": {
             "seller": ("view",),
             "indicator": ("view", "change"),
             "submission": ("view",),
-            "auditentry": ("view",),
         },
         "graph": {
             "actorcluster": ("view", "change"),

@@ -27,8 +27,8 @@ from django_otp import login as otp_login
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.login import rate_limited
+from accounts.models import AuditEntry
 from accounts.roles import second_factor_required
-from exchange.models import AuditEntry
 
 DEVICE_NAME = "admin login"
 

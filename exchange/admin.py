@@ -1,8 +1,8 @@
-"""Admin for what partners report (sellers, submissions) and the audit log.
+"""Admin for what partners report (sellers, submissions).
 
-Querysets come from `accounts.scoping`: a partner analyst sees only their platform's sellers; submissions and
-the audit log are for exchange analysts. Indicators are administered in `graph/indicator_admin.py`: their page
-is about linking (hub suppression, overrides), which is graph's.
+Querysets come from `accounts.scoping`: a partner analyst sees only their platform's sellers; submissions are
+for exchange analysts. Indicators are administered in `graph/indicator_admin.py` (their page is about linking:
+hub suppression, overrides, which is graph's), and the audit log in `accounts/admin.py`.
 """
 
 from __future__ import annotations
@@ -16,29 +16,10 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from accounts.scoping import (
-    ScopedModelAdmin,
-    audit_entries_for,
-    scope_of,
-    sellers_for,
-    submissions_for,
-)
-from exchange.models import AuditEntry, Seller, Submission
+from accounts.admin import ReadOnlyMixin, ScopedModelAdmin
+from accounts.scoping import scope_of
+from exchange.models import Seller, Submission
 from exchange.normalization import REASONS
-
-
-class ReadOnlyMixin:
-    """Rows written by the system: viewable, never added, changed or deleted by hand."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 # ------------------------------------------------------------------------------------------------ sellers
 
@@ -64,7 +45,6 @@ class ReasonFilter(admin.SimpleListFilter):
 
 @admin.register(Seller)
 class SellerAdmin(ReadOnlyMixin, ScopedModelAdmin):
-    scoped_queryset = sellers_for
     list_display = (
         "seller_ref",
         "platform",
@@ -173,7 +153,6 @@ class SellerAdmin(ReadOnlyMixin, ScopedModelAdmin):
 
 @admin.register(Submission)
 class SubmissionAdmin(ReadOnlyMixin, ScopedModelAdmin):
-    scoped_queryset = submissions_for
     list_display = ("created_at", "platform", "sellers", "indicators", "sightings_created", "api_key")
     list_filter = ("platform",)
     list_select_related = ("platform", "api_key")
@@ -188,32 +167,3 @@ class SubmissionAdmin(ReadOnlyMixin, ScopedModelAdmin):
         "indicators",
         "sightings_created",
     )
-
-
-# ------------------------------------------------------------------------------------------------ audit log
-
-
-@admin.register(AuditEntry)
-class AuditEntryAdmin(ReadOnlyMixin, ScopedModelAdmin):
-    scoped_queryset = audit_entries_for
-    list_display = ("created_at", "action", "actor", "platform", "target", "details_text")
-    list_filter = ("action", "platform", "created_at")
-    list_select_related = ("platform",)
-    search_fields = ("actor", "object_id")
-    date_hierarchy = "created_at"
-    ordering = ("-created_at", "-id")
-    fields = ("created_at", "action", "actor", "platform", "object_type", "object_id", "details")
-
-    @admin.display(description="object")
-    def target(self, obj: AuditEntry) -> str:
-        if obj.object_type == "cluster" and obj.object_id.isdigit():
-            url = reverse("admin:graph_actorcluster_change", args=[obj.object_id])
-            return format_html('<a href="{}">cluster #{}</a>', url, obj.object_id)
-        if obj.object_type == "indicator" and obj.object_id.isdigit():
-            url = reverse("admin:exchange_indicator_change", args=[obj.object_id])
-            return format_html('<a href="{}">indicator #{}</a>', url, obj.object_id)
-        return f"{obj.object_type} {obj.object_id}".strip()
-
-    @admin.display(description="details")
-    def details_text(self, obj: AuditEntry) -> str:
-        return ", ".join(f"{key}={value}" for key, value in sorted((obj.details or {}).items()))

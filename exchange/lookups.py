@@ -18,14 +18,13 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from accounts.models import ApiKey, Platform
+from accounts.models import ApiKey, AuditEntry, Platform
 from exchange import hooks
 from exchange.hashing import keyed_tokens
 from exchange.ingest import current_key_version
 from exchange.models import (
     LINKABLE_SQL,
     AnalystLookupUsage,
-    AuditEntry,
     LookupUsage,
     Seller,
     Sighting,

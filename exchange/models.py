@@ -6,7 +6,6 @@ import hashlib
 import hmac
 import secrets
 from datetime import datetime
-from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -15,6 +14,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import ApiKey, Platform
+from accounts.scoping import ScopedQuerySet
 from exchange.hashing import default_key_version
 from exchange.normalization import KINDS, STATUSES, STRONG_KINDS
 
@@ -34,9 +34,13 @@ def linkable_q(now: datetime, path: str = "") -> Q:
 LINKABLE_SQL = "{alias}.retracted_at IS NULL AND {alias}.expires_at > %s"
 
 
-class SellerQuerySet(models.QuerySet["Seller"]):
+class SellerQuerySet(ScopedQuerySet["Seller"]):
     def of_platform(self, platform: Platform | int) -> SellerQuerySet:
         return self.filter(platform=platform)
+
+    def of_partner(self, platform_id: int) -> SellerQuerySet:
+        """A partner's own sellers only: other platforms' members appear in clusters as counts, never as rows."""
+        return self.of_platform(platform_id)
 
     def linkable(self, now: datetime | None = None) -> SellerQuerySet:
         """Sellers that may link: neither retracted nor expired (linkable_q)."""
@@ -104,6 +108,12 @@ class Linking(models.TextChoices):
     INCLUDE = "include", "force include: links above threshold"
 
 
+class IndicatorQuerySet(ScopedQuerySet["Indicator"]):
+    def of_partner(self, platform_id: int) -> IndicatorQuerySet:
+        """None: indicators are keyed tokens shared across platforms, for exchange analysts only."""
+        return self.none()
+
+
 class Indicator(models.Model):
     """An identifier kind + its keyed token: HMAC(pepper, kind:transport hash). Never the raw value or hash."""
 
@@ -118,6 +128,8 @@ class Indicator(models.Model):
     # Sellers with a sighting of it (any status). Maintained by ingest; an upper bound after purges. Lets a
     # full recluster skip the vast majority of indicators, which only one seller has.
     holders = models.PositiveIntegerField(default=0, editable=False)
+
+    objects = IndicatorQuerySet.as_manager()
 
     class Meta:
         # Token first: lookups search by token alone (the kind is already mixed into the HMAC), and this
@@ -160,6 +172,12 @@ def new_submission_ref() -> str:
     return "sub_" + secrets.token_hex(8)
 
 
+class SubmissionQuerySet(ScopedQuerySet["Submission"]):
+    def of_partner(self, platform_id: int) -> SubmissionQuerySet:
+        """A partner analyst sees their own platform's submissions."""
+        return self.filter(platform_id=platform_id)
+
+
 class Submission(models.Model):
     """One accepted API batch. The idempotency key makes a retried request harmless.
 
@@ -181,6 +199,8 @@ class Submission(models.Model):
     # The first answer, replayed as is (status 201 included: only an accepted batch leaves a row).
     response = models.JSONField(default=dict)
     created_at = models.DateTimeField(default=timezone.now)
+
+    objects = SubmissionQuerySet.as_manager()
 
     class Meta:
         constraints = [
@@ -276,48 +296,3 @@ class AnalystLookupUsage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.platform_id} {self.day}: {self.count}"
-
-
-class AuditEntryQuerySet(models.QuerySet["AuditEntry"]):
-    def record(
-        self,
-        action: str,
-        actor: str,
-        platform: Platform | int | None = None,
-        object_type: str = "",
-        object_id: str = "",
-        **details: Any,
-    ) -> AuditEntry:
-        platform_id = platform.pk if isinstance(platform, Platform) else platform
-        return self.create(
-            action=action,
-            actor=actor,
-            platform_id=platform_id,
-            object_type=object_type,
-            object_id=str(object_id),
-            details=details,
-        )
-
-
-class AuditEntry(models.Model):
-    """Append-only audit trail: lookups, cluster views, status changes, overrides, key actions, purges.
-
-    Holds no identifiers: no tokens, hashes or raw values (purge entries keep only counts).
-    """
-
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
-    action = models.CharField(max_length=50, db_index=True)
-    actor = models.CharField(max_length=150, help_text="username, API key prefix or 'system'")
-    platform = models.ForeignKey(Platform, on_delete=models.SET_NULL, null=True, blank=True)
-    object_type = models.CharField(max_length=50, blank=True)
-    object_id = models.CharField(max_length=64, blank=True)
-    details = models.JSONField(default=dict, blank=True)
-
-    objects = AuditEntryQuerySet.as_manager()
-
-    class Meta:
-        verbose_name_plural = "audit entries"
-        ordering = ("-created_at", "-id")
-
-    def __str__(self) -> str:
-        return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor} {self.action}"

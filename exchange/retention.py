@@ -11,9 +11,10 @@ from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
+from accounts.models import AuditEntry
 from exchange import hooks, lookups
 from exchange.ingest import holder_count
-from exchange.models import AuditEntry, Indicator, Seller, Sighting
+from exchange.models import Indicator, Seller, Sighting
 
 logger = logging.getLogger("exchange.retention")
 

@@ -11,7 +11,8 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from exchange.models import AuditEntry, Indicator
+from accounts.models import AuditEntry
+from exchange.models import Indicator
 from graph.models import ActorCluster, ClusterEvent, EventKind, MergeState, PendingMerge
 from graph.scheduling import schedule_recompute
 

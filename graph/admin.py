@@ -29,9 +29,9 @@ from django.utils.html import format_html
 import graph.indicator_admin  # registers the indicator admin
 import graph.merge_admin  # registers the held merges admin
 import graph.report_admin  # noqa: F401  (registers the report outbox admin)
-from accounts.admin import DurableSaveAdmin
-from accounts.models import Platform
-from accounts.scoping import Scope, ScopedModelAdmin, clusters_for, scope_of
+from accounts.admin import DurableSaveAdmin, ScopedModelAdmin
+from accounts.models import AuditEntry, Platform
+from accounts.scoping import Scope, scope_of
 from exchange.admin import ReasonFilter as SellerReasonFilter
 from exchange.hash_search import (
     HASH_SEARCH_LIMIT,
@@ -41,7 +41,7 @@ from exchange.hash_search import (
     tokens_for,
 )
 from exchange.lookups import QuotaExceeded, charge_platform_quota
-from exchange.models import AuditEntry, Indicator, Seller
+from exchange.models import Indicator, Seller
 from graph import evidence, risk
 from graph.actions import CLUSTER_WORK_FIELDS, WorkflowError, do_update_cluster
 from graph.explain import Explanation, explain, member_counts
@@ -289,7 +289,6 @@ class ClusterChangeList(HashQueryRefusingChangeList):
 
 @admin.register(ActorCluster)
 class ActorClusterAdmin(DurableSaveAdmin, HashSearchAdmin, ScopedModelAdmin):
-    scoped_queryset = clusters_for
     form = ClusterWorkForm
     list_display = ("cluster", "size", "platforms", "risk_score", "status_label", "assignee", "last_change")
     list_display_links = ("cluster",)

@@ -21,10 +21,11 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from accounts.admin import DurableSaveAdmin
-from accounts.scoping import ScopedModelAdmin, indicators_for, scope_of
+from accounts.admin import DurableSaveAdmin, ScopedModelAdmin
+from accounts.models import AuditEntry
+from accounts.scoping import scope_of
 from exchange.hash_search import HASH_SEARCH_LIMIT, HashSearchAdmin, HashSearchForm, tokens_for
-from exchange.models import AuditEntry, Indicator, Linking, Seller
+from exchange.models import Indicator, Linking, Seller
 from exchange.normalization import STRONG_KINDS
 from graph.actions import do_set_indicator_linking
 from graph.clustering import hub_rule
@@ -68,7 +69,6 @@ class LinkingForm(forms.ModelForm):
 
 @admin.register(Indicator)
 class IndicatorAdmin(DurableSaveAdmin, HashSearchAdmin, ScopedModelAdmin):
-    scoped_queryset = indicators_for
     form = LinkingForm
     list_display = (
         "indicator",

@@ -12,6 +12,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from accounts.models import Platform
+from accounts.scoping import ScopedQuerySet
 from exchange.models import Seller
 
 
@@ -39,7 +40,7 @@ NEXT_STATUS: dict[str, tuple[str, ...]] = {
 }
 
 
-class ActorClusterQuerySet(models.QuerySet["ActorCluster"]):
+class ActorClusterQuerySet(ScopedQuerySet["ActorCluster"]):
     def live(self) -> ActorClusterQuerySet:
         return self.filter(dissolved_at__isnull=True)
 
@@ -51,6 +52,11 @@ class ActorClusterQuerySet(models.QuerySet["ActorCluster"]):
         return self.filter(
             Exists(ClusterMember.objects.filter(cluster=OuterRef("pk"), seller__platform=platform))
         )
+
+    def of_partner(self, platform_id: int) -> ActorClusterQuerySet:
+        """A partner analyst sees the clusters containing at least one of their sellers (dissolved ones
+        included: history)."""
+        return self.containing_platform(platform_id)
 
     def ranked(self) -> ActorClusterQuerySet:
         """Cross-platform clusters first, then highest risk, then largest."""

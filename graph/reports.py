@@ -44,9 +44,9 @@ from django.db.models import Count, F, Max, Q
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from accounts.models import Cadence, Platform
+from accounts.models import AuditEntry, Cadence, Platform
 from accounts.roles import EXCHANGE_ANALYST
-from exchange.models import AuditEntry, Seller
+from exchange.models import Seller
 from graph.models import (
     ActorCluster,
     ActorClusterQuerySet,

@@ -13,7 +13,7 @@ from typing import Any
 
 from django.test import Client
 
-from exchange.models import AuditEntry
+from accounts.models import AuditEntry
 from graph.models import ActorCluster, ClusterEvent, EventKind
 from tests.builders import seller, submit
 from tests.conftest import KeyedPlatform

@@ -11,8 +11,7 @@ from django.core.management import CommandError, call_command
 from django.db import transaction
 
 from accounts.actions import do_create_api_key, do_revoke_api_key, do_save_platform
-from accounts.models import ApiKey, Platform
-from exchange.models import AuditEntry
+from accounts.models import ApiKey, AuditEntry, Platform
 from tests.admin_world import logged_in
 
 pytestmark = pytest.mark.django_db

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from accounts.models import AnalystProfile, ApiKey, Platform
-from exchange.models import AuditEntry, Indicator, Linking, Seller, Submission
+from accounts.models import AnalystProfile, ApiKey, AuditEntry, Platform
+from exchange.models import Indicator, Linking, Seller, Submission
 from graph.models import ActorCluster
 from tests.admin_world import AdminWorld, build, logged_in
 
@@ -41,7 +41,7 @@ MODELS: dict[str, tuple[Objects, Objects]] = {
         lambda w: Submission.objects.get(platform=w.bazaar.platform),
         lambda w: Submission.objects.get(platform=w.acme.platform),
     ),
-    "exchange/auditentry": (
+    "accounts/auditentry": (
         lambda w: AuditEntry.objects.filter(platform=w.bazaar.platform).first(),
         lambda w: AuditEntry.objects.record(
             "cluster_viewed", "bob", w.acme.platform, "cluster", str(w.ring.pk)
@@ -196,7 +196,7 @@ def test_nobody_adds_or_deletes_clusters_sellers_or_audit_entries(world, alice, 
         for model, obj in (
             ("graph/actorcluster", world.ring),
             ("exchange/seller", Seller.objects.get(seller_ref="acme-1")),
-            ("exchange/auditentry", AuditEntry.objects.order_by("pk").first()),
+            ("accounts/auditentry", AuditEntry.objects.order_by("pk").first()),
         ):
             assert obj is not None
             assert status(client, f"/admin/{model}/add/") == 403

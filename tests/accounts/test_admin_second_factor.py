@@ -19,8 +19,8 @@ from django.test import Client
 from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from accounts.models import AuditEntry
 from accounts.second_factor import do_replace_totp_device
-from exchange.models import AuditEntry
 from tests.admin_world import PASSWORD, current_code, logged_in
 from tests.exchange.test_settings_parsing import PRODUCTION_ENV, _manage
 

@@ -29,8 +29,7 @@ from django.test import Client
 from django.urls import clear_url_caches
 from jwt.algorithms import RSAAlgorithm
 
-from accounts.models import AnalystProfile
-from exchange.models import AuditEntry
+from accounts.models import AnalystProfile, AuditEntry
 
 CLIENT_ID = "exchange-admin"
 CLIENT_SECRET = "provider-client-secret-for-tests"

@@ -14,7 +14,7 @@ from django.core.cache import cache
 from django.test import Client
 
 from accounts.login import FAILURES_PER_ACCOUNT
-from exchange.models import AuditEntry
+from accounts.models import AuditEntry
 from tests.admin_world import PASSWORD
 from tests.live import LiveSite
 

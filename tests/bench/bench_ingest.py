@@ -308,7 +308,7 @@ def truncate(conninfo: str) -> None:
         )
         if _has_table(conn, "procrastinate_jobs"):  # recompute jobs the API enqueued (no worker runs here)
             conn.execute("TRUNCATE procrastinate_jobs CASCADE")
-        conn.execute("TRUNCATE exchange_auditentry, exchange_lookupusage")
+        conn.execute("TRUNCATE accounts_auditentry, exchange_lookupusage")
         conn.execute("VACUUM ANALYZE exchange_seller, exchange_indicator, exchange_sighting")
         conn.execute("CHECKPOINT")
 

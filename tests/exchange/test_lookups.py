@@ -3,8 +3,8 @@ import re
 
 import pytest
 
-from accounts.models import ApiKey
-from exchange.models import AuditEntry, LookupUsage
+from accounts.models import ApiKey, AuditEntry
+from exchange.models import LookupUsage
 from tests.builders import seller, submit, th
 
 pytestmark = pytest.mark.django_db

@@ -5,8 +5,8 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from accounts.models import ApiKey
-from exchange.models import AuditEntry, Indicator, Seller, Sighting
+from accounts.models import ApiKey, AuditEntry
+from exchange.models import Indicator, Seller, Sighting
 from exchange.retention import purge
 from tests.builders import seller, submit
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from django.db import transaction
 
-from exchange.models import AuditEntry, Indicator, Linking
+from accounts.models import AuditEntry
+from exchange.models import Indicator, Linking
 from graph.actions import WorkflowError, do_set_indicator_linking, do_update_cluster
 from graph.models import NEXT_STATUS, ActorCluster, ClusterEvent, ClusterStatus, EventKind
 from tests.admin_world import AdminWorld, assert_ring_taken_up_by, build, logged_in

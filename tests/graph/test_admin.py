@@ -12,9 +12,9 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from accounts.models import ApiKey
+from accounts.models import ApiKey, AuditEntry
 from accounts.scoping import EVERYTHING
-from exchange.models import AuditEntry, Indicator, Linking, Seller
+from exchange.models import Indicator, Linking, Seller
 from graph.explain import explain
 from graph.models import ActorCluster, ClusterEvent, ClusterStatus, EventKind
 from graph.picture import MAX_SELLERS, render
@@ -436,15 +436,15 @@ def test_audit_log_is_read_only_and_filterable(world, alice):
     client = logged_in(alice)
     client.get(change_url(world.ring))
     AuditEntry.objects.record("api_key_revoked", "alice", world.acme.platform, "api_key", "bax_x")
-    html = page(client, "/admin/exchange/auditentry/", action="cluster_viewed")
+    html = page(client, "/admin/accounts/auditentry/", action="cluster_viewed")
     assert set(re.findall(r'<td class="field-action">([^<]*)</td>', html)) == {"cluster_viewed"}
     assert f"cluster #{world.ring.pk}" in html
     entry = AuditEntry.objects.filter(action="cluster_viewed").first()
     assert entry is not None
-    assert client.post(f"/admin/exchange/auditentry/{entry.pk}/change/", {}).status_code == 403
-    assert client.get(f"/admin/exchange/auditentry/{entry.pk}/delete/").status_code == 403
-    assert client.get("/admin/exchange/auditentry/add/").status_code == 403
-    assert page(client, "/admin/exchange/auditentry/", platform__id__exact=str(world.acme.platform.pk))
+    assert client.post(f"/admin/accounts/auditentry/{entry.pk}/change/", {}).status_code == 403
+    assert client.get(f"/admin/accounts/auditentry/{entry.pk}/delete/").status_code == 403
+    assert client.get("/admin/accounts/auditentry/add/").status_code == 403
+    assert page(client, "/admin/accounts/auditentry/", platform__id__exact=str(world.acme.platform.pk))
 
 
 # --- login rate limiting ------------------------------------------------------------------------------------

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from accounts.models import AuditEntry
 from exchange.lookups import QuotaExceeded, charge_platform_quota
-from exchange.models import AnalystLookupUsage, AuditEntry, Indicator, Seller
+from exchange.models import AnalystLookupUsage, Indicator, Seller
 from graph.models import ActorCluster
 from tests.admin_world import AdminWorld, build, logged_in
 from tests.builders import th

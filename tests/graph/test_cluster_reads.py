@@ -17,7 +17,8 @@ from django.contrib.auth.models import User
 from django.core import mail
 from django.utils import timezone
 
-from exchange.models import AuditEntry, LookupUsage
+from accounts.models import AuditEntry
+from exchange.models import LookupUsage
 from graph import reports
 from graph.models import ActorCluster
 from tests.builders import seller, submit, th

@@ -12,7 +12,8 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from exchange.models import AuditEntry, Indicator, Seller
+from accounts.models import AuditEntry
+from exchange.models import Indicator, Seller
 from exchange.retention import do_retract
 from graph import reports
 from graph.actions import do_approve_merge, do_reject_merge

@@ -28,8 +28,8 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from drf_spectacular.generators import SchemaGenerator
 from rest_framework.test import APIClient
 
-from accounts.models import AnalystProfile, ApiKey, Platform
-from exchange.models import AuditEntry, Indicator, LookupUsage, Seller, Sighting, Submission
+from accounts.models import AnalystProfile, ApiKey, AuditEntry, Platform
+from exchange.models import Indicator, LookupUsage, Seller, Sighting, Submission
 from graph.models import ActorCluster, ClusterEvent, ClusterMember, PendingMerge
 from tests.builders import seller, th
 from tests.conftest import KeyedPlatform
@@ -95,7 +95,7 @@ ADMIN_MODELS: dict[str, OtherPlatformObjects] = {
     "exchange.indicator": lambda w: Indicator.objects.exclude(sightings__seller__platform=w.acme.platform),
     "exchange.sighting": lambda w: Sighting.objects.filter(seller__platform=w.bazaar.platform),
     "exchange.submission": lambda w: Submission.objects.filter(platform=w.bazaar.platform),
-    "exchange.auditentry": lambda w: AuditEntry.objects.filter(platform=w.bazaar.platform),
+    "accounts.auditentry": lambda w: AuditEntry.objects.filter(platform=w.bazaar.platform),
     "exchange.lookupusage": lambda w: LookupUsage.objects.filter(api_key__platform=w.bazaar.platform),
     "exchange.keystate": None,
     "graph.actorcluster": lambda w: ActorCluster.objects.exclude(members__seller__platform=w.acme.platform),

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from exchange.models import AuditEntry, Indicator, Seller, Sighting, Submission
+from accounts.models import AuditEntry
+from exchange.models import Indicator, Seller, Sighting, Submission
 from graph.models import ActorCluster
 from tests.builders import seller, submit, th
 

@@ -8,8 +8,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.models import AuditEntry
 from exchange.hashing import rekey
-from exchange.models import AuditEntry, Indicator, KeyState
+from exchange.models import Indicator, KeyState
 
 CHUNK = 5000
 

@@ -159,13 +159,7 @@ def _submit(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise UsageError(f"{args.csv_file}: {exc}") from None
     except OSError as exc:
         raise UsageError(f"cannot read {args.csv_file}: {exc.strerror or exc}") from None
-    summary = SubmitSummary(
-        rows=result.rows,
-        sellers=len(result.sellers),
-        indicators=sum(len(seller.indicators) for seller in result.sellers),
-        duplicate_indicators=result.duplicate_indicators,
-        rejected=result.rejected,
-    )
+    summary = SubmitSummary.of(result)
 
     if args.dry_run:
         payloads = [

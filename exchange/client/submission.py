@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from exchange.client.api import ApiError, ExchangeClient, ExchangeError, TransportError
-from exchange.client.csvinput import RejectedRow, SellerReport, read_submission_file
+from exchange.client.csvinput import CsvResult, RejectedRow, SellerReport, read_submission_file
 from exchange.contract import DEFAULT_MAX_BATCH_SELLERS, Limits
 
 __all__ = [
@@ -57,6 +57,17 @@ class SubmitSummary:
     failures: list[BatchFailure] = field(default_factory=list)
     batches_skipped: int = 0
     elapsed: float = 0.0
+
+    @classmethod
+    def of(cls, result: CsvResult) -> SubmitSummary:
+        """The summary of a CSV read, before anything is sent."""
+        return cls(
+            rows=result.rows,
+            sellers=len(result.sellers),
+            indicators=sum(len(seller.indicators) for seller in result.sellers),
+            duplicate_indicators=result.duplicate_indicators,
+            rejected=result.rejected,
+        )
 
     @property
     def ok(self) -> bool:
@@ -180,13 +191,7 @@ def submit_csv(
     Raises ``CsvFormatError`` if the file cannot be read at all.
     """
     result = read_submission_file(path, default_region)
-    summary = SubmitSummary(
-        rows=result.rows,
-        sellers=len(result.sellers),
-        indicators=sum(len(seller.indicators) for seller in result.sellers),
-        duplicate_indicators=result.duplicate_indicators,
-        rejected=result.rejected,
-    )
+    summary = SubmitSummary.of(result)
     return submit_sellers(client, result.sellers, batch_size=batch_size, progress=progress, summary=summary)
 
 

@@ -33,13 +33,16 @@ class PartnerTimestampField(forms.Field):
 
 class StrictBooleanField(forms.Field):
     """`true` or `false` (also `True`/`False`, `1`/`0`); anything else is a 400, where Django's
-    NullBooleanField read `null` or a typo as "no filter"."""
+    NullBooleanField read `null` or a typo as "no filter". Absent means no filter; present but empty
+    (`?retracted=`) is refused like any other value that is not a boolean."""
 
     VALUES = {"true": True, "1": True, "false": False, "0": False}
 
     def to_python(self, value: Any) -> bool | None:
-        if value in (None, ""):
+        if value is None:
             return None
+        if value == "":
+            raise forms.ValidationError("must be true or false, not empty", code="invalid")
         if not isinstance(value, str) or value.lower() not in self.VALUES:
             raise forms.ValidationError("must be true or false", code="invalid")
         return self.VALUES[value.lower()]

@@ -165,6 +165,8 @@ def test_schema_list_limits_are_the_live_settings(tmp_path, settings):
         ("/api/v1/sellers/?reason=", "reason"),
         ("/api/v1/sellers/?retracted=null", "retracted"),
         ("/api/v1/sellers/?retracted=yes", "retracted"),
+        ("/api/v1/sellers/?retracted=", "retracted"),
+        ("/api/v1/clusters/?cross_platform=", "cross_platform"),
         ("/api/v1/clusters/?cross_platform=maybe", "cross_platform"),
         ("/api/v1/clusters/?min_risk=0.5", "min_risk"),
         ("/api/v1/clusters/?min_risk=101", "min_risk"),

@@ -71,6 +71,7 @@ positive.config.checks.positive_data_acceptance.expected_statuses = ["2xx", "404
 
 
 THROWAWAY_KEY: list[str] = []  # the secret of the running test's throwaway key
+ISSUED_CURSORS: list[str] = []  # a cursor the server issued to it (a `next` link's)
 
 
 @pytest.fixture
@@ -80,12 +81,17 @@ def throwaway(db: None) -> Iterator[KeyedPlatform]:
     for ref in ("t-1", "t-2"):
         reported = seller(ref, ("email", f"{ref}@example.com"), ("phone", "+4930999999"))
         assert submit(platform.client(), reported).status_code == 201
+    page = platform.client().get("/api/v1/sellers/?page_size=1").json()
+    ISSUED_CURSORS[:] = parse_qs(urlsplit(page["next"]).query)["cursor"]
     THROWAWAY_KEY[:] = [platform.secret]
     try:
+        # No Django test client request from here on: it re-attaches the connection cleanup that
+        # in_process_wsgi() detaches, and the next schemathesis request would close the test's connection.
         with in_process_wsgi():
             yield platform
     finally:
         THROWAWAY_KEY.clear()
+        ISSUED_CURSORS.clear()
 
 
 @positive.auth(refresh_interval=None)
@@ -158,9 +164,6 @@ def is_partner_timestamp(value: Any) -> bool:
     return instant.tzinfo is not None and EARLIEST <= instant <= datetime.now(UTC)
 
 
-ISSUED_CURSORS: list[str] = []
-
-
 # Case hooks: schemathesis applies them to the coverage phase's cases too (drawn from the pattern alone,
 # e.g. the year 3039) as well as to the generated ones.
 @positive.hook
@@ -193,16 +196,6 @@ def map_case(context: Any, case: Any) -> Any:
     return case
 
 
-@pytest.fixture
-def issued_cursor(throwaway: KeyedPlatform) -> Iterator[None]:
-    page = throwaway.client().get("/api/v1/sellers/?page_size=1").json()
-    ISSUED_CURSORS[:] = parse_qs(urlsplit(page["next"]).query)["cursor"]
-    try:
-        yield
-    finally:
-        ISSUED_CURSORS.clear()
-
-
 # --- The tests ---------------------------------------------------------------------------------------------------
 
 STATUSES: Counter[tuple[str, int]] = Counter()
@@ -219,7 +212,7 @@ def test_invalid_requests_are_refused(case, throwaway):
 
 @positive.parametrize()
 @FUZZ_SETTINGS
-def test_valid_requests_are_accepted(case, throwaway, partner_date_times, issued_cursor):
+def test_valid_requests_are_accepted(case, throwaway, partner_date_times):
     key = f"Bearer {throwaway.secret}"
     if case.headers and case.headers.get("Authorization", key) != key:
         return  # the coverage phase's own authentication probes are the isolation suite's business
@@ -231,7 +224,7 @@ def test_valid_requests_are_accepted(case, throwaway, partner_date_times, issued
 STEPS = int(os.environ.get("FUZZ_STEPS", "20"))
 
 
-def test_linked_operations_keep_the_contract(throwaway, partner_date_times, issued_cursor):
+def test_linked_operations_keep_the_contract(throwaway, partner_date_times):
     reached: Counter[tuple[str, str, int]] = Counter()
 
     class Partner(positive.as_state_machine()):  # type: ignore[misc]

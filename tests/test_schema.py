@@ -170,6 +170,9 @@ def test_schema_list_limits_are_the_live_settings(tmp_path, settings):
         ("/api/v1/clusters/?cross_platform=maybe", "cross_platform"),
         ("/api/v1/clusters/?min_risk=0.5", "min_risk"),
         ("/api/v1/clusters/?min_risk=101", "min_risk"),
+        ("/api/v1/clusters/?min_risk=0.0", "min_risk"),
+        ("/api/v1/clusters/?min_risk=%2B5", "min_risk"),
+        ("/api/v1/clusters/?min_risk=", "min_risk"),
         ("/api/v1/sellers/?cursor=", "cursor"),
     ],
 )

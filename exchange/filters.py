@@ -33,13 +33,16 @@ class PartnerTimestampField(forms.Field):
 
 class StrictBooleanField(forms.Field):
     """`true` or `false` (also `True`/`False`, `1`/`0`); anything else is a 400, where Django's
-    NullBooleanField read `null` or a typo as "no filter"."""
+    NullBooleanField read `null` or a typo as "no filter". Absent means no filter; present but empty
+    (`?retracted=`) is refused like any other value that is not a boolean."""
 
     VALUES = {"true": True, "1": True, "false": False, "0": False}
 
     def to_python(self, value: Any) -> bool | None:
-        if value in (None, ""):
+        if value is None:
             return None
+        if value == "":
+            raise forms.ValidationError("must be true or false, not empty", code="invalid")
         if not isinstance(value, str) or value.lower() not in self.VALUES:
             raise forms.ValidationError("must be true or false", code="invalid")
         return self.VALUES[value.lower()]
@@ -65,11 +68,24 @@ class StrictChoiceFilter(django_filters.ChoiceFilter):
     field_class = PresentChoiceField
 
 
+class WholeNumberField(forms.IntegerField):
+    """ASCII digits only, like the paging parameters: Django's IntegerField also reads `0.0`, ` 5 ` and `+5`
+    as whole numbers, which the schema's `integer` does not admit in a query string. Absent means no filter;
+    present but empty is refused like the other strict filters."""
+
+    def to_python(self, value: Any) -> int | None:
+        if value is None:
+            return None
+        if not (isinstance(value, str) and value.isascii() and value.isdigit()):
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
+        return int(value)
+
+
 @extend_schema_field({"type": "integer", "minimum": 0, "maximum": 100})
 class RiskFilter(django_filters.NumberFilter):
     """A risk score bound: a whole number 0-100 (a fraction was accepted and compared as a decimal)."""
 
-    field_class = forms.IntegerField
+    field_class = WholeNumberField
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, min_value=0, max_value=100, **kwargs)

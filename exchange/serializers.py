@@ -14,6 +14,7 @@ from rest_framework import serializers
 from exchange.contract import SELLER_REF_RE, SELLER_REF_RULE, TRANSPORT_HASH_RE
 from exchange.models import Seller
 from exchange.normalization import KINDS, REASONS, STATUSES
+from exchange.timestamps import CLOCK_SKEW, EARLIEST
 
 
 class IndicatorInSerializer(serializers.Serializer):
@@ -226,4 +227,103 @@ def request_bodies_are_closed(result: dict[str, Any], **kwargs: Any) -> dict[str
     # One seller's indicators are distinct (ingest refuses a repeated kind and hash).
     if "SellerReportRequest" in schemas:
         schemas["SellerReportRequest"]["properties"]["indicators"]["uniqueItems"] = True
+    # One report per seller in a batch (ingest refuses a repeated seller_ref). JSON Schema cannot say "unique
+    # by one property", so an extension and the description say it.
+    if "SubmissionRequestRequest" in schemas:
+        schemas["SubmissionRequestRequest"]["properties"]["sellers"].update(
+            {"x-unique-by": "seller_ref", "description": DISTINCT_SELLERS_RULE}
+        )
+    for parameter_or_property in request_side_values(result):
+        if parameter_or_property.get("schema", parameter_or_property).get("format") == "date-time":
+            document_partner_timestamp(parameter_or_property)
+    for parameter in result.get("paths", {}).get("/api/v1/sellers/", {}).get("get", {}).get("parameters", []):
+        if parameter["name"] == "cursor":
+            parameter["description"] = CURSOR_RULE
+    add_links(result)
     return result
+
+
+DISTINCT_SELLERS_RULE = (
+    "One report per seller: the seller_refs within one batch are distinct (a repeated one is a 400 naming "
+    "the item)."
+)
+CURSOR_RULE = (
+    "Only a value taken from a page's `next` or `previous` link, as it is: cursors are encrypted and "
+    "authenticated, so any other value is a 400."
+)
+# What exchange.timestamps.parse_partner_timestamp accepts, as far as a pattern can say it: an RFC 3339
+# date-time (the format) whose offset is an upper-case Z or within +-14:00, without a leap second. ASCII
+# digits only: a regex engine's \d may match other scripts' digits.
+PARTNER_TIMESTAMP_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?"
+    r"(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9]|[+-]14:00)$"
+)
+PARTNER_TIMESTAMP_RULE = (
+    f"An RFC 3339 date-time with `Z` or a UTC offset within +-14:00, at or after "
+    f"{EARLIEST:%Y-%m-%dT%H:%M:%SZ} and not in the future (the server allows "
+    f"{CLOCK_SKEW.seconds // 60} minutes of clock skew); anything else is a 400 naming the field."
+)
+
+
+def document_partner_timestamp(value: dict[str, Any]) -> None:
+    """A date-time a partner sends (a body property or a query parameter): the pattern says the syntax; the
+    bounds in time, which JSON Schema cannot state (the upper one moves), are an extension and the
+    description."""
+    schema = value.get("schema", value)
+    schema["pattern"] = PARTNER_TIMESTAMP_PATTERN
+    schema["x-not-before"] = f"{EARLIEST:%Y-%m-%dT%H:%M:%SZ}"
+    schema["x-not-after"] = "now"
+    value["description"] = PARTNER_TIMESTAMP_RULE
+
+
+def request_side_values(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The request components' properties and every operation's parameters: what a partner sends."""
+    values: list[dict[str, Any]] = []
+    for name, component in result.get("components", {}).get("schemas", {}).items():
+        if name.endswith("Request"):
+            values.extend(component.get("properties", {}).values())
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            values.extend(operation.get("parameters", []))
+    return values
+
+
+def link(operation_id: str, **parameters: str) -> dict[str, Any]:
+    return {"operationId": operation_id, "parameters": parameters}
+
+
+# OpenAPI links: which value of one answer addresses which next operation (clients and schemathesis's
+# stateful phase follow them). (path, method, status) -> name -> link.
+LINKS: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {
+    ("/api/v1/submissions/", "post", "201"): {
+        "GetReportedSeller": link("sellers_retrieve", seller_ref="$request.body#/sellers/0/seller_ref"),
+        "RetractReportedSeller": link(
+            "sellers_retract_create", seller_ref="$request.body#/sellers/0/seller_ref"
+        ),
+    },
+    ("/api/v1/sellers/", "get", "200"): {
+        "GetListedSeller": link("sellers_retrieve", seller_ref="$response.body#/results/0/seller_ref"),
+        "GetListedSellersCluster": link("clusters_retrieve", ref="$response.body#/results/0/cluster/id"),
+    },
+    ("/api/v1/sellers/{seller_ref}/", "get", "200"): {
+        "RetractSeller": link("sellers_retract_create", seller_ref="$response.body#/seller_ref"),
+        "GetSellersCluster": link("clusters_retrieve", ref="$response.body#/cluster/id"),
+    },
+    ("/api/v1/sellers/{seller_ref}/retract/", "post", "200"): {
+        "GetRetractedSeller": link("sellers_retrieve", seller_ref="$response.body#/seller_ref"),
+    },
+    ("/api/v1/lookups/", "post", "200"): {
+        "GetMatchedCluster": link("clusters_retrieve", ref="$response.body#/results/0/cluster"),
+    },
+    ("/api/v1/clusters/", "get", "200"): {
+        "GetListedCluster": link("clusters_retrieve", ref="$response.body#/results/0/id"),
+    },
+}
+
+
+def add_links(result: dict[str, Any]) -> None:
+    paths = result.get("paths", {})
+    for (path, method, status), links in LINKS.items():
+        response = paths.get(path, {}).get(method, {}).get("responses", {}).get(status)
+        if response is not None:
+            response["links"] = links

@@ -27,7 +27,8 @@ def parse_partner_timestamp(value: object, now: datetime) -> datetime:
 
     Accepted: ISO-8601 with a timezone, offset within +-14:00, from 2000-01-01 up to `now` plus a clock skew.
     """
-    if not isinstance(value, str) or not value:
+    # ASCII only: Django's fallback parser reads other scripts' digits (an offset of `+١٤:00`), the schema not.
+    if not isinstance(value, str) or not value or not value.isascii():
         raise PartnerTimestampError(f"must be an ISO-8601 date-time with a timezone, e.g. {EXAMPLE}")
     try:
         parsed = parse_datetime(value)

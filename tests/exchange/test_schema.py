@@ -165,9 +165,14 @@ def test_schema_list_limits_are_the_live_settings(tmp_path, settings):
         ("/api/v1/sellers/?reason=", "reason"),
         ("/api/v1/sellers/?retracted=null", "retracted"),
         ("/api/v1/sellers/?retracted=yes", "retracted"),
+        ("/api/v1/sellers/?retracted=", "retracted"),
+        ("/api/v1/clusters/?cross_platform=", "cross_platform"),
         ("/api/v1/clusters/?cross_platform=maybe", "cross_platform"),
         ("/api/v1/clusters/?min_risk=0.5", "min_risk"),
         ("/api/v1/clusters/?min_risk=101", "min_risk"),
+        ("/api/v1/clusters/?min_risk=0.0", "min_risk"),
+        ("/api/v1/clusters/?min_risk=%2B5", "min_risk"),
+        ("/api/v1/clusters/?min_risk=", "min_risk"),
         ("/api/v1/sellers/?cursor=", "cursor"),
     ],
 )
@@ -188,3 +193,76 @@ def test_filters_refuse_what_the_schema_calls_invalid(acme, query, parameter):
 )
 def test_filters_accept_what_the_schema_allows(acme, query):
     assert acme.client().get(query).status_code == 200
+
+
+def test_schema_states_the_partner_timestamp_rule_on_every_date_time_a_partner_sends(tmp_path):
+    schema = live_schema(tmp_path)
+    sent = [schema["components"]["schemas"]["SellerReportRequest"]["properties"]["reported_at"]]
+    for operations in schema["paths"].values():
+        for operation in operations.values():
+            sent += [p for p in operation.get("parameters", []) if p["schema"].get("format") == "date-time"]
+    names = {p.get("name") for p in sent}
+    assert names == {None, "changed_since", "reported_after", "reported_before", "updated_since"}
+    for value in sent:
+        rule = value.get("schema", value)
+        assert rule["x-not-before"] == "2000-01-01T00:00:00Z"
+        assert rule["x-not-after"] == "now"
+        assert "not in the future" in value["description"]
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        ("2026-05-01T12:00:00Z", True),
+        ("2026-05-01t12:00:00.123456789+14:00", True),
+        ("1999-12-31T20:00:00-05:00", True),  # 2000-01-01T01:00Z: the bound is on the instant
+        ("2026-05-01T12:00:00z", False),  # RFC 3339 allows a lower-case z; the server does not
+        ("2026-05-01T12:00:00+14:01", False),
+        ("2026-05-01T23:59:60Z", False),  # a leap second
+        ("2026-05-01T12:00:00", False),  # no timezone
+        ("2026-05-01T12:00:00+\u0661\u0664:00", False),  # Arabic-Indic digits
+    ],
+)
+def test_timestamp_pattern_and_server_agree(acme, value, ok):
+    from exchange.serializers import PARTNER_TIMESTAMP_PATTERN
+    from tests.builders import seller, submit
+
+    assert (re.fullmatch(PARTNER_TIMESTAMP_PATTERN, value) is not None) is ok
+    body = seller("s-1", ("email", "a@example.com")) | {"reported_at": value}
+    assert submit(acme.client(), body).status_code == (201 if ok else 400)
+    assert acme.client().get("/api/v1/sellers/", {"updated_since": value}).status_code == (200 if ok else 400)
+
+
+def test_schema_says_a_batch_reports_each_seller_once_and_a_cursor_is_issued(tmp_path):
+    schema = live_schema(tmp_path)
+    sellers = schema["components"]["schemas"]["SubmissionRequestRequest"]["properties"]["sellers"]
+    assert sellers["x-unique-by"] == "seller_ref"
+    assert "distinct" in sellers["description"]
+    params = {p["name"]: p for p in schema["paths"]["/api/v1/sellers/"]["get"]["parameters"]}
+    assert "`next`" in params["cursor"]["description"]
+
+
+def test_schema_links_chain_sellers_and_clusters(tmp_path):
+    paths = live_schema(tmp_path)["paths"]
+    ids = {op["operationId"] for ops in paths.values() for op in ops.values()}
+    links = {
+        (path, method, name): link
+        for path, ops in paths.items()
+        for method, op in ops.items()
+        for response in op["responses"].values()
+        for name, link in response.get("links", {}).items()
+    }
+    assert (
+        {link["operationId"] for link in links.values()}
+        == {
+            "sellers_retrieve",
+            "sellers_retract_create",
+            "clusters_retrieve",
+        }
+        <= ids
+    )
+    submitted = links[("/api/v1/submissions/", "post", "RetractReportedSeller")]
+    assert submitted["parameters"] == {"seller_ref": "$request.body#/sellers/0/seller_ref"}
+    assert links[("/api/v1/lookups/", "post", "GetMatchedCluster")]["parameters"] == {
+        "ref": "$response.body#/results/0/cluster"
+    }

@@ -14,7 +14,7 @@ from rest_framework import serializers
 from exchange.contract import SELLER_REF_RE, SELLER_REF_RULE, TRANSPORT_HASH_RE
 from exchange.models import Seller
 from exchange.normalization import KINDS, REASONS, STATUSES
-from exchange.timestamps import CLOCK_SKEW, EARLIEST
+from exchange.timestamps import CLOCK_SKEW, EARLIEST, PARTNER_TIMESTAMP_PATTERN
 
 
 class IndicatorInSerializer(serializers.Serializer):
@@ -250,13 +250,6 @@ DISTINCT_SELLERS_RULE = (
 CURSOR_RULE = (
     "Only a value taken from a page's `next` or `previous` link, as it is: cursors are encrypted and "
     "authenticated, so any other value is a 400."
-)
-# What exchange.timestamps.parse_partner_timestamp accepts, as far as a pattern can say it: an RFC 3339
-# date-time (the format) whose offset is an upper-case Z or within +-14:00, without a leap second. ASCII
-# digits only: a regex engine's \d may match other scripts' digits.
-PARTNER_TIMESTAMP_PATTERN = (
-    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?"
-    r"(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9]|[+-]14:00)$"
 )
 PARTNER_TIMESTAMP_RULE = (
     f"An RFC 3339 date-time with `Z` or a UTC offset within +-14:00, at or after "

@@ -8,6 +8,7 @@ existed or after now, so one function refuses both before anything reaches the d
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 from django.utils.dateparse import parse_datetime
@@ -16,6 +17,14 @@ EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 CLOCK_SKEW = timedelta(minutes=5)  # a partner's clock may run this far ahead of ours
 MAX_OFFSET = timedelta(hours=14)  # the widest UTC offset in use (Line Islands +14:00; -12:00 the other way)
 EXAMPLE = "2026-05-01T12:00:00Z"
+# The syntax, published as the schema's pattern and checked first here (one rule): an RFC 3339 date-time
+# whose offset is an upper-case Z or within +-14:00, without a leap second. ASCII digits only: a regex
+# engine's \d, and Django's fallback parser, read other scripts' digits (an offset of `+\u0661\u0664:00`).
+PARTNER_TIMESTAMP_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?"
+    r"(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9]|[+-]14:00)$"
+)
+_SYNTAX = re.compile(PARTNER_TIMESTAMP_PATTERN)
 
 
 class PartnerTimestampError(ValueError):
@@ -25,17 +34,19 @@ class PartnerTimestampError(ValueError):
 def parse_partner_timestamp(value: object, now: datetime) -> datetime:
     """`value` as an aware UTC datetime, or PartnerTimestampError saying what is wrong with it.
 
-    Accepted: ISO-8601 with a timezone, offset within +-14:00, from 2000-01-01 up to `now` plus a clock skew.
+    Accepted: `PARTNER_TIMESTAMP_PATTERN` (RFC 3339 with a timezone, offset within +-14:00), from 2000-01-01
+    up to `now` plus a clock skew.
     """
-    # ASCII only: Django's fallback parser reads other scripts' digits (an offset of `+١٤:00`), the schema not.
-    if not isinstance(value, str) or not value or not value.isascii():
-        raise PartnerTimestampError(f"must be an ISO-8601 date-time with a timezone, e.g. {EXAMPLE}")
+    if not isinstance(value, str) or not _SYNTAX.fullmatch(value):
+        if isinstance(value, str) and _SYNTAX.fullmatch(value + "Z"):
+            raise PartnerTimestampError("must include a timezone (e.g. Z or +02:00)")
+        raise PartnerTimestampError(f"must be an RFC 3339 date-time with a timezone, e.g. {EXAMPLE}")
     try:
         parsed = parse_datetime(value)
     except ValueError:  # well-formed but impossible: month 13, February 30, offset +24:00
         raise PartnerTimestampError(f"is not a valid date-time (e.g. {EXAMPLE})") from None
     if parsed is None:
-        raise PartnerTimestampError(f"must be an ISO-8601 date-time with a timezone, e.g. {EXAMPLE}")
+        raise PartnerTimestampError(f"must be an RFC 3339 date-time with a timezone, e.g. {EXAMPLE}")
     offset = parsed.utcoffset()
     if offset is None:
         raise PartnerTimestampError("must include a timezone (e.g. Z or +02:00)")

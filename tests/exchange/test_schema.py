@@ -221,10 +221,13 @@ def test_schema_states_the_partner_timestamp_rule_on_every_date_time_a_partner_s
         ("2026-05-01T23:59:60Z", False),  # a leap second
         ("2026-05-01T12:00:00", False),  # no timezone
         ("2026-05-01T12:00:00+\u0661\u0664:00", False),  # Arabic-Indic digits
+        ("2026-05-01T12:00Z", False),  # no seconds: ISO 8601 allows it, RFC 3339 not (Django's parser did)
+        ("2026-05-01T12:00:00.Z", False),  # a fraction without digits
+        ("2026-05-01 12:00:00Z", False),  # a space for the T
     ],
 )
 def test_timestamp_pattern_and_server_agree(acme, value, ok):
-    from exchange.serializers import PARTNER_TIMESTAMP_PATTERN
+    from exchange.timestamps import PARTNER_TIMESTAMP_PATTERN
     from tests.builders import seller, submit
 
     assert (re.fullmatch(PARTNER_TIMESTAMP_PATTERN, value) is not None) is ok

@@ -70,6 +70,7 @@ import re
 import struct
 import unicodedata
 from collections.abc import Iterable
+from functools import lru_cache
 
 from exchange.normalization import NormalizationError
 
@@ -270,11 +271,16 @@ def derive_keys(consortium_key: bytes, kind: str) -> tuple[bytes, bytes]:
 
 def bit_positions(token: str, k: int, key: bytes, length: int = FILTER_BITS) -> list[int]:
     """The ``k`` bit positions of one q-gram: clkhash's ``blake_hash_token`` (little-endian 16-bit words)."""
+    return list(_bit_positions(token, k, key, length))
+
+
+@lru_cache(maxsize=65_536)  # bigrams repeat across values, as clkhash's own cache of blake_hash_token assumes
+def _bit_positions(token: str, k: int, key: bytes, length: int) -> tuple[int, ...]:
     shorts: list[int] = []
     for i in range((k + 31) // 32):
         digest = hashlib.blake2b(token.encode("utf-8"), key=key, salt=str(i).encode()).digest()
         shorts.extend(struct.unpack("<32H", digest))
-    return [s % length for s in shorts[:k]]
+    return tuple(s % length for s in shorts[:k])
 
 
 def tokens(kind: str, normalized: str) -> list[tuple[str, int]]:
@@ -293,7 +299,7 @@ def _has_digit(word: str) -> bool:
 def _bloom(weighted: Iterable[tuple[str, int]], key: bytes) -> bytearray:
     bits = bytearray(FILTER_BYTES)
     for token, k in weighted:
-        for position in bit_positions(token, k, key):
+        for position in _bit_positions(token, k, key, FILTER_BITS):
             bits[position >> 3] |= 0x80 >> (position & 7)
     return bits
 

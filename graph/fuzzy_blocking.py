@@ -84,16 +84,15 @@ class HammingLSH:
         n = matrix.shape[0]
         width = 32 if self.rows <= 32 else 64
         out = np.empty((self.bands, n), dtype=np.uint32 if width == 32 else np.uint64)
+        dtype = out.dtype.type
         flat = self.positions.ravel()
-        pad = width - self.rows
         for start in range(0, n, _CHUNK):
             bits = np.unpackbits(matrix[start : start + _CHUNK], axis=1)[:, flat]
-            bits = bits.reshape(-1, self.bands, self.rows)
-            if pad:
-                bits = np.pad(bits, ((0, 0), (0, 0), (0, pad)))
-            packed = np.packbits(bits, axis=2)  # (chunk, bands, width / 8) bytes
-            view = ">u4" if width == 32 else ">u8"
-            out[:, start : start + _CHUNK] = np.ascontiguousarray(packed).view(view)[:, :, 0].T
+            packed = np.packbits(bits.reshape(-1, self.bands, self.rows), axis=2)  # (chunk, bands, bytes)
+            key = np.zeros(packed.shape[:2], dtype=dtype)
+            for byte in range(packed.shape[2]):
+                key = (key << dtype(8)) | packed[:, :, byte].astype(dtype)
+            out[:, start : start + _CHUNK] = key.T
         return out
 
 
@@ -163,7 +162,8 @@ class BlockingIndex:
             found.append(left * n_stored + right)
         if not found:
             return np.zeros((0, 2), dtype=np.int64)
-        flat = np.unique(np.concatenate(found))
+        flat = np.sort(np.concatenate(found))  # sort and drop repeats: faster here than np.unique's hashing
+        flat = flat[np.concatenate(([True], flat[1:] != flat[:-1]))]
         return np.stack([flat // n_stored, flat % n_stored], axis=1)
 
     def score(self, new: Sequence[bytes] | np.ndarray, pairs: np.ndarray) -> np.ndarray:

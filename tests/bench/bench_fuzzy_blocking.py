@@ -34,9 +34,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from exchange import fuzzy  # noqa: E402
-from fixtures import corruption  # noqa: E402
-from graph import fuzzy_blocking as fb  # noqa: E402
+from exchange import fuzzy
+from fixtures import corruption
+from graph import fuzzy_blocking as fb
 
 KEY = b"benchmark key, never for real data"
 
@@ -50,13 +50,21 @@ def clean_values(kind: str, n: int, seed: int) -> list[str]:
 
 
 def corrupt(kind: str, value: str, rng: random.Random) -> str:
-    return corruption.corrupt_address(value, rng) if kind.endswith("_address") else corruption.corrupt_name(value, rng)
+    return (
+        corruption.corrupt_address(value, rng)
+        if kind.endswith("_address")
+        else corruption.corrupt_name(value, rng)
+    )
 
 
-def build(kind: str, size: int, n_new: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def build(
+    kind: str, size: int, n_new: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     values = clean_values(kind, size, seed)
     rng = random.Random(seed)
-    new = [fuzzy.encode(kind, corrupt(kind, v, rng), KEY, b"new-%d" % i) for i, v in enumerate(values[:n_new])]
+    new = [
+        fuzzy.encode(kind, corrupt(kind, v, rng), KEY, b"new-%d" % i) for i, v in enumerate(values[:n_new])
+    ]
     stored_true = [fuzzy.encode(kind, v, KEY, b"stored-%d" % i) for i, v in enumerate(values[:n_new])]
     filler = fb.to_matrix([fuzzy.clk(kind, v, KEY) for v in values[n_new:]])
     noise = np.random.default_rng(seed).random((len(filler), fuzzy.FILTER_BITS)) < fuzzy.FLIP_PROBABILITY
@@ -113,7 +121,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000", help="comma-separated stored sizes (default 10000)")
     parser.add_argument("--kinds", default="person_name,shipping_address")
     parser.add_argument("--new", type=int, default=1000, help="new encodings per run (default 1000)")
-    parser.add_argument("--brute-max", type=int, default=100_000, help="largest size with the all-pairs floor")
+    parser.add_argument(
+        "--brute-max", type=int, default=100_000, help="largest size with the all-pairs floor"
+    )
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     for kind in args.kinds.split(","):

@@ -1,8 +1,8 @@
 """Fuzzy encodings of names and addresses, spec version 1 (``docs/hashing-spec.md``, "Fuzzy encodings").
 
 Exact transport hashes miss what people type differently ("Jon Smyth" / "John Smith", "12 Baker St., Apt 4" /
-"Apartment 4, 12 Baker Street"). For the kinds where spelling varies, a partner sends a keyed Bloom-filter
-encoding instead: a cryptographic long-term key (CLK, Schnell, Bachteler and Reiher 2009/2011) of the value's
+"Apartment 4, 12 Baker Street"). For the kinds where spelling varies, a partner also sends a keyed Bloom-
+filter encoding (the exact tokens stay): a cryptographic long-term key (CLK, Schnell, Bachteler and Reiher 2009/2011) of the value's
 bigrams, whose Dice similarity tracks the similarity of the values, keyed with the *consortium key* that the
 partners share and the exchange does not hold, so the exchange cannot encode guesses.
 
@@ -20,11 +20,12 @@ This module is pure Python (standard library only; it runs on the partner's mach
    ``person_name`` and as a ``business_name`` shares no structure, so frequencies cannot be pooled across kinds.
 4. ``clk(kind, value, consortium_key)``: the plain Bloom filter of ``FILTER_BITS`` bits: each bigram sets
    ``HASH_COUNTS[kind]`` bits (and, for addresses, each word with a digit is also a token ``#word`` setting
-   ``NUMBER_HASH_COUNT`` bits; ``tokens``), chosen by clkhash's ``blakeHash`` scheme (keyed BLAKE2b of the bigram's UTF-8
-   bytes with salt ``str(i)``, read as little-endian unsigned 16-bit integers, each taken modulo
+   ``NUMBER_HASH_COUNT`` bits; ``tokens``), chosen by clkhash's ``blakeHash`` scheme (keyed BLAKE2b of
+   the token's UTF-8 bytes with salt ``str(i)``, read as little-endian unsigned 16-bit integers, each taken modulo
    ``FILTER_BITS``). Bit ``j`` of the filter is bit ``7 - j % 8`` of byte ``j // 8`` (big-endian bit order,
    as bitarray's default and numpy's ``packbits``). Identical to ``clkhash.bloomfilter.blake_encode_ngrams``
-   for the same key, tokens and per-token k; ``docs/fuzzy-vectors-v1.json`` holds vectors made with clkhash 0.18.3.
+   for the same key, tokens and per-token k; ``docs/fuzzy-vectors-v1.json`` holds vectors made with
+   clkhash 0.18.3.
 5. ``encode(kind, value, consortium_key, record_salt)``: the hardened encoding that partners send: the CLK
    with randomised response (BLIP, Alaggan, Gambs and Kermarrec 2012; Schnell and Borgs 2017): every bit is
    flipped with probability ``FLIP_PROBABILITY``, decided by a keyed pseudo-random stream seeded with the
@@ -33,7 +34,8 @@ This module is pure Python (standard library only; it runs on the partner's mach
    pattern-frequency attack, tested in tests/exchange/test_fuzzy_privacy.py). With it, no two records of the
    same name share a pattern, while the same record re-encoded gets the same bits: re-sending a seller cannot
    be averaged to strip the noise. ``record_salt`` must be different for different records and stable for
-   one record (the partner's ``seller_ref`` with the kind is a good choice).
+   one record (the partner's ``seller_ref`` is a good choice; the kind is in the noise key already).
+   ``_bit_positions`` caches positions per (bigram, k, derived key) in memory, as clkhash does.
 
 Serialisation: ``to_hex`` / ``from_hex``, lowercase hex of the ``FILTER_BYTES`` bytes (``ENCODING_HEX_CHARS``
 characters), the same alphabet as transport hashes; ``is_fuzzy_encoding`` checks the shape.
@@ -49,7 +51,8 @@ Per-kind normalisation (``normalize_fuzzy``), frozen for version 1:
   NFKD, drop combining marks (accents: ``José`` -> ``jose``), case-fold, map the Latin
   letters that NFKD does not decompose (``ø``->``o``, ``ł``->``l``, ``đ``->``d``, ``æ``->``ae``, ``œ``->``oe``,
   ``þ``->``th``, ``ð``->``d``, ``ı``->``i``; ``ß`` case-folds to ``ss``), NFKC, and the same removal once
-  more (``O'Brien`` -> ``obrien``); words joined by single spaces. Refused (``NormalizationError``) if no letter or digit is left.
+  more (``O'Brien`` -> ``obrien``); words joined by single spaces. Refused (``NormalizationError``) if no
+  letter or digit is left.
 - ``person_name``: courtesy titles and generational suffixes are dropped as whole words (``PERSON_TITLES``:
   ``mr``, ``mrs``, ``ms``, ``dr``, ``prof``, ``jr``, ``sr``, ...), unless nothing else is left. Word order is
   kept in the normalised string but does not reach the encoding (see ``qgrams``).

@@ -75,6 +75,7 @@ import unicodedata
 from collections.abc import Iterable
 from functools import lru_cache
 
+from exchange import normalization
 from exchange.normalization import NormalizationError
 
 __all__ = [
@@ -159,19 +160,7 @@ LEGAL_FORMS: frozenset[str] = frozenset(
 )  # fmt: skip
 ADDRESS_ABBREVIATIONS: dict[str, str] = {
     # the exact-token table of the hashing spec v1 ...
-    "st": "street",
-    "str": "street",
-    "rd": "road",
-    "ave": "avenue",
-    "av": "avenue",
-    "blvd": "boulevard",
-    "ln": "lane",
-    "bldg": "building",
-    "fl": "floor",
-    "flr": "floor",
-    "apt": "apartment",
-    "ste": "suite",
-    "rm": "room",
+    **normalization.ADDRESS_ABBREVIATIONS,
     # ... and, for fuzzy matching only, a few more common ones
     "dr": "drive",
     "ct": "court",
@@ -190,7 +179,7 @@ ADDRESS_ABBREVIATIONS: dict[str, str] = {
 _LETTER_MAP = str.maketrans(
     {"ø": "o", "ł": "l", "đ": "d", "æ": "ae", "œ": "oe", "þ": "th", "ı": "i", "ð": "d"}
 )
-_APOSTROPHES = frozenset("'’ʼ`")
+_APOSTROPHES = normalization.ADDRESS_APOSTROPHES
 _WORDS = re.compile(r"\S+")
 
 

@@ -115,6 +115,9 @@ try:
     # Largest request body accepted by the API (bytes); larger bodies get 413.
     DATA_UPLOAD_MAX_MEMORY_SIZE = envint("EXCHANGE_MAX_BODY_BYTES", 4 * 1024 * 1024)
     SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", "False" if DEBUG else "True")
+    # Trust X-Forwarded-Proto (the request came in over HTTPS at the proxy). Off by default: any client that
+    # reaches gunicorn directly could send it.
+    EXCHANGE_TRUST_PROXY = envbool("EXCHANGE_TRUST_PROXY", "False")
     REDIS_URL = parse_redis_url(os.environ.get("REDIS_URL", ""))
     # worker: recomputations and reports run in a Procrastinate worker (PostgreSQL only), enqueued in the
     # same transaction as the change; sync: the recomputation runs inline inside the change's own transaction
@@ -221,8 +224,9 @@ INSTALLED_APPS = [
 ] + (["procrastinate.contrib.django"] if _is_postgres else [])  # its tables use PL/pgSQL
 
 MIDDLEWARE = [
-    "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
+    "exchange.probes.ProbeMiddleware",  # /healthz over plain HTTP with any Host (before the redirect)
+    "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -293,7 +297,8 @@ if not DEBUG:
     SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", "True")
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    if EXCHANGE_TRUST_PROXY:  # only behind a proxy that sets the header itself (README, "Behind a TLS proxy")
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_CONTENT_TYPE_NOSNIFF = True
     SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"

@@ -1,18 +1,11 @@
 from django.conf import settings
 from django.contrib import admin
-from django.http import HttpRequest, JsonResponse
 from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.permissions import AllowAny
 
 import exchange.converters  # noqa: F401  (registers the seller_ref and cluster_ref path converters)
 from exchange import views
-
-
-def healthz(request: HttpRequest) -> JsonResponse:
-    """Liveness for load balancers: answers without touching the database."""
-    return JsonResponse({"status": "ok"})
-
 
 api_v1: list[URLPattern | URLResolver] = [
     path("me/", views.MeView.as_view(), name="me"),
@@ -41,7 +34,6 @@ api_v1: list[URLPattern | URLResolver] = [
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"))),
-    path("healthz", healthz),
 ]
 if settings.OIDC_ENABLED:  # single sign-on for the admin (accounts/oidc.py)
     urlpatterns.append(path("oidc/", include("mozilla_django_oidc.urls")))

@@ -73,3 +73,13 @@ def test_a_browser_gets_json_not_html(client, acme, accept, path):
         assert response["Content-Type"].startswith("application/json"), (path, accept, response.status_code)
         assert b"<html" not in response.content.lower()
         assert response.status_code in {200, 401, 404, 406}
+
+
+def test_the_licence_file_is_the_one_both_distributions_name():
+    import tomllib
+
+    text = (ROOT / "LICENSE").read_text()
+    assert text.splitlines()[0].strip() == "Apache License"
+    assert "Version 2.0, January 2004" in text and "END OF TERMS AND CONDITIONS" in text
+    for pyproject in (ROOT / "pyproject.toml", ROOT / "exchange" / "client" / "pyproject.toml"):
+        assert tomllib.loads(pyproject.read_text())["project"]["license"] == "Apache-2.0", pyproject

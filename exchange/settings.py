@@ -225,7 +225,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
-    "exchange.probes.ProbeMiddleware",  # /healthz over plain HTTP with any Host (before the redirect)
+    "exchange.probes.ProbeMiddleware",  # /healthz, /readyz over plain HTTP with any Host (before the redirect)
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -4,12 +4,18 @@ believed only when the operator says a proxy sets it (issue 20, "Behind a TLS pr
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
 
 import pytest
 from django.test import Client, override_settings
 
 from tests.exchange.test_settings_parsing import PRODUCTION_ENV, _manage
 
+ROOT = Path(__file__).resolve().parents[2]
 PRODUCTION = {"DEBUG": False, "SECURE_SSL_REDIRECT": True, "ALLOWED_HOSTS": ["exchange.example.org"]}
 
 
@@ -69,3 +75,76 @@ def test_proxy_trust_is_off_unless_the_operator_turns_it_on(value, expected):
     result = _manage(env, "shell", "-c", SHOW)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == expected
+
+
+@pytest.fixture
+def fresh_readiness(monkeypatch):
+    from exchange import probes
+
+    monkeypatch.setattr(probes, "_migrations_applied", False)  # this process's memory of an earlier answer
+
+
+@pytest.mark.django_db
+@override_settings(**PRODUCTION)
+def test_readyz_is_ready_when_the_database_answers_and_every_migration_is_applied(fresh_readiness):
+    response = Client().get("/readyz", HTTP_HOST="10.1.2.3")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ready"}
+
+
+@pytest.mark.django_db
+@override_settings(**PRODUCTION)
+def test_readyz_names_unapplied_migrations(fresh_readiness):
+    from django.db.migrations.recorder import MigrationRecorder
+
+    latest = MigrationRecorder.Migration.objects.filter(app="graph").order_by("-id").first()
+    assert latest is not None
+    latest.delete()  # as if the code were newer than the database (rolled back with the test)
+    response = Client().get("/readyz", HTTP_HOST="10.1.2.3")
+    assert response.status_code == 503
+    assert response.json() == {"status": "not ready", "failing": ["migrations"]}
+
+
+@pytest.mark.django_db
+def test_readyz_in_worker_mode_wants_a_recent_worker_heartbeat(fresh_readiness, settings):
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the Procrastinate worker needs PostgreSQL")
+    settings.EXCHANGE_TASK_MODE = "worker"
+    client = Client()
+    assert client.get("/readyz").json() == {"status": "not ready", "failing": ["worker"]}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO procrastinate_workers (last_heartbeat) VALUES (now() - interval '5 minutes')"
+        )
+    assert client.get("/readyz").status_code == 503  # a stalled worker does not count
+    with connection.cursor() as cursor:
+        cursor.execute("INSERT INTO procrastinate_workers (last_heartbeat) VALUES (now())")
+    assert client.get("/readyz").json() == {"status": "ready"}
+
+
+def test_readyz_answers_503_when_the_database_is_down_and_healthz_still_200(tmp_path):
+    """A real gunicorn whose PostgreSQL is not there (a closed port): the probes answer, nothing else breaks."""
+    from tests.system.test_gunicorn_config import base_env, free_port, gunicorn, wait_healthy
+
+    port = free_port()
+    env = base_env(tmp_path, port) | {
+        "WEB_CONCURRENCY": "1",
+        "DATABASE_URL": f"postgres://root@127.0.0.1:{free_port()}/nothing",
+        "GUNICORN_ACCESS_LOG": str(tmp_path / "access.log"),
+    }
+    process = subprocess.Popen(
+        gunicorn(), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_healthy(port, process)
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=10)
+            raise AssertionError("/readyz answered 200 without a database")
+        except urllib.error.HTTPError as refused:
+            assert refused.code == 503
+            assert json.loads(refused.read()) == {"status": "not ready", "failing": ["database"]}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=40)

@@ -7,12 +7,12 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: demo test lint typecheck migrations-check test-postgres test-sqlite bench clean
+.PHONY: demo test lint typecheck migrations-check test-postgres test-sqlite bench lock clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml requirements.lock
 	@python=$$(.ci/python) && echo "Creating $(VENV) with $$python" && $$python -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --constraint requirements.lock -e '.[dev]'
 	@touch $@
 
 demo: $(VENV)/.installed
@@ -50,6 +50,14 @@ BENCH_RECLUSTER_SIZES ?= 20000
 bench: $(VENV)/.installed
 	$(PY) tests/bench/bench_linking.py --sizes $(BENCH_LINKING_SIZES) --repeat 1
 	$(PY) tests/bench/bench_recluster.py --sizes $(BENCH_RECLUSTER_SIZES)
+
+# requirements.lock: the runtime dependencies at the versions CI tests (`make test` installs with it as a
+# constraint; the Dockerfile and operators install it). Regenerate after changing pyproject's dependencies.
+lock:
+	rm -rf var/lockenv && $$(.ci/python) -m venv var/lockenv && var/lockenv/bin/pip install --quiet .
+	(echo "# The runtime dependencies at the versions CI tested: pip install -r requirements.lock (make lock)"; \
+	 var/lockenv/bin/pip freeze --exclude-editable | grep -v -i '^bad[-_]actor[-_]exchange') > requirements.lock
+	rm -rf var/lockenv build
 
 clean:
 	rm -rf $(VENV) var

@@ -51,7 +51,7 @@ try:
 
     DATABASES = {
         "default": parse_database_url(
-            os.environ.get("DATABASE_URL", "").strip() or "sqlite:///var/exchange.sqlite3", BASE_DIR
+            (envsecret("DATABASE_URL") or "").strip() or "sqlite:///var/exchange.sqlite3", BASE_DIR
         )
     }
     _is_postgres = DATABASES["default"]["ENGINE"].endswith("postgresql")

@@ -83,3 +83,27 @@ def test_the_licence_file_is_the_one_both_distributions_name():
     assert "Version 2.0, January 2004" in text and "END OF TERMS AND CONDITIONS" in text
     for pyproject in (ROOT / "pyproject.toml", ROOT / "exchange" / "client" / "pyproject.toml"):
         assert tomllib.loads(pyproject.read_text())["project"]["license"] == "Apache-2.0", pyproject
+
+
+def test_the_lock_pins_every_runtime_dependency_at_the_version_ci_runs():
+    """requirements.lock (make lock) is what the Dockerfile and operators install; `make test` installs with it
+    as a constraint, so the suite runs exactly those versions."""
+    import tomllib
+    from importlib.metadata import version
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    pins = {}
+    for line in (ROOT / "requirements.lock").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, pinned = line.partition("==")
+            assert pinned, f"not an exact pin: {line}"
+            pins[canonicalize_name(name)] = pinned
+    runtime = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    for requirement in map(Requirement, runtime):
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{name} is a dependency but not in requirements.lock (run make lock)"
+        assert requirement.specifier.contains(pins[name]), (name, pins[name], str(requirement.specifier))
+    for name, pinned in pins.items():
+        assert version(name) == pinned, f"{name}: installed {version(name)}, locked {pinned}"

@@ -21,6 +21,8 @@ from datetime import UTC, datetime
 from numbers import Number
 from typing import Any
 
+import exchange.requestid  # noqa: F401  (stamps every log record with the request id)
+
 TRUSTED_TEMPLATE_LOGGERS = "exchange"  # this logger and its children log key=value templates
 _NOT_BARE = frozenset(' ="\\')
 _ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -105,6 +107,9 @@ class KeyValueFormatter(logging.Formatter):
         else:
             fields = f"msg={quote(record.getMessage())}"
         line = f"ts={self.formatTime(record)} level={quote(record.levelname)} logger={quote(record.name)} {fields}"
+        request_id = getattr(record, "request_id", None)
+        if request_id:  # ours, 32 hex digits (or a proxy's of that shape): nothing to quote
+            line += f" request_id={request_id}"
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:
@@ -115,7 +120,8 @@ class KeyValueFormatter(logging.Formatter):
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ts, level, logger, message (arguments filled in), and exc/stack if any."""
+    """One JSON object per line: ts, level, logger, message (arguments filled in), the request id when serving a
+    request, and exc/stack if any."""
 
     def format(self, record: logging.LogRecord) -> str:
         data = {
@@ -124,6 +130,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        request_id = getattr(record, "request_id", None)
+        if request_id:
+            data["request_id"] = request_id
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:

@@ -226,6 +226,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "exchange.probes.ProbeMiddleware",  # /healthz, /readyz over plain HTTP with any Host (before the redirect)
+    "exchange.requestid.RequestIdMiddleware",  # a request id on every log line and the response
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

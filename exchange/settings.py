@@ -371,6 +371,12 @@ OTP_TOTP_ISSUER = "Bad-actor exchange"
 
 # Structured logs: one line per record, every value escaped (exchange/logformat.py), so nothing a partner
 # sends can split a record or add a key. Never log raw identifiers, hashes or key secrets.
+# Error reports to Sentry or a Sentry-compatible receiver, stripped to type and stack (exchange/errorreport.py).
+SENTRY_DSN = (envsecret("SENTRY_DSN") or "").strip()
+if SENTRY_DSN:
+    from exchange import errorreport
+
+    errorreport.init(SENTRY_DSN, os.environ.get("SENTRY_ENVIRONMENT", "development" if DEBUG else "production"))
 LOG_FORMAT = os.environ.get("LOG_FORMAT", "kv").strip().lower()
 if LOG_FORMAT not in {"kv", "json"}:
     raise ImproperlyConfigured(f"LOG_FORMAT must be 'kv' or 'json', got {LOG_FORMAT!r}")

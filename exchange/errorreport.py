@@ -32,7 +32,11 @@ def scrub(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any] | None:
             for frame in (exception.get("stacktrace") or {}).get("frames") or []
         ]
         exceptions.append(
-            {"type": exception.get("type"), "module": exception.get("module"), "stacktrace": {"frames": frames}}
+            {
+                "type": exception.get("type"),
+                "module": exception.get("module"),
+                "stacktrace": {"frames": frames},
+            }
         )
     if exceptions:
         kept["exception"] = {"values": exceptions}
@@ -40,7 +44,9 @@ def scrub(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any] | None:
         # A logged error without an exception: its template only (ours have no values in them), never the
         # formatted message.
         template = (event.get("logentry") or {}).get("message")
-        kept["message"] = template if isinstance(template, str) and "%" not in template else "(message dropped)"
+        kept["message"] = (
+            template if isinstance(template, str) and "%" not in template else "(message dropped)"
+        )
     return kept
 
 

@@ -376,7 +376,9 @@ SENTRY_DSN = (envsecret("SENTRY_DSN") or "").strip()
 if SENTRY_DSN:
     from exchange import errorreport
 
-    errorreport.init(SENTRY_DSN, os.environ.get("SENTRY_ENVIRONMENT", "development" if DEBUG else "production"))
+    errorreport.init(
+        SENTRY_DSN, os.environ.get("SENTRY_ENVIRONMENT", "development" if DEBUG else "production")
+    )
 LOG_FORMAT = os.environ.get("LOG_FORMAT", "kv").strip().lower()
 if LOG_FORMAT not in {"kv", "json"}:
     raise ImproperlyConfigured(f"LOG_FORMAT must be 'kv' or 'json', got {LOG_FORMAT!r}")

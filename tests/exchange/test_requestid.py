@@ -41,7 +41,7 @@ def test_every_line_of_a_request_names_the_id_the_response_gives(caplog):
 @pytest.mark.django_db
 @pytest.mark.parametrize("offered", ["+4930123456789", "alice@example.com", NGINX_ID, "a" * 64])
 def test_a_clients_request_id_is_never_used(caplog, offered):
-    request_id, records = failed_auth_records(caplog, HTTP_X_REQUEST_ID=offered)
+    request_id, records = failed_auth_records(caplog, offered)
     assert request_id != offered and OURS.fullmatch(request_id)
     assert all(offered not in KeyValueFormatter().format(record) for record in records)
 
@@ -58,7 +58,7 @@ def test_a_clients_request_id_is_never_used(caplog, offered):
     ],
 )
 def test_behind_a_trusted_proxy_its_id_of_a_fixed_shape_is_taken_over(caplog, offered, taken):
-    request_id, _ = failed_auth_records(caplog, HTTP_X_REQUEST_ID=offered)
+    request_id, _ = failed_auth_records(caplog, offered)
     assert (request_id == offered) is taken
 
 

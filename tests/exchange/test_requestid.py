@@ -17,10 +17,13 @@ NGINX_ID = "0123456789abcdef0123456789abcdef"
 
 
 def failed_auth_records(
-    caplog: pytest.LogCaptureFixture, **headers: str
+    caplog: pytest.LogCaptureFixture, offered: str | None = None
 ) -> tuple[str, list[logging.LogRecord]]:
     caplog.set_level(logging.INFO)
-    response = Client().get("/api/v1/me/", HTTP_AUTHORIZATION="Bearer bax_nope_nope", **headers)
+    headers = {"Authorization": "Bearer bax_nope_nope"} | (
+        {} if offered is None else {"X-Request-ID": offered}
+    )
+    response = Client().get("/api/v1/me/", headers=headers)
     assert response.status_code == 401
     records = [r for r in caplog.records if "auth_failed" in r.getMessage()]
     assert records, "the refused key is logged"
@@ -64,7 +67,7 @@ def test_behind_a_trusted_proxy_its_id_of_a_fixed_shape_is_taken_over(caplog, of
 
 def test_lines_outside_a_request_have_no_request_id():
     record = logging.getLogger("exchange.worker").makeRecord(
-        "exchange.worker", logging.INFO, __file__, 1, "event=x", None, None
+        "exchange.worker", logging.INFO, __file__, 1, "event=x", (), None
     )
     assert "request_id" not in KeyValueFormatter().format(record)
     assert "request_id" not in json.loads(JsonFormatter().format(record))

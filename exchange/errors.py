@@ -9,11 +9,13 @@
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.template.loader import render_to_string
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -135,6 +137,19 @@ def json_or_default_404(request: HttpRequest, exception: Exception | None = None
 
 
 def json_or_default_500(request: HttpRequest) -> HttpResponse:
+    """Django's last resort for an exception nothing else handled, the admin's included. Called while the
+    exception is being handled, so `sys.exc_info()` names it: a database outage (a restart, a failover; the
+    session and login middleware meet it before any view) is a 503 to retry, not a 500."""
+    if isinstance(sys.exc_info()[1], OperationalError | InterfaceError):
+        logger.warning("event=database_unavailable error=%s", type(sys.exc_info()[1]).__name__)
+        if _is_api(request):
+            response: HttpResponse = JsonResponse(
+                error_body("service_unavailable", str(ServiceUnavailable.default_detail)), status=503
+            )
+        else:
+            response = HttpResponse(render_to_string("503.html"), status=503)
+        response["Retry-After"] = "5"
+        return response
     if _is_api(request):
         return JsonResponse(error_body("server_error", "Internal server error."), status=500)
     from django.views.defaults import server_error

@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 from django.test import Client, override_settings
 
+from accounts.models import LOOKUP_LENGTH
 from tests.exchange.test_settings_parsing import PRODUCTION_ENV, _manage
 
 ROOT = Path(__file__).resolve().parents[2]
+WELL_FORMED_KEY = "bax_" + "0" * LOOKUP_LENGTH + "_" + "s" * 43  # looked up in the database, which is down
 PRODUCTION = {"DEBUG": False, "SECURE_SSL_REDIRECT": True, "ALLOWED_HOSTS": ["exchange.example.org"]}
 
 
@@ -145,6 +147,60 @@ def test_readyz_answers_503_when_the_database_is_down_and_healthz_still_200(tmp_
         except urllib.error.HTTPError as refused:
             assert refused.code == 503
             assert json.loads(refused.read()) == {"status": "not ready", "failing": ["database"]}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=40)
+
+
+def test_during_a_database_outage_the_admin_and_the_api_answer_503_not_500(tmp_path):
+    """The same real gunicorn without its PostgreSQL: the admin's login page (whose session and user lookups
+    run in middleware, before any view) and the API answer a 503 to retry, never a 500."""
+    from tests.system.test_gunicorn_config import base_env, free_port, gunicorn, wait_healthy
+
+    port = free_port()
+    env = base_env(tmp_path, port) | {
+        "WEB_CONCURRENCY": "1",
+        **PRODUCTION_ENV,  # DEBUG off: Django's own error page would answer instead of the handler
+        "DEBUG": "False",
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "SECURE_SSL_REDIRECT": "False",
+        "DATABASE_URL": f"postgres://root@127.0.0.1:{free_port()}/nothing",
+        "GUNICORN_ACCESS_LOG": str(tmp_path / "access.log"),
+    }
+    process = subprocess.Popen(
+        gunicorn(), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_healthy(port, process)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/admin/login/", timeout=15) as page:
+            assert page.status == 200  # the login form itself needs no database
+        for path, headers, kind in [
+            (
+                "/admin/",
+                {"Cookie": "sessionid=abcdefghijklmnopqrstuvwxyz012345"},
+                "text/html",
+            ),  # a session to load
+            (
+                "/admin/graph/actorcluster/",
+                {"Cookie": "sessionid=abcdefghijklmnopqrstuvwxyz012345"},
+                "text/html",
+            ),
+            ("/api/v1/me/", {"Authorization": f"Bearer {WELL_FORMED_KEY}"}, "application/json"),
+        ]:
+            request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers)
+            try:
+                urllib.request.urlopen(request, timeout=15)
+                raise AssertionError(f"{path} answered 2xx without a database")
+            except urllib.error.HTTPError as refused:
+                assert refused.code == 503, (path, refused.code)
+                assert refused.headers["Retry-After"] == "5"
+                assert refused.headers["Content-Type"].startswith(kind), path
+                body = refused.read().decode()
+                assert (
+                    ("Temporarily unavailable" in body)
+                    if kind == "text/html"
+                    else ("service_unavailable" in body)
+                )
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=40)

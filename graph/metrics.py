@@ -153,23 +153,24 @@ READY_SINCE_SQL = """
 """
 
 
-async def _ready_since(context: JobContext) -> float | None:
+async def _ready_since(context: JobContext, task: str) -> float | None:
     """When the job could first run this time: its latest deferral (or retry), or its scheduled time if
     later. Procrastinate's Job carries only `scheduled_at`; the deferral time is in its events table."""
     job = context.job
+    deferred = None
     try:
         row = await context.app.connector.execute_query_one_async(READY_SINCE_SQL, job_id=job.id)
-    except Exception:  # a metric never fails a job
-        logger.warning("event=job_queue_time_unreadable task=%s", job.task_name)
-        return None
-    moments = [m.timestamp() for m in (row.get("at") if row else None, job.scheduled_at) if m is not None]
+        deferred = row.get("at") if row else None
+    except Exception:  # a metric never fails a job: the scheduled time alone, if there is one
+        logger.warning("event=job_queue_time_unreadable task=%s", task)
+    moments = [moment.timestamp() for moment in (deferred, job.scheduled_at) if moment is not None]
     return max(moments) if moments else None
 
 
 async def job_metrics(call_next: Callable[[], Awaitable[Any]], context: JobContext, worker: Any) -> Any:
     """A Procrastinate worker middleware (it wraps every job, sync or async, on the worker's event loop)."""
     task = context.job.task_name if context.job.task_name in context.app.tasks else "unknown"
-    ready = await _ready_since(context)
+    ready = await _ready_since(context, task)
     if ready is not None:
         JOB_QUEUE_SECONDS.labels(task).observe(max(0.0, context.start_timestamp - ready))
     outcome = "failed"

@@ -24,3 +24,37 @@ keepalive = 5  # partners screen many lookups over one connection
 _run_dir = Path(os.environ.get("GUNICORN_CONTROL_DIR", Path(__file__).resolve().parent / "var" / "run"))
 _run_dir.mkdir(parents=True, exist_ok=True)
 control_socket = str(_run_dir / f"gunicorn-{re.sub(r'[^A-Za-z0-9.]+', '-', bind[0]).strip('-')}.ctl")
+
+# Prometheus metrics from every worker in one scrape (exchange/metrics.py): with PROMETHEUS_MULTIPROC_DIR set,
+# each process counts into its own files there. The directory must be private to this instance (and the
+# Procrastinate worker on the same machine, which shares it); files of processes that no longer run are
+# removed when gunicorn starts (counters then restart from zero, which Prometheus' rate() expects).
+_metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip()
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def on_starting(server: object) -> None:
+    if not _metrics_dir:
+        return
+    directory = Path(_metrics_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        pid = stale.stem.rpartition("_")[2]
+        if not (pid.isdigit() and _running(int(pid))):
+            stale.unlink(missing_ok=True)
+
+
+def child_exit(server: object, worker: object) -> None:
+    if _metrics_dir:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]

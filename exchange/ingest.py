@@ -27,7 +27,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.models import ApiKey, Platform
-from exchange import hooks
+from exchange import hooks, metrics
 from exchange.contract import SELLER_REF_RE, SELLER_REF_RULE
 from exchange.hashing import keyed_tokens
 from exchange.models import Indicator, KeyState, Seller, Sighting, Submission
@@ -233,6 +233,7 @@ def do_submit(
         counts["indicators"],
         counts["sightings_created"],
     )
+    metrics.submission_accepted(counts["sellers"], counts["indicators"])
     return SubmitResult(submission, replayed=False)
 
 

@@ -19,7 +19,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts.models import ApiKey, AuditEntry, Platform
-from exchange import hooks
+from exchange import hooks, metrics
 from exchange.hashing import keyed_tokens
 from exchange.ingest import current_key_version
 from exchange.models import (
@@ -256,4 +256,5 @@ def do_lookup(api_key: ApiKey, indicators: list[tuple[str, str]]) -> list[dict[s
         indicators=len(indicators),
         matches=sum(1 for r in results if r["match"]),
     )
+    metrics.lookup_answered(len(indicators), sum(1 for r in results if r["match"]))
     return results

@@ -10,6 +10,9 @@ validation.
 - `/readyz`: this process can serve (readiness): the database answers, every migration is applied, and, in
   worker mode, a Procrastinate worker sent a heartbeat within `READY_WORKER_SECONDS` (recomputation and reports
   would otherwise queue up unseen). 503 with the names of what fails, never any data.
+- `/metrics`: Prometheus metrics (exchange/metrics.py), only when `METRICS_TOKEN` is set, and only to a client
+  sending `Authorization: Bearer <METRICS_TOKEN>` (401 otherwise). Unset, the path is not served at all: it
+  goes through the stack like any unknown path (404, or the redirect and host validation before that).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
 from django.utils import timezone
+
+from exchange import metrics
 
 # Procrastinate workers beat every 10 s by default and count as stalled after 30 s.
 READY_WORKER_SECONDS = 60
@@ -85,6 +90,7 @@ def readyz(request: HttpRequest) -> HttpResponse:
 
 
 PROBES: dict[str, Callable[[HttpRequest], HttpResponse]] = {"/healthz": healthz, "/readyz": readyz}
+METRICS_PATH = "/metrics"
 
 
 class ProbeMiddleware:
@@ -92,6 +98,8 @@ class ProbeMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path_info == METRICS_PATH and settings.METRICS_TOKEN:
+            return metrics.metrics_view(request)
         probe = PROBES.get(request.path_info)
         if probe is None:
             return self.get_response(request)

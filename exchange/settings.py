@@ -200,6 +200,14 @@ try:
         raise ConfigError(
             f"EXCHANGE_ADMIN_IDLE_MINUTES must be between 1 and 10080, got {EXCHANGE_ADMIN_IDLE_MINUTES}"
         )
+    # Prometheus metrics at /metrics (exchange/metrics.py), only to `Authorization: Bearer <METRICS_TOKEN>`;
+    # unset, /metrics is not served. Several processes share one scrape through PROMETHEUS_MULTIPROC_DIR.
+    METRICS_TOKEN = envsecret("METRICS_TOKEN") or ""
+    if METRICS_TOKEN and len(METRICS_TOKEN) < 32:
+        raise ConfigError(
+            "METRICS_TOKEN must be at least 32 characters, e.g. "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
 except ConfigError as exc:
     raise ImproperlyConfigured(str(exc)) from None
 
@@ -222,11 +230,14 @@ INSTALLED_APPS = [
     "exchange",
     "graph",
 ] + (["procrastinate.contrib.django"] if _is_postgres else [])  # its tables use PL/pgSQL
+# The worker's job latency and duration metrics (a worker middleware), added when Procrastinate's app is made.
+PROCRASTINATE_ON_APP_READY = "graph.metrics.instrument_worker"
 
 MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
-    "exchange.probes.ProbeMiddleware",  # /healthz, /readyz over plain HTTP with any Host (before the redirect)
+    "exchange.probes.ProbeMiddleware",  # /healthz, /readyz, /metrics over plain HTTP, any Host (before the redirect)
     "exchange.requestid.RequestIdMiddleware",  # a request id on every log line and the response
+    "exchange.metrics.RequestMetricsMiddleware",  # counts and times what the probes do not answer
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -18,3 +18,9 @@ class GraphConfig(AppConfig):
 
         hooks.data_changed.connect(recompute, dispatch_uid="graph.recompute", weak=False)
         hooks.provide_cluster_reads(ClusterMember.objects)
+
+        # The cluster counts and the outbox, read from graph's tables at every /metrics scrape.
+        from exchange import metrics as exchange_metrics
+        from graph.metrics import DATABASE_FACTS
+
+        exchange_metrics.register_scrape_collector(DATABASE_FACTS)

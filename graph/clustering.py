@@ -35,6 +35,7 @@ from exchange.models import LINKABLE_SQL, Indicator, Linking, Seller, Sighting
 from graph import linking
 from graph.evidence import link_summary
 from graph.identity import ClusterChange, assign_identities
+from graph.metrics import observed_recluster
 from graph.models import (
     ActorCluster,
     ClusterEvent,
@@ -696,6 +697,7 @@ def _lock() -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK_KEY])
 
 
+@observed_recluster
 def recluster_full(progress: Progress | None = None) -> ReclusterSummary:
     """Rebuild every cluster from the database (one transaction, one writer)."""
     say = progress or (lambda _: None)
@@ -747,6 +749,7 @@ def _live_clusters(ids: Iterable[int] | None = None) -> dict[int, frozenset[int]
     return {k: frozenset(v) for k, v in members.items()}
 
 
+@observed_recluster
 def recluster_incremental(sellers: Iterable[int] = (), indicators: Iterable[int] = ()) -> ReclusterSummary:
     """Recompute only the clusters that the given sellers/indicators could change."""
     summary = ReclusterSummary("incremental")

@@ -188,14 +188,32 @@ class LookupRequestSerializer(serializers.Serializer):
 
 
 class LookupResultSerializer(serializers.Serializer):
-    index = serializers.IntegerField()
-    kind = serializers.CharField()
+    """One looked-up indicator's answer. "Holders" are other platforms' live sellers (neither retracted nor
+    expired) that hold the indicator; the caller's own sellers never count."""
+
+    index = serializers.IntegerField(help_text="Position of the indicator in the request, from 0.")
+    kind = serializers.ChoiceField(choices=KINDS, help_text="The looked-up indicator's kind, as sent.")
     match = serializers.BooleanField(help_text="Reported sellers on other platforms share this indicator.")
-    other_platforms = serializers.IntegerField()
-    reported_sellers = serializers.IntegerField()
-    cluster = serializers.CharField(allow_null=True)
-    risk = serializers.IntegerField(allow_null=True)
-    matched_kinds = serializers.ListField(child=serializers.CharField())
+    other_platforms = serializers.IntegerField(help_text="How many other platforms have a holder.")
+    reported_sellers = serializers.IntegerField(help_text="How many holders there are, on all of them.")
+    cluster = serializers.CharField(
+        allow_null=True,
+        help_text="Opaque reference of the riskiest actor cluster a holder belongs to; null if none does.",
+    )
+    risk = serializers.IntegerField(allow_null=True, help_text="That cluster's risk score; null without one.")
+    matched_kinds = serializers.ListField(
+        child=serializers.CharField(),
+        help_text=(
+            "The kinds of this request's indicators that matched and hit `cluster` (sorted, distinct): the "
+            "kinds this request and the cluster share. Without a cluster, this indicator's kind if it "
+            "matched; empty if it did not."
+        ),
+    )
+    cluster_kinds = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="The indicator kinds linking `cluster`'s members (its own, not this request's); empty "
+        "without a cluster.",
+    )
 
 
 class LookupResponseSerializer(serializers.Serializer):

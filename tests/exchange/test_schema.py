@@ -269,3 +269,12 @@ def test_schema_links_chain_sellers_and_clusters(tmp_path):
     assert links[("/api/v1/lookups/", "post", "GetMatchedCluster")]["parameters"] == {
         "ref": "$response.body#/results/0/cluster"
     }
+
+
+def test_schema_says_what_each_lookup_result_field_holds(tmp_path):
+    result = live_schema(tmp_path)["components"]["schemas"]["LookupResult"]
+    assert set(result["required"]) == set(result["properties"]) >= {"matched_kinds", "cluster_kinds"}
+    undocumented = [name for name, p in result["properties"].items() if not p.get("description")]
+    assert undocumented == []
+    assert "this request" in result["properties"]["matched_kinds"]["description"]
+    assert "linking" in result["properties"]["cluster_kinds"]["description"]

@@ -20,7 +20,8 @@ from exchange.timestamps import CLOCK_SKEW, EARLIEST, PARTNER_TIMESTAMP_PATTERN
 class IndicatorInSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=KINDS)
     hash = serializers.RegexField(
-        TRANSPORT_HASH_RE, help_text="SHA-256 of the normalised value (docs/hashing-spec.md), lowercase hex."
+        TRANSPORT_HASH_RE,
+        help_text="SHA-256 of the normalised value (the hashing spec, /api/v1/hashing-spec/), lowercase hex.",
     )
 
 
@@ -45,7 +46,7 @@ def indicator_list(limit: int) -> serializers.Field:
     return IndicatorInSerializer(many=True, min_length=1, max_length=limit)  # type: ignore[call-arg]
 
 
-class SubmissionRequestSerializer(serializers.Serializer):
+class SubmissionSerializer(serializers.Serializer):
     def get_fields(self) -> dict[str, serializers.Field]:
         fields = super().get_fields()
         fields["sellers"] = SellerReportSerializer(  # type: ignore[call-arg]
@@ -180,7 +181,7 @@ class RetractSerializer(ClosedSerializer):
     )
 
 
-class LookupRequestSerializer(serializers.Serializer):
+class LookupSerializer(serializers.Serializer):
     def get_fields(self) -> dict[str, serializers.Field]:
         fields = super().get_fields()
         fields["indicators"] = indicator_list(settings.EXCHANGE_MAX_LOOKUP_INDICATORS)
@@ -236,9 +237,9 @@ def request_bodies_are_closed(result: dict[str, Any], **kwargs: Any) -> dict[str
     # The list limits are the live settings (the serializers read them too, per request).
     schemas = result.get("components", {}).get("schemas", {})
     for component, field, most in (
-        ("SubmissionRequestRequest", "sellers", settings.EXCHANGE_MAX_BATCH_SELLERS),
+        ("SubmissionRequest", "sellers", settings.EXCHANGE_MAX_BATCH_SELLERS),
         ("SellerReportRequest", "indicators", settings.EXCHANGE_MAX_SELLER_INDICATORS),
-        ("LookupRequestRequest", "indicators", settings.EXCHANGE_MAX_LOOKUP_INDICATORS),
+        ("LookupRequest", "indicators", settings.EXCHANGE_MAX_LOOKUP_INDICATORS),
     ):
         if component in schemas:
             schemas[component]["properties"][field].update(minItems=1, maxItems=most)
@@ -247,8 +248,8 @@ def request_bodies_are_closed(result: dict[str, Any], **kwargs: Any) -> dict[str
         schemas["SellerReportRequest"]["properties"]["indicators"]["uniqueItems"] = True
     # One report per seller in a batch (ingest refuses a repeated seller_ref). JSON Schema cannot say "unique
     # by one property", so an extension and the description say it.
-    if "SubmissionRequestRequest" in schemas:
-        schemas["SubmissionRequestRequest"]["properties"]["sellers"].update(
+    if "SubmissionRequest" in schemas:
+        schemas["SubmissionRequest"]["properties"]["sellers"].update(
             {"x-unique-by": "seller_ref", "description": DISTINCT_SELLERS_RULE}
         )
     for parameter_or_property in request_side_values(result):

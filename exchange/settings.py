@@ -334,7 +334,10 @@ REST_FRAMEWORK = {
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Bad-actor intelligence exchange: Partner API",
-    "DESCRIPTION": "Partner API v1. Identifiers are sent as SHA-256 transport hashes only; see docs/hashing-spec.md.",
+    "DESCRIPTION": (
+        "Partner API v1. Identifiers are sent as SHA-256 transport hashes only; see the "
+        "[hashing spec](/api/v1/hashing-spec/) (Markdown, served without a key)."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",

@@ -90,9 +90,9 @@ def test_serializers_read_the_live_limits(settings) -> None:
     settings.EXCHANGE_MAX_BATCH_SELLERS = 7
     settings.EXCHANGE_MAX_SELLER_INDICATORS = 5
     settings.EXCHANGE_MAX_LOOKUP_INDICATORS = 3
-    assert _limit(serializers.SubmissionRequestSerializer(), "sellers") == 7
+    assert _limit(serializers.SubmissionSerializer(), "sellers") == 7
     assert _limit(serializers.SellerReportSerializer(), "indicators") == 5
-    assert _limit(serializers.LookupRequestSerializer(), "indicators") == 3
+    assert _limit(serializers.LookupSerializer(), "indicators") == 3
 
 
 def test_settings_default_to_the_contract_limits() -> None:

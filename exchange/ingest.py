@@ -442,7 +442,8 @@ def _upsert_sightings_pg(
         # a concurrent batch stored since it was read.
         cursor.execute(
             """
-            UPDATE exchange_indicator AS i SET holders = i.holders + u.n, first_seen = LEAST(i.first_seen, u.f)
+            UPDATE exchange_indicator AS i
+               SET holders = i.holders + u.n, first_seen = LEAST(i.first_seen, u.f)
               FROM unnest(%s::bigint[], %s::int[], %s::timestamptz[]) AS u(id, n, f) WHERE i.id = u.id
             """,
             [changed, [grown.get(i, 0) for i in changed], [earlier.get(i) for i in changed]],

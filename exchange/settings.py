@@ -383,7 +383,15 @@ LOGGING = {
         "kv": {"()": "exchange.logformat.KeyValueFormatter"},
         "json": {"()": "exchange.logformat.JsonFormatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
+    # Procrastinate writes a job's arguments (every seller id of a recompute) into its lines: counts instead.
+    "filters": {"job_arguments_as_counts": {"()": "graph.joblog.JobArgumentsAsCounts"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["job_arguments_as_counts"],
+        }
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         # Django's defaults give these their own handlers with a plain format (printed under DEBUG, e.g.

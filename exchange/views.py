@@ -123,8 +123,8 @@ HASHING_SPEC = settings.BASE_DIR / "docs" / "hashing-spec.md"
 
 @require_safe
 def hashing_spec(request: HttpRequest) -> HttpResponse:
-    """The hashing spec (docs/hashing-spec.md) as Markdown, without a key: the API description links here, and a
-    partner needs it to compute transport hashes before it has a working key."""
+    """The hashing spec (docs/hashing-spec.md) as Markdown, without a key: the API description links
+    here, and a partner needs it to compute transport hashes before it has a working key."""
     try:
         text = HASHING_SPEC.read_text(encoding="utf-8")
     except FileNotFoundError:

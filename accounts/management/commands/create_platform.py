@@ -24,13 +24,13 @@ class Command(BaseCommand):
             action="append",
             default=None,
             metavar="EMAIL",
-            help="Recipient of the platform's cluster reports (repeatable; with --update, replaces the list).",
+            help="Recipient of the platform's cluster reports (repeatable; --update replaces the list).",
         )
         parser.add_argument(
             "--cadence",
             choices=list(Cadence.values),
             default=None,
-            help=f"Report cadence (default when creating: {Cadence.OFF}; no reports are sent while it is off).",
+            help=f"Report cadence (default when creating: {Cadence.OFF}; no reports are sent while off).",
         )
         parser.add_argument(
             "--default-region",

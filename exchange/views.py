@@ -145,6 +145,12 @@ class MeView(APIView):
                     "platform": serializers.CharField(),
                     "key_prefix": serializers.CharField(),
                     "scopes": serializers.ListField(child=serializers.CharField()),
+                    "default_region": serializers.CharField(
+                        allow_null=True,
+                        help_text="The platform's ISO 3166 country code for national phone numbers and "
+                        "identifiers without a country prefix; null if the operator set none. The reference "
+                        "client uses it when it is given no --default-region.",
+                    ),
                     "limits": inline_serializer(
                         "Limits",
                         {
@@ -169,6 +175,7 @@ class MeView(APIView):
                 "platform": partner.platform.slug,
                 "key_prefix": partner.api_key.prefix,
                 "scopes": partner.api_key.scopes,
+                "default_region": partner.platform.default_region or None,
                 "limits": server_limits().as_dict(),
             }
         )

@@ -117,3 +117,18 @@ def test_me_reports_the_live_limits_the_client_reads(acme, settings) -> None:
     }
     assert contract.Limits.from_answer(answer) == contract.Limits(250, 100, 3)
     assert contract.Limits.from_answer({}) == contract.Limits()
+
+
+@pytest.mark.django_db
+def test_me_reports_the_platforms_default_region_the_client_reads(acme, tmp_path) -> None:
+    # issue 19, item 5: `create_platform --default-region` is what the client hashes national numbers with.
+    from exchange.client.api import region_of
+    from tests.exchange.test_schema import live_schema
+
+    answer = acme.client().get("/api/v1/me/").json()
+    assert answer["default_region"] == "DE" and region_of(answer) == "DE"
+    acme.platform.default_region = ""
+    acme.platform.save()
+    assert acme.client().get("/api/v1/me/").json()["default_region"] is None
+    field = live_schema(tmp_path)["components"]["schemas"]["Me"]["properties"]["default_region"]
+    assert field["nullable"] is True and "--default-region" in field["description"]

@@ -63,6 +63,7 @@ def test_valid_key_authenticates_and_records_last_use(acme):
         "platform": "acme",
         "key_prefix": acme.key.prefix,
         "scopes": ["submit", "lookup", "read"],
+        "default_region": "DE",
         "limits": {"max_batch_sellers": 1000, "max_seller_indicators": 100, "max_lookup_indicators": 100},
     }
     acme.key.refresh_from_db()

@@ -274,6 +274,17 @@ class _Batch:
             for kind, h in r.indicators:
                 yield seller_id[r.seller_ref], indicator_id[(kind, self.tokens[(kind, h)])], r.reported_at
 
+    def first_seen(self) -> dict[tuple[str, str], datetime]:
+        """{(kind, token): the earliest `reported_at` of the reports in the batch that hold it}: an
+        indicator's first seen comes from its own sightings, not from the batch's earliest report."""
+        earliest: dict[tuple[str, str], datetime] = {}
+        for r in self.reports:
+            for kind, h in r.indicators:
+                key = (kind, self.tokens[(kind, h)])
+                if key not in earliest or r.reported_at < earliest[key]:
+                    earliest[key] = r.reported_at
+        return earliest
+
     def stored(
         self, seller_id: dict[str, int], sellers_created: int, indicators: int, sightings_created: int
     ) -> tuple[dict[str, int], list[int]]:
@@ -294,9 +305,9 @@ def _store_postgres(batch: _Batch) -> tuple[dict[str, int], list[int]]:
         seller_id, sellers_created = _upsert_sellers_pg(
             cursor, batch.platform, batch.reports, batch.retention, batch.now
         )
-        indicator_id, inserted = _upsert_indicators_pg(cursor, batch.reports, batch.tokens, batch.version)
+        indicator_id, inserted, earlier = _upsert_indicators_pg(cursor, batch)
         rows = sorted(batch.sighting_rows(seller_id, indicator_id))
-        sightings_created = _upsert_sightings_pg(cursor, rows, inserted)
+        sightings_created = _upsert_sightings_pg(cursor, rows, inserted, earlier)
     return batch.stored(seller_id, sellers_created, len(rows), sightings_created)
 
 
@@ -346,46 +357,61 @@ def _upsert_sellers_pg(
 
 
 def _upsert_indicators_pg(
-    cursor: psycopg.Cursor[Any], reports: list[SellerReport], tokens: dict[tuple[str, str], str], version: int
-) -> tuple[dict[tuple[str, str], int], set[int]]:
-    """Insert the batch's new indicators: ({(kind, token): id} for all of them, the ids inserted now)."""
-    kinds = [k for k, _ in tokens]
-    toks = list(tokens.values())
+    cursor: psycopg.Cursor[Any], batch: _Batch
+) -> tuple[dict[tuple[str, str], int], set[int], dict[int, datetime]]:
+    """Insert the batch's new indicators: ({(kind, token): id} for all of them, the ids inserted now,
+    {id: first seen} for those that existed with a later first seen than this batch's sightings of them)."""
+    kinds = [k for k, _ in batch.tokens]
+    toks = list(batch.tokens.values())
     # A brand-new indicator's holders are exactly this batch's sellers that report it.
-    batch_holders = Counter(pair for r in reports for pair in r.indicators)
-    first_seen = min(r.reported_at for r in reports)
+    batch_holders = Counter(pair for r in batch.reports for pair in r.indicators)
+    first_seen = batch.first_seen()
     cursor.execute(
         """
         INSERT INTO exchange_indicator (kind, token, key_version, first_seen, linking, linking_reason,
                                         linking_changed_by, holders)
-        SELECT k, t, %s, %s, 'auto', '', '', n
-          FROM unnest(%s::text[], %s::text[], %s::int[]) AS u(k, t, n) ORDER BY k, t
+        SELECT k, t, %s, f, 'auto', '', '', n
+          FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::int[]) AS u(k, t, f, n) ORDER BY k, t
         ON CONFLICT (kind, token) DO NOTHING
         RETURNING id, kind, token
         """,
-        [version, first_seen, kinds, toks, [batch_holders[pair] for pair in tokens]],
+        [
+            batch.version,
+            kinds,
+            toks,
+            [first_seen[pair] for pair in zip(kinds, toks, strict=True)],
+            [batch_holders[pair] for pair in batch.tokens],
+        ],
     )
     indicator_id = {(k, t): pk for pk, k, t in cursor.fetchall()}
     inserted = set(indicator_id.values())
     missing = [(k, t) for k, t in zip(kinds, toks, strict=True) if (k, t) not in indicator_id]
+    earlier: dict[int, datetime] = {}
     if missing:
         # A separate statement sees rows that concurrent batches committed meanwhile.
         cursor.execute(
             """
-            SELECT i.id, i.kind, i.token FROM exchange_indicator i
+            SELECT i.id, i.kind, i.token, i.first_seen FROM exchange_indicator i
               JOIN unnest(%s::text[], %s::text[]) AS u(k, t) ON i.kind = u.k AND i.token = u.t
             """,
             [[k for k, _ in missing], [t for _, t in missing]],
         )
-        indicator_id.update({(k, t): pk for pk, k, t in cursor.fetchall()})
-    return indicator_id, inserted
+        for pk, k, t, stored in cursor.fetchall():
+            indicator_id[(k, t)] = pk
+            if first_seen[(k, t)] < stored:  # a first seen only moves earlier
+                earlier[pk] = first_seen[(k, t)]
+    return indicator_id, inserted, earlier
 
 
 def _upsert_sightings_pg(
-    cursor: psycopg.Cursor[Any], rows: list[tuple[int, int, datetime]], inserted: set[int]
+    cursor: psycopg.Cursor[Any],
+    rows: list[tuple[int, int, datetime]],
+    inserted: set[int],
+    earlier: dict[int, datetime],
 ) -> int:
-    """Insert or widen the sightings; grow the holder counts of indicators that existed before. Returns how
-    many sightings are new."""
+    """Insert or widen the sightings; grow the holder counts of indicators that existed before and move
+    their first seen back to `earlier` where given (one update, so the rows are locked once, in id order).
+    Returns how many sightings are new."""
     cursor.execute(
         """
         WITH ins AS (
@@ -404,21 +430,24 @@ def _upsert_sightings_pg(
     sightings_created = sum(n for _, n in created_per_indicator)
     # Indicators that existed before gain holders; the counter lets a full recluster read only
     # indicators held by two or more sellers (an upper bound: purges may leave it high, never low).
-    grown = sorted((i, n) for i, n in created_per_indicator if n and i not in inserted)
-    if grown:
+    grown = {i: n for i, n in created_per_indicator if n and i not in inserted}
+    changed = sorted(grown.keys() | earlier.keys())
+    if changed:
         # Lock the rows in id order first: an UPDATE ... FROM join locks them in whatever order its plan
         # visits them, so two batches growing overlapping indicators could each hold one row the other
         # wants (a deadlock seen in the concurrent-batches test).
         cursor.execute(
-            "SELECT id FROM exchange_indicator WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE",
-            [[i for i, _ in grown]],
+            "SELECT id FROM exchange_indicator WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE", [changed]
         )
+        # LEAST ignores the NULL of an indicator that only grows; it also keeps an earlier first seen that
+        # a concurrent batch stored since it was read.
         cursor.execute(
             """
-            UPDATE exchange_indicator AS i SET holders = i.holders + u.n
-              FROM unnest(%s::bigint[], %s::int[]) AS u(id, n) WHERE i.id = u.id
+            UPDATE exchange_indicator AS i
+               SET holders = i.holders + u.n, first_seen = LEAST(i.first_seen, u.f)
+              FROM unnest(%s::bigint[], %s::int[], %s::timestamptz[]) AS u(id, n, f) WHERE i.id = u.id
             """,
-            [[i for i, _ in grown], [n for _, n in grown]],
+            [changed, [grown.get(i, 0) for i in changed], [earlier.get(i) for i in changed]],
         )
     return sightings_created
 
@@ -433,8 +462,7 @@ def _store_orm(batch: _Batch) -> tuple[dict[str, int], list[int]]:
     seller_id, sellers_created = _upsert_sellers_orm(
         batch.platform, batch.reports, batch.retention, batch.now
     )
-    first_seen = min(r.reported_at for r in batch.reports)
-    indicator_id = _upsert_indicators_orm(batch.tokens, batch.version, first_seen)
+    indicator_id = _upsert_indicators_orm(batch.tokens, batch.version, batch.first_seen())
     wanted = {(s, i): ts for s, i, ts in batch.sighting_rows(seller_id, indicator_id)}
     sightings_created = _upsert_sightings_orm(wanted, seller_id.values())
     Indicator.objects.filter(id__in=set(indicator_id.values())).update(holders=holder_count())
@@ -498,22 +526,29 @@ def _upsert_sellers_orm(
 
 
 def _upsert_indicators_orm(
-    tokens: dict[tuple[str, str], str], version: int, first_seen: datetime
+    tokens: dict[tuple[str, str], str], version: int, first_seen: dict[tuple[str, str], datetime]
 ) -> dict[tuple[str, str], int]:
-    """Insert the batch's new indicators; {(kind, token): id} for all of them."""
+    """Insert the batch's new indicators, move the known ones' first seen back to this batch's sightings
+    where those are earlier (as `_upsert_indicators_pg` and `_upsert_sightings_pg` do); {(kind, token): id}
+    for all of them."""
     Indicator.objects.bulk_create(
         [
-            Indicator(kind=k, token=t, key_version=version, first_seen=first_seen)
+            Indicator(kind=k, token=t, key_version=version, first_seen=first_seen[(k, t)])
             for (k, _), t in tokens.items()
         ],
         ignore_conflicts=True,
     )
-    return {
-        (k, t): pk
-        for pk, k, t in Indicator.objects.filter(token__in=list(tokens.values())).values_list(
-            "id", "kind", "token"
-        )
-    }
+    indicator_id, earlier = {}, []
+    for pk, k, t, stored in Indicator.objects.filter(token__in=list(tokens.values())).values_list(
+        "id", "kind", "token", "first_seen"
+    ):
+        if (k, t) not in first_seen:  # the same token under another kind: not this batch's
+            continue
+        indicator_id[(k, t)] = pk
+        if first_seen[(k, t)] < stored:
+            earlier.append(Indicator(id=pk, first_seen=first_seen[(k, t)]))
+    Indicator.objects.bulk_update(earlier, ["first_seen"])
+    return indicator_id
 
 
 def _upsert_sightings_orm(wanted: dict[tuple[int, int], datetime], seller_ids: Iterable[int]) -> int:

@@ -232,9 +232,15 @@ def do_lookup(api_key: ApiKey, indicators: list[tuple[str, str]]) -> list[dict[s
     peppers = settings.EXCHANGE_PEPPERS
     tokens = keyed_tokens(indicators, peppers, current_key_version(lock=False))
     holders = _live_holders(tokens, platform.pk, timezone.now())
+    hits = [holders.get((kind, token), []) for (kind, _), token in zip(indicators, tokens, strict=True)]
+    # Which kinds of this request hit each cluster: a result's matched kinds are those of its cluster.
+    kinds_hitting: dict[str, set[str]] = defaultdict(set)
+    for (kind, _), pairs in zip(indicators, hits, strict=True):
+        for _, cluster in pairs:
+            if cluster is not None:
+                kinds_hitting[cluster["id"]].add(kind)
     results = []
-    for index, ((kind, _), token) in enumerate(zip(indicators, tokens, strict=True)):
-        pairs = holders.get((kind, token), [])
+    for index, ((kind, _), pairs) in enumerate(zip(indicators, hits, strict=True)):
         clusters = {c["id"]: c for _, c in pairs if c is not None}
         best = max(clusters.values(), key=lambda c: c["risk"], default=None)
         results.append(
@@ -246,7 +252,8 @@ def do_lookup(api_key: ApiKey, indicators: list[tuple[str, str]]) -> list[dict[s
                 "reported_sellers": len(pairs),
                 "cluster": best["id"] if best else None,
                 "risk": best["risk"] if best else None,
-                "matched_kinds": best["kinds"] if best else ([kind] if pairs else []),
+                "matched_kinds": sorted(kinds_hitting[best["id"]]) if best else ([kind] if pairs else []),
+                "cluster_kinds": list(best["kinds"]) if best else [],
             }
         )
     AuditEntry.objects.record(

@@ -20,7 +20,8 @@ from exchange.timestamps import CLOCK_SKEW, EARLIEST, PARTNER_TIMESTAMP_PATTERN
 class IndicatorInSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=KINDS)
     hash = serializers.RegexField(
-        TRANSPORT_HASH_RE, help_text="SHA-256 of the normalised value (docs/hashing-spec.md), lowercase hex."
+        TRANSPORT_HASH_RE,
+        help_text="SHA-256 of the normalised value (the hashing spec, /api/v1/hashing-spec/), lowercase hex.",
     )
 
 
@@ -45,7 +46,7 @@ def indicator_list(limit: int) -> serializers.Field:
     return IndicatorInSerializer(many=True, min_length=1, max_length=limit)  # type: ignore[call-arg]
 
 
-class SubmissionRequestSerializer(serializers.Serializer):
+class SubmissionSerializer(serializers.Serializer):
     def get_fields(self) -> dict[str, serializers.Field]:
         fields = super().get_fields()
         fields["sellers"] = SellerReportSerializer(  # type: ignore[call-arg]
@@ -180,7 +181,7 @@ class RetractSerializer(ClosedSerializer):
     )
 
 
-class LookupRequestSerializer(serializers.Serializer):
+class LookupSerializer(serializers.Serializer):
     def get_fields(self) -> dict[str, serializers.Field]:
         fields = super().get_fields()
         fields["indicators"] = indicator_list(settings.EXCHANGE_MAX_LOOKUP_INDICATORS)
@@ -188,14 +189,32 @@ class LookupRequestSerializer(serializers.Serializer):
 
 
 class LookupResultSerializer(serializers.Serializer):
-    index = serializers.IntegerField()
-    kind = serializers.CharField()
+    """One looked-up indicator's answer. "Holders" are other platforms' live sellers (neither retracted nor
+    expired) that hold the indicator; the caller's own sellers never count."""
+
+    index = serializers.IntegerField(help_text="Position of the indicator in the request, from 0.")
+    kind = serializers.ChoiceField(choices=KINDS, help_text="The looked-up indicator's kind, as sent.")
     match = serializers.BooleanField(help_text="Reported sellers on other platforms share this indicator.")
-    other_platforms = serializers.IntegerField()
-    reported_sellers = serializers.IntegerField()
-    cluster = serializers.CharField(allow_null=True)
-    risk = serializers.IntegerField(allow_null=True)
-    matched_kinds = serializers.ListField(child=serializers.CharField())
+    other_platforms = serializers.IntegerField(help_text="How many other platforms have a holder.")
+    reported_sellers = serializers.IntegerField(help_text="How many holders there are, on all of them.")
+    cluster = serializers.CharField(
+        allow_null=True,
+        help_text="Opaque reference of the riskiest actor cluster a holder belongs to; null if none does.",
+    )
+    risk = serializers.IntegerField(allow_null=True, help_text="That cluster's risk score; null without one.")
+    matched_kinds = serializers.ListField(
+        child=serializers.CharField(),
+        help_text=(
+            "The kinds of this request's indicators that matched and hit `cluster` (sorted, distinct): the "
+            "kinds this request and the cluster share. Without a cluster, this indicator's kind if it "
+            "matched; empty if it did not."
+        ),
+    )
+    cluster_kinds = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="The indicator kinds linking `cluster`'s members (its own, not this request's); empty "
+        "without a cluster.",
+    )
 
 
 class LookupResponseSerializer(serializers.Serializer):
@@ -218,9 +237,9 @@ def request_bodies_are_closed(result: dict[str, Any], **kwargs: Any) -> dict[str
     # The list limits are the live settings (the serializers read them too, per request).
     schemas = result.get("components", {}).get("schemas", {})
     for component, field, most in (
-        ("SubmissionRequestRequest", "sellers", settings.EXCHANGE_MAX_BATCH_SELLERS),
+        ("SubmissionRequest", "sellers", settings.EXCHANGE_MAX_BATCH_SELLERS),
         ("SellerReportRequest", "indicators", settings.EXCHANGE_MAX_SELLER_INDICATORS),
-        ("LookupRequestRequest", "indicators", settings.EXCHANGE_MAX_LOOKUP_INDICATORS),
+        ("LookupRequest", "indicators", settings.EXCHANGE_MAX_LOOKUP_INDICATORS),
     ):
         if component in schemas:
             schemas[component]["properties"][field].update(minItems=1, maxItems=most)
@@ -229,8 +248,8 @@ def request_bodies_are_closed(result: dict[str, Any], **kwargs: Any) -> dict[str
         schemas["SellerReportRequest"]["properties"]["indicators"]["uniqueItems"] = True
     # One report per seller in a batch (ingest refuses a repeated seller_ref). JSON Schema cannot say "unique
     # by one property", so an extension and the description say it.
-    if "SubmissionRequestRequest" in schemas:
-        schemas["SubmissionRequestRequest"]["properties"]["sellers"].update(
+    if "SubmissionRequest" in schemas:
+        schemas["SubmissionRequest"]["properties"]["sellers"].update(
             {"x-unique-by": "seller_ref", "description": DISTINCT_SELLERS_RULE}
         )
     for parameter_or_property in request_side_values(result):

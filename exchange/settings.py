@@ -351,7 +351,10 @@ REST_FRAMEWORK = {
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Bad-actor intelligence exchange: Partner API",
-    "DESCRIPTION": "Partner API v1. Identifiers are sent as SHA-256 transport hashes only; see docs/hashing-spec.md.",
+    "DESCRIPTION": (
+        "Partner API v1. Identifiers are sent as SHA-256 transport hashes only; see the "
+        "[hashing spec](/api/v1/hashing-spec/) (Markdown, served without a key)."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
@@ -405,7 +408,15 @@ LOGGING = {
         "kv": {"()": "exchange.logformat.KeyValueFormatter"},
         "json": {"()": "exchange.logformat.JsonFormatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
+    # Procrastinate writes a job's arguments (every seller id of a recompute) into its lines: counts instead.
+    "filters": {"job_arguments_as_counts": {"()": "graph.joblog.JobArgumentsAsCounts"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["job_arguments_as_counts"],
+        }
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         # Django's defaults give these their own handlers with a plain format (printed under DEBUG, e.g.

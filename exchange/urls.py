@@ -14,6 +14,7 @@ api_v1: list[URLPattern | URLResolver] = [
     path("sellers/<seller_ref:seller_ref>/", views.SellerDetailView.as_view(), name="seller-detail"),
     path("sellers/<seller_ref:seller_ref>/retract/", views.RetractView.as_view(), name="seller-retract"),
     path("lookups/", views.LookupView.as_view(), name="lookups"),
+    path("hashing-spec/", views.hashing_spec, name="hashing-spec"),
     # graph's part of the API, named by string: the root URLconf composes the apps (exchange imports no graph).
     path("", include("graph.api")),
     path(

@@ -13,8 +13,10 @@ from typing import Any
 from cryptography.fernet import Fernet, InvalidToken
 from django.conf import settings
 from django.db.models import Prefetch, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
+from django.views.decorators.http import require_safe
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import exceptions, generics, serializers
@@ -37,13 +39,13 @@ from exchange.errors import Conflict
 from exchange.filters import SellerFilter
 from exchange.models import Seller, Sighting
 from exchange.serializers import (
-    LookupRequestSerializer,
     LookupResponseSerializer,
+    LookupSerializer,
     RetractSerializer,
     SellerDetailSerializer,
     SellerSerializer,
-    SubmissionRequestSerializer,
     SubmissionResponseSerializer,
+    SubmissionSerializer,
 )
 
 ERROR = inline_serializer(
@@ -116,6 +118,20 @@ def server_limits() -> Limits:
     )
 
 
+HASHING_SPEC = settings.BASE_DIR / "docs" / "hashing-spec.md"
+
+
+@require_safe
+def hashing_spec(request: HttpRequest) -> HttpResponse:
+    """The hashing spec (docs/hashing-spec.md) as Markdown, without a key: the API description links
+    here, and a partner needs it to compute transport hashes before it has a working key."""
+    try:
+        text = HASHING_SPEC.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise Http404("the hashing spec is not installed with this server") from None
+    return HttpResponse(text, content_type="text/markdown; charset=utf-8")
+
+
 class MeView(APIView):
     """Who am I: the calling key's platform and scopes (handy to check a key works)."""
 
@@ -129,6 +145,12 @@ class MeView(APIView):
                     "platform": serializers.CharField(),
                     "key_prefix": serializers.CharField(),
                     "scopes": serializers.ListField(child=serializers.CharField()),
+                    "default_region": serializers.CharField(
+                        allow_null=True,
+                        help_text="The platform's ISO 3166 country code for national phone numbers and "
+                        "identifiers without a country prefix; null if the operator set none. The reference "
+                        "client uses it when it is given no --default-region.",
+                    ),
                     "limits": inline_serializer(
                         "Limits",
                         {
@@ -153,6 +175,7 @@ class MeView(APIView):
                 "platform": partner.platform.slug,
                 "key_prefix": partner.api_key.prefix,
                 "scopes": partner.api_key.scopes,
+                "default_region": partner.platform.default_region or None,
                 "limits": server_limits().as_dict(),
             }
         )
@@ -168,7 +191,7 @@ class SubmissionView(APIView):
 
     @extend_schema(
         operation_id="submissions_create",
-        request=SubmissionRequestSerializer,
+        request=SubmissionSerializer,
         parameters=[
             OpenApiParameter(
                 "Idempotency-Key",
@@ -399,7 +422,7 @@ class LookupView(MeteredMixin, APIView):
     required_scope = "lookup"
 
     @extend_schema(
-        request=LookupRequestSerializer,
+        request=LookupSerializer,
         responses={200: LookupResponseSerializer, 400: ERROR, **COMMON_ERRORS},
     )
     def post(self, request: Request) -> Response:

@@ -18,7 +18,13 @@ def recompute_clusters(seller_ids: list[int], indicator_ids: list[int]) -> None:
     from graph.clustering import recluster_incremental
 
     summary = recluster_incremental(seller_ids, indicator_ids)
-    logger.info("event=task_done task=recompute_clusters summary=%r", str(summary))
+    # Counts, never the ids themselves (Procrastinate's own lines are summarised too: graph/joblog.py).
+    logger.info(
+        "event=task_done task=recompute_clusters sellers=%d indicators=%d summary=%r",
+        len(seller_ids),
+        len(indicator_ids),
+        str(summary),
+    )
 
 
 @app.periodic(cron="17 * * * *")

@@ -22,10 +22,22 @@ from typing import Any
 
 from exchange.client.csvinput import Indicator, SellerReport
 from exchange.contract import IDEMPOTENCY_KEY_RULE, Limits, is_idempotency_key
+from exchange.normalization import NormalizationError, normalize_region
 
 __all__ = ["ApiError", "ExchangeClient", "ExchangeError", "TransportError"]
 
 USER_AGENT = "exchange-partner-client/1"
+
+
+def region_of(answer: Mapping[str, Any]) -> str | None:
+    """``answer["default_region"]`` of a ``me()`` answer as an ISO 3166 code; None if missing or malformed."""
+    value = answer.get("default_region")
+    try:
+        return normalize_region(value) if isinstance(value, str) else None
+    except NormalizationError:
+        return None
+
+
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
@@ -146,6 +158,19 @@ class ExchangeClient:
             return Limits.from_answer(self.me())
         except ApiError:
             return Limits()
+
+    def settings(self) -> tuple[Limits, str | None]:
+        """The exchange's limits (as ``limits()``) and the platform's default region (``region_of``), from one
+        ``me()``; the defaults and None when the exchange refuses to say."""
+        try:
+            answer = self.me()
+        except ApiError:
+            return Limits(), None
+        return Limits.from_answer(answer), region_of(answer)
+
+    def default_region(self) -> str | None:
+        """The platform's default region that the operator set (``default_region`` of ``me()``), or None."""
+        return self.settings()[1]
 
     def retract(self, seller_ref: str, reason: str) -> dict[str, Any]:
         """Retract the report of one of your sellers (e.g. after a successful appeal); it stops linking."""

@@ -26,6 +26,7 @@ from exchange.client.submission import (
     submit_sellers,
     within_limits,
 )
+from exchange.contract import Limits
 from exchange.normalization import KINDS, NormalizationError, normalize, normalize_region, transport_hash
 
 EXIT_OK = 0
@@ -121,7 +122,8 @@ def _add_region(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--default-region",
         metavar="CC",
-        help="ISO country code for national phone numbers and tax ids without a country prefix",
+        help="ISO country code for national phone numbers and tax ids without a country prefix (default: "
+        "the platform's, from the exchange's /api/v1/me/, when --url and --key-file are given)",
     )
 
 
@@ -153,6 +155,19 @@ def _submit(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     region = _region(args)
     if args.batch_size < 1:
         raise UsageError("--batch-size must be 1 or more")
+    client: ExchangeClient | None = None
+    limits: Limits | None = None
+    if region is None and args.url and args.key_file:
+        # The platform's default region, as the operator set it, hashes the national numbers.
+        _check_readable(args.csv_file)
+        client = _client(args, err)
+        try:
+            limits, region = client.settings()
+        except TransportError as exc:
+            print(f"nothing was sent: {exc}", file=err)
+            return EXIT_FAILED
+        if not args.quiet:
+            _say_region(region, err)
     try:
         result = read_submission_file(args.csv_file, region)
     except CsvFormatError as exc:
@@ -171,12 +186,13 @@ def _submit(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print(f"Dry run: {len(payloads)} batches printed, nothing was sent.", file=err)
         return EXIT_OK
 
-    client = _client(args, err)
-    try:
-        limits = client.limits()
-    except TransportError as exc:
-        print(f"nothing was sent: {exc}", file=err)
-        return EXIT_FAILED
+    client = client or _client(args, err)
+    if limits is None:
+        try:
+            limits = client.limits()
+        except TransportError as exc:
+            print(f"nothing was sent: {exc}", file=err)
+            return EXIT_FAILED
     batch_size = args.batch_size
     if batch_size > limits.max_batch_sellers:
         batch_size = limits.max_batch_sellers
@@ -195,14 +211,20 @@ def _submit(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def _lookup(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     region = _region(args)
+    client: ExchangeClient | None = None
+    limits: Limits | None = None
+    if region is None:
+        client = _client(args, err)
+        limits, region = client.settings()
+        _say_region(region, err)
     indicators = []
     for position, value in enumerate(args.values, start=1):
         try:
             indicators.append(Indicator(args.kind, transport_hash(args.kind, value, region)))
         except NormalizationError as exc:
             raise UsageError(f"value #{position} rejected: {exc}") from None
-    client = _client(args, err)
-    most = client.limits().max_lookup_indicators
+    client = client or _client(args, err)
+    most = (limits or client.limits()).max_lookup_indicators
     if len(indicators) > most:
         raise UsageError(f"{len(indicators)} values given; the exchange screens at most {most} per lookup")
     answer = client.lookup(indicators)
@@ -228,6 +250,27 @@ def _region(args: argparse.Namespace) -> str | None:
         return normalize_region(args.default_region)
     except NormalizationError:
         raise UsageError("--default-region must be an ISO 3166 two-letter country code, e.g. DE") from None
+
+
+def _check_readable(path: str) -> None:
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _say_region(region: str | None, err: TextIO) -> None:
+    """Say which region hashes national numbers when --default-region was not given."""
+    if region:
+        print(
+            f"default region {region}: the platform's, from the exchange (--default-region overrides)",
+            file=err,
+        )
+    else:
+        print(
+            "no default region: the platform has none (give --default-region for national numbers)", file=err
+        )
 
 
 def _client(args: argparse.Namespace, err: TextIO) -> ExchangeClient:

@@ -6,7 +6,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 
-from accounts.models import ApiKey, Platform
+from accounts.models import ApiKey, AuditEntry, Platform
 
 pytestmark = pytest.mark.django_db
 
@@ -63,6 +63,7 @@ def test_valid_key_authenticates_and_records_last_use(acme):
         "platform": "acme",
         "key_prefix": acme.key.prefix,
         "scopes": ["submit", "lookup", "read"],
+        "default_region": "DE",
         "limits": {"max_batch_sellers": 1000, "max_seller_indicators": 100, "max_lookup_indicators": 100},
     }
     acme.key.refresh_from_db()
@@ -201,6 +202,36 @@ def test_create_platform_twice_is_refused_unless_update():
         run("create_platform", "acme", "--name", "Acme")
     run("create_platform", "acme", "--name", "Acme Two", "--update")
     assert Platform.objects.get().name == "Acme Two"
+
+
+def test_create_platform_update_changes_only_the_options_given():
+    # issue 19, item 12: an update that did not repeat --report-to and --default-region wiped them.
+    run(
+        "create_platform", "acme", "--name", "Acme", "--report-to", "tns@acme.test", "--report-to",
+        "ops@acme.test", "--cadence", "weekly", "--default-region", "de",
+    )  # fmt: skip
+    out, _ = run("create_platform", "acme", "--cadence", "daily", "--update")
+    platform = Platform.objects.get()
+    assert (platform.name, platform.report_recipients, platform.report_cadence, platform.default_region) == (
+        "Acme",
+        ["tns@acme.test", "ops@acme.test"],
+        "daily",
+        "DE",
+    )
+    assert "Updated platform acme (Acme), reports: daily" in out
+    assert AuditEntry.objects.get(action="platform_changed").details == {"fields": ["report_cadence"]}
+    run("create_platform", "acme", "--report-to", "new@acme.test", "--default-region", "", "--update")
+    platform.refresh_from_db()
+    assert (platform.report_recipients, platform.default_region) == (["new@acme.test"], "")
+    assert (platform.name, platform.report_cadence) == ("Acme", "daily")
+
+
+def test_create_platform_needs_a_name_to_create():
+    with pytest.raises(CommandError, match="--name is required"):
+        run("create_platform", "acme")
+    with pytest.raises(CommandError, match="--name is required"):
+        run("create_platform", "acme", "--update")
+    assert not Platform.objects.exists()
 
 
 def test_create_api_key_prints_the_key_alone_on_the_last_line(acme):

@@ -682,11 +682,15 @@ def test_cli_lookup_hashes_locally_and_prints_the_answer(exchange: FakeExchange,
 
 
 def test_cli_lookup_names_the_bad_value_by_position(exchange: FakeExchange, key_file: Path) -> None:
-    code, _, err = run_cli(
-        "lookup", "--url", exchange.url, "--key-file", str(key_file), "--kind", "phone", "+49 123", "x"
-    )
-    assert code == 2 and "value #1 rejected" in err
-    assert exchange.requests == []
+    # With --default-region the values are checked before any request; without it the platform's region is
+    # asked first (test_cli_takes_the_platforms_default_region_from_me), and still nothing is looked up.
+    for region in (["--default-region", "DE"], []):
+        exchange.requests.clear()
+        code, _, err = run_cli(
+            "lookup", "--url", exchange.url, "--key-file", str(key_file), *region, "--kind", "phone", "+49 123", "x"
+        )  # fmt: skip
+        assert code == 2 and "value #1 rejected" in err
+        assert [r.path for r in exchange.requests] == ([] if region else ["/api/v1/me/"])
 
 
 def test_cli_retract_prints_the_answer_and_api_errors(exchange: FakeExchange, key_file: Path) -> None:
@@ -797,4 +801,61 @@ def test_cli_lookup_refuses_more_values_than_the_exchange_screens(
         "b@example.com",
     )
     assert code == 2 and "2 values given; the exchange screens at most 1 per lookup" in err
+    assert [r.method for r in exchange.requests] == ["GET"]  # nothing was looked up
+
+
+# --- issue 19, item 5: the default region is the platform's, from /me/, unless --default-region is given ------
+
+NATIONAL = "030 1234567"  # a national German number: hashable only with a default region
+
+
+def test_client_reads_the_platforms_default_region_from_me(exchange: FakeExchange, sleeps: Sleeps) -> None:
+    client = make_client(exchange.url, sleeps)
+    assert client.default_region() is None  # 404: an exchange without /me/
+    exchange.me = {**limits_answer(max_batch_sellers=7), "default_region": "de"}
+    assert client.settings() == (Limits(max_batch_sellers=7), "DE")
+    for malformed in (None, "", "Germany", 49):
+        exchange.me = {**limits_answer(), "default_region": malformed}
+        assert client.default_region() is None
+
+
+def test_cli_takes_the_platforms_default_region_from_me(
+    exchange: FakeExchange, key_file: Path, tmp_path: Path
+) -> None:
+    exchange.me = {**limits_answer(), "default_region": "DE"}
+    code, out, err = run_cli(
+        "lookup", "--url", exchange.url, "--key-file", str(key_file), "--kind", "phone", NATIONAL
+    )
+    assert code == 0, err
+    assert [r.path for r in exchange.requests] == ["/api/v1/me/", "/api/v1/lookups/"]  # one /me/ for both
+    sent = exchange.requests[1].body["indicators"][0]["hash"]
+    assert sent == transport_hash("phone", NATIONAL, "DE") and "default region DE" in err
+    csv = write_csv(tmp_path, HEADER + f"s-1,confirmed,counterfeit,2025-01-31,phone,{NATIONAL}\n")
+    exchange.requests.clear()
+    code, out, err = run_cli("submit", "--url", exchange.url, "--key-file", str(key_file), str(csv))
+    assert code == 0, out + err
+    [post] = [r for r in exchange.requests if r.method == "POST"]
+    assert post.body["sellers"][0]["indicators"] == [
+        {"kind": "phone", "hash": transport_hash("phone", NATIONAL, "DE")}
+    ]
+    assert [r.path for r in exchange.requests].count("/api/v1/me/") == 1
+
+
+def test_cli_default_region_option_overrides_the_platforms(exchange: FakeExchange, key_file: Path) -> None:
+    exchange.me = {**limits_answer(), "default_region": "AT"}
+    code, _, err = run_cli(
+        "lookup", "--url", exchange.url, "--key-file", str(key_file), "--default-region", "DE", "--kind", "phone",
+        NATIONAL,
+    )  # fmt: skip
+    assert code == 0, err
+    assert exchange.requests[1].body["indicators"][0]["hash"] == transport_hash("phone", NATIONAL, "DE")
+    assert "default region" not in err
+
+
+def test_cli_without_any_region_rejects_a_national_number(exchange: FakeExchange, key_file: Path) -> None:
+    exchange.me = limits_answer()  # an exchange that does not say, or a platform without a region
+    code, _, err = run_cli(
+        "lookup", "--url", exchange.url, "--key-file", str(key_file), "--kind", "phone", NATIONAL
+    )
+    assert code == 2 and "value #1 rejected" in err and "no default region" in err
     assert [r.method for r in exchange.requests] == ["GET"]  # nothing was looked up

@@ -90,9 +90,9 @@ def test_serializers_read_the_live_limits(settings) -> None:
     settings.EXCHANGE_MAX_BATCH_SELLERS = 7
     settings.EXCHANGE_MAX_SELLER_INDICATORS = 5
     settings.EXCHANGE_MAX_LOOKUP_INDICATORS = 3
-    assert _limit(serializers.SubmissionRequestSerializer(), "sellers") == 7
+    assert _limit(serializers.SubmissionSerializer(), "sellers") == 7
     assert _limit(serializers.SellerReportSerializer(), "indicators") == 5
-    assert _limit(serializers.LookupRequestSerializer(), "indicators") == 3
+    assert _limit(serializers.LookupSerializer(), "indicators") == 3
 
 
 def test_settings_default_to_the_contract_limits() -> None:
@@ -117,3 +117,18 @@ def test_me_reports_the_live_limits_the_client_reads(acme, settings) -> None:
     }
     assert contract.Limits.from_answer(answer) == contract.Limits(250, 100, 3)
     assert contract.Limits.from_answer({}) == contract.Limits()
+
+
+@pytest.mark.django_db
+def test_me_reports_the_platforms_default_region_the_client_reads(acme, tmp_path) -> None:
+    # issue 19, item 5: `create_platform --default-region` is what the client hashes national numbers with.
+    from exchange.client.api import region_of
+    from tests.exchange.test_schema import live_schema
+
+    answer = acme.client().get("/api/v1/me/").json()
+    assert answer["default_region"] == "DE" and region_of(answer) == "DE"
+    acme.platform.default_region = ""
+    acme.platform.save()
+    assert acme.client().get("/api/v1/me/").json()["default_region"] is None
+    field = live_schema(tmp_path)["components"]["schemas"]["Me"]["properties"]["default_region"]
+    assert field["nullable"] is True and "--default-region" in field["description"]

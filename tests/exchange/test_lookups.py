@@ -148,3 +148,35 @@ def test_lookup_plan_starts_from_the_tokens_and_probes_the_same_indexes_whatever
         scans[case] = [relation for relation, _ in probed_indexes(plan)]
     assert scans["unknown"][:3] == ["exchange_indicator", "exchange_sighting", "exchange_seller"]
     assert scans["unknown"] == scans["retracted"] == scans["own"]
+
+
+# --- issue 19, item 3: matched_kinds are the kinds that matched, the cluster's own are cluster_kinds ------
+
+
+def test_matched_kinds_are_the_request_kinds_that_hit_the_cluster_not_the_clusters_kinds(acme, bazaar):
+    # b1 and b2 are linked by their email alone; the phone is b1's only.
+    submit(
+        bazaar.client(),
+        seller("b1", ("email", "ring@x.com"), ("phone", "+493012345678")),
+        seller("b2", ("email", "ring@x.com")),
+    )
+    submit(bazaar.client(), seller("b3", ("bank_account", "DE89370400440532013000")))  # in no cluster
+    phone_only = lookup(acme.client(), ("phone", "+49 30 12345678")).json()["results"][0]
+    assert phone_only["cluster"] is not None
+    assert phone_only["matched_kinds"] == ["phone"]  # was the cluster's kinds: ["email"]
+    assert phone_only["cluster_kinds"] == ["email"]
+    results = lookup(
+        acme.client(),
+        ("phone", "+493012345678"),
+        ("email", "ring@x.com"),
+        ("bank_account", "DE89370400440532013000"),
+        ("email", "nobody@x.com"),
+    ).json()["results"]
+    assert [r["matched_kinds"] for r in results] == [
+        ["email", "phone"],
+        ["email", "phone"],
+        ["bank_account"],
+        [],
+    ]
+    assert [r["cluster_kinds"] for r in results] == [["email"], ["email"], [], []]
+    assert results[0]["cluster"] == results[1]["cluster"] and results[2]["cluster"] is None

@@ -46,11 +46,12 @@ def test_schema_says_request_bodies_are_closed_and_reasons_not_blank(tmp_path):
     ]
     assert set(requests) == {
         "IndicatorInRequest",
-        "LookupRequestRequest",
+        "LookupRequest",
         "RetractRequest",
         "SellerReportRequest",
-        "SubmissionRequestRequest",
+        "SubmissionRequest",
     }
+    assert not [name for name in components if "RequestRequest" in name]  # issue 19, item 11
     assert all(components[name]["additionalProperties"] is False for name in requests)
     assert components["RetractRequest"]["properties"]["reason"]["pattern"] == r"\S"
 
@@ -148,13 +149,13 @@ def test_schema_list_limits_are_the_live_settings(tmp_path, settings):
     settings.EXCHANGE_MAX_LOOKUP_INDICATORS = 7
     settings.EXCHANGE_MAX_BATCH_SELLERS = 50
     components = live_schema(tmp_path)["components"]["schemas"]
-    assert components["LookupRequestRequest"]["properties"]["indicators"] | {"items": None} == {
+    assert components["LookupRequest"]["properties"]["indicators"] | {"items": None} == {
         "type": "array",
         "items": None,
         "minItems": 1,
         "maxItems": 7,
     }
-    assert components["SubmissionRequestRequest"]["properties"]["sellers"]["maxItems"] == 50
+    assert components["SubmissionRequest"]["properties"]["sellers"]["maxItems"] == 50
     assert components["SellerReportRequest"]["properties"]["indicators"]["maxItems"] == 100
 
 
@@ -238,7 +239,7 @@ def test_timestamp_pattern_and_server_agree(acme, value, ok):
 
 def test_schema_says_a_batch_reports_each_seller_once_and_a_cursor_is_issued(tmp_path):
     schema = live_schema(tmp_path)
-    sellers = schema["components"]["schemas"]["SubmissionRequestRequest"]["properties"]["sellers"]
+    sellers = schema["components"]["schemas"]["SubmissionRequest"]["properties"]["sellers"]
     assert sellers["x-unique-by"] == "seller_ref"
     assert "distinct" in sellers["description"]
     params = {p["name"]: p for p in schema["paths"]["/api/v1/sellers/"]["get"]["parameters"]}
@@ -269,3 +270,42 @@ def test_schema_links_chain_sellers_and_clusters(tmp_path):
     assert links[("/api/v1/lookups/", "post", "GetMatchedCluster")]["parameters"] == {
         "ref": "$response.body#/results/0/cluster"
     }
+
+
+def test_schema_says_what_each_lookup_result_field_holds(tmp_path):
+    result = live_schema(tmp_path)["components"]["schemas"]["LookupResult"]
+    assert set(result["required"]) == set(result["properties"]) >= {"matched_kinds", "cluster_kinds"}
+    undocumented = [name for name, p in result["properties"].items() if not p.get("description")]
+    assert undocumented == []
+    assert "this request" in result["properties"]["matched_kinds"]["description"]
+    assert "linking" in result["properties"]["cluster_kinds"]["description"]
+
+
+# --- issue 19, item 11: the API description links to a hashing spec the server serves --------------------
+
+
+def test_hashing_spec_is_served_as_markdown_without_a_key(client):
+    from django.conf import settings
+
+    response = client.get("/api/v1/hashing-spec/")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/markdown; charset=utf-8"
+    spec = (settings.BASE_DIR / "docs" / "hashing-spec.md").read_text(encoding="utf-8")
+    assert response.content.decode() == spec and "# " in spec
+    assert client.post("/api/v1/hashing-spec/").status_code == 405
+
+
+def test_hashing_spec_missing_from_the_install_is_a_404_not_a_500(client, monkeypatch, tmp_path):
+    from exchange import views
+
+    monkeypatch.setattr(views, "HASHING_SPEC", tmp_path / "absent.md")
+    response = client.get("/api/v1/hashing-spec/")
+    assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
+
+
+def test_every_link_in_the_schema_text_is_a_url_the_server_serves(tmp_path, client):
+    text = yaml.safe_dump(live_schema(tmp_path))
+    assert "docs/hashing-spec.md" not in text  # a path in the repository, which no partner can open
+    targets = set(re.findall(r"\]\((/[^)\s]*)\)", text))
+    assert "/api/v1/hashing-spec/" in targets
+    assert {t: client.get(t).status_code for t in targets} == dict.fromkeys(targets, 200)

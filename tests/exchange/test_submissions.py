@@ -282,6 +282,45 @@ def test_indicator_holders_count_sellers_exactly(acme, bazaar):
     assert sorted(actual.values()) == [2, 3]
 
 
+# --- issue 19, item 1: an indicator's first seen comes from its own sightings -------------------------------
+
+
+def _first_seen(kind: str, value: str):
+    from django.conf import settings
+
+    token = keyed_token(kind, th(kind, value), settings.EXCHANGE_PEPPERS, 1)
+    return Indicator.objects.get(kind=kind, token=token).first_seen
+
+
+def test_an_indicators_first_seen_is_its_own_earliest_sighting_not_the_batchs(acme):
+    old, recent = NOW - timedelta(days=40), NOW - timedelta(days=2)
+    response = submit(
+        acme.client(),
+        seller("old", ("email", "old@x.com"), ("phone", "+4930111000"), reported_at=old),
+        seller("recent", ("email", "recent@x.com"), ("phone", "+4930111000"), reported_at=recent),
+    )
+    assert response.status_code == 201, response.content
+    assert _first_seen("email", "recent@x.com") == recent  # was the batch's earliest report: `old`
+    assert _first_seen("email", "old@x.com") == old
+    assert _first_seen("phone", "+4930111000") == old  # held by both: the earlier of the two
+
+
+def test_a_later_batch_moves_a_first_seen_back_never_forward(acme, bazaar):
+    d = [NOW - timedelta(days=n) for n in (5, 20, 30, 1)]
+    submit(bazaar.client(), seller("b1", ("email", "x@x.com"), reported_at=d[0]))
+    assert _first_seen("email", "x@x.com") == d[0]
+    # A new holder with an older report: the holder count grows and the first seen moves back, together.
+    submit(acme.client(), seller("a1", ("email", "x@x.com"), reported_at=d[1]))
+    assert _first_seen("email", "x@x.com") == d[1]
+    # The same holder re-reporting, older still: no new holder, the first seen still moves back.
+    submit(acme.client(), seller("a1", ("email", "x@x.com"), reported_at=d[2]))
+    # A newer report never moves it forward.
+    submit(acme.client(), seller("a2", ("email", "x@x.com"), ("phone", "+4930222000"), reported_at=d[3]))
+    assert _first_seen("email", "x@x.com") == d[2]
+    assert _first_seen("phone", "+4930222000") == d[3]
+    assert Indicator.objects.get(kind="email", first_seen=d[2]).holders == 3
+
+
 # --- issue 12: nothing in a submission row is checkable without the pepper; the reference is opaque -------
 
 

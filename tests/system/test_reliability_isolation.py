@@ -51,10 +51,8 @@ API_ROUTES: dict[str, tuple[str, str, str | None]] = {
     "api/v1/clusters/<cluster_ref:ref>/": ("GET", "read", "cluster"),
 }
 # Public on purpose: they carry no tenant data.
-PUBLIC_ROUTES = {
-    "api/v1/schema/",
-    "api/v1/docs/",
-}  # and /healthz, answered before the URLconf (exchange/probes.py)
+# (/healthz, /readyz and /metrics are answered before the URLconf: exchange/probes.py.)
+PUBLIC_ROUTES = {"api/v1/schema/", "api/v1/docs/", "api/v1/hashing-spec/"}
 # The admin site's own views (besides the per-model ones generated for every registered ModelAdmin).
 ADMIN_SITE_ROUTES = {
     "admin/",

@@ -51,7 +51,7 @@ DEFAULT_THRESHOLD = 31  # exchange.perceptual.PDQ_MATCH_THRESHOLD (not imported:
 _POPCOUNT8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint16)
 
 
-def to_matrix(hashes: Sequence[str] | Sequence[bytes] | np.ndarray) -> np.ndarray:
+def to_matrix(hashes: Sequence[str | bytes] | np.ndarray) -> np.ndarray:
     """Hashes as a C-contiguous (n, 32) uint8 array; ``ValueError`` for a hash of the wrong length or form."""
     if isinstance(hashes, np.ndarray):
         if hashes.ndim != 2 or hashes.shape[1] != HASH_BYTES or hashes.dtype != np.uint8:
@@ -105,9 +105,7 @@ class MultiIndexHash:
     ``add`` appends hashes and re-sorts the tables (fine for batches; a persistent index would merge).
     """
 
-    def __init__(
-        self, hashes: Sequence[str] | Sequence[bytes] | np.ndarray = (), chunks: int = DEFAULT_CHUNKS
-    ):
+    def __init__(self, hashes: Sequence[str | bytes] | np.ndarray = (), chunks: int = DEFAULT_CHUNKS):
         if chunks not in (8, 16, 32):
             raise ValueError("chunks is 8, 16 or 32 (chunks of 32, 16 or 8 bits)")
         self.chunks = chunks
@@ -126,7 +124,7 @@ class MultiIndexHash:
         """(chunks, n) uint64 chunk values of an (n, 32) uint8 matrix."""
         return matrix.view(self._dtype).astype(np.uint64).T
 
-    def add(self, hashes: Sequence[str] | Sequence[bytes] | np.ndarray) -> np.ndarray:
+    def add(self, hashes: Sequence[str | bytes] | np.ndarray) -> np.ndarray:
         """Append hashes; returns their ids (consecutive, after the existing ones)."""
         matrix = to_matrix(hashes)
         start = len(self.hashes)
@@ -183,15 +181,15 @@ class MultiIndexHash:
 
 
 def _one(query: str | bytes | np.ndarray) -> np.ndarray:
-    if isinstance(query, np.ndarray) and query.ndim == 1:
+    if isinstance(query, np.ndarray):
         return to_matrix(query.reshape(1, -1))[0]
-    return to_matrix([query])[0]  # type: ignore[list-item]
+    return to_matrix([query])[0]
 
 
 class BKTree:
     """A Burkhard-Keller tree over hashes as Python ints (the benchmark's second contender); exact."""
 
-    def __init__(self, hashes: Sequence[str] | Sequence[bytes] | np.ndarray = ()) -> None:
+    def __init__(self, hashes: Sequence[str | bytes] | np.ndarray = ()) -> None:
         # node: [value, id, {distance: child}]
         self._root: list | None = None
         self._size = 0
@@ -200,7 +198,7 @@ class BKTree:
     def __len__(self) -> int:
         return self._size
 
-    def add(self, hashes: Sequence[str] | Sequence[bytes] | np.ndarray) -> None:
+    def add(self, hashes: Sequence[str | bytes] | np.ndarray) -> None:
         for row in to_matrix(hashes):
             value = int.from_bytes(row.tobytes(), "big")
             node = [value, self._size, {}]
@@ -239,7 +237,7 @@ class BKTree:
 
 
 def near_duplicate_groups(
-    hashes: Sequence[str] | Sequence[bytes] | np.ndarray,
+    hashes: Sequence[str | bytes] | np.ndarray,
     threshold: int = DEFAULT_THRESHOLD,
     index: MultiIndexHash | None = None,
 ) -> list[list[int]]:

@@ -78,10 +78,12 @@ def test_clustered_hashes_beyond_the_threshold_are_not_returned() -> None:
 
 def test_hex_bytes_and_arrays_are_one_hash_and_bad_hashes_are_refused() -> None:
     h = "0123456789abcdef" * 4
-    index = ii.MultiIndexHash([h, bytes.fromhex(h)])
+    both: list[str | bytes] = [h, bytes.fromhex(h)]
+    index = ii.MultiIndexHash(both)
     assert index.search(h, 0)[0].tolist() == [0, 1]
     assert index.search(bytes.fromhex(h), 0)[0].tolist() == [0, 1]
-    for bad in ("ab" * 31, "ab" * 33, "zz" * 32, b"\x00" * 31):
+    bads: list[str | bytes] = ["ab" * 31, "ab" * 33, "zz" * 32, b"\x00" * 31]
+    for bad in bads:
         with pytest.raises(ValueError):
             ii.MultiIndexHash([bad])
         with pytest.raises(ValueError):

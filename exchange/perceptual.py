@@ -159,9 +159,9 @@ def _open(path: str | Path) -> Image.Image:
         raise
     except UnidentifiedImageError:
         raise ImageHashError("not_an_image", f"{path.name!r} is not an image file Pillow can read") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # Pillow's own limit
         raise ImageHashError(
-            "too_large", f"the image {path.name!r} has more than {MAX_IMAGE_PIXELS} pixels"
+            "too_large", f"the image {path.name!r} has too many pixels to decode safely"
         ) from None
     except (OSError, SyntaxError, ValueError) as error:  # truncated or corrupt data
         raise ImageHashError(

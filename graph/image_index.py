@@ -27,7 +27,7 @@ Hashes are given as 64-character hex strings, as 32-byte ``bytes``, or as an (n,
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import combinations
+from itertools import combinations, pairwise
 
 import numpy as np
 
@@ -145,39 +145,63 @@ class MultiIndexHash:
             self._masks[radius] = neighbour_masks(self.chunk_bits, radius)
         return self._masks[radius]
 
-    def candidates(self, query: np.ndarray, threshold: int) -> np.ndarray:
-        """The ids of stored hashes sharing a chunk within ``floor(threshold / chunks)`` bits (a superset)."""
+    def _candidate_pairs(self, matrix: np.ndarray, threshold: int) -> tuple[np.ndarray, np.ndarray]:
+        """(query row, stored id) pairs sharing a chunk within ``floor(threshold / chunks)`` bits, unique and
+        sorted by query row then id: a superset of the answers (pigeonhole), one vectorised pass per chunk."""
         radius = max(threshold, 0) // self.chunks
         if radius > 3:
             raise ValueError(f"threshold {threshold} needs radius {radius} per chunk: use more chunks")
         masks = self._radius_masks(radius)
-        values = self._chunk_values(query.reshape(1, HASH_BYTES))[:, 0]
-        found = []
+        values = self._chunk_values(matrix)  # (chunks, q)
+        rows_parts, id_parts = [], []
         for chunk in range(self.chunks):
             keys = self._keys[chunk]
-            probes = np.bitwise_xor(values[chunk], masks)
+            probes = (values[chunk][:, None] ^ masks[None, :]).ravel()
             lo = np.searchsorted(keys, probes, side="left")
-            hi = np.searchsorted(keys, probes, side="right")
-            hit = hi > lo
-            for a, b in zip(lo[hit].tolist(), hi[hit].tolist(), strict=True):
-                found.append(self._ids[chunk, a:b])
-        if not found:
-            return np.zeros(0, dtype=np.int64)
-        return np.unique(np.concatenate(found)).astype(np.int64)
+            counts = np.searchsorted(keys, probes, side="right") - lo
+            hit = np.flatnonzero(counts)
+            if not len(hit):
+                continue
+            lo, counts = lo[hit], counts[hit]
+            total = int(counts.sum())
+            ends = np.cumsum(counts)
+            positions = np.repeat(lo - ends + counts, counts) + np.arange(total)
+            id_parts.append(self._ids[chunk, positions].astype(np.int64))
+            rows_parts.append(np.repeat(hit // len(masks), counts))
+        if not id_parts:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty
+        key = np.unique(np.concatenate(rows_parts) * max(len(self), 1) + np.concatenate(id_parts))
+        return key // max(len(self), 1), key % max(len(self), 1)
+
+    def candidates(self, query: str | bytes | np.ndarray, threshold: int) -> np.ndarray:
+        """The ids (ascending) the index verifies for ``query`` at ``threshold``."""
+        return self._candidate_pairs(_one(query).reshape(1, HASH_BYTES), threshold)[1]
+
+    def search_many(
+        self, queries: Sequence[str | bytes] | np.ndarray, threshold: int = DEFAULT_THRESHOLD
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``search`` for each query, in one vectorised pass (a photo's full hash and its variants at once)."""
+        matrix = to_matrix(queries)
+        empty = np.zeros(0, dtype=np.int64)
+        if threshold < 0 or not len(self) or not len(matrix):
+            return [(empty, empty) for _ in range(len(matrix))]
+        rows, ids = self._candidate_pairs(matrix, threshold)
+        x = np.bitwise_xor(matrix[rows], self.hashes[ids])
+        if hasattr(np, "bitwise_count"):  # numpy >= 2.0
+            distances = np.bitwise_count(x.view(np.uint64)).sum(axis=1, dtype=np.int64)
+        else:
+            distances = _POPCOUNT8[x].sum(axis=1, dtype=np.int64)
+        keep = distances <= threshold
+        rows, ids, distances = rows[keep], ids[keep], distances[keep]
+        bounds = np.searchsorted(rows, np.arange(len(matrix) + 1))
+        return [(ids[a:b], distances[a:b]) for a, b in pairwise(bounds.tolist())]
 
     def search(
         self, query: str | bytes | np.ndarray, threshold: int = DEFAULT_THRESHOLD
     ) -> tuple[np.ndarray, np.ndarray]:
         """(ids ascending, distances) of every stored hash within ``threshold`` of ``query``."""
-        q = _one(query)
-        if threshold < 0:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-        ids = self.candidates(q, threshold)
-        if not len(ids):
-            return ids, np.zeros(0, dtype=np.int64)
-        distances = hamming_to_many(q, self.hashes[ids])
-        keep = distances <= threshold
-        return ids[keep], distances[keep]
+        return self.search_many(_one(query).reshape(1, HASH_BYTES), threshold)[0]
 
 
 def _one(query: str | bytes | np.ndarray) -> np.ndarray:

@@ -21,7 +21,13 @@ the brute-force floor on every query and fails loudly if not):
 For each it prints: build time, memory added (resident set size growth while building, MB), per-query latency
 p50/p99 (ms) for near-duplicate and unrelated queries, and ``image``: the p50 of 19 queries in a row (a new
 photo's full hash and its 18 sub-crop variants, exchange.perceptual), the per-image cost when the stored side
-keeps full hashes only.
+keeps full hashes only; ``mih batch``: the same 19 in one ``MultiIndexHash.search_many`` call.
+
+``--matching``: instead, the matching quality of PDQ on the synthetic product photos (fixtures.images), the
+numbers of issue 13's held-out test (tests/exchange/test_perceptual.py, same seeds): per edit, the recall at
+the threshold of the plain full-image distance and of the sub-crop variant distance (200 photos, 4 categories),
+and the false-match rate among ``--photos`` different handbag photos (default 1,000: 499,500 pairs), with the
+smallest distance between two different photos.
 """
 
 from __future__ import annotations
@@ -91,6 +97,7 @@ def run(size: int, args: argparse.Namespace) -> None:
     def build_mih() -> Callable[[np.ndarray], np.ndarray]:
         index = ii.MultiIndexHash(stored, chunks=16)
         contenders_extra["mih_candidates"] = float(np.mean([len(index.candidates(q, t)) for q in near[:200]]))
+        contenders_extra_index["mih_index"] = index
         return lambda q: index.search(q, t)[0]
 
     def build_bk() -> Callable[[np.ndarray], np.ndarray]:
@@ -115,6 +122,7 @@ def run(size: int, args: argparse.Namespace) -> None:
         return lambda q: ii.brute_force(stored, q, t)[0]
 
     contenders_extra: dict[str, float] = {}
+    contenders_extra_index: dict[str, ii.MultiIndexHash] = {}
     contenders.append(("mih", build_mih, ""))
     if size <= args.bk_max:
         contenders.append(("bktree", build_bk, ""))
@@ -154,10 +162,73 @@ def run(size: int, args: argparse.Namespace) -> None:
             flush=True,
         )
         del search
+    if "mih_index" in contenders_extra_index:
+        index = contenders_extra_index.pop("mih_index")
+        batch_t = []
+        for i in range(0, len(near) - VARIANTS_PER_IMAGE + 1, VARIANTS_PER_IMAGE):
+            start = time.perf_counter()
+            found = index.search_many(near[i : i + VARIANTS_PER_IMAGE], t)
+            batch_t.append(time.perf_counter() - start)
+            for j, (ids, _) in enumerate(found):
+                if ids.tolist() != expected["near"][i + j].tolist():
+                    raise SystemExit(f"mih batch at N={size}: results differ from the brute-force scan")
+        print(
+            f"mih batch: image p50 {np.median(batch_t) * 1000:.3f} ms, p99 {np.percentile(batch_t, 99) * 1000:.3f} ms"
+        )
     if "mih_candidates" in contenders_extra:
         print(
             f"mih: {contenders_extra['mih_candidates']:.0f} candidates verified per near-duplicate query (mean)"
         )
+
+
+def matching(args: argparse.Namespace) -> None:
+    import random
+
+    from exchange import perceptual
+    from fixtures import images
+
+    t = args.threshold
+    edits = {
+        "jpeg60": lambda photo, rng: images.reencode_jpeg(photo, 60),
+        "resize": lambda photo, rng: images.resize(photo, rng.uniform(0.5, 1.5)),
+        "crop": lambda photo, rng: images.crop(photo, rng),
+        "overlay": lambda photo, rng: images.overlay_text(photo, rng),
+        "all": lambda photo, rng: images.edited(photo, rng),
+    }
+    photos = [images.product_photo(seed, c) for c in images.CATEGORIES for seed in range(10_000, 10_050)]
+    originals = [perceptual.pdq_variants_image(p) for p in photos]
+    print(f"recall at threshold {t}, {len(photos)} held-out photos ({', '.join(images.CATEGORIES)})")
+    print(f"{'edit':8} {'plain':>7} {'variants':>9} {'plain max':>9} {'variant max':>11}")
+    for name, edit in edits.items():
+        rng = random.Random(f"held-out:{name}")
+        plain, variant = [], []
+        for photo, original in zip(photos, originals, strict=True):
+            copy = perceptual.pdq_variants_image(edit(photo, rng))
+            plain.append(perceptual.hamming(original.full.hex, copy.full.hex))
+            variant.append(perceptual.variant_distance(original, copy))
+        p, v = np.array(plain), np.array(variant)
+        print(
+            f"{name:8} {np.mean(p <= t):7.3f} {np.mean(v <= t):9.3f} {p.max():9d} {v.max():11d}", flush=True
+        )
+    handbags = [
+        perceptual.pdq_variants_image(images.product_photo(s, "handbag"))
+        for s in range(20_000, 20_000 + args.photos)
+    ]
+    full = ii.to_matrix([h.full.hex for h in handbags])
+    every = ii.to_matrix([x for h in handbags for x in h.hashes])
+    owner = np.array([i for i, h in enumerate(handbags) for _ in h.hashes])
+    pairs = len(full) * (len(full) - 1) // 2
+    plain_d = np.concatenate([ii.hamming_to_many(full[i], full[i + 1 :]) for i in range(len(full) - 1)])
+    best = np.full((len(full), len(full)), ii.HASH_BITS, dtype=np.int64)
+    for i in range(len(full)):
+        d = ii.hamming_to_many(full[i], every)
+        np.minimum.at(best[i], owner, d)
+    best = np.minimum(best, best.T)[np.triu_indices(len(full), 1)]
+    print(
+        f"{len(full)} different handbag photos, {pairs:,} pairs: false matches plain {int((plain_d <= t).sum())} "
+        f"({np.mean(plain_d <= t):.4%}), with variants {int((best <= t).sum())} ({np.mean(best <= t):.4%}); "
+        f"smallest distance plain {plain_d.min()}, with variants {best.min()}; mean plain {plain_d.mean():.1f}"
+    )
 
 
 def main() -> None:
@@ -169,7 +240,14 @@ def main() -> None:
     parser.add_argument("--threshold", type=int, default=31)
     parser.add_argument("--bk-max", type=int, default=100_000, help="largest N the BK-tree is built for")
     parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument(
+        "--matching", action="store_true", help="print PDQ's recall and false-match rate instead"
+    )
+    parser.add_argument("--photos", type=int, default=1000, help="different photos for --matching")
     args = parser.parse_args()
+    if args.matching:
+        matching(args)
+        return
     for size in (int(s) for s in args.sizes.split(",")):
         run(size, args)
 

@@ -65,6 +65,25 @@ def test_truncated_image_is_refused_as_unreadable(tmp_path: Path) -> None:
     assert _refused(cut).reason == "unreadable"
 
 
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that declares ``width`` x ``height`` pixels and holds none (a decompression bomb's header)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize(("width", "height"), [(20_000, 20_000), (12_000, 9_000)])
+def test_huge_image_is_refused_before_decoding(tmp_path: Path, width: int, height: int) -> None:
+    path = tmp_path / "bomb.png"
+    path.write_bytes(_png_header(width, height))
+    assert _refused(path).reason == "too_large"
+
+
 @pytest.mark.parametrize("fill", [(255, 255, 255), (128, 128, 128), (0, 0, 0)])
 def test_flat_image_is_refused_for_quality(tmp_path: Path, fill: tuple[int, int, int]) -> None:
     path = images.save(Image.new("RGB", (200, 150), fill), tmp_path / "flat.png")

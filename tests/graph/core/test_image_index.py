@@ -47,11 +47,14 @@ def test_index_returns_exactly_what_brute_force_returns(
     stored, queries = planted(seed, n, near=12, max_flips=threshold + 8)
     index = ii.MultiIndexHash(stored, chunks=chunks)
     tree = ii.BKTree(stored)
-    for q in queries:
+    batch = index.search_many(queries, threshold)  # one vectorised pass, as for a photo and its variants
+    assert len(batch) == len(queries)
+    for q, batched in zip(queries, batch, strict=True):
         expected_ids, expected_d = ii.brute_force(stored, q, threshold)
-        for found_ids, found_d in (index.search(q, threshold), tree.search(q, threshold)):
+        for found_ids, found_d in (index.search(q, threshold), batched, tree.search(q, threshold)):
             assert found_ids.tolist() == expected_ids.tolist()
             assert found_d.tolist() == expected_d.tolist()
+        assert set(expected_ids.tolist()) <= set(index.candidates(q, threshold).tolist())
 
 
 @settings(max_examples=20, deadline=None)

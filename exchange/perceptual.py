@@ -176,7 +176,7 @@ def _open(path: str | Path) -> Image.Image:
 
 # A crop of a few percent moves the whole 64 x 64 downsample PDQ hashes: on the synthetic product photos of
 # fixtures/images.py, a plain PDQ of a photo cropped by up to 5% of each side's length is within 31 bits of its
-# original for only about 40% of them. So a photo is also hashed as 18 sub-crops: at 97.5% and 95% of its width
+# original for only about 44% of them. So a photo is also hashed as 18 sub-crops: at 97.5% and 95% of its width
 # and height, each at the 9 positions of a 3 x 3 grid (left/centre/right x top/middle/bottom). Two photos'
 # distance is the smallest between one's full hash and any hash of the other (``variant_distance``).
 CROP_VARIANT_SCALES = (0.975, 0.95)

@@ -17,7 +17,6 @@ image hashes, version 1").
 
 from __future__ import annotations
 
-import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import pdqhash
 from PIL import Image, UnidentifiedImageError
+
+from exchange.contract import TRANSPORT_HASH_LENGTH, is_transport_hash
 
 __all__ = [
     "CROP_VARIANT_GRID",
@@ -54,14 +55,15 @@ __all__ = [
 PERCEPTUAL_SPEC_VERSION = 1
 PDQ_BITS = 256
 PDQ_HEX_LENGTH = PDQ_BITS // 4
+# A PDQ hash travels in the transport hashes' alphabet and length (64 lowercase hex characters): one rule,
+# exchange.contract's, checks both.
+assert PDQ_HEX_LENGTH == TRANSPORT_HASH_LENGTH
 PDQ_MATCH_THRESHOLD = 31  # PDQ's published default: distance <= 31 of 256 bits is a match
 PDQ_QUALITY_THRESHOLD = 50  # PDQ's published cut-off: hashes of quality < 50 are too unreliable to match on
 MAX_IMAGE_PIXELS = 100_000_000  # larger files are refused (decompression bombs), not decoded
 # The decoder and the hasher, pinned exactly like the normalisation libraries: the test vectors
 # (docs/pdq-vectors-v1.json) hold with these versions. numpy is only the array type between them.
 PERCEPTUAL_PINNED_LIBRARIES: dict[str, str] = {"pdqhash": "0.2.8", "pillow": "13.0.0"}
-
-_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 class ImageHashError(ValueError):
@@ -79,7 +81,7 @@ class PdqHash:
 
 
 def is_pdq_hex(value: object) -> bool:
-    return isinstance(value, str) and _HEX.fullmatch(value) is not None
+    return is_transport_hash(value)
 
 
 def check_pdq_hex(value: object) -> str:

@@ -383,8 +383,6 @@ SESSION_COOKIE_AGE = EXCHANGE_ADMIN_IDLE_MINUTES * 60
 SESSION_SAVE_EVERY_REQUEST = True
 OTP_TOTP_ISSUER = "Bad-actor exchange"
 
-# Structured logs: one line per record, every value escaped (exchange/logformat.py), so nothing a partner
-# sends can split a record or add a key. Never log raw identifiers, hashes or key secrets.
 # Error reports to Sentry or a Sentry-compatible receiver, stripped to type and stack (exchange/errorreport.py).
 SENTRY_DSN = (envsecret("SENTRY_DSN") or "").strip()
 if SENTRY_DSN:
@@ -393,6 +391,9 @@ if SENTRY_DSN:
     errorreport.init(
         SENTRY_DSN, os.environ.get("SENTRY_ENVIRONMENT", "development" if DEBUG else "production")
     )
+
+# Structured logs: one line per record, every value escaped (exchange/logformat.py), so nothing a partner
+# sends can split a record or add a key. Never log raw identifiers, hashes or key secrets.
 LOG_FORMAT = os.environ.get("LOG_FORMAT", "kv").strip().lower()
 if LOG_FORMAT not in {"kv", "json"}:
     raise ImproperlyConfigured(f"LOG_FORMAT must be 'kv' or 'json', got {LOG_FORMAT!r}")

@@ -7,7 +7,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: demo test lint typecheck migrations-check test-postgres test-sqlite bench lock clean
+.PHONY: demo test lint typecheck migrations-check chromium test-postgres test-sqlite bench lock clean
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	@python=$$(.ci/python) && echo "Creating $(VENV) with $$python" && $$python -m venv $(VENV)
@@ -39,7 +39,18 @@ test-sqlite: $(VENV)/.installed
 	DATABASE_URL= $(PY) -m pytest -q -p no:cacheprovider --junitxml=var/junit-sqlite.xml
 	$(PY) .ci/count_tests.py var/junit-sqlite.xml
 
-test: lint typecheck migrations-check test-postgres test-sqlite
+# The admin browser tests drive Debian's chromium (Playwright's own browser download does not work here):
+# installed when missing and apt-get can; otherwise `make test` stops here, unless EXCHANGE_SKIP_BROWSER_TESTS=1.
+chromium:
+	@if ! command -v chromium >/dev/null 2>&1 && [ ! -x /usr/bin/chromium ]; then \
+	  echo "Installing Debian's chromium for the admin browser tests"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	  || { echo "chromium is missing and could not be installed: apt-get install chromium, or set" \
+	            "EXCHANGE_SKIP_BROWSER_TESTS=1 to skip the browser tests knowingly" >&2; \
+	       [ -n "$$EXCHANGE_SKIP_BROWSER_TESTS" ] && [ "$$EXCHANGE_SKIP_BROWSER_TESTS" != 0 ]; }; \
+	fi
+
+test: lint typecheck migrations-check chromium test-postgres test-sqlite
 
 # Not part of `make test`: the in-memory linking benchmark and the PostgreSQL recluster benchmark at small sizes,
 # printing their tables. The recluster one re-creates (and leaves) the database exchange_bench_graph on

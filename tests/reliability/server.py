@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -101,6 +102,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def answers_healthz(url: str, seconds: float, alive: Callable[[], bool] = lambda: True) -> bool:
+    """Whether the server at `url` answers /healthz with 200 within `seconds` (polling; False at once if
+    `alive()` says the server process has exited)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and alive():
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=1) as response:
+                if response.status == 200:
+                    return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
 class Process:
     """A child process in its own session, so that kill -9 reaches it and every child it forked."""
 
@@ -142,15 +157,8 @@ class Gunicorn(Process):
 
     def start(self, wait: float = 30.0) -> None:
         super().start()
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.1)
-        raise SystemExit(f"gunicorn did not answer /healthz within {wait} s; see {self.logfile}")
+        if not answers_healthz(self.url, wait):
+            raise SystemExit(f"gunicorn did not answer /healthz within {wait} s; see {self.logfile}")
 
 
 class Worker(Process):

@@ -6,20 +6,13 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
+from tests.reliability.server import answers_healthz, free_port
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def gunicorn(*args: str) -> list[str]:
@@ -52,16 +45,10 @@ def test_the_configuration_says_what_the_readme_says(tmp_path):
 
 
 def wait_healthy(port: int, process: subprocess.Popen[bytes], seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "gunicorn exited early"
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"gunicorn on {port} did not answer /healthz within {seconds} s")
+    alive = lambda: process.poll() is None  # noqa: E731
+    assert answers_healthz(f"http://127.0.0.1:{port}", seconds, alive), (
+        f"gunicorn on {port} did not answer /healthz within {seconds} s" + ("" if alive() else " (it exited)")
+    )
 
 
 def test_two_instances_run_side_by_side_each_with_its_own_control_socket(tmp_path):

@@ -22,12 +22,11 @@ import hmac
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -152,17 +151,6 @@ def register_scrape_collector(collector: Collector) -> None:
         _scrape_collectors.append(collector)
 
 
-class _Each:
-    """A collector yielding what some others yield (the process registry, in single-process mode)."""
-
-    def __init__(self, sources: Iterable[Any]) -> None:
-        self.sources = list(sources)
-
-    def collect(self) -> Iterable[Any]:
-        for source in self.sources:
-            yield from source.collect()
-
-
 def scrape() -> bytes:
     """The exposition text: every process's counters (multiprocess mode) or this one's, plus the scrape-time
     collectors."""
@@ -170,7 +158,7 @@ def scrape() -> bytes:
     if MULTIPROC_DIR:
         MultiProcessCollector(registry, path=MULTIPROC_DIR)
     else:
-        registry.register(_Each([REGISTRY]))
+        registry.register(REGISTRY)  # a registry collects like a collector: this process's metrics
     for collector in _scrape_collectors:
         registry.register(collector)
     return generate_latest(registry)
@@ -197,7 +185,5 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
     if request.method not in {"GET", "HEAD"}:
-        response = HttpResponse(status=405)
-        response["Allow"] = "GET, HEAD"
-        return response
+        return HttpResponseNotAllowed(["GET", "HEAD"])
     return HttpResponse(scrape(), content_type=CONTENT_TYPE_LATEST)

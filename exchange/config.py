@@ -84,8 +84,11 @@ def parse_redis_url(url: str) -> str:
     return url
 
 
-def parse_database_url(url: str, base_dir: Path) -> dict[str, Any]:
-    """Turn DATABASE_URL into a Django DATABASES entry.
+POSTGRES_SCHEMES = frozenset({"postgres", "postgresql", "pgsql"})
+
+
+def parse_database_url(url: str, base_dir: Path, source: str = "DATABASE_URL") -> dict[str, Any]:
+    """Turn DATABASE_URL (or another variable named by `source`) into a Django DATABASES entry.
 
     Supported: ``sqlite:///relative/or/absolute.sqlite3``, ``postgres://user:pass@host:port/name?opt=..``
     (also ``postgresql://``). Query options are passed to psycopg (e.g. ``sslmode=require``), except
@@ -103,28 +106,26 @@ def parse_database_url(url: str, base_dir: Path) -> dict[str, Any]:
         raw_path = unquote(parts.path)
         if parts.netloc or not raw_path or raw_path == "/":
             raise ConfigError(
-                f"DATABASE_URL: sqlite URLs look like sqlite:///db.sqlite3 or sqlite:////abs/path, got {url!r}"
+                f"{source}: sqlite URLs look like sqlite:///db.sqlite3 or sqlite:////abs/path, got {url!r}"
             )
         path = raw_path[1:]  # sqlite:///x -> "x" (relative), sqlite:////x -> "/x" (absolute)
         name = path if path == ":memory:" else str((base_dir / path) if not path.startswith("/") else path)
         return {"ENGINE": "django.db.backends.sqlite3", "NAME": name}
-    if scheme in {"postgres", "postgresql", "pgsql"}:
+    if scheme in POSTGRES_SCHEMES:
         name = unquote(parts.path.lstrip("/"))
         if not name:
-            raise ConfigError(f"DATABASE_URL: no database name in {_redact(url)!r}")
+            raise ConfigError(f"{source}: no database name in {_redact(url)!r}")
         try:
             port = parts.port
         except ValueError:
-            raise ConfigError(f"DATABASE_URL: invalid port in {_redact(url)!r}") from None
+            raise ConfigError(f"{source}: invalid port in {_redact(url)!r}") from None
         options: dict[str, Any] = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         # Persistent connections by default: a new PostgreSQL connection per request costs milliseconds.
         conn_max_age = options.pop("conn_max_age", "60")
         try:
             max_age = int(conn_max_age)
         except ValueError:
-            raise ConfigError(
-                f"DATABASE_URL: conn_max_age must be an integer, got {conn_max_age!r}"
-            ) from None
+            raise ConfigError(f"{source}: conn_max_age must be an integer, got {conn_max_age!r}") from None
         return {
             "ENGINE": "django.db.backends.postgresql",
             "NAME": name,
@@ -137,8 +138,31 @@ def parse_database_url(url: str, base_dir: Path) -> dict[str, Any]:
             "OPTIONS": options,
         }
     raise ConfigError(
-        f"DATABASE_URL: unsupported scheme {scheme or '(none)'!r}; use sqlite:///file or postgres://..."
+        f"{source}: unsupported scheme {scheme or '(none)'!r}; use sqlite:///file or postgres://..."
     )
+
+
+def parse_replica_url(url: str, primary: Mapping[str, Any]) -> dict[str, Any] | None:
+    """DATABASE_REPLICA_URL: a read-only PostgreSQL replica of the primary, or None when unset.
+
+    PostgreSQL only, and only beside a PostgreSQL primary: a replica is a streaming (or otherwise replicated)
+    copy of the primary, which SQLite has no notion of. The connection gets a short connect timeout unless the
+    URL sets one, so an unreachable replica host costs a partner read seconds before it falls back to the
+    primary, not the operating system's TCP timeout. In tests it mirrors the default database (no second test
+    database is created; reads "on the replica" read the test database).
+    """
+    source = "DATABASE_REPLICA_URL"
+    url = url.strip()
+    if not url:
+        return None
+    if urlsplit(url).scheme.lower() not in POSTGRES_SCHEMES:
+        raise ConfigError(f"{source} must be a postgres:// URL (a replica of the PostgreSQL primary)")
+    if not str(primary.get("ENGINE", "")).endswith("postgresql"):
+        raise ConfigError(f"{source} needs a PostgreSQL primary: set DATABASE_URL=postgres://... too")
+    replica = parse_database_url(url, Path(), source)  # the base directory only places SQLite files
+    replica["OPTIONS"].setdefault("connect_timeout", "3")
+    replica["TEST"] = {"MIRROR": "default"}
+    return replica
 
 
 def parse_thresholds(raw: str, source: str = "EXCHANGE_LINK_THRESHOLDS") -> dict[str, int]:

@@ -14,12 +14,12 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts.models import ApiKey, AuditEntry, Platform
-from exchange import hooks, metrics
+from exchange import hooks, metrics, routers
 from exchange.hashing import keyed_tokens
 from exchange.ingest import current_key_version
 from exchange.models import (
@@ -178,10 +178,12 @@ def _live_holders(tokens: list[str], platform_id: int, now: datetime) -> Holders
     """{(kind, token): [(platform, cluster summary or None)]} for other platforms' live sellers holding them.
 
     One query whatever is stored: never a list of indicator ids that could be empty (skipping the query for
-    unknown tokens made them measurably faster than tokens only retracted or own sellers hold)."""
+    unknown tokens made them measurably faster than tokens only retracted or own sellers hold). Reads where
+    the scope reads (the replica inside `routers.on_replica`)."""
     holders: Holders = defaultdict(list)
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
+    reading = connections[routers.read_alias()]
+    if reading.vendor == "postgresql":
+        with reading.cursor() as cursor:
             cursor.execute(LIVE_HOLDERS_SQL, [tokens, now, platform_id])
             for kind, token, holder, ref, size, platform_count, cross, risk, kinds in cursor.fetchall():
                 summary = (
@@ -226,12 +228,19 @@ def do_lookup(api_key: ApiKey, indicators: list[tuple[str, str]]) -> list[dict[s
     indicator: an unknown indicator and one held only by retracted, expired or the caller's own sellers run
     the same single query (the token join finds no row either way) and build the answer the same way.
     Skipping the query for tokens that are not stored made the two measurably different in time
-    (tests/bench/bench_lookup_timing.py)."""
+    (tests/bench/bench_lookup_timing.py). The read runs on the replica when there is one
+    (exchange/routers.py); the quota charge and the audit entry are written to the primary."""
     platform: Platform = api_key.platform
-    charge_quota(api_key, len(indicators))
+    charge_quota(api_key, len(indicators))  # on the primary, before anything is read
     peppers = settings.EXCHANGE_PEPPERS
-    tokens = keyed_tokens(indicators, peppers, current_key_version(lock=False))
-    holders = _live_holders(tokens, platform.pk, timezone.now())
+
+    def read() -> tuple[list[str], Holders]:
+        # The key version from the same database as the tokens it keys: a replica behind a pepper rotation
+        # still matches its own (not yet re-keyed) tokens.
+        tokens = keyed_tokens(indicators, peppers, current_key_version(lock=False))
+        return tokens, _live_holders(tokens, platform.pk, timezone.now())
+
+    tokens, holders = routers.on_replica(read)
     hits = [holders.get((kind, token), []) for (kind, _), token in zip(indicators, tokens, strict=True)]
     # Which kinds of this request hit each cluster: a result's matched kinds are those of its cluster.
     kinds_hitting: dict[str, set[str]] = defaultdict(set)

@@ -119,6 +119,19 @@ def lookup_answered(indicators: int, matches: int) -> None:
     LOOKUP_MATCHES.inc(matches)
 
 
+# ------------------------------------------------------------------------------------------------ replica
+
+REPLICA_FALLBACKS = Counter(
+    "exchange_replica_fallbacks",
+    "Lookups and partner reads answered from the primary because the replica failed or was marked failed.",
+)
+
+
+def replica_fell_back() -> None:
+    """exchange/routers.py: one read meant for the replica ran on the primary."""
+    REPLICA_FALLBACKS.inc()
+
+
 # ------------------------------------------------------------------------------------------------ middleware
 
 

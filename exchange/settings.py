@@ -23,6 +23,7 @@ from exchange.config import (
     parse_database_url,
     parse_peppers,
     parse_redis_url,
+    parse_replica_url,
     parse_thresholds,
 )
 from exchange.normalization import KINDS
@@ -57,6 +58,12 @@ try:
     _is_postgres = DATABASES["default"]["ENGINE"].endswith("postgresql")
     if _is_postgres and os.environ.get("TEST_DATABASE_NAME"):  # concurrent test runs on one server
         DATABASES["default"]["TEST"] = {"NAME": os.environ["TEST_DATABASE_NAME"]}
+    # Optional read scaling: lookups and partner reads run on a PostgreSQL replica inside an explicit scope
+    # (exchange/routers.py); everything else, and every write, stays on the primary.
+    _replica = parse_replica_url(envsecret("DATABASE_REPLICA_URL") or "", DATABASES["default"])
+    if _replica is not None:
+        DATABASES["replica"] = _replica
+        DATABASE_ROUTERS = ["exchange.routers.ReplicaRouter"]
 
     ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "")
     CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")

@@ -27,7 +27,7 @@ from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
 from accounts.authentication import Partner
-from exchange import hooks, ingest, lookups, parsers, retention
+from exchange import hooks, ingest, lookups, parsers, retention, routers
 from exchange.contract import (
     IDEMPOTENCY_KEY_MAX_LENGTH,
     IDEMPOTENCY_KEY_PATTERN,
@@ -347,17 +347,19 @@ class SellerListView(MeteredMixin, PartnerScopedMixin, generics.ListAPIView):
     pagination_class = SellerPagination
 
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
-        assert page is not None
-        context = cluster_context(page)
-        summaries = context["cluster_summaries"]
+        def read() -> tuple[dict[int, Any], int, Any]:
+            page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+            assert page is not None
+            context = cluster_context(page)
+            summaries = context["cluster_summaries"]
+            data = SellerSerializer(page, many=True, context=context).data
+            return summaries, unlinked_shown(page, summaries), data
+
+        # Read (on the replica when there is one), then charge and audit on the primary.
+        summaries, unlinked, data = routers.on_replica(read)
         lookups.do_read_clusters(
-            partner_of(request).api_key,
-            "seller_list",
-            summaries.values(),
-            unlinked=unlinked_shown(page, summaries),
+            partner_of(request).api_key, "seller_list", summaries.values(), unlinked=unlinked
         )
-        data = SellerSerializer(page, many=True, context=context).data
         return self.get_paginated_response(data)
 
 
@@ -383,17 +385,22 @@ class SellerDetailView(MeteredMixin, PartnerScopedMixin, generics.RetrieveAPIVie
         )
 
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        seller = self.get_object()
-        context = cluster_context([seller])
+        def read() -> tuple[Seller, dict[int, Any], Any]:
+            seller = self.get_object()
+            context = cluster_context([seller])
+            return seller, context["cluster_summaries"], SellerDetailSerializer(seller, context=context).data
+
+        # A seller just reported may not be on the replica yet: its absence there is checked on the primary.
+        seller, summaries, data = routers.on_replica(read, confirm_absence=True)
         lookups.do_read_clusters(
             partner_of(request).api_key,
             "seller_detail",
-            context["cluster_summaries"].values(),
+            summaries.values(),
             "seller",
             str(seller.pk),
-            unlinked=unlinked_shown([seller], context["cluster_summaries"]),
+            unlinked=unlinked_shown([seller], summaries),
         )
-        return Response(SellerDetailSerializer(seller, context=context).data)
+        return Response(data)
 
 
 class RetractView(PartnerScopedMixin, generics.GenericAPIView):

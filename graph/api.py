@@ -18,7 +18,7 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from exchange import lookups
+from exchange import lookups, routers
 from exchange.filters import RiskFilter, StrictBooleanFilter, UtcDateTimeFilter
 from exchange.serializers import ClusterDetailSerializer, ClusterSummarySerializer
 from exchange.views import (
@@ -80,9 +80,13 @@ class ClusterListView(MeteredMixin, PartnerScopedMixin, generics.ListAPIView):
         return super().get_queryset().ranked()  # type: ignore[attr-defined]
 
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
-        assert page is not None
-        summaries = [cluster.summary() for cluster in page]
+        def read() -> list[dict[str, Any]]:
+            page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+            assert page is not None
+            return [cluster.summary() for cluster in page]
+
+        # Read (on the replica when there is one), then charge and audit on the primary.
+        summaries = routers.on_replica(read)
         lookups.do_read_clusters(partner_of(request).api_key, "cluster_list", summaries)
         return self.get_paginated_response(summaries)
 
@@ -99,11 +103,16 @@ class ClusterDetailView(MeteredMixin, PartnerScopedMixin, generics.RetrieveAPIVi
     serializer_class = ClusterDetailSerializer
 
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        cluster = self.get_object()
         partner = partner_of(request)
-        summary = cluster.summary()
-        lookups.do_read_clusters(partner.api_key, "cluster_detail", [summary], "cluster", cluster.ref)
-        return Response(summary | cluster.partner_view(partner.platform_id))
+
+        def read() -> tuple[str, dict[str, Any], dict[str, Any]]:
+            cluster = self.get_object()
+            return cluster.ref, cluster.summary(), cluster.partner_view(partner.platform_id)
+
+        # A cluster the replica has not replayed yet is looked for on the primary before it is a 404.
+        ref, summary, view = routers.on_replica(read, confirm_absence=True)
+        lookups.do_read_clusters(partner.api_key, "cluster_detail", [summary], "cluster", ref)
+        return Response(summary | view)
 
 
 urlpatterns = [

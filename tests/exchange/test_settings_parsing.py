@@ -12,6 +12,7 @@ from exchange.config import (
     envsecret,
     parse_database_url,
     parse_peppers,
+    parse_replica_url,
 )
 
 BASE = Path("/srv/app")
@@ -64,6 +65,60 @@ def test_malformed_database_url_names_the_setting(url, message):
 def test_database_url_error_does_not_echo_the_password():
     with pytest.raises(ConfigError) as excinfo:
         parse_database_url("postgres://u:hunter2@host/", BASE)
+    assert "hunter2" not in str(excinfo.value)
+
+
+POSTGRES_PRIMARY = parse_database_url("postgres://ex@db.internal/exchange", BASE)
+
+
+def test_replica_url_is_a_second_postgres_entry_mirroring_default_in_tests():
+    replica = parse_replica_url("postgres://reader:p%40ss@replica.internal:5433/exchange", POSTGRES_PRIMARY)
+    assert replica is not None
+    assert replica["ENGINE"] == "django.db.backends.postgresql"
+    assert (replica["HOST"], replica["PORT"], replica["USER"], replica["PASSWORD"]) == (
+        "replica.internal",
+        "5433",
+        "reader",
+        "p@ss",
+    )
+    # The test runner creates no second database: "replica" reads the test database.
+    assert replica["TEST"] == {"MIRROR": "default"}
+    # A short connect timeout so an unreachable replica falls back to the primary in seconds; the URL wins.
+    assert replica["OPTIONS"] == {"connect_timeout": "3"}
+    slower = parse_replica_url("postgres://r/x?connect_timeout=10", POSTGRES_PRIMARY)
+    assert slower is not None and slower["OPTIONS"] == {"connect_timeout": "10"}
+
+
+def test_unset_replica_url_means_no_replica():
+    assert parse_replica_url("", POSTGRES_PRIMARY) is None
+    assert parse_replica_url("  ", POSTGRES_PRIMARY) is None
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("sqlite:///replica.sqlite3", "must be a postgres:// URL"),
+        ("mysql://x/y", "must be a postgres:// URL"),
+        ("replica.internal:5432", "must be a postgres:// URL"),
+        ("postgres://host:port/db", "invalid port"),
+        ("postgres://host/", "no database name"),
+    ],
+)
+def test_malformed_replica_url_names_the_replica_setting(url, message):
+    with pytest.raises(ConfigError, match="DATABASE_REPLICA_URL") as excinfo:
+        parse_replica_url(url, POSTGRES_PRIMARY)
+    assert message in str(excinfo.value)
+
+
+def test_replica_is_refused_beside_a_sqlite_primary():
+    sqlite = parse_database_url("sqlite:///var/exchange.sqlite3", BASE)
+    with pytest.raises(ConfigError, match="DATABASE_REPLICA_URL needs a PostgreSQL primary"):
+        parse_replica_url("postgres://replica.internal/exchange", sqlite)
+
+
+def test_replica_url_error_does_not_echo_the_password():
+    with pytest.raises(ConfigError) as excinfo:
+        parse_replica_url("postgres://u:hunter2@host:port/db", POSTGRES_PRIMARY)
     assert "hunter2" not in str(excinfo.value)
 
 
@@ -159,3 +214,29 @@ def test_check_deploy_is_clean_with_production_settings():
     result = _manage(PRODUCTION_ENV, "check", "--deploy", "--fail-level", "WARNING")
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout
+
+
+SHOW_DATABASES = (
+    "from django.conf import settings; "
+    "print(sorted(settings.DATABASES), getattr(settings, 'DATABASE_ROUTERS', []), "
+    "settings.DATABASES.get('replica', {}).get('HOST'))"
+)
+
+
+def test_a_replica_url_configures_the_replica_and_its_router(tmp_path):
+    secret = tmp_path / "replica-url"
+    secret.write_text("postgres://reader@replica.internal/exchange\n")
+    env = {**PRODUCTION_ENV, "DATABASE_URL": "postgres://ex@db.internal/exchange"}
+    result = _manage({**env, "DATABASE_REPLICA_URL_FILE": str(secret)}, "shell", "-v0", "-c", SHOW_DATABASES)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[0] == (
+        "['default', 'replica'] ['exchange.routers.ReplicaRouter'] replica.internal"
+    )
+    without = _manage(env, "shell", "-v0", "-c", SHOW_DATABASES)
+    assert without.stdout.split("\n")[0] == "['default'] [] None"
+
+
+def test_production_process_refuses_a_sqlite_replica():
+    result = _manage({**PRODUCTION_ENV, "DATABASE_REPLICA_URL": "sqlite:////tmp/replica.sqlite3"}, "check")
+    assert result.returncode != 0
+    assert "DATABASE_REPLICA_URL must be a postgres:// URL" in result.stderr

@@ -87,9 +87,15 @@ def synthesize(sightings: int, seed: int = 5) -> tuple[np.ndarray, np.ndarray, n
 
 
 def fill(sightings: int) -> dict[str, float]:
+    return fill_rows(*synthesize(sightings))
+
+
+def fill_rows(
+    seller: np.ndarray, indicator: np.ndarray, kind: np.ndarray, n_sellers: int, n_indicators: int
+) -> dict[str, float]:
+    """COPY sellers (on five platforms), indicators and sightings given as (seller, indicator, kind) rows."""
     import psycopg
 
-    seller, indicator, kind, n_sellers, n_indicators = synthesize(sightings)
     kind_of_indicator = np.zeros(n_indicators + 1, dtype=np.int64)
     kind_of_indicator[indicator] = kind
     holders = np.bincount(indicator, minlength=n_indicators + 1)  # what ingest maintains

@@ -57,7 +57,7 @@ def make_analyst(username: str, platform: Platform | None) -> User:
 
 def pytest_configure(config: pytest.Config) -> None:
     """Passwords the suite creates in its own process are hashed with a fast hasher: the admin tests spent most of
-    their time in PBKDF2's 1,000,000 iterations. Servers the suite starts as separate processes (tests/live.py,
+    their time in PBKDF2's 1,200,000 iterations. Servers the suite starts as separate processes (tests/live.py,
     tests/reliability) keep the production hashers, and create their users themselves."""
     from django.conf import settings
 

@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	@touch $@
 
 demo: $(VENV)/.installed
-	DEBUG=1 $(PY) manage.py demo
+	DEBUG=1 $(PY) manage.py demo --url http://$(HOST):$(PORT)
 	@echo "Serving the admin at http://$(HOST):$(PORT)/admin/ (Ctrl-C to stop)"
 	DEBUG=1 $(PY) manage.py runserver --noreload $(HOST):$(PORT)
 

@@ -8,6 +8,7 @@ platform into a folder.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import Counter
@@ -62,6 +63,11 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=7, help="Seed of the synthetic data (default 7).")
         parser.add_argument("--top", type=int, default=12, help="How many clusters to print.")
         parser.add_argument(
+            "--url",
+            default="http://127.0.0.1:8000",
+            help="Where the admin will be served, for the links printed at the end (make demo passes HOST:PORT).",
+        )
+        parser.add_argument(
             "--i-know-this-is-not-production",
             action="store_true",
             dest="not_production",
@@ -73,6 +79,16 @@ class Command(BaseCommand):
             settings.DEBUG, options["not_production"]
         )  # before anything touches the database
         started = time.perf_counter()
+        if options["verbosity"] < 2:
+            # The server's structured log lines (a submission accepted, a recluster...) would interleave with
+            # the walk-through on the same terminal; warnings and errors still show. -v 2 shows everything.
+            logging.disable(logging.INFO)
+        try:
+            self.run_demo(options, started)
+        finally:
+            logging.disable(logging.NOTSET)
+
+    def run_demo(self, options: dict[str, Any], started: float) -> None:
         demo_dir: Path = options["dir"]
         demo_dir.mkdir(parents=True, exist_ok=True)
         self.step("Migrating the embedded database")
@@ -121,7 +137,8 @@ class Command(BaseCommand):
         self.stdout.write(f"  exchange analyst: exchange-analyst / {DEMO_PASSWORD}  (sees everything)")
         self.stdout.write(f"  partner analyst:  partner-analyst / {DEMO_PASSWORD}  ({first.name} only)")
         self.print_second_factor_note()
-        self.stdout.write(f"  API docs: http://127.0.0.1:8000/api/v1/docs/   keys: {demo_dir}/*.key")
+        url = options["url"].rstrip("/")
+        self.stdout.write(f"  admin: {url}/admin/   API docs: {url}/api/v1/docs/   keys: {demo_dir}/*.key")
 
     def print_second_factor_note(self) -> None:
         # The demo keeps the production login (EXCHANGE_ADMIN_2FA), so a newcomer sees the enrolment page.

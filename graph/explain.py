@@ -56,11 +56,12 @@ class IndicatorRow:
     strength: str
     sellers: int  # members of this cluster holding it
     platforms: int  # platforms of those members
-    holders: int  # linkable sellers exchange-wide
+    holders: int | None  # linkable sellers exchange-wide; None: not for this viewer (see `_for_partner`)
     threshold: int
     first_seen: datetime | None
     linking: str  # auto / common / include
     suppressed: str  # "" (links), "common" or "threshold"
+    first_seen_format: str = "Y-m-d"  # the date filter's format: "Y-m" where the viewer sees the month only
     links: int = 0  # member pairs whose link it is part of
     bridge: bool = False
     # Exchange analysts only:
@@ -210,6 +211,15 @@ def explain(cluster: ActorCluster, scope: Scope) -> Explanation:
     indicator_rows.sort(
         key=lambda r: (not r.holds, r.strength != "strong", -r.links, -r.sellers, r.kind, int(r.key))
     )
+    if scope.is_partner:
+        own = {
+            key
+            for key, held_by in holders_in.items()
+            if any(platform_of[s] == scope.platform_id for s in held_by)
+        }
+        for row in indicator_rows:
+            if row.key not in own:
+                _for_partner(row)
     return Explanation(
         cluster=cluster,
         scope=scope,
@@ -220,6 +230,18 @@ def explain(cluster: ActorCluster, scope: Scope) -> Explanation:
         suppressed=suppressed,
         platform_names=platform_names,
     )
+
+
+def _for_partner(row: IndicatorRow) -> None:
+    """What a partner analyst sees of an indicator that only other platforms' members of the cluster hold
+    (README, "Privacy model"): no exchange-wide holder count (it would count other platforms' reports outside
+    any cluster they can see, more than a lookup tells) and the month it was first seen, not the day (the day
+    dates another platform's report). Kind, strength, the counts within the cluster, whether it links and
+    whether it is a bridge stay: they are the evidence."""
+    row.holders = None
+    if row.first_seen is not None:
+        row.first_seen = row.first_seen.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        row.first_seen_format = "Y-m"
 
 
 def _members(

@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.models import ApiKey, AuditEntry
-from accounts.scoping import EVERYTHING
+from accounts.scoping import EVERYTHING, scope_of
 from exchange.models import Indicator, Linking, Seller
 from graph.explain import explain
 from graph.models import ActorCluster, ClusterEvent, ClusterStatus, EventKind
@@ -479,3 +479,25 @@ def test_a_successful_login_clears_the_accounts_failures(alice, fresh_cache):
     client.logout()
     for _ in range(4):
         assert client.post("/admin/login/", {"username": "alice", "password": "wrong"}).status_code == 200
+
+
+def test_partner_sees_only_the_month_and_no_exchange_wide_count_of_indicators_only_others_hold(
+    world, bob, alice
+):
+    """Issue 19, item 9: the tax id only Bazaar's members hold is shown to Acme's analyst with the month it was
+    first seen and without its exchange-wide holder count; the phone and email Acme holds keep both."""
+    rows = {row.kind: row for row in explain(world.ring, scope_of(bob)).indicators}
+    assert rows["tax_id"].holders is None and rows["tax_id"].first_seen_format == "Y-m"
+    assert rows["tax_id"].first_seen is not None and rows["tax_id"].first_seen.day == 1
+    for kind in ("phone", "email"):
+        assert rows[kind].holders == 2 and rows[kind].first_seen_format == "Y-m-d"
+    exact = {row.kind: row for row in explain(world.ring, EVERYTHING).indicators}
+    assert exact["tax_id"].holders == 2 and exact["tax_id"].first_seen_format == "Y-m-d"
+
+    html = page(logged_in(bob), ref_url(world.ring))
+    day = exact["tax_id"].first_seen.strftime("%Y-%m-%d")
+    month = exact["tax_id"].first_seen.strftime("%Y-%m")
+    tax_row = re.search(r"<tr>\s*<td><span class=\"tag tag-strong\">tax_id</span>.*?</tr>", html, re.S)
+    assert tax_row and month in tax_row.group(0) and day not in tax_row.group(0)
+    assert "Not shown for indicators only other platforms hold" in tax_row.group(0)
+    assert day in page(logged_in(alice), change_url(world.ring))  # the exchange analyst sees the day

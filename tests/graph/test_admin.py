@@ -495,8 +495,9 @@ def test_partner_sees_only_the_month_and_no_exchange_wide_count_of_indicators_on
     assert exact["tax_id"].holders == 2 and exact["tax_id"].first_seen_format == "Y-m-d"
 
     html = page(logged_in(bob), ref_url(world.ring))
-    day = exact["tax_id"].first_seen.strftime("%Y-%m-%d")
-    month = exact["tax_id"].first_seen.strftime("%Y-%m")
+    first_seen = exact["tax_id"].first_seen
+    assert first_seen is not None
+    day, month = first_seen.strftime("%Y-%m-%d"), first_seen.strftime("%Y-%m")
     tax_row = re.search(r"<tr>\s*<td><span class=\"tag tag-strong\">tax_id</span>.*?</tr>", html, re.S)
     assert tax_row and month in tax_row.group(0) and day not in tax_row.group(0)
     assert "Not shown for indicators only other platforms hold" in tax_row.group(0)

@@ -19,6 +19,8 @@ class ExchangeAdminSite(admin.AdminSite):
     site_header = "Bad-actor exchange"
     site_title = "Bad-actor exchange"
     index_title = "Investigations"
+    # Django's "View site" link pointed at "/", which has no page: the admin is the analysts' whole site.
+    site_url = None
 
     def has_permission(self, request: HttpRequest) -> bool:
         return super().has_permission(request) and second_factor.second_factor_satisfied(request.user)

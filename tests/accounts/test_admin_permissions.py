@@ -202,3 +202,11 @@ def test_nobody_adds_or_deletes_clusters_sellers_or_audit_entries(world, alice, 
             assert status(client, f"/admin/{model}/add/") == 403
             assert status(client, f"/admin/{model}/{obj.pk}/delete/") == 403
     assert ActorCluster.objects.filter(pk=world.ring.pk).exists()
+
+
+def test_admin_pages_offer_no_view_site_link_to_a_page_that_does_not_exist(world, alice, bob):
+    """Issue 19, item 8: "View site" went to "/", a 404; the admin is the analysts' site."""
+    for user in (alice, bob):
+        html = logged_in(user).get("/admin/").content.decode()
+        assert "View site" not in html
+    assert Client().get("/").status_code == 404

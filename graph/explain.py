@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Count
@@ -90,6 +91,10 @@ class Explanation:
     sightings: list[linking.Sighting]  # linkable members only; token = indicator id as a string
     suppressed: frozenset[linking.IndicatorKey]
     platform_names: dict[int, str]
+    # The earliest first report among the members, as the viewer may see it (the month only when it is
+    # another platform's report and the viewer a partner analyst, as for indicators: `_for_partner`).
+    earliest_report: datetime | None = None
+    earliest_report_format: str = "Y-m-d"
     by_id: dict[int, Member] = field(default_factory=dict)
     rows: dict[str, IndicatorRow] = field(default_factory=dict)
 
@@ -229,7 +234,18 @@ def explain(cluster: ActorCluster, scope: Scope) -> Explanation:
         sightings=sightings,
         suppressed=suppressed,
         platform_names=platform_names,
+        **_earliest_report(sellers, scope),
     )
+
+
+def _earliest_report(sellers: list[Seller], scope: Scope) -> dict[str, Any]:
+    first = min(sellers, key=lambda s: s.first_reported_at, default=None)
+    if first is None:
+        return {}
+    if scope.is_partner and first.platform_id != scope.platform_id:
+        month = first.first_reported_at.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        return {"earliest_report": month, "earliest_report_format": "Y-m"}
+    return {"earliest_report": first.first_reported_at}
 
 
 def _for_partner(row: IndicatorRow) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -502,3 +503,24 @@ def test_partner_sees_only_the_month_and_no_exchange_wide_count_of_indicators_on
     assert tax_row and month in tax_row.group(0) and day not in tax_row.group(0)
     assert "Not shown for indicators only other platforms hold" in tax_row.group(0)
     assert day in page(logged_in(alice), change_url(world.ring))  # the exchange analyst sees the day
+
+
+def test_cluster_page_labels_the_earliest_report_apart_from_when_the_cluster_formed(world, alice, bob):
+    """Issue 19, item 8: the card said "first seen" and showed when the cluster formed, months after its
+    reports. Both are labelled; a partner analyst sees another platform's earliest report by month."""
+    earliest = timezone.now() - timedelta(days=100)
+    Seller.objects.filter(seller_ref="baz-2").update(first_reported_at=earliest)
+    Seller.objects.filter(seller_ref="acme-2").update(first_reported_at=earliest + timedelta(days=40))
+    card = re.search(r'id="dates">(.*?)</div>\s*</div>', page(logged_in(alice), change_url(world.ring)), re.S)
+    assert card and "Earliest report" in card.group(1) and "Cluster formed" in card.group(1)
+    assert earliest.strftime("%Y-%m-%d") in card.group(1)
+    assert world.ring.created_at.strftime("%Y-%m-%d %H:%M") in card.group(1)
+
+    partner = re.search(r'id="dates">(.*?)</div>\s*</div>', page(logged_in(bob), ref_url(world.ring)), re.S)
+    assert partner and earliest.strftime("%Y-%m") in partner.group(1)
+    assert earliest.strftime("%Y-%m-%d") not in partner.group(1)
+    Seller.objects.filter(seller_ref="acme-2").update(first_reported_at=earliest - timedelta(days=1))
+    own = re.search(r'id="dates">(.*?)</div>\s*</div>', page(logged_in(bob), ref_url(world.ring)), re.S)
+    assert own and (earliest - timedelta(days=1)).strftime("%Y-%m-%d") in own.group(
+        1
+    )  # its own report: the day

@@ -283,8 +283,8 @@ def read_submission_rows(
         draft.report.indicators.append(indicator)
 
     rejected_by_seller: dict[str, list[RejectedRow]] = {}
-    for row in rejected:
-        rejected_by_seller.setdefault(row.seller_ref, []).append(row)
+    for rejection in rejected:
+        rejected_by_seller.setdefault(rejection.seller_ref, []).append(rejection)
     sellers: list[SellerReport] = []
     incomplete: list[IncompleteSeller] = []
     for seller_ref, draft in drafts.items():

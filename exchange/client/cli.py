@@ -43,11 +43,12 @@ EXIT_USAGE = 2
 EXIT_REJECTED = 3
 
 EXIT_CODES = f"""exit codes:
-  {EXIT_OK}  success: every row was sent (with --dry-run: every row is valid)
-  {EXIT_FAILED}  the exchange refused a batch or could not be reached (the summary names the failed batches)
+  {EXIT_OK}  every row was sent (with --dry-run: every row is valid)
+  {EXIT_FAILED}  the exchange refused a batch or could not be reached (the summary names the failed
+     batches); this wins over {EXIT_REJECTED}
   {EXIT_USAGE}  bad usage, or the CSV or key file cannot be read (nothing was sent)
-  {EXIT_REJECTED}  submit: rows were rejected (the summary names them by line); everything else was sent
-     (with --dry-run: would be sent). A failed batch (1) takes precedence over rejected rows.
+  {EXIT_REJECTED}  submit: rows were rejected (the summary names them by line); the other sellers were
+     sent, a seller with a rejected row only with --send-valid-rows (with --dry-run: would be)
 """
 
 
@@ -108,9 +109,9 @@ def build_parser(prog: str = MODULE_PROG) -> argparse.ArgumentParser:
     submit = commands.add_parser(
         "submit",
         help="normalise, hash and submit a CSV of seller reports",
-        description="Read a CSV of seller reports (one row per indicator), normalise and hash every value "
-        "locally, and submit the sellers in batches. A seller with a rejected row is held back (not sent) "
-        "unless --send-valid-rows. The summary on stdout names every rejected row by line.",
+        description="Read a CSV of seller reports (one row per indicator), normalise and hash every value\n"
+        "locally, and submit the sellers in batches. A seller with a rejected row is held back (not\n"
+        "sent) unless --send-valid-rows. The summary on stdout names every rejected row by line.",
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -165,7 +166,8 @@ def _add_region(parser: argparse.ArgumentParser) -> None:
         "--default-region",
         metavar="CC",
         help="ISO country code for national phone numbers and tax ids without a country prefix (default: "
-        "the platform's, from the exchange's /api/v1/me/, when --url and --key-file are given)",
+        "the platform's, from the exchange's /api/v1/me/, when --url and --key-file are given and it is "
+        "not a dry run)",
     )
 
 

@@ -10,12 +10,15 @@ from pathlib import Path
 import pytest
 from pytest_django.live_server_helper import LiveServer
 
-from exchange.client.cli import EXIT_OK, EXIT_REJECTED, main
-from exchange.client.csvinput import COLUMNS
+from exchange.client.cli import EXIT_CODES, EXIT_FAILED, EXIT_OK, EXIT_REJECTED, EXIT_USAGE, main
+from exchange.client.csvinput import COLUMNS, REASON_SEPARATOR
+from exchange.contract import SELLER_REF_RULE, TIMESTAMP_EARLIEST, TIMESTAMP_MAX_OFFSET
 from exchange.models import Seller, Sighting
+from exchange.normalization import KINDS, REASONS, STATUSES
 from tests.conftest import KeyedPlatform
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "partner-example.csv"
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "fixtures" / "partner-example.csv"
 EXAMPLE_SELLERS = {"example-seller-001": 5, "example-seller-002": 4, "example-seller-003": 5}
 
 
@@ -97,3 +100,24 @@ def test_a_seller_with_a_rejected_row_never_reaches_the_exchange_unless_asked(
     assert "seller 'example-seller-002' sent with 3 of its 4 rows" in out
     held = Seller.objects.get(platform=acme.platform, seller_ref="example-seller-002")
     assert Sighting.objects.filter(seller=held).count() == 3
+
+
+def partner_section() -> str:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = readme.index("## How a partner integrates")
+    return readme[start : readme.index("\n## ", start + 1)]
+
+
+def test_the_readme_states_the_rules_the_client_enforces() -> None:
+    """The contract's facts live in code; this keeps the partner's documentation in step with them."""
+    section = partner_section()
+    assert f"`{','.join(COLUMNS)}`" in section
+    for word in (*STATUSES, *REASONS, *KINDS):
+        assert f"`{word}`" in section, word
+    assert f"separated by `\\{REASON_SEPARATOR}`" in section  # escaped in the markdown table
+    assert SELLER_REF_RULE.removeprefix("1-128 characters of ").replace(" ", "") in section.replace(" ", "")
+    assert f"Not before {TIMESTAMP_EARLIEST:%Y-%m-%d}" in section
+    assert f"within +-{int(TIMESTAMP_MAX_OFFSET.total_seconds() // 3600)}:00" in section
+    assert "fixtures/partner-example.csv" in section and "pip install ./exchange/client" in section
+    for code in (EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REJECTED):
+        assert f"\n| {code} | " in section and f"\n  {code}  " in EXIT_CODES

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 __all__ = [
@@ -25,6 +26,9 @@ __all__ = [
     "SELLER_REF_MAX_LENGTH",
     "SELLER_REF_RE",
     "SELLER_REF_RULE",
+    "TIMESTAMP_CLOCK_SKEW",
+    "TIMESTAMP_EARLIEST",
+    "TIMESTAMP_MAX_OFFSET",
     "TRANSPORT_HASH_LENGTH",
     "TRANSPORT_HASH_RE",
     "Limits",
@@ -46,6 +50,13 @@ IDEMPOTENCY_KEY_MAX_LENGTH = 255
 IDEMPOTENCY_KEY_PATTERN = r"^[\x20-\x7e]*[\x21-\x7e][\x20-\x7e]*$"
 IDEMPOTENCY_KEY_RULE = f"1-{IDEMPOTENCY_KEY_MAX_LENGTH} printable ASCII characters, e.g. a UUID per batch"
 _IDEMPOTENCY_KEY_RE = re.compile(IDEMPOTENCY_KEY_PATTERN)
+
+# The bounds of a date-time a partner sends (a seller's `reported_at`): the server's syntax and parsing are in
+# `exchange.timestamps` (it needs Django's parser); the bounds are here so that the reference client refuses
+# a row the server would refuse (one such row would cost its whole batch).
+TIMESTAMP_EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+TIMESTAMP_CLOCK_SKEW = timedelta(minutes=5)  # a partner's clock may run this far ahead of the exchange's
+TIMESTAMP_MAX_OFFSET = timedelta(hours=14)  # the widest UTC offset in use (Line Islands +14:00)
 
 DEFAULT_MAX_BATCH_SELLERS = 1000
 DEFAULT_MAX_SELLER_INDICATORS = 100

@@ -9,13 +9,16 @@ existed or after now, so one function refuses both before anything reaches the d
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from django.utils.dateparse import parse_datetime
 
-EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
-CLOCK_SKEW = timedelta(minutes=5)  # a partner's clock may run this far ahead of ours
-MAX_OFFSET = timedelta(hours=14)  # the widest UTC offset in use (Line Islands +14:00; -12:00 the other way)
+from exchange.contract import TIMESTAMP_CLOCK_SKEW, TIMESTAMP_EARLIEST, TIMESTAMP_MAX_OFFSET
+
+# The bounds are partner-contract facts (exchange.contract), which the reference client checks too.
+EARLIEST = TIMESTAMP_EARLIEST
+CLOCK_SKEW = TIMESTAMP_CLOCK_SKEW  # a partner's clock may run this far ahead of ours
+MAX_OFFSET = TIMESTAMP_MAX_OFFSET  # the widest UTC offset in use (Line Islands +14:00; -12:00 the other way)
 EXAMPLE = "2026-05-01T12:00:00Z"
 # The syntax, published as the schema's pattern and checked first here (one rule): an RFC 3339 date-time
 # whose offset is an upper-case Z or within +-14:00, without a leap second. ASCII digits only: a regex

@@ -12,7 +12,7 @@ Typical use::
 
     client = ExchangeClient("https://exchange.example.org", api_key)
     summary = submit_csv(client, "reports.csv", default_region="DE")
-    print(summary.format())
+    print(summary.format())  # summary.complete: every row was sent; summary.held_back: sellers not sent
 
 or, for prepared data, ``client.submit_batch(sellers)``, ``client.lookup(indicators)`` and
 ``client.retract(seller_ref, reason)``.
@@ -22,6 +22,7 @@ from exchange.client.api import ApiError, ExchangeClient, ExchangeError, Transpo
 from exchange.client.csvinput import (
     CsvFormatError,
     CsvResult,
+    IncompleteSeller,
     Indicator,
     RejectedRow,
     SellerReport,
@@ -39,6 +40,7 @@ __all__ = [
     "CsvResult",
     "ExchangeClient",
     "ExchangeError",
+    "IncompleteSeller",
     "Indicator",
     "RejectedRow",
     "SellerReport",

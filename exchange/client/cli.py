@@ -1,8 +1,9 @@
 """Command line of the reference partner client: ``python -m exchange.client COMMAND ...``, or
 ``exchange-client COMMAND ...`` where the client distribution (exchange/client/pyproject.toml) is installed.
 
-Exit codes: 0 success, 1 the exchange refused or could not be reached (or a batch failed), 2 bad usage or
-unreadable input. Raw identifier values and the API key are never printed.
+Exit codes (``EXIT_CODES``, also in ``--help``): 0 success, 1 the exchange refused a batch or could not be
+reached, 2 bad usage or unreadable input, 3 ``submit`` rejected rows (the rest was sent). Raw identifier
+values and the API key are never printed.
 """
 
 from __future__ import annotations
@@ -17,7 +18,14 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from exchange.client.api import ExchangeClient, ExchangeError, TransportError
-from exchange.client.csvinput import CsvFormatError, Indicator, read_submission_file
+from exchange.client.csvinput import (
+    COLUMNS,
+    CsvFormatError,
+    CsvResult,
+    Indicator,
+    SellerReport,
+    read_submission_file,
+)
 from exchange.client.submission import (
     DEFAULT_BATCH_SIZE,
     MAX_BATCH_SIZE,
@@ -32,6 +40,16 @@ from exchange.normalization import KINDS, NormalizationError, normalize, normali
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_REJECTED = 3
+
+EXIT_CODES = f"""exit codes:
+  {EXIT_OK}  every row was sent (with --dry-run: every row is valid)
+  {EXIT_FAILED}  the exchange refused a batch or could not be reached (the summary names the failed
+     batches); this wins over {EXIT_REJECTED}
+  {EXIT_USAGE}  bad usage, or the CSV or key file cannot be read (nothing was sent)
+  {EXIT_REJECTED}  submit: rows were rejected (the summary names them by line); the other sellers were
+     sent, a seller with a rejected row only with --send-valid-rows (with --dry-run: would be)
+"""
 
 
 class UsageError(Exception):
@@ -74,6 +92,8 @@ def build_parser(prog: str = MODULE_PROG) -> argparse.ArgumentParser:
         prog=prog,
         description="Reference partner client of the bad-actor intelligence exchange. Values are normalised "
         "and hashed locally (hashing spec v1); only transport hashes are sent.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -86,7 +106,15 @@ def build_parser(prog: str = MODULE_PROG) -> argparse.ArgumentParser:
     hash_cmd.add_argument("value")
     hash_cmd.set_defaults(handler=_hash)
 
-    submit = commands.add_parser("submit", help="normalise, hash and submit a CSV of seller reports")
+    submit = commands.add_parser(
+        "submit",
+        help="normalise, hash and submit a CSV of seller reports",
+        description="Read a CSV of seller reports (one row per indicator), normalise and hash every value\n"
+        "locally, and submit the sellers in batches. A seller with a rejected row is held back (not\n"
+        "sent) unless --send-valid-rows. The summary on stdout names every rejected row by line.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _add_connection(submit, required=False)
     _add_region(submit)
     submit.add_argument(
@@ -96,11 +124,26 @@ def build_parser(prog: str = MODULE_PROG) -> argparse.ArgumentParser:
         help=f"sellers per request (default {DEFAULT_BATCH_SIZE}; at most what the exchange accepts, "
         f"by default {MAX_BATCH_SIZE})",
     )
-    submit.add_argument("--dry-run", action="store_true", help="print the JSON payloads instead of sending")
-    submit.add_argument("--quiet", action="store_true", help="no progress on stderr")
     submit.add_argument(
-        "csv_file", metavar="FILE.csv", help="columns seller_ref,status,reasons,reported_at,kind,value"
+        "--send-valid-rows",
+        action="store_true",
+        help="send the valid rows of a seller some of whose rows were rejected (default: such a seller is "
+        "not sent at all)",
     )
+    submit.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="read, check and hash every row and print the summary, without contacting the exchange "
+        "(needs neither --url nor --key-file; checks against the exchange's default limits)",
+    )
+    submit.add_argument(
+        "--payloads-file",
+        type=Path,
+        metavar="FILE.json",
+        help="with --dry-run: write the request bodies that would be sent (transport hashes only) to this file",
+    )
+    submit.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    submit.add_argument("csv_file", metavar="FILE.csv", help=f"UTF-8 with a header row: {','.join(COLUMNS)}")
     submit.set_defaults(handler=_submit)
 
     lookup = commands.add_parser("lookup", help="screen values against other platforms' reports")
@@ -123,7 +166,8 @@ def _add_region(parser: argparse.ArgumentParser) -> None:
         "--default-region",
         metavar="CC",
         help="ISO country code for national phone numbers and tax ids without a country prefix (default: "
-        "the platform's, from the exchange's /api/v1/me/, when --url and --key-file are given)",
+        "the platform's, from the exchange's /api/v1/me/, when --url and --key-file are given and it is "
+        "not a dry run)",
     )
 
 
@@ -155,6 +199,10 @@ def _submit(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     region = _region(args)
     if args.batch_size < 1:
         raise UsageError("--batch-size must be 1 or more")
+    if args.payloads_file and not args.dry_run:
+        raise UsageError("--payloads-file goes with --dry-run")
+    if args.dry_run:
+        return _dry_run(args, region, out, err)
     client: ExchangeClient | None = None
     limits: Limits | None = None
     if region is None and args.url and args.key_file:
@@ -168,23 +216,7 @@ def _submit(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             return EXIT_FAILED
         if not args.quiet:
             _say_region(region, err)
-    try:
-        result = read_submission_file(args.csv_file, region)
-    except CsvFormatError as exc:
-        raise UsageError(f"{args.csv_file}: {exc}") from None
-    except OSError as exc:
-        raise UsageError(f"cannot read {args.csv_file}: {exc.strerror or exc}") from None
-    summary = SubmitSummary.of(result)
-
-    if args.dry_run:
-        payloads = [
-            {"sellers": [seller.to_payload() for seller in batch]}
-            for batch in batched(result.sellers, args.batch_size)
-        ]
-        print(json.dumps(payloads, indent=2, ensure_ascii=False), file=out)
-        print(summary.format(sent=False), file=err)
-        print(f"Dry run: {len(payloads)} batches printed, nothing was sent.", file=err)
-        return EXIT_OK
+    result = _read(args, region)
 
     client = client or _client(args, err)
     if limits is None:
@@ -197,8 +229,7 @@ def _submit(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if batch_size > limits.max_batch_sellers:
         batch_size = limits.max_batch_sellers
         print(f"--batch-size lowered to {batch_size}, the most the exchange accepts per request", file=err)
-    sellers, over_limit = within_limits(result.sellers, limits)
-    summary.rejected = sorted([*summary.rejected, *over_limit], key=lambda row: row.line)
+    summary, sellers = _checked(result, limits)
 
     def progress(message: str) -> None:
         if not args.quiet:
@@ -206,7 +237,56 @@ def _submit(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     submit_sellers(client, sellers, batch_size=batch_size, progress=progress, summary=summary)
     print(summary.format(), file=out)
-    return EXIT_OK if summary.ok else EXIT_FAILED
+    return _exit_code(summary)
+
+
+def _dry_run(args: argparse.Namespace, region: str | None, out: TextIO, err: TextIO) -> int:
+    """Everything ``submit`` does before sending, and nothing after: no request at all, not even for the
+    platform's region or the live limits (the contract's defaults stand in)."""
+    if region is None and not args.quiet:
+        print(
+            "dry run without --default-region: the exchange is not asked for the platform's, so national "
+            "phone numbers and country-less ids are checked without one",
+            file=err,
+        )
+    summary, sellers = _checked(_read(args, region), Limits())
+    summary.dry_run = True
+    batches = list(batched(sellers, min(args.batch_size, Limits().max_batch_sellers)))
+    summary.batches_total = len(batches)
+    if args.payloads_file:
+        payloads = [{"sellers": [seller.to_payload() for seller in batch]} for batch in batches]
+        try:
+            args.payloads_file.write_text(
+                json.dumps(payloads, indent=2, ensure_ascii=False), encoding="utf-8"
+            )
+        except OSError as exc:
+            raise UsageError(f"cannot write {args.payloads_file}: {exc.strerror or exc}") from None
+    print(summary.format(), file=out)
+    return _exit_code(summary)
+
+
+def _read(args: argparse.Namespace, region: str | None) -> CsvResult:
+    try:
+        return read_submission_file(args.csv_file, region, send_valid_rows=args.send_valid_rows)
+    except CsvFormatError as exc:
+        raise UsageError(f"{args.csv_file}: {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {args.csv_file}: {exc.strerror or exc}") from None
+
+
+def _checked(result: CsvResult, limits: Limits) -> tuple[SubmitSummary, list[SellerReport]]:
+    """The summary of what was read, and the sellers to send: those within the exchange's limits."""
+    summary = SubmitSummary.of(result)
+    sellers, over_limit = within_limits(result.sellers, limits)
+    summary.rejected = sorted([*summary.rejected, *over_limit], key=lambda row: row.line)
+    summary.count_sellers(sellers)
+    return summary, sellers
+
+
+def _exit_code(summary: SubmitSummary) -> int:
+    if not summary.ok:
+        return EXIT_FAILED
+    return EXIT_OK if summary.complete else EXIT_REJECTED
 
 
 def _lookup(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -275,7 +355,7 @@ def _say_region(region: str | None, err: TextIO) -> None:
 
 def _client(args: argparse.Namespace, err: TextIO) -> ExchangeClient:
     if not args.url or not args.key_file:
-        raise UsageError("--url and --key-file are required (unless --dry-run)")
+        raise UsageError("--url and --key-file are required (submit: unless --dry-run)")
     if args.max_retries < 0:
         raise UsageError("--max-retries must be zero or more")
     try:

@@ -3,6 +3,10 @@
 One row per indicator: ``seller_ref,status,reasons,reported_at,kind,value`` (header row required, columns
 in any order, extra columns ignored). Values are normalised and hashed here, on the partner's machine; only
 hashes leave it. Bad rows are collected with their line number and reason, never with their value.
+
+A seller is reported as a whole: by default a seller with a rejected row is held back (not sent at all), so
+that the exchange never holds a partial picture of it without anyone noticing; ``send_valid_rows=True``
+sends the rest of its rows. Either way the seller is named in ``CsvResult.incomplete``.
 """
 
 from __future__ import annotations
@@ -10,11 +14,18 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from exchange.contract import SELLER_REF_MAX_LENGTH, SELLER_REF_RULE, is_seller_ref
+from exchange.contract import (
+    SELLER_REF_MAX_LENGTH,
+    SELLER_REF_RULE,
+    TIMESTAMP_CLOCK_SKEW,
+    TIMESTAMP_EARLIEST,
+    TIMESTAMP_MAX_OFFSET,
+    is_seller_ref,
+)
 from exchange.normalization import (
     KINDS,
     REASONS,
@@ -28,6 +39,7 @@ __all__ = [
     "COLUMNS",
     "CsvFormatError",
     "CsvResult",
+    "IncompleteSeller",
     "Indicator",
     "RejectedRow",
     "SellerReport",
@@ -39,8 +51,7 @@ __all__ = [
 
 COLUMNS: tuple[str, ...] = ("seller_ref", "status", "reasons", "reported_at", "kind", "value")
 MAX_SELLER_REF_LENGTH = SELLER_REF_MAX_LENGTH  # the exchange refuses longer ones (and the whole batch)
-# Reports from the future are refused by the exchange; a little slack absorbs clock skew.
-FUTURE_TOLERANCE = timedelta(minutes=5)
+REASON_SEPARATOR = "|"
 
 
 class CsvFormatError(ValueError):
@@ -93,6 +104,41 @@ class RejectedRow:
         return f"line {self.line}{seller}: {self.reason}"
 
 
+@dataclass(frozen=True)
+class IncompleteSeller:
+    """A seller some of whose rows were rejected while others were valid.
+
+    ``sent`` is false under the default policy (the valid rows are held back too) and true with
+    ``send_valid_rows`` (the valid rows are sent without the rejected ones). ``rejected`` names the rejected
+    rows (their reasons are in ``CsvResult.rejected``), ``valid_lines`` the rows held back or sent.
+    """
+
+    seller_ref: str
+    rejected: tuple[RejectedRow, ...]
+    valid_lines: tuple[int, ...]
+    sent: bool = False
+
+    def __str__(self) -> str:
+        if len(self.rejected) == 1:
+            cause = f"line {self.rejected[0].line} rejected ({self.rejected[0].reason})"
+        else:
+            cause = f"lines {_line_list(row.line for row in self.rejected)} rejected (see the rejected rows)"
+        total = len(self.rejected) + len(self.valid_lines)
+        if self.sent:
+            return (
+                f"seller {self.seller_ref!r} sent with {len(self.valid_lines)} of its {total} rows: {cause}"
+            )
+        held = "line" if len(self.valid_lines) == 1 else "lines"
+        return (
+            f"seller {self.seller_ref!r} not sent: {cause}; its valid {held} "
+            f"{_line_list(self.valid_lines)} held back"
+        )
+
+
+def _line_list(lines: Iterable[int]) -> str:
+    return ", ".join(str(line) for line in lines)
+
+
 @dataclass
 class _SellerDraft:
     report: SellerReport
@@ -105,18 +151,27 @@ class _SellerDraft:
 
 @dataclass
 class CsvResult:
-    """What a submission CSV yielded: sellers to send, rejected rows, data rows read, duplicates dropped."""
+    """What a submission CSV yielded: sellers to send, rejected rows, data rows read, duplicates dropped,
+    and the sellers with both rejected and valid rows (held back, or sent without the rejected rows)."""
 
     sellers: list[SellerReport]
     rejected: list[RejectedRow]
     rows: int
     duplicate_indicators: int
+    incomplete: list[IncompleteSeller] = field(default_factory=list)
+
+    @property
+    def held_back(self) -> list[IncompleteSeller]:
+        """The sellers not sent because one of their rows was rejected."""
+        return [seller for seller in self.incomplete if not seller.sent]
 
 
 def parse_reported_at(text: str, now: datetime | None = None) -> str:
     """Parse an ISO-8601 date or date-time; naive values and dates are UTC. Return it as ``...Z`` UTC.
 
-    Raises ``ValueError`` with a human reason for anything unparseable or in the future.
+    Within the exchange's bounds (``exchange.contract``): not before 2000-01-01, not in the future (beyond a
+    few minutes of clock skew), a UTC offset within +-14:00. Raises ``ValueError`` with a human reason for
+    anything unparseable or out of bounds (never quoting the value).
     """
     text = text.strip()
     if not text:
@@ -125,43 +180,55 @@ def parse_reported_at(text: str, now: datetime | None = None) -> str:
         moment = datetime.fromisoformat(text)  # a bare date is midnight
     except ValueError:
         raise ValueError(
-            "reported_at is not an ISO-8601 date or date-time (e.g. 2025-01-31T12:00:00Z)"
+            "reported_at is not an ISO-8601 date or date-time (e.g. 2025-01-31 or 2025-01-31T12:00:00Z)"
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    moment = moment.astimezone(UTC)
-    if moment > (now or datetime.now(UTC)) + FUTURE_TOLERANCE:
+    offset = moment.utcoffset()
+    if offset is not None and abs(offset) > TIMESTAMP_MAX_OFFSET:
+        raise ValueError("reported_at has a UTC offset beyond +-14:00")
+    # Aware comparisons cannot overflow at year 1 or 9999; astimezone() could, hence it comes last.
+    if moment < TIMESTAMP_EARLIEST:
+        raise ValueError(f"reported_at is before {TIMESTAMP_EARLIEST:%Y-%m-%d}")
+    if moment > (now or datetime.now(UTC)) + TIMESTAMP_CLOCK_SKEW:
         raise ValueError("reported_at is in the future")
-    return moment.isoformat().replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def read_submission_csv(
-    path: str | Path, default_region: str | None = None
+    path: str | Path, default_region: str | None = None, *, send_valid_rows: bool = False
 ) -> tuple[list[SellerReport], list[RejectedRow]]:
     """Read a submission CSV; return the sellers to submit and the rejected rows.
 
     Rows are normalised and hashed with ``default_region`` for national phone numbers and country-less
     tax ids. A seller's status, reasons and reported_at must agree across its rows; if they do not, all its
-    rows are rejected. Repeated indicators of one seller are sent once. Raises ``CsvFormatError`` when the
-    file cannot be read at all.
+    rows are rejected. A seller with a rejected row is not returned at all, unless ``send_valid_rows``
+    (then it comes with its valid rows). Repeated indicators of one seller are sent once. Raises
+    ``CsvFormatError`` when the file cannot be read at all.
     """
-    result = read_submission_file(path, default_region)
+    result = read_submission_file(path, default_region, send_valid_rows=send_valid_rows)
     return result.sellers, result.rejected
 
 
-def read_submission_file(path: str | Path, default_region: str | None = None) -> CsvResult:
-    """Like ``read_submission_csv``, also counting the duplicate indicators that were dropped."""
+def read_submission_file(
+    path: str | Path, default_region: str | None = None, *, send_valid_rows: bool = False
+) -> CsvResult:
+    """Like ``read_submission_csv``, with the counts and the incomplete sellers (a ``CsvResult``)."""
     try:
         with open(path, encoding="utf-8-sig", newline="") as stream:
-            return read_submission_rows(stream, default_region)
+            return read_submission_rows(stream, default_region, send_valid_rows=send_valid_rows)
     except UnicodeDecodeError:
         raise CsvFormatError("the file is not UTF-8 text") from None
 
 
 def read_submission_rows(
-    stream: TextIO | Iterable[str], default_region: str | None = None, now: datetime | None = None
+    stream: TextIO | Iterable[str],
+    default_region: str | None = None,
+    now: datetime | None = None,
+    *,
+    send_valid_rows: bool = False,
 ) -> CsvResult:
-    """Read submission CSV text from an open stream (or any iterable of lines)."""
+    """Read submission CSV text from an open stream (or any iterable of lines); see ``read_submission_csv``."""
     reader = csv.reader(stream)
     header = next(reader, None)
     if header is None:
@@ -215,16 +282,31 @@ def read_submission_rows(
         draft.hashes.add(indicator)
         draft.report.indicators.append(indicator)
 
+    rejected_by_seller: dict[str, list[RejectedRow]] = {}
+    for rejection in rejected:
+        rejected_by_seller.setdefault(rejection.seller_ref, []).append(rejection)
     sellers: list[SellerReport] = []
+    incomplete: list[IncompleteSeller] = []
     for seller_ref, draft in drafts.items():
         if draft.conflicts:
-            lines = ", ".join(str(number) for number in draft.report.lines)
+            lines = _line_list(draft.report.lines)
             reason = f"conflicting {' and '.join(sorted(draft.conflicts))} across this seller's rows (lines {lines})"
             rejected.extend(RejectedRow(line, seller_ref, reason) for line in draft.accepted_lines)
-        elif draft.report.indicators:
-            sellers.append(draft.report)
+            continue
+        if not draft.report.indicators:
+            continue
+        own_rejections = rejected_by_seller.get(seller_ref)
+        if own_rejections:
+            incomplete.append(
+                IncompleteSeller(
+                    seller_ref, tuple(own_rejections), tuple(draft.accepted_lines), sent=send_valid_rows
+                )
+            )
+            if not send_valid_rows:
+                continue
+        sellers.append(draft.report)
     rejected.sort(key=lambda row: row.line)
-    return CsvResult(sellers, rejected, rows, duplicates)
+    return CsvResult(sellers, rejected, rows, duplicates, incomplete)
 
 
 def _numbered_rows(reader: Any) -> Iterator[tuple[int, list[str]]]:
@@ -248,7 +330,7 @@ def _seller_fields(cells: dict[str, str], now: datetime) -> tuple[str, list[str]
     if status not in STATUSES:
         raise ValueError(f"status must be one of {', '.join(STATUSES)}")
     reasons: list[str] = []
-    for reason in cells["reasons"].split("|"):
+    for reason in cells["reasons"].split(REASON_SEPARATOR):
         reason = reason.strip().lower()
         if not reason:
             continue
@@ -257,7 +339,11 @@ def _seller_fields(cells: dict[str, str], now: datetime) -> tuple[str, list[str]
         if reason not in reasons:
             reasons.append(reason)
     if not reasons:
-        raise ValueError("reasons is empty; give one or more of " + ", ".join(REASONS) + " separated by '|'")
+        raise ValueError(
+            "reasons is empty; give one or more of "
+            + ", ".join(REASONS)
+            + f" separated by '{REASON_SEPARATOR}'"
+        )
     reported_at = parse_reported_at(cells["reported_at"], now)
     return status, reasons, reported_at, datetime.fromisoformat(reported_at)
 

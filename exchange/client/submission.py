@@ -10,7 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from exchange.client.api import ApiError, ExchangeClient, ExchangeError, TransportError
-from exchange.client.csvinput import CsvResult, RejectedRow, SellerReport, read_submission_file
+from exchange.client.csvinput import (
+    CsvResult,
+    IncompleteSeller,
+    RejectedRow,
+    SellerReport,
+    read_submission_file,
+)
 from exchange.contract import DEFAULT_MAX_BATCH_SELLERS, Limits
 
 __all__ = [
@@ -41,13 +47,19 @@ class BatchFailure:
 
 @dataclass
 class SubmitSummary:
-    """The outcome of a submission run. ``ok`` is false when any batch failed or was not attempted."""
+    """The outcome of a submission run (or of a dry run, which reads, checks and hashes but sends nothing).
+
+    ``ok`` is false when any batch failed or was not attempted; ``complete`` is true only when every row
+    read was sent (or, in a dry run, would be). ``format()`` is a stable text: one ``name: value`` line per
+    count, then the rejected rows, the incomplete sellers and the failed batches, each under its heading.
+    """
 
     rows: int = 0
-    sellers: int = 0
+    sellers: int = 0  # sellers to send (after the per-seller policy and the exchange's limits)
     indicators: int = 0
     duplicate_indicators: int = 0
     rejected: list[RejectedRow] = field(default_factory=list)
+    incomplete: list[IncompleteSeller] = field(default_factory=list)
     batches_total: int = 0
     batches_sent: int = 0
     sellers_sent: int = 0
@@ -57,46 +69,81 @@ class SubmitSummary:
     failures: list[BatchFailure] = field(default_factory=list)
     batches_skipped: int = 0
     elapsed: float = 0.0
+    dry_run: bool = False
 
     @classmethod
     def of(cls, result: CsvResult) -> SubmitSummary:
         """The summary of a CSV read, before anything is sent."""
-        return cls(
+        summary = cls(
             rows=result.rows,
-            sellers=len(result.sellers),
-            indicators=sum(len(seller.indicators) for seller in result.sellers),
             duplicate_indicators=result.duplicate_indicators,
             rejected=result.rejected,
+            incomplete=result.incomplete,
         )
+        summary.count_sellers(result.sellers)
+        return summary
+
+    def count_sellers(self, sellers: Sequence[SellerReport]) -> None:
+        """Set the sellers and indicators to send."""
+        self.sellers = len(sellers)
+        self.indicators = sum(len(seller.indicators) for seller in sellers)
+
+    @property
+    def held_back(self) -> list[IncompleteSeller]:
+        """Sellers not sent because one of their rows was rejected (the default policy)."""
+        return [seller for seller in self.incomplete if not seller.sent]
 
     @property
     def ok(self) -> bool:
+        """Whether every batch was accepted (rejected rows aside)."""
         return not self.failures and not self.batches_skipped
 
-    def format(self, *, sent: bool = True) -> str:
-        """A human-readable report (no raw values, no key: safe to log). ``sent=False`` for a dry run."""
-        lines = [
-            f"Read {self.rows} rows: {self.sellers} sellers with {self.indicators} indicators "
-            f"({self.duplicate_indicators} duplicate indicators dropped), {len(self.rejected)} rows rejected."
+    @property
+    def complete(self) -> bool:
+        """Whether every row read was sent (in a dry run: would be sent), none rejected or held back."""
+        return self.ok and not self.rejected and not self.held_back
+
+    def format(self) -> str:
+        """A human- and script-readable report (no raw values, no key: safe to log)."""
+        held_rows = sum(len(seller.valid_lines) for seller in self.held_back)
+        lines = ["dry run: nothing was sent"] if self.dry_run else []
+        lines += [
+            f"rows read: {self.rows}",
+            f"rows rejected: {len(self.rejected)}",
+            f"rows held back: {held_rows}",
+            f"sellers held back: {len(self.held_back)}",
+            f"duplicate indicators dropped: {self.duplicate_indicators}",
+            f"sellers to send: {self.sellers}",
+            f"indicators to send: {self.indicators}",
+            f"batches to send: {self.batches_total}",
         ]
-        if sent:
-            lines.append(
-                f"Sent {self.batches_sent}/{self.batches_total} batches: {self.sellers_sent} sellers, "
-                f"{self.indicators_sent} indicators, {self.sightings_created} new sightings "
-                f"in {self.elapsed:.1f}s."
-            )
+        if not self.dry_run:
+            lines += [
+                f"batches sent: {self.batches_sent}",
+                f"sellers sent: {self.sellers_sent}",
+                f"indicators sent: {self.indicators_sent}",
+                f"new sightings: {self.sightings_created}",
+                f"seconds: {self.elapsed:.1f}",
+            ]
         if self.rejected:
-            lines.append("Rejected rows:")
+            lines.append("rejected rows:")
             lines.extend(f"  {row}" for row in self.rejected)
+        if self.held_back:
+            lines.append("sellers held back (a row was rejected; --send-valid-rows sends their valid rows):")
+            lines.extend(f"  {seller}" for seller in self.held_back)
+        partial = [seller for seller in self.incomplete if seller.sent]
+        if partial:
+            lines.append("sellers sent without their rejected rows (--send-valid-rows):")
+            lines.extend(f"  {seller}" for seller in partial)
         if self.failures:
-            lines.append("Failed batches:")
+            lines.append("failed batches:")
             lines.extend(
                 f"  batch {failure.number} ({failure.sellers} sellers, Idempotency-Key {failure.idempotency_key})"
                 f": {failure.error}"
                 for failure in self.failures
             )
         if self.batches_skipped:
-            lines.append(f"{self.batches_skipped} batches not attempted after a fatal error.")
+            lines.append(f"batches not attempted after a fatal error: {self.batches_skipped}")
         return "\n".join(lines)
 
 
@@ -143,9 +190,9 @@ def submit_sellers(
     A batch that fails for good is recorded and the next one is tried, except after an authentication
     error (401/403) or an unreachable exchange, when the remaining batches are skipped.
     """
-    summary = summary or SubmitSummary(
-        sellers=len(sellers), indicators=sum(len(seller.indicators) for seller in sellers)
-    )
+    if summary is None:
+        summary = SubmitSummary()
+        summary.count_sellers(sellers)
     batches = list(batched(sellers, batch_size))
     summary.batches_total = len(batches)
     started = clock()
@@ -184,13 +231,16 @@ def submit_csv(
     default_region: str | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: Callable[[str], None] | None = None,
+    send_valid_rows: bool = False,
 ) -> SubmitSummary:
     """Read, normalise and hash a submission CSV, submit it in batches and return the summary.
 
     Rejected rows (with line numbers and reasons) are in ``summary.rejected``; they do not stop the run.
-    Raises ``CsvFormatError`` if the file cannot be read at all.
+    A seller with a rejected row is held back (``summary.held_back``) unless ``send_valid_rows``, which
+    sends its valid rows. ``summary.complete`` says whether every row was sent. Raises ``CsvFormatError``
+    if the file cannot be read at all.
     """
-    result = read_submission_file(path, default_region)
+    result = read_submission_file(path, default_region, send_valid_rows=send_valid_rows)
     summary = SubmitSummary.of(result)
     return submit_sellers(client, result.sellers, batch_size=batch_size, progress=progress, summary=summary)
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -27,12 +29,13 @@ from exchange.client import (
     TransportError,
     parse_reported_at,
     read_submission_csv,
+    read_submission_file,
     read_submission_rows,
     submit_csv,
 )
 from exchange.client.cli import main
 from exchange.contract import Limits
-from exchange.normalization import is_transport_hash, transport_hash
+from exchange.normalization import KINDS, is_transport_hash, transport_hash
 
 API_KEY = "acme_live_9f8e7d6c5b4a"
 HEADER = "seller_ref,status,reasons,reported_at,kind,value\n"
@@ -481,6 +484,23 @@ def test_unusable_files_raise_csv_format_error(text: str, message: str) -> None:
         read_submission_rows(io.StringIO(text))
 
 
+def test_reported_at_is_refused_outside_the_exchanges_bounds() -> None:
+    now = datetime(2025, 6, 1, tzinfo=UTC)
+    assert parse_reported_at("2000-01-01T01:00:00+01:00", now) == "2000-01-01T00:00:00Z"  # the first instant
+    assert parse_reported_at("2025-06-01T00:04:00Z", now) == "2025-06-01T00:04:00Z"  # within the clock skew
+    assert parse_reported_at("2025-01-31T10:00:00+14:00", now) == "2025-01-30T20:00:00Z"
+    for text, reason in [
+        ("1999-12-31T23:59:59Z", "before 2000-01-01"),
+        ("2000-01-01T00:30:00+01:00", "before 2000-01-01"),
+        ("0001-01-01T00:00:00+01:00", "before 2000-01-01"),  # would overflow if converted first
+        ("9999-12-31T23:59:59-01:00", "future"),
+        ("2025-06-01T00:06:00Z", "future"),
+        ("2025-01-31T10:00:00+15:00", "offset beyond +-14:00"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(reason)):
+            parse_reported_at(text, now)
+
+
 def test_reported_at_forms() -> None:
     now = datetime(2025, 6, 1, tzinfo=UTC)
     assert parse_reported_at("2025-01-31", now) == "2025-01-31T00:00:00Z"
@@ -491,12 +511,82 @@ def test_reported_at_forms() -> None:
         parse_reported_at("2025-06-02", now)
 
 
+# --- the per-seller policy ------------------------------------------------------------------------------
+
+
+def five_rows_one_bad(tmp_path: Path) -> Path:
+    """s-1 has five rows, line 4 with an unknown kind; s-2 is clean."""
+    rows = [
+        "s-1,confirmed,counterfeit,2025-01-31,email,one@example.com",  # line 2
+        "s-1,confirmed,counterfeit,2025-01-31,phone,+49 30 1234567",  # 3
+        "s-1,confirmed,counterfeit,2025-01-31,fax,+49 30 7654321",  # 4: rejected
+        "s-1,confirmed,counterfeit,2025-01-31,store_name,Lucky Star",  # 5
+        "s-1,confirmed,counterfeit,2025-01-31,device_id,abc-123",  # 6
+        "s-2,suspected,other,2025-02-01,email,two@example.com",  # 7
+    ]
+    return write_csv(tmp_path, HEADER + "\n".join(rows) + "\n")
+
+
+def test_a_seller_with_a_rejected_row_is_held_back_by_default(tmp_path: Path) -> None:
+    result = read_submission_file(five_rows_one_bad(tmp_path))
+
+    assert [s.seller_ref for s in result.sellers] == ["s-2"]
+    assert [row.line for row in result.rejected] == [4]
+    [held] = result.held_back
+    assert (held.seller_ref, held.valid_lines, held.sent) == ("s-1", (2, 3, 5, 6), False)
+    assert str(held) == (
+        "seller 's-1' not sent: line 4 rejected (unknown kind 'fax'; valid kinds: "
+        + ", ".join(KINDS)
+        + "); its valid lines 2, 3, 5, 6 held back"
+    )
+    assert "7654321" not in str(held)
+
+
+def test_send_valid_rows_sends_the_other_four_rows_and_says_so(tmp_path: Path) -> None:
+    result = read_submission_file(five_rows_one_bad(tmp_path), send_valid_rows=True)
+
+    assert [(s.seller_ref, len(s.indicators)) for s in result.sellers] == [("s-1", 4), ("s-2", 1)]
+    assert result.held_back == []
+    [partial] = result.incomplete
+    assert partial.sent
+    assert str(partial).startswith("seller 's-1' sent with 4 of its 5 rows: line 4 rejected (unknown kind")
+
+
+def test_a_seller_whose_rows_disagree_is_not_sent_even_with_send_valid_rows(tmp_path: Path) -> None:
+    text = (
+        HEADER
+        + "s-1,confirmed,counterfeit,2025-01-31,email,one@example.com\n"
+        + "s-1,confirmed,counterfeit,2025-02-01,phone,+49 30 1234567\n"
+        + "s-2,confirmed,counterfeit,2025-01-31,email,two@example.com\n"
+    )
+    result = read_submission_rows(io.StringIO(text), send_valid_rows=True)
+    assert [s.seller_ref for s in result.sellers] == ["s-2"]
+    assert [str(row) for row in result.rejected] == [
+        f"line {line} (seller 's-1'): conflicting reported_at across this seller's rows (lines 2, 3)"
+        for line in (2, 3)
+    ]
+
+
+def test_several_rejected_rows_of_one_seller_are_named_together(tmp_path: Path) -> None:
+    text = (
+        HEADER
+        + "s-1,confirmed,counterfeit,2025-01-31,email,one@example.com\n"
+        + "s-1,banned,counterfeit,2025-01-31,phone,+49 30 1234567\n"  # a bad status counts for s-1 too
+        + "s-1,confirmed,counterfeit,2025-01-31,fax,1\n"
+    )
+    [held] = read_submission_rows(io.StringIO(text)).held_back
+    assert (
+        str(held)
+        == "seller 's-1' not sent: lines 3, 4 rejected (see the rejected rows); its valid line 2 held back"
+    )
+
+
 # --- submitting a CSV ------------------------------------------------------------------------------------
 
 
 def many_sellers_csv(tmp_path: Path, count: int) -> Path:
     rows = [f"s-{n},confirmed,counterfeit,2025-01-31,store_name,Shop {n}" for n in range(count)]
-    rows.append("s-0,confirmed,counterfeit,2025-01-31,fax,1")
+    rows.append("s-bad,confirmed,counterfeit,2025-01-31,fax,1")  # a seller whose only row is rejected
     return write_csv(tmp_path, HEADER + "\n".join(rows) + "\n")
 
 
@@ -520,10 +610,11 @@ def test_submit_csv_sends_batches_each_with_its_own_key(
     assert summary.sightings_created == 5
     assert summary.submissions == [f"sub_{n:016x}" for n in (1, 2, 3)]
     assert [row.line for row in summary.rejected] == [7]
+    assert summary.held_back == [] and not summary.complete
     assert progress[0].startswith("batch 1/3 sent: 2 sellers so far") and "sellers/s" in progress[0]
     text = summary.format()
-    assert "Sent 3/3 batches: 5 sellers, 5 indicators, 5 new sightings" in text
-    assert "line 7 (seller 's-0'): unknown kind 'fax'" in text
+    assert "\nbatches sent: 3\nsellers sent: 5\nindicators sent: 5\nnew sightings: 5\n" in text
+    assert "rejected rows:\n  line 7 (seller 's-bad'): unknown kind 'fax'" in text
 
 
 def test_a_failed_batch_is_reported_and_the_others_still_go(
@@ -553,7 +644,7 @@ def test_an_authentication_failure_stops_the_run(
     summary = submit_csv(make_client(exchange.url, sleeps), many_sellers_csv(tmp_path, 5), batch_size=2)
     assert len(exchange.requests) == 1
     assert summary.batches_skipped == 2 and not summary.ok
-    assert "2 batches not attempted" in summary.format()
+    assert "batches not attempted after a fatal error: 2" in summary.format()
 
 
 # --- the command line ------------------------------------------------------------------------------------
@@ -593,17 +684,120 @@ def test_cli_rejects_a_bad_default_region() -> None:
     assert code == 2 and "--default-region" in err
 
 
-def test_cli_dry_run_prints_payloads_and_sends_nothing(tmp_path: Path) -> None:
-    code, out, err = run_cli("submit", "--dry-run", "--batch-size", "2", str(many_sellers_csv(tmp_path, 3)))
-    assert code == 0
-    payloads = json.loads(out)
+def test_cli_dry_run_writes_the_payloads_it_would_send(tmp_path: Path) -> None:
+    payloads_file = tmp_path / "payloads.json"
+    code, out, _ = run_cli(
+        "submit",
+        "--dry-run",
+        "--payloads-file",
+        str(payloads_file),
+        "--batch-size",
+        "2",
+        str(many_sellers_csv(tmp_path, 3)),
+    )
+    assert code == 3  # line 5 was rejected
+    payloads = json.loads(payloads_file.read_text(encoding="utf-8"))
     assert [len(p["sellers"]) for p in payloads] == [2, 1]
     assert payloads[0]["sellers"][0]["indicators"] == [
         {"kind": "store_name", "hash": transport_hash("store_name", "Shop 0")}
     ]
-    assert "Dry run: 2 batches printed, nothing was sent." in err and "line 5 (seller 's-0')" in err
-    assert "Sent " not in err
-    assert "Shop 0" not in out
+    assert out.startswith("dry run: nothing was sent\n") and "batches to send: 2\n" in out
+    assert "line 5 (seller 's-bad')" in out
+    assert "batches sent" not in out
+    assert "Shop 0" not in out + payloads_file.read_text(encoding="utf-8")
+
+
+def test_cli_dry_run_makes_no_request_even_with_url_and_key(
+    exchange: FakeExchange, key_file: Path, tmp_path: Path
+) -> None:
+    exchange.me = limits_answer(max_batch_sellers=1, max_seller_indicators=1, max_lookup_indicators=1)
+    code, out, err = run_cli(
+        "submit",
+        "--dry-run",
+        "--url",
+        exchange.url,
+        "--key-file",
+        str(key_file),
+        str(five_rows_one_bad(tmp_path)),
+    )
+    assert exchange.requests == []
+    assert code == 3
+    assert "dry run without --default-region" in err
+    # The contract's default limits stand in for the live ones: one batch, s-2 within 100 indicators.
+    assert "sellers to send: 1\nindicators to send: 1\nbatches to send: 1\n" in out
+    assert "sellers held back: 1\n" in out and "rows held back: 4\n" in out
+
+
+def test_cli_dry_run_of_a_clean_file_exits_0_without_url_or_key(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, HEADER + "s,confirmed,other,2025-01-31,phone,030 1234567\n")
+    code, out, _ = run_cli("submit", "--dry-run", "--default-region", "DE", str(path))
+    assert code == 0
+    assert "rows rejected: 0\n" in out and "sellers to send: 1\n" in out
+
+
+def test_cli_holds_back_a_seller_with_a_rejected_row_and_exits_3(
+    exchange: FakeExchange, key_file: Path, tmp_path: Path
+) -> None:
+    code, out, _ = run_cli(
+        "submit",
+        "--url",
+        exchange.url,
+        "--key-file",
+        str(key_file),
+        "--quiet",
+        str(five_rows_one_bad(tmp_path)),
+    )
+    assert code == 3
+    [post] = exchange.submissions_requests()
+    assert [seller["seller_ref"] for seller in post.body["sellers"]] == ["s-2"]
+    assert "sellers held back: 1\n" in out and "sellers sent: 1\n" in out
+    assert "sellers held back (a row was rejected; --send-valid-rows sends their valid rows):\n" in out
+    assert "  seller 's-1' not sent: line 4 rejected (unknown kind 'fax';" in out
+
+
+def test_cli_send_valid_rows_sends_the_valid_rows_and_still_exits_3(
+    exchange: FakeExchange, key_file: Path, tmp_path: Path
+) -> None:
+    code, out, _ = run_cli(
+        "submit",
+        "--url",
+        exchange.url,
+        "--key-file",
+        str(key_file),
+        "--quiet",
+        "--send-valid-rows",
+        str(five_rows_one_bad(tmp_path)),
+    )
+    assert code == 3
+    [post] = exchange.submissions_requests()
+    assert [(s["seller_ref"], len(s["indicators"])) for s in post.body["sellers"]] == [("s-1", 4), ("s-2", 1)]
+    assert "sellers held back: 0\n" in out and "sellers sent: 2\n" in out
+    assert (
+        "sellers sent without their rejected rows (--send-valid-rows):\n  seller 's-1' sent with 4 of" in out
+    )
+
+
+def test_cli_exits_0_when_every_row_was_sent(exchange: FakeExchange, key_file: Path, tmp_path: Path) -> None:
+    path = write_csv(tmp_path, HEADER + "s,confirmed,other,2025-01-31,email,a@example.com\n")
+    code, out, _ = run_cli("submit", "--url", exchange.url, "--key-file", str(key_file), "--quiet", str(path))
+    assert code == 0
+    assert "rows rejected: 0\n" in out and "sellers sent: 1\n" in out
+
+
+def test_cli_help_documents_the_exit_codes() -> None:
+    for argv in (["--help"], ["submit", "--help"]):
+        out = io.StringIO()
+        with pytest.raises(SystemExit) as done, contextlib.redirect_stdout(out):
+            main(argv)
+        assert done.value.code == 0
+        text = out.getvalue()
+        assert "exit codes:" in text
+        assert "  3  submit: rows were rejected" in text and "  1  the exchange refused a batch" in text
+
+
+def test_cli_payloads_file_needs_dry_run(tmp_path: Path) -> None:
+    code, _, err = run_cli("submit", "--payloads-file", str(tmp_path / "p.json"), str(tmp_path / "x.csv"))
+    assert code == 2 and "--payloads-file goes with --dry-run" in err
 
 
 def test_cli_submit_shows_progress_and_summary(
@@ -619,10 +813,10 @@ def test_cli_submit_shows_progress_and_summary(
         "2",
         str(many_sellers_csv(tmp_path, 3)),
     )
-    assert code == 0
+    assert code == 3  # all sent but one rejected row
     assert exchange.requests[0].headers["Authorization"] == f"Bearer {API_KEY}"
     assert "batch 1/2 sent" in err and "batch 2/2 sent" in err
-    assert "Sent 2/2 batches: 3 sellers" in out and "1 rows rejected" in out
+    assert "batches sent: 2\nsellers sent: 3\n" in out and "rows rejected: 1\n" in out
     assert API_KEY not in out + err
 
 
@@ -641,8 +835,8 @@ def test_cli_submit_exits_non_zero_when_a_batch_fails(
         "--quiet",
         str(many_sellers_csv(tmp_path, 3)),
     )
-    assert code == 1
-    assert "Failed batches:" in out and "HTTP 503" in out
+    assert code == 1  # a failed batch outranks the rejected row (3)
+    assert "failed batches:" in out and "HTTP 503" in out
 
 
 def test_cli_submit_reports_an_unreadable_csv(key_file: Path, tmp_path: Path) -> None:
@@ -760,7 +954,7 @@ def test_cli_submit_keeps_to_the_exchanges_limits(
     code, out, err = run_cli(
         "submit", "--url", exchange.url, "--key-file", str(key_file), "--batch-size", "500", str(csv)
     )
-    assert code == 0
+    assert code == 3  # s-0's rows are rejected: over the exchange's limit
     assert "--batch-size lowered to 2" in err
     posts = [r for r in exchange.requests if r.method == "POST"]
     assert [len(r.body["sellers"]) for r in posts] == [2, 2]  # s-1..s-4; s-0 is not sent

@@ -26,7 +26,7 @@ def test_contract_is_pure_stdlib() -> None:
         if isinstance(node, ast.Import | ast.ImportFrom)
         for alias in node.names
     }
-    assert imported <= {"__future__", "collections", "dataclasses", "re", "typing"}
+    assert imported <= {"__future__", "collections", "dataclasses", "datetime", "re", "typing"}
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ import logging
 
 import pytest
 
+from exchange.logformat import JsonFormatter, KeyValueFormatter
 from exchange.models import Indicator
 from tests.builders import seller, submit, th
 
@@ -69,6 +70,9 @@ def test_logs_carry_no_identifier_hash_token_or_key_secret(acme, bazaar, caplog)
 
     formatter = logging.Formatter("%(name)s %(levelname)s %(message)s %(args)s")
     lines = [formatter.format(record) + repr(record.__dict__) for record in caplog.records]
+    # And as the server writes them: logfmt (the default) and LOG_FORMAT=json.
+    lines += [KeyValueFormatter().format(record) for record in caplog.records]
+    lines += [JsonFormatter().format(record) for record in caplog.records]
     assert len(lines) >= 10, "the flow should have logged (submissions, auth failures, reclustering)"
     assert any("auth_failed" in line for line in lines)
     leaks = {name: line[:200] for line in lines for name, value in canaries.items() if value in line}

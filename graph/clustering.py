@@ -9,7 +9,8 @@
 
 Both run in one transaction under a lock (a PostgreSQL advisory lock; SQLite serialises writers), so only one
 recomputation writes at a time and a crash mid-way leaves the previous clusters intact. Stable identity and
-events come from `graph.identity.assign_identities`.
+events come from `graph.identity.assign_identities`; the former memberships it may restore (`FormerMember`)
+are read and written here, in the same transaction.
 """
 
 from __future__ import annotations

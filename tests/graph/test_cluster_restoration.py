@@ -7,6 +7,7 @@ overlap rule alone then handed the surviving id to the other cluster's members (
 
 from __future__ import annotations
 
+import random
 import re
 from dataclasses import dataclass
 from datetime import timedelta
@@ -21,7 +22,7 @@ from exchange.models import Seller
 from exchange.retention import do_retract
 from graph.actions import do_update_cluster
 from graph.clustering import recluster_full, recluster_incremental
-from graph.models import ActorCluster, ClusterEvent, FormerMember
+from graph.models import ActorCluster, ClusterEvent, ClusterMember, FormerMember
 from tests.admin_world import logged_in
 from tests.builders import seller, submit
 from tests.conftest import KeyedPlatform
@@ -200,3 +201,42 @@ def test_a_dissolved_cluster_relinking_with_the_same_members_gets_its_id_back(
         "dissolved",
         "restored",
     ]
+
+
+def test_random_sequence_incremental_and_full_agree_on_ids_and_references(
+    acme: KeyedPlatform, bazaar: KeyedPlatform, third: KeyedPlatform, settings: Any
+) -> None:
+    """test_clusters.py's random sequence compares member sets; this one compares ids and references too,
+    through merges, splits, dissolutions and restorations (the seed produces all of them)."""
+    settings.EXCHANGE_LINK_THRESHOLDS = {"phone": 4, "email": 4, "store_name": 3, "shipping_address": 3}
+    settings.EXCHANGE_HUB_PLATFORM_DIVISOR = 2
+    rng = random.Random(7)
+    pool = {
+        "email": [f"e{i}@x.com" for i in range(8)],
+        "phone": [f"+49301234{i:03d}" for i in range(8)],
+        "store_name": [f"shop {i}" for i in range(4)],
+        "shipping_address": [f"{i} harbour street" for i in range(4)],
+    }
+
+    def identities() -> set[tuple[int, str, str]]:
+        return set(
+            ClusterMember.objects.filter(cluster__dissolved_at__isnull=True).values_list(
+                "cluster_id", "cluster__ref", "seller__seller_ref"
+            )
+        )
+
+    for step in range(60):
+        if step % 5 == 4 and Seller.objects.linkable().exists():
+            do_retract(rng.choice(list(Seller.objects.linkable())), "appeal", "test")
+        else:
+            kinds = rng.sample(list(pool), k=rng.randint(1, 3))
+            indicators = [(k, rng.choice(pool[k])) for k in kinds]
+            submit(
+                rng.choice([acme, bazaar, third]).client(),
+                seller(f"s{rng.randint(0, 20)}", *indicators, reported_at=timezone.now()),
+            )
+        incremental = identities()
+        recluster_full()
+        assert identities() == incremental, f"step {step}"
+    happened = set(ClusterEvent.objects.values_list("kind", flat=True))
+    assert {"merged", "split", "restored"} <= happened

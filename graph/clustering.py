@@ -524,7 +524,14 @@ def _former_memberships(
                     "cluster_id", flat=True
                 )
             )
-        rows = list(FormerMember.objects.filter(cluster_id__in=ids).values_list("cluster_id", "seller_id"))
+        found = sorted(ids)
+        rows = []
+        for start in range(0, len(found), 5000):
+            rows.extend(
+                FormerMember.objects.filter(cluster_id__in=found[start : start + 5000]).values_list(
+                    "cluster_id", "seller_id"
+                )
+            )
     records: dict[int, set[int]] = defaultdict(set)
     for cluster_id, seller_id in rows:
         records[cluster_id].add(seller_id)

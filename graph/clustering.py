@@ -9,7 +9,8 @@
 
 Both run in one transaction under a lock (a PostgreSQL advisory lock; SQLite serialises writers), so only one
 recomputation writes at a time and a crash mid-way leaves the previous clusters intact. Stable identity and
-events come from `graph.identity.assign_identities`.
+events come from `graph.identity.assign_identities`; the former memberships it may restore (`FormerMember`)
+are read and written here, in the same transaction.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from graph.models import (
     ClusterEvent,
     ClusterMember,
     ClusterStatus,
+    FormerMember,
     MergeState,
     PendingMerge,
     PendingMergeSeller,
@@ -499,6 +501,82 @@ def _most_advanced(statuses: Iterable[str]) -> str:
     return max(statuses, key=lambda s: STATUS_ORDER.index(ClusterStatus(s)), default=ClusterStatus.NEW)
 
 
+def _former_memberships(
+    previous: Mapping[int, frozenset[int]], member_sets: Sequence[frozenset[int]]
+) -> dict[int, frozenset[int]]:
+    """{cluster id: its recorded former members} for the ids that could come back in this run: records
+    holding a seller of a changed cluster (an unchanged one keeps its id anyway) whose cluster is dissolved
+    or among `previous` (a live cluster outside the run keeps its id)."""
+    unchanged = set(previous.values())
+    sellers = sorted({m for members in member_sets if members not in unchanged for m in members})
+    if not sellers:
+        return {}
+    rows = _select_by_ids(
+        """SELECT f.cluster_id, f.seller_id FROM graph_formermember f
+            WHERE f.cluster_id IN (SELECT DISTINCT cluster_id FROM graph_formermember WHERE seller_id = ANY(%s))""",
+        sellers,
+    )
+    if rows is None:
+        ids: set[int] = set()
+        for start in range(0, len(sellers), 5000):
+            ids.update(
+                FormerMember.objects.filter(seller_id__in=sellers[start : start + 5000]).values_list(
+                    "cluster_id", flat=True
+                )
+            )
+        found = sorted(ids)
+        rows = []
+        for start in range(0, len(found), 5000):
+            rows.extend(
+                FormerMember.objects.filter(cluster_id__in=found[start : start + 5000]).values_list(
+                    "cluster_id", "seller_id"
+                )
+            )
+    records: dict[int, set[int]] = defaultdict(set)
+    for cluster_id, seller_id in rows:
+        records[cluster_id].add(seller_id)
+    free = set(previous) | set(
+        ActorCluster.objects.filter(pk__in=list(records), dissolved_at__isnull=False).values_list(
+            "pk", flat=True
+        )
+    )
+    return {cid: frozenset(members) for cid, members in records.items() if cid in free}
+
+
+def _record_former_memberships(
+    previous: Mapping[int, frozenset[int]],
+    changes: Sequence[ClusterChange],
+    assigned: Mapping[frozenset[int], int],
+    real: Mapping[int, int],
+    former: Mapping[int, frozenset[int]],
+) -> None:
+    """Keep what a later split or relink may restore: the members of every previous cluster whose id stops
+    describing them (it dissolved, merged away or lost its id) and of each merge's survivor just before the
+    merge. A record that came back (a restored id, or a survivor split back to its record) is spent."""
+    alive = set(real.values())
+    recorded = {cid: previous[cid] for cid in previous if cid not in alive}
+    recorded.update(
+        {
+            c.cluster_id: previous[c.cluster_id]
+            for c in changes
+            if c.kind == "merged" and c.cluster_id in alive
+        }
+    )
+    spent = {cid for members, cid in assigned.items() if cid >= 0 and former.get(cid) == members}
+    replaced = sorted(set(recorded) | spent)
+    if not replaced:
+        return
+    FormerMember.objects.filter(cluster_id__in=replaced).delete()
+    FormerMember.objects.bulk_create(
+        [
+            FormerMember(cluster_id=cid, seller_id=m)
+            for cid, members in recorded.items()
+            for m in sorted(members)
+        ],
+        batch_size=5000,
+    )
+
+
 def _apply(
     previous: dict[int, frozenset[int]],
     clusters: Sequence[linking.Cluster[int]],
@@ -506,13 +584,15 @@ def _apply(
     summary: ReclusterSummary,
     platform_hubs: Iterable[tuple[int, int]] = (),
 ) -> None:
-    """Replace the `previous` clusters by `clusters`, keeping ids by largest overlap, recording events."""
+    """Replace the `previous` clusters by `clusters`, keeping ids by largest overlap (or restoring a former
+    cluster's id to exactly its former members), recording events and former memberships."""
     placeholders = itertools.count(-1, -1)
-    assigned, changes = assign_identities(
-        previous, [c.member_set for c in clusters], lambda: next(placeholders)
-    )
+    member_sets = [c.member_set for c in clusters]
+    former = _former_memberships(previous, member_sets)
+    assigned, changes = assign_identities(previous, member_sets, lambda: next(placeholders), former)
     facts = _facts(clusters, now, frozenset(platform_hubs))
-    old = ActorCluster.objects.in_bulk(list(previous))
+    restored = {change.cluster_id for change in changes if change.kind == "restored"}
+    old = ActorCluster.objects.in_bulk([*previous, *restored])
     involved = {m for ms in previous.values() for m in ms} | {m for c in clusters for m in c.members}
     platform_rows = _select_by_ids("SELECT id, platform_id FROM exchange_seller WHERE id = ANY(%s)", involved)
     if platform_rows is None:
@@ -520,6 +600,7 @@ def _apply(
     platform_of = dict(platform_rows)
 
     inherit = _inheritance(changes, assigned, old)
+    _give_back_carried_notes(changes, old, set(assigned.values()))
     created: dict[int, ActorCluster] = {}
     changed: list[ActorCluster] = []
     for members, cid in sorted(assigned.items(), key=lambda item: item[1]):
@@ -528,8 +609,10 @@ def _apply(
         before = _state(row)
         row.size, row.platform_count, row.cross_platform = f.size, f.platform_count, f.platform_count >= 2
         row.risk, row.risk_parts, row.kinds = f.risk, f.risk_parts, f.kinds
-        if cid >= 0 and previous[cid] != members:
+        if cid >= 0 and previous.get(cid) != members:
             row.changed_at = now
+        if cid in restored:
+            row.dissolved_at = None
         _carry_analyst_work(row, [old[s] for s in inherit.get(cid, []) if s in old and s != cid])
         if cid < 0:
             created[cid] = row
@@ -544,6 +627,7 @@ def _apply(
             changed.append(row)
     _update_clusters(changed)
     _write_memberships(previous, assigned, real, now)
+    _record_former_memberships(previous, changes, assigned, real, former)
     ClusterEvent.objects.bulk_create(_events(changes, real, platform_of, now, summary), batch_size=2000)
     summary.clusters = len(clusters)
     summary.cross_platform = sum(1 for f in facts.values() if f.platform_count >= 2)
@@ -553,10 +637,11 @@ def _inheritance(
     changes: Sequence[ClusterChange], assigned: Mapping[frozenset[int], int], old: Mapping[int, ActorCluster]
 ) -> dict[int, list[int]]:
     """{cluster id: the earlier clusters whose analyst work it inherits}: a split's pieces inherit the
-    parent; a merge inherits every cluster merged into it."""
+    parent (a restored cluster too: the work done on the merged cluster concerns it as well); a merge
+    inherits every cluster merged into it."""
     inherit: dict[int, list[int]] = defaultdict(list)
     for change in changes:
-        if change.kind == "created":
+        if change.kind in ("created", "restored"):
             inherit[change.cluster_id].extend(change.related)
         elif change.kind == "merged" and change.cluster_id in assigned.values() and change.cluster_id >= 0:
             inherit[change.cluster_id].extend(r for r in change.related if r in old)
@@ -571,8 +656,39 @@ def _carry_analyst_work(row: ActorCluster, sources: Sequence[ActorCluster]) -> N
     if row.assignee_id is None:
         row.assignee_id = next((s.assignee_id for s in sources if s.assignee_id), None)
     notes = [row.notes] if row.notes else []
-    notes += [f"[from cluster {s.pk}] {s.notes}" for s in sources if s.notes and s.notes not in row.notes]
+    for source in sources:
+        # A restored cluster's own notes went into the merged cluster under its id: they come back once.
+        carried = _without_block(source.notes, _carried_block(row))
+        if carried and carried not in row.notes:
+            notes.append(f"[from cluster {source.pk}] {carried}")
     row.notes = "\n\n".join(notes)
+
+
+def _carried_block(row: ActorCluster) -> str:
+    """How `row`'s notes read once carried into another cluster (`_carry_analyst_work`)."""
+    return f"[from cluster {row.pk}] {row.notes}" if row.notes and row.pk else ""
+
+
+def _without_block(notes: str, block: str) -> str:
+    """`notes` without the paragraph(s) `block` (notes are paragraphs joined by blank lines)."""
+    if not block or block not in notes:
+        return notes
+    return "\n\n".join(part.strip("\n") for part in notes.split(block) if part.strip())
+
+
+def _give_back_carried_notes(
+    changes: Sequence[ClusterChange], old: Mapping[int, ActorCluster], alive: set[int]
+) -> None:
+    """A restored cluster takes its notes back: the cluster it split off (when that lives on) drops the
+    block the merge had carried in from it, so each keeps the notes it had plus those added while merged.
+    Runs before the clusters' new state is computed (the parent's membership changed: it is written)."""
+    for change in changes:
+        if change.kind != "restored":
+            continue
+        row = old[change.cluster_id]
+        for parent_id in change.related:
+            if parent_id in alive and parent_id in old:
+                old[parent_id].notes = _without_block(old[parent_id].notes, _carried_block(row))
 
 
 def _write_memberships(

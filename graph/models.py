@@ -180,8 +180,27 @@ class ClusterMember(models.Model):
         return f"{self.seller_id} in {self.cluster_id}"
 
 
+class FormerMember(models.Model):
+    """A seller of a cluster's recorded former membership: its members when its id last stopped describing
+    them (it merged away, dissolved or lost its id in a split) or, for a merge's survivor, just before the
+    merge. A recomputation that produces exactly this membership again gives the cluster its id back
+    (`graph.identity`, restoration); the record is replaced at the cluster's next merge or dissolution and
+    deleted once restored."""
+
+    cluster = models.ForeignKey(ActorCluster, on_delete=models.CASCADE, related_name="former_members")
+    # Indexed by the foreign key: a recomputation finds the records by the sellers it relinks.
+    seller = models.ForeignKey(Seller, on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["cluster", "seller"], name="former_member_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.seller_id} formerly in {self.cluster_id}"
+
+
 class EventKind(models.TextChoices):
     CREATED = "created", "created"
+    RESTORED = "restored", "restored"
     GREW = "grew", "grew"
     SHRANK = "shrank", "shrank"
     MERGED = "merged", "merged"

@@ -434,6 +434,25 @@ def test_partner_analysts_still_get_no_indicators_whatever_the_shared_filter(wor
         assert response.status_code == 403, params
 
 
+def test_reasons_read_as_words_in_the_seller_list_the_filters_and_the_cluster_page(world, alice):
+    submitted = submit(
+        world.acme.client(),
+        # Shares acme-3's bank account: it joins the Acme-only cluster.
+        seller("acme-gi", ("bank_account", "DE89370400440532013000"), reasons=("geographical_indication",)),
+    )
+    assert submitted.status_code == 201, submitted.content
+    client = logged_in(alice)
+    sellers = page(client, "/admin/exchange/seller/")
+    assert '<td class="field-reasons_list">geographical indication</td>' in sellers
+    assert ">geographical indication</a>" in sellers  # the reason filter
+    assert ">falsified documents</a>" in page(client, CLUSTERS)  # the cluster list's reason filter
+    cluster = page(client, change_url(ActorCluster.objects.live().get(members__seller__seller_ref="acme-gi")))
+    assert '<span class="tag">geographical indication</span>' in cluster
+    # The codes stay in the query strings, where the API's vocabulary belongs.
+    assert "reason=geographical_indication" in sellers
+    assert ">geographical_indication<" not in sellers + cluster
+
+
 def test_key_list_shows_last_use(world, alice):
     html = page(logged_in(alice), "/admin/accounts/apikey/")
     assert world.acme.key.prefix in html and "last used" in html.lower()

@@ -210,7 +210,7 @@ def crowd_the_lists(world: AdminWorld) -> None:
         "bax_" + "f" * 12,
         world.bazaar.platform,
         "seller",
-        LONG_REF,
+        LONG_REF[:64],  # the longest object id the audit log stores
         reason="Appeal_upheld:" + "the-phone-number-was-reassigned-by-the-carrier" * 3,
     )
 

@@ -419,8 +419,13 @@ class AuditEntryAdmin(ReadOnlyMixin, ScopedModelAdmin):
         if obj.object_type == "indicator" and obj.object_id.isdigit():
             url = reverse("admin:exchange_indicator_change", args=[obj.object_id])
             return format_html('<a href="{}">indicator #{}</a>', url, obj.object_id)
-        return f"{obj.object_type} {obj.object_id}".strip()
+        # An object id can be a partner's seller reference of 128 characters: breakable (.mono), like details.
+        if not obj.object_id:
+            return obj.object_type
+        return format_html('{} <span class="mono">{}</span>', obj.object_type, obj.object_id)
 
     @admin.display(description="details")
     def details_text(self, obj: AuditEntry) -> str:
-        return ", ".join(f"{key}={value}" for key, value in sorted((obj.details or {}).items()))
+        # Monospaced and breakable anywhere (the change list's .mono): one long key=value must not widen the list.
+        text = ", ".join(f"{key}={value}" for key, value in sorted((obj.details or {}).items()))
+        return format_html('<span class="mono">{}</span>', text) if text else ""

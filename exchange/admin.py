@@ -18,7 +18,7 @@ from django.utils.safestring import mark_safe
 
 from accounts.admin import ReadOnlyMixin, ScopedModelAdmin
 from accounts.scoping import scope_of
-from exchange.models import Seller, Submission
+from exchange.models import REASON_LABELS, Seller, Submission
 from exchange.normalization import REASONS
 
 # ------------------------------------------------------------------------------------------------ sellers
@@ -31,7 +31,7 @@ class ReasonFilter(admin.SimpleListFilter):
     parameter_name = "reason"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [(reason, reason.replace("_", " ")) for reason in REASONS]
+        return list(REASON_LABELS.items())
 
     def reason(self) -> str | None:
         """The chosen reason, or None when there is none or it is not one of REASONS."""
@@ -94,7 +94,7 @@ class SellerAdmin(ReadOnlyMixin, ScopedModelAdmin):
 
     @admin.display(description="reasons")
     def reasons_list(self, obj: Seller) -> str:
-        return ", ".join(obj.reasons)
+        return ", ".join(obj.reason_labels)
 
     @admin.display(description="cluster")
     def cluster(self, obj: Seller) -> str:

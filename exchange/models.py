@@ -16,10 +16,12 @@ from django.utils import timezone
 from accounts.models import ApiKey, Platform
 from accounts.scoping import ScopedQuerySet
 from exchange.hashing import default_key_version
-from exchange.normalization import KINDS, STATUSES, STRONG_KINDS
+from exchange.normalization import KINDS, REASONS, STATUSES, STRONG_KINDS
 
 KIND_CHOICES = [(kind, kind.replace("_", " ")) for kind in KINDS]
 STATUS_CHOICES = [(status, status) for status in STATUSES]
+# Reasons as pages show them ("geographical indication"); the codes are the API's and stay in storage.
+REASON_LABELS: dict[str, str] = {reason: reason.replace("_", " ") for reason in REASONS}
 
 
 def linkable_q(now: datetime, path: str = "") -> Q:
@@ -84,6 +86,10 @@ class Seller(models.Model):
     @property
     def reasons(self) -> list[str]:
         return [r for r in self.reason_codes.split("|") if r]
+
+    @property
+    def reason_labels(self) -> list[str]:
+        return [REASON_LABELS.get(reason, reason) for reason in self.reasons]
 
     @staticmethod
     def encode_reasons(reasons: list[str]) -> str:

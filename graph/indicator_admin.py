@@ -33,14 +33,34 @@ from graph.models import ActorCluster
 
 
 class SharedFilter(admin.SimpleListFilter):
+    """Shared indicators by default: most indicators are held by one seller and link nothing, so a list that
+    opened on all of them buried the few that matter. "All" and "Held by one seller" are explicit choices."""
+
     title = "shared"
     parameter_name = "shared"
+    SHARED = "yes"  # also the default; the parameter stays accepted for links made before it was
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("yes", "Held by 2+ sellers"), ("no", "Held by one seller")]
+        return [("no", "Held by one seller"), ("all", "All")]
+
+    def shared_only(self) -> bool:
+        return self.value() in (None, self.SHARED)
+
+    def choices(self, changelist: Any) -> Any:
+        yield {
+            "selected": self.shared_only(),
+            "query_string": changelist.get_query_string(remove=[self.parameter_name]),
+            "display": "Held by 2+ sellers",
+        }
+        for value, title in self.lookup_choices:
+            yield {
+                "selected": self.value() == value,
+                "query_string": changelist.get_query_string({self.parameter_name: value}),
+                "display": title,
+            }
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        if self.value() == "yes":
+        if self.shared_only():
             return queryset.filter(holders__gte=2)
         if self.value() == "no":
             return queryset.filter(holders__lt=2)
@@ -53,10 +73,9 @@ class LinkingForm(forms.ModelForm):
     class Meta:
         model = Indicator
         fields = ("linking", "linking_reason")
-        widgets = {
-            "linking": forms.RadioSelect,
-            "linking_reason": forms.Textarea(attrs={"rows": 3, "cols": 70}),
-        }
+        # The admin's own radio widget (`IndicatorAdmin.radio_fields`): a plain RadioSelect lacks its
+        # "radiolist" class, so the aligned form's 160px label rule wrapped each label under its button.
+        widgets = {"linking_reason": forms.Textarea(attrs={"rows": 3, "cols": 70})}
         labels = {"linking_reason": "Reason"}
         help_texts = {"linking_reason": "Required when you change how the indicator links. Kept with it."}
 
@@ -70,6 +89,7 @@ class LinkingForm(forms.ModelForm):
 @admin.register(Indicator)
 class IndicatorAdmin(DurableSaveAdmin, HashSearchAdmin, ScopedModelAdmin):
     form = LinkingForm
+    radio_fields = {"linking": admin.VERTICAL}
     list_display = (
         "indicator",
         "kind",

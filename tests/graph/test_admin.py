@@ -404,6 +404,55 @@ def test_seller_list_filters_active_and_retracted_reports(world, alice):
     assert ">acme-2<" in retracted and ">acme-1<" not in retracted
 
 
+INDICATORS = "/admin/exchange/indicator/"
+
+
+def listed_indicators(client: Client, **params: str) -> list[Indicator]:
+    response = client.get(INDICATORS, params)
+    assert response.status_code == 200
+    return list(response.context["cl"].result_list)
+
+
+def test_indicator_list_opens_on_shared_indicators_and_offers_all_of_them(world, alice):
+    client = logged_in(alice)
+    shared = {i.pk for i in Indicator.objects.filter(holders__gte=2)}
+    single = {i.pk for i in Indicator.objects.filter(holders__lt=2)}
+    assert shared and single  # the world has both: the ring's indicators and the solo sellers' emails
+    assert {i.pk for i in listed_indicators(client)} == shared
+    assert {i.pk for i in listed_indicators(client, shared="yes")} == shared  # links made before the default
+    assert {i.pk for i in listed_indicators(client, shared="no")} == single
+    assert {i.pk for i in listed_indicators(client, shared="all")} == shared | single
+    html = page(client, INDICATORS)
+    assert re.search(r'<li class="selected">\s*<a href="\?"[^>]*>Held by 2\+ sellers</a>', html)
+    assert re.search(r'<a href="\?shared=all"[^>]*>All</a>', html)
+
+
+def test_partner_analysts_still_get_no_indicators_whatever_the_shared_filter(world, bob):
+    client = logged_in(bob)
+    for params in ({}, {"shared": "all"}, {"shared": "no"}):
+        response = client.get(INDICATORS, params)
+        assert response.status_code == 403, params
+
+
+def test_reasons_read_as_words_in_the_seller_list_the_filters_and_the_cluster_page(world, alice):
+    submitted = submit(
+        world.acme.client(),
+        # Shares acme-3's bank account: it joins the Acme-only cluster.
+        seller("acme-gi", ("bank_account", "DE89370400440532013000"), reasons=("geographical_indication",)),
+    )
+    assert submitted.status_code == 201, submitted.content
+    client = logged_in(alice)
+    sellers = page(client, "/admin/exchange/seller/")
+    assert '<td class="field-reasons_list">geographical indication</td>' in sellers
+    assert ">geographical indication</a>" in sellers  # the reason filter
+    assert ">falsified documents</a>" in page(client, CLUSTERS)  # the cluster list's reason filter
+    cluster = page(client, change_url(ActorCluster.objects.live().get(members__seller__seller_ref="acme-gi")))
+    assert '<span class="tag">geographical indication</span>' in cluster
+    # The codes stay in the query strings, where the API's vocabulary belongs.
+    assert "reason=geographical_indication" in sellers
+    assert ">geographical_indication<" not in sellers + cluster
+
+
 def test_key_list_shows_last_use(world, alice):
     html = page(logged_in(alice), "/admin/accounts/apikey/")
     assert world.acme.key.prefix in html and "last used" in html.lower()

@@ -1,8 +1,9 @@
 """The investigator admin in a real browser (Debian's headless chromium driven by Playwright).
 
 Each role logs in through the login form, opens the cluster list, filters it, opens the cross-platform ring,
-reads the evidence chain, and (the exchange analyst) moves it along the workflow. Screenshots of the cluster
-page are saved under test-artifacts/ for a human to look at.
+reads the evidence chain, and (the exchange analyst) moves it along the workflow. The change lists fit a
+1400 px window and the indicator form's radio labels sit beside their buttons. Screenshots are saved under
+test-artifacts/ for a human to look at.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import connections
 
+from accounts.models import AuditEntry, Platform
+from exchange.models import Indicator
 from graph.models import ActorCluster, ClusterEvent, EventKind
 from tests.admin_world import PASSWORD, AdminWorld, build, current_code
-from tests.builders import th
+from tests.builders import seller, submit, th
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(settings.BASE_DIR) / "test-artifacts"
@@ -105,10 +108,17 @@ def log_in_on(page: Any, live_server: Any, username: str) -> None:
     page.wait_for_url(f"{live_server.url}/admin/")
 
 
+def screenshot(page: Any, name: str) -> None:
+    """A full-page screenshot taken from the top: the navigation sidebar is sticky, so a page scrolled down (to
+    an anchor, after a click) would be captured with the sidebar drawn that far below the content's top."""
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+
+
 def open_ring_from_the_list(page: Any, live_server: Any, ring: ActorCluster, role: str) -> None:
     page.goto(f"{live_server.url}/admin/graph/actorcluster/")
     assert page.locator("#result_list tbody tr").count() >= 2
-    page.screenshot(path=str(ARTIFACTS / f"cluster-list-{role}.png"), full_page=True)
+    screenshot(page, f"cluster-list-{role}.png")
     page.click("#changelist-filter a[href*='cross_platform__exact=1']")
     rows = page.locator("#result_list tbody tr")
     assert rows.count() == 1
@@ -132,7 +142,7 @@ def test_exchange_analyst_reads_the_evidence_and_moves_the_case_along(browser, l
     assert page.locator("#chain > li").count() == 3
     assert "linked in 3 steps" in page.inner_text("#chain-summary")
     assert "baz-1" in page.inner_text("#members")
-    page.screenshot(path=str(ARTIFACTS / "cluster-exchange-analyst.png"), full_page=True)
+    screenshot(page, "cluster-exchange-analyst.png")
 
     page.select_option("#id_status", "investigating")
     page.fill("#id_notes", "Same bank details as the March ring.")
@@ -142,7 +152,7 @@ def test_exchange_analyst_reads_the_evidence_and_moves_the_case_along(browser, l
     world.ring.refresh_from_db()
     assert world.ring.status == "investigating"
     assert ClusterEvent.objects.filter(cluster=world.ring, kind=EventKind.STATUS, actor="alice").exists()
-    page.screenshot(path=str(ARTIFACTS / "cluster-exchange-analyst-investigating.png"), full_page=True)
+    screenshot(page, "cluster-exchange-analyst-investigating.png")
 
 
 def test_partner_analyst_reads_the_evidence_of_their_cluster_only(browser, live_server, world):
@@ -155,7 +165,7 @@ def test_partner_analyst_reads_the_evidence_of_their_cluster_only(browser, live_
     assert "Platform A: 2 accounts" in body
     # The workflow is the exchange's: no way to save a status here.
     assert page.locator("input[name=_continue], input[name=_save], #id_status").count() == 0
-    page.screenshot(path=str(ARTIFACTS / "cluster-partner-analyst.png"), full_page=True)
+    screenshot(page, "cluster-partner-analyst.png")
 
     page.goto(f"{live_server.url}/admin/graph/actorcluster/{world.bazaar_only.pk}/change/")
     assert "Bazaar" not in page.inner_text("body")
@@ -172,6 +182,104 @@ def test_partner_analyst_reads_the_evidence_of_their_cluster_only(browser, live_
         page.locator(f"#result_list a[href='/admin/graph/actorcluster/{world.ring.ref}/change/']").count()
         == 1
     )
+
+
+# --- layout at 1400 px (issue 19, item 8) ------------------------------------------------------------------
+
+LONG_REF = "marketplace-account-" + "0123456789abcdef" * 6  # 116 characters, one hyphenated word
+LONG_PLATFORM_NAME = "Bazaar North Marketplace Trust and Safety Operations International"
+
+
+def crowd_the_lists(world: AdminWorld) -> None:
+    """Rows with the longest values each list shows: long seller references on a long-named platform, every
+    reason, one cluster holding them all, a long audit detail."""
+    Platform.objects.filter(pk=world.bazaar.platform.pk).update(name=LONG_PLATFORM_NAME)
+    crowd = [
+        seller(
+            f"{LONG_REF}-{n:02d}",
+            ("bank_account", "DE02120300000000202051"),
+            ("email", f"crowd-{n}@example.com"),
+            status="suspected",
+            reasons=("geographical_indication", "falsified_documents", "counterfeit", "trademark"),
+        )
+        for n in range(30)
+    ]
+    assert submit(world.bazaar.client(), *crowd).status_code == 201
+    AuditEntry.objects.record(
+        "seller_retracted",
+        "bax_" + "f" * 12,
+        world.bazaar.platform,
+        "seller",
+        LONG_REF[:64],  # the longest object id the audit log stores
+        reason="Appeal_upheld:" + "the-phone-number-was-reassigned-by-the-carrier" * 3,
+    )
+
+
+# Every list an analyst works from, as the exchange analyst sees it (the widest: partners see fewer columns).
+CHANGE_LISTS = {
+    "indicators": "/admin/exchange/indicator/",
+    "indicators-all": "/admin/exchange/indicator/?shared=all",
+    "sellers": "/admin/exchange/seller/",
+    "clusters": "/admin/graph/actorcluster/?state=all",
+    "submissions": "/admin/exchange/submission/",
+    "audit-log": "/admin/accounts/auditentry/",
+    "api-keys": "/admin/accounts/apikey/",
+}
+
+WIDTHS = """() => {
+  const results = document.querySelector("#changelist .results");
+  const table = document.querySelector("#result_list");
+  return {
+    scroll: results.scrollWidth, client: results.clientWidth,
+    tableRight: table.getBoundingClientRect().right, resultsRight: results.getBoundingClientRect().right,
+    page: document.documentElement.scrollWidth, window: document.documentElement.clientWidth,
+  };
+}"""
+
+
+def test_change_lists_fit_a_1400_px_window_with_both_sidebars_open(browser, live_server, world):
+    crowd_the_lists(world)
+    page = log_in(browser, live_server, "alice")
+    for name, path in CHANGE_LISTS.items():
+        page.goto(f"{live_server.url}{path}")
+        assert page.locator("#nav-sidebar").is_visible() and page.locator("#changelist-filter").is_visible()
+        assert page.locator("#result_list tbody tr").count() >= 2, name
+        widths = page.evaluate(WIDTHS)
+        screenshot(page, f"list-{name}.png")
+        # The results box scrolls sideways when its table is wider than it: the last column was cut off.
+        assert widths["scroll"] <= widths["client"], (name, widths)
+        assert widths["tableRight"] <= widths["resultsRight"] + 0.5, (name, widths)
+        assert widths["page"] <= widths["window"], (name, widths)
+    # The long values are on the page, wrapped rather than cut.
+    page.goto(f"{live_server.url}/admin/exchange/seller/")
+    assert f"{LONG_REF}-29" in page.inner_text("#result_list")
+    assert "geographical indication" in page.inner_text("#result_list")
+
+
+def test_linking_radio_labels_sit_beside_their_buttons(browser, live_server, world):
+    indicator = Indicator.objects.get(kind="email", holders=2)
+    page = log_in(browser, live_server, "alice")
+    page.goto(f"{live_server.url}/admin/exchange/indicator/{indicator.pk}/change/")
+    radios = page.locator("input[name=linking]")
+    assert radios.count() == 3
+    for n in range(3):
+        button = page.locator(f"#id_linking_{n}").bounding_box()
+        label = page.locator(f"label[for=id_linking_{n}]").bounding_box()
+        assert button is not None and label is not None
+        # One line of text, level with the button: a wrapped label is two lines tall and runs below it.
+        assert label["height"] < 2 * button["height"], (n, button, label)
+        assert label["y"] <= button["y"] and button["y"] + button["height"] <= label["y"] + label["height"]
+        assert label["x"] + label["width"] > button["x"] + button["width"] + 100, (n, button, label)
+    screenshot(page, "indicator-linking-form.png")
+
+
+def test_full_page_screenshots_start_the_sidebar_level_with_the_content(browser, live_server, world):
+    page = log_in(browser, live_server, "alice")
+    page.goto(f"{live_server.url}/admin/graph/actorcluster/{world.ring.pk}/change/#picture")
+    screenshot(page, "cluster-from-the-top.png")
+    nav_top = page.evaluate("document.querySelector('#nav-sidebar').getBoundingClientRect().top")
+    content_top = page.evaluate("document.querySelector('#content').getBoundingClientRect().top")
+    assert abs(nav_top - content_top) < 2, (nav_top, content_top)
 
 
 # Every page the CSP test visits records policy violations (the DOM event) and the console's CSP errors.

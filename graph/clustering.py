@@ -537,8 +537,9 @@ def _apply(
             changed.append(row)
     ActorCluster.objects.bulk_create(list(created.values()), batch_size=2000)
     real = {cid: (created[cid].pk if cid < 0 else cid) for cid in assigned.values()}
+    surviving = set(real.values())  # a set: `in real.values()` scanned the dict per cluster (quadratic)
     for cid in previous:
-        if cid not in real.values():
+        if cid not in surviving:
             row = old[cid]
             row.dissolved_at, row.size, row.changed_at = now, 0, now
             changed.append(row)

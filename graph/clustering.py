@@ -34,7 +34,7 @@ from django.utils import timezone
 
 from exchange.models import LINKABLE_SQL, Indicator, Linking, Seller, Sighting
 from graph import linking
-from graph.evidence import link_summary
+from graph.evidence import link_summaries
 from graph.identity import ClusterChange, assign_identities
 from graph.metrics import observed_recluster
 from graph.models import (
@@ -46,8 +46,9 @@ from graph.models import (
     MergeState,
     PendingMerge,
     PendingMergeSeller,
+    new_ref,
 )
-from graph.risk import risk_score
+from graph.risk import epoch_microseconds, risk_scores
 
 logger = logging.getLogger("exchange.graph")
 
@@ -176,15 +177,86 @@ def _copy_columns(sql: str, params: list[Any]) -> Columns:
     )
 
 
-def _select_by_ids(pg_sql: str, ids: Iterable[int]) -> list[tuple[Any, ...]] | None:
+class IdArray:
+    """Ids bound as one binary PostgreSQL bigint[] (numpy straight to bytes): psycopg dumps a Python list
+    element by element, which took seconds for the hundreds of thousands of ids of a full recluster."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, values: np.ndarray | Iterable[int]) -> None:
+        self.values = (
+            values.astype(np.int64, copy=False)
+            if isinstance(values, np.ndarray)
+            else np.fromiter(values, dtype=np.int64)
+        )
+
+
+_INT8_OID, _INT8_ARRAY_OID = 20, 1016
+_ARRAY_ITEM = np.dtype(
+    [("length", ">i4"), ("value", ">i8")]
+)  # each element of a binary int8[]: length, value
+
+
+class _IdArrayDumper(psycopg.adapt.Dumper):
+    format = psycopg.pq.Format.BINARY
+    oid = _INT8_ARRAY_OID
+
+    def dump(self, obj: IdArray) -> bytes:
+        values = obj.values
+        if values.size == 0:  # zero dimensions, no null, element type
+            return struct.pack(">iii", 0, 0, _INT8_OID)
+        items = np.empty(values.size, dtype=_ARRAY_ITEM)
+        items["length"] = 8
+        items["value"] = values
+        # One dimension, no null, element type; the dimension's length and lower bound (1); then the items.
+        return struct.pack(">iiiii", 1, 0, _INT8_OID, values.size, 1) + items.tobytes()
+
+
+class _IdArrayLoader(psycopg.adapt.Loader):
+    """A binary bigint[] without nulls (an `array_agg` column) straight into a numpy array."""
+
+    format = psycopg.pq.Format.BINARY
+
+    def load(self, data: psycopg.abc.Buffer) -> np.ndarray:
+        ndim, has_null, _ = struct.unpack_from(">iii", data)
+        if ndim == 0:
+            return np.zeros(0, dtype=np.int64)
+        if ndim != 1 or has_null:
+            raise ValueError("expected a one-dimensional bigint[] without nulls")
+        (length,) = struct.unpack_from(">i", data, 12)
+        return np.frombuffer(data, dtype=_ARRAY_ITEM, count=length, offset=20)["value"].astype(np.int64)
+
+
+def _pg_cursor() -> psycopg.Cursor[Any]:
+    """A cursor on Django's psycopg connection that binds `IdArray` in binary and loads bigint[] as numpy."""
+    connection.ensure_connection()
+    cursor = psycopg.Cursor(connection.connection)
+    cursor.adapters.register_dumper(IdArray, _IdArrayDumper)
+    cursor.adapters.register_loader(_INT8_ARRAY_OID, _IdArrayLoader)
+    return cursor
+
+
+def _select_by_ids(pg_sql: str, ids: Iterable[int] | np.ndarray) -> list[tuple[Any, ...]] | None:
     """Run `pg_sql` (with one `= ANY(%s)` array parameter) on PostgreSQL with server-side binding, or
-    return None elsewhere. Thousands of ids as one bound array instead of a rendered IN list."""
+    return None elsewhere. Thousands of ids as one bound binary array instead of a rendered IN list."""
     if connection.vendor != "postgresql":
         return None
-    connection.ensure_connection()
-    with psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(pg_sql, [sorted(set(ids))])
+    wanted = np.unique(ids if isinstance(ids, np.ndarray) else np.fromiter(ids, dtype=np.int64))
+    with _pg_cursor() as cursor:
+        cursor.execute(pg_sql, [IdArray(wanted)])
         return cursor.fetchall()
+
+
+def _columns_by_ids(pg_sql: str, ids: np.ndarray, width: int) -> list[np.ndarray] | None:
+    """Run `pg_sql`, one row of `width` bigint[] columns (`array_agg`s over one `= ANY(%b)` id array), on
+    PostgreSQL and return the columns as numpy arrays, or None elsewhere: no Python object per row."""
+    if connection.vendor != "postgresql":
+        return None
+    with _pg_cursor() as cursor:
+        cursor.execute(pg_sql, [IdArray(ids)], binary=True)
+        row = cursor.fetchone()
+    assert row is not None  # an aggregate without GROUP BY returns one row; NULLs when nothing matched
+    return [np.zeros(0, dtype=np.int64) if column is None else column for column in row[:width]]
 
 
 def _sightings_of(column: str, ids: Iterable[int], *, shared_only: bool = False) -> list[Row]:
@@ -451,50 +523,138 @@ class ClusterFacts:
 
 def _facts(
     clusters: Sequence[linking.Cluster[int]], now: datetime, platform_hubs: frozenset[tuple[int, int]]
-) -> dict[frozenset[int], ClusterFacts]:
-    """Risk, platforms and linking kinds of each cluster (reads its members' sightings). A sighting of an
-    indicator that its seller's platform alone holds too often links nothing (`platform_hubs`)."""
-    members = sorted({m for c in clusters for m in c.members})
-    seller_rows = _select_by_ids(
-        "SELECT id, platform_id, status, reported_at FROM exchange_seller WHERE id = ANY(%s)", members
+) -> tuple[dict[frozenset[int], ClusterFacts], dict[int, int]]:
+    """Risk, platforms and linking kinds of each cluster (reads its members' sightings), and the members'
+    platforms. A sighting of an indicator that its seller's platform alone holds too often links nothing
+    (`platform_hubs`).
+
+    Column-wise over all clusters at once (`graph.evidence.link_summaries`, `graph.risk.risk_scores`: the
+    scalar definitions' array forms, tested equal): a Python loop per cluster cost seconds at 70,000 clusters.
+    """
+    if not clusters:
+        return {}, {}
+    sizes = np.fromiter((len(c.members) for c in clusters), dtype=np.int64, count=len(clusters))
+    members = np.fromiter(
+        itertools.chain.from_iterable(c.members for c in clusters), dtype=np.int64, count=int(sizes.sum())
     )
-    if seller_rows is None:
-        seller_rows = []
-        for start in range(0, len(members), 5000):
-            seller_rows.extend(
-                Seller.objects.filter(id__in=members[start : start + 5000]).values_list(
-                    "id", "platform_id", "status", "reported_at"
-                )
-            )
-    sellers: dict[int, tuple[int, str, datetime]] = {pk: (p, st, r) for pk, p, st, r in seller_rows}
-    sightings: dict[int, list[linking.Sighting]] = defaultdict(list)
+    member_cluster = np.repeat(np.arange(len(clusters), dtype=np.int64), sizes)
+    seller_ids, seller_platform, seller_confirmed, seller_reported = _member_columns(members)
+    at = np.searchsorted(seller_ids, members).clip(max=max(seller_ids.size - 1, 0))
+    if seller_ids.size == 0 or (seller_ids[at] != members).any():
+        raise KeyError("a cluster member is missing from exchange_seller")
+    platform, confirmed, reported = seller_platform[at], seller_confirmed[at], seller_reported[at]
+    platform_ids, platform_code = np.unique(platform, return_inverse=True)
+    per_cluster_platform = np.unique(member_cluster * platform_ids.size + platform_code)
+    platform_count = np.bincount(per_cluster_platform // platform_ids.size, minlength=len(clusters))
+    confirmed_count = np.bincount(member_cluster, weights=confirmed, minlength=len(clusters)).astype(np.int64)
+    last_reported = np.maximum.reduceat(reported, np.cumsum(sizes) - sizes)
+
     # Only indicators someone else holds can link; a member's single-holder indicators are irrelevant here.
-    for seller_id, indicator_id, kind, platform_id in _sightings_of("seller_id", members, shared_only=True):
-        if (indicator_id, platform_id) in platform_hubs:
-            continue
-        sightings[seller_id].append(
-            linking.Sighting(seller_id, sellers[seller_id][0], KINDS[kind], str(indicator_id))
+    row_seller, row_indicator, row_kind = _member_sightings(members)
+    by_member = np.argsort(members, kind="stable")
+    row_cluster = member_cluster[by_member[np.searchsorted(members[by_member], row_seller)]]
+    row_platform = seller_platform[np.searchsorted(seller_ids, row_seller)]
+    keep = ~_pairs_in(row_indicator, row_platform, platform_hubs)
+    suppressed = [(n, s.indicator) for n, c in enumerate(clusters) for s in c.suppressed]
+    keep &= ~_pairs_in(row_cluster, row_indicator, suppressed)
+    strong_kind = [linking.DEFAULT_STRENGTH[kind] == "strong" for kind in KINDS]
+    strong, weak, kind_mask = link_summaries(
+        row_cluster[keep], row_seller[keep], row_indicator[keep], row_kind[keep], strong_kind, len(clusters)
+    )
+    score = risk_scores(
+        platforms=platform_count,
+        confirmed=confirmed_count,
+        suspected=sizes - confirmed_count,
+        strong_links=strong,
+        weak_links=weak,
+        last_reported=last_reported,
+        now=now,
+    )
+    kind_names: dict[int, list[str]] = {}
+    for mask in np.unique(kind_mask).tolist():
+        kind_names[mask] = sorted(kind for code, kind in enumerate(KINDS) if mask >> code & 1)
+    facts = {
+        cluster.member_set: ClusterFacts(
+            size,
+            platforms,
+            total,
+            {"platforms": p, "reports": r, "evidence": e, "recency": a},
+            list(kind_names[mask]),
         )
-    facts: dict[frozenset[int], ClusterFacts] = {}
-    for cluster in clusters:
-        rows = [s for m in cluster.members for s in sightings[m]]
-        suppressed = {(s.kind, str(s.indicator)) for s in cluster.suppressed}
-        strong, weak, kinds = link_summary(rows, suppressed=suppressed)
-        info = [sellers[m] for m in cluster.members]
-        platforms = len({p for p, _, _ in info})
-        score = risk_score(
-            platforms=platforms,
-            confirmed=sum(1 for _, st, _ in info if st == "confirmed"),
-            suspected=sum(1 for _, st, _ in info if st != "confirmed"),
-            strong_links=strong,
-            weak_links=weak,
-            last_reported=max(r for _, _, r in info),
-            now=now,
+        for cluster, size, platforms, total, p, r, e, a, mask in zip(
+            clusters,
+            sizes.tolist(),
+            platform_count.tolist(),
+            score.total.tolist(),
+            score.platforms.tolist(),
+            score.reports.tolist(),
+            score.evidence.tolist(),
+            score.recency.tolist(),
+            kind_mask.tolist(),
+            strict=True,
         )
-        facts[cluster.member_set] = ClusterFacts(
-            len(cluster.members), platforms, score.total, score.parts, kinds
+    }
+    return facts, dict(zip(seller_ids.tolist(), seller_platform.tolist(), strict=True))
+
+
+def _pairs_in(first: np.ndarray, second: np.ndarray, pairs: Iterable[tuple[int, int]]) -> np.ndarray:
+    """Mask of the rows whose (first, second) is one of `pairs` (both columns non-negative ids)."""
+    wanted = np.array(list(pairs), dtype=np.int64).reshape(-1, 2)
+    if wanted.size == 0 or first.size == 0:
+        return np.zeros(first.size, dtype=np.bool_)
+    # Dense codes for the second column keep the combined key far from int64's limit.
+    codes = np.unique(np.concatenate([second, wanted[:, 1]]))
+    row_key = first * codes.size + np.searchsorted(codes, second)
+    wanted_key = wanted[:, 0] * codes.size + np.searchsorted(codes, wanted[:, 1])
+    return np.isin(row_key, wanted_key)
+
+
+def _member_columns(members: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(seller id ascending, platform id, confirmed 0/1, reported_at in microseconds since the epoch)."""
+    columns = _columns_by_ids(
+        """
+        SELECT array_agg(id ORDER BY id), array_agg(CAST(platform_id AS BIGINT) ORDER BY id),
+               array_agg(CAST(CASE WHEN status = 'confirmed' THEN 1 ELSE 0 END AS BIGINT) ORDER BY id),
+               array_agg(CAST(EXTRACT(EPOCH FROM reported_at) * 1000000 AS BIGINT) ORDER BY id)
+          FROM exchange_seller WHERE id = ANY(%b)
+        """,
+        members,
+        4,
+    )
+    if columns is not None:
+        return columns[0], columns[1], columns[2], columns[3]
+    wanted = np.unique(members).tolist()
+    rows: list[tuple[int, int, str, datetime]] = []
+    for start in range(0, len(wanted), 5000):
+        rows.extend(
+            Seller.objects.filter(id__in=wanted[start : start + 5000])
+            .order_by("id")
+            .values_list("id", "platform_id", "status", "reported_at")
         )
-    return facts
+    return (
+        np.array([r[0] for r in rows], dtype=np.int64),
+        np.array([r[1] for r in rows], dtype=np.int64),
+        np.array([r[2] == "confirmed" for r in rows], dtype=np.int64),
+        np.array([epoch_microseconds(r[3]) for r in rows], dtype=np.int64),
+    )
+
+
+def _member_sightings(members: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(seller, indicator, kind code) of the members' sightings of indicators held by two or more sellers."""
+    columns = _columns_by_ids(
+        f"""
+        SELECT array_agg(CAST(s.seller_id AS BIGINT)), array_agg(CAST(s.indicator_id AS BIGINT)),
+               array_agg(CAST({_kind_case()} AS BIGINT))
+          FROM exchange_sighting s JOIN exchange_indicator i ON i.id = s.indicator_id
+         WHERE s.seller_id = ANY(%b) AND i.holders >= 2
+        """,  # noqa: S608 - only constant kind names are interpolated
+        members,
+        3,
+    )
+    if columns is not None:
+        return columns[0], columns[1], columns[2]
+    rows = Columns.from_rows(_sightings_of("seller_id", members.tolist(), shared_only=True))
+    return rows.seller, rows.indicator, rows.kind
 
 
 def _most_advanced(statuses: Iterable[str]) -> str:
@@ -590,21 +750,35 @@ def _apply(
     member_sets = [c.member_set for c in clusters]
     former = _former_memberships(previous, member_sets)
     assigned, changes = assign_identities(previous, member_sets, lambda: next(placeholders), former)
-    facts = _facts(clusters, now, frozenset(platform_hubs))
+    facts, platform_of = _facts(clusters, now, frozenset(platform_hubs))
     restored = {change.cluster_id for change in changes if change.kind == "restored"}
-    old = ActorCluster.objects.in_bulk([*previous, *restored])
-    involved = {m for ms in previous.values() for m in ms} | {m for c in clusters for m in c.members}
-    platform_rows = _select_by_ids("SELECT id, platform_id FROM exchange_seller WHERE id = ANY(%s)", involved)
+    # Stored rows as models only for clusters with an identity change (and the clusters it names, and the
+    # dissolved ones a restoration revives): the rest keep their members, so at most their facts change
+    # (risk ages, a seller's status) and plain values do.
+    named = {c.cluster_id for c in changes} | {r for c in changes for r in c.related}
+    old = ActorCluster.objects.in_bulk(sorted({cid for cid in previous if cid in named} | restored))
+    stored = _stored_facts([cid for cid in previous if cid not in named])
+    leavers = {m for c in changes for m in c.members_before if m not in platform_of}
+    platform_rows = _select_by_ids("SELECT id, platform_id FROM exchange_seller WHERE id = ANY(%s)", leavers)
     if platform_rows is None:
-        platform_rows = list(Seller.objects.filter(id__in=involved).values_list("id", "platform_id"))
-    platform_of = dict(platform_rows)
+        platform_rows = list(Seller.objects.filter(id__in=leavers).values_list("id", "platform_id"))
+    platform_of.update(platform_rows)
 
     inherit = _inheritance(changes, assigned, old)
     _give_back_carried_notes(changes, old, set(assigned.values()))
-    created: dict[int, ActorCluster] = {}
+    created: dict[int, tuple[Any, ...]] = {}  # placeholder id -> _NEW_FIELDS values
     changed: list[ActorCluster] = []
+    refreshed: list[tuple[int, ClusterFacts]] = []
     for members, cid in sorted(assigned.items(), key=lambda item: item[1]):
         f = facts[members]
+        if cid >= 0 and cid not in old:
+            if stored.get(cid) != _fact_values(f):
+                refreshed.append((cid, f))
+            continue
+        sources = [old[s] for s in inherit.get(cid, []) if s in old and s != cid]
+        if cid < 0 and not sources:  # the common case by far: nothing to inherit, no model instance needed
+            created[cid] = (new_ref(), *_fact_values(f), ClusterStatus.NEW, None, "", now, now)
+            continue
         row = old[cid] if cid >= 0 else ActorCluster(created_at=now, changed_at=now)
         before = _state(row)
         row.size, row.platform_count, row.cross_platform = f.size, f.platform_count, f.platform_count >= 2
@@ -613,24 +787,150 @@ def _apply(
             row.changed_at = now
         if cid in restored:
             row.dissolved_at = None
-        _carry_analyst_work(row, [old[s] for s in inherit.get(cid, []) if s in old and s != cid])
+        _carry_analyst_work(row, sources)
         if cid < 0:
-            created[cid] = row
+            created[cid] = tuple(getattr(row, name) for name in _NEW_FIELDS)
         elif _state(row) != before:
             changed.append(row)
-    ActorCluster.objects.bulk_create(list(created.values()), batch_size=2000)
-    real = {cid: (created[cid].pk if cid < 0 else cid) for cid in assigned.values()}
+    new_ids = _insert_clusters([created[cid] for cid in sorted(created)])
+    real = {cid: cid for cid in assigned.values() if cid >= 0}
+    real.update(zip(sorted(created), new_ids, strict=True))
+    surviving = set(real.values())  # a set: `in real.values()` scanned the dict per cluster (quadratic)
     for cid in previous:
-        if cid not in real.values():
+        if cid not in surviving:
             row = old[cid]
             row.dissolved_at, row.size, row.changed_at = now, 0, now
             changed.append(row)
     _update_clusters(changed)
+    _update_facts(refreshed)
     _write_memberships(previous, assigned, real, now)
     _record_former_memberships(previous, changes, assigned, real, former)
-    ClusterEvent.objects.bulk_create(_events(changes, real, platform_of, now, summary), batch_size=2000)
+    _insert_events(_events(changes, real, platform_of, now, summary), now)
     summary.clusters = len(clusters)
     summary.cross_platform = sum(1 for f in facts.values() if f.platform_count >= 2)
+
+
+# A cluster's facts as stored (`_stored_facts`) and as computed (`_fact_values`), in this order.
+_FACT_FIELDS = ("size", "platform_count", "cross_platform", "risk", "risk_parts", "kinds")
+# The columns a new cluster is inserted with (`dissolved_at` stays NULL, the id comes from the sequence).
+_NEW_FIELDS = ("ref", *_FACT_FIELDS, "status", "assignee_id", "notes", "created_at", "changed_at")
+
+
+def _fact_values(facts: ClusterFacts) -> tuple[Any, ...]:
+    return (
+        facts.size,
+        facts.platform_count,
+        facts.platform_count >= 2,
+        facts.risk,
+        facts.risk_parts,
+        facts.kinds,
+    )
+
+
+def _stored_facts(ids: Sequence[int]) -> dict[int, tuple[Any, ...]]:
+    """{cluster id: its stored `_FACT_FIELDS`} without building model instances (tens of thousands)."""
+    rows = _select_by_ids(
+        "SELECT id, size, platform_count, cross_platform, risk, risk_parts, kinds"
+        " FROM graph_actorcluster WHERE id = ANY(%s)",
+        ids,
+    )
+    if rows is None:
+        rows = []
+        for start in range(0, len(ids), 5000):
+            rows.extend(
+                ActorCluster.objects.filter(id__in=ids[start : start + 5000]).values_list("id", *_FACT_FIELDS)
+            )
+        return {pk: tuple(values) for pk, *values in rows}
+    # Django's connection loads jsonb as text; few distinct texts recur across clusters, so parse each once.
+    parsed: dict[str, Any] = {}
+
+    def load(value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        if value not in parsed:
+            parsed[value] = json.loads(value)
+        return parsed[value]
+
+    return {
+        pk: (size, platforms, cross, risk, load(parts), load(kinds))
+        for pk, size, platforms, cross, risk, parts, kinds in rows
+    }
+
+
+class _JsonTexts:
+    """json.dumps of values that recur (risk parts, kinds lists, event platforms), each distinct one once:
+    tens of thousands of json.dumps calls were a visible share of a first build's COPY."""
+
+    def __init__(self) -> None:
+        self.texts: dict[Any, str] = {}
+
+    def __call__(self, value: Any) -> str:
+        key = tuple(value.items()) if isinstance(value, dict) else tuple(value)
+        text = self.texts.get(key)
+        if text is None:
+            text = self.texts[key] = json.dumps(value)
+        return text
+
+
+def _insert_clusters(rows: Sequence[tuple[Any, ...]]) -> list[int]:
+    """Insert new clusters (`_NEW_FIELDS` values) and return their ids in order. On PostgreSQL ids are drawn
+    from the sequence first and rows go in by COPY (bulk_create's INSERT took seconds for 70,000 clusters,
+    most of it building and adapting model instances); elsewhere bulk_create."""
+    if not rows:
+        return []
+    if connection.vendor != "postgresql":
+        instances = [ActorCluster(**dict(zip(_NEW_FIELDS, row, strict=True))) for row in rows]
+        ActorCluster.objects.bulk_create(instances, batch_size=2000)
+        return [instance.pk for instance in instances]
+    parts, kinds, status = (_NEW_FIELDS.index(name) for name in ("risk_parts", "kinds", "status"))
+    with _pg_cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence('graph_actorcluster', 'id')) FROM generate_series(1, %s)",
+            [len(rows)],
+        )
+        # Ascending, as bulk_create's RETURNING gave them: the first row gets the smallest id.
+        ids = sorted(pk for (pk,) in cursor.fetchall())
+        columns = ", ".join(["id", *_NEW_FIELDS])
+        with cursor.copy(f"COPY graph_actorcluster ({columns}) FROM STDIN") as copy:
+            text = _JsonTexts()
+            for pk, row in zip(ids, rows, strict=True):
+                values = list(row)
+                values[parts], values[kinds] = text(values[parts]), text(values[kinds])
+                values[status] = str(values[status])  # a ClusterStatus member: its value, not its name
+                copy.write_row((pk, *values))
+    return ids
+
+
+def _update_facts(rows: Sequence[tuple[int, ClusterFacts]]) -> None:
+    """Write new facts of clusters whose members did not change (nothing else of theirs changed)."""
+    if not rows:
+        return
+    if connection.vendor != "postgresql":
+        instances = [
+            ActorCluster(pk=pk, **dict(zip(_FACT_FIELDS, _fact_values(f), strict=True))) for pk, f in rows
+        ]
+        ActorCluster.objects.bulk_update(instances, list(_FACT_FIELDS), batch_size=500)
+        return
+    with _pg_cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE graph_actorcluster AS c SET size = v.size, platform_count = v.platform_count,
+                   cross_platform = v.cross_platform, risk = v.risk, risk_parts = v.risk_parts::jsonb,
+                   kinds = v.kinds::jsonb
+              FROM unnest(%s::bigint[], %s::int[], %s::int[], %s::bool[], %s::int[], %s::text[], %s::text[])
+                   AS v(id, size, platform_count, cross_platform, risk, risk_parts, kinds)
+             WHERE c.id = v.id
+            """,
+            [
+                IdArray(pk for pk, _ in rows),
+                [f.size for _, f in rows],
+                [f.platform_count for _, f in rows],
+                [f.platform_count >= 2 for _, f in rows],
+                [f.risk for _, f in rows],
+                [json.dumps(f.risk_parts) for _, f in rows],
+                [json.dumps(f.kinds) for _, f in rows],
+            ],
+        )
 
 
 def _inheritance(
@@ -698,26 +998,62 @@ def _write_memberships(
     now: datetime,
 ) -> None:
     """Membership: delete what moved or left, insert what arrived."""
-    wanted = {m: real[cid] for members, cid in assigned.items() for m in members}
-    had = {m: cid for cid, members in previous.items() for m in members}
-    leaving = sorted(m for m, cid in had.items() if wanted.get(m) != cid)
-    arriving = sorted((m, cid) for m, cid in wanted.items() if had.get(m) != cid)
+    wanted_seller, wanted_cluster = _membership_columns(
+        (members, real[cid]) for members, cid in assigned.items()
+    )
+    had_seller, had_cluster = _membership_columns((members, cid) for cid, members in previous.items())
+    leaving = had_seller[~_same_cluster(had_seller, had_cluster, wanted_seller, wanted_cluster)]
+    arrives = ~_same_cluster(wanted_seller, wanted_cluster, had_seller, had_cluster)
+    arriving_seller, arriving_cluster = wanted_seller[arrives], wanted_cluster[arrives]
     if connection.vendor == "postgresql":
-        # Set-based: tens of thousands of memberships on a first build (bulk_create managed ~11k rows/s).
-        with psycopg.Cursor(connection.connection) as cursor:
-            cursor.execute("DELETE FROM graph_clustermember WHERE seller_id = ANY(%s)", [leaving])
-            cursor.execute(
-                "INSERT INTO graph_clustermember (seller_id, cluster_id, joined_at)"
-                " SELECT s, c, %s FROM unnest(%s::bigint[], %s::bigint[]) AS u(s, c)",
-                [now, [m for m, _ in arriving], [c for _, c in arriving]],
-            )
+        # Set-based, ids as binary arrays: hundreds of thousands of memberships on a first build.
+        with _pg_cursor() as cursor:
+            if leaving.size:
+                cursor.execute(
+                    "DELETE FROM graph_clustermember WHERE seller_id = ANY(%s)", [IdArray(leaving)]
+                )
+            if arriving_seller.size:
+                cursor.execute(
+                    "INSERT INTO graph_clustermember (seller_id, cluster_id, joined_at)"
+                    " SELECT s, c, %s FROM unnest(%s::bigint[], %s::bigint[]) AS u(s, c)",
+                    [now, IdArray(arriving_seller), IdArray(arriving_cluster)],
+                )
     else:
-        for start in range(0, len(leaving), 5000):
-            ClusterMember.objects.filter(seller_id__in=leaving[start : start + 5000]).delete()
+        leaving_ids = leaving.tolist()
+        for start in range(0, len(leaving_ids), 5000):
+            ClusterMember.objects.filter(seller_id__in=leaving_ids[start : start + 5000]).delete()
         ClusterMember.objects.bulk_create(
-            [ClusterMember(cluster_id=cid, seller_id=m, joined_at=now) for m, cid in arriving],
+            [
+                ClusterMember(cluster_id=cid, seller_id=m, joined_at=now)
+                for m, cid in zip(arriving_seller.tolist(), arriving_cluster.tolist(), strict=True)
+            ],
             batch_size=5000,
         )
+
+
+def _membership_columns(clusters: Iterable[tuple[frozenset[int], int]]) -> tuple[np.ndarray, np.ndarray]:
+    """(seller, cluster id) columns of (members, cluster id) pairs, sorted by seller."""
+    pairs = list(clusters)
+    sizes = np.fromiter((len(members) for members, _ in pairs), dtype=np.int64, count=len(pairs))
+    seller = np.fromiter(
+        itertools.chain.from_iterable(members for members, _ in pairs), dtype=np.int64, count=int(sizes.sum())
+    )
+    cluster = np.repeat(np.fromiter((cid for _, cid in pairs), dtype=np.int64, count=len(pairs)), sizes)
+    order = np.argsort(seller, kind="stable")
+    return seller[order], cluster[order]
+
+
+def _same_cluster(
+    seller: np.ndarray, cluster: np.ndarray, other_seller: np.ndarray, other_cluster: np.ndarray
+) -> np.ndarray:
+    """Per (seller, cluster): whether the other columns (sorted by seller) put that seller in that cluster."""
+    if other_seller.size == 0:
+        return np.zeros(seller.size, dtype=np.bool_)
+    at = np.searchsorted(other_seller, seller).clip(max=other_seller.size - 1)
+    return (other_seller[at] == seller) & (other_cluster[at] == cluster)
+
+
+EventRow = tuple[int, str, int, int, list[int], list[int]]  # cluster, kind, before, after, related, platforms
 
 
 def _events(
@@ -726,26 +1062,72 @@ def _events(
     platform_of: Mapping[int, int],
     now: datetime,
     summary: ReclusterSummary,
-) -> list[ClusterEvent]:
+) -> list[EventRow]:
     """One event per identity change, on the clusters' real ids, naming the platforms involved."""
-    events = []
+    events: list[EventRow] = []
     for change in changes:
-        moved = (change.members_after - change.members_before) | (
-            change.members_before - change.members_after
-        )
+        after = change.members_after
+        # Who moved, plus everyone after: for a new cluster (nothing before) that is just its members.
+        involved = after | (change.members_before - after) if change.members_before else after
         events.append(
-            ClusterEvent(
-                cluster_id=real.get(change.cluster_id, change.cluster_id),
-                kind=change.kind,
-                members_before=len(change.members_before),
-                members_after=len(change.members_after),
-                related=[real.get(r, r) for r in change.related],
-                platforms=sorted({platform_of[m] for m in moved | change.members_after if m in platform_of}),
-                created_at=now,
+            (
+                real.get(change.cluster_id, change.cluster_id),
+                change.kind,
+                len(change.members_before),
+                len(after),
+                [real.get(r, r) for r in change.related],
+                sorted({platform_of[m] for m in involved if m in platform_of}),
             )
         )
         summary.events[change.kind] = summary.events.get(change.kind, 0) + 1
     return events
+
+
+def _insert_events(rows: Sequence[EventRow], now: datetime) -> None:
+    """Insert cluster events: COPY on PostgreSQL (tens of thousands on a first build), else bulk_create."""
+    if not rows:
+        return
+    if connection.vendor != "postgresql":
+        ClusterEvent.objects.bulk_create(
+            [
+                ClusterEvent(
+                    cluster_id=cid,
+                    kind=kind,
+                    members_before=before,
+                    members_after=after,
+                    related=related,
+                    platforms=platforms,
+                    created_at=now,
+                )
+                for cid, kind, before, after, related, platforms in rows
+            ],
+            batch_size=2000,
+        )
+        return
+    defaults = ClusterEvent(created_at=now)  # the model's defaults for the columns recluster does not set
+    details = json.dumps(defaults.details)
+    with (
+        _pg_cursor() as cursor,
+        cursor.copy(
+            "COPY graph_clusterevent (cluster_id, kind, members_before, members_after, related, platforms,"
+            " actor, details, created_at) FROM STDIN"
+        ) as copy,
+    ):
+        text = _JsonTexts()
+        for cid, kind, before, after, related, platforms in rows:
+            copy.write_row(
+                (
+                    cid,
+                    kind,
+                    before,
+                    after,
+                    text(related),
+                    text(platforms),
+                    defaults.actor,
+                    details,
+                    now,
+                )
+            )
 
 
 _STATE_FIELDS = (

@@ -18,8 +18,19 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import networkx as nx
+import numpy as np
+import numpy.typing as npt
 
-from graph.linking import DEFAULT_STRENGTH, IndicatorKey, Sighting, Strength, Token, indicator_sort_key
+from graph.linking import (
+    DEFAULT_STRENGTH,
+    BoolArray,
+    IndicatorKey,
+    IntArray,
+    Sighting,
+    Strength,
+    Token,
+    indicator_sort_key,
+)
 
 
 class NotLinked(ValueError):
@@ -229,3 +240,86 @@ def link_summary(
     linked = strong | {pair for pair, count in weak.items() if count >= 2}
     kinds = sorted({kind for pair in linked for kind in kinds_of[pair]})
     return len(strong), len(linked) - len(strong), kinds
+
+
+def link_summaries(
+    cluster: npt.ArrayLike,
+    seller: npt.ArrayLike,
+    indicator: npt.ArrayLike,
+    kind: npt.ArrayLike,
+    strong_kind: npt.ArrayLike,
+    n_clusters: int,
+) -> tuple[IntArray, IntArray, IntArray]:
+    """:func:`link_summary` of many clusters at once, over parallel columns with one row per sighting.
+
+    ``cluster[i]`` is row i's cluster (0..n_clusters-1; a seller belongs to one cluster), ``seller[i]`` and
+    ``indicator[i]`` are ids (an indicator id stands for one (kind, token)), ``kind[i]`` its kind code (< 63)
+    and ``strong_kind[k]`` whether kind code k is strong. Suppressed indicators' rows must be left out (what
+    ``suppressed`` does for :func:`link_summary`); duplicate rows are harmless.
+
+    Returns per cluster (strong links, weak-only links, kinds on links as a bit mask: bit k for kind code k).
+    Member pairs are enumerated per shared indicator as :func:`link_summary` does, but as whole columns: one
+    numpy pass per position offset within an indicator's holders instead of a Python loop per pair.
+    """
+    cluster_ = np.asarray(cluster, dtype=np.int64)
+    seller_ = np.asarray(seller, dtype=np.int64)
+    indicator_ = np.asarray(indicator, dtype=np.int64)
+    kind_ = np.asarray(kind, dtype=np.int64)
+    strong_of_kind: BoolArray = np.asarray(strong_kind, dtype=np.bool_)
+    strong_links = np.zeros(n_clusters, dtype=np.int64)
+    weak_links = np.zeros(n_clusters, dtype=np.int64)
+    kind_mask = np.zeros(n_clusters, dtype=np.int64)
+    if seller_.size == 0:
+        return strong_links, weak_links, kind_mask
+    # Rows sorted by (cluster, indicator, seller) without duplicates: each holder group is one run.
+    order = np.lexsort((seller_, indicator_, cluster_))
+    cluster_, seller_, indicator_, kind_ = cluster_[order], seller_[order], indicator_[order], kind_[order]
+    distinct = np.ones(seller_.size, dtype=np.bool_)
+    distinct[1:] = (
+        (cluster_[1:] != cluster_[:-1]) | (indicator_[1:] != indicator_[:-1]) | (seller_[1:] != seller_[:-1])
+    )
+    cluster_, seller_, indicator_, kind_ = (
+        cluster_[distinct],
+        seller_[distinct],
+        indicator_[distinct],
+        kind_[distinct],
+    )
+    seller_code = np.unique(seller_, return_inverse=True)[1].astype(np.int64)
+    n_sellers = int(seller_code.max()) + 1
+    same_group = (cluster_[1:] == cluster_[:-1]) & (indicator_[1:] == indicator_[:-1])
+    # Every pair of holders (a < b: sellers ascend within a run), one numpy pass per offset within the run.
+    firsts: list[IntArray] = []
+    offsets: list[int] = []
+    candidates = np.flatnonzero(same_group)
+    offset = 1
+    while candidates.size:
+        firsts.append(candidates)
+        offsets.append(offset)
+        offset += 1
+        candidates = candidates[candidates + offset < seller_.size]
+        candidates = candidates[
+            (cluster_[candidates + offset] == cluster_[candidates])
+            & (indicator_[candidates + offset] == indicator_[candidates])
+        ]
+    if not firsts:
+        return strong_links, weak_links, kind_mask
+    a = np.concatenate(firsts)
+    b = np.concatenate([first + off for first, off in zip(firsts, offsets, strict=True)])
+    pair = seller_code[a] * n_sellers + seller_code[b]  # a seller is in one cluster: so is the pair
+    pair_cluster, pair_kind = cluster_[a], kind_[a]
+    is_strong = strong_of_kind[pair_kind]
+    strong_pairs = np.unique(pair[is_strong])
+    # A pair linked by weak indicators alone needs two different ones: rows are distinct per indicator.
+    weak_pairs, weak_count = np.unique(pair[~is_strong], return_counts=True)
+    weak_only = np.setdiff1d(weak_pairs[weak_count >= 2], strong_pairs, assume_unique=True)
+    linked = np.union1d(strong_pairs, weak_only)
+    cluster_of_pair = np.zeros(0, dtype=np.int64)
+    if linked.size:
+        first_of = np.unique(pair, return_index=True)
+        cluster_of_pair = pair_cluster[first_of[1][np.searchsorted(first_of[0], linked)]]
+    is_strong_pair = np.isin(linked, strong_pairs, assume_unique=True)
+    strong_links = np.bincount(cluster_of_pair[is_strong_pair], minlength=n_clusters).astype(np.int64)
+    weak_links = np.bincount(cluster_of_pair[~is_strong_pair], minlength=n_clusters).astype(np.int64)
+    on_link = np.isin(pair, linked)
+    np.bitwise_or.at(kind_mask, pair_cluster[on_link], np.left_shift(1, pair_kind[on_link]))
+    return strong_links, weak_links, kind_mask

@@ -14,18 +14,27 @@ recency        20      20 if the most recent report is at most 30 days old, fall
 
 Each part is rounded to a whole number and the total is their sum, so the admin can show the parts and they
 add up. :func:`rank_key` orders clusters highest risk first, with every cross-platform cluster (two or more
-platforms) ahead of every single-platform one whatever their scores.
+platforms) ahead of every single-platform one whatever their scores. :func:`risk_scores` is the same formula
+over arrays (one entry per cluster), for recomputations that score tens of thousands of clusters at once; it
+gives exactly :func:`risk_score`'s parts (tested side by side).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import numpy.typing as npt
 
 PLATFORMS_MAX, REPORTS_MAX, EVIDENCE_MAX, RECENCY_MAX = 35, 25, 20, 20
 SUSPECTED_WEIGHT = 0.4
 FRESH = timedelta(days=30)
 STALE = timedelta(days=365)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
+
+IntArray = npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,3 +84,61 @@ def risk_score(
 def rank_key(score: RiskScore) -> tuple[int, int, int, int]:
     """Sort key, highest risk first: cross-platform before single-platform, then total, platforms, members."""
     return (0 if score.cross_platform else 1, -score.total, -score.platforms, -score.members)
+
+
+@dataclass(frozen=True, slots=True)
+class RiskColumns:
+    """:func:`risk_scores`' result: per cluster, the total and each part of :class:`RiskScore`'s ``parts``."""
+
+    total: IntArray
+    platforms: IntArray
+    reports: IntArray
+    evidence: IntArray
+    recency: IntArray
+
+
+def epoch_microseconds(moment: datetime) -> int:
+    """A timezone-aware datetime as whole microseconds since the Unix epoch (exact, like timedelta arithmetic)."""
+    if moment.tzinfo is None:
+        raise ValueError("epoch_microseconds needs a timezone-aware datetime")
+    return (moment - EPOCH) // MICROSECOND
+
+
+def risk_scores(
+    *,
+    platforms: npt.ArrayLike,
+    confirmed: npt.ArrayLike,
+    suspected: npt.ArrayLike,
+    strong_links: npt.ArrayLike,
+    weak_links: npt.ArrayLike,
+    last_reported: npt.ArrayLike,
+    now: datetime,
+) -> RiskColumns:
+    """:func:`risk_score` over arrays; ``last_reported`` in microseconds since the Unix epoch
+    (:func:`epoch_microseconds`).
+
+    Same operations in the same order in float64: the times are whole microseconds below 2**53, so each
+    division is the correctly rounded quotient that Python's int and timedelta division give, and ``np.rint``
+    rounds half to even like ``round``.
+    """
+    platforms_ = np.asarray(platforms, dtype=np.int64)
+    confirmed_ = np.asarray(confirmed, dtype=np.int64)
+    suspected_ = np.asarray(suspected, dtype=np.int64)
+    strong_ = np.asarray(strong_links, dtype=np.int64)
+    links = strong_ + np.asarray(weak_links, dtype=np.int64)
+    members = confirmed_ + suspected_
+    platforms_part = np.where(platforms_ < 2, 0, 20 + 5 * (np.minimum(platforms_, 5) - 2))
+    reports = REPORTS_MAX * (confirmed_ + SUSPECTED_WEIGHT * suspected_)
+    reports_part = np.divide(reports, members, out=np.zeros(members.shape), where=members > 0)
+    evidence_part = np.divide(EVIDENCE_MAX * strong_, links, out=np.zeros(links.shape), where=links > 0)
+    age = np.maximum(epoch_microseconds(now) - np.asarray(last_reported, dtype=np.int64), 0)
+    fresh, stale = FRESH // MICROSECOND, STALE // MICROSECOND
+    fading = RECENCY_MAX * np.maximum(0.0, (stale - age) / (stale - fresh))
+    recency_part = np.where(age <= fresh, float(RECENCY_MAX), fading)
+    parts = [
+        platforms_part.astype(np.int64),
+        np.rint(reports_part).astype(np.int64),
+        np.rint(evidence_part).astype(np.int64),
+        np.rint(recency_part).astype(np.int64),
+    ]
+    return RiskColumns(parts[0] + parts[1] + parts[2] + parts[3], *parts)

@@ -5,9 +5,20 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from graph.evidence import NotLinked, bridges, evidence_chain, holding_indicators, link_counts, link_graph
-from graph.linking import Sighting
+from graph.evidence import (
+    NotLinked,
+    bridges,
+    evidence_chain,
+    holding_indicators,
+    link_counts,
+    link_graph,
+    link_summaries,
+    link_summary,
+)
+from graph.linking import DEFAULT_STRENGTH, KINDS, Sighting
 
 JAN, FEB, MAR = (datetime(2025, month, 1, tzinfo=UTC) for month in (1, 2, 3))
 
@@ -127,3 +138,52 @@ def test_link_summary_agrees_with_the_link_graph():
         graph = link_graph(rows, suppressed=suppressed)
         kinds = sorted({i.kind for _, _, link in graph.edges(data="link") for i in link.indicators})
         assert link_summary(rows, suppressed=suppressed) == (*link_counts(graph), kinds)
+
+
+@st.composite
+def clusters_of_sightings(draw: st.DrawFn) -> tuple[list[list[Sighting]], list[set[tuple[str, str]]]]:
+    """Clusters with disjoint members holding indicators from a small pool (so that they share), and a
+    suppressed subset of each cluster's indicators."""
+    clusters: list[list[Sighting]] = []
+    suppressed: list[set[tuple[str, str]]] = []
+    next_seller = 1
+    for _ in range(draw(st.integers(1, 6))):
+        members = list(range(next_seller, next_seller + draw(st.integers(1, 8))))
+        next_seller += len(members)
+        rows = draw(
+            st.lists(
+                st.tuples(st.sampled_from(members), st.sampled_from(KINDS), st.integers(0, 4)),
+                max_size=40,
+            )
+        )
+        sightings = [Sighting(m, 1, kind, f"{kind}-{token}") for m, kind, token in rows]
+        clusters.append(sightings)
+        keys = sorted({(s.kind, str(s.token)) for s in sightings})
+        suppressed.append(set(draw(st.lists(st.sampled_from(keys), max_size=3))) if keys else set())
+    return clusters, suppressed
+
+
+@settings(max_examples=300, deadline=None)
+@given(clusters_of_sightings())
+def test_link_summaries_over_columns_equal_link_summary_per_cluster(
+    drawn: tuple[list[list[Sighting]], list[set[tuple[str, str]]]],
+) -> None:
+    clusters, suppressed = drawn
+    ids: dict[tuple[str, str], int] = {}  # the database's indicator ids: one per (kind, token)
+    columns: list[tuple[int, int, int, int]] = []
+    for n, (sightings, hidden) in enumerate(zip(clusters, suppressed, strict=True)):
+        for s in sightings:
+            key = (s.kind, str(s.token))
+            if key not in hidden:
+                columns.append((n, s.seller_id, ids.setdefault(key, len(ids) + 1), KINDS.index(s.kind)))
+    strong, weak, masks = link_summaries(
+        [c[0] for c in columns],
+        [c[1] for c in columns],
+        [c[2] for c in columns],
+        [c[3] for c in columns],
+        [DEFAULT_STRENGTH[kind] == "strong" for kind in KINDS],
+        len(clusters),
+    )
+    for n, (sightings, hidden) in enumerate(zip(clusters, suppressed, strict=True)):
+        kinds = sorted(kind for code, kind in enumerate(KINDS) if int(masks[n]) >> code & 1)
+        assert (int(strong[n]), int(weak[n]), kinds) == link_summary(sightings, suppressed=hidden)

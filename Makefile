@@ -9,10 +9,12 @@ PORT ?= 8000
 
 .PHONY: demo test lint typecheck migrations-check chromium test-postgres test-sqlite bench lock clean
 
+# The spark extra (PySpark, for `recluster --engine spark`) too: its equality tests run in `make test`, so CI
+# installs it (the first install builds pyspark's sdist once; pip caches the wheel).
 $(VENV)/.installed: pyproject.toml requirements.lock
 	@python=$$(.ci/python) && echo "Creating $(VENV) with $$python" && $$python -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet --constraint requirements.lock -e '.[dev]'
+	$(PY) -m pip install --quiet --constraint requirements.lock -e '.[dev,spark]'
 	@touch $@
 
 demo: $(VENV)/.installed

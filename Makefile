@@ -15,6 +15,14 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PY) -m pip install --quiet --constraint requirements.lock -e '.[dev]'
 	@touch $@
 
+# The spark extra (PySpark, for `recluster --engine spark`) for the tests only: its equality tests run in
+# `make test`, so CI installs it; `make demo` does without its 450 MB (pip builds pyspark's sdist once and
+# caches the wheel).
+$(VENV)/.spark: $(VENV)/.installed
+	@echo "Installing the spark extra (PySpark) for its tests"
+	$(PY) -m pip install --quiet --constraint requirements.lock -e '.[dev,spark]'
+	@touch $@
+
 demo: $(VENV)/.installed
 	DEBUG=1 $(PY) manage.py demo --url http://$(HOST):$(PORT)
 	@echo "Serving the admin at http://$(HOST):$(PORT)/admin/ (Ctrl-C to stop)"
@@ -25,17 +33,17 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 
-typecheck: $(VENV)/.installed
+typecheck: $(VENV)/.spark
 	DEBUG=1 $(VENV)/bin/mypy .
 
 migrations-check: $(VENV)/.installed
 	DEBUG=1 $(PY) manage.py makemigrations --check --dry-run
 
-test-postgres: $(VENV)/.installed
+test-postgres: $(VENV)/.spark
 	DATABASE_URL=$(TEST_DATABASE_URL) $(PY) -m pytest -q -p no:cacheprovider --junitxml=var/junit-postgres.xml
 	$(PY) .ci/count_tests.py var/junit-postgres.xml
 
-test-sqlite: $(VENV)/.installed
+test-sqlite: $(VENV)/.spark
 	DATABASE_URL= $(PY) -m pytest -q -p no:cacheprovider --junitxml=var/junit-sqlite.xml
 	$(PY) .ci/count_tests.py var/junit-sqlite.xml
 

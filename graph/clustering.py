@@ -95,6 +95,7 @@ class Columns:
 @dataclass
 class ReclusterSummary:
     mode: str
+    engine: str = "memory"  # what computed the connected components (`recluster --engine`)
     sightings: int = 0
     sellers_in_scope: int = 0
     clusters: int = 0
@@ -106,7 +107,7 @@ class ReclusterSummary:
         events = ", ".join(f"{k} {v}" for k, v in sorted(self.events.items())) or "none"
         timing = ", ".join(f"{k} {v:.2f}s" for k, v in self.seconds.items())
         return (
-            f"{self.mode} recluster: {self.sightings} sightings read, {self.clusters} clusters "
+            f"{self.mode} recluster ({self.engine} engine): {self.sightings} sightings read, {self.clusters} clusters "
             f"({self.cross_platform} cross-platform) in scope; events: {events}; {timing}"
         )
 
@@ -1196,10 +1197,20 @@ def _lock() -> None:
 
 
 @observed_recluster
-def recluster_full(progress: Progress | None = None) -> ReclusterSummary:
-    """Rebuild every cluster from the database (one transaction, one writer)."""
+def recluster_full(
+    progress: Progress | None = None,
+    *,
+    labeller: linking.ComponentLabeller = linking.component_labels,
+    engine: str = "memory",
+) -> ReclusterSummary:
+    """Rebuild every cluster from the database (one transaction, one writer).
+
+    ``labeller`` computes the connected components of the link graph (``engine`` names it in the summary):
+    SciPy in memory by default, or `graph.linking.spark.SparkComponents` on a Spark cluster. Only the
+    components move; the edges, the apply step, stable ids and events are the same whichever computes them.
+    """
     say = progress or (lambda _: None)
-    summary = ReclusterSummary("full")
+    summary = ReclusterSummary("full", engine=engine)
     now = timezone.now()
     with transaction.atomic():
         _lock()
@@ -1209,7 +1220,7 @@ def recluster_full(progress: Progress | None = None) -> ReclusterSummary:
         columns = _read_full(now)
         summary.sightings = len(columns)
         summary.seconds["read"] = time.perf_counter() - started
-        say(f"linking {len(columns)} sightings")
+        say(f"linking {len(columns)} sightings ({engine} engine)")
         started = time.perf_counter()
         rule = hub_rule()
         result = linking.link_columns(
@@ -1222,6 +1233,7 @@ def recluster_full(progress: Progress | None = None) -> ReclusterSummary:
             platform_divisor=rule.platform_divisor,
             overrides=_overrides(),
             fresh=_fresh(now),
+            labeller=labeller,
         )
         summary.seconds["link"] = time.perf_counter() - started
         started = time.perf_counter()
@@ -1233,7 +1245,12 @@ def recluster_full(progress: Progress | None = None) -> ReclusterSummary:
         )
         summary.sellers_in_scope = sum(len(c.members) for c in result.clusters)
         summary.seconds["write"] = time.perf_counter() - started
-    logger.info("event=recluster mode=full sightings=%s clusters=%s", summary.sightings, summary.clusters)
+    logger.info(
+        "event=recluster mode=full engine=%s sightings=%s clusters=%s",
+        engine,
+        summary.sightings,
+        summary.clusters,
+    )
     return summary
 
 

@@ -38,15 +38,20 @@ integer-coded indicators; for connectivity it suffices that
 
 Components of the star edges come from SciPy's compiled ``connected_components`` over a sparse adjacency
 matrix, then each component is labelled by its smallest seller code with one numpy ``minimum.at`` (see
-:func:`~graph.linking.components._component_labels`): NetworkX's per-edge Python cost alone was 40-80x the SciPy floor at 5M sightings.
-NetworkX is used where graphs are per cluster and small (:mod:`graph.evidence`). :func:`link_columns` is the
-fast entry point for the database side (``seller``/``indicator`` ids and kind codes as parallel arrays);
-:func:`link` is the convenience wrapper over :class:`Sighting` tuples.
+:func:`~graph.linking.components.component_labels`): NetworkX's per-edge Python cost alone was 40-80x the SciPy
+floor at 5M sightings. The labeller is injectable (``link_columns(..., labeller=...)``,
+:data:`ComponentLabeller`): when the link graph outgrows one machine,
+:class:`~graph.linking.spark.SparkComponents` labels the same edges on Spark (large-star/small-star) and
+everything after the labels stays as it is. NetworkX is used where graphs are per cluster and small
+(:mod:`graph.evidence`). :func:`link_columns` is the fast entry point for the database side
+(``seller``/``indicator`` ids and kind codes as parallel arrays); :func:`link` is the convenience wrapper over
+:class:`Sighting` tuples.
 
 Modules: :mod:`~graph.linking.records` (types and result records), :mod:`~graph.linking.rules` (strength,
 thresholds, :class:`HubRule`), :mod:`~graph.linking.arrays` (integer-column helpers),
 :mod:`~graph.linking.prepare` (coded sightings, overrides and hub suppression applied),
-:mod:`~graph.linking.components` (star edges, SciPy components), :mod:`~graph.linking.held` (held merges),
+:mod:`~graph.linking.components` (star edges, SciPy components), :mod:`~graph.linking.spark` (the same
+components on Spark, optional), :mod:`~graph.linking.held` (held merges),
 :mod:`~graph.linking.full` (:func:`link_columns`), :mod:`~graph.linking.incremental` (:func:`relink_columns`)
 and :mod:`~graph.linking.tuples` (:func:`link`, :func:`relink` over :class:`Sighting` tuples). This package
 re-exports their public names.
@@ -55,6 +60,7 @@ re-exports their public names.
 # One list of kinds for the whole exchange: the hashing spec's (pure, no Django).
 from exchange.normalization import KINDS, STRONG_KINDS, WEAK_KINDS
 from graph.linking.arrays import ArrayLike, BoolArray, IntArray
+from graph.linking.components import ComponentLabeller, component_labels
 from graph.linking.full import link_columns
 from graph.linking.incremental import relink_columns
 from graph.linking.records import (
@@ -90,6 +96,7 @@ __all__ = [
     "ArrayLike",
     "BoolArray",
     "Cluster",
+    "ComponentLabeller",
     "HeldMerge",
     "HubRule",
     "IndicatorKey",
@@ -103,6 +110,7 @@ __all__ = [
     "SuppressedIndicator",
     "SuppressionReason",
     "Token",
+    "component_labels",
     "indicator_sort_key",
     "link",
     "link_columns",

@@ -1,8 +1,10 @@
-"""Link components without a pairwise graph: star edges over strong indicators and weak pairs, then SciPy's
-compiled ``connected_components`` (``_Groups`` holds the components as one array)."""
+"""Link components without a pairwise graph: star edges over strong indicators and weak pairs, then a
+*component labeller* (SciPy's compiled ``connected_components`` by default, :func:`component_labels`; another
+engine can be passed, see :data:`ComponentLabeller`). ``_Groups`` holds the components as one array."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -55,7 +57,15 @@ def _link_edges(prep: _Prepared, row_mask: BoolArray | None = None) -> tuple[Int
     return np.concatenate([src_strong, src_weak]), np.concatenate([dst_strong, dst_weak])
 
 
-def _component_labels(n_sellers: int, src: IntArray, dst: IntArray) -> IntArray:
+ComponentLabeller = Callable[[int, IntArray, IntArray], IntArray]
+"""``(n_sellers, src, dst) -> labels``: for the undirected graph on seller codes ``0..n_sellers-1`` with edges
+``src[i] - dst[i]``, every seller's label is the smallest seller code of its component (an isolated seller
+labels itself). Everything after the labels is a function of them alone, so two labellers that agree give
+identical clusters, held merges and context: :func:`component_labels` (SciPy, in memory) is the default;
+:class:`graph.linking.spark.SparkComponents` computes the same labels on a Spark cluster."""
+
+
+def component_labels(n_sellers: int, src: IntArray, dst: IntArray) -> IntArray:
     """Label every seller with the smallest seller code of its component (isolated sellers label themselves).
 
     Components come from SciPy's compiled ``connected_components`` over the star edges: NetworkX's per-edge
@@ -81,11 +91,13 @@ class _Groups(NamedTuple):
         return int(self.bounds.size) - 1
 
 
-def _components(n_sellers: int, src: IntArray, dst: IntArray) -> _Groups:
+def _components(
+    n_sellers: int, src: IntArray, dst: IntArray, labeller: ComponentLabeller = component_labels
+) -> _Groups:
     """Connected components with >= 2 sellers, ordered by their smallest member."""
     if src.size == 0:
         return _Groups(np.zeros(0, dtype=np.int64), np.zeros(1, dtype=np.int64))
-    label = _component_labels(n_sellers, src, dst)
+    label = labeller(n_sellers, src, dst)
     size = np.bincount(label, minlength=n_sellers)
     linked = np.flatnonzero(size[label] >= 2)
     linked = linked[np.argsort(label[linked], kind="stable")]  # by component minimum, then by seller

@@ -9,7 +9,7 @@ import numpy as np
 
 from exchange.normalization import KINDS
 from graph.linking.arrays import ArrayLike, IntArray, _as_int_array, _id_array, _unique
-from graph.linking.components import _components, _Groups, _link_edges
+from graph.linking.components import ComponentLabeller, _components, _Groups, _link_edges, component_labels
 from graph.linking.held import _fresh_mask, _hold
 from graph.linking.prepare import _prepare, _Prepared
 from graph.linking.records import Cluster, Linkage, Override, SuppressedIndicator
@@ -67,6 +67,7 @@ def link_columns(
     overrides: Mapping[int, Override] | None = None,
     inactive: Iterable[int] = (),
     fresh: Iterable[int] = (),
+    labeller: ComponentLabeller = component_labels,
 ) -> Linkage[int]:
     """Cluster sellers from parallel columns, one row per sighting.
 
@@ -75,7 +76,9 @@ def link_columns(
     reported row i's seller (the same on every row of a seller; hub counts cap each platform's share, see
     :class:`HubRule`). ``overrides`` and the returned :class:`SuppressedIndicator` records use indicator ids.
     Duplicate rows are harmless. Sightings of sellers in ``inactive`` are ignored. Sellers in ``fresh`` may be
-    held out of linking (see "Held merges" in the module docstring).
+    held out of linking (see "Held merges" in the module docstring). ``labeller`` computes all the connected
+    components of the run, the held-merge passes included (:data:`ComponentLabeller`): SciPy in memory by
+    default, or e.g. :class:`graph.linking.spark.SparkComponents` when the graph outgrows one machine.
     """
     rules = _rules(kinds, strength, thresholds, platform_divisor)
     prep = _prepare(
@@ -87,8 +90,8 @@ def link_columns(
         overrides or {},
         _id_array(inactive),
     )
-    components = _components(prep.n_sellers, *_link_edges(prep))
-    groups, held = _hold(prep, components, _fresh_mask(prep, fresh), None)
+    components = _components(prep.n_sellers, *_link_edges(prep), labeller)
+    groups, held = _hold(prep, components, _fresh_mask(prep, fresh), None, labeller)
     return Linkage(
         clusters=_clusters_from(prep, groups, rules.kinds),
         suppressed=tuple(_suppressed_records(prep, np.flatnonzero(~prep.effective), rules.kinds)),

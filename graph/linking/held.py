@@ -8,7 +8,14 @@ from collections.abc import Iterable
 import numpy as np
 
 from graph.linking.arrays import BoolArray, _id_array, _lookup, _unique
-from graph.linking.components import _components, _Groups, _link_edges, _select
+from graph.linking.components import (
+    ComponentLabeller,
+    _components,
+    _Groups,
+    _link_edges,
+    _select,
+    component_labels,
+)
 from graph.linking.prepare import _Prepared
 from graph.linking.records import HeldMerge
 
@@ -20,10 +27,15 @@ def _fresh_mask(prep: _Prepared, fresh: Iterable[int]) -> BoolArray:
 
 
 def _hold(
-    prep: _Prepared, components: _Groups, fresh: BoolArray, row_mask: BoolArray | None
+    prep: _Prepared,
+    components: _Groups,
+    fresh: BoolArray,
+    row_mask: BoolArray | None,
+    labeller: ComponentLabeller = component_labels,
 ) -> tuple[_Groups, tuple[HeldMerge, ...]]:
     """Hold the fresh sellers that alone join other platforms' parts of ``components``; return the clusters
-    of ``components`` without them, and the held merges. ``row_mask`` limits edges as for ``components``."""
+    of ``components`` without them, and the held merges. ``row_mask`` limits edges as for ``components``;
+    ``labeller`` computes every component of the sub-graphs (the same engine as ``components``)."""
     if not len(components) or not fresh.any():
         return components, ()
     label = np.full(prep.n_sellers, -1, dtype=np.int64)
@@ -46,7 +58,7 @@ def _hold(
         keep = inside[prep.row_seller] & ~mine[prep.row_seller]
         if row_mask is not None:
             keep &= row_mask
-        parts = _components(prep.n_sellers, *_link_edges(prep, keep))
+        parts = _components(prep.n_sellers, *_link_edges(prep, keep), labeller)
         if not len(parts):
             continue
         starts = parts.bounds[:-1]
@@ -70,7 +82,7 @@ def _hold(
         return components, ()
     rows = ~held[prep.row_seller] if row_mask is None else row_mask & ~held[prep.row_seller]
     in_components = label >= 0
-    groups = _select(_components(prep.n_sellers, *_link_edges(prep, rows)), in_components)
+    groups = _select(_components(prep.n_sellers, *_link_edges(prep, rows), labeller), in_components)
     merges = []
     for component, platform, in_component, parts_of in found:
         nodes = components.nodes[components.bounds[component] : components.bounds[component + 1]]

@@ -10,7 +10,10 @@ collide at random. For each size it prints, measured in the same run:
 - ``link_columns``: sightings -> clusters (drop singletons, dedupe, suppression, star edges, components);
 - ``floor``: ``scipy.sparse.csgraph.connected_components`` on the same seller-seller graph (the star edges
   that ``link_columns`` derives), including building the sparse matrix;
-- for reference, NetworkX ``connected_components`` on those same edges (skipped above 1M sightings).
+- for reference, NetworkX ``connected_components`` on those same edges (skipped above 1M sightings);
+- the peak memory of ``link_columns`` on the shared sightings alone (what ``recluster`` reads), with SciPy's
+  components and with the components computed elsewhere (the labels handed in, as ``recluster --engine
+  spark`` does): what the driver still holds per shared sighting.
 
 Wall time is the best of ``--repeat`` runs; peak memory is measured in a separate run with ``tracemalloc``
 (numpy reports its buffers to it), and the process's max RSS is printed at the end.
@@ -185,6 +188,34 @@ def measure(size: int, repeat: int, memory: bool) -> None:
         f"{size:>10} {'floor: scipy CC, all rows':<30} {t_whole:>8.3f} {mem_whole:>9.1f} {whole_clusters:>9}  "
         f"link_columns / floor = {t_link / t_whole:.1f}x (seller-indicator graph, no rules: reads every row)"
     )
+    # The driver's share when a cluster computes the components (`recluster --engine spark`), on what recluster
+    # hands the core (only sightings of indicators that >= 2 sellers hold): the same run with the labels handed
+    # in, as the Spark engine's collect hands them. The columns, the rules' arrays and the star edges stay on
+    # the driver. (No fresh sellers here, so there is one components pass.)
+    if memory:
+        shared = np.bincount(indicator)[indicator] >= 2
+        s_seller, s_indicator, s_kind, s_platform = (
+            seller[shared],
+            indicator[shared],
+            kind[shared],
+            platform[shared],
+        )
+        s_prep = _prepare(s_seller, s_indicator, s_kind, s_platform, rules, {}, np.zeros(0, dtype=np.int64))
+        labels = linking.component_labels(s_prep.n_sellers, *_link_edges(s_prep))
+
+        def shared_run(labeller: linking.ComponentLabeller) -> Callable[[], linking.Linkage[int]]:
+            return lambda: linking.link_columns(
+                s_seller, s_indicator, s_kind, platform=s_platform, labeller=labeller
+            )
+
+        mem_scipy = peak_mib(shared_run(linking.component_labels))
+        mem_elsewhere = peak_mib(shared_run(lambda n, src, dst: labels.copy()))
+        per_row = 2**20 / int(shared.sum())
+        print(
+            f"{size:>10} {'link_columns, shared rows only':<30} {'':>8} {mem_scipy:>9.1f} {'':>9}  "
+            f"{int(shared.sum())} shared sightings: driver peak {mem_scipy * per_row:.0f} B each with SciPy CC, "
+            f"{mem_elsewhere * per_row:.0f} B with the components elsewhere ({mem_elsewhere:.1f} MiB)"
+        )
     if size <= 1_000_000:
         t_nx, nx_components = best_time(lambda: networkx_reference(src, dst), 1)
         print(f"{size:>10} {'NetworkX CC, same graph':<30} {t_nx:>8.3f} {'':>9} {nx_components:>9}")

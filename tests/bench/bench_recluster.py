@@ -3,6 +3,7 @@
 Not a test. Run:
 
     python tests/bench/bench_recluster.py --sizes 100000,1000000,5000000
+    python tests/bench/bench_recluster.py --sizes 1000000,5000000 --engines memory,spark
 
 For each size (number of sightings) a fresh database `exchange_bench_graph` is filled by COPY with sellers on
 five platforms (~5 indicators each; 3% of sellers in small planted rings sharing indicators, a few hubs),
@@ -14,6 +15,12 @@ then, in a fresh process per size so peak memory is per size:
   seller-indicator graph, measured in the same process;
 - incremental: a 1,000-seller submission through `exchange.ingest.do_submit` followed by
   `recluster_incremental` on its sellers (what the worker does), timed separately.
+
+With `--engines memory,spark`, another fresh process per size, before the memory engine's, runs the Spark
+engine (`recluster --engine spark`, local mode, `--master` to change) on the same database: a first build and
+a second run, then its clusters are removed (the memory engine builds from the same state); it prints the Spark session's start, both runs' read / link /
+write, the large-star/small-star rounds, the driver's peak RSS and the local Spark JVM's, and whether its
+clusters equal the memory engine's.
 """
 
 from __future__ import annotations
@@ -60,6 +67,30 @@ def reset_database() -> None:
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env={**os.environ, **ENV}, check=True
     )
+
+
+def clusters_digest() -> str:
+    """A digest of the live clusters' member sets (cluster ids differ between engines' first builds)."""
+    import hashlib
+
+    from graph.models import ClusterMember
+
+    members: dict[int, list[int]] = {}
+    for cluster_id, seller_id in ClusterMember.objects.values_list("cluster_id", "seller_id").iterator(
+        chunk_size=20000
+    ):
+        members.setdefault(cluster_id, []).append(seller_id)
+    canonical = sorted(tuple(sorted(m)) for m in members.values())
+    return hashlib.sha256(repr(canonical).encode()).hexdigest()[:16]
+
+
+def jvm_peak_rss_mib(session: Any) -> float:
+    """The local Spark JVM's peak RSS (VmHWM): in local mode the executors run inside it."""
+    pid = session.sparkContext._gateway.proc.pid
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def synthesize(sightings: int, seed: int = 5) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
@@ -182,6 +213,7 @@ def measure(sightings: int) -> dict[str, Any]:
     out["full_first_s"] = time.perf_counter() - started
     out["full_first_parts"] = {k: round(v, 3) for k, v in first.seconds.items()}
     out["clusters"] = first.clusters
+    out["clusters_digest"] = clusters_digest()
     out["cross_platform"] = first.cross_platform
     out["shared_rows"] = first.sightings
     started = time.perf_counter()
@@ -244,17 +276,106 @@ def measure(sightings: int) -> dict[str, Any]:
     return out
 
 
+def measure_spark(sightings: int, master: str) -> dict[str, Any]:
+    """The Spark engine on the filled database, in a fresh process before the memory engine's: a first build
+    and a second run; then its clusters are removed, so the memory engine builds from the same state."""
+    os.environ.update(ENV)
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "exchange.settings")
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    from graph import clustering
+    from graph.linking.spark import SparkComponents, spark_session
+
+    out: dict[str, Any] = {"sightings": sightings, "master": master}
+    started = time.perf_counter()
+    with spark_session(master) as session:
+        out["start_s"] = time.perf_counter() - started
+        for run in ("first", "again"):
+            labeller = SparkComponents(session)
+            started = time.perf_counter()
+            summary = clustering.recluster_full(labeller=labeller, engine="spark")
+            out[f"full_{run}_s"] = time.perf_counter() - started
+            out[f"full_{run}_parts"] = {k: round(v, 3) for k, v in summary.seconds.items()}
+            out[f"rounds_{run}"] = labeller.rounds
+            if run == "first":
+                out["clusters"] = summary.clusters
+                out["clusters_digest"] = clusters_digest()
+        out["jvm_peak_rss_mib"] = round(jvm_peak_rss_mib(session))
+    out["peak_rss_mib"] = round(peak_rss_mib())
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE graph_actorcluster, graph_pendingmerge CASCADE")
+    return out
+
+
+def run_one(size: int, *extra: str) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, __file__, "--one", str(size), *extra],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **ENV},
+        check=False,
+    )
+    if proc.returncode:
+        print(proc.stderr[-3000:], file=sys.stderr)
+        raise SystemExit(proc.returncode)
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(f"   {result}", file=sys.stderr)
+    return result
+
+
+def print_engines(rows: list[dict[str, Any]], spark_rows: list[dict[str, Any]]) -> None:
+    """Both engines' full rebuilds per size: the Spark engine's against the memory engine's."""
+    print()
+    print(
+        f"{'sightings':>10} {'engine':>7} {'start s':>8} {'1st build s':>11} {'(read/link/write)':>20} "
+        f"{'again s':>8} {'(read/link/write)':>20} {'CC rounds':>14} {'driver MiB':>10} {'JVM MiB':>8} "
+        f"{'same clusters':>13}"
+    )
+    for memory, spark in zip(rows, spark_rows, strict=True):
+        for engine, r in (("memory", memory), ("spark", spark)):
+            first, again = r["full_first_parts"], r["full_again_parts"]
+            rounds = ",".join(str(n) for n in r.get("rounds_first", [])) or "-"
+            same = (
+                "-"
+                if engine == "memory"
+                else ("yes" if r["clusters_digest"] == memory["clusters_digest"] else "NO")
+            )
+            print(
+                f"{r['sightings']:>10} {engine:>7} {r.get('start_s', 0.0):>8.2f} {r['full_first_s']:>11.2f} "
+                f"{f'{first["read"]:.2f}/{first["link"]:.2f}/{first["write"]:.2f}':>20} "
+                f"{r['full_again_s']:>8.2f} {f'{again["read"]:.2f}/{again["link"]:.2f}/{again["write"]:.2f}':>20} "
+                f"{rounds:>14} {r.get('peak_rss_mib_full', r['peak_rss_mib']):>10} "
+                f"{r.get('jvm_peak_rss_mib', '-'):>8} {same:>13}"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--sizes", default="100000,1000000,5000000")
+    parser.add_argument(
+        "--engines", default="memory", help="memory, or memory,spark to time the Spark engine beside it"
+    )
+    parser.add_argument("--master", default="local[*]", help="the Spark engine's master URL")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--engine", default="memory", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    engines = [e.strip() for e in args.engines.split(",")]
+    if set(engines) - {"memory", "spark"} or "memory" not in engines:
+        parser.error("--engines takes memory or memory,spark")
     if args.one:
-        print(json.dumps(measure(args.one)))
+        print(
+            json.dumps(measure_spark(args.one, args.master) if args.engine == "spark" else measure(args.one))
+        )
         return
     rows = []
+    spark_rows = []
     for size in [int(s) for s in args.sizes.split(",")]:
         print(f"== {size} sightings: filling {DB} by COPY", file=sys.stderr)
         reset_database()
@@ -263,20 +384,10 @@ def main() -> None:
             f"   filled in {info['fill_s']:.1f}s ({info['sellers']} sellers, {info['indicators']} indicators)",
             file=sys.stderr,
         )
-        proc = subprocess.run(
-            [sys.executable, __file__, "--one", str(size)],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            env={**os.environ, **ENV},
-            check=False,
-        )
-        if proc.returncode:
-            print(proc.stderr[-3000:], file=sys.stderr)
-            raise SystemExit(proc.returncode)
-        result = json.loads(proc.stdout.strip().splitlines()[-1])
-        rows.append(result)
-        print(f"   {result}", file=sys.stderr)
+        if "spark" in engines:
+            print(f"   the Spark engine ({args.master})", file=sys.stderr)
+            spark_rows.append(run_one(size, "--engine", "spark", "--master", args.master))
+        rows.append(run_one(size))
     print()
     print(
         f"{'sightings':>10} {'shared':>8} {'clusters':>8} {'full 1st s':>10} {'(read/link/write)':>20} "
@@ -290,6 +401,8 @@ def main() -> None:
             f"{f'{r["floor_read_s"]:.2f}+{r["floor_cc_s"]:.3f}':>15} {r['link_vs_cc']:>8} "
             f"{r['peak_rss_mib']:>8} {', '.join(str(t) for t in r['incremental_s']):>20}"
         )
+    if spark_rows:
+        print_engines(rows, spark_rows)
 
 
 if __name__ == "__main__":

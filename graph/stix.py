@@ -68,6 +68,33 @@ def stix_id(object_type: str, *key: str) -> str:
     return f"{object_type}--{uuid.UUID(bytes=digest[:16], version=4)}"
 
 
+def threat_actor_id(ref: str) -> str:
+    return stix_id("threat-actor", ref)
+
+
+def seller_identity_id(platform_key: str, seller_ref: str) -> str:
+    return stix_id("identity", "seller", platform_key, seller_ref)
+
+
+def relationship_id(ref: str, platform_key: str, seller_ref: str) -> str:
+    return stix_id("relationship", ref, platform_key, seller_ref)
+
+
+def sighting_id(viewer: str, ref: str, index: int) -> str:
+    """The `index`-th platform count of the viewer's view of the cluster (by position, not by label: a label
+    is a platform's name only when the consortium reveals names)."""
+    return stix_id("sighting", viewer, ref, str(index))
+
+
+def cluster_object_ids(ref: str, viewer: str, sellers: Iterable[tuple[str, str]], counts: int) -> set[str]:
+    """The ids `cluster_objects` gives the cluster's objects, from its ref, the (platform_key, seller_ref) of
+    the sellers shown and the number of platform counts, without building them: finds an object by id."""
+    ids = {threat_actor_id(ref), *(sighting_id(viewer, ref, index) for index in range(counts))}
+    for platform_key, seller_ref in sellers:
+        ids |= {seller_identity_id(platform_key, seller_ref), relationship_id(ref, platform_key, seller_ref)}
+    return ids
+
+
 PRODUCER_ID = stix_id("identity", "producer")
 EXTENSION_ID = stix_id("extension-definition", "cluster-properties", "1")
 EXTENSIONS = {EXTENSION_ID: {"extension_type": "toplevel-property-extension"}}
@@ -171,7 +198,7 @@ def cluster_objects(cluster: ClusterData, tlp: str) -> list[dict[str, Any]]:
     }
     kinds = sorted(cluster.kinds)
     linked_by = ", ".join(kinds) or "no indicator kind recorded"
-    actor_id = stix_id("threat-actor", cluster.ref)
+    actor_id = threat_actor_id(cluster.ref)
     objects: list[dict[str, Any]] = [
         {
             "type": "threat-actor",
@@ -195,7 +222,7 @@ def cluster_objects(cluster: ClusterData, tlp: str) -> list[dict[str, Any]]:
         }
     ]
     for seller in cluster.sellers:
-        seller_id = stix_id("identity", "seller", seller.platform_key, seller.seller_ref)
+        seller_id = seller_identity_id(seller.platform_key, seller.seller_ref)
         reported = timestamp(seller.reported_at)
         objects.append(
             {
@@ -216,7 +243,7 @@ def cluster_objects(cluster: ClusterData, tlp: str) -> list[dict[str, Any]]:
         objects.append(
             {
                 "type": "relationship",
-                "id": stix_id("relationship", cluster.ref, seller.platform_key, seller.seller_ref),
+                "id": relationship_id(cluster.ref, seller.platform_key, seller.seller_ref),
                 "created": created,
                 "modified": modified,
                 "relationship_type": "attributed-to",
@@ -231,11 +258,11 @@ def cluster_objects(cluster: ClusterData, tlp: str) -> list[dict[str, Any]]:
                 "extensions": EXTENSIONS,
             }
         )
-    for count in cluster.counts:
+    for index, count in enumerate(cluster.counts):
         objects.append(
             {
                 "type": "sighting",
-                "id": stix_id("sighting", cluster.viewer, cluster.ref, count.label),
+                "id": sighting_id(cluster.viewer, cluster.ref, index),
                 "created": created,
                 "modified": modified,
                 "sighting_of_ref": actor_id,

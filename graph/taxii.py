@@ -40,7 +40,7 @@ from exchange.views import cursor_cipher, partner_of
 from graph import stix
 from graph.api import LIVE_CLUSTERS
 from graph.exports import partner_cluster_data
-from graph.models import ActorCluster
+from graph.models import ActorCluster, ClusterMember
 
 TAXII_MEDIA_TYPE = "application/taxii+json;version=2.1"
 DEFAULT_LIMIT = 100
@@ -362,6 +362,39 @@ class ManifestView(PagedView):
         return _first_last_headers(Response(self.envelope(page, "objects", records)), page.objects)
 
 
+def find_object(platform: Platform, object_id: str) -> tuple[datetime, dict[str, Any], ActorCluster | None]:
+    """The collection's object with this id (and its cluster), or Http404. Object ids are derived, not
+    stored: the candidates are computed from the partner's live cluster refs and own members (two queries),
+    and only the cluster that holds the id is built."""
+    for obj in stix.fixed_objects(ALL_TLPS):
+        if obj["id"] == object_id:
+            return stix.FIXED_OBJECTS_ADDED, obj, None
+    live = LIVE_CLUSTERS.rows(platform.pk)
+    own: dict[int, list[tuple[str, str]]] = {}
+    members = ClusterMember.objects.filter(cluster__in=live, seller__platform=platform)
+    for cluster_id, seller_ref in members.values_list("cluster_id", "seller__seller_ref"):
+        own.setdefault(cluster_id, []).append((platform.slug, seller_ref))
+    for pk, ref, platforms in live.values_list("id", "ref", "platform_count"):
+        if object_id in stix.cluster_object_ids(ref, platform.slug, own.get(pk, []), platforms):
+            cluster = ActorCluster.objects.get(pk=pk)
+            for obj in _objects_of(cluster, platform):
+                if obj["id"] == object_id:
+                    return cluster.changed_at, obj, cluster
+    raise Http404
+
+
+class ObjectView(TaxiiView):
+    """One object by id (its only version), in the TAXII envelope. Showing a cluster's object is a read of
+    the cluster: charged and audited like the objects page."""
+
+    def get(self, request: Request, collection: str, object_id: str) -> Response:
+        platform = collection_of(request, collection)
+        added, obj, cluster = routers.on_replica(lambda: find_object(platform, object_id))
+        summaries = [cluster.summary()] if cluster else []
+        lookups.do_read_clusters(partner_of(request).api_key, "taxii_object", summaries)
+        return _first_last_headers(Response({"more": False, "objects": [obj]}), [Added(added, obj)])
+
+
 urlpatterns = [
     path("", DiscoveryView.as_view(), name="taxii-discovery"),
     path("api1/", ApiRootView.as_view(), name="taxii-api-root"),
@@ -369,4 +402,9 @@ urlpatterns = [
     path("api1/collections/<str:collection>/", CollectionView.as_view(), name="taxii-collection"),
     path("api1/collections/<str:collection>/objects/", ObjectsView.as_view(), name="taxii-objects"),
     path("api1/collections/<str:collection>/manifest/", ManifestView.as_view(), name="taxii-manifest"),
+    path(
+        "api1/collections/<str:collection>/objects/<str:object_id>/",
+        ObjectView.as_view(),
+        name="taxii-object",
+    ),
 ]

@@ -344,3 +344,26 @@ def test_objects_beyond_the_quota_are_a_429_taxii_error(acme, world):
     response = acme.client().get(objects_url(acme), **TAXII)
     assert response.status_code == 429 and int(response["Retry-After"]) > 0
     assert response.json()["http_status"] == "429"
+
+
+def test_every_object_of_the_collection_can_be_read_by_its_id(acme, world):
+    client = acme.client()
+    objects = client.get(objects_url(acme), **TAXII).json()["objects"]
+    usage_before = LookupUsage.objects.get(api_key=acme.key).count
+    for obj in objects:
+        response = client.get(objects_url(acme) + f"{obj['id']}/", **TAXII)
+        assert response.status_code == 200, (obj["type"], response.content)
+        assert response.json() == {"more": False, "objects": [obj]}
+    cluster_objects = [o for o in objects if "x_exchange_kinds" in o or o["type"] in {"identity", "sighting"}]
+    cluster_objects = [o for o in cluster_objects if o["id"] != stix.PRODUCER_ID]
+    # Each cluster object read is a cluster read: charged like the objects page.
+    assert LookupUsage.objects.get(api_key=acme.key).count == usage_before + len(cluster_objects)
+    assert AuditEntry.objects.filter(action="cluster_read", details__endpoint="taxii_object").exists()
+
+
+def test_another_partners_object_ids_are_404s_even_in_ones_own_collection(acme, bazaar, world):
+    bazaar_actor = stix.threat_actor_id(world["bazaar_only"])
+    baz_seller = stix.seller_identity_id("bazaar", "baz-1")
+    for object_id in (bazaar_actor, baz_seller, f"threat-actor--{'0' * 8}-0000-4000-8000-{'0' * 12}"):
+        response = acme.client().get(objects_url(acme) + f"{object_id}/", **TAXII)
+        assert response.status_code == 404 and response.json()["http_status"] == "404"

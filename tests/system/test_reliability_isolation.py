@@ -30,6 +30,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import AnalystProfile, ApiKey, AuditEntry, Platform
 from exchange.models import Indicator, LookupUsage, Seller, Sighting, Submission
+from graph import stix
 from graph.models import ActorCluster, ClusterEvent, ClusterMember, PendingMerge
 from graph.taxii import TAXII_MEDIA_TYPE, collection_id
 from tests.builders import seller, th
@@ -59,6 +60,8 @@ TAXII_ROUTES: dict[str, str | None] = {
     "taxii2/api1/collections/<str:collection>/": "collection",
     "taxii2/api1/collections/<str:collection>/objects/": "collection",
     "taxii2/api1/collections/<str:collection>/manifest/": "collection",
+    # The owner's collection and an object of the owner's own cluster (stix ids are derived: see graph/stix.py).
+    "taxii2/api1/collections/<str:collection>/objects/<str:object_id>/": "object",
 }
 # Public on purpose: they carry no tenant data.
 # (/healthz, /readyz and /metrics are answered before the URLconf: exchange/probes.py.)
@@ -327,8 +330,8 @@ def test_taxii_route_keeps_tenants_apart(route, world, bob):
         secrets = [*canaries(world, owner), owner.platform.name]
         shared_ok = [world.shared_cluster]  # both platforms have sellers in it: each may see its reference
         secrets = [s for s in secrets if s not in shared_ok]
-        owner_url = url_for(route, collection_id(owner.platform))
-        other_url = url_for(route, collection_id(other.platform))
+        owner_url = taxii_url(route, owner, world)
+        other_url = taxii_url(route, other, world)
         response = other.client().get(owner_url, **accept)
         COUNTS["taxii: other platform"] += 1
         assert response.status_code == (404 if TAXII_ROUTES[route] else 200), (route, response.status_code)
@@ -350,6 +353,13 @@ def test_taxii_route_keeps_tenants_apart(route, world, bob):
             assert response.status_code == expected, (role, route, response.status_code)
             assert response.json()["http_status"] == str(expected)
         assert owner.client().get(owner_url, **accept).status_code == 200  # the positive control
+
+
+def taxii_url(route: str, owner: KeyedPlatform, world: World) -> str:
+    """The route filled with the owner's collection id (and the threat-actor of its own cluster)."""
+    own_cluster = world.acme_cluster if owner is world.acme else world.bazaar_cluster
+    url = route.replace("<str:collection>", collection_id(owner.platform))
+    return "/" + url.replace("<str:object_id>", stix.threat_actor_id(own_cluster))
 
 
 def test_scopes_are_enforced_per_route(world):

@@ -32,10 +32,11 @@ from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView, exception_handler
+from rest_framework.views import APIView
 
 from accounts.models import Platform
 from exchange import lookups, routers
+from exchange.errors import api_exception_handler
 from exchange.views import cursor_cipher, partner_of
 from graph import stix
 from graph.api import LIVE_CLUSTERS
@@ -81,8 +82,8 @@ def taxii_error(status_code: int, title: str, description: str = "") -> dict[str
 
 
 def taxii_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """The partner API's statuses and headers (401 with WWW-Authenticate, 429 with Retry-After), with TAXII
-    error bodies."""
+    """The partner API's statuses and headers (401 with WWW-Authenticate, 503 with Retry-After on a database
+    outage, 429 with Retry-After beyond the quota), with TAXII error bodies."""
     if isinstance(exc, lookups.QuotaExceeded):
         quota = Response(
             taxii_error(
@@ -95,18 +96,12 @@ def taxii_exception_handler(exc: Exception, context: dict[str, Any]) -> Response
         )
         quota["Retry-After"] = str(max(1, int((exc.resets_at - timezone.now()).total_seconds())))
         return quota
-    if isinstance(exc, Http404):
-        exc = exceptions.NotFound()
-    response = exception_handler(exc, context)
-    if response is None or not isinstance(exc, exceptions.APIException):
-        return response
-    detail = exc.detail
-    if isinstance(detail, list):
-        description = "; ".join(str(item) for item in detail)
-    else:
-        description = json.dumps(detail) if isinstance(detail, dict) else str(detail)
-    title = str(exc.default_code).replace("_", " ").capitalize()  # "Not acceptable", "Method not allowed"
-    response.data = taxii_error(response.status_code, title, description)
+    response = api_exception_handler(exc, context)
+    if response is None:
+        return None
+    error = response.data["error"]
+    title = str(error["code"]).replace("_", " ").capitalize()  # "Not acceptable", "Service unavailable"
+    response.data = taxii_error(response.status_code, title, str(error["message"]))
     return response
 
 

@@ -14,12 +14,13 @@ from typing import Any
 import pytest
 import stix2
 from django.core.management import call_command
+from django.db import OperationalError
 from django.test import override_settings
 from stix2validator import ValidationOptions, validate_parsed_json
 
 from accounts.models import AuditEntry
 from exchange.models import Indicator, LookupUsage
-from graph import stix
+from graph import stix, taxii
 from graph.exports import partner_cluster_data
 from graph.models import ActorCluster
 from graph.taxii import TAXII_MEDIA_TYPE, collection_id
@@ -367,3 +368,13 @@ def test_another_partners_object_ids_are_404s_even_in_ones_own_collection(acme, 
     for object_id in (bazaar_actor, baz_seller, f"threat-actor--{'0' * 8}-0000-4000-8000-{'0' * 12}"):
         response = acme.client().get(objects_url(acme) + f"{object_id}/", **TAXII)
         assert response.status_code == 404 and response.json()["http_status"] == "404"
+
+
+def test_a_database_outage_is_a_503_taxii_error_to_retry(acme, monkeypatch):
+    def down(*args: Any) -> None:
+        raise OperationalError("the server closed the connection")
+
+    monkeypatch.setattr(taxii, "read_page", down)
+    response = acme.client().get(objects_url(acme), **TAXII)
+    assert response.status_code == 503 and response["Retry-After"] == "5"
+    assert response.json()["http_status"] == "503" and response["Content-Type"] == TAXII_MEDIA_TYPE

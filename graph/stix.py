@@ -25,6 +25,7 @@ Every object carries one TLP 2.0 marking (the OASIS-published marking definition
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import stix2
+import stix2.exceptions
 
 TLP_EXTENSION = "extension-definition--60a3c5c5-0d10-413e-aab3-9e08dde9e88d"
 TLP_CREATED = "2022-10-01T00:00:00.000Z"  # part of the published objects, like their ids
@@ -294,3 +296,58 @@ def check(stix: dict[str, Any]) -> None:
     """Parse with the stix2 library, which enforces required properties, vocabularies and reference types;
     unknown custom properties are refused unless declared (as ours are, by the extension definition)."""
     stix2.parse(stix, allow_custom=False)
+
+
+# --- import: a bundle of indicators (e.g. a brand's known counterfeit storefronts) --------------------------
+
+# The observable each importable pattern names, and the indicator kind its value is reported as. A URL is
+# reported by its registered domain (the website_domain spec normalises URLs and domains alike).
+IMPORT_KINDS = {"domain-name": "website_domain", "url": "website_domain", "email-addr": "email"}
+# One equality on the observable's value: what a list of storefronts or contact addresses is. Anything richer
+# (AND/OR, other properties, qualifiers) cannot become a report's indicator and is refused, not guessed.
+_IMPORT_PATTERN = re.compile(r"\[\s*(domain-name|url|email-addr):value\s*=\s*'((?:[^'\\]|\\.)*)'\s*\]")
+
+
+class StixImportError(ValueError):
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True, slots=True)
+class ImportedIndicator:
+    stix_id: str
+    kind: str  # the exchange's indicator kind
+    value: str  # raw: the importer hashes it at once (graph/management/commands/import_stix.py)
+    valid_from: str
+
+
+def indicators_of(bundle: Any) -> list[ImportedIndicator]:
+    """The importable indicators of a STIX 2.1 bundle (revoked ones skipped); StixImportError naming every
+    object that cannot be imported, so that nothing of a partly bad bundle is stored."""
+    try:
+        # Other producers' custom properties are theirs to add; everything else must be valid STIX 2.1.
+        stix2.parse(bundle, allow_custom=True)
+    except (stix2.exceptions.STIXError, ValueError, TypeError) as error:
+        raise StixImportError([f"not a valid STIX 2.1 bundle: {error}"]) from None
+    if not isinstance(bundle, dict) or bundle.get("type") != "bundle":
+        raise StixImportError(["not a STIX bundle (type must be 'bundle')"])
+    found: list[ImportedIndicator] = []
+    problems: list[str] = []
+    for obj in bundle.get("objects", []):
+        if obj.get("type") != "indicator" or obj.get("revoked"):
+            continue
+        match = _IMPORT_PATTERN.fullmatch(str(obj.get("pattern", "")).strip())
+        if obj.get("pattern_type") != "stix" or match is None:
+            problems.append(
+                f"{obj['id']}: only STIX patterns [domain-name:value = '...'], [url:value = '...'] and "
+                "[email-addr:value = '...'] can be imported"
+            )
+            continue
+        value = re.sub(r"\\(.)", r"\1", match.group(2))  # STIX string escapes: \' and \\
+        found.append(ImportedIndicator(obj["id"], IMPORT_KINDS[match.group(1)], value, obj["valid_from"]))
+    if problems:
+        raise StixImportError(problems)
+    if not found:
+        raise StixImportError(["the bundle holds no indicator to import"])
+    return found

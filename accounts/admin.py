@@ -213,7 +213,15 @@ class PlatformForm(forms.ModelForm):
 
     class Meta:
         model = Platform
-        fields = ("name", "slug", "active", "default_region", "report_recipients", "report_cadence")
+        fields = (
+            "name",
+            "slug",
+            "active",
+            "default_region",
+            "report_recipients",
+            "report_cadence",
+            "stix_tlp",
+        )
 
 
 class ApiKeyInline(admin.TabularInline):
@@ -243,6 +251,7 @@ class PlatformAdmin(DurableSaveAdmin, ScopedModelAdmin):
     fieldsets = (
         (None, {"fields": ("name", "slug", "active", "default_region", "created_at")}),
         ("Cluster reports", {"fields": ("report_recipients", "report_cadence", "last_report_at")}),
+        ("STIX / TAXII", {"fields": ("stix_tlp",)}),
         ("API keys", {"fields": ("new_key",)}),
     )
 

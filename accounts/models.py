@@ -32,6 +32,16 @@ def validate_email_list(value: list[str]) -> None:
         validate_email(address)
 
 
+class Tlp(models.TextChoices):
+    """TLP 2.0 levels for the STIX the platform receives (graph/stix.py holds their marking definitions)."""
+
+    CLEAR = "clear", "TLP:CLEAR"
+    GREEN = "green", "TLP:GREEN"
+    AMBER = "amber", "TLP:AMBER"
+    AMBER_STRICT = "amber+strict", "TLP:AMBER+STRICT"
+    RED = "red", "TLP:RED"
+
+
 class PlatformQuerySet(ScopedQuerySet["Platform"]):
     def active(self) -> PlatformQuerySet:
         return self.filter(active=True)
@@ -54,6 +64,13 @@ class Platform(models.Model):
         default=list, blank=True, validators=[validate_email_list], help_text="Email addresses."
     )
     report_cadence = models.CharField(max_length=10, choices=Cadence.choices, default=Cadence.OFF)
+    stix_tlp = models.CharField(
+        "STIX TLP",
+        max_length=12,
+        choices=Tlp.choices,
+        default=Tlp.AMBER_STRICT,
+        help_text="The TLP marking on the STIX objects this platform receives over TAXII.",
+    )
     last_report_at = models.DateTimeField(
         null=True,
         blank=True,

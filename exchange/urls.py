@@ -35,6 +35,8 @@ api_v1: list[URLPattern | URLResolver] = [
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"))),
+    # TAXII 2.1 (graph's, named by string like its part of the API): actor clusters as STIX for TIP tools.
+    path("taxii2/", include("graph.taxii")),
 ]
 if settings.OIDC_ENABLED:  # single sign-on for the admin (accounts/oidc.py)
     urlpatterns.append(path("oidc/", include("mozilla_django_oidc.urls")))

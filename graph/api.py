@@ -18,6 +18,7 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+import exchange.converters  # noqa: F401  (registers cluster_ref: this module is imported outside the URLconf too)
 from exchange import lookups, routers
 from exchange.filters import RiskFilter, StrictBooleanFilter, UtcDateTimeFilter
 from exchange.serializers import ClusterDetailSerializer, ClusterSummarySerializer

@@ -137,6 +137,7 @@ def test_the_platform_admin_audits_creation_and_changes(alice):
         "default_region": "",
         "report_recipients": "",
         "report_cadence": "off",
+        "stix_tlp": "amber+strict",
         "api_keys-TOTAL_FORMS": "0",
         "api_keys-INITIAL_FORMS": "0",
     }

@@ -471,6 +471,7 @@ def test_platform_report_settings(world, alice):
         "default_region": "DE",
         "report_recipients": "tns@acme.example\nlead@acme.example",
         "report_cadence": "weekly",
+        "stix_tlp": "green",
         "api_keys-TOTAL_FORMS": "0",
         "api_keys-INITIAL_FORMS": "0",
     }
@@ -479,6 +480,7 @@ def test_platform_report_settings(world, alice):
     platform.refresh_from_db()
     assert platform.report_recipients == ["tns@acme.example", "lead@acme.example"]
     assert platform.report_cadence == "weekly"
+    assert platform.stix_tlp == "green"  # the TLP of its STIX exports is set here too
     assert AuditEntry.objects.filter(action="platform_changed", platform=platform).exists()
 
 

@@ -30,7 +30,9 @@ from rest_framework.test import APIClient
 
 from accounts.models import AnalystProfile, ApiKey, AuditEntry, Platform
 from exchange.models import Indicator, LookupUsage, Seller, Sighting, Submission
+from graph import stix
 from graph.models import ActorCluster, ClusterEvent, ClusterMember, PendingMerge
+from graph.taxii import TAXII_MEDIA_TYPE, collection_id
 from tests.builders import seller, th
 from tests.conftest import KeyedPlatform
 from tests.reliability.world import World, build_world, scopeless_key
@@ -49,6 +51,17 @@ API_ROUTES: dict[str, tuple[str, str, str | None]] = {
     "api/v1/lookups/": ("POST", "lookup", None),
     "api/v1/clusters/": ("GET", "read", None),
     "api/v1/clusters/<cluster_ref:ref>/": ("GET", "read", "cluster"),
+}
+# TAXII 2.1 (graph/taxii.py): all GET with the `read` scope; "collection" routes name the caller's collection.
+TAXII_ROUTES: dict[str, str | None] = {
+    "taxii2/": None,
+    "taxii2/api1/": None,
+    "taxii2/api1/collections/": None,
+    "taxii2/api1/collections/<str:collection>/": "collection",
+    "taxii2/api1/collections/<str:collection>/objects/": "collection",
+    "taxii2/api1/collections/<str:collection>/manifest/": "collection",
+    # The owner's collection and an object of the owner's own cluster (stix ids are derived: see graph/stix.py).
+    "taxii2/api1/collections/<str:collection>/objects/<str:object_id>/": "object",
 }
 # Public on purpose: they carry no tenant data.
 # (/healthz, /readyz and /metrics are answered before the URLconf: exchange/probes.py.)
@@ -146,7 +159,14 @@ def test_every_url_is_covered_by_the_matrix():
         for m in models.values()
         for suffix in ADMIN_MODEL_SUFFIXES
     }
-    known = set(API_ROUTES) | PUBLIC_ROUTES | ADMIN_SITE_ROUTES | admin_model_routes | set(ADMIN_EXTRA_ROUTES)
+    known = (
+        set(API_ROUTES)
+        | set(TAXII_ROUTES)
+        | PUBLIC_ROUTES
+        | ADMIN_SITE_ROUTES
+        | admin_model_routes
+        | set(ADMIN_EXTRA_ROUTES)
+    )
     uncovered = [
         route for route in routes() if route not in known and not route.startswith("admin/^(?P<app_label>")
     ]
@@ -299,6 +319,47 @@ def _keyed(secret: str) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
     return client
+
+
+@pytest.mark.parametrize("route", sorted(TAXII_ROUTES))
+def test_taxii_route_keeps_tenants_apart(route, world, bob):
+    """The other platform's key on the owner's collection is a 404 and its own collections hold none of the
+    owner's strings; callers without a usable key get TAXII errors (401, 403)."""
+    accept: dict[str, Any] = {"HTTP_ACCEPT": TAXII_MEDIA_TYPE}
+    for owner, other in ((world.acme, world.bazaar), (world.bazaar, world.acme)):
+        secrets = [*canaries(world, owner), owner.platform.name]
+        shared_ok = [world.shared_cluster]  # both platforms have sellers in it: each may see its reference
+        secrets = [s for s in secrets if s not in shared_ok]
+        owner_url = taxii_url(route, owner, world)
+        other_url = taxii_url(route, other, world)
+        response = other.client().get(owner_url, **accept)
+        COUNTS["taxii: other platform"] += 1
+        assert response.status_code == (404 if TAXII_ROUTES[route] else 200), (route, response.status_code)
+        own_view = other.client().get(other_url, **accept)
+        assert own_view.status_code == 200, (route, own_view.status_code)
+        for body in (response.content.decode(), own_view.content.decode()):
+            leaked = [s for s in secrets if s in body]
+            assert not leaked, (route, leaked)
+        session = APIClient()
+        session.force_login(bob)
+        callers = {
+            "no key": (APIClient(), 401),
+            "key without scopes": (_keyed(scopeless_key(owner)), 403),
+            "admin session": (session, 401),
+        }
+        for role, (client_, expected) in callers.items():
+            response = client_.get(owner_url, **accept)
+            COUNTS[f"taxii: {role}"] += 1
+            assert response.status_code == expected, (role, route, response.status_code)
+            assert response.json()["http_status"] == str(expected)
+        assert owner.client().get(owner_url, **accept).status_code == 200  # the positive control
+
+
+def taxii_url(route: str, owner: KeyedPlatform, world: World) -> str:
+    """The route filled with the owner's collection id (and the threat-actor of its own cluster)."""
+    own_cluster = world.acme_cluster if owner is world.acme else world.bazaar_cluster
+    url = route.replace("<str:collection>", collection_id(owner.platform))
+    return "/" + url.replace("<str:object_id>", stix.threat_actor_id(own_cluster))
 
 
 def test_scopes_are_enforced_per_route(world):

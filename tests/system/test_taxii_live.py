@@ -1,0 +1,108 @@
+"""An independent TAXII 2.1 client (OASIS's taxii2-client) reads a partner's collection from a live gunicorn
+server: discovery, the API root, the collections, and the objects page by page. Every page's objects pass the
+OASIS stix2-validator and parse with the stix2 library; another partner's key cannot read the collection."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import stix2
+from stix2validator import ValidationOptions, validate_parsed_json
+from taxii2client.exceptions import TAXIIServiceException
+from taxii2client.v21 import Collection, Server, as_pages
+
+from tests.reliability.server import Gunicorn, fake_transport_hash, free_port, production_env, setup
+
+pytestmark = pytest.mark.slow
+
+
+class Bearer(requests.auth.AuthBase):
+    """The partner API key as TAXII credentials (taxii2-client takes any requests auth)."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self.key}"
+        return request
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
+    tmp: Path = tmp_path_factory.mktemp("taxii-live")
+    env = production_env(f"sqlite:///{tmp / 'live.sqlite3'}")
+    keys = setup(env, "acme", "bazaar")
+    server = Gunicorn(env, free_port(), tmp / "server.log", workers=1)
+    server.start()
+    try:
+        rings = {"acme": ["ring-a", "ring-b", "ring-c"], "bazaar": ["ring-a", "ring-b", "ring-z"]}
+        for slug, phones in rings.items():
+            sellers: list[dict[str, Any]] = [
+                {
+                    "seller_ref": f"{slug}-{n}",
+                    "status": "confirmed",
+                    "reasons": ["counterfeit"],
+                    "reported_at": "2026-11-01T00:00:00Z",
+                    "indicators": [{"kind": "phone", "hash": fake_transport_hash("phone", phone)}],
+                }
+                for n, phone in enumerate(phones)
+            ]
+            answer = requests.post(
+                f"{server.url}/api/v1/submissions/",
+                json={"sellers": sellers},
+                headers={"Authorization": f"Bearer {keys[slug]}", "Idempotency-Key": str(uuid.uuid4())},
+                timeout=30,
+            )
+            assert answer.status_code == 201, answer.text
+        yield server.url, keys
+    finally:
+        server.stop()
+
+
+def validate(objects: list[dict[str, Any]]) -> None:
+    bundle = {"type": "bundle", "id": f"bundle--{uuid.uuid4()}", "objects": objects}
+    results = validate_parsed_json(bundle, ValidationOptions(strict=False))
+    problems = [str(e) for e in results.errors] + [str(w) for w in results.warnings]
+    assert results.is_valid and not problems, problems
+    stix2.parse(json.dumps(bundle), allow_custom=False)
+
+
+def test_taxii2_client_reads_the_partners_collection_page_by_page(live):
+    url, keys = live
+    server = Server(f"{url}/taxii2/", auth=Bearer(keys["acme"]))
+    assert server.title == "Bad-actor intelligence exchange"
+    (api_root,) = server.api_roots
+    assert api_root.versions == ["application/taxii+json;version=2.1"]
+    (collection,) = api_root.collections
+    assert collection.can_read and not collection.can_write
+
+    pages = list(as_pages(collection.get_objects, per_request=4))
+    assert len(pages) >= 3  # the fixed objects and two clusters' objects do not fit in two pages of four
+    objects = [obj for page in pages for obj in page.get("objects", [])]
+    assert all(len(page["objects"]) == 4 for page in pages[:-1])
+    assert len({o["id"] for o in objects}) == len(objects)
+    validate(objects)
+    names = {o.get("name") for o in objects}
+    assert {"acme-0", "acme-1"} <= names and "acme-2" not in names  # acme-2 shares nothing: no cluster
+    assert not any(str(name).startswith("bazaar") for name in names)
+    assert collection.get_objects() == {"more": False, "objects": objects}  # one page holds it all too
+
+    manifest = collection.get_manifest()
+    assert [m["id"] for m in manifest["objects"]] == [o["id"] for o in objects]
+
+
+def test_another_partners_key_cannot_read_the_collection(live):
+    url, keys = live
+    acme_collection = Server(f"{url}/taxii2/", auth=Bearer(keys["acme"])).api_roots[0].collections[0]
+    intruder = Collection(acme_collection.url, auth=Bearer(keys["bazaar"]))
+    with pytest.raises((TAXIIServiceException, requests.HTTPError)) as refused:
+        intruder.get_objects()
+    assert "404" in str(refused.value)
+    (own,) = Server(f"{url}/taxii2/", auth=Bearer(keys["bazaar"])).api_roots[0].collections
+    assert own.id != acme_collection.id

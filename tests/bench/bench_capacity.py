@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -191,20 +190,7 @@ def main() -> None:
         seller, indicator, kind, n_sellers, n_indicators = synthesize(size, args.shared)
         info = bench_recluster.fill_rows(seller, indicator, kind, n_sellers, n_indicators)
         print(f"   filled in {info['fill_s']:.1f}s; measuring", file=sys.stderr)
-        proc = subprocess.run(
-            [sys.executable, __file__, "--one", str(size), str(n_indicators)],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            env={**os.environ, **ENV},
-            check=False,
-        )
-        if proc.returncode:
-            print(proc.stderr[-3000:], file=sys.stderr)
-            raise SystemExit(proc.returncode)
-        result = json.loads(proc.stdout.strip().splitlines()[-1])
-        rows.append(result)
-        print(f"   {result}", file=sys.stderr)
+        rows.append(bench_recluster.run_one(size, str(n_indicators), script=__file__, env=ENV))
     if args.drop:
         import psycopg
 

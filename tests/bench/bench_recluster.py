@@ -311,13 +311,16 @@ def measure_spark(sightings: int, master: str) -> dict[str, Any]:
     return out
 
 
-def run_one(size: int, *extra: str) -> dict[str, Any]:
+def run_one(
+    size: int, *extra: str, script: str = __file__, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Run `script --one SIZE ...` in a fresh process and return the JSON it prints last (also echoed)."""
     proc = subprocess.run(
-        [sys.executable, __file__, "--one", str(size), *extra],
+        [sys.executable, script, "--one", str(size), *extra],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        env={**os.environ, **ENV},
+        env={**os.environ, **(ENV if env is None else env)},
         check=False,
     )
     if proc.returncode:

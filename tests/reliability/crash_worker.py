@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import random
 import sys
-import tempfile
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -35,17 +34,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from exchange.client import ExchangeClient
 from tests.reliability.server import (
     DEFAULT_SERVER,
-    Gunicorn,
     Worker,
-    database_url,
     drop_database,
     fake_transport_hash,
-    free_port,
     log,
     manage,
-    production_env,
-    reset_database,
-    setup,
+    worker_world,
 )
 
 
@@ -71,6 +65,13 @@ def batch(platform: str, number: int, size: int, rng: random.Random) -> list[dic
             }
         )
     return sellers
+
+
+def submit_batches(url: str, key: str, slug: str, numbers: range, size: int, rng: random.Random) -> None:
+    """Submit one platform's batches `numbers` through the reference client (retrying as a partner would)."""
+    client = ExchangeClient(url, key, max_retries=8, backoff_base=0.2)
+    for number in numbers:
+        client.submit_batch(batch(slug, number, size, rng), idempotency_key=f"{slug}-{number}")
 
 
 def jobs(url: str, status: str) -> list[int]:
@@ -126,27 +127,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     rng = random.Random(args.seed)
-    url = database_url(args.database, args.server)
-    reset_database(url)
-    env = production_env(url, task_mode="worker", log_level="INFO")
-    keys = setup(env, "north", "south")
-    logdir = Path(tempfile.mkdtemp(prefix="crash_worker_"))
-    server = Gunicorn(env, free_port(), logdir / "gunicorn.log")
+    world = worker_world(args.database, args.server, "crash_worker_", "north", "south")
+    url, env, keys, logdir, server = world.url, world.env, world.keys, world.logdir, world.server
     worker = Worker(env, logdir / "worker.log")
     server.start()
     worker.start()
     kills, requeued, ok = 0, 0, False
     started = time.monotonic()
     try:
-
-        def ingest(slug: str) -> None:
-            client = ExchangeClient(server.url, keys[slug], max_retries=8, backoff_base=0.2)
-            for number in range(args.batches):
-                client.submit_batch(
-                    batch(slug, number, args.batch_size, rng), idempotency_key=f"{slug}-{number}"
-                )
-
-        threads = [threading.Thread(target=ingest, args=(slug,)) for slug in keys]
+        threads = [
+            threading.Thread(
+                target=submit_batches,
+                args=(server.url, keys[slug], slug, range(args.batches), args.batch_size, rng),
+            )
+            for slug in keys
+        ]
         for t in threads:
             t.start()
         # Kill during ingest and while the backlog of recompute jobs is worked off.

@@ -28,28 +28,21 @@ import itertools
 import random
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from exchange.client import ExchangeClient
-from tests.reliability.crash_worker import batch, clusters, jobs
+from tests.reliability.crash_worker import clusters, jobs, submit_batches
 from tests.reliability.server import (
     DEFAULT_SERVER,
     ROOT,
-    Gunicorn,
     Worker,
-    database_url,
     drop_database,
-    free_port,
     log,
     manage,
-    production_env,
-    reset_database,
-    setup,
+    worker_world,
 )
 
 
@@ -106,12 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     rng = random.Random(args.seed)
-    url = database_url(args.database, args.server)
-    reset_database(url)
-    env = production_env(url, task_mode="worker", log_level="INFO")
-    keys = setup(env, "east", "west")
-    logdir = Path(tempfile.mkdtemp(prefix="scale_workers_"))
-    server = Gunicorn(env, free_port(), logdir / "gunicorn.log")
+    world = worker_world(args.database, args.server, "scale_workers_", "east", "west")
+    url, env, keys, logdir, server = world.url, world.env, world.keys, world.logdir, world.server
     logs = [logdir / f"worker-{n}.log" for n in range(args.workers)]
     workers = [Worker(env, path) for path in logs]
     problems: list[str] = []
@@ -122,11 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             worker.start()
 
         def ingest(slug: str, numbers: range) -> None:
-            client = ExchangeClient(server.url, keys[slug], max_retries=8, backoff_base=0.2)
-            for number in numbers:
-                client.submit_batch(
-                    batch(slug, number, args.batch_size, rng), idempotency_key=f"{slug}-{number}"
-                )
+            submit_batches(server.url, keys[slug], slug, numbers, args.batch_size, rng)
 
         half = args.batches // 2
         threads = [threading.Thread(target=ingest, args=(slug, range(half))) for slug in keys]

@@ -11,9 +11,11 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -165,3 +167,24 @@ class Worker(Process):
     def __init__(self, env: dict[str, str], logfile: Path) -> None:
         args = [sys.executable, "manage.py", "procrastinate", "worker", "--queues", "clusters"]
         super().__init__(args, env, logfile)
+
+
+@dataclass
+class WorkerWorld:
+    """A fresh database with two or more platforms' keys, production settings in worker mode, a log folder and
+    a gunicorn server (not started): what the worker reliability scripts start from."""
+
+    url: str
+    env: dict[str, str]
+    keys: dict[str, str]
+    logdir: Path
+    server: Gunicorn
+
+
+def worker_world(database: str, server: str, prefix: str, *slugs: str) -> WorkerWorld:
+    url = database_url(database, server)
+    reset_database(url)
+    env = production_env(url, task_mode="worker", log_level="INFO")
+    keys = setup(env, *slugs)
+    logdir = Path(tempfile.mkdtemp(prefix=prefix))
+    return WorkerWorld(url, env, keys, logdir, Gunicorn(env, free_port(), logdir / "gunicorn.log"))

@@ -1,0 +1,123 @@
+"""One cluster's seller-indicator graph as data for the cluster page's interactive graph.
+
+The page embeds `network(...)` with Django's `json_script` (a `<script type="application/json">` block: data,
+never executed, so the CSP's `script-src 'self'` holds) and graph/static/graph/cluster-graph.js draws it with
+cytoscape.js. It shows what `graph.picture` draws as SVG (which stays the picture without JavaScript and in
+emails), from the same `Explanation`, so it can say no more than the page does: for a partner analyst other
+platforms' sellers are aliases ("Platform B #2") with no link, indicators carry no token and no id (node ids
+are positions on the page), and dates are as coarse as the tables show them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.template.defaultfilters import date as format_date
+from django.urls import reverse
+
+from graph.explain import ChainStep, Explanation, IndicatorRow, Member
+from graph.picture import KIND_COLOURS, UNKNOWN_KIND_COLOUR, platform_colours
+
+LABEL_LIMIT = 18  # longer seller references are cut with "…" on the canvas (the tooltip has them whole)
+
+
+def seller_node(member: Member) -> str:
+    return f"s{member.position}"
+
+
+def network(
+    explanation: Explanation, pair: tuple[Member, Member] | None, chain: list[ChainStep]
+) -> dict[str, Any]:
+    """Nodes, edges and the evidence chain between the page's chosen pair, as plain JSON-ready data."""
+    everything = explanation.scope.everything
+    colours = platform_colours(explanation)
+    platform_label = {group.platform_id: group.label for group in explanation.groups}
+    rows = explanation.drawn
+    indicator_node = {row.key: f"i{n}" for n, row in enumerate(rows, start=1)}
+    members = [m for m in explanation.members if m.linkable]  # the others hold no links to draw
+    seller_nodes = {m.seller_id: seller_node(m) for m in members}
+
+    nodes: list[dict[str, Any]] = [_seller(m, platform_label, colours) for m in members]
+    nodes += [_indicator(row, indicator_node[row.key], everything) for row in rows]
+    edges = [
+        {
+            "id": f"{seller_nodes[s.seller_id]}-{indicator_node[str(s.token)]}",
+            "source": seller_nodes[s.seller_id],
+            "target": indicator_node[str(s.token)],
+            "suppressed": bool(explanation.rows[str(s.token)].suppressed),
+        }
+        for s in explanation.sightings
+        if str(s.token) in indicator_node and s.seller_id in seller_nodes
+    ]
+    return {
+        "nodes": nodes,
+        "edges": edges,
+        "platforms": [
+            {"label": group.label, "colour": colours[group.platform_id]} for group in explanation.groups
+        ],
+        "kinds": [
+            {
+                "kind": kind,
+                "label": kind.replace("_", " "),
+                "colour": KIND_COLOURS.get(kind, UNKNOWN_KIND_COLOUR),
+            }
+            for kind in sorted({row.kind for row in rows})
+        ],
+        "pair": [seller_node(m) for m in pair] if pair is not None and chain else [],
+        "chain": _chain(chain, indicator_node),
+    }
+
+
+def _seller(member: Member, platform_label: dict[int, str], colours: dict[int, str]) -> dict[str, Any]:
+    node: dict[str, Any] = {
+        "id": seller_node(member),
+        "type": "seller",
+        "position": member.position,  # the evidence-chain form's option value for this member
+        "label": member.short if len(member.short) <= LABEL_LIMIT else member.short[: LABEL_LIMIT - 1] + "…",
+        "alias": member.alias,
+        "platform": platform_label[member.platform_id],
+        "colour": colours[member.platform_id],
+        "url": None,
+    }
+    if member.seller is not None:  # visible to this viewer: the page links it too
+        node["url"] = reverse("admin:exchange_seller_change", args=[member.seller_id])
+        node["firstReported"] = format_date(member.seller.first_reported_at, "Y-m-d")
+        node["status"] = member.seller.status
+    return node
+
+
+def _indicator(row: IndicatorRow, node_id: str, everything: bool) -> dict[str, Any]:
+    node: dict[str, Any] = {
+        "id": node_id,
+        "type": "indicator",
+        "kind": row.kind,
+        "label": row.kind.replace("_", " "),
+        "strength": row.strength,
+        "colour": KIND_COLOURS.get(row.kind, UNKNOWN_KIND_COLOUR),
+        "sellers": row.sellers,
+        "platforms": row.platforms,
+        "holders": row.holders,  # None for a partner when only other platforms hold it (explain._for_partner)
+        "firstSeen": format_date(row.first_seen, row.first_seen_format) if row.first_seen else "",
+        "links": row.links,
+        "bridge": row.bridge,
+        "suppressed": row.suppressed,
+    }
+    if everything and row.token is not None and row.indicator_id is not None:
+        node["token"] = row.token[:12]
+        node["url"] = reverse("admin:exchange_indicator_change", args=[row.indicator_id])
+    return node
+
+
+def _chain(chain: list[ChainStep], indicator_node: dict[str, str]) -> dict[str, list[str]]:
+    """The element ids of the server's evidence chain (`Explanation.chain`): the graph highlights exactly the
+    steps the page lists, so the link rule lives in one place."""
+    nodes: list[str] = []
+    edges: list[str] = []
+    for step in chain:
+        ends = [seller_node(step.a), seller_node(step.b)]
+        nodes += [n for n in ends if n not in nodes]
+        for row in step.indicators:
+            target = indicator_node[row.key]
+            nodes += [target] if target not in nodes else []
+            edges += [f"{end}-{target}" for end in ends]
+    return {"nodes": nodes, "edges": edges}

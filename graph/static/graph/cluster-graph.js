@@ -1,0 +1,313 @@
+// The cluster page's interactive graph, drawn with the vendored cytoscape.js from the JSON that
+// graph/network.py builds and the page embeds (#cluster-graph-data). A file, not inline script: the page's
+// CSP allows script from 'self' only. Without JavaScript the server's SVG picture stays in its place.
+(function () {
+  "use strict";
+
+  const BRIDGE = "#c0392b";
+  const CHAIN = "#e67e22";
+  const SUPPRESSION = { common: "suppressed: marked common", threshold: "suppressed: over its kind's limit" };
+
+  function start() {
+    const source = document.getElementById("cluster-graph-data");
+    const wrapper = document.getElementById("cluster-graph");
+    const fallback = document.getElementById("cluster-picture-fallback");
+    if (!source || !wrapper || typeof window.cytoscape !== "function") {
+      return; // the SVG picture stays
+    }
+    const data = JSON.parse(source.textContent);
+    // Shown before cytoscape starts: it measures its container.
+    wrapper.hidden = false;
+    if (fallback) {
+      fallback.hidden = true;
+    }
+    const cy = window.cytoscape({
+      container: document.getElementById("graph-canvas"),
+      elements: elements(data),
+      style: style(),
+      layout: { name: "preset" },
+      minZoom: 0.05,
+      maxZoom: 4,
+      wheelSensitivity: 0.4,
+      boxSelectionEnabled: false,
+      // Large clusters stay smooth while panning and zooming.
+      textureOnViewport: data.nodes.length > 300,
+      hideEdgesOnViewport: data.nodes.length > 300,
+    });
+    window.exchangeGraph = cy; // for the browser tests (tests/system/test_admin_browser.py) and the console
+
+    const layout = cy.layout(layoutOptions(data.nodes.length));
+    layout.one("layoutstop", function () {
+      // A handful of nodes would otherwise be blown up to fill the box.
+      if (cy.zoom() > 1.5) {
+        cy.zoom(1.5);
+        cy.center();
+      }
+      highlightChain(cy, data);
+      wrapper.dataset.ready = "true";
+    });
+    layout.run();
+
+    tools(cy, data, document.getElementById("graph-tools"));
+    tooltips(cy, wrapper);
+    clicks(cy);
+  }
+
+  function elements(data) {
+    // Start on a circle in the page's order, then let the force layout settle without randomness: the same
+    // cluster opens looking the same.
+    const count = data.nodes.length;
+    const radius = 40 * Math.sqrt(count + 1);
+    const nodes = data.nodes.map(function (node, n) {
+      const angle = (2 * Math.PI * n) / Math.max(count, 1);
+      return {
+        group: "nodes",
+        data: node,
+        position: { x: radius * Math.cos(angle), y: radius * Math.sin(angle) },
+      };
+    });
+    const edges = data.edges.map(function (edge) {
+      return { group: "edges", data: edge };
+    });
+    return nodes.concat(edges);
+  }
+
+  function layoutOptions(count) {
+    return {
+      name: "cose",
+      randomize: false,
+      animate: false,
+      fit: true,
+      padding: 30,
+      nodeDimensionsIncludeLabels: count <= 150,
+      idealEdgeLength: function () {
+        return count > 150 ? 40 : 70;
+      },
+      nodeRepulsion: function () {
+        return count > 150 ? 6000 : 12000;
+      },
+      gravity: 0.5,
+      // Fewer rounds for large clusters keep the page responsive (the test budgets a few seconds at 500).
+      numIter: count > 300 ? 300 : 1000,
+      coolingFactor: count > 300 ? 0.95 : 0.99,
+    };
+  }
+
+  function style() {
+    return [
+      {
+        selector: "node",
+        style: {
+          label: "data(label)",
+          "font-size": 10,
+          "text-valign": "bottom",
+          "text-margin-y": 3,
+          color: "#333",
+          "text-outline-color": "#fff",
+          "text-outline-width": 2,
+          // Labels disappear when zoomed out too far to read them, and come back on zooming in.
+          "min-zoomed-font-size": 7,
+          "background-color": "data(colour)",
+        },
+      },
+      {
+        selector: 'node[type = "seller"]',
+        style: { shape: "ellipse", width: 22, height: 22, "border-width": 2, "border-color": "#fff" },
+      },
+      {
+        selector: 'node[type = "indicator"]',
+        style: { width: 18, height: 18, "border-width": 1, "border-color": "#333", "font-size": 9, color: "#555" },
+      },
+      { selector: 'node[strength = "strong"]', style: { shape: "diamond", width: 22, height: 22 } },
+      { selector: 'node[strength = "weak"]', style: { shape: "round-rectangle" } },
+      { selector: "node[?bridge]", style: { "border-width": 3, "border-color": BRIDGE } },
+      {
+        selector: 'node[suppressed != ""][type = "indicator"]',
+        style: { "border-style": "dashed", "border-width": 2, "border-color": "#555", "background-opacity": 0.45 },
+      },
+      {
+        selector: "edge",
+        style: { width: 1.3, "line-color": "#9a9a9a", "curve-style": "straight", opacity: 0.8 },
+      },
+      { selector: "edge[?suppressed]", style: { "line-style": "dashed", "line-dash-pattern": [5, 4] } },
+      { selector: ".faded", style: { opacity: 0.25 } },
+      {
+        selector: "node.chain",
+        style: { "underlay-color": CHAIN, "underlay-opacity": 0.45, "underlay-padding": 6, opacity: 1 },
+      },
+      { selector: "edge.chain", style: { width: 4, "line-color": CHAIN, opacity: 1 } },
+      { selector: "node.picked", style: { "border-width": 4, "border-color": CHAIN } },
+      { selector: ".filtered", style: { display: "none" } },
+    ];
+  }
+
+  function highlightChain(cy, data) {
+    const ids = data.chain.nodes.concat(data.chain.edges);
+    if (ids.length === 0) {
+      return;
+    }
+    const chain = cy.collection(ids.map(function (id) { return cy.getElementById(id); }));
+    cy.elements().not(chain).addClass("faded");
+    chain.addClass("chain");
+    data.pair.forEach(function (id) { cy.getElementById(id).addClass("picked"); });
+  }
+
+  // --- filters and legend ------------------------------------------------------------------------------
+
+  function tools(cy, data, box) {
+    const shown = { strong: true, weak: true, suppressed: true };
+    const kinds = {};
+    function apply() {
+      cy.batch(function () {
+        cy.nodes('[type = "indicator"]').forEach(function (node) {
+          const visible =
+            shown[node.data("strength")] && kinds[node.data("kind")] && (shown.suppressed || !node.data("suppressed"));
+          node.toggleClass("filtered", !visible);
+        });
+      });
+    }
+    function checkbox(name, text, swatch, onChange) {
+      const label = document.createElement("label");
+      const input = document.createElement("input");
+      input.type = "checkbox";
+      input.checked = true;
+      input.name = name;
+      input.addEventListener("change", function () {
+        onChange(input.checked);
+        apply();
+      });
+      label.appendChild(input);
+      if (swatch) {
+        label.appendChild(swatch);
+      }
+      label.appendChild(document.createTextNode(text));
+      return label;
+    }
+    function heading(text) {
+      const strong = document.createElement("strong");
+      strong.textContent = text;
+      return strong;
+    }
+    function swatch(colour, seller) {
+      const span = document.createElement("span");
+      span.className = seller ? "swatch seller" : "swatch";
+      span.style.background = colour;
+      return span;
+    }
+
+    box.appendChild(heading("Sellers:"));
+    data.platforms.forEach(function (platform) {
+      const label = document.createElement("label");
+      label.appendChild(swatch(platform.colour, true));
+      label.appendChild(document.createTextNode(platform.label));
+      box.appendChild(label);
+    });
+    box.appendChild(heading("Indicators:"));
+    data.kinds.forEach(function (kind) {
+      kinds[kind.kind] = true;
+      box.appendChild(
+        checkbox("kind-" + kind.kind, kind.label, swatch(kind.colour, false), function (on) {
+          kinds[kind.kind] = on;
+        })
+      );
+    });
+    box.appendChild(heading("Show:"));
+    ["strong", "weak", "suppressed"].forEach(function (name) {
+      box.appendChild(
+        checkbox("show-" + name, name, null, function (on) {
+          shown[name] = on;
+        })
+      );
+    });
+  }
+
+  // --- hover: the evidence of a node or an edge -------------------------------------------------------
+
+  function tooltips(cy, wrapper) {
+    const tip = document.createElement("div");
+    tip.className = "graph-tip";
+    tip.hidden = true;
+    tip.id = "graph-tip";
+    wrapper.appendChild(tip);
+    const canvas = document.getElementById("graph-canvas");
+
+    cy.on("mouseover", "node, edge", function (event) {
+      tip.textContent = describe(event.target, cy); // text only: nothing in the data is ever parsed as HTML
+      const offset = canvas.offsetTop;
+      tip.style.left = event.renderedPosition.x + 14 + "px";
+      tip.style.top = event.renderedPosition.y + offset + 14 + "px";
+      tip.hidden = false;
+    });
+    cy.on("mouseout", "node, edge", function () {
+      tip.hidden = true;
+    });
+    cy.on("viewport drag", function () {
+      tip.hidden = true;
+    });
+  }
+
+  function describe(element, cy) {
+    const d = element.data();
+    if (element.isEdge()) {
+      const seller = cy.getElementById(d.source).data();
+      const indicator = cy.getElementById(d.target).data();
+      return [
+        seller.alias + " holds " + indicator.label + " (" + indicator.strength + ")",
+        d.suppressed ? SUPPRESSION[indicator.suppressed] + ": it does not link" : "first seen " + (indicator.firstSeen || "?"),
+      ].join("\n");
+    }
+    if (d.type === "seller") {
+      const lines = [d.alias, d.platform];
+      if (d.status) {
+        lines.push(d.status + ", first reported " + d.firstReported);
+      }
+      lines.push("holds " + element.degree() + " of the indicators drawn");
+      lines.push(d.url ? "click to open; shift-click two sellers to explain their link" : "shift-click two sellers to explain their link");
+      return lines.join("\n");
+    }
+    const lines = [d.label + " (" + d.strength + ")" + (d.bridge ? ", a bridge: removing it splits the cluster" : "")];
+    lines.push("held by " + d.sellers + " seller" + (d.sellers === 1 ? "" : "s") + " on " + d.platforms + " platform" + (d.platforms === 1 ? "" : "s") + " here");
+    if (d.holders !== null && d.holders !== undefined) {
+      lines.push(d.holders + " seller" + (d.holders === 1 ? "" : "s") + " exchange-wide");
+    }
+    lines.push("first seen " + (d.firstSeen || "?"));
+    lines.push(d.suppressed ? SUPPRESSION[d.suppressed] : "links " + d.links + " member pair" + (d.links === 1 ? "" : "s"));
+    if (d.token) {
+      lines.push("token " + d.token + "…");
+    }
+    return lines.join("\n");
+  }
+
+  // --- clicks: open a seller, or pick two to explain ---------------------------------------------------
+
+  function clicks(cy) {
+    const form = document.querySelector("form.chain-form");
+    let picked = [];
+    cy.on("tap", "node", function (event) {
+      const node = event.target;
+      const shift = event.originalEvent && event.originalEvent.shiftKey;
+      if (shift && node.data("type") === "seller" && form) {
+        picked = picked.filter(function (other) { return other.id() !== node.id(); }).concat([node]).slice(-2);
+        cy.nodes(".picked").removeClass("picked");
+        picked.forEach(function (other) { other.addClass("picked"); });
+        if (picked.length === 2) {
+          // The server works out the chain (one link rule, in graph/evidence.py); the page comes back here.
+          form.elements.a.value = String(picked[0].data("position"));
+          form.elements.b.value = String(picked[1].data("position"));
+          form.setAttribute("action", "#picture");
+          form.submit();
+        }
+        return;
+      }
+      if (!shift && node.data("url")) {
+        window.location.assign(node.data("url"));
+      }
+    });
+  }
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", start);
+  } else {
+    start();
+  }
+})();

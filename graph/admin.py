@@ -501,7 +501,12 @@ class ActorClusterAdmin(DurableSaveAdmin, HashSearchAdmin, ScopedModelAdmin):
             **evidence_context,
             "explanation": explanation,
             "picture": render(explanation),
-            "graph": network(explanation, evidence_context["pair"], evidence_context["chain"]),
+            "graph": network(
+                explanation,
+                evidence_context["pair"],
+                evidence_context["chain"],
+                chosen="a" in request.GET or "b" in request.GET,
+            ),
             "risk_parts": [
                 (name, cluster.risk_parts.get(name, 0), maximum, text) for name, maximum, text in RISK_PARTS
             ],

@@ -26,9 +26,14 @@ def seller_node(member: Member) -> str:
 
 
 def network(
-    explanation: Explanation, pair: tuple[Member, Member] | None, chain: list[ChainStep]
+    explanation: Explanation,
+    pair: tuple[Member, Member] | None,
+    chain: list[ChainStep],
+    *,
+    chosen: bool = False,
 ) -> dict[str, Any]:
-    """Nodes, edges and the evidence chain between the page's chosen pair, as plain JSON-ready data."""
+    """Nodes, edges and the evidence chain between the page's pair, as plain JSON-ready data; `chosen`: the
+    viewer picked the pair (the graph then fades everything off the chain), rather than the page's default."""
     everything = explanation.scope.everything
     colours = platform_colours(explanation)
     platform_label = {group.platform_id: group.label for group in explanation.groups}
@@ -65,6 +70,7 @@ def network(
         ],
         "pair": [seller_node(m) for m in pair] if pair is not None and chain else [],
         "chain": _chain(chain, indicator_node),
+        "focus": chosen and bool(chain),
     }
 
 

@@ -137,3 +137,10 @@ def test_platform_colours_and_kind_colours_cannot_be_confused():
     assert min(relative_luminance(c) for c in KIND_COLOURS.values()) > 0.35
     assert len(set(KIND_COLOURS.values())) == len(KIND_COLOURS)
     assert len(set(PLATFORM_COLOURS)) == len(PLATFORM_COLOURS)
+
+
+def test_graph_fades_the_rest_only_for_a_pair_the_viewer_chose(world, alice):
+    default, _ = embedded_graph(logged_in(alice), f"/admin/graph/actorcluster/{world.ring.pk}/change/")
+    chosen, _ = embedded_graph(logged_in(alice), f"/admin/graph/actorcluster/{world.ring.pk}/change/?a=1&b=3")
+    assert default["chain"]["nodes"] and default["focus"] is False
+    assert chosen["chain"]["nodes"] and chosen["focus"] is True

@@ -104,6 +104,8 @@ def _indicator(row: IndicatorRow, node_id: str, everything: bool) -> dict[str, A
         "platforms": row.platforms,
         "holders": row.holders,  # None for a partner when only other platforms hold it (explain._for_partner)
         "firstSeen": format_date(row.first_seen, row.first_seen_format) if row.first_seen else "",
+        # For the time slider: a sortable date, no finer than `firstSeen` (the 1st when only the month shows).
+        "seen": row.first_seen.date().isoformat() if row.first_seen else "",
         "links": row.links,
         "bridge": row.bridge,
         "suppressed": row.suppressed,

@@ -64,6 +64,8 @@ def test_partner_analysts_graph_shows_other_platforms_as_aliases_only(world, bob
     assert indicators["phone"]["holders"] == 2 and re.fullmatch(
         r"\d{4}-\d{2}-\d{2}", indicators["phone"]["firstSeen"]
     )
+    # The time slider's key is no finer: the 1st of that month.
+    assert indicators["tax_id"]["seen"] == indicators["tax_id"]["firstSeen"] + "-01"
 
 
 def test_partner_analysts_graph_names_other_platforms_when_the_consortium_reveals_them(world, bob, settings):

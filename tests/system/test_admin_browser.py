@@ -12,6 +12,7 @@ import os
 import re
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from accounts.models import AuditEntry, Platform
 from exchange.models import Indicator
 from graph.models import ActorCluster, ClusterEvent, EventKind
 from tests.admin_world import PASSWORD, AdminWorld, build, current_code
-from tests.builders import seller, submit, th
+from tests.builders import NOW, seller, submit, th
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(settings.BASE_DIR) / "test-artifacts"
@@ -501,6 +502,33 @@ def test_interactive_graph_reads_at_500_nodes(browser, live_server, world):
     # Zoomed in, the labels come back.
     page.evaluate("() => { window.exchangeGraph.zoom({level: 1.2, renderedPosition: {x: 500, y: 300}}); }")
     page.screenshot(path=str(ARTIFACTS / "graph-500-nodes-zoomed.png"), full_page=False)
+
+
+def test_time_slider_shows_the_evidence_as_it_stood_on_an_earlier_date(browser, live_server, world):
+    # An email two sellers shared a month ago; a phone that joined a third seller yesterday.
+    month_ago, yesterday = NOW - timedelta(days=30), NOW - timedelta(days=1)
+    client = world.acme.client()
+    early = [seller(f"t-{n}", ("email", "then@t.example"), reported_at=month_ago) for n in (1, 2)]
+    assert submit(client, *early).status_code == 201
+    late = [seller(f"t-{n}", ("phone", "+4930777777"), reported_at=yesterday) for n in (2, 3)]
+    assert submit(client, *late).status_code == 201
+    cluster = ActorCluster.objects.live().get(members__seller__seller_ref="t-3")
+    page = log_in(browser, live_server, "alice")
+    page.goto(f"{live_server.url}/admin/graph/actorcluster/{cluster.pk}/change/#picture")
+    page.wait_for_selector(GRAPH_READY)
+    phone = page.evaluate("window.exchangeGraph.nodes('[kind = \"phone\"]').id()")
+    assert page.inner_text("#seen-until") == yesterday.date().isoformat()
+    page.focus("input[name=seen-until]")
+    page.keyboard.press("Home")  # back to the earliest first-seen date
+    assert page.inner_text("#seen-until") == month_ago.date().isoformat()
+    page.wait_for_function(f"() => !window.exchangeGraph.getElementById('{phone}').visible()")
+    assert (
+        page.evaluate("window.exchangeGraph.nodes('[type = \"indicator\"]:visible').data('kind')") == "email"
+    )
+    graph_in_view(page)
+    page.screenshot(path=str(ARTIFACTS / "graph-time-slider.png"), full_page=False)
+    page.keyboard.press("End")
+    page.wait_for_function(f"() => window.exchangeGraph.getElementById('{phone}').visible()")
 
 
 def test_without_javascript_the_cluster_page_shows_the_svg_picture(browser, live_server, world):

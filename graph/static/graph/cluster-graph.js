@@ -161,11 +161,18 @@
   function tools(cy, data, box) {
     const shown = { strong: true, weak: true, suppressed: true };
     const kinds = {};
+    const dates = Array.from(new Set(cy.nodes('[type = "indicator"]').map(function (node) { return node.data("seen"); })))
+      .filter(Boolean)
+      .sort();
+    let until = dates.length ? dates[dates.length - 1] : "";
     function apply() {
       cy.batch(function () {
         cy.nodes('[type = "indicator"]').forEach(function (node) {
           const visible =
-            shown[node.data("strength")] && kinds[node.data("kind")] && (shown.suppressed || !node.data("suppressed"));
+            shown[node.data("strength")] &&
+            kinds[node.data("kind")] &&
+            (shown.suppressed || !node.data("suppressed")) &&
+            (!node.data("seen") || node.data("seen") <= until);
           node.toggleClass("filtered", !visible);
         });
       });
@@ -223,6 +230,35 @@
         })
       );
     });
+    if (dates.length > 1) {
+      box.appendChild(timeSlider(dates, function (date) {
+        until = date;
+        apply();
+      }));
+    }
+  }
+
+  // The evidence as it stood on a date: indicators first seen later step out (sellers stay).
+  function timeSlider(dates, onChange) {
+    const label = document.createElement("label");
+    const input = document.createElement("input");
+    const shows = document.createElement("output");
+    input.type = "range";
+    input.name = "seen-until";
+    input.min = "0";
+    input.max = String(dates.length - 1);
+    input.value = input.max;
+    shows.id = "seen-until";
+    shows.textContent = dates[dates.length - 1];
+    input.addEventListener("input", function () {
+      const date = dates[Number(input.value)];
+      shows.textContent = date;
+      onChange(date);
+    });
+    label.appendChild(document.createTextNode("First seen by"));
+    label.appendChild(input);
+    label.appendChild(shows);
+    return label;
   }
 
   // --- hover: the evidence of a node or an edge -------------------------------------------------------

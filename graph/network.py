@@ -10,15 +10,22 @@ are positions on the page), and dates are as coarse as the tables show them.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Any
 
+from django.db.models import Count
 from django.template.defaultfilters import date as format_date
 from django.urls import reverse
 
+from exchange.models import Sighting
 from graph.explain import ChainStep, Explanation, IndicatorRow, Member
+from graph.models import ActorCluster
 from graph.picture import KIND_COLOURS, UNKNOWN_KIND_COLOUR, platform_colours
 
 LABEL_LIMIT = 18  # longer seller references are cut with "…" on the canvas (the tooltip has them whole)
+# Neighbouring clusters drawn per suppressed indicator: a hub the rule cut may touch thousands; the rest are
+# counted in the indicator's tooltip.
+MAX_NEIGHBOURS = 12
 
 
 def seller_node(member: Member) -> str:
@@ -71,6 +78,8 @@ def network(
         "pair": [seller_node(m) for m in pair] if pair is not None and chain else [],
         "chain": _chain(chain, indicator_node),
         "focus": chosen and bool(chain),
+        # What the hub rule cut, for exchange analysts only: partners never learn of other clusters this way.
+        "neighbours": _neighbours(explanation, indicator_node, seller_nodes) if everything else None,
     }
 
 
@@ -129,3 +138,75 @@ def _chain(chain: list[ChainStep], indicator_node: dict[str, str]) -> dict[str, 
             nodes += [target] if target not in nodes else []
             edges += [f"{end}-{target}" for end in ends]
     return {"nodes": nodes, "edges": edges}
+
+
+def _neighbours(
+    explanation: Explanation, indicator_node: dict[str, str], seller_nodes: dict[int, str]
+) -> dict[str, Any]:
+    """The other live clusters that share a suppressed indicator with this one's members, for the graph's
+    "expand" switch: suppressed indicators one member alone holds here join the picture as extra nodes, each
+    neighbouring cluster is one node, and the edges to it are dashed (they do not link)."""
+    rows = [row for row in explanation.indicators if row.suppressed]
+    extra = [row for row in rows if row.key not in indicator_node]
+    node_of = {
+        **indicator_node,
+        **{row.key: f"i{n}" for n, row in enumerate(extra, start=len(indicator_node) + 1)},
+    }
+    shared = (
+        Sighting.objects.filter(
+            indicator_id__in=[int(row.key) for row in rows],
+            seller__cluster_membership__cluster__dissolved_at__isnull=True,
+        )
+        .exclude(seller__cluster_membership__cluster_id=explanation.cluster.pk)
+        .values_list("indicator_id", "seller__cluster_membership__cluster_id")
+        .annotate(n=Count("id"))
+        .order_by("indicator_id", "-n", "seller__cluster_membership__cluster_id")
+    )
+    per_indicator: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for indicator_id, cluster_id, n in shared:
+        per_indicator[str(indicator_id)].append((cluster_id, n))
+    clusters: dict[int, dict[str, Any]] = {}
+    edges: list[dict[str, Any]] = []
+    more: dict[str, int] = {}
+    for key, found in per_indicator.items():
+        for cluster_id, n in found[:MAX_NEIGHBOURS]:
+            clusters.setdefault(
+                cluster_id,
+                {
+                    "id": f"c{cluster_id}",
+                    "type": "cluster",
+                    "label": f"cluster #{cluster_id}",
+                    "url": reverse("admin:graph_actorcluster_change", args=[cluster_id]),
+                },
+            )
+            edges.append(
+                {
+                    "id": f"{node_of[key]}-c{cluster_id}",
+                    "source": node_of[key],
+                    "target": f"c{cluster_id}",
+                    "sellers": n,
+                    "suppressed": True,
+                }
+            )
+        if len(found) > MAX_NEIGHBOURS:
+            more[node_of[key]] = len(found) - MAX_NEIGHBOURS
+    sizes = dict(ActorCluster.objects.filter(pk__in=clusters).values_list("pk", "size"))
+    for cluster_id, node in clusters.items():
+        node["size"] = sizes.get(cluster_id, 0)
+    shown_extra = {row.key for row in extra if row.key in per_indicator}
+    return {
+        "nodes": [_indicator(row, node_of[row.key], True) for row in extra if row.key in shown_extra]
+        + list(clusters.values()),
+        "edges": edges
+        + [
+            {
+                "id": f"{seller_nodes[s.seller_id]}-{node_of[str(s.token)]}",
+                "source": seller_nodes[s.seller_id],
+                "target": node_of[str(s.token)],
+                "suppressed": True,
+            }
+            for s in explanation.sightings
+            if str(s.token) in shown_extra and s.seller_id in seller_nodes
+        ],
+        "more": more,
+    }

@@ -17,7 +17,7 @@ from exchange.models import Indicator, Linking, Seller
 from graph.explain import explain
 from graph.network import network
 from graph.picture import KIND_COLOURS, PLATFORM_COLOURS
-from tests.admin_world import AdminWorld, build, logged_in
+from tests.admin_world import AdminWorld, build, cut_by_the_hub_rule, logged_in
 
 pytestmark = pytest.mark.django_db
 
@@ -146,3 +146,25 @@ def test_graph_fades_the_rest_only_for_a_pair_the_viewer_chose(world, alice):
     chosen, _ = embedded_graph(logged_in(alice), f"/admin/graph/actorcluster/{world.ring.pk}/change/?a=1&b=3")
     assert default["chain"]["nodes"] and default["focus"] is False
     assert chosen["chain"]["nodes"] and chosen["focus"] is True
+
+
+def test_exchange_analyst_can_expand_to_clusters_the_hub_rule_cut(acme):
+    here, there = cut_by_the_hub_rule(acme)
+    graph = network(explain(here, EVERYTHING), None, [])
+    # The email is one member's here, so it is not drawn until the analyst expands.
+    assert [n["kind"] for n in graph["nodes"] if n["type"] == "indicator"] == ["phone"]
+    neighbours = graph["neighbours"]
+    email = next(n for n in neighbours["nodes"] if n["type"] == "indicator")
+    cluster = next(n for n in neighbours["nodes"] if n["type"] == "cluster")
+    assert (email["kind"], email["suppressed"]) == ("email", "common")
+    assert cluster["url"] == f"/admin/graph/actorcluster/{there.pk}/change/" and cluster["size"] == 2
+    assert {(e["source"], e["target"], e["suppressed"]) for e in neighbours["edges"]} == {
+        (email["id"], cluster["id"], True),
+        (next(n["id"] for n in graph["nodes"] if n.get("label") == "n-2"), email["id"], True),
+    }
+
+
+def test_partner_analysts_graph_offers_no_neighbouring_clusters(acme, bob):
+    here, _ = cut_by_the_hub_rule(acme)
+    graph, raw = embedded_graph(logged_in(bob), f"/admin/graph/actorcluster/{here.ref}/change/")
+    assert graph["neighbours"] is None and "/admin/graph/actorcluster/" not in raw

@@ -24,7 +24,7 @@ from django.db import connections
 from accounts.models import AuditEntry, Platform
 from exchange.models import Indicator
 from graph.models import ActorCluster, ClusterEvent, EventKind
-from tests.admin_world import PASSWORD, AdminWorld, build, current_code
+from tests.admin_world import PASSWORD, AdminWorld, build, current_code, cut_by_the_hub_rule
 from tests.builders import NOW, seller, submit, th
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -529,6 +529,32 @@ def test_time_slider_shows_the_evidence_as_it_stood_on_an_earlier_date(browser, 
     page.screenshot(path=str(ARTIFACTS / "graph-time-slider.png"), full_page=False)
     page.keyboard.press("End")
     page.wait_for_function(f"() => window.exchangeGraph.getElementById('{phone}').visible()")
+
+
+def test_exchange_analyst_expands_to_the_clusters_the_hub_rule_cut(browser, live_server, world):
+    here, there = cut_by_the_hub_rule(world.acme)
+    page = log_in(browser, live_server, "alice")
+    page.goto(f"{live_server.url}/admin/graph/actorcluster/{here.pk}/change/#picture")
+    page.wait_for_selector(GRAPH_READY)
+    assert page.evaluate("window.exchangeGraph.nodes().length") == 3  # n-1, n-2 and their phone
+    page.check("input[name=expand-neighbours]")
+    page.wait_for_function("() => window.exchangeGraph.nodes(':visible').length === 5")
+    assert page.evaluate("window.exchangeGraph.edges(':visible').length") == 4
+    # The suppressed email and the neighbouring cluster, reached by dashed edges.
+    cluster = page.evaluate("window.exchangeGraph.nodes('[type = \"cluster\"]').data()")
+    assert cluster["url"] == f"/admin/graph/actorcluster/{there.pk}/change/"
+    dashed = page.evaluate("window.exchangeGraph.edges('[?suppressed]').map(e => e.style('line-style'))")
+    assert dashed == ["dashed", "dashed"]
+    graph_in_view(page)
+    page.screenshot(path=str(ARTIFACTS / "graph-expanded-neighbours.png"), full_page=False)
+    page.mouse.click(*node_point(page, cluster["id"]))
+    page.wait_for_url(f"{live_server.url}/admin/graph/actorcluster/{there.pk}/change/")
+    page.go_back()
+    page.wait_for_selector(GRAPH_READY)
+    page.uncheck("input[name=expand-neighbours]") if page.is_checked(
+        "input[name=expand-neighbours]"
+    ) else None
+    assert page.evaluate("window.exchangeGraph.nodes().length") == 3
 
 
 def test_without_javascript_the_cluster_page_shows_the_svg_picture(browser, live_server, world):

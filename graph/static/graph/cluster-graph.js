@@ -38,11 +38,7 @@
     const started = performance.now();
     const layout = cy.layout(layoutOptions(data.nodes.length));
     layout.one("layoutstop", function () {
-      // A handful of nodes would otherwise be blown up to fill the box.
-      if (cy.zoom() > 1.5) {
-        cy.zoom(1.5);
-        cy.center();
-      }
+      capZoom(cy);
       highlightChain(cy, data);
       wrapper.dataset.layoutMs = String(Math.round(performance.now() - started)); // measured by the tests
       wrapper.dataset.ready = "true";
@@ -52,6 +48,14 @@
     tools(cy, data, document.getElementById("graph-tools"));
     tooltips(cy, wrapper);
     clicks(cy);
+  }
+
+  // A handful of nodes would otherwise be blown up to fill the box.
+  function capZoom(cy) {
+    if (cy.zoom() > 1.5) {
+      cy.zoom(1.5);
+      cy.center();
+    }
   }
 
   function elements(data) {
@@ -130,6 +134,18 @@
         selector: "edge",
         style: { width: 1.3, "line-color": "#9a9a9a", "curve-style": "straight", opacity: 0.8 },
       },
+      {
+        selector: 'node[type = "cluster"]',
+        style: {
+          shape: "barrel",
+          width: 34,
+          height: 24,
+          "background-color": "#fff",
+          "border-width": 2,
+          "border-style": "dashed",
+          "border-color": "#666",
+        },
+      },
       { selector: "edge[?suppressed]", style: { "line-style": "dashed", "line-dash-pattern": [5, 4] } },
       { selector: ".faded", style: { opacity: 0.25 } },
       {
@@ -170,7 +186,7 @@
         cy.nodes('[type = "indicator"]').forEach(function (node) {
           const visible =
             shown[node.data("strength")] &&
-            kinds[node.data("kind")] &&
+            kinds[node.data("kind")] !== false && // a kind only expansion brought in has no checkbox
             (shown.suppressed || !node.data("suppressed")) &&
             (!node.data("seen") || node.data("seen") <= until);
           node.toggleClass("filtered", !visible);
@@ -236,6 +252,46 @@
         apply();
       }));
     }
+    const neighbours = data.neighbours;
+    if (neighbours && neighbours.nodes.some(function (node) { return node.type === "cluster"; })) {
+      box.appendChild(heading("Expand:"));
+      let added = null;
+      box.appendChild(
+        checkbox("expand-neighbours", "neighbouring clusters through suppressed indicators", null, function (on) {
+          if (on) {
+            added = expand(cy, neighbours);
+          } else if (added) {
+            cy.remove(added);
+            added = null;
+          }
+        })
+      );
+      box.lastChild.querySelector("input").checked = false; // off until asked for
+    }
+  }
+
+  // Exchange analysts: what the hub rule cut. The other clusters sharing a suppressed indicator join as dashed
+  // nodes around it, laid out again from where everything stands.
+  function expand(cy, neighbours) {
+    const more = neighbours.more;
+    const added = cy.add(
+      neighbours.nodes
+        .map(function (node) {
+          return { group: "nodes", data: Object.assign({}, node, { more: more[node.id] || 0 }) };
+        })
+        .concat(neighbours.edges.map(function (edge) { return { group: "edges", data: edge }; }))
+    );
+    Object.keys(more).forEach(function (id) { cy.getElementById(id).data("more", more[id]); });
+    // New nodes start beside a neighbour already placed, so the layout only has to settle them.
+    added.nodes().forEach(function (node, n) {
+      const placed = node.neighborhood("node").not(added).first();
+      const from = placed.nonempty() ? placed.position() : { x: 0, y: 0 };
+      node.position({ x: from.x + 40 * Math.cos(n), y: from.y + 40 * Math.sin(n) });
+    });
+    const layout = cy.layout(layoutOptions(cy.nodes().length));
+    layout.one("layoutstop", function () { capZoom(cy); }); // re-framed so the new nodes are in view
+    layout.run();
+    return added;
   }
 
   // The evidence as it stood on a date: indicators first seen later step out (sellers stay).
@@ -288,12 +344,23 @@
 
   function describe(element, cy) {
     const d = element.data();
+    if (element.isEdge() && cy.getElementById(d.target).data("type") === "cluster") {
+      return d.sellers + " seller" + (d.sellers === 1 ? "" : "s") + " of " + cy.getElementById(d.target).data("label") +
+        " hold this suppressed indicator: it does not link";
+    }
     if (element.isEdge()) {
       const seller = cy.getElementById(d.source).data();
       const indicator = cy.getElementById(d.target).data();
       return [
         seller.alias + " holds " + indicator.label + " (" + indicator.strength + ")",
         d.suppressed ? SUPPRESSION[indicator.suppressed] + ": it does not link" : "first seen " + (indicator.firstSeen || "?"),
+      ].join("\n");
+    }
+    if (d.type === "cluster") {
+      return [
+        d.label + ": " + d.size + " seller" + (d.size === 1 ? "" : "s"),
+        "shares a suppressed indicator with this cluster: the hub rule keeps them apart",
+        "click to open",
       ].join("\n");
     }
     if (d.type === "seller") {
@@ -314,6 +381,9 @@
     lines.push(d.suppressed ? SUPPRESSION[d.suppressed] : "links " + d.links + " member pair" + (d.links === 1 ? "" : "s"));
     if (d.token) {
       lines.push("token " + d.token + "…");
+    }
+    if (d.more) {
+      lines.push(d.more + " more neighbouring cluster" + (d.more === 1 ? "" : "s") + " not drawn");
     }
     return lines.join("\n");
   }

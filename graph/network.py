@@ -2,8 +2,8 @@
 
 The page embeds `network(...)` with Django's `json_script` (a `<script type="application/json">` block: data,
 never executed, so the CSP's `script-src 'self'` holds) and graph/static/graph/cluster-graph.js draws it with
-cytoscape.js. It shows what `graph.picture` draws as SVG (which stays the picture without JavaScript and in
-emails), from the same `Explanation`, so it can say no more than the page does: for a partner analyst other
+cytoscape.js. It shows what `graph.picture` draws as SVG (which stays the picture without JavaScript), from
+the same `Explanation`, so it can say no more than the page does: for a partner analyst other
 platforms' sellers are aliases ("Platform B #2") with no link, indicators carry no token and no id (node ids
 are positions on the page), and dates are as coarse as the tables show them.
 """

@@ -26,6 +26,7 @@ MAX_SELLERS = 60
 MAX_INDICATORS = 60
 WIDTH, HEIGHT, MARGIN, LEGEND = 960, 560, 36, 150
 LABEL_SELLERS = 30  # draw seller names under the nodes up to this many sellers (tooltips always)
+LABEL_INDICATORS = 30  # and kind names under indicators up to this many
 
 # Two palettes that cannot be mistaken for each other: platforms (seller circles) are dark, kinds (indicator
 # diamonds and squares) are light, so a seller never looks like an indicator even where hues are close (the
@@ -112,7 +113,9 @@ def render(explanation: Explanation) -> Picture:
         x, y = positions[node]
         kind, ident = node
         if kind == "i":
-            out.append(_indicator(by_key[str(ident)], x, y))
+            out.append(
+                _indicator(by_key[str(ident)], x, y, labelled=len(chosen.drawn_rows) <= LABEL_INDICATORS)
+            )
         elif kind == "s":
             member = chosen.members[int(ident)]
             title = f"{member.alias} ({label_of_platform[member.platform_id]})"
@@ -235,7 +238,7 @@ def _layout(graph: nx.Graph) -> dict[SeNode, tuple[float, float]]:
     }
 
 
-def _indicator(row: IndicatorRow, x: float, y: float) -> str:
+def _indicator(row: IndicatorRow, x: float, y: float, *, labelled: bool) -> str:
     colour = KIND_COLOURS.get(row.kind, UNKNOWN_KIND_COLOUR)
     size = 8
     if row.strength == "strong":
@@ -264,7 +267,13 @@ def _indicator(row: IndicatorRow, x: float, y: float) -> str:
         if row.bridge
         else ""
     )
-    return f'<g class="indicator"><title>{escape(title)}</title>{ring}<{shape} {geometry} {paint}/></g>'
+    text = (
+        f'<text x="{x:.1f}" y="{y + 25:.1f}" text-anchor="middle" class="label kind">'
+        f"{escape(row.kind.replace('_', ' '))}</text>"
+        if labelled
+        else ""
+    )
+    return f'<g class="indicator"><title>{escape(title)}</title>{ring}<{shape} {geometry} {paint}/>{text}</g>'
 
 
 def _legend(

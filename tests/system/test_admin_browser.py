@@ -563,6 +563,12 @@ def test_without_javascript_the_cluster_page_shows_the_svg_picture(browser, live
     page.goto(f"{live_server.url}/admin/graph/actorcluster/{world.ring.pk}/change/#picture")
     assert page.locator("#picture svg.cluster-picture").is_visible()
     assert page.locator("#picture svg .seller").count() == 4
+    # Indicators carry their kind's name, not only a colour.
+    assert sorted(page.locator("#picture svg .indicator text").all_text_contents()) == [
+        "email",
+        "phone",
+        "tax id",
+    ]
     assert not page.locator("#cluster-graph").is_visible()
     page.locator("#picture").scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "graph-without-javascript.png"), full_page=False)

@@ -52,6 +52,7 @@ from graph.models import (
     ClusterMember,
     ClusterStatus,
 )
+from graph.network import network
 from graph.picture import render
 
 # How a cluster is addressed in admin URLs: its opaque reference for everyone, its id for exchange analysts.
@@ -494,11 +495,18 @@ class ActorClusterAdmin(DurableSaveAdmin, HashSearchAdmin, ScopedModelAdmin):
             except QuotaExceeded as exc:
                 return self._quota_reached(request, exc, self._quota_page)
         explanation = explain(cluster, scope)
+        evidence_context = self._evidence_context(request, explanation)
         context = {
             **(extra_context or {}),
-            **self._evidence_context(request, explanation),
+            **evidence_context,
             "explanation": explanation,
             "picture": render(explanation),
+            "graph": network(
+                explanation,
+                evidence_context["pair"],
+                evidence_context["chain"],
+                chosen="a" in request.GET or "b" in request.GET,
+            ),
             "risk_parts": [
                 (name, cluster.risk_parts.get(name, 0), maximum, text) for name, maximum, text in RISK_PARTS
             ],

@@ -111,6 +111,13 @@ class Explanation:
         return [row for row in self.indicators if not row.holds]
 
     @property
+    def drawn(self) -> list[IndicatorRow]:
+        """What the pictures draw (the SVG and the interactive graph alike): the indicators that link, and the
+        suppressed ones that two or more members share; a suppressed indicator one member alone holds here is
+        context for the table only."""
+        return [row for row in self.indicators if row.holds or row.sellers >= 2]
+
+    @property
     def bridges(self) -> list[IndicatorRow]:
         return [row for row in self.indicators if row.bridge]
 

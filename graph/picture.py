@@ -26,22 +26,27 @@ MAX_SELLERS = 60
 MAX_INDICATORS = 60
 WIDTH, HEIGHT, MARGIN, LEGEND = 960, 560, 36, 150
 LABEL_SELLERS = 30  # draw seller names under the nodes up to this many sellers (tooltips always)
+LABEL_INDICATORS = 30  # and kind names under indicators up to this many
 
-PLATFORM_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
+# Two palettes that cannot be mistaken for each other: platforms (seller circles) are dark, kinds (indicator
+# diamonds and squares) are light, so a seller never looks like an indicator even where hues are close (the
+# interactive graph uses the same palettes through `graph.network`; tests/graph/test_network.py checks them).
+PLATFORM_COLOURS = ("#1d4e89", "#0b6e4f", "#6a3d9a", "#8c2d04", "#00646e", "#7b2c5e", "#3d3d3d", "#4a5d0b")
 KIND_COLOURS = {
-    "email": "#d62728",
-    "phone": "#e6550d",
-    "tax_id": "#756bb1",
-    "business_registration": "#636363",
-    "bank_account": "#31a354",
-    "payment_account": "#3182bd",
-    "crypto_wallet": "#fdae6b",
-    "store_name": "#9ecae1",
-    "website_domain": "#a1d99b",
-    "shipping_address": "#bcbddc",
-    "return_address": "#c7e9c0",
-    "device_id": "#fdd0a2",
+    "email": "#ff8a80",
+    "phone": "#ffd166",
+    "tax_id": "#c9b3ff",
+    "business_registration": "#b8c4d6",
+    "bank_account": "#86e08a",
+    "payment_account": "#8fd3fe",
+    "crypto_wallet": "#ffb3de",
+    "store_name": "#a0ece8",
+    "website_domain": "#dce775",
+    "shipping_address": "#ffcc99",
+    "return_address": "#f5e6b8",
+    "device_id": "#e0e0e0",
 }
+UNKNOWN_KIND_COLOUR = "#eeeeee"
 BRIDGE = "#c0392b"
 SeNode = tuple[str, int | str]
 
@@ -92,10 +97,7 @@ def render(explanation: Explanation) -> Picture:
     chosen = _select(explanation)
     graph = _graph(chosen)
     positions = _layout(graph)
-    colour_of_platform = {
-        group.platform_id: PLATFORM_COLOURS[n % len(PLATFORM_COLOURS)]
-        for n, group in enumerate(explanation.groups)
-    }
+    colour_of_platform = platform_colours(explanation)
     label_of_platform = {group.platform_id: group.label for group in explanation.groups}
     by_key = {row.key: row for row in chosen.drawn_rows}
 
@@ -111,7 +113,9 @@ def render(explanation: Explanation) -> Picture:
         x, y = positions[node]
         kind, ident = node
         if kind == "i":
-            out.append(_indicator(by_key[str(ident)], x, y))
+            out.append(
+                _indicator(by_key[str(ident)], x, y, labelled=len(chosen.drawn_rows) <= LABEL_INDICATORS)
+            )
         elif kind == "s":
             member = chosen.members[int(ident)]
             title = f"{member.alias} ({label_of_platform[member.platform_id]})"
@@ -133,10 +137,18 @@ def render(explanation: Explanation) -> Picture:
     )
 
 
+def platform_colours(explanation: Explanation) -> dict[int, str]:
+    """Each platform's colour, in the order the page lists the platforms (the viewer's own first)."""
+    return {
+        group.platform_id: PLATFORM_COLOURS[n % len(PLATFORM_COLOURS)]
+        for n, group in enumerate(explanation.groups)
+    }
+
+
 def _select(explanation: Explanation) -> _Selection:
     """Bridges and holding indicators first (most links, most sellers); sellers on bridges and with the most
     drawn indicators first; beyond the caps, sellers are counted per platform."""
-    rows = [r for r in explanation.indicators if r.holds or r.sellers >= 2]
+    rows = explanation.drawn
     members = {m.seller_id: m for m in explanation.members if m.linkable}
     held: dict[str, set[int]] = defaultdict(set)
     for sighting in explanation.sightings:
@@ -226,8 +238,8 @@ def _layout(graph: nx.Graph) -> dict[SeNode, tuple[float, float]]:
     }
 
 
-def _indicator(row: IndicatorRow, x: float, y: float) -> str:
-    colour = KIND_COLOURS.get(row.kind, "#999")
+def _indicator(row: IndicatorRow, x: float, y: float, *, labelled: bool) -> str:
+    colour = KIND_COLOURS.get(row.kind, UNKNOWN_KIND_COLOUR)
     size = 8
     if row.strength == "strong":
         points = (
@@ -239,7 +251,8 @@ def _indicator(row: IndicatorRow, x: float, y: float) -> str:
         shape = "rect"
         geometry = f'x="{x - 6:.1f}" y="{y - 6:.1f}" width="12" height="12"'
     if row.suppressed:
-        paint = f'fill="none" stroke="{colour}" stroke-width="2" stroke-dasharray="2 2"'
+        # Light kind colours vanish as a dashed outline alone: a pale fill inside a dark dashed one.
+        paint = f'fill="{colour}" fill-opacity="0.45" stroke="#555" stroke-width="1.5" stroke-dasharray="2 2"'
     else:
         paint = f'fill="{colour}" stroke="#333" stroke-width="0.8"'
     title = (
@@ -254,7 +267,13 @@ def _indicator(row: IndicatorRow, x: float, y: float) -> str:
         if row.bridge
         else ""
     )
-    return f'<g class="indicator"><title>{escape(title)}</title>{ring}<{shape} {geometry} {paint}/></g>'
+    text = (
+        f'<text x="{x:.1f}" y="{y + 25:.1f}" text-anchor="middle" class="label kind">'
+        f"{escape(row.kind.replace('_', ' '))}</text>"
+        if labelled
+        else ""
+    )
+    return f'<g class="indicator"><title>{escape(title)}</title>{ring}<{shape} {geometry} {paint}/>{text}</g>'
 
 
 def _legend(
@@ -273,7 +292,8 @@ def _legend(
     for kind in sorted({r.kind for r in rows}):
         y += 18
         out.append(
-            f'<rect x="{x}" y="{y - 10}" width="11" height="11" fill="{KIND_COLOURS.get(kind, "#999")}"/>'
+            f'<rect x="{x}" y="{y - 10}" width="11" height="11" fill="{KIND_COLOURS.get(kind, UNKNOWN_KIND_COLOUR)}" '
+            'stroke="#333" stroke-width="0.8"/>'
             f'<text x="{x + 18}" y="{y}" class="label">{escape(kind.replace("_", " "))}</text>'
         )
     y += 28

@@ -11,9 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from django.core.management import call_command
 from django.test import Client
 
 from accounts.models import AuditEntry
+from exchange.models import Indicator, Linking
 from graph.models import ActorCluster, ClusterEvent, EventKind
 from tests.builders import seller, submit
 from tests.conftest import KeyedPlatform
@@ -56,6 +58,21 @@ def build(acme: KeyedPlatform, bazaar: KeyedPlatform) -> AdminWorld:
     for response in responses:
         assert response.status_code == 201, response.content
     return AdminWorld(acme, bazaar, cluster_of("acme-1"), cluster_of("acme-3"), cluster_of("baz-3"))
+
+
+def cut_by_the_hub_rule(acme: KeyedPlatform) -> tuple[ActorCluster, ActorCluster]:
+    """n-1 ~phone~ n-2 ~email~ n-3 ~phone~ n-4, then the email marked common: two clusters the email would glue."""
+    sellers = [
+        seller("n-1", ("phone", "+4930100001")),
+        seller("n-2", ("phone", "+4930100001"), ("email", "desk@forwarder.example")),
+        seller("n-3", ("phone", "+4930100002"), ("email", "desk@forwarder.example")),
+        seller("n-4", ("phone", "+4930100002")),
+    ]
+    assert submit(acme.client(), *sellers).status_code == 201
+    Indicator.objects.filter(kind="email", sightings__seller__seller_ref="n-2").update(linking=Linking.COMMON)
+    call_command("recluster", verbosity=0)
+    live = ActorCluster.objects.live()
+    return live.get(members__seller__seller_ref="n-1"), live.get(members__seller__seller_ref="n-4")
 
 
 def logged_in(user: object) -> Client:

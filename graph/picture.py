@@ -2,8 +2,10 @@
 
 Sellers are circles coloured by platform; the indicators that link them are diamonds (strong kinds) or squares
 (weak kinds) coloured by kind; bridges (an indicator whose removal splits the cluster) get a red ring;
-suppressed indicators that members share are drawn hollow and dashed. The layout is NetworkX's spring layout
-with a fixed seed, so the same cluster always looks the same.
+suppressed indicators that members share are drawn hollow and dashed. A chain of sellers is laid out as a
+row (wrapped into a serpentine when long); other shapes get NetworkX's Kamada-Kawai layout (spring layout with
+a fixed seed for large clusters), stretched to the box. Both are deterministic, so the same cluster always
+looks the same.
 
 Large clusters stay readable: at most `MAX_SELLERS` sellers and `MAX_INDICATORS` indicators are drawn
 (bridges and the best-connected first); the remaining sellers of each platform collapse into one "+N" node,
@@ -27,6 +29,11 @@ MAX_INDICATORS = 60
 WIDTH, HEIGHT, MARGIN, LEGEND = 960, 560, 36, 150
 LABEL_SELLERS = 30  # draw seller names under the nodes up to this many sellers (tooltips always)
 LABEL_INDICATORS = 30  # and kind names under indicators up to this many
+SIDE = 2 * MARGIN  # wider side margins: labels are centred under their node
+ROW_LABEL = 12  # room under the lowest nodes for their labels
+CHAIN_GAP = 70  # the closest two nodes of a chain are drawn before it wraps into another row
+CHAIN_RISE = 44  # how far every other node of a chain is raised above its row
+KAMADA_KAWAI_NODES = 80  # beyond this the force layout is too slow for a page; spring layout instead
 
 # Two palettes that cannot be mistaken for each other: platforms (seller circles) are dark, kinds (indicator
 # diamonds and squares) are light, so a seller never looks like an indicator even where hues are close (the
@@ -199,7 +206,8 @@ def _edge(start: tuple[float, float], end: tuple[float, float], indicator: Indic
 
 def _seller(x: float, y: float, colour: str, title: str, label: str | None) -> str:
     text = (
-        f'<text x="{x:.1f}" y="{y + 21:.1f}" text-anchor="middle" class="label">{escape(label)}</text>'
+        f'<text x="{label_x(x, label, 11):.1f}" y="{y + 21:.1f}" text-anchor="middle" class="label">'
+        f"{escape(label)}</text>"
         if label is not None
         else ""
     )
@@ -220,22 +228,83 @@ def _collapsed(x: float, y: float, colour: str, title: str, count: int) -> str:
 
 
 def _layout(graph: nx.Graph) -> dict[SeNode, tuple[float, float]]:
+    """Node centres inside the drawing area, chosen by the graph's shape so the picture uses the whole box.
+
+    A chain (the commonest small ring: seller - indicator - seller - ...) reads best as a row, wrapped into a
+    serpentine when it is long; anything else gets a force layout whose axes are then stretched to the box.
+    Both are deterministic, so the same cluster always looks the same.
+    """
     if graph.number_of_nodes() == 0:
         return {}
     if graph.number_of_nodes() == 1:
         return {next(iter(graph.nodes())): (WIDTH / 2, HEIGHT / 2)}
-    raw = nx.spring_layout(graph, seed=7, iterations=150)
-    xs = [float(p[0]) for p in raw.values()]
-    ys = [float(p[1]) for p in raw.values()]
+    path = _as_path(graph)
+    if path is not None:
+        placed = _serpentine(path)
+        if placed is not None:
+            return placed
+    if nx.is_connected(graph) and graph.number_of_nodes() <= KAMADA_KAWAI_NODES:
+        raw = nx.kamada_kawai_layout(graph)
+    else:
+        raw = nx.spring_layout(graph, seed=7, iterations=150)
+    return _fill_box({node: (float(p[0]), float(p[1])) for node, p in raw.items()})
+
+
+def _as_path(graph: nx.Graph) -> list[SeNode] | None:
+    """The nodes in chain order if the graph is one simple path, else None."""
+    if not nx.is_connected(graph) or max(d for _, d in graph.degree()) > 2 or not nx.is_tree(graph):
+        return None
+    # Start from an end that is a seller where there is one, so sellers sit on the row and indicators between.
+    start = min((n for n, d in graph.degree() if d == 1), key=lambda n: (n[0] != "s", _node_key(n)))
+    return [start, *(v for _, v in nx.dfs_edges(graph, start))]
+
+
+def _serpentine(path: list[SeNode]) -> dict[SeNode, tuple[float, float]] | None:
+    """A chain along rows, left to right then right to left; every other node is raised half a row above the
+    line so the kind labels of indicators sit between the sellers instead of on their names. None if the chain
+    is too long to fit the box this way."""
+    per_row = max(2, int((WIDTH - 2 * SIDE) // CHAIN_GAP) + 1)
+    rows = -(-len(path) // per_row)
+    row_height = (HEIGHT - 2 * MARGIN - ROW_LABEL) / rows
+    if row_height < 2 * CHAIN_RISE:
+        return None
+    in_row = min(per_row, len(path))
+    step = (WIDTH - 2 * SIDE) / (in_row - 1)
+    # Each row in the middle of its band, so a single chain runs across the middle of the box, not its top.
+    top = MARGIN + (CHAIN_RISE + row_height) / 2
+    placed: dict[SeNode, tuple[float, float]] = {}
+    for n, node in enumerate(path):
+        row, column = divmod(n, per_row)
+        if row % 2:
+            column = in_row - 1 - column
+        y = top + row * row_height - (CHAIN_RISE if n % 2 else 0)
+        placed[node] = (SIDE + column * step, y)
+    return placed
+
+
+def _fill_box(raw: dict[SeNode, tuple[float, float]]) -> dict[SeNode, tuple[float, float]]:
+    """Stretch each axis on its own to the drawing area, leaving room at the sides and bottom for labels."""
+    xs = [p[0] for p in raw.values()]
+    ys = [p[1] for p in raw.values()]
     span_x, span_y = (max(xs) - min(xs)) or 1.0, (max(ys) - min(ys)) or 1.0
     return {
         node: (
-            # Wider side margins: labels are centred under their node.
-            2 * MARGIN + (float(p[0]) - min(xs)) / span_x * (WIDTH - 4 * MARGIN),
-            MARGIN + (float(p[1]) - min(ys)) / span_y * (HEIGHT - 2 * MARGIN - 12),
+            SIDE + (x - min(xs)) / span_x * (WIDTH - 2 * SIDE),
+            MARGIN + (y - min(ys)) / span_y * (HEIGHT - 2 * MARGIN - ROW_LABEL),
         )
-        for node, p in raw.items()
+        for node, (x, y) in raw.items()
     }
+
+
+def label_x(x: float, text: str, size: float) -> float:
+    """Where a centred label goes so that it stays inside the drawing area, however near the edge its node is."""
+    half = label_width(text, size) / 2
+    return min(max(x, MARGIN + half), WIDTH - MARGIN - half)
+
+
+def label_width(text: str, size: float) -> float:
+    # A generous average glyph width for sans-serif text; the picture has no font metrics to ask.
+    return len(text) * size * 0.62
 
 
 def _indicator(row: IndicatorRow, x: float, y: float, *, labelled: bool) -> str:
@@ -267,9 +336,10 @@ def _indicator(row: IndicatorRow, x: float, y: float, *, labelled: bool) -> str:
         if row.bridge
         else ""
     )
+    kind = row.kind.replace("_", " ")
     text = (
-        f'<text x="{x:.1f}" y="{y + 25:.1f}" text-anchor="middle" class="label kind">'
-        f"{escape(row.kind.replace('_', ' '))}</text>"
+        f'<text x="{label_x(x, kind, 10):.1f}" y="{y + 25:.1f}" text-anchor="middle" class="label kind">'
+        f"{escape(kind)}</text>"
         if labelled
         else ""
     )

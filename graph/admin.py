@@ -54,6 +54,7 @@ from graph.models import (
 )
 from graph.network import network
 from graph.picture import render
+from graph.timeline import cluster_timeline
 
 # How a cluster is addressed in admin URLs: its opaque reference for everyone, its id for exchange analysts.
 CLUSTER_REF = re.compile(r"ac_[0-9a-f]{8,21}")
@@ -512,6 +513,7 @@ class ActorClusterAdmin(DurableSaveAdmin, HashSearchAdmin, ScopedModelAdmin):
             ],
             "risk_band": risk_band(cluster.risk),
             "events": self._events(cluster, scope.everything),
+            "timeline": cluster_timeline(explanation),
             "is_exchange_analyst": scope.everything,
             "title": f"Cluster #{cluster.pk}" if scope.everything else f"Cluster {cluster.ref}",
             "subtitle": cluster.ref if scope.everything else None,

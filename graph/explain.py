@@ -39,6 +39,11 @@ class Member:
     visible: bool  # the viewer may see this seller's reference and details
     linkable: bool
     seller: Seller | None  # None when not visible
+    # Report dates as the viewer may see them: the month only (`report_format` "Y-m") when not visible.
+    first_reported_at: datetime | None = None
+    reported_at: datetime | None = None
+    retracted_at: datetime | None = None
+    report_format: str = "Y-m-d"
 
 
 @dataclass(slots=True)
@@ -250,8 +255,7 @@ def _earliest_report(sellers: list[Seller], scope: Scope) -> dict[str, Any]:
     if first is None:
         return {}
     if scope.is_partner and first.platform_id != scope.platform_id:
-        month = first.first_reported_at.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-        return {"earliest_report": month, "earliest_report_format": "Y-m"}
+        return {"earliest_report": month_of(first.first_reported_at), "earliest_report_format": "Y-m"}
     return {"earliest_report": first.first_reported_at}
 
 
@@ -263,8 +267,17 @@ def _for_partner(row: IndicatorRow) -> None:
     whether it is a bridge stay: they are the evidence."""
     row.holders = None
     if row.first_seen is not None:
-        row.first_seen = row.first_seen.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        row.first_seen = month_of(row.first_seen)
         row.first_seen_format = "Y-m"
+
+
+def month_of(moment: datetime) -> datetime:
+    """How a partner analyst sees the date of another platform's report: its month, not its day."""
+    return moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def _month_or_none(moment: datetime | None) -> datetime | None:
+    return None if moment is None else month_of(moment)
 
 
 def _members(
@@ -293,6 +306,10 @@ def _members(
                 visible=visible,
                 linkable=seller.is_linkable(now),
                 seller=seller if visible else None,
+                first_reported_at=seller.first_reported_at if visible else month_of(seller.first_reported_at),
+                reported_at=seller.reported_at if visible else month_of(seller.reported_at),
+                retracted_at=seller.retracted_at if visible else _month_or_none(seller.retracted_at),
+                report_format="Y-m-d" if visible else "Y-m",
             )
         )
     return members

@@ -572,6 +572,8 @@ class ActorClusterAdmin(DurableSaveAdmin, HashSearchAdmin, ScopedModelAdmin):
                     # Other clusters' ids mean nothing to a partner and may not be theirs to open.
                     "related": event.related if everything else [],
                     "related_count": len(event.related or []),
+                    # Who among the operator's staff acted is theirs to know, as the assignee is.
+                    "actor": event.actor if everything or event.actor == "system" else "an exchange analyst",
                 }
             )
         return rows

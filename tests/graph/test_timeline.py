@@ -111,6 +111,9 @@ def test_partner_analyst_sees_other_platforms_members_by_alias_and_month_and_no_
     assert 'class="mark-action"' not in svg and "Analyst actions" not in svg
     assert "alice" not in svg
     assert re.search(r'<circle class="mark-event"[^>]*><title>[^<]* status changed new → investigating', svg)
+    # Nor does the History table name the operator's analyst (the assignee is hidden from partners too).
+    assert "alice" not in html and "an exchange analyst" in html
+    assert "alice" in page(logged_in(alice), change_url(world.ring))
 
 
 def test_a_retraction_is_marked_on_the_members_lane(world, alice):

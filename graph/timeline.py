@@ -13,14 +13,13 @@ from datetime import UTC, datetime, timedelta
 
 from accounts.models import AuditEntry
 from graph.explain import Explanation
+from graph.picture import platform_colours
 
 WIDTH = 900
 LABEL_WIDTH = 200  # the lane labels, left of the axis
 LANE_HEIGHT = 20
 AXIS_HEIGHT = 24
 PADDING = 10
-# Platform colours, in the order of the page's platform groups (the partner's own platform first).
-PALETTE = ("#2980b9", "#27ae60", "#8e44ad", "#d35400", "#16a085", "#7f8c8d")
 # What the timeline shows of the audit log about a cluster: changes, not views.
 ANALYST_ACTIONS = ("cluster_status_changed", "cluster_updated")
 
@@ -155,8 +154,9 @@ def cluster_timeline(explanation: Explanation) -> Layout:
     analysts, one for analysts' actions from the audit log."""
     cluster, scope = explanation.cluster, explanation.scope
     lanes: list[Lane] = []
-    for index, group in enumerate(explanation.groups):
-        colour = PALETTE[index % len(PALETTE)]
+    colours = platform_colours(explanation)  # the picture's and the graph's: one platform, one colour
+    for group in explanation.groups:
+        colour = colours[group.platform_id]
         for member in explanation.members:
             if member.platform_id != group.platform_id or member.first_reported_at is None:
                 continue

@@ -454,3 +454,23 @@ def test_embedded_default_writes_report_emails_to_the_outbox_folder(
     written = "".join(path.read_text() for path in tmp_path.iterdir())
     for row in ReportDelivery.objects.all():
         assert f"Message-ID: {row.message_id}" in written
+
+
+def test_a_platform_that_retracted_nothing_reads_why_its_shared_cluster_lost_an_account(
+    clustered: ActorCluster, acme: KeyedPlatform, bazaar: KeyedPlatform, clock: time_machine.Traveller
+) -> None:
+    """Issue 19, item 12: Acme's report said "lost accounts" though Acme had retracted nothing. Its shared
+    cluster did lose another platform's account; the report says that it may be someone else's retraction,
+    an expiry or an unlink, and counts Acme's own retractions apart (none)."""
+    reports.run_reports()
+    mail.outbox.clear()
+    clock.shift(timedelta(days=1))
+    bazaar.client().post("/api/v1/sellers/bz-1/retract/", {"reason": "appeal"}, format="json")
+    reports.run_reports()
+
+    acme_message = messages_to("trust@acme.example")[0]
+    assert (
+        "Shared clusters that lost accounts (retracted, expired or no longer linked): 1" in acme_message.body
+    )
+    assert "Your reports retracted in this period: 0" in acme_message.body
+    assert "bz-1" not in acme_message.body + html_of(acme_message)  # whose account it was stays Bazaar's

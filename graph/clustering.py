@@ -30,6 +30,7 @@ import numpy as np
 import psycopg
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from exchange.models import LINKABLE_SQL, Indicator, Linking, Seller, Sighting
@@ -260,6 +261,15 @@ def _columns_by_ids(pg_sql: str, ids: np.ndarray, width: int) -> list[np.ndarray
     return [np.zeros(0, dtype=np.int64) if column is None else column for column in row[:width]]
 
 
+def _values_by_ids(query: QuerySet[Any], field: str, ids: Sequence[int], *columns: str) -> list[Any]:
+    """`query.values_list(*columns)` of the rows whose `field` is in `ids`, in chunks of 5,000 ids: the ORM's
+    way (SQLite's bound-variable limit) where PostgreSQL takes one bound array (`_select_by_ids`)."""
+    rows: list[Any] = []
+    for start in range(0, len(ids), 5000):
+        rows.extend(query.filter(**{f"{field}__in": ids[start : start + 5000]}).values_list(*columns))
+    return rows
+
+
 def _sightings_of(column: str, ids: Iterable[int], *, shared_only: bool = False) -> list[Row]:
     """(seller, indicator, kind code, platform) of sightings by seller or indicator ids; `shared_only`
     skips indicators that only one seller holds."""
@@ -441,13 +451,7 @@ def _fresh(now: datetime, among: Iterable[int] | None = None) -> set[int]:
         else:
             rows = _select_by_ids("SELECT id, created_at FROM exchange_seller WHERE id = ANY(%s)", wanted)
             if rows is None:
-                rows = []
-                for start in range(0, len(wanted), 5000):
-                    rows.extend(
-                        Seller.objects.filter(id__in=wanted[start : start + 5000]).values_list(
-                            "id", "created_at"
-                        )
-                    )
+                rows = _values_by_ids(Seller.objects.all(), "id", wanted, "id", "created_at")
             fresh = {pk for pk, created in rows if created >= cutoff}
     fresh |= {s for s, state in decided.items() if state == MergeState.REJECTED}
     fresh -= {s for s, state in decided.items() if state == MergeState.APPROVED}
@@ -625,13 +629,9 @@ def _member_columns(members: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
     if columns is not None:
         return columns[0], columns[1], columns[2], columns[3]
     wanted = np.unique(members).tolist()
-    rows: list[tuple[int, int, str, datetime]] = []
-    for start in range(0, len(wanted), 5000):
-        rows.extend(
-            Seller.objects.filter(id__in=wanted[start : start + 5000])
-            .order_by("id")
-            .values_list("id", "platform_id", "status", "reported_at")
-        )
+    rows: list[tuple[int, int, str, datetime]] = _values_by_ids(
+        Seller.objects.order_by("id"), "id", wanted, "id", "platform_id", "status", "reported_at"
+    )
     return (
         np.array([r[0] for r in rows], dtype=np.int64),
         np.array([r[1] for r in rows], dtype=np.int64),
@@ -678,21 +678,11 @@ def _former_memberships(
         sellers,
     )
     if rows is None:
-        ids: set[int] = set()
-        for start in range(0, len(sellers), 5000):
-            ids.update(
-                FormerMember.objects.filter(seller_id__in=sellers[start : start + 5000]).values_list(
-                    "cluster_id", flat=True
-                )
-            )
+        ids = {
+            cid for (cid,) in _values_by_ids(FormerMember.objects.all(), "seller_id", sellers, "cluster_id")
+        }
         found = sorted(ids)
-        rows = []
-        for start in range(0, len(found), 5000):
-            rows.extend(
-                FormerMember.objects.filter(cluster_id__in=found[start : start + 5000]).values_list(
-                    "cluster_id", "seller_id"
-                )
-            )
+        rows = _values_by_ids(FormerMember.objects.all(), "cluster_id", found, "cluster_id", "seller_id")
     records: dict[int, set[int]] = defaultdict(set)
     for cluster_id, seller_id in rows:
         records[cluster_id].add(seller_id)
@@ -836,11 +826,7 @@ def _stored_facts(ids: Sequence[int]) -> dict[int, tuple[Any, ...]]:
         ids,
     )
     if rows is None:
-        rows = []
-        for start in range(0, len(ids), 5000):
-            rows.extend(
-                ActorCluster.objects.filter(id__in=ids[start : start + 5000]).values_list("id", *_FACT_FIELDS)
-            )
+        rows = _values_by_ids(ActorCluster.objects.all(), "id", list(ids), "id", *_FACT_FIELDS)
         return {pk: tuple(values) for pk, *values in rows}
     # Django's connection loads jsonb as text; few distinct texts recur across clusters, so parse each once.
     parsed: dict[str, Any] = {}

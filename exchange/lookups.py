@@ -13,14 +13,15 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+import psycopg
 from django.conf import settings
 from django.db import connection, connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from accounts.models import ApiKey, AuditEntry, Platform
+from accounts.models import ApiKey, AuditEntry
 from exchange import hooks, metrics, routers
-from exchange.hashing import keyed_tokens
+from exchange.hashing import default_key_version, keyed_tokens
 from exchange.ingest import current_key_version
 from exchange.models import (
     LINKABLE_SQL,
@@ -39,6 +40,11 @@ class QuotaExceeded(Exception):
         self.resets_at = resets_at
 
 
+def _resets_at(now: datetime) -> datetime:
+    """When a daily quota counted at `now` starts again: the next UTC midnight."""
+    return datetime.combine(now.astimezone(UTC).date() + timedelta(days=1), time.min, tzinfo=UTC)
+
+
 def _charge_daily(
     model: type[LookupUsage] | type[AnalystLookupUsage],
     owner_column: str,
@@ -50,7 +56,7 @@ def _charge_daily(
     """Count `amount` against one owner's counter for the UTC day; raise QuotaExceeded beyond `quota`."""
     now = now or timezone.now()
     today: date = now.astimezone(UTC).date()
-    resets_at = datetime.combine(today + timedelta(days=1), time.min, tzinfo=UTC)
+    resets_at = _resets_at(now)
     if amount > quota:
         raise QuotaExceeded(quota, resets_at)
     if connection.vendor == "postgresql":
@@ -155,59 +161,101 @@ def cluster_was_read(seller: Seller, since: datetime) -> bool:
 # growing with the table). And the chain descends the same three indexes for a token nobody holds as for one
 # that only retracted or the caller's own sellers hold: a missing row probes on with id 0, which no row has
 # (ids start at 1), so what is stored changes only a few heap reads, not the number of index probes.
-LIVE_HOLDERS_SQL = """
-    SELECT i.kind, i.token, sel.platform_id, c.ref, c.size, c.platform_count, c.cross_platform, c.risk, c.kinds
-      FROM unnest(%s::text[]) AS t(token)
+# `{requested}` is the (pos, token) rows of the request; parameters `now` and `platform` are named.
+_CHAIN_SQL = """
+    SELECT t.pos, i.kind, sel.platform_id, c.ref, c.size, c.platform_count, c.cross_platform, c.risk, c.kinds
+      FROM {requested}
       LEFT JOIN LATERAL (SELECT id, kind, token FROM exchange_indicator
                           WHERE token = t.token OFFSET 0) AS i ON TRUE
       LEFT JOIN LATERAL (SELECT seller_id FROM exchange_sighting
                           WHERE indicator_id = COALESCE(i.id, 0) OFFSET 0) AS s ON TRUE
       LEFT JOIN LATERAL (SELECT id, platform_id FROM exchange_seller
                           WHERE id = COALESCE(s.seller_id, 0) AND {linkable}
-                            AND platform_id <> %s OFFSET 0) AS sel ON TRUE
+                            AND platform_id <> %(platform)s OFFSET 0) AS sel ON TRUE
       LEFT JOIN LATERAL (SELECT ac.ref, ac.size, ac.platform_count, ac.cross_platform, ac.risk, ac.kinds
                            FROM graph_clustermember cm JOIN graph_actorcluster ac ON ac.id = cm.cluster_id
                           WHERE cm.seller_id = sel.id OFFSET 0) AS c ON TRUE
      WHERE sel.id IS NOT NULL
-""".format(linkable=LINKABLE_SQL.format(alias="exchange_seller"))  # noqa: S608 - only the constant linkable rule is interpolated
+"""
+_LINKABLE = LINKABLE_SQL.format(alias="exchange_seller").replace("%s", "%(now)s")
 
-Holders = dict[tuple[str, str], list[tuple[int, dict[str, Any] | None]]]
+# The read alone (parameters tokens, now, platform): what a replica runs, and what the plan test explains.
+LIVE_HOLDERS_SQL = _CHAIN_SQL.format(
+    requested="unnest(%(tokens)s::text[]) WITH ORDINALITY AS t(token, pos)", linkable=_LINKABLE
+)
+
+# The whole lookup as one statement, so one round trip and one transaction (autocommit): the quota charge,
+# the read and the audit entry commit together or not at all. A lookup is answered only if its audit entry
+# committed (no crash between answer and audit can lose it), and a charge the quota refuses reads and audits
+# nothing. The request's tokens come under every configured pepper version (`versions`, `tokens` and
+# `positions` are parallel arrays) and the statement keeps those of the stored key version, so reading
+# KeyState costs no round trip of its own.
+LOOKUP_SQL = """
+WITH version AS (
+    SELECT COALESCE((SELECT current_version FROM exchange_keystate ORDER BY id LIMIT 1),
+                    %(default_version)s) AS v
+), charge AS (
+    INSERT INTO exchange_lookupusage AS u (api_key_id, day, count) VALUES (%(key)s, %(day)s, %(amount)s)
+    ON CONFLICT (api_key_id, day) DO UPDATE SET count = u.count + EXCLUDED.count
+     WHERE u.count + EXCLUDED.count <= %(quota)s
+    RETURNING 1
+), requested AS (
+    SELECT r.pos, r.token
+      FROM unnest(%(positions)s::int[], %(versions)s::int[], %(tokens)s::text[]) AS r(pos, version, token)
+     WHERE r.version = (SELECT v FROM version) AND EXISTS (SELECT 1 FROM charge)
+), holders AS ({chain}
+), audit AS (
+    INSERT INTO accounts_auditentry (created_at, action, actor, platform_id, object_type, object_id, details)
+    SELECT %(now)s, 'lookup', %(actor)s, %(platform)s, '', '',
+           jsonb_build_object('indicators', %(amount)s, 'matches', (SELECT count(DISTINCT pos) FROM holders))
+      FROM charge
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM audit), h.*
+  FROM (SELECT 1) AS one LEFT JOIN holders AS h ON TRUE
+""".format(chain=_CHAIN_SQL.format(requested="requested AS t", linkable=_LINKABLE))  # noqa: S608 - constants only
+
+# Per request position: [(holding platform, its cluster's summary or None)] of other platforms' live sellers.
+Hits = list[list[tuple[int, dict[str, Any] | None]]]
 
 
-def _live_holders(tokens: list[str], platform_id: int, now: datetime) -> Holders:
-    """{(kind, token): [(platform, cluster summary or None)]} for other platforms' live sellers holding them.
+def _summary(ref: str | None, size: int, platform_count: int, cross: bool, risk: float, kinds: Any) -> Any:
+    if ref is None:
+        return None
+    return {
+        "id": ref,
+        "size": size,
+        "platforms": platform_count,
+        "cross_platform": cross,
+        "risk": risk,
+        # Django reads jsonb as text (its ORM decodes it); a plain psycopg cursor decodes it itself.
+        "kinds": json.loads(kinds) if isinstance(kinds, str) else list(kinds),
+    }
+
+
+def _live_holders(tokens: list[str], platform_id: int, now: datetime) -> Hits:
+    """Per token: the other platforms' live sellers holding it, with their clusters.
 
     One query whatever is stored: never a list of indicator ids that could be empty (skipping the query for
     unknown tokens made them measurably faster than tokens only retracted or own sellers hold). Reads where
     the scope reads (the replica inside `routers.on_replica`)."""
-    holders: Holders = defaultdict(list)
+    hits: Hits = [[] for _ in tokens]
     reading = connections[routers.read_alias()]
     if reading.vendor == "postgresql":
         with reading.cursor() as cursor:
-            cursor.execute(LIVE_HOLDERS_SQL, [tokens, now, platform_id])
-            for kind, token, holder, ref, size, platform_count, cross, risk, kinds in cursor.fetchall():
-                summary = (
-                    None
-                    if ref is None
-                    else {
-                        "id": ref,
-                        "size": size,
-                        "platforms": platform_count,
-                        "cross_platform": cross,
-                        "risk": risk,
-                        # Django reads jsonb as text (its ORM decodes it), so does this cursor.
-                        "kinds": json.loads(kinds) if isinstance(kinds, str) else list(kinds),
-                    }
-                )
-                holders[(kind, token)].append((holder, summary))
-        return holders
+            cursor.execute(LIVE_HOLDERS_SQL, {"tokens": tokens, "now": now, "platform": platform_id})
+            for pos, _kind, holder, *cluster in cursor.fetchall():
+                hits[pos - 1].append((holder, _summary(*cluster)))
+        return hits
     # SQLite (the embedded default): the same join through the ORM.
+    positions: defaultdict[str, list[int]] = defaultdict(list)
+    for pos, token in enumerate(tokens):
+        positions[token].append(pos)
     for sighting in (
         Sighting.objects.filter(linkable_q(now, "seller__"), indicator__token__in=tokens)
         .exclude(seller__platform_id=platform_id)
         .select_related("indicator", "seller__cluster_membership__cluster")
         .only(
-            "indicator__kind",
             "indicator__token",
             "seller__platform_id",
             *(f"seller__cluster_membership__cluster__{name}" for name in SUMMARY_FIELDS),
@@ -215,33 +263,94 @@ def _live_holders(tokens: list[str], platform_id: int, now: datetime) -> Holders
     ):
         membership = getattr(sighting.seller, "cluster_membership", None)
         summary = membership.cluster.summary() if membership else None
-        holders[(sighting.indicator.kind, sighting.indicator.token)].append(
-            (sighting.seller.platform_id, summary)
-        )
-    return holders
+        for pos in positions[sighting.indicator.token]:
+            hits[pos].append((sighting.seller.platform_id, summary))
+    return hits
+
+
+def _lookup_in_one_statement(api_key: ApiKey, indicators: list[tuple[str, str]], now: datetime) -> Hits:
+    """Charge, read and audit in one statement (LOOKUP_SQL), prepared on the connection: PostgreSQL without
+    a replica. Raises QuotaExceeded, having read and audited nothing, when the charge is refused."""
+    peppers = settings.EXCHANGE_PEPPERS
+    positions: list[int] = []
+    versions: list[int] = []
+    tokens: list[str] = []
+    for version in peppers:  # every configured version; the statement keeps the stored one
+        positions.extend(range(1, len(indicators) + 1))
+        versions.extend([version] * len(indicators))
+        tokens.extend(keyed_tokens(indicators, peppers, version))
+    quota = settings.EXCHANGE_LOOKUP_DAILY_QUOTA
+    params = {
+        "default_version": default_key_version(peppers),
+        "key": api_key.pk,
+        "day": now.astimezone(UTC).date(),
+        "amount": len(indicators),
+        "quota": quota,
+        "positions": positions,
+        "versions": versions,
+        "tokens": tokens,
+        "now": now,
+        "platform": api_key.platform_id,
+        "actor": api_key.prefix,
+    }
+    connection.ensure_connection()
+    # A server-side binding cursor (Django's own binds on the client), so psycopg can prepare the statement:
+    # from the second execution on a connection it is parsed and planned once, not per lookup.
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(LOOKUP_SQL, params, prepare=True)
+        rows = cursor.fetchall()
+    if not rows[0][0]:
+        raise QuotaExceeded(quota, _resets_at(now))
+    hits: Hits = [[] for _ in indicators]
+    for _, pos, _kind, holder, *cluster in rows:
+        if pos is not None:
+            hits[pos - 1].append((holder, _summary(*cluster)))
+    return hits
 
 
 def do_lookup(api_key: ApiKey, indicators: list[tuple[str, str]]) -> list[dict[str, Any]]:
-    """Answer one lookup request (already validated) and audit it.
+    """Answer one lookup request (already validated), charged to the key's daily quota and audited.
+
+    On PostgreSQL without a replica that is one statement (LOOKUP_SQL). With a replica the read runs there
+    (exchange/routers.py) and the quota charge before it and the audit entry after it on the primary; SQLite
+    runs the same three steps through the ORM.
 
     The work does not depend on what the exchange stores when no other platform's live seller holds an
     indicator: an unknown indicator and one held only by retracted, expired or the caller's own sellers run
-    the same single query (the token join finds no row either way) and build the answer the same way.
-    Skipping the query for tokens that are not stored made the two measurably different in time
-    (tests/bench/bench_lookup_timing.py). The read runs on the replica when there is one
-    (exchange/routers.py); the quota charge and the audit entry are written to the primary."""
-    platform: Platform = api_key.platform
-    charge_quota(api_key, len(indicators))  # on the primary, before anything is read
-    peppers = settings.EXCHANGE_PEPPERS
+    the same query (the token join finds no row either way) and build the answer the same way. Skipping the
+    query for tokens that are not stored made the two measurably different in time
+    (tests/bench/bench_lookup_timing.py)."""
+    now = timezone.now()
+    if connection.vendor == "postgresql" and not routers.replica_configured():
+        if len(indicators) > settings.EXCHANGE_LOOKUP_DAILY_QUOTA:
+            raise QuotaExceeded(settings.EXCHANGE_LOOKUP_DAILY_QUOTA, _resets_at(now))
+        hits = _lookup_in_one_statement(api_key, indicators, now)
+        results = _answer(indicators, hits)
+    else:
+        charge_quota(api_key, len(indicators), now)  # on the primary, before anything is read
+        peppers = settings.EXCHANGE_PEPPERS
 
-    def read() -> tuple[list[str], Holders]:
-        # The key version from the same database as the tokens it keys: a replica behind a pepper rotation
-        # still matches its own (not yet re-keyed) tokens.
-        tokens = keyed_tokens(indicators, peppers, current_key_version(lock=False))
-        return tokens, _live_holders(tokens, platform.pk, timezone.now())
+        def read() -> Hits:
+            # The key version from the same database as the tokens it keys: a replica behind a pepper
+            # rotation still matches its own (not yet re-keyed) tokens.
+            tokens = keyed_tokens(indicators, peppers, current_key_version(lock=False))
+            return _live_holders(tokens, api_key.platform_id, timezone.now())
 
-    tokens, holders = routers.on_replica(read)
-    hits = [holders.get((kind, token), []) for (kind, _), token in zip(indicators, tokens, strict=True)]
+        results = _answer(indicators, routers.on_replica(read))
+        AuditEntry.objects.record(
+            "lookup",
+            api_key.prefix,
+            api_key.platform_id,
+            indicators=len(indicators),
+            matches=sum(1 for r in results if r["match"]),
+        )
+    metrics.lookup_answered(len(indicators), sum(1 for r in results if r["match"]))
+    return results
+
+
+def _answer(indicators: list[tuple[str, str]], hits: Hits) -> list[dict[str, Any]]:
+    """The partner's answer per indicator: whether other platforms' live sellers hold it, how many, and the
+    riskiest of their clusters (its opaque ref, risk and kinds; the request's kinds that hit it)."""
     # Which kinds of this request hit each cluster: a result's matched kinds are those of its cluster.
     kinds_hitting: dict[str, set[str]] = defaultdict(set)
     for (kind, _), pairs in zip(indicators, hits, strict=True):
@@ -265,12 +374,4 @@ def do_lookup(api_key: ApiKey, indicators: list[tuple[str, str]]) -> list[dict[s
                 "cluster_kinds": list(best["kinds"]) if best else [],
             }
         )
-    AuditEntry.objects.record(
-        "lookup",
-        api_key.prefix,
-        platform,
-        indicators=len(indicators),
-        matches=sum(1 for r in results if r["match"]),
-    )
-    metrics.lookup_answered(len(indicators), sum(1 for r in results if r["match"]))
     return results

@@ -28,6 +28,7 @@ from exchange.client.csvinput import (
 )
 from exchange.client.submission import (
     DEFAULT_BATCH_SIZE,
+    DEFAULT_PARALLEL,
     MAX_BATCH_SIZE,
     SubmitSummary,
     batched,
@@ -36,6 +37,8 @@ from exchange.client.submission import (
 )
 from exchange.contract import Limits
 from exchange.normalization import KINDS, NormalizationError, normalize, normalize_region, transport_hash
+
+MAX_PARALLEL = 32  # batches in flight from one client: more would only queue at the server
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -125,6 +128,14 @@ def build_parser(prog: str = MODULE_PROG) -> argparse.ArgumentParser:
         f"by default {MAX_BATCH_SIZE})",
     )
     submit.add_argument(
+        "--parallel",
+        type=int,
+        default=DEFAULT_PARALLEL,
+        metavar="N",
+        help=f"batches in flight at once, each on its own connection (default {DEFAULT_PARALLEL}; 1 sends "
+        "them one after the other)",
+    )
+    submit.add_argument(
         "--send-valid-rows",
         action="store_true",
         help="send the valid rows of a seller some of whose rows were rejected (default: such a seller is "
@@ -199,6 +210,8 @@ def _submit(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     region = _region(args)
     if args.batch_size < 1:
         raise UsageError("--batch-size must be 1 or more")
+    if not 1 <= args.parallel <= MAX_PARALLEL:
+        raise UsageError(f"--parallel must be between 1 and {MAX_PARALLEL}")
     if args.payloads_file and not args.dry_run:
         raise UsageError("--payloads-file goes with --dry-run")
     if args.dry_run:
@@ -235,7 +248,9 @@ def _submit(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if not args.quiet:
             print(message, file=err, flush=True)
 
-    submit_sellers(client, sellers, batch_size=batch_size, progress=progress, summary=summary)
+    submit_sellers(
+        client, sellers, batch_size=batch_size, parallel=args.parallel, progress=progress, summary=summary
+    )
     print(summary.format(), file=out)
     return _exit_code(summary)
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from exchange.contract import DEFAULT_MAX_BATCH_SELLERS, Limits
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
+    "DEFAULT_PARALLEL",
     "MAX_BATCH_SIZE",
     "BatchFailure",
     "SubmitSummary",
@@ -31,6 +34,7 @@ __all__ = [
 ]
 
 DEFAULT_BATCH_SIZE = 500
+DEFAULT_PARALLEL = 4  # the command line's batches in flight: enough to keep a 2-worker server busy
 MAX_BATCH_SIZE = DEFAULT_MAX_BATCH_SELLERS  # the exchange refuses larger batches (by default)
 
 
@@ -181,45 +185,65 @@ def submit_sellers(
     sellers: Sequence[SellerReport],
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    parallel: int = 1,
     progress: Callable[[str], None] | None = None,
     summary: SubmitSummary | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> SubmitSummary:
     """Submit sellers in batches, each with its own Idempotency-Key; return (or fill in) a summary.
 
-    A batch that fails for good is recorded and the next one is tried, except after an authentication
-    error (401/403) or an unreachable exchange, when the remaining batches are skipped.
+    ``parallel`` batches are in flight at once, each on its own connection (the command line sends 4;
+    1 sends them one after the other). The summary and the progress lines follow the batches' order whatever
+    order the answers come in. A batch that fails for good is recorded and the others are still sent, except
+    after an authentication error (401/403) or an unreachable exchange: batches not yet started are then
+    skipped (those already in flight finish).
     """
+    if parallel < 1:
+        raise ValueError("parallel must be 1 or more")
     if summary is None:
         summary = SubmitSummary()
         summary.count_sellers(sellers)
     batches = list(batched(sellers, batch_size))
+    keys = [str(uuid.uuid4()) for _ in batches]
     summary.batches_total = len(batches)
-    started = clock()
-    for number, batch in enumerate(batches, start=1):
-        key = str(uuid.uuid4())
+    fatal = threading.Event()
+
+    def send(index: int) -> dict[str, Any] | ExchangeError | None:
+        """The batch's answer, its error, or None when it was skipped after a fatal error."""
+        if fatal.is_set():
+            return None
         try:
-            answer = client.submit_batch(batch, idempotency_key=key)
+            return client.submit_batch(batches[index], idempotency_key=keys[index])
         except ExchangeError as exc:
-            status = exc.status if isinstance(exc, ApiError) else None
-            summary.failures.append(BatchFailure(number, len(batch), key, str(exc), status))
-            _report(progress, f"batch {number}/{len(batches)} failed: {exc}")
-            if isinstance(exc, TransportError) or status in (401, 403):
-                summary.batches_skipped = len(batches) - number
-                break
-            continue
-        summary.batches_sent += 1
-        summary.sellers_sent += len(batch)
-        summary.indicators_sent += sum(len(seller.indicators) for seller in batch)
-        summary.sightings_created += _as_int(answer.get("sightings_created"))
-        if "submission" in answer:
-            summary.submissions.append(answer["submission"])
-        elapsed = max(clock() - started, 1e-9)
-        _report(
-            progress,
-            f"batch {number}/{len(batches)} sent: {summary.sellers_sent} sellers so far "
-            f"({summary.sellers_sent / elapsed:.0f} sellers/s)",
-        )
+            if isinstance(exc, TransportError) or (isinstance(exc, ApiError) and exc.status in (401, 403)):
+                fatal.set()
+            return exc
+
+    started = clock()
+    with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="submit") as pool:
+        outcomes = [pool.submit(send, index) for index in range(len(batches))]
+        for number, (batch, key, outcome) in enumerate(zip(batches, keys, outcomes, strict=True), start=1):
+            answer = outcome.result()
+            if answer is None:
+                summary.batches_skipped += 1
+                continue
+            if isinstance(answer, ExchangeError):
+                status = answer.status if isinstance(answer, ApiError) else None
+                summary.failures.append(BatchFailure(number, len(batch), key, str(answer), status))
+                _report(progress, f"batch {number}/{len(batches)} failed: {answer}")
+                continue
+            summary.batches_sent += 1
+            summary.sellers_sent += len(batch)
+            summary.indicators_sent += sum(len(seller.indicators) for seller in batch)
+            summary.sightings_created += _as_int(answer.get("sightings_created"))
+            if "submission" in answer:
+                summary.submissions.append(answer["submission"])
+            elapsed = max(clock() - started, 1e-9)
+            _report(
+                progress,
+                f"batch {number}/{len(batches)} sent: {summary.sellers_sent} sellers so far "
+                f"({summary.sellers_sent / elapsed:.0f} sellers/s)",
+            )
     summary.elapsed = clock() - started
     return summary
 
@@ -230,6 +254,7 @@ def submit_csv(
     *,
     default_region: str | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    parallel: int = 1,
     progress: Callable[[str], None] | None = None,
     send_valid_rows: bool = False,
 ) -> SubmitSummary:
@@ -242,7 +267,9 @@ def submit_csv(
     """
     result = read_submission_file(path, default_region, send_valid_rows=send_valid_rows)
     summary = SubmitSummary.of(result)
-    return submit_sellers(client, result.sellers, batch_size=batch_size, progress=progress, summary=summary)
+    return submit_sellers(
+        client, result.sellers, batch_size=batch_size, parallel=parallel, progress=progress, summary=summary
+    )
 
 
 def _report(progress: Callable[[str], None] | None, message: str) -> None:

@@ -136,7 +136,7 @@ def measure(sightings: int, n_indicators: int) -> dict[str, Any]:
         for round_ in range(2200):
             tokens = [f"{int(i):064x}" for i in rng.integers(1, n_indicators + 1, size=10)]
             started = time.perf_counter()
-            cursor.execute(LIVE_HOLDERS_SQL, [tokens, now, 1])
+            cursor.execute(LIVE_HOLDERS_SQL, {"tokens": tokens, "now": now, "platform": 1})
             cursor.fetchall()
             elapsed = time.perf_counter() - started
             started = time.perf_counter()

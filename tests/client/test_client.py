@@ -32,6 +32,7 @@ from exchange.client import (
     read_submission_file,
     read_submission_rows,
     submit_csv,
+    submit_sellers,
 )
 from exchange.client.cli import main
 from exchange.contract import Limits
@@ -81,7 +82,9 @@ class FakeExchange:
                 recorded = Recorded("POST", self.path, dict(self.headers.items()), json.loads(raw or b"null"))
                 with exchange._lock:
                     exchange.requests.append(recorded)
-                    reply = exchange.script.pop(0) if exchange.script else exchange.default(recorded)
+                    scripted = exchange.script.pop(0) if exchange.script else None
+                # The default answers outside the lock: it may wait for other requests (the parallel tests).
+                reply = scripted or exchange.default(recorded)
                 if reply.drop:
                     self.close_connection = True
                     return
@@ -118,13 +121,15 @@ class FakeExchange:
 
     def accept(self, request: Recorded) -> Reply:
         if request.path == "/api/v1/submissions/":
-            self.submissions += 1
+            with self._lock:
+                self.submissions += 1
+                number = self.submissions
             sellers = request.body["sellers"]
             indicators = sum(len(seller["indicators"]) for seller in sellers)
             return Reply(
                 201,
                 {
-                    "submission": f"sub_{self.submissions:016x}",
+                    "submission": f"sub_{number:016x}",
                     "sellers": len(sellers),
                     "indicators": indicators,
                     "sightings_created": indicators,
@@ -647,6 +652,59 @@ def test_an_authentication_failure_stops_the_run(
     assert "batches not attempted after a fatal error: 2" in summary.format()
 
 
+def test_parallel_batches_are_in_flight_together_and_summarised_in_batch_order(
+    exchange: FakeExchange, sleeps: Sleeps, tmp_path: Path
+) -> None:
+    """Issue 17: `parallel` batches are sent at once. The fake exchange answers a submission only when three
+    are in flight together (a barrier), so sending them one after the other would time out."""
+    together = threading.Barrier(3, timeout=5)
+
+    def accept_when_three_wait(request: Recorded) -> Reply:
+        together.wait()
+        return exchange.accept(request)
+
+    exchange.default = accept_when_three_wait
+    progress: list[str] = []
+    summary = submit_csv(
+        make_client(exchange.url, sleeps),
+        many_sellers_csv(tmp_path, 12),
+        batch_size=2,
+        parallel=3,
+        progress=progress.append,
+    )
+    requests = exchange.submissions_requests()
+    assert len(requests) == 6 and len({r.headers["Idempotency-Key"] for r in requests}) == 6
+    sent = sorted(seller["seller_ref"] for r in requests for seller in r.body["sellers"])
+    assert sent == sorted(f"s-{n}" for n in range(12))
+    assert summary.ok and (summary.batches_sent, summary.sellers_sent, summary.sightings_created) == (
+        6,
+        12,
+        12,
+    )
+    assert sorted(summary.submissions) == [f"sub_{n:016x}" for n in range(1, 7)]
+    assert [line.split(" sent")[0] for line in progress] == [f"batch {n}/6" for n in range(1, 7)]
+
+
+def test_with_parallel_batches_an_authentication_failure_skips_the_batches_not_started(
+    exchange: FakeExchange, sleeps: Sleeps, tmp_path: Path
+) -> None:
+    exchange.default = lambda request: Reply(
+        401, {"error": {"code": "unauthenticated", "message": "bad key"}}
+    )
+    summary = submit_csv(
+        make_client(exchange.url, sleeps), many_sellers_csv(tmp_path, 20), batch_size=2, parallel=2
+    )
+    attempted = len(exchange.submissions_requests())
+    assert 1 <= attempted <= 2  # at most the batches already in flight
+    assert len(summary.failures) == attempted and summary.batches_skipped == 10 - attempted
+    assert not summary.ok and summary.batches_sent == 0
+
+
+def test_parallel_below_one_is_refused(exchange: FakeExchange, sleeps: Sleeps) -> None:
+    with pytest.raises(ValueError, match="parallel must be 1 or more"):
+        submit_sellers(make_client(exchange.url, sleeps), [], parallel=0)
+
+
 # --- the command line ------------------------------------------------------------------------------------
 
 
@@ -837,6 +895,36 @@ def test_cli_submit_exits_non_zero_when_a_batch_fails(
     )
     assert code == 1  # a failed batch outranks the rejected row (3)
     assert "failed batches:" in out and "HTTP 503" in out
+
+
+@pytest.mark.parametrize("parallel", ["0", "33"])
+def test_cli_submit_refuses_a_parallel_out_of_range(
+    exchange: FakeExchange, key_file: Path, tmp_path: Path, parallel: str
+) -> None:
+    code, _, err = run_cli(
+        "submit", "--url", exchange.url, "--key-file", str(key_file), "--parallel", parallel,
+        str(many_sellers_csv(tmp_path, 3)),
+    )  # fmt: skip
+    assert code == 2 and "--parallel must be between 1 and 32" in err
+    assert exchange.requests == []  # nothing was sent
+
+
+def test_cli_submit_sends_four_batches_at_once_by_default(
+    exchange: FakeExchange, key_file: Path, tmp_path: Path
+) -> None:
+    together = threading.Barrier(4, timeout=5)
+
+    def accept_when_four_wait(request: Recorded) -> Reply:
+        if request.path == "/api/v1/submissions/":
+            together.wait()
+        return exchange.accept(request)
+
+    exchange.default = accept_when_four_wait
+    code, out, _ = run_cli(
+        "submit", "--url", exchange.url, "--key-file", str(key_file), "--batch-size", "1", "--quiet",
+        str(many_sellers_csv(tmp_path, 8)),
+    )  # fmt: skip
+    assert code == 3 and "batches sent: 8\nsellers sent: 8\n" in out  # the rejected row aside
 
 
 def test_cli_submit_reports_an_unreadable_csv(key_file: Path, tmp_path: Path) -> None:

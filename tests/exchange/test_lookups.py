@@ -141,7 +141,7 @@ def test_lookup_plan_starts_from_the_tokens_and_probes_the_same_indexes_whatever
         with connection.cursor() as cursor:
             cursor.execute(
                 "EXPLAIN (ANALYZE, FORMAT JSON) " + LIVE_HOLDERS_SQL,
-                [[token], timezone.now(), acme.platform.pk],
+                {"tokens": [token], "now": timezone.now(), "platform": acme.platform.pk},
             )
             (raw,) = cursor.fetchone()
         plan = (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]

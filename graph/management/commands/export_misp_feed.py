@@ -77,6 +77,7 @@ class Command(BaseCommand):
             data = [cluster for cluster in data if misp.last_change(cluster) >= since]
 
         staging = _staging_dir(target)
+        self.stderr.write(f"Writing {len(data)} event(s) ({view} view) to {target}")
         try:
             manifest: dict[str, Any] = {}
             attributes = 0

@@ -1,4 +1,4 @@
-"""Clusters read for a STIX export (graph/stix.py builds the objects from this plain data).
+"""Clusters read for an export, as plain data: graph/stix.py and graph/misp.py build from it.
 
 A partner's view is the partner API's: `ActorCluster.summary()` and `ActorCluster.partner_view()`, so the one
 rule about what a partner may learn of other platforms (counts, neutral labels unless the consortium reveals
@@ -12,8 +12,10 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
+from django.db.models import Max
+
 from accounts.models import Platform
-from graph.models import ActorCluster, ClusterMember
+from graph.models import ActorCluster, ClusterEvent, ClusterMember
 from graph.stix import ClusterData, PlatformCount, SellerData
 
 
@@ -47,9 +49,16 @@ def partner_cluster_data(cluster: ActorCluster, platform: Platform) -> ClusterDa
 
 
 def full_cluster_data(clusters: Iterable[ActorCluster]) -> list[ClusterData]:
-    """The clusters in full, for exchange analysts: every member by reference, every platform by name. One
-    query for all their members."""
+    """The clusters in full, for exchange analysts: every member by reference, every platform by name, the
+    analysts' status and the time of the last recorded event. One query for all their members, one for the
+    events' times."""
     clusters = list(clusters)
+    last_events = dict(
+        ClusterEvent.objects.filter(cluster__in=clusters)
+        .values("cluster_id")
+        .annotate(last=Max("created_at"))
+        .values_list("cluster_id", "last")
+    )
     members = (
         ClusterMember.objects.filter(cluster__in=clusters)
         .select_related("seller__platform")
@@ -79,6 +88,8 @@ def full_cluster_data(clusters: Iterable[ActorCluster]) -> list[ClusterData]:
                 cluster,
                 sellers=sellers,
                 counts=[PlatformCount(name, n) for name, n in accounts.items()],
+                status=cluster.status,
+                last_event_at=last_events.get(cluster.pk),
             )
         )
     return result

@@ -140,6 +140,10 @@ class ClusterData:
     sellers: Sequence[SellerData] = ()
     counts: Sequence[PlatformCount] = ()
     viewer: str = field(default="exchange")  # whose view: sightings of neutral labels differ per viewer
+    # The exchange analysts' view only (a partner never sees them): the analysts' status of the cluster, and
+    # when its last recorded event (membership or status change) happened.
+    status: str = ""
+    last_event_at: datetime | None = None
 
 
 def marking_definition(tlp: str) -> dict[str, Any]:

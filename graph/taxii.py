@@ -10,21 +10,29 @@ The collection is a stream ordered by date added: first the exchange's fixed obj
 extension definition of its properties, the TLP marking definitions), then each live cluster's objects, added
 when its membership last changed (`changed_at`): a cluster that changes is added again, as new versions.
 `next` is an encrypted cursor into that stream (like the API's), so paging by `limit` objects is exact.
+
+Filters (TAXII 2.1, 3.4): `match[id]`, `match[type]`, `match[spec_version]` and `match[version]` on objects and
+the manifest, each a comma-separated list; an object matches when it matches every filter given. Each object
+has one version in the collection (its current one), so `first`, `last` and `all` select it and a timestamp
+selects it when it is that version. An object by id takes `match[version]` and `match[spec_version]`, its
+versions (`objects/<id>/versions/`) `match[spec_version]`; any other `match[...]` is a 400. Anything else under
+/taxii2/ is a TAXII 404, not Django's HTML page.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.fernet import InvalidToken
 from django.conf import settings
-from django.http import Http404
-from django.urls import path
+from django.http import Http404, HttpRequest
+from django.urls import path, re_path
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from rest_framework import exceptions
@@ -253,21 +261,130 @@ class Cursor:
             raise exceptions.ValidationError("next is not a cursor this server issued.") from None
 
 
-def read_page(platform: Platform, added_after: datetime | None, cursor: Cursor | None, limit: int) -> Page:
-    """Up to `limit` objects of the platform's collection, from `cursor` (or the start), added after
-    `added_after`."""
+# The types of a cluster's objects (graph/stix.py, cluster_objects); the fixed objects are the others.
+CLUSTER_OBJECT_TYPES = frozenset({"threat-actor", "identity", "relationship", "sighting"})
+VERSION_KEYWORDS = frozenset({"first", "last", "all"})
+_MATCH_PARAMETER = re.compile(r"match\[([^\]]*)\]")
+_MATCH_VALUES = {
+    "id": re.compile(r"[a-z0-9][a-z0-9-]*--[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}"),
+    "type": re.compile(r"[a-z0-9][a-z0-9-]*"),
+    "spec_version": re.compile(r"[0-9]+\.[0-9]+"),
+}
+OBJECTS_FILTERS = ("id", "type", "version", "spec_version")
+CLUSTER_BATCH = 200  # clusters read from the database at a time while filling a page
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """The `match[...]` filters of a request; None: not filtered on that field."""
+
+    ids: frozenset[str] | None = None
+    types: frozenset[str] | None = None
+    spec_versions: frozenset[str] | None = None
+    versions: frozenset[datetime] | None = None  # None also when first, last or all is asked for
+
+    def accepts(self, obj: dict[str, Any]) -> bool:
+        return (
+            (self.ids is None or obj["id"] in self.ids)
+            and (self.types is None or obj["type"] in self.types)
+            and (self.spec_versions is None or obj.get("spec_version", "2.0") in self.spec_versions)
+            and (self.versions is None or _parse_timestamp(version_of(obj)) in self.versions)
+        )
+
+    def may_select_cluster_objects(self) -> bool:
+        """False when no object of any cluster can match (the clusters need not be read)."""
+        return (self.types is None or bool(self.types & CLUSTER_OBJECT_TYPES)) and (
+            self.spec_versions is None or "2.1" in self.spec_versions
+        )
+
+
+def version_of(obj: dict[str, Any]) -> str:
+    """An object's version: `modified`, or `created` for objects that are never modified (markings)."""
+    return str(obj.get("modified", obj["created"]))
+
+
+def _parse_timestamp(raw: str) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else None
+
+
+def query_match(request: Request, allowed: Iterable[str]) -> Match:
+    """The request's `match[...]` filters; a 400 naming the filter for one this endpoint does not take or a
+    value it cannot hold."""
+    allowed = tuple(allowed)
+    supported = ", ".join(f"match[{name}]" for name in allowed) or "no match[...] filter"
+    found: dict[str, frozenset[str]] = {}
+    for key in request.query_params:
+        if not key.startswith("match["):
+            continue
+        parsed = _MATCH_PARAMETER.fullmatch(key)
+        if parsed is None or parsed.group(1) not in allowed:
+            raise exceptions.ValidationError(f"{key} is not a filter of this endpoint: it takes {supported}.")
+        values = [v.strip() for raw in request.query_params.getlist(key) for v in raw.split(",")]
+        values = [value for value in values if value]
+        if not values:
+            raise exceptions.ValidationError(f"{key} needs at least one value.")
+        pattern = _MATCH_VALUES.get(parsed.group(1))
+        if pattern is not None and (bad := [v for v in values if not pattern.fullmatch(v)]):
+            raise exceptions.ValidationError(f"{key}: {bad[0]!r} is not a STIX {parsed.group(1)}.")
+        found[parsed.group(1)] = frozenset(values)
+    return Match(
+        ids=found.get("id"),
+        types=found.get("type"),
+        spec_versions=found.get("spec_version"),
+        versions=_versions(found["version"]) if "version" in found else None,
+    )
+
+
+def _versions(values: frozenset[str]) -> frozenset[datetime] | None:
+    """The timestamps match[version] selects, or None when it names first, last or all: each object has one
+    version here, which a keyword selects whatever the timestamps say."""
+    moments = [_parse_timestamp(value) for value in values - VERSION_KEYWORDS]
+    if None in moments:
+        raise exceptions.ValidationError(
+            "match[version] takes first, last, all or RFC 3339 timestamps with a time zone."
+        )
+    return None if values & VERSION_KEYWORDS else frozenset(m for m in moments if m is not None)
+
+
+def read_page(
+    platform: Platform,
+    added_after: datetime | None,
+    cursor: Cursor | None,
+    limit: int,
+    match: Match = Match(),
+) -> Page:
+    """Up to `limit` objects of the platform's collection that `match` accepts, from `cursor` (or the start),
+    added after `added_after`; `next` points at the next such object, if there is one."""
     page: list[Added] = []
-    summaries: list[dict[str, Any]] = []
+    summaries: dict[str, dict[str, Any]] = {}
+    for position, added, cluster in _stream(platform, added_after, cursor, match):
+        if len(page) == limit:
+            return Page(page, list(summaries.values()), position.encode())
+        page.append(added)
+        if cluster is not None and cluster.ref not in summaries:
+            summaries[cluster.ref] = cluster.summary()
+    return Page(page, list(summaries.values()), None)
+
+
+def _stream(
+    platform: Platform, added_after: datetime | None, cursor: Cursor | None, match: Match
+) -> Iterator[tuple[Cursor, Added, ActorCluster | None]]:
+    """The collection from `cursor` on, lazily: each matching object with where it is in the stream and its
+    cluster (None for the fixed objects). Clusters are read in batches and built one at a time, so a page
+    reads only the clusters it shows (and the next one that has a matching object, for `next`)."""
     fixed_added = stix.FIXED_OBJECTS_ADDED
     in_clusters = cursor is not None and cursor.changed_at is not None
     if not in_clusters and (added_after is None or fixed_added > added_after):
         skip = cursor.skip if cursor else 0
-        fixed = stix.fixed_objects(ALL_TLPS)
-        for index, obj in enumerate(fixed[skip:], start=skip):
-            if len(page) == limit:
-                return Page(page, summaries, Cursor(None, 0, index).encode())
-            page.append(Added(fixed_added, obj))
-
+        for index, obj in enumerate(stix.fixed_objects(ALL_TLPS)[skip:], start=skip):
+            if match.accepts(obj):
+                yield Cursor(None, 0, index), Added(fixed_added, obj), None
+    if not match.may_select_cluster_objects():
+        return
     clusters = LIVE_CLUSTERS.rows(platform.pk).order_by("changed_at", "id")
     if added_after is not None:
         clusters = clusters.filter(changed_at__gt=added_after)
@@ -276,22 +393,23 @@ def read_page(platform: Platform, added_after: datetime | None, cursor: Cursor |
         clusters = clusters.filter(changed_at__gte=cursor.changed_at).exclude(
             changed_at=cursor.changed_at, id__lt=cursor.cluster_id
         )
-    # Each cluster of a partner's view has at least one object, so limit + 1 clusters always fill a page and
-    # show whether there is more.
-    for cluster in clusters[: limit + 1]:
-        skip = 0
-        if cursor and cluster.pk == cursor.cluster_id and cluster.changed_at == cursor.changed_at:
-            skip = cursor.skip
-        if len(page) == limit:
-            return Page(page, summaries, Cursor(cluster.changed_at, cluster.pk, skip).encode())
-        objects = _objects_of(cluster, platform)
-        if objects[skip:]:
-            summaries.append(cluster.summary())
-        for index, obj in enumerate(objects[skip:], start=skip):
-            if len(page) == limit:
-                return Page(page, summaries, Cursor(cluster.changed_at, cluster.pk, index).encode())
-            page.append(Added(cluster.changed_at, obj))
-    return Page(page, summaries, None)
+    if match.ids is not None:
+        clusters = clusters.filter(pk__in=_clusters_holding(platform, match.ids))
+    start = 0
+    while batch := list(clusters[start : start + CLUSTER_BATCH]):
+        for cluster in batch:
+            skip = 0
+            if cursor and cluster.pk == cursor.cluster_id and cluster.changed_at == cursor.changed_at:
+                skip = cursor.skip
+            objects = _objects_of(cluster, platform)
+            for index, obj in enumerate(objects[skip:], start=skip):
+                if match.accepts(obj):
+                    yield (
+                        Cursor(cluster.changed_at, cluster.pk, index),
+                        Added(cluster.changed_at, obj),
+                        cluster,
+                    )
+        start += CLUSTER_BATCH
 
 
 def _objects_of(cluster: ActorCluster, platform: Platform) -> list[dict[str, Any]]:
@@ -306,7 +424,7 @@ def _first_last_headers(response: Response, objects: list[Added]) -> Response:
 
 
 class PagedView(TaxiiView):
-    """Objects and manifest: the same stream, the same paging, the same charge."""
+    """Objects and manifest: the same stream, the same filters, the same paging, the same charge."""
 
     endpoint = ""
 
@@ -314,9 +432,10 @@ class PagedView(TaxiiView):
         platform = collection_of(request, collection)
         added_after = query_added_after(request)
         limit = query_limit(request)
+        match = query_match(request, OBJECTS_FILTERS)
         token = request.query_params.get("next")
         cursor = Cursor.decode(token) if token else None
-        page = routers.on_replica(lambda: read_page(platform, added_after, cursor, limit))
+        page = routers.on_replica(lambda: read_page(platform, added_after, cursor, limit, match))
         # Charged and audited on the primary before anything is shown (QuotaExceeded: a 429).
         lookups.do_read_clusters(partner_of(request).api_key, self.endpoint, page.summaries)
         return page
@@ -349,7 +468,7 @@ class ManifestView(PagedView):
             {
                 "id": added.stix["id"],
                 "date_added": date_added(added.date_added),
-                "version": added.stix.get("modified", added.stix["created"]),
+                "version": version_of(added.stix),
                 "media_type": stix.STIX_MEDIA_TYPE,
             }
             for added in page.objects
@@ -357,37 +476,98 @@ class ManifestView(PagedView):
         return _first_last_headers(Response(self.envelope(page, "objects", records)), page.objects)
 
 
-def find_object(platform: Platform, object_id: str) -> tuple[datetime, dict[str, Any], ActorCluster | None]:
-    """The collection's object with this id (and its cluster), or Http404. Object ids are derived, not
-    stored: the candidates are computed from the partner's live cluster refs and own members (two queries),
-    and only the cluster that holds the id is built."""
-    for obj in stix.fixed_objects(ALL_TLPS):
-        if obj["id"] == object_id:
-            return stix.FIXED_OBJECTS_ADDED, obj, None
+def _clusters_holding(platform: Platform, object_ids: Iterable[str]) -> list[int]:
+    """The ids of the platform's live clusters that hold any of these object ids. Object ids are derived,
+    not stored: the candidates are computed from the partner's live cluster refs and own members (two
+    queries), without building any cluster's objects."""
+    wanted = set(object_ids)
     live = LIVE_CLUSTERS.rows(platform.pk)
     own: dict[int, list[tuple[str, str]]] = {}
     members = ClusterMember.objects.filter(cluster__in=live, seller__platform=platform)
     for cluster_id, seller_ref in members.values_list("cluster_id", "seller__seller_ref"):
         own.setdefault(cluster_id, []).append((platform.slug, seller_ref))
-    for pk, ref, platforms in live.values_list("id", "ref", "platform_count"):
-        if object_id in stix.cluster_object_ids(ref, platform.slug, own.get(pk, []), platforms):
-            cluster = ActorCluster.objects.get(pk=pk)
-            for obj in _objects_of(cluster, platform):
-                if obj["id"] == object_id:
-                    return cluster.changed_at, obj, cluster
+    return [
+        pk
+        for pk, ref, platforms in live.values_list("id", "ref", "platform_count")
+        if wanted & stix.cluster_object_ids(ref, platform.slug, own.get(pk, []), platforms)
+    ]
+
+
+def find_object(platform: Platform, object_id: str) -> tuple[datetime, dict[str, Any], ActorCluster | None]:
+    """The collection's object with this id (and its cluster), or Http404; only the cluster that holds the
+    id is built."""
+    for obj in stix.fixed_objects(ALL_TLPS):
+        if obj["id"] == object_id:
+            return stix.FIXED_OBJECTS_ADDED, obj, None
+    for cluster in ActorCluster.objects.filter(pk__in=_clusters_holding(platform, [object_id])):
+        for obj in _objects_of(cluster, platform):
+            if obj["id"] == object_id:
+                return cluster.changed_at, obj, cluster
     raise Http404
 
 
-class ObjectView(TaxiiView):
-    """One object by id (its only version), in the TAXII envelope. Showing a cluster's object is a read of
-    the cluster: charged and audited like the objects page."""
+class SingleObjectView(TaxiiView):
+    """An object by id and its versions: a 404 when the collection has no such object. Showing that it has
+    one is a read of its cluster: charged and audited like the objects page."""
 
-    def get(self, request: Request, collection: str, object_id: str) -> Response:
+    endpoint = ""
+    filters: tuple[str, ...] = ()
+
+    def read(self, request: Request, collection: str, object_id: str) -> list[Added]:
+        """The object, or nothing when the filters exclude it (its one version, added when its cluster last
+        changed)."""
         platform = collection_of(request, collection)
+        added_after = query_added_after(request)
+        query_limit(request)  # one object has one version: any valid limit holds it
+        match = query_match(request, self.filters)
         added, obj, cluster = routers.on_replica(lambda: find_object(platform, object_id))
         summaries = [cluster.summary()] if cluster else []
-        lookups.do_read_clusters(partner_of(request).api_key, "taxii_object", summaries)
-        return _first_last_headers(Response({"more": False, "objects": [obj]}), [Added(added, obj)])
+        lookups.do_read_clusters(partner_of(request).api_key, self.endpoint, summaries)
+        if not match.accepts(obj) or (added_after is not None and added <= added_after):
+            return []
+        return [Added(added, obj)]
+
+
+class ObjectView(SingleObjectView):
+    """One object by id (its only version), in the TAXII envelope."""
+
+    endpoint = "taxii_object"
+    filters = ("version", "spec_version")
+
+    def get(self, request: Request, collection: str, object_id: str) -> Response:
+        shown = self.read(request, collection, object_id)
+        body: dict[str, Any] = {"more": False}
+        if shown:
+            body["objects"] = [added.stix for added in shown]
+        return _first_last_headers(Response(body), shown)
+
+
+class VersionsView(SingleObjectView):
+    """The versions of an object (TAXII 2.1, 5.8): the one it has."""
+
+    endpoint = "taxii_versions"
+    filters = ("spec_version",)
+
+    def get(self, request: Request, collection: str, object_id: str) -> Response:
+        shown = self.read(request, collection, object_id)
+        body: dict[str, Any] = {"more": False}
+        if shown:
+            body["versions"] = [version_of(added.stix) for added in shown]
+        return _first_last_headers(Response(body), shown)
+
+
+class UnknownView(TaxiiView):
+    """Any other path under /taxii2/ (ending in a slash: Django's APPEND_SLASH still redirects one without to
+    the route it names): a TAXII 404, whatever the method, for an authenticated caller."""
+
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        raise Http404
+
+    def options(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Response:
+        raise Http404
+
+    def http_method_not_allowed(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Response:
+        raise Http404
 
 
 urlpatterns = [
@@ -402,4 +582,10 @@ urlpatterns = [
         ObjectView.as_view(),
         name="taxii-object",
     ),
+    path(
+        "api1/collections/<str:collection>/objects/<str:object_id>/versions/",
+        VersionsView.as_view(),
+        name="taxii-object-versions",
+    ),
+    re_path(r"^.+/$", UnknownView.as_view(), name="taxii-unknown"),  # last: anything the routes above miss
 ]

@@ -378,3 +378,166 @@ def test_a_database_outage_is_a_503_taxii_error_to_retry(acme, monkeypatch):
     response = acme.client().get(objects_url(acme), **TAXII)
     assert response.status_code == 503 and response["Retry-After"] == "5"
     assert response.json()["http_status"] == "503" and response["Content-Type"] == TAXII_MEDIA_TYPE
+
+
+# --- TAXII filters (match[...]), object versions, unknown paths ---------------------------------------------
+
+
+def read_all(kp: KeyedPlatform, query: str, endpoint: str = "objects") -> list[dict[str, Any]]:
+    """Every page of the collection's objects (or manifest records) for `query`, asserting full pages until
+    the last and no empty last page."""
+    url = objects_url(kp).replace("objects/", f"{endpoint}/") + "?" + query
+    found: list[dict[str, Any]] = []
+    response = kp.client().get(url, **TAXII)
+    while True:
+        assert response.status_code == 200, response.content
+        body = response.json()
+        found += body.get("objects", [])
+        if not body["more"]:
+            return found
+        assert body.get("objects"), "a page says there is more but holds nothing"
+        response = kp.client().get(url + f"&next={body['next']}", **TAXII)
+
+
+def test_match_type_keeps_the_types_asked_for_on_objects_and_manifest(acme, world):
+    actors = read_all(acme, "match[type]=threat-actor")
+    assert sorted(a["name"] for a in actors) == sorted([world["shared"], world["acme_only"]])
+    both = read_all(acme, "match[type]=threat-actor,sighting&limit=1")
+    assert {o["type"] for o in both} == {"threat-actor", "sighting"}
+    everything = read_all(acme, "")
+    wanted = [o["id"] for o in everything if o["type"] in {"threat-actor", "sighting"}]
+    assert [o["id"] for o in both] == wanted
+    manifest = read_all(acme, "match[type]=threat-actor", "manifest")
+    assert [m["id"] for m in manifest] == [a["id"] for a in actors]
+    markings = read_all(acme, "match[type]=marking-definition")
+    assert len(markings) == len(stix.TLP_MARKING_IDS)
+
+
+def test_match_id_finds_fixed_and_cluster_objects_and_pages_them(acme, world):
+    actor = stix.threat_actor_id(world["shared"])
+    seller_id = stix.seller_identity_id("acme", "acme-1")
+    wanted = [stix.TLP_MARKING_IDS["red"], actor, seller_id]
+    found = read_all(acme, f"match[id]={','.join(wanted)}&limit=1")
+    assert sorted(o["id"] for o in found) == sorted(wanted)
+    # Another platform's objects are not in the collection, whatever their id.
+    others = [stix.threat_actor_id(world["bazaar_only"]), stix.seller_identity_id("bazaar", "baz-1")]
+    assert read_all(acme, f"match[id]={','.join(others)}") == []
+
+
+def test_match_spec_version_and_version(acme, world):
+    everything = read_all(acme, "")
+    assert read_all(acme, "match[spec_version]=2.1") == everything
+    assert read_all(acme, "match[spec_version]=2.0") == []
+    for keyword in ("first", "last", "all", "first,last"):
+        assert read_all(acme, f"match[version]={keyword}") == everything
+    actor = next(o for o in everything if o["type"] == "threat-actor")
+    by_version = read_all(acme, f"match[version]={actor['modified']}")
+    assert actor in by_version and all(o["modified"] == actor["modified"] for o in by_version)
+    # The same instant written with microseconds (as taxii2-client writes datetimes) selects the same.
+    microseconds = actor["modified"].replace("Z", "000Z")
+    assert read_all(acme, f"match[version]={microseconds}") == by_version
+    assert read_all(acme, "match[version]=2001-01-01T00:00:00Z") == []
+    assert read_all(acme, "match[version]=last&match[type]=threat-actor&match[spec_version]=2.1") == [
+        o for o in everything if o["type"] == "threat-actor"
+    ]
+
+
+def test_a_filtered_read_charges_only_the_clusters_it_shows(acme, world):
+    read_all(acme, "match[type]=marking-definition")
+    assert not LookupUsage.objects.filter(api_key=acme.key, count__gt=0).exists()
+    read_all(acme, f"match[id]={stix.threat_actor_id(world['shared'])}")
+    assert LookupUsage.objects.get(api_key=acme.key).count == 1
+    (audit,) = AuditEntry.objects.filter(action="cluster_read", details__clusters=1)
+    assert audit.details["refs"] == [world["shared"]]
+
+
+@pytest.mark.parametrize(
+    ("query", "mentions"),
+    [
+        ("match[color]=red", "match[color] is not a filter of this endpoint"),
+        ("match[type", "match[type is not a filter"),
+        ("match[type]=", "match[type] needs at least one value"),
+        ("match[type]=Threat_Actor", "is not a STIX type"),
+        ("match[id]=threat-actor--nope", "is not a STIX id"),
+        ("match[spec_version]=two", "is not a STIX spec_version"),
+        ("match[version]=yesterday", "match[version] takes first, last, all"),
+        ("match[version]=2026-01-01T00:00:00", "match[version] takes"),
+    ],
+)
+@pytest.mark.parametrize("endpoint", ["objects", "manifest"])
+def test_bad_match_filters_are_a_400_taxii_error(acme, world, query, mentions, endpoint):
+    url = objects_url(acme).replace("objects/", f"{endpoint}/")
+    response = acme.client().get(f"{url}?{query}", **TAXII)
+    assert response.status_code == 400, response.content
+    assert response.json()["http_status"] == "400" and mentions in response.json()["description"]
+    assert response["Content-Type"] == TAXII_MEDIA_TYPE
+
+
+def test_every_object_has_its_one_version_listed(acme, world):
+    client = acme.client()
+    objects = client.get(objects_url(acme), **TAXII).json()["objects"]
+    for obj in objects:
+        response = client.get(objects_url(acme) + f"{obj['id']}/versions/", **TAXII)
+        assert response.status_code == 200 and response["Content-Type"] == TAXII_MEDIA_TYPE
+        assert response.json() == {"more": False, "versions": [obj.get("modified", obj["created"])]}
+        assert response["X-TAXII-Date-Added-First"] == response["X-TAXII-Date-Added-Last"]
+    assert AuditEntry.objects.filter(action="cluster_read", details__endpoint="taxii_versions").exists()
+
+
+def test_versions_and_object_take_their_filters(acme, world):
+    client = acme.client()
+    actor = stix.threat_actor_id(world["shared"])
+    url = objects_url(acme) + f"{actor}/"
+    added = client.get(url, **TAXII)["X-TAXII-Date-Added-Last"]
+    assert client.get(url + f"versions/?added_after={added}", **TAXII).json() == {"more": False}
+    assert client.get(url + "versions/?match[spec_version]=2.0", **TAXII).json() == {"more": False}
+    assert len(client.get(url + "versions/?match[spec_version]=2.0,2.1", **TAXII).json()["versions"]) == 1
+    obj = client.get(url + "?match[version]=first", **TAXII).json()["objects"][0]
+    assert client.get(url + f"?match[version]={obj['modified']}", **TAXII).json()["objects"] == [obj]
+    assert client.get(url + "?match[version]=2001-01-01T00:00:00Z", **TAXII).json() == {"more": False}
+    for bad_url, mentions in (
+        (url + "versions/?match[type]=threat-actor", "it takes match[spec_version]"),
+        (url + "versions/?limit=0", "limit"),
+        (url + "?match[id]=" + actor, "it takes match[version], match[spec_version]"),
+    ):
+        response = client.get(bad_url, **TAXII)
+        assert response.status_code == 400 and mentions in response.json()["description"], bad_url
+
+
+def test_versions_of_another_partners_object_or_an_unknown_one_are_404s(acme, bazaar, world):
+    for object_id in (
+        stix.threat_actor_id(world["bazaar_only"]),
+        stix.seller_identity_id("bazaar", "baz-1"),
+        f"threat-actor--{'0' * 8}-0000-4000-8000-{'0' * 12}",
+    ):
+        response = acme.client().get(objects_url(acme) + f"{object_id}/versions/", **TAXII)
+        assert response.status_code == 404 and response.json()["http_status"] == "404"
+    other = f"/taxii2/api1/collections/{collection_id(bazaar.platform)}/objects/"
+    actor = stix.threat_actor_id(world["shared"])  # in both collections: still not through Bazaar's
+    assert acme.client().get(other + f"{actor}/versions/", **TAXII).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/taxii2/nope/",
+        "/taxii2/api1/nope/",
+        "/taxii2/api2/collections/",
+        "/taxii2/api1/collections/{collection}/objects/{actor}/versions/extra/",
+        "/taxii2/api1/collections/{collection}/status/",
+    ],
+)
+def test_unknown_paths_under_taxii2_are_taxii_404s(acme, anonymous, world, path):
+    url = path.format(collection=collection_id(acme.platform), actor=stix.threat_actor_id(world["shared"]))
+    for method in ("get", "post", "delete", "options"):
+        response = getattr(acme.client(), method)(url, **TAXII)
+        assert response.status_code == 404, (method, response.status_code)
+        assert response["Content-Type"] == TAXII_MEDIA_TYPE
+        assert response.json()["http_status"] == "404"
+    response = anonymous.get(url, **TAXII)
+    assert response.status_code == 401 and response.json()["http_status"] == "401"
+
+
+def test_a_taxii_path_without_its_slash_still_redirects_to_its_route(acme):
+    response = acme.client().get("/taxii2/api1/collections", **TAXII)
+    assert response.status_code == 301 and response["Location"] == "/taxii2/api1/collections/"

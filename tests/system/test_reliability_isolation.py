@@ -62,6 +62,9 @@ TAXII_ROUTES: dict[str, str | None] = {
     "taxii2/api1/collections/<str:collection>/manifest/": "collection",
     # The owner's collection and an object of the owner's own cluster (stix ids are derived: see graph/stix.py).
     "taxii2/api1/collections/<str:collection>/objects/<str:object_id>/": "object",
+    "taxii2/api1/collections/<str:collection>/objects/<str:object_id>/versions/": "object",
+    # Any other path under /taxii2/ (a path below the owner's object here): a TAXII 404 for every key.
+    "taxii2/^.+/$": "unknown",
 }
 # Public on purpose: they carry no tenant data.
 # (/healthz, /readyz and /metrics are answered before the URLconf: exchange/probes.py.)
@@ -332,11 +335,14 @@ def test_taxii_route_keeps_tenants_apart(route, world, bob):
         secrets = [s for s in secrets if s not in shared_ok]
         owner_url = taxii_url(route, owner, world)
         other_url = taxii_url(route, other, world)
+        # What the route answers its owner: 200, or a 404 for every caller on an unknown path.
+        answer = 404 if TAXII_ROUTES[route] == "unknown" else 200
         response = other.client().get(owner_url, **accept)
         COUNTS["taxii: other platform"] += 1
         assert response.status_code == (404 if TAXII_ROUTES[route] else 200), (route, response.status_code)
+        assert response.json().get("http_status", "200") == str(response.status_code)
         own_view = other.client().get(other_url, **accept)
-        assert own_view.status_code == 200, (route, own_view.status_code)
+        assert own_view.status_code == answer, (route, own_view.status_code)
         for body in (response.content.decode(), own_view.content.decode()):
             leaked = [s for s in secrets if s in body]
             assert not leaked, (route, leaked)
@@ -352,12 +358,15 @@ def test_taxii_route_keeps_tenants_apart(route, world, bob):
             COUNTS[f"taxii: {role}"] += 1
             assert response.status_code == expected, (role, route, response.status_code)
             assert response.json()["http_status"] == str(expected)
-        assert owner.client().get(owner_url, **accept).status_code == 200  # the positive control
+        assert owner.client().get(owner_url, **accept).status_code == answer  # the positive control
 
 
 def taxii_url(route: str, owner: KeyedPlatform, world: World) -> str:
-    """The route filled with the owner's collection id (and the threat-actor of its own cluster)."""
+    """The route filled with the owner's collection id (and the threat-actor of its own cluster); for the
+    catch-all, a path below that object that no route names."""
     own_cluster = world.acme_cluster if owner is world.acme else world.bazaar_cluster
+    if TAXII_ROUTES[route] == "unknown":
+        route = "taxii2/api1/collections/<str:collection>/objects/<str:object_id>/no-such-endpoint/"
     url = route.replace("<str:collection>", collection_id(owner.platform))
     return "/" + url.replace("<str:object_id>", stix.threat_actor_id(own_cluster))
 

@@ -1,12 +1,14 @@
 """An independent TAXII 2.1 client (OASIS's taxii2-client) reads a partner's collection from a live gunicorn
 server: discovery, the API root, the collections, and the objects page by page. Every page's objects pass the
-OASIS stix2-validator and parse with the stix2 library; another partner's key cannot read the collection."""
+OASIS stix2-validator and parse with the stix2 library; objects are filtered (match[...]) and read by id with
+their versions; another partner's key cannot read the collection."""
 
 from __future__ import annotations
 
 import json
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +97,30 @@ def test_taxii2_client_reads_the_partners_collection_page_by_page(live):
 
     manifest = collection.get_manifest()
     assert [m["id"] for m in manifest["objects"]] == [o["id"] for o in objects]
+
+
+def test_taxii2_client_filters_and_reads_objects_and_their_versions(live):
+    url, keys = live
+    (collection,) = Server(f"{url}/taxii2/", auth=Bearer(keys["acme"])).api_roots[0].collections
+    objects = collection.get_objects()["objects"]
+    actors = collection.get_objects(type="threat-actor")["objects"]
+    assert actors and actors == [o for o in objects if o["type"] == "threat-actor"]
+    picked = [actors[0]["id"], objects[0]["id"]]
+    assert [o["id"] for o in collection.get_objects(id=picked)["objects"]] == [
+        o["id"] for o in objects if o["id"] in picked
+    ]
+    assert collection.get_objects(spec_version="2.0") == {"more": False}
+    # taxii2-client writes a datetime version with microseconds: the same instant as the object's version.
+    version = datetime.fromisoformat(actors[0]["modified"])
+    records = collection.get_manifest(version=version, type="threat-actor")["objects"]
+    assert actors[0]["id"] in {record["id"] for record in records}
+    for obj in objects:
+        assert collection.get_object(obj["id"]) == {"more": False, "objects": [obj]}
+        versions = collection.object_versions(obj["id"])
+        assert versions == {"more": False, "versions": [obj.get("modified", obj["created"])]}
+    with pytest.raises((TAXIIServiceException, requests.HTTPError)) as refused:
+        collection.get_objects(color="red")  # taxii2-client sends match[color]: not a filter here
+    assert "400" in str(refused.value)
 
 
 def test_another_partners_key_cannot_read_the_collection(live):

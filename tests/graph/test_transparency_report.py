@@ -628,7 +628,9 @@ def test_the_cluster_list_links_to_the_report(clock: Any, alice: User, bob: User
 @pytest.mark.django_db
 def test_the_page_defaults_to_this_year_and_downloads_the_csv(world: None, bob: User) -> None:
     client = logged_in(bob)
-    assert "Period 2026:" in client.get(URL).content.decode()
+    page = client.get(URL).content.decode()
+    assert "Period 2026:" in page and 'href="?period=2026&amp;format=csv">Download CSV</a>' in page
+    assert 'name="period" value="2026"' in page
     response = client.get(URL, {"period": "2026-05", "format": "csv"})
     assert response.status_code == 200
     assert response["Content-Type"] == "text/csv; charset=utf-8"

@@ -55,6 +55,7 @@ from graph.models import (
 from graph.network import network
 from graph.picture import render
 from graph.timeline import cluster_timeline
+from graph.transparency_admin import TransparencyReportAdmin
 
 # How a cluster is addressed in admin URLs: its opaque reference for everyone, its id for exchange analysts.
 CLUSTER_REF = re.compile(r"ac_[0-9a-f]{8,21}")
@@ -290,7 +291,7 @@ class ClusterChangeList(HashQueryRefusingChangeList):
 
 
 @admin.register(ActorCluster)
-class ActorClusterAdmin(DurableSaveAdmin, HashSearchAdmin, ScopedModelAdmin):
+class ActorClusterAdmin(TransparencyReportAdmin, DurableSaveAdmin, HashSearchAdmin, ScopedModelAdmin):
     form = ClusterWorkForm
     list_display = ("cluster", "size", "platforms", "risk_score", "status_label", "assignee", "last_change")
     list_display_links = ("cluster",)

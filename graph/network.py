@@ -20,7 +20,8 @@ from django.urls import reverse
 from exchange.models import Sighting
 from graph.explain import ChainStep, Explanation, IndicatorRow, Member
 from graph.models import ActorCluster
-from graph.picture import KIND_COLOURS, UNKNOWN_KIND_COLOUR, platform_colours
+from graph.palette import KIND_COLOURS, UNKNOWN_KIND_COLOUR
+from graph.picture import platform_colours
 
 LABEL_LIMIT = 18  # longer seller references are cut with "…" on the canvas (the tooltip has them whole)
 # Neighbouring clusters drawn per suppressed indicator: a hub the rule cut may touch thousands; the rest are

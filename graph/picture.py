@@ -23,6 +23,7 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 from graph.explain import Explanation, IndicatorRow, Member
+from graph.palette import BRIDGE, KIND_COLOURS, PLATFORM_COLOURS, UNKNOWN_KIND_COLOUR
 
 MAX_SELLERS = 60
 MAX_INDICATORS = 60
@@ -35,26 +36,6 @@ CHAIN_GAP = 70  # the closest two nodes of a chain are drawn before it wraps int
 CHAIN_RISE = 44  # how far every other node of a chain is raised above its row
 KAMADA_KAWAI_NODES = 80  # beyond this the force layout is too slow for a page; spring layout instead
 
-# Two palettes that cannot be mistaken for each other: platforms (seller circles) are dark, kinds (indicator
-# diamonds and squares) are light, so a seller never looks like an indicator even where hues are close (the
-# interactive graph uses the same palettes through `graph.network`; tests/graph/test_network.py checks them).
-PLATFORM_COLOURS = ("#1d4e89", "#0b6e4f", "#6a3d9a", "#8c2d04", "#00646e", "#7b2c5e", "#3d3d3d", "#4a5d0b")
-KIND_COLOURS = {
-    "email": "#ff8a80",
-    "phone": "#ffd166",
-    "tax_id": "#c9b3ff",
-    "business_registration": "#b8c4d6",
-    "bank_account": "#86e08a",
-    "payment_account": "#8fd3fe",
-    "crypto_wallet": "#ffb3de",
-    "store_name": "#a0ece8",
-    "website_domain": "#dce775",
-    "shipping_address": "#ffcc99",
-    "return_address": "#f5e6b8",
-    "device_id": "#e0e0e0",
-}
-UNKNOWN_KIND_COLOUR = "#eeeeee"
-BRIDGE = "#c0392b"
 SeNode = tuple[str, int | str]
 
 

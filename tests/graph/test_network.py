@@ -16,7 +16,7 @@ from accounts.scoping import EVERYTHING
 from exchange.models import Indicator, Linking, Seller
 from graph.explain import explain
 from graph.network import network
-from graph.picture import KIND_COLOURS, PLATFORM_COLOURS
+from graph.palette import KIND_COLOURS, PLATFORM_COLOURS
 from tests.admin_world import AdminWorld, build, cut_by_the_hub_rule, logged_in
 
 pytestmark = pytest.mark.django_db

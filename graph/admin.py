@@ -73,13 +73,6 @@ RISK_BANDS = (
     ("low", "Low (<40)", 0, 40),
 )
 
-RISK_PARTS = (
-    ("platforms", risk.PLATFORMS_MAX, "2 platforms: 20, +5 per further platform up to 5"),
-    ("reports", risk.REPORTS_MAX, "confirmed reports count fully, suspected ones 40%"),
-    ("evidence", risk.EVIDENCE_MAX, "share of links that rest on a strong indicator"),
-    ("recency", risk.RECENCY_MAX, "full within 30 days of the latest report, 0 after a year"),
-)
-
 
 def risk_band(score: int) -> str:
     return next(name for name, _, low, high in RISK_BANDS if low <= score < high)
@@ -509,7 +502,7 @@ class ActorClusterAdmin(DurableSaveAdmin, HashSearchAdmin, ScopedModelAdmin):
                 chosen="a" in request.GET or "b" in request.GET,
             ),
             "risk_parts": [
-                (name, cluster.risk_parts.get(name, 0), maximum, text) for name, maximum, text in RISK_PARTS
+                (name, cluster.risk_parts.get(name, 0), maximum, text) for name, maximum, text in risk.PARTS
             ],
             "risk_band": risk_band(cluster.risk),
             "events": self._events(cluster, scope.everything),

@@ -17,6 +17,15 @@ RUN /opt/venv/bin/pip install --no-deps --constraint requirements.lock . \
     && DEBUG=1 /opt/venv/bin/python manage.py collectstatic --noinput
 
 FROM python:3.12-slim-bookworm
+# WeasyPrint (the referral package's PDF) draws text with Pango and HarfBuzz and needs a font; pinned to
+# bookworm's versions, like requirements.lock pins the Python side.
+RUN apt-get update \
+    && apt-get install --yes --no-install-recommends \
+        libpango-1.0-0=1.50.12+ds-1 \
+        libpangoft2-1.0-0=1.50.12+ds-1 \
+        libharfbuzz-subset0=6.0.0+dfsg-3 \
+        fonts-dejavu-core=2.37-6 \
+    && rm -rf /var/lib/apt/lists/*
 RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin exchange
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /app /app

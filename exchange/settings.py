@@ -434,6 +434,8 @@ LOGGING = {
         "django.server": {"handlers": [], "propagate": True},
         "py.warnings": {"handlers": [], "propagate": True},
         "django.db.backends": {"level": "WARNING"},
+        # WeasyPrint's font subsetter narrates every glyph table of every referral PDF at INFO.
+        "fontTools": {"level": "WARNING"},
     },
 }
 # Python warnings (e.g. WhiteNoise's "No directory at") become py.warnings records instead of raw,

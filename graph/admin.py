@@ -22,7 +22,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Exists, Model, OuterRef, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
@@ -45,6 +45,7 @@ from exchange.models import Indicator, Seller
 from graph import evidence, risk
 from graph.actions import CLUSTER_WORK_FIELDS, WorkflowError, do_update_cluster
 from graph.explain import Explanation, explain, member_counts
+from graph.exports import referral_package
 from graph.models import (
     RANK_ORDER,
     ActorCluster,
@@ -72,13 +73,6 @@ RISK_BANDS = (
     ("high", "High (70+)", 70, 101),
     ("medium", "Medium (40-69)", 40, 70),
     ("low", "Low (<40)", 0, 40),
-)
-
-RISK_PARTS = (
-    ("platforms", risk.PLATFORMS_MAX, "2 platforms: 20, +5 per further platform up to 5"),
-    ("reports", risk.REPORTS_MAX, "confirmed reports count fully, suspected ones 40%"),
-    ("evidence", risk.EVIDENCE_MAX, "share of links that rest on a strong indicator"),
-    ("recency", risk.RECENCY_MAX, "full within 30 days of the latest report, 0 after a year"),
 )
 
 
@@ -306,6 +300,14 @@ class ActorClusterAdmin(TransparencyReportAdmin, DurableSaveAdmin, HashSearchAdm
     change_list_template = "admin/graph/actorcluster/change_list.html"
     save_on_top = False
 
+    def get_urls(self) -> list[URLPattern]:
+        referral = path(
+            "<path:object_id>/referral/",
+            self.admin_site.admin_view(self.referral_view),
+            name=f"{self.opts.app_label}_{self.opts.model_name}_referral",
+        )
+        return [referral, *super().get_urls()]  # before `<path:object_id>/`, which would take it
+
     def get_list_filter(self, request: HttpRequest) -> list[Any]:
         filters: list[Any] = [
             StateFilter,
@@ -510,12 +512,15 @@ class ActorClusterAdmin(TransparencyReportAdmin, DurableSaveAdmin, HashSearchAdm
                 chosen="a" in request.GET or "b" in request.GET,
             ),
             "risk_parts": [
-                (name, cluster.risk_parts.get(name, 0), maximum, text) for name, maximum, text in RISK_PARTS
+                (name, cluster.risk_parts.get(name, 0), maximum, text) for name, maximum, text in risk.PARTS
             ],
             "risk_band": risk_band(cluster.risk),
             "events": self._events(cluster, scope.everything),
             "timeline": cluster_timeline(explanation),
             "is_exchange_analyst": scope.everything,
+            "referral_url": reverse(
+                "admin:graph_actorcluster_referral", args=[cluster.pk if scope.everything else cluster.ref]
+            ),
             "title": f"Cluster #{cluster.pk}" if scope.everything else f"Cluster {cluster.ref}",
             "subtitle": cluster.ref if scope.everything else None,
         }
@@ -524,6 +529,38 @@ class ActorClusterAdmin(TransparencyReportAdmin, DurableSaveAdmin, HashSearchAdm
                 "cluster_viewed", request.user.get_username(), scope.platform_id, "cluster", str(cluster.pk)
             )
         return super().change_view(request, object_id, form_url, context)
+
+    def referral_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """A law-enforcement referral package of the cluster as the viewer's page shows it: a ZIP download
+        (graph/referral.py). Posted from the cluster page, never a GET (making one is audited and, for a
+        partner analyst, metered like opening the page); another platform's cluster is a 404."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        cluster = self.get_object(request, unquote(object_id))  # 404 outside the viewer's scope
+        scope = scope_of(request.user)
+        if scope.is_partner:
+            try:
+                charge_platform_quota(cast(int, scope.platform_id), 1)
+            except QuotaExceeded as exc:
+                return self._quota_reached(request, exc, self._quota_page)
+        username = request.user.get_username()
+        package = referral_package(cluster, scope, username)
+        # The package's hash lets its recipient be shown the very file this entry records; no identifiers.
+        AuditEntry.objects.record(
+            "referral_package",
+            username,
+            scope.platform_id,
+            "cluster",
+            str(cluster.pk),
+            sha256=package.sha256,
+            view=package.view,
+        )
+        response = HttpResponse(package.content, content_type="application/zip")
+        response["Content-Disposition"] = f'attachment; filename="{package.filename}"'
+        response["Cache-Control"] = "no-store"
+        return response
 
     def _quota_page(self, request: HttpRequest, context: dict[str, Any], status: int) -> TemplateResponse:
         context = {

@@ -13,7 +13,8 @@ the analyst's explicit choice), so it stays small.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Collection, Iterable, Mapping
+from collections import deque
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -145,6 +146,45 @@ def evidence_chain(
     except nx.NetworkXNoPath as error:
         raise NotLinked(f"sellers {a} and {b} are not linked") from error
     return [Link(u, v, graph.edges[u, v]["link"].indicators) for u, v in itertools.pairwise(path)]
+
+
+def evidence_tree(
+    cluster_sightings: Iterable[Sighting],
+    order: Sequence[int],
+    *,
+    suppressed: Collection[IndicatorKey] = (),
+    strength: Mapping[str, str] | None = None,
+    seller_counts: Mapping[IndicatorKey, int] | None = None,
+) -> list[Link]:
+    """The evidence for a whole cluster: links that reach every member from a root by its shortest chain (a
+    breadth-first spanning forest of the link graph, one link fewer than the members of each component).
+
+    Roots are taken, and a member's neighbours visited, in the order of ``order`` (members it leaves out come
+    after it, by id), so the same data gives the same links. Each link is oriented away from its root.
+    """
+    graph = link_graph(
+        cluster_sightings, suppressed=suppressed, strength=strength, seller_counts=seller_counts
+    )
+    rank = {seller: n for n, seller in enumerate(order)}
+
+    def key(seller: int) -> tuple[int, int]:
+        return (rank.get(seller, len(rank)), seller)
+
+    reached: set[int] = set()
+    links: list[Link] = []
+    for root in sorted(graph.nodes, key=key):
+        if root in reached:
+            continue
+        reached.add(root)
+        queue = deque([root])
+        while queue:
+            here = queue.popleft()
+            for there in sorted(graph.neighbors(here), key=key):
+                if there not in reached:
+                    reached.add(there)
+                    queue.append(there)
+                    links.append(Link(here, there, graph.edges[here, there]["link"].indicators))
+    return links
 
 
 def holding_indicators(

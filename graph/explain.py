@@ -130,7 +130,16 @@ class Explanation:
         """Shortest chain of links from member `a` to member `b`; raises `evidence.NotLinked`."""
         if a not in self.by_id or b not in self.by_id:
             raise evidence.NotLinked("both sellers must be members of this cluster")
-        links = evidence.evidence_chain(self.sightings, a, b, suppressed=self.suppressed)
+        return self._steps(evidence.evidence_chain(self.sightings, a, b, suppressed=self.suppressed))
+
+    def evidence_tree(self) -> list[ChainStep]:
+        """Every linkable member reached by its shortest chain of links from the viewer's first member (their
+        own platform's first for a partner analyst, as `default_pair` starts): the whole cluster's evidence,
+        as a referral package carries it."""
+        order = [m.seller_id for m in sorted(self.members, key=lambda m: (not m.visible, m.position))]
+        return self._steps(evidence.evidence_tree(self.sightings, order, suppressed=self.suppressed))
+
+    def _steps(self, links: list[evidence.Link]) -> list[ChainStep]:
         return [
             ChainStep(
                 self.by_id[link.a],

@@ -36,6 +36,14 @@ MICROSECOND = timedelta(microseconds=1)
 
 IntArray = npt.NDArray[np.int64]
 
+# The parts as analysts read them (the cluster page, referral packages): name, maximum, how it is computed.
+PARTS = (
+    ("platforms", PLATFORMS_MAX, "2 platforms: 20, +5 per further platform up to 5"),
+    ("reports", REPORTS_MAX, "confirmed reports count fully, suspected ones 40%"),
+    ("evidence", EVIDENCE_MAX, "share of links that rest on a strong indicator"),
+    ("recency", RECENCY_MAX, "full within 30 days of the latest report, 0 after a year"),
+)
+
 
 @dataclass(frozen=True, slots=True)
 class RiskScore:

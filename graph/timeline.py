@@ -1,7 +1,8 @@
 """The cluster timeline: members' reports, the cluster's events and analysts' actions on one time axis.
 
 `lay_out` is pure (plain lanes in, positions in an SVG out) so it can be tested without a database;
-`cluster_timeline` reads the lanes for one cluster as the viewer may see them. Members come from
+`timeline_lanes` reads the lanes for one cluster as the viewer may see them (a referral package lists them),
+and `cluster_timeline` lays them out for the cluster page. Members come from
 `graph.explain.explain` (aliases and month-only dates for other platforms' members are decided there, once);
 analyst actions come from the audit log and are for exchange analysts only.
 """
@@ -44,6 +45,9 @@ class Lane:
     colour: str = "#7f8c8d"
     spans: list[Span] = field(default_factory=list)
     marks: list[Mark] = field(default_factory=list)
+    # How precisely the viewer may read this lane's moments (strftime, UTC): the month only for another
+    # platform's member seen by a partner analyst, as `Member.report_format` says.
+    date_format: str = "%Y-%m-%dT%H:%M:%SZ"
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,9 +153,14 @@ def _add_months(moment: datetime, months: int) -> datetime:
 
 
 def cluster_timeline(explanation: Explanation) -> Layout:
-    """The cluster page's timeline for the viewer of `explanation`: a lane per member (grouped and coloured
-    by platform, in the page's own order and names), one for the cluster's events and, for exchange
-    analysts, one for analysts' actions from the audit log."""
+    """The cluster page's timeline for the viewer of `explanation` (`timeline_lanes`, laid out)."""
+    return lay_out(timeline_lanes(explanation))
+
+
+def timeline_lanes(explanation: Explanation) -> list[Lane]:
+    """The timeline's lanes for the viewer of `explanation`: a lane per member (grouped and coloured by
+    platform, in the page's own order and names), one for the cluster's events and, for exchange analysts,
+    one for analysts' actions from the audit log."""
     cluster, scope = explanation.cluster, explanation.scope
     lanes: list[Lane] = []
     colours = platform_colours(explanation)  # the picture's and the graph's: one platform, one colour
@@ -173,6 +182,7 @@ def cluster_timeline(explanation: Explanation) -> Layout:
                         f"{member.first_reported_at:{fmt}}, latest report {last:{fmt}}",
                     )
                 ],
+                date_format=fmt,
             )
             if member.retracted_at is not None:
                 lane.marks.append(
@@ -203,7 +213,7 @@ def cluster_timeline(explanation: Explanation) -> Layout:
         ).order_by("created_at", "id")[:200]:
             actions.marks.append(Mark(entry.created_at, _describe(entry), "action"))
         lanes.append(actions)
-    return lay_out(lanes)
+    return lanes
 
 
 def _describe(entry: AuditEntry) -> str:

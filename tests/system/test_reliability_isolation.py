@@ -95,6 +95,8 @@ ADMIN_EXTRA_ROUTES = {
     "admin/auth/user/<id>/password/": {403},
     # Hash search: POST only, results scoped like the changelist; indicators are the exchange's.
     "admin/graph/actorcluster/hash-search/": {405},
+    # The referral package: POST only (a GET is a 405 for everyone), another platform's cluster a 404.
+    "admin/graph/actorcluster/<path:object_id>/referral/": {404},
     "admin/exchange/indicator/hash-search/": {403},
 }
 
@@ -449,6 +451,8 @@ def test_admin_keeps_partner_analysts_to_their_platform(world, alice, bob, carol
             expected = {404} if can_view else {403, 404}
             assert response.status_code in expected, (change, response.status_code)
             COUNTS["admin change pages refused"] += 1
+            if label == "graph.actorcluster":
+                _check_referral_package(partner, exchange, anonymous, obj, secrets)
             for url in (delete, history):
                 response = admin_get(partner, url)
                 assert response.status_code in {302, 403, 404}, (url, response.status_code)
@@ -473,6 +477,22 @@ def test_admin_keeps_partner_analysts_to_their_platform(world, alice, bob, carol
     assert admin_get(partner, f"/admin/auth/user/{carol.pk}/password/").status_code == 403
     _check_autocomplete(partner, secrets)
     _check_app_indexes(partner, secrets)
+
+
+def _check_referral_package(
+    partner: Client, exchange: Client, anonymous: Client, cluster: Any, secrets: list[str]
+) -> None:
+    """Another platform's cluster has no referral package for a partner analyst, by reference or by id."""
+    for ident in (cluster.ref, str(cluster.pk)):
+        url = reverse("admin:graph_actorcluster_referral", args=[ident])
+        response = partner.post(url)
+        assert response.status_code == 404, (url, response.status_code)
+        assert_no_canaries(response, secrets, url)
+        response = anonymous.post(url)
+        assert response.status_code == 302 and "/admin/login/" in response["Location"], url
+    COUNTS["admin referral packages refused"] += 1
+    url = reverse("admin:graph_actorcluster_referral", args=[cluster.pk])
+    assert exchange.post(url)["Content-Type"] == "application/zip", url  # the URL is right
 
 
 OPTIONAL_ROWS = {

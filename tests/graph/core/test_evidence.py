@@ -12,6 +12,7 @@ from graph.evidence import (
     NotLinked,
     bridges,
     evidence_chain,
+    evidence_tree,
     holding_indicators,
     link_counts,
     link_graph,
@@ -65,6 +66,34 @@ def test_suppressed_indicators_do_not_explain_links() -> None:
 def test_global_counts_are_shown_when_given() -> None:
     chain = evidence_chain(CLUSTER, 1, 2, seller_counts={("email", "e1"): 7})
     assert chain[0].indicators[0].sellers == 7
+
+
+def test_evidence_tree_reaches_every_member_once_by_its_shortest_chain_from_the_first_root() -> None:
+    links = evidence_tree(CLUSTER, [3])
+    assert [(link.a, link.b) for link in links] == [(3, 2), (3, 4), (3, 5), (2, 1)]
+    assert [[i.kind for i in link.indicators] for link in links] == [
+        ["shipping_address", "store_name"],
+        ["bank_account"],
+        ["bank_account"],
+        ["email"],
+    ]
+    # Without a preferred root the smallest id starts; the same data in another order gives the same links.
+    expected = [(1, 2), (2, 3), (3, 4), (3, 5)]
+    assert [(link.a, link.b) for link in evidence_tree(CLUSTER, [])] == expected
+    assert [(link.a, link.b) for link in evidence_tree(list(reversed(CLUSTER)), [])] == expected
+
+
+def test_evidence_tree_spans_each_component_and_leaves_unlinked_members_alone() -> None:
+    apart = [
+        Sighting(7, 10, "phone", "p7"),
+        Sighting(8, 20, "phone", "p7"),
+        Sighting(6, 10, "email", "lonely"),
+    ]
+    links = evidence_tree([*CLUSTER, *apart], [8, 4])
+    assert [(link.a, link.b) for link in links] == [(8, 7), (4, 3), (4, 5), (3, 2), (2, 1)]
+    # A member whose only shared indicator is suppressed is reached by nothing; the rest still are.
+    links = evidence_tree(CLUSTER, [1], suppressed={("email", "e1")})
+    assert [(link.a, link.b) for link in links] == [(2, 3), (3, 4), (3, 5)]
 
 
 def test_holding_indicators_strong_first_most_holders_first() -> None:

@@ -35,11 +35,13 @@ ROLE_PERMISSIONS: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
             "pendingmerge": ("view", "change"),  # change = approve or reject a held merge
             # one platform's report per row: never for partner analysts; change = "Retry now"
             "reportdelivery": ("view", "change"),
+            "webhookdelivery": ("view", "change"),  # change = "Retry now"
         },
     },
     PARTNER_ANALYST: {
         "exchange": {"seller": ("view",)},
-        "graph": {"actorcluster": ("view",), "clusterevent": ("view",)},
+        # webhook deliveries: their own platform's only (WebhookDeliveryQuerySet.of_partner)
+        "graph": {"actorcluster": ("view",), "clusterevent": ("view",), "webhookdelivery": ("view",)},
     },
 }
 

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from accounts.models import AuditEntry
 from exchange.models import Indicator
+from graph import webhooks
 from graph.models import ActorCluster, ClusterEvent, EventKind, MergeState, PendingMerge
 from graph.scheduling import schedule_recompute
 
@@ -99,6 +100,7 @@ def do_update_cluster(cluster: ActorCluster, actor: str, changes: dict[str, Any]
                 actor=actor,
                 details={"from": before, "to": locked.status},
             )
+            webhooks.queue_status_change(locked, before)  # confirmed or dismissed: its platforms hear of it
             AuditEntry.objects.record(
                 "cluster_status_changed",
                 actor,

@@ -28,7 +28,8 @@ from django.utils.html import format_html
 
 import graph.indicator_admin  # registers the indicator admin
 import graph.merge_admin  # registers the held merges admin
-import graph.report_admin  # noqa: F401  (registers the report outbox admin)
+import graph.report_admin  # registers the report outbox admin
+import graph.webhook_admin  # noqa: F401  (registers the webhook outbox admin)
 from accounts.admin import DurableSaveAdmin, ScopedModelAdmin
 from accounts.models import AuditEntry, Platform
 from accounts.scoping import Scope, scope_of

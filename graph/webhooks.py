@@ -473,8 +473,11 @@ def deliver(row: WebhookDelivery) -> dict[str, object]:
             raise outbox.RetryLater(
                 f"timed out after {settings.EXCHANGE_WEBHOOK_TIMEOUT} s", response_status=None
             ) from None
+        except ssl.SSLCertVerificationError as tls:
+            reason = f"certificate verify failed ({tls.verify_message})"
+            raise outbox.RetryLater(f"TLS: {reason}", response_status=None) from None
         except ssl.SSLError as tls:
-            reason = getattr(tls, "verify_message", "") or tls.reason or type(tls).__name__
+            reason = tls.reason or type(tls).__name__
             raise outbox.RetryLater(f"TLS: {reason}", response_status=None) from None
         except (OSError, http.client.HTTPException) as failed:
             raise outbox.RetryLater(f"{type(failed).__name__}: {failed}", response_status=None) from None

@@ -15,7 +15,8 @@ Typical use::
     print(summary.format())  # summary.complete: every row was sent; summary.held_back: sellers not sent
 
 or, for prepared data, ``client.submit_batch(sellers)``, ``client.lookup(indicators)`` and
-``client.retract(seller_ref, reason)``.
+``client.retract(seller_ref, reason)``. A webhook receiver checks each delivery with
+``verify_webhook(body, headers["Exchange-Signature"], secret)`` (``exchange.client.webhooks``).
 """
 
 from exchange.client.api import ApiError, ExchangeClient, ExchangeError, TransportError
@@ -32,6 +33,8 @@ from exchange.client.csvinput import (
     read_submission_rows,
 )
 from exchange.client.submission import BatchFailure, SubmitSummary, batched, submit_csv, submit_sellers
+from exchange.client.webhooks import WebhookSignatureError
+from exchange.client.webhooks import verify as verify_webhook
 
 __all__ = [
     "ApiError",
@@ -46,6 +49,7 @@ __all__ = [
     "SellerReport",
     "SubmitSummary",
     "TransportError",
+    "WebhookSignatureError",
     "batched",
     "parse_reported_at",
     "read_submission_csv",
@@ -53,4 +57,5 @@ __all__ = [
     "read_submission_rows",
     "submit_csv",
     "submit_sellers",
+    "verify_webhook",
 ]

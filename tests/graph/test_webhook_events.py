@@ -257,7 +257,9 @@ def test_retracting_the_bridge_splits_the_cluster_and_tells_each_platform_where_
         (["dismissed"], contract.CLUSTER_DISMISSED),
     ],
 )
-def test_confirming_or_dismissing_a_cluster_tells_its_platforms(acme, bazaar, third, hooked, path, event_type):
+def test_confirming_or_dismissing_a_cluster_tells_its_platforms(
+    acme, bazaar, third, hooked, path, event_type
+):
     report(acme, "acme-1", ("email", "ring@example.com"))
     report(bazaar, "bz-1", ("email", "ring@example.com"))
     cluster = cluster_of("acme-1")
@@ -292,9 +294,11 @@ def test_emit_builds_each_platforms_own_view_and_refuses_unknown_types(acme, baz
     queued = webhooks.emit(
         [acme.platform.pk, bazaar.platform.pk],
         contract.CLUSTER_OPINION_ADDED,
-        lambda platform_id: None
-        if platform_id == bazaar.platform.pk
-        else {"cluster": webhooks.cluster_view(cluster), "opinion": "seen_too", "counts": {"seen_too": 1}},
+        lambda platform_id: (
+            None
+            if platform_id == bazaar.platform.pk
+            else {"cluster": webhooks.cluster_view(cluster), "opinion": "seen_too", "counts": {"seen_too": 1}}
+        ),
         cluster=cluster,
     )
     assert queued == 1

@@ -6,6 +6,7 @@ The expected signatures are computed here with `cryptography`'s HMAC (OpenSSL), 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import hashes, hmac
@@ -105,3 +106,31 @@ def test_an_empty_secret_never_verifies() -> None:
 def test_the_event_types_are_the_servers() -> None:
     assert len(set(webhooks.EVENT_TYPES)) == len(webhooks.EVENT_TYPES) == 9
     assert all(t.count(".") == 1 for t in webhooks.EVENT_TYPES)
+
+
+def test_the_readme_snippet_verifies_a_delivery_and_refuses_a_forged_one() -> None:
+    """The receiver in README.md ("Webhooks"), run as written."""
+    import re
+    import textwrap
+    import time
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Webhooks", 1)[1].split("\n## ", 1)[0]
+    code = next(
+        block for block in re.findall(r"```python\n(.*?)```", section, re.S) if "def receive" in block
+    )
+    handled: list[tuple[str, dict]] = []
+    namespace: dict[str, Any] = {
+        "WEBHOOK_SECRET": SECRET,
+        "already_handled": lambda event_id: any(h[1].get("id") == event_id for h in handled),
+        "handle": lambda kind, data: handled.append((kind, {"id": "evt_1", **data})),
+    }
+    exec(compile(textwrap.dedent(code), "README.md", "exec"), namespace)  # noqa: S102 - the README's own code
+    receive = namespace["receive"]
+    now = int(time.time())
+    good = {"Exchange-Signature": signature_header([SECRET], now, BODY)}
+    assert receive(BODY.encode(), good) == 200 and handled == [("cluster.joined", {"id": "evt_1"})]
+    assert receive(BODY.encode(), good) == 200 and len(handled) == 1  # the same event again: handled once
+    assert receive(BODY.encode(), {"Exchange-Signature": signature_header([OTHER_SECRET], now, BODY)}) == 400
+    assert receive(BODY.encode(), {}) == 400

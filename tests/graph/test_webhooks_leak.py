@@ -70,7 +70,7 @@ def drive(platforms: list[KeyedPlatform], rng: random.Random) -> None:
             == 201
         )
         bridges.append((n, ref))
-    for n, kp in enumerate(platforms):
+    for kp in platforms:
         looked_up = [ring_email(rng.randrange(RINGS)) for _ in range(3)]
         response = kp.client().post(
             "/api/v1/lookups/",
@@ -81,14 +81,14 @@ def drive(platforms: list[KeyedPlatform], rng: random.Random) -> None:
     for n, ref in bridges[::2]:
         retract(platforms[n], ref)
     for kp in platforms[:5]:
-        ref = (
+        first = (
             kp.platform.sellers.filter(retracted_at__isnull=True)
             .order_by("id")
             .values_list("seller_ref", flat=True)
             .first()
         )
-        if ref:
-            retract(kp, ref)
+        if first:
+            retract(kp, first)
     for number, cluster in enumerate(ActorCluster.objects.live().cross_platform().order_by("id")):
         if number % 3 == 0:
             do_update_cluster(cluster, "alice", {"status": "investigating"})

@@ -419,7 +419,8 @@ def retry_after(value: str | None, now: datetime) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _post(parts: SplitResult, address: str, body: bytes, headers: dict[str, str]) -> http.client.HTTPResponse:
+def _connect(parts: SplitResult, address: str) -> http.client.HTTPConnection:
+    """A connection to `address` (TLS handshake done, the certificate checked for the URL's host)."""
     host, port = parts.hostname or "", endpoints.default_port(parts)
     timeout = settings.EXCHANGE_WEBHOOK_TIMEOUT
     connection: http.client.HTTPConnection
@@ -428,12 +429,53 @@ def _post(parts: SplitResult, address: str, body: bytes, headers: dict[str, str]
         connection = _PinnedHTTPSConnection(host, port, address, timeout, context)
     else:
         connection = _PinnedHTTPConnection(host, port, address, timeout)
+    try:
+        connection.connect()
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def _failure(error: Exception) -> outbox.RetryLater:
+    """A failed attempt, said without the URL (its path may carry the partner's own token)."""
+    if isinstance(error, TimeoutError):
+        message = f"timed out after {settings.EXCHANGE_WEBHOOK_TIMEOUT} s"
+    elif isinstance(error, ssl.SSLCertVerificationError):
+        message = f"TLS: certificate verify failed ({error.verify_message})"
+    elif isinstance(error, ssl.SSLError):
+        message = f"TLS: {error.reason or type(error).__name__}"
+    elif isinstance(error, OSError) and error.strerror:
+        message = f"connection failed: {error.strerror}"
+    else:
+        message = f"{type(error).__name__}: {error}"
+    return outbox.RetryLater(message, response_status=None)
+
+
+def _post(
+    parts: SplitResult, addresses: list[endpoints.IPAddress], body: bytes, headers: dict[str, str]
+) -> http.client.HTTPResponse:
+    """POST to the first of the checked `addresses` that takes a connection; the response is closed
+    unread (only its status and headers are looked at)."""
+    connection = None
+    for number, address in enumerate(addresses, 1):
+        try:
+            connection = _connect(parts, str(address))
+            break
+        except ssl.SSLError as error:
+            raise _failure(error) from None
+        except OSError as error:  # refused, unreachable, timed out: nothing was sent; try the next one
+            if number == len(addresses):
+                raise _failure(error) from None
+    assert connection is not None
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     try:
         connection.request("POST", target, body=body, headers=headers)
         response = connection.getresponse()
-        response.close()  # the body is not read, let alone kept
+        response.close()
         return response
+    except (OSError, http.client.HTTPException) as error:
+        raise _failure(error) from None
     finally:
         connection.close()
 
@@ -452,36 +494,16 @@ def deliver(row: WebhookDelivery) -> dict[str, object]:
     except endpoints.WebhookUrlError as refused:
         raise outbox.RetryLater(f"not sent: {refused}", response_status=None) from None
     body = row.body.encode()
-    signed_at = int(time.time())
     headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
-        contract.SIGNATURE_HEADER: contract.signature_header([platform.webhook_secret()], signed_at, body),
+        contract.SIGNATURE_HEADER: contract.signature_header(
+            [platform.webhook_secret()], int(time.time()), body
+        ),
         contract.EVENT_ID_HEADER: row.event_id,
         contract.EVENT_TYPE_HEADER: row.event_type,
     }
-    response = None
-    for address in addresses:
-        try:
-            response = _post(parts, str(address), body, headers)
-            break
-        except ConnectionRefusedError:
-            if address == addresses[-1]:
-                raise outbox.RetryLater("connection refused", response_status=None) from None
-            # nothing was sent: the host's next address may answer
-        except TimeoutError:
-            raise outbox.RetryLater(
-                f"timed out after {settings.EXCHANGE_WEBHOOK_TIMEOUT} s", response_status=None
-            ) from None
-        except ssl.SSLCertVerificationError as tls:
-            reason = f"certificate verify failed ({tls.verify_message})"
-            raise outbox.RetryLater(f"TLS: {reason}", response_status=None) from None
-        except ssl.SSLError as tls:
-            reason = tls.reason or type(tls).__name__
-            raise outbox.RetryLater(f"TLS: {reason}", response_status=None) from None
-        except (OSError, http.client.HTTPException) as failed:
-            raise outbox.RetryLater(f"{type(failed).__name__}: {failed}", response_status=None) from None
-    assert response is not None
+    response = _post(parts, addresses, body, headers)
     status = response.status
     if 200 <= status < 300:
         return {"response_status": status}

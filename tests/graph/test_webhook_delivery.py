@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import time_machine
 from django.core.management import call_command
+from django.db import connection
 
 from accounts.actions import do_remove_webhook, do_rotate_webhook_secret, do_set_webhook
 from exchange.client import webhooks as contract
@@ -266,3 +267,13 @@ def test_the_command_sends_and_summarises(acme, bazaar, receiver, secrets):
     assert out.getvalue().strip().endswith("Webhooks: sent 2, to retry 0, failed 0")
     assert set(WebhookDelivery.objects.values_list("status", flat=True)) == {DeliveryStatus.SENT}
     assert len(receiver.events) == 2
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the Procrastinate worker needs PostgreSQL")
+def test_the_workers_periodic_task_sends_them(acme, bazaar, receiver, secrets):
+    from graph.tasks import send_due_webhooks
+
+    hook(acme, receiver, secrets)
+    shared_pair(acme, bazaar)
+    send_due_webhooks(timestamp=0)
+    assert row_of(acme).status == DeliveryStatus.SENT and len(receiver.events) == 1

@@ -160,7 +160,7 @@ def paced(
 ) -> tuple[list[float], list[float]]:
     """Send one request per body at `rate`/s on one keep-alive connection; (service times, lateness) in s."""
     parts = urlsplit(server.url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json", "Host": "localhost"}
     service, late = [], []
     start = time.perf_counter() + 0.05

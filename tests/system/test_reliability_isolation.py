@@ -25,6 +25,7 @@ from django.contrib.auth.models import User
 from django.db.models import Model, QuerySet
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
 from rest_framework.test import APIClient
 
@@ -98,6 +99,9 @@ ADMIN_EXTRA_ROUTES = {
     # The referral package: POST only (a GET is a 405 for everyone), another platform's cluster a 404.
     "admin/graph/actorcluster/<path:object_id>/referral/": {404},
     "admin/exchange/indicator/hash-search/": {403},
+    # The transparency report: no object; a partner analyst's page holds the consortium's figures and its own
+    # platform's only (checked below for canaries; tests/graph/test_transparency_report.py for the figures).
+    "admin/graph/actorcluster/transparency/": {200},
 }
 
 # Registered admin models -> the objects that belong to the *other* platform (Bazaar) only. None: the model
@@ -463,8 +467,16 @@ def test_admin_keeps_partner_analysts_to_their_platform(world, alice, bob, carol
                 response = admin_get(anonymous, url)
                 assert response.status_code == 302 and "/admin/login/" in response["Location"], url
 
-    # The admin site's own pages.
-    for url in ("/admin/", "/admin/jsi18n/", "/admin/password_change/"):
+    # The admin site's own pages, and the transparency report (HTML and CSV) of this year.
+    year = timezone.now().year
+    transparency = reverse("admin:graph_transparency_report")
+    for url in (
+        "/admin/",
+        "/admin/jsi18n/",
+        "/admin/password_change/",
+        f"{transparency}?period={year}",
+        f"{transparency}?period={year}&format=csv",
+    ):
         response = admin_get(partner, url)
         assert response.status_code == 200, url
         assert_no_canaries(response, secrets, url)

@@ -4,6 +4,7 @@ usable only while their account is an active exchange analyst. What they read is
 from __future__ import annotations
 
 from io import StringIO
+from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -16,7 +17,7 @@ from accounts.roles import assign_role
 
 pytestmark = pytest.mark.django_db
 
-TAXII = {"HTTP_ACCEPT": "application/taxii+json;version=2.1"}
+TAXII: dict[str, Any] = {"HTTP_ACCEPT": "application/taxii+json;version=2.1"}
 
 
 def keyed(secret: str) -> APIClient:
@@ -45,7 +46,7 @@ def test_the_command_prints_the_key_once_and_stores_only_its_digest(alice):
 
 @pytest.mark.parametrize("who", ["bob", "dave", "nobody"])
 def test_only_an_exchange_analyst_gets_a_key(acme, bob, dave, who):
-    with pytest.raises(CommandError, match="not an active exchange analyst|no user"):
+    with pytest.raises(CommandError, match=r"not an active exchange analyst|no user"):
         create_key(who)
     assert not AnalystKey.objects.exists()
     assert not AuditEntry.objects.filter(action="analyst_key_created").exists()

@@ -183,6 +183,13 @@ class Collection(ABC):
         """{cluster id: (platform slug, seller_ref) of each member shown by reference} for these clusters."""
 
     @abstractmethod
+    def sighting_counts(
+        self, clusters: ActorClusterQuerySet, shown: dict[int, list[tuple[str, str]]]
+    ) -> Iterable[tuple[int, str, int]]:
+        """(id, ref, number of platform counts, i.e. sightings) of each of these clusters, whose members shown
+        by reference are `shown`."""
+
+    @abstractmethod
     def record_read(self, endpoint: str, summaries: list[dict[str, Any]]) -> None:
         """Charge and audit (or audit) a read that showed these clusters (their summaries); raise before
         anything is shown when the read is refused (QuotaExceeded)."""
@@ -200,13 +207,9 @@ class Collection(ABC):
         shown = self.sellers_shown(clusters)
         return [
             pk
-            for pk, ref, counts in self.sighting_counts(clusters)
+            for pk, ref, counts in self.sighting_counts(clusters, shown)
             if wanted & stix.cluster_object_ids(ref, self.viewer, shown.get(pk, []), counts)
         ]
-
-    @abstractmethod
-    def sighting_counts(self, clusters: ActorClusterQuerySet) -> Iterable[tuple[int, str, int]]:
-        """(id, ref, number of platform counts, i.e. sightings) of each of these clusters."""
 
 
 class PartnerCollection(Collection):
@@ -247,7 +250,9 @@ class PartnerCollection(Collection):
             own.setdefault(cluster_id, []).append((self.platform.slug, seller_ref))
         return own
 
-    def sighting_counts(self, clusters: ActorClusterQuerySet) -> Iterable[tuple[int, str, int]]:
+    def sighting_counts(
+        self, clusters: ActorClusterQuerySet, shown: dict[int, list[tuple[str, str]]]
+    ) -> Iterable[tuple[int, str, int]]:
         # A partner's view counts the other platforms: at most the cluster's platforms (a candidate too many
         # costs nothing, the objects are matched by id once built).
         return clusters.values_list("id", "ref", "platform_count")
@@ -300,12 +305,12 @@ class AdvisoriesCollection(Collection):
             every.setdefault(cluster_id, []).append((slug, seller_ref))
         return every
 
-    def sighting_counts(self, clusters: ActorClusterQuerySet) -> Iterable[tuple[int, str, int]]:
-        # The full view has one count per platform with a member (full_cluster_data).
-        platforms: dict[int, set[str]] = {}
-        for cluster_id, members in self.sellers_shown(clusters).items():
-            platforms[cluster_id] = {slug for slug, _ in members}
-        return [(pk, ref, len(platforms.get(pk, ()))) for pk, ref in clusters.values_list("id", "ref")]
+    def sighting_counts(
+        self, clusters: ActorClusterQuerySet, shown: dict[int, list[tuple[str, str]]]
+    ) -> Iterable[tuple[int, str, int]]:
+        # The full view shows every member, and one count per platform with a member (full_cluster_data).
+        platforms = {pk: len({slug for slug, _ in members}) for pk, members in shown.items()}
+        return [(pk, ref, platforms.get(pk, 0)) for pk, ref in clusters.values_list("id", "ref")]
 
     def record_read(self, endpoint: str, summaries: list[dict[str, Any]]) -> None:
         # Who read which advisories (opaque cluster refs): the exchange's own staff, so nothing is charged.

@@ -6,7 +6,9 @@ fails `test_every_url_is_covered_by_the_matrix`: whoever adds an endpoint or a c
 here who may reach it.
 
 API roles: the owner's key, the other platform's key (addressing the owner's objects: 404, and no write
-lands), no key, a key without scopes, a revoked key and an admin session (the API accepts keys only).
+lands), no key, a key without scopes, a revoked key and an admin session (the API accepts keys only). TAXII
+adds the exchange-wide advisories collection: every partner key gets a 404 on it, and an exchange analyst's
+key reads it (the positive control) and nothing of a partner's collection.
 Admin roles: a partner analyst on the other platform's objects (changelist without them; their change pages
 404; add/delete/history refused), the exchange analyst (the positive control: the same URLs answer 200) and
 an anonymous visitor (login redirect). Run with ``-s`` to print the counts.
@@ -29,11 +31,12 @@ from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
 from rest_framework.test import APIClient
 
-from accounts.models import AnalystProfile, ApiKey, AuditEntry, Platform
+from accounts.models import AnalystKey, AnalystProfile, ApiKey, AuditEntry, Platform
 from exchange.models import Indicator, LookupUsage, Seller, Sighting, Submission
 from graph import stix
-from graph.models import ActorCluster, ClusterEvent, ClusterMember, PendingMerge
-from graph.taxii import TAXII_MEDIA_TYPE, collection_id
+from graph.actions import do_publish_advisory, do_update_cluster
+from graph.models import ActorCluster, ClusterEvent, ClusterMember, ClusterStatus, PendingMerge
+from graph.taxii import ADVISORIES_COLLECTION_ID, TAXII_MEDIA_TYPE, collection_id
 from tests.builders import seller, th
 from tests.conftest import KeyedPlatform
 from tests.reliability.world import World, build_world, scopeless_key
@@ -98,6 +101,11 @@ ADMIN_EXTRA_ROUTES = {
     "admin/graph/actorcluster/hash-search/": {405},
     # The referral package: POST only (a GET is a 405 for everyone), another platform's cluster a 404.
     "admin/graph/actorcluster/<path:object_id>/referral/": {404},
+    # The transparency report: a partner analyst gets the consortium's and their own platform's figures only
+    # (tests/graph/test_transparency_report.py).
+    "admin/graph/actorcluster/transparency/": {200},
+    # Publishing an advisory: exchange analysts only; anyone else a 403 before any cluster is looked up.
+    "admin/graph/actorcluster/<path:object_id>/advisory/": {403},
     "admin/exchange/indicator/hash-search/": {403},
     # The transparency report: no object; a partner analyst's page holds the consortium's figures and its own
     # platform's only (checked below for canaries; tests/graph/test_transparency_report.py for the figures).
@@ -206,6 +214,11 @@ def world(acme, bazaar) -> World:
             format="json",
         )
         platform.client().get(f"/api/v1/clusters/{w.shared_cluster}/")
+    # The shared cluster is an exchange-wide advisory: the advisories collection has something to keep apart.
+    shared = ActorCluster.objects.get(ref=w.shared_cluster)
+    for status in (ClusterStatus.INVESTIGATING, ClusterStatus.CONFIRMED):
+        do_update_cluster(shared, "matrix", {"status": status})
+    do_publish_advisory(shared, "matrix")
     return w
 
 
@@ -331,7 +344,7 @@ def _keyed(secret: str) -> APIClient:
 
 
 @pytest.mark.parametrize("route", sorted(TAXII_ROUTES))
-def test_taxii_route_keeps_tenants_apart(route, world, bob):
+def test_taxii_route_keeps_tenants_apart(route, world, alice, bob):
     """The other platform's key on the owner's collection is a 404 and its own collections hold none of the
     owner's strings; callers without a usable key get TAXII errors (401, 403)."""
     accept: dict[str, Any] = {"HTTP_ACCEPT": TAXII_MEDIA_TYPE}
@@ -365,15 +378,41 @@ def test_taxii_route_keeps_tenants_apart(route, world, bob):
             assert response.status_code == expected, (role, route, response.status_code)
             assert response.json()["http_status"] == str(expected)
         assert owner.client().get(owner_url, **accept).status_code == answer  # the positive control
+    _check_advisories(route, world, alice)
 
 
-def taxii_url(route: str, owner: KeyedPlatform, world: World) -> str:
+def _check_advisories(route: str, world: World, alice: User) -> None:
+    """Partner keys never reach the exchange-wide advisories collection (404 on its id, absent from their
+    collections list); an exchange analyst's key reads it and none of a partner's collections."""
+    accept: dict[str, Any] = {"HTTP_ACCEPT": TAXII_MEDIA_TYPE}
+    advisories_url = taxii_url(route, world.acme, world, collection=ADVISORIES_COLLECTION_ID)
+    analyst = _keyed(AnalystKey.generate(alice)[1])
+    kind = TAXII_ROUTES[route]
+    for partner in (world.acme, world.bazaar):
+        response = partner.client().get(advisories_url, **accept)
+        COUNTS["taxii: partner key on the advisories"] += 1
+        assert response.status_code == (404 if kind else 200), (route, response.status_code)
+        assert ADVISORIES_COLLECTION_ID not in response.content.decode(), route
+        # An exchange analyst's key on the partner's own collection.
+        response = analyst.get(taxii_url(route, partner, world), **accept)
+        COUNTS["taxii: analyst key on a partner collection"] += 1
+        assert response.status_code == (404 if kind else 200), (route, response.status_code)
+        assert collection_id(partner.platform) not in response.content.decode(), route
+    response = analyst.get(advisories_url, **accept)  # the positive control: the URL is right
+    assert response.status_code == (404 if kind == "unknown" else 200), (route, response.status_code)
+    if route.endswith("collections/"):
+        assert [c["id"] for c in response.json()["collections"]] == [ADVISORIES_COLLECTION_ID]
+
+
+def taxii_url(route: str, owner: KeyedPlatform, world: World, collection: str | None = None) -> str:
     """The route filled with the owner's collection id (and the threat-actor of its own cluster); for the
     catch-all, a path below that object that no route names."""
     own_cluster = world.acme_cluster if owner is world.acme else world.bazaar_cluster
     if TAXII_ROUTES[route] == "unknown":
         route = "taxii2/api1/collections/<str:collection>/objects/<str:object_id>/no-such-endpoint/"
-    url = route.replace("<str:collection>", collection_id(owner.platform))
+    if collection is not None:  # the advisories: the shared cluster is published
+        own_cluster = world.shared_cluster
+    url = route.replace("<str:collection>", collection or collection_id(owner.platform))
     return "/" + url.replace("<str:object_id>", stix.threat_actor_id(own_cluster))
 
 
@@ -457,6 +496,7 @@ def test_admin_keeps_partner_analysts_to_their_platform(world, alice, bob, carol
             COUNTS["admin change pages refused"] += 1
             if label == "graph.actorcluster":
                 _check_referral_package(partner, exchange, anonymous, obj, secrets)
+                _check_advisory_action(partner, exchange, anonymous, obj, secrets)
             for url in (delete, history):
                 response = admin_get(partner, url)
                 assert response.status_code in {302, 403, 404}, (url, response.status_code)
@@ -505,6 +545,27 @@ def _check_referral_package(
     COUNTS["admin referral packages refused"] += 1
     url = reverse("admin:graph_actorcluster_referral", args=[cluster.pk])
     assert exchange.post(url)["Content-Type"] == "application/zip", url  # the URL is right
+
+
+def _check_advisory_action(
+    partner: Client, exchange: Client, anonymous: Client, cluster: Any, secrets: list[str]
+) -> None:
+    """A partner analyst cannot publish or withdraw another platform's cluster (nor any): a 403, by reference
+    or by id, and nothing changes."""
+    before = ActorCluster.objects.get(pk=cluster.pk).published_at
+    for ident in (cluster.ref, str(cluster.pk)):
+        url = reverse("admin:graph_actorcluster_advisory", args=[ident])
+        for decision in ("publish", "withdraw"):
+            response = partner.post(url, {"advisory": decision})
+            assert response.status_code == 403, (url, response.status_code)
+            assert_no_canaries(response, secrets, url)
+        response = anonymous.post(url, {"advisory": "publish"})
+        assert response.status_code == 302 and "/admin/login/" in response["Location"], url
+    assert ActorCluster.objects.get(pk=cluster.pk).published_at == before
+    COUNTS["admin advisory actions refused"] += 1
+    url = reverse("admin:graph_actorcluster_advisory", args=[cluster.pk])
+    change = reverse("admin:graph_actorcluster_change", args=[cluster.pk])
+    assert exchange.post(url, {"advisory": "withdraw"})["Location"] == change  # the URL is right
 
 
 OPTIONAL_ROWS = {

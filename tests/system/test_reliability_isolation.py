@@ -101,15 +101,12 @@ ADMIN_EXTRA_ROUTES = {
     "admin/graph/actorcluster/hash-search/": {405},
     # The referral package: POST only (a GET is a 405 for everyone), another platform's cluster a 404.
     "admin/graph/actorcluster/<path:object_id>/referral/": {404},
-    # The transparency report: a partner analyst gets the consortium's and their own platform's figures only
-    # (tests/graph/test_transparency_report.py).
+    # The transparency report: no object; a partner analyst gets the consortium's and their own platform's
+    # figures only (checked below for canaries; tests/graph/test_transparency_report.py for the figures).
     "admin/graph/actorcluster/transparency/": {200},
     # Publishing an advisory: exchange analysts only; anyone else a 403 before any cluster is looked up.
     "admin/graph/actorcluster/<path:object_id>/advisory/": {403},
     "admin/exchange/indicator/hash-search/": {403},
-    # The transparency report: no object; a partner analyst's page holds the consortium's figures and its own
-    # platform's only (checked below for canaries; tests/graph/test_transparency_report.py for the figures).
-    "admin/graph/actorcluster/transparency/": {200},
 }
 
 # Registered admin models -> the objects that belong to the *other* platform (Bazaar) only. None: the model

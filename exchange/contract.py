@@ -38,8 +38,11 @@ __all__ = [
 ]
 
 SELLER_REF_MAX_LENGTH = 128
-SELLER_REF_RE = re.compile(rf"[A-Za-z0-9._:\-]{{1,{SELLER_REF_MAX_LENGTH}}}")
-SELLER_REF_RULE = f"1-{SELLER_REF_MAX_LENGTH} characters of A-Z a-z 0-9 . _ : -"
+# Not a lone "." or "..": a reference is a URL path segment (/api/v1/sellers/{seller_ref}/), and HTTP clients
+# resolve those two as dot segments (RFC 3986), so such a seller could never be read or retracted. The
+# lookahead ends at the next non-reference character, so the pattern also works inside the URL converter.
+SELLER_REF_RE = re.compile(rf"(?!\.\.?(?![A-Za-z0-9._:\-]))[A-Za-z0-9._:\-]{{1,{SELLER_REF_MAX_LENGTH}}}")
+SELLER_REF_RULE = f"1-{SELLER_REF_MAX_LENGTH} characters of A-Z a-z 0-9 . _ : - (not a lone . or ..)"
 
 TRANSPORT_HASH_LENGTH = 64
 TRANSPORT_HASH_RE = re.compile(rf"[0-9a-f]{{{TRANSPORT_HASH_LENGTH}}}")

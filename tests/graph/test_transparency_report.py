@@ -50,7 +50,7 @@ from graph.transparency import (
     write_csv,
 )
 from graph.transparency_data import FIGURES, build_report
-from tests.admin_world import logged_in
+from tests.admin_world import decided_by_two_analysts, logged_in
 from tests.builders import seller, submit, th
 from tests.conftest import KeyedPlatform, make_analyst, make_platform
 from tests.graph.test_reports_leak import PLATFORMS, build_world
@@ -370,8 +370,8 @@ def world(clock: Any, acme: KeyedPlatform, bazaar: KeyedPlatform, third: KeyedPl
     # Analysts' outcomes: one ring confirmed, one dismissed.
     rings = list(ActorCluster.objects.live().filter(cross_platform=True).order_by("id")[:2])
     do_update_cluster(rings[0], "alice", {"status": "investigating"})
-    do_update_cluster(rings[0], "alice", {"status": "confirmed"})
-    do_update_cluster(rings[1], "alice", {"status": "dismissed"})
+    decided_by_two_analysts(rings[0], "confirmed")
+    decided_by_two_analysts(rings[1], "dismissed")
 
 
 def raw_numbers(key: str, period: str = "2026") -> Any:

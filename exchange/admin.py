@@ -178,16 +178,7 @@ class AppealAdmin(ReadOnlyMixin, ScopedModelAdmin):
     document matches one another platform reported as falsified. Documents show as counts: their keyed
     fingerprints are the exchange's, and another platform's match is never named."""
 
-    list_display = (
-        "seller_ref",
-        "platform",
-        "outcome",
-        "needs_attention",
-        "document_count",
-        "falsified_count",
-        "updated_at",
-        "decided_at",
-    )
+    list_display = ("seller_ref", "platform", "outcome", "needs_attention", "document_count", "updated_at")
     list_select_related = ("seller__platform",)
     search_fields = ("seller__seller_ref",)
     search_help_text = "A seller reference (starts with)."
@@ -200,7 +191,6 @@ class AppealAdmin(ReadOnlyMixin, ScopedModelAdmin):
         "needs_attention",
         "attention_since",
         "document_count",
-        "falsified_count",
         "created_at",
         "updated_at",
         "decided_at",
@@ -244,12 +234,9 @@ class AppealAdmin(ReadOnlyMixin, ScopedModelAdmin):
         return obj.seller.platform.name
 
     @admin.display(description="documents", ordering="documents_held")
-    def document_count(self, obj: Appeal) -> int:
-        return getattr(obj, "documents_held", 0)
-
-    @admin.display(description="of which falsified", ordering="documents_falsified")
-    def falsified_count(self, obj: Appeal) -> int:
-        return getattr(obj, "documents_falsified", 0)
+    def document_count(self, obj: Appeal) -> str:
+        held, falsified = getattr(obj, "documents_held", 0), getattr(obj, "documents_falsified", 0)
+        return f"{held} ({falsified} falsified)" if falsified else str(held)
 
     @admin.display(description="seller's report")
     def report(self, obj: Appeal) -> str:

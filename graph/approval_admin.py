@@ -59,17 +59,8 @@ class ApprovalStateFilter(admin.SimpleListFilter):
 
 @admin.register(Approval)
 class ApprovalAdmin(ReadOnlyMixin, ScopedModelAdmin):
-    list_display = (
-        "__str__",
-        "subject_link",
-        "change",
-        "requested_by_name",
-        "requested_at",
-        "state",
-        "decided_by_name",
-        "decided_at",
-    )
-    list_display_links = ("__str__",)
+    list_display = ("approval", "change", "asked", "state", "decided")
+    list_display_links = ("approval",)
     list_filter = (ApprovalStateFilter, "kind")
     ordering = ("-requested_at", "-id")
     fields = (
@@ -86,6 +77,10 @@ class ApprovalAdmin(ReadOnlyMixin, ScopedModelAdmin):
     readonly_fields = fields
     actions = ("approve", "reject")
 
+    @admin.display(description="approval", ordering="id")
+    def approval(self, obj: Approval) -> str:
+        return f"#{obj.pk}"
+
     @admin.display(description="about")
     def subject_link(self, obj: Approval) -> str:
         if obj.kind == ApprovalKind.CLUSTER_STATUS:
@@ -97,7 +92,17 @@ class ApprovalAdmin(ReadOnlyMixin, ScopedModelAdmin):
     @admin.display(description="change")
     def change(self, obj: Approval) -> str:
         what = "status" if obj.kind == ApprovalKind.CLUSTER_STATUS else "linking"
-        return f"{what}: {obj.current} → {obj.proposed}"
+        return format_html("{} {}: {} → {}", self.subject_link(obj), what, obj.current, obj.proposed)
+
+    @admin.display(description="first analyst", ordering="requested_at")
+    def asked(self, obj: Approval) -> str:
+        return format_html("{}<br>{}", obj.requested_by_name, f"{obj.requested_at:%Y-%m-%d %H:%M}")
+
+    @admin.display(description="second analyst", ordering="decided_at")
+    def decided(self, obj: Approval) -> str:
+        if obj.decided_at is None:
+            return "–"
+        return format_html("{}<br>{}", obj.decided_by_name, f"{obj.decided_at:%Y-%m-%d %H:%M}")
 
     def has_decide_permission(self, request: HttpRequest) -> bool:
         return is_exchange_analyst(request.user) and request.user.has_perm("graph.change_approval")

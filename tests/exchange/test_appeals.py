@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from accounts.models import ApiKey, AuditEntry
 from exchange.appeals import document_tokens
+from exchange.client import ExchangeClient, file_sha256
 from exchange.hashing import keyed_token
 from exchange.models import APPEAL_DOCUMENT_DOMAIN, Appeal, AppealDocument, LookupUsage, Seller
 from graph.models import ActorCluster
@@ -354,3 +355,21 @@ def test_partner_analysts_see_their_platforms_appeals_and_filter_those_needing_a
     everything = logged_in(alice).get("/admin/exchange/appeal/?needs_attention__exact=1").content.decode()
     assert "acme-2" in everything and "baz-2" not in everything
     assert "baz-2" in logged_in(alice).get("/admin/exchange/appeal/").content.decode()
+
+
+# --- the reference client against the real API -----------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_reference_client_sends_an_appeals_documents_as_hashes(live_server, tmp_path, acme, bazaar):
+    for kp, ref in ((acme, "acme-2"), (bazaar, "baz-2")):
+        assert submit(kp.client(), seller(ref, ("phone", f"+49301{kp.platform.pk:06d}"))).status_code == 201
+    letter = tmp_path / "letter.pdf"
+    letter.write_bytes(b"%PDF-1.4 a bank letter, doctored")
+    assert file_sha256(letter) == LETTER
+    ExchangeClient(live_server.url, bazaar.secret).appeal("baz-2", "rejected", [(file_sha256(letter), True)])
+    answer = ExchangeClient(live_server.url, acme.secret).appeal(
+        "acme-2", "pending", [(file_sha256(letter), None)], note="sent a bank letter"
+    )
+    assert answer["document_checks"] == [{"index": 0, "falsified_elsewhere": True, "other_platforms": 1}]
+    assert answer["needs_attention"] is True

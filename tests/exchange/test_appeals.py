@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import timedelta
 from io import StringIO
 from typing import Any
 
@@ -329,6 +330,14 @@ def test_document_tokens_follow_a_pepper_rotation(acme, bazaar, reported, settin
     assert AppealDocument.objects.get().token == document_tokens([LETTER], 2)[0]
     body = appeal(acme, "acme-2", outcome="pending", documents=[document(LETTER)]).json()
     assert body["document_checks"][0]["falsified_elsewhere"] is True
+
+
+def test_an_appeal_and_its_documents_go_with_the_purged_report(acme, reported):
+    appeal(acme, "acme-2", outcome="upheld", documents=[document(LETTER, True)])
+    Seller.objects.filter(seller_ref="acme-2").update(retracted_at=timezone.now() - timedelta(days=365))
+    call_command("purge_reports", stdout=StringIO())
+    assert not Seller.objects.filter(seller_ref="acme-2").exists()
+    assert not Appeal.objects.exists() and not AppealDocument.objects.exists()
 
 
 # --- the admin --------------------------------------------------------------------------------------------------

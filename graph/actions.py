@@ -1,6 +1,6 @@
-"""State changes an exchange analyst makes to held merges, a cluster's workflow and an indicator's linking
-override: one `do_*` function each, audited in the same durable transaction (changes that move links
-schedule their recomputation inside it, see graph.scheduling).
+"""State changes an exchange analyst makes to held merges, a cluster's workflow, its publication as an
+advisory and an indicator's linking override: one `do_*` function each, audited in the same durable transaction
+(changes that move links schedule their recomputation inside it, see graph.scheduling).
 
 Four-eyes review: the decisions that change what partners see (a cluster confirmed as one actor or dismissed,
 an over-common indicator forced back into linking) are not made by one analyst. `do_update_cluster` and
@@ -99,9 +99,10 @@ def do_update_cluster(cluster: ActorCluster, actor: str, changes: dict[str, Any]
     """Apply an analyst's status, assignee and notes changes; returns the fields that changed.
 
     A status change writes its ClusterEvent and a `cluster_status_changed` audit entry, the other fields a
-    `cluster_updated` entry (field names only: notes may name sellers). Raises WorkflowError, writing
-    nothing, if the workflow does not allow the new status from the cluster's current (locked) one, and
-    ApprovalRequired, writing nothing, for a status in FOUR_EYES_STATUSES (`do_request_cluster_status`).
+    `cluster_updated` entry (field names only: notes may name sellers). A published cluster that stops being
+    a confirmed actor is withdrawn from the advisories with it (`advisory_withdrawn`). Raises WorkflowError,
+    writing nothing, if the workflow does not allow the new status from the cluster's current (locked) one,
+    and ApprovalRequired, writing nothing, for a status in FOUR_EYES_STATUSES (`do_request_cluster_status`).
     """
     unknown = sorted(set(changes) - set(CLUSTER_WORK_FIELDS))
     if unknown:
@@ -109,7 +110,7 @@ def do_update_cluster(cluster: ActorCluster, actor: str, changes: dict[str, Any]
     with transaction.atomic(durable=True):
         locked = ActorCluster.objects.select_for_update().get(pk=cluster.pk)
         changed = _apply_cluster_changes(locked, actor, changes, approved_by="")
-    for name in changed:
+    for name in (*changed, "published_at"):
         setattr(cluster, name, getattr(locked, name))
     if changed:
         logger.info("event=cluster_updated cluster=%s fields=%s", cluster.pk, ",".join(changed))
@@ -135,8 +136,21 @@ def _apply_cluster_changes(
             )
     for name in changed:
         setattr(locked, name, changes[name])
+    withdrawn = locked.published_at is not None and locked.status != ClusterStatus.CONFIRMED
+    if withdrawn:
+        locked.published_at = None
     # Only the analyst's fields: a recomputation may have updated size and risk meanwhile.
-    locked.save(update_fields=changed)
+    locked.save(update_fields=[*changed, *(["published_at"] if withdrawn else [])])
+    if withdrawn:
+        AuditEntry.objects.record(
+            "advisory_withdrawn",
+            actor,
+            None,
+            "cluster",
+            str(locked.pk),
+            ref=locked.ref,
+            reason="status_changed",
+        )
     approval = {"approved_by": approved_by} if approved_by else {}
     if "status" in changed:
         ClusterEvent.objects.create(
@@ -160,6 +174,50 @@ def _apply_cluster_changes(
     if others:
         AuditEntry.objects.record("cluster_updated", actor, None, "cluster", str(locked.pk), fields=others)
     return changed
+
+
+class AdvisoryError(ValueError):
+    """A cluster that may not be published as an advisory (ActorCluster.publication_error)."""
+
+
+def do_publish_advisory(cluster: ActorCluster, actor: str) -> bool:
+    """Publish a confirmed cross-platform cluster as an exchange-wide advisory (the TAXII advisories
+    collection, graph/taxii.py), with its `advisory_published` audit entry. False if it was published
+    already; AdvisoryError, writing nothing, if the (locked) cluster may not be published."""
+    with transaction.atomic(durable=True):
+        locked = ActorCluster.objects.select_for_update().get(pk=cluster.pk)
+        error = locked.publication_error()
+        if error:
+            raise AdvisoryError(error)
+        if locked.published_at is not None:
+            cluster.published_at = locked.published_at
+            return False
+        locked.published_at = timezone.now()
+        locked.save(update_fields=["published_at"])
+        AuditEntry.objects.record(
+            "advisory_published", actor, None, "cluster", str(locked.pk), ref=locked.ref
+        )
+    cluster.published_at = locked.published_at
+    logger.info("event=advisory_published cluster=%s", locked.pk)
+    return True
+
+
+def do_withdraw_advisory(cluster: ActorCluster, actor: str) -> bool:
+    """Take a cluster out of the advisories, with its `advisory_withdrawn` audit entry. False if it was not
+    published."""
+    with transaction.atomic(durable=True):
+        locked = ActorCluster.objects.select_for_update().get(pk=cluster.pk)
+        if locked.published_at is None:
+            cluster.published_at = None
+            return False
+        locked.published_at = None
+        locked.save(update_fields=["published_at"])
+        AuditEntry.objects.record(
+            "advisory_withdrawn", actor, None, "cluster", str(locked.pk), ref=locked.ref, reason="withdrawn"
+        )
+    cluster.published_at = None
+    logger.info("event=advisory_withdrawn cluster=%s", locked.pk)
+    return True
 
 
 def _differs(cluster: ActorCluster, name: str, changes: dict[str, Any]) -> bool:

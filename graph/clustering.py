@@ -249,13 +249,14 @@ def _select_by_ids(pg_sql: str, ids: Iterable[int] | np.ndarray) -> list[tuple[A
         return cursor.fetchall()
 
 
-def _columns_by_ids(pg_sql: str, ids: np.ndarray, width: int) -> list[np.ndarray] | None:
-    """Run `pg_sql`, one row of `width` bigint[] columns (`array_agg`s over one `= ANY(%b)` id array), on
-    PostgreSQL and return the columns as numpy arrays, or None elsewhere: no Python object per row."""
+def _columns_by_ids(pg_sql: str, ids: np.ndarray, width: int, *params: Any) -> list[np.ndarray] | None:
+    """Run `pg_sql`, one row of `width` bigint[] columns (`array_agg`s over one `= ANY(%b)` id array, then
+    `params`), on PostgreSQL and return the columns as numpy arrays, or None elsewhere: no Python object per
+    row."""
     if connection.vendor != "postgresql":
         return None
     with _pg_cursor() as cursor:
-        cursor.execute(pg_sql, [IdArray(ids)], binary=True)
+        cursor.execute(pg_sql, [IdArray(ids), *params], binary=True)
         row = cursor.fetchone()
     assert row is not None  # an aggregate without GROUP BY returns one row; NULLs when nothing matched
     return [np.zeros(0, dtype=np.int64) if column is None else column for column in row[:width]]
@@ -449,10 +450,17 @@ def _fresh(now: datetime, among: Iterable[int] | None = None) -> set[int]:
         if wanted is None:
             fresh = set(Seller.objects.filter(created_at__gte=cutoff).values_list("id", flat=True))
         else:
-            rows = _select_by_ids("SELECT id, created_at FROM exchange_seller WHERE id = ANY(%s)", wanted)
-            if rows is None:
+            columns = _columns_by_ids(
+                "SELECT array_agg(id) FROM exchange_seller WHERE id = ANY(%b) AND created_at >= %b",
+                np.array(wanted, dtype=np.int64),
+                1,
+                cutoff,
+            )
+            if columns is not None:
+                fresh = set(columns[0].tolist())
+            else:
                 rows = _values_by_ids(Seller.objects.all(), "id", wanted, "id", "created_at")
-            fresh = {pk for pk, created in rows if created >= cutoff}
+                fresh = {pk for pk, created in rows if created >= cutoff}
     fresh |= {s for s, state in decided.items() if state == MergeState.REJECTED}
     fresh -= {s for s, state in decided.items() if state == MergeState.APPROVED}
     # A merge waiting for a decision stays held after the hold period: only an analyst's approval or a second
@@ -527,11 +535,15 @@ class ClusterFacts:
 
 
 def _facts(
-    clusters: Sequence[linking.Cluster[int]], now: datetime, platform_hubs: frozenset[tuple[int, int]]
+    clusters: Sequence[linking.Cluster[int]],
+    now: datetime,
+    platform_hubs: frozenset[tuple[int, int]],
+    shared: Columns | None = None,
 ) -> tuple[dict[frozenset[int], ClusterFacts], dict[int, int]]:
-    """Risk, platforms and linking kinds of each cluster (reads its members' sightings), and the members'
-    platforms. A sighting of an indicator that its seller's platform alone holds too often links nothing
-    (`platform_hubs`).
+    """Risk, platforms and linking kinds of each cluster (reads its members' sightings, unless `shared` holds
+    them: a full recluster's read has every linkable seller's sightings of shared indicators), and the
+    members' platforms. A sighting of an indicator that its seller's platform alone holds too often links
+    nothing (`platform_hubs`).
 
     Column-wise over all clusters at once (`graph.evidence.link_summaries`, `graph.risk.risk_scores`: the
     scalar definitions' array forms, tested equal): a Python loop per cluster cost seconds at 70,000 clusters.
@@ -555,7 +567,11 @@ def _facts(
     last_reported = np.maximum.reduceat(reported, np.cumsum(sizes) - sizes)
 
     # Only indicators someone else holds can link; a member's single-holder indicators are irrelevant here.
-    row_seller, row_indicator, row_kind = _member_sightings(members)
+    if shared is None:
+        row_seller, row_indicator, row_kind = _member_sightings(members)
+    else:
+        mine = np.isin(shared.seller, members)
+        row_seller, row_indicator, row_kind = shared.seller[mine], shared.indicator[mine], shared.kind[mine]
     by_member = np.argsort(members, kind="stable")
     row_cluster = member_cluster[by_member[np.searchsorted(members[by_member], row_seller)]]
     row_platform = seller_platform[np.searchsorted(seller_ids, row_seller)]
@@ -734,14 +750,16 @@ def _apply(
     now: datetime,
     summary: ReclusterSummary,
     platform_hubs: Iterable[tuple[int, int]] = (),
+    shared: Columns | None = None,
 ) -> None:
     """Replace the `previous` clusters by `clusters`, keeping ids by largest overlap (or restoring a former
-    cluster's id to exactly its former members), recording events and former memberships."""
+    cluster's id to exactly its former members), recording events and former memberships. `shared`: the
+    members' sightings of shared indicators when the caller has read them all (`_facts`)."""
     placeholders = itertools.count(-1, -1)
     member_sets = [c.member_set for c in clusters]
     former = _former_memberships(previous, member_sets)
     assigned, changes = assign_identities(previous, member_sets, lambda: next(placeholders), former)
-    facts, platform_of = _facts(clusters, now, frozenset(platform_hubs))
+    facts, platform_of = _facts(clusters, now, frozenset(platform_hubs), shared)
     restored = {change.cluster_id for change in changes if change.kind == "restored"}
     # Stored rows as models only for clusters with an identity change (and the clusters it names, and the
     # dissolved ones a restoration revives): the rest keep their members, so at most their facts change
@@ -1218,14 +1236,14 @@ def recluster_full(
             thresholds=rule.thresholds,
             platform_divisor=rule.platform_divisor,
             overrides=_overrides(),
-            fresh=_fresh(now),
+            fresh=_fresh(now, np.unique(columns.seller).tolist()),
             labeller=labeller,
         )
         summary.seconds["link"] = time.perf_counter() - started
         started = time.perf_counter()
         say(f"writing {len(result.clusters)} clusters")
         previous = _live_clusters()
-        _apply(previous, result.clusters, now, summary, result.platform_hubs)
+        _apply(previous, result.clusters, now, summary, result.platform_hubs, columns)
         _sync_held(
             PendingMerge.objects.live().values_list("pk", flat=True), result.held, result.clusters, now
         )

@@ -62,6 +62,16 @@ class ActorClusterQuerySet(ScopedQuerySet["ActorCluster"]):
         """Cross-platform clusters first, then highest risk, then largest."""
         return self.order_by(*RANK_ORDER)
 
+    def publishable(self) -> ActorClusterQuerySet:
+        """Clusters an exchange analyst may publish as advisories: live, cross-platform, confirmed actors
+        (`ActorCluster.publication_error` says why another one may not be)."""
+        return self.live().cross_platform().filter(status=ClusterStatus.CONFIRMED)
+
+    def advisories(self) -> ActorClusterQuerySet:
+        """The exchange-wide advisories: published clusters that are still publishable. A published cluster
+        that dissolves (merges away) or stops spanning platforms leaves them while it is so."""
+        return self.publishable().filter(published_at__isnull=False)
+
 
 class ActorCluster(models.Model):
     """A set of linked sellers believed to be one actor. Its id survives recomputation (largest overlap)."""
@@ -83,6 +93,12 @@ class ActorCluster(models.Model):
         default=timezone.now, db_index=True, help_text="Last membership change."
     )
     dissolved_at = models.DateTimeField(null=True, blank=True)
+    # Set by an exchange analyst (graph.actions.do_publish_advisory), cleared when withdrawn or when the
+    # cluster stops being a confirmed actor. Not carried to a merge's survivor or a split's pieces: an
+    # analyst publishes those anew.
+    published_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="When it was published as an exchange-wide advisory."
+    )
 
     objects = ActorClusterQuerySet.as_manager()
 
@@ -102,6 +118,17 @@ class ActorCluster(models.Model):
         if status == self.status or status in self.next_statuses():
             return None
         return f"A {self.status} cluster cannot become {status}."
+
+    def publication_error(self) -> str | None:
+        """Why this cluster may not be published as an advisory, or None if it may (the rule of
+        `ActorClusterQuerySet.publishable`, with the reason)."""
+        if self.dissolved_at is not None:
+            return "A dissolved cluster cannot be published as an advisory."
+        if self.platform_count < 2:
+            return "Only a cross-platform cluster can be published as an advisory."
+        if self.status != ClusterStatus.CONFIRMED:
+            return f"Only a confirmed actor can be published as an advisory (this cluster is {self.status})."
+        return None
 
     def summary(self) -> dict[str, Any]:
         """What a partner may learn about the cluster: counts, kinds and risk, never other members."""

@@ -367,3 +367,22 @@ def test_the_pdf_fetches_no_url_but_renders_inline_data(tmp_path: Path):
     assert "Fetch nothing" in text and "LOCAL FILE CONTENT" not in text
     images = sum(len(page_.images) for page_ in pypdf.PdfReader(io.BytesIO(pdf)).pages)
     assert images == 1  # the inline pixel, and nothing fetched
+
+
+def test_rendering_a_pdf_leaves_pillows_truncated_image_check_on() -> None:
+    """WeasyPrint's import turns on Pillow's process-wide LOAD_TRUNCATED_IMAGES; after a package the server
+    must still refuse truncated images (tests/exchange/test_perceptual.py). A fresh process: the import runs."""
+    import subprocess
+    import sys
+
+    script = (
+        "from PIL import ImageFile\n"
+        "from graph.referral import render_pdf\n"
+        "assert render_pdf('<p>x</p>').startswith(b'%PDF')\n"
+        "assert ImageFile.LOAD_TRUNCATED_IMAGES is False, 'WeasyPrint left truncated images accepted'\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=root, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr

@@ -17,12 +17,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 __all__ = [
+    "APPEAL_NOTE_MAX_LENGTH",
+    "APPEAL_OUTCOMES",
     "DEFAULT_MAX_BATCH_SELLERS",
     "DEFAULT_MAX_LOOKUP_INDICATORS",
     "DEFAULT_MAX_SELLER_INDICATORS",
     "IDEMPOTENCY_KEY_MAX_LENGTH",
     "IDEMPOTENCY_KEY_PATTERN",
     "IDEMPOTENCY_KEY_RULE",
+    "MAX_APPEAL_DOCUMENTS",
     "SELLER_REF_MAX_LENGTH",
     "SELLER_REF_RE",
     "SELLER_REF_RULE",
@@ -60,6 +63,12 @@ _IDEMPOTENCY_KEY_RE = re.compile(IDEMPOTENCY_KEY_PATTERN)
 TIMESTAMP_EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 TIMESTAMP_CLOCK_SKEW = timedelta(minutes=5)  # a partner's clock may run this far ahead of the exchange's
 TIMESTAMP_MAX_OFFSET = timedelta(hours=14)  # the widest UTC offset in use (Line Islands +14:00)
+
+# A seller's appeal (POST /api/v1/sellers/{seller_ref}/appeals/): its outcome, at most this many document
+# fingerprints per request (each one is checked against other platforms' like a looked-up indicator) and a note.
+APPEAL_OUTCOMES: tuple[str, ...] = ("pending", "upheld", "rejected")
+MAX_APPEAL_DOCUMENTS = 20
+APPEAL_NOTE_MAX_LENGTH = 1000
 
 DEFAULT_MAX_BATCH_SELLERS = 1000
 DEFAULT_MAX_SELLER_INDICATORS = 100

@@ -33,6 +33,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+import graph.approval_admin  # registers the four-eyes approvals admin
 import graph.indicator_admin  # registers the indicator admin
 import graph.merge_admin  # registers the held merges admin
 import graph.report_admin  # noqa: F401  (registers the report outbox admin)
@@ -52,9 +53,12 @@ from exchange.models import Indicator, Seller
 from graph import evidence, risk
 from graph.actions import (
     CLUSTER_WORK_FIELDS,
+    FOUR_EYES_STATUSES,
     AdvisoryError,
+    ApprovalRefused,
     WorkflowError,
     do_publish_advisory,
+    do_request_cluster_status,
     do_update_cluster,
     do_withdraw_advisory,
 )
@@ -64,6 +68,7 @@ from graph.models import (
     RANK_ORDER,
     ActorCluster,
     ActorClusterQuerySet,
+    Approval,
     ClusterMember,
     ClusterStatus,
 )
@@ -255,8 +260,15 @@ class ClusterWorkForm(forms.ModelForm):
         allowed = (self.instance.status, *self.instance.next_statuses())
         status = self.fields.get("status")
         if isinstance(status, forms.ChoiceField):
-            status.choices = [c for c in ClusterStatus.choices if c[0] in allowed]
-            status.help_text = "New → investigating → confirmed actor or dismissed."
+            status.choices = [
+                (value, f"{label} (needs a second analyst)" if value in FOUR_EYES_STATUSES else label)
+                for value, label in ClusterStatus.choices
+                if value in allowed
+            ]
+            status.help_text = (
+                "New → investigating → confirmed actor or dismissed. Confirming or dismissing waits for a "
+                "second exchange analyst's approval (Approvals); nothing changes for partners until then."
+            )
 
     def clean_status(self) -> str:
         status: str = self.cleaned_data["status"]
@@ -564,6 +576,9 @@ class ActorClusterAdmin(TransparencyReportAdmin, DurableSaveAdmin, HashSearchAdm
             "referral_url": reverse(
                 "admin:graph_actorcluster_referral", args=[cluster.pk if scope.everything else cluster.ref]
             ),
+            "pending_approval": (
+                Approval.objects.pending().filter(cluster=cluster).first() if scope.everything else None
+            ),
             **(self._advisory_context(cluster) if scope.everything else {}),
             "title": f"Cluster #{cluster.pk}" if scope.everything else f"Cluster {cluster.ref}",
             "subtitle": cluster.ref if scope.everything else None,
@@ -718,16 +733,33 @@ class ActorClusterAdmin(TransparencyReportAdmin, DurableSaveAdmin, HashSearchAdm
     def save_model(
         self, request: HttpRequest, obj: ActorCluster, form: forms.ModelForm, change: bool
     ) -> None:
+        """Assignee, notes and the workflow's plain steps change at once; confirming or dismissing asks for a
+        second exchange analyst's approval first (graph.actions, four-eyes review) and changes nothing yet."""
         changes = {name: form.cleaned_data[name] for name in CLUSTER_WORK_FIELDS if name in form.changed_data}
         if not changes:
             return
         try:
-            do_update_cluster(obj, request.user.get_username(), changes)
-        except WorkflowError as exc:  # the status moved since the form was shown: the workflow refuses
+            if changes.get("status") in FOUR_EYES_STATUSES:
+                status = changes.pop("status")
+                approval = do_request_cluster_status(obj, request.user, status)  # type: ignore[arg-type]
+                obj.__dict__["_approval"] = approval
+                obj.refresh_from_db(fields=["status"])
+            if changes:
+                do_update_cluster(obj, request.user.get_username(), changes)
+        except (WorkflowError, ApprovalRefused) as exc:  # the status moved, or a change waits already
             self.message_user(request, f"Not saved: {exc}", messages.ERROR)
             obj.__dict__["_refused"] = True
 
     def response_change(self, request: HttpRequest, obj: ActorCluster) -> HttpResponse:
         if obj.__dict__.pop("_refused", False):
+            return HttpResponseRedirect(request.path)
+        approval = obj.__dict__.pop("_approval", None)
+        if approval is not None:
+            self.message_user(
+                request,
+                f"“{approval.proposed}” waits for a second exchange analyst's approval (approval "
+                f"{approval.pk}); nothing changes for partners until another analyst approves it.",
+                messages.WARNING,
+            )
             return HttpResponseRedirect(request.path)
         return super().response_change(request, obj)

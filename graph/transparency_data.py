@@ -8,7 +8,7 @@ Counting rules, said once for every figure:
 - A period is [start, end) in UTC. Reports count by the date partners give (`reported_at`: a seller's first
   report, a sighting's first), so a partner backfilling old reports adds to a past period; purged reports are
   no longer counted there (the purge figures count them).
-- Lookups, retractions and purges count audit entries, which are never purged.
+- Lookups, retractions, purges and appeals count audit entries, which are never purged.
 - "Live at period end" means created before the end and not dissolved before it; a cluster counts as
   cross-platform as last recorded. A platform's cluster figures count the clusters that hold its sellers now.
 """
@@ -193,6 +193,34 @@ def _lookups(period: Period, detail: str | None) -> Raw:
     return Tally(total, _by_platform(per_platform))
 
 
+# --- appeals
+
+
+APPEAL_ENTRIES = ("appeal_recorded", "appeal_updated")
+
+
+def appeals_recorded(period: Period) -> Raw:
+    """Appeals partners recorded in the period (`appeal_recorded`: a seller's first appeal, whatever its
+    outcome then)."""
+    return _rows_tally(AuditEntry.objects.filter(_in(period), action="appeal_recorded"), "platform")
+
+
+def _appeals_decided(outcome: str, period: Period) -> Raw:
+    """Appeals whose outcome became `outcome` in the period (recorded so, or updated to it from another)."""
+    entries = AuditEntry.objects.filter(_in(period), action__in=APPEAL_ENTRIES, details__to=outcome).exclude(
+        details__from=outcome
+    )
+    return _rows_tally(entries, "platform")
+
+
+def appeals_upheld(period: Period) -> Raw:
+    return _appeals_decided("upheld", period)
+
+
+def appeals_rejected(period: Period) -> Raw:
+    return _appeals_decided("rejected", period)
+
+
 def lookup_requests(period: Period) -> Raw:
     return _lookups(period, None)
 
@@ -212,7 +240,7 @@ PARTICIPATION, REPORTS, CLUSTERS, SCREENING, FEEDBACK = (
     "Screening (lookups)",
     "Feedback and appeals",
 )
-NOT_COLLECTED = " Not collected yet: the exchange does not record partners' feedback and appeals yet."
+NOT_COLLECTED = " Not collected yet: the exchange does not record partners' opinions and actions yet."
 
 FIGURES: list[Figure] = [
     Figure(
@@ -347,18 +375,26 @@ FIGURES: list[Figure] = [
         "Actions taken on clusters",
         "Clusters a partner reported acting on." + NOT_COLLECTED,
     ),
-    Figure("feedback.appeals", FEEDBACK, "Appeals", "Sellers' appeals against reports." + NOT_COLLECTED),
+    Figure(
+        "feedback.appeals",
+        FEEDBACK,
+        "Appeals",
+        "Sellers' appeals against reports that partners recorded in the period.",
+        appeals_recorded,
+    ),
     Figure(
         "feedback.appeals_upheld",
         FEEDBACK,
         "Appeals upheld",
-        "Appeals decided for the seller." + NOT_COLLECTED,
+        "Appeals decided for the seller in the period (the ban lifted and the report retracted).",
+        appeals_upheld,
     ),
     Figure(
         "feedback.appeals_rejected",
         FEEDBACK,
         "Appeals rejected",
-        "Appeals decided against the seller." + NOT_COLLECTED,
+        "Appeals decided against the seller in the period.",
+        appeals_rejected,
     ),
     Figure(
         "feedback.time_to_action",

@@ -26,7 +26,7 @@ from graph import stix
 from graph.actions import AdvisoryError, do_publish_advisory, do_update_cluster, do_withdraw_advisory
 from graph.models import ActorCluster, ClusterStatus
 from graph.taxii import ADVISORIES_COLLECTION_ID, TAXII_MEDIA_TYPE, collection_id
-from tests.admin_world import logged_in
+from tests.admin_world import decided_by_two_analysts, logged_in
 from tests.builders import seller, submit
 from tests.conftest import KeyedPlatform
 from tests.graph.test_stix_taxii import of_type, validate
@@ -43,9 +43,9 @@ def cluster_of(seller_ref: str) -> ActorCluster:
 
 
 def confirm(cluster: ActorCluster, actor: str = "alice") -> None:
-    """Through the workflow, as an analyst would: new -> investigating -> confirmed."""
+    """Through the workflow, as analysts would: new -> investigating -> confirmed (by two: four-eyes review)."""
     do_update_cluster(cluster, actor, {"status": ClusterStatus.INVESTIGATING})
-    do_update_cluster(cluster, actor, {"status": ClusterStatus.CONFIRMED})
+    decided_by_two_analysts(cluster, ClusterStatus.CONFIRMED)
 
 
 @pytest.fixture
@@ -165,7 +165,7 @@ def test_reopening_a_published_cluster_withdraws_it(world):
     entry = AuditEntry.objects.get(action="advisory_withdrawn")
     assert entry.details == {"ref": ring.ref, "reason": "status_changed"}
     # Confirmed again, it is not published again by itself.
-    do_update_cluster(ring, "alice", {"status": ClusterStatus.CONFIRMED})
+    decided_by_two_analysts(ring, ClusterStatus.CONFIRMED)
     assert ActorCluster.objects.get(pk=ring.pk).published_at is None
 
 

@@ -16,6 +16,7 @@ an anonymous visitor (login redirect). Run with ``-s`` to print the counts.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -32,11 +33,12 @@ from drf_spectacular.generators import SchemaGenerator
 from rest_framework.test import APIClient
 
 from accounts.models import AnalystKey, AnalystProfile, ApiKey, AuditEntry, Platform
-from exchange.models import Indicator, LookupUsage, Seller, Sighting, Submission
+from exchange.models import Appeal, Indicator, LookupUsage, Seller, Sighting, Submission
 from graph import stix
-from graph.actions import do_publish_advisory, do_update_cluster
-from graph.models import ActorCluster, ClusterEvent, ClusterMember, ClusterStatus, PendingMerge
+from graph.actions import do_publish_advisory, do_request_cluster_status, do_update_cluster
+from graph.models import ActorCluster, Approval, ClusterEvent, ClusterMember, ClusterStatus, PendingMerge
 from graph.taxii import ADVISORIES_COLLECTION_ID, TAXII_MEDIA_TYPE, collection_id
+from tests.admin_world import decided_by_two_analysts
 from tests.builders import seller, th
 from tests.conftest import KeyedPlatform
 from tests.reliability.world import World, build_world, scopeless_key
@@ -52,6 +54,7 @@ API_ROUTES: dict[str, tuple[str, str, str | None]] = {
     "api/v1/sellers/": ("GET", "read", None),
     "api/v1/sellers/<seller_ref:seller_ref>/": ("GET", "read", "seller"),
     "api/v1/sellers/<seller_ref:seller_ref>/retract/": ("POST", "submit", "seller"),
+    "api/v1/sellers/<seller_ref:seller_ref>/appeals/": ("POST", "submit", "seller"),
     "api/v1/lookups/": ("POST", "lookup", None),
     "api/v1/clusters/": ("GET", "read", None),
     "api/v1/clusters/<cluster_ref:ref>/": ("GET", "read", "cluster"),
@@ -133,6 +136,8 @@ ADMIN_MODELS: dict[str, OtherPlatformObjects] = {
     ),
     "graph.indicatoroverride": lambda w: _overrides_of_bazaar_only_indicators(w),
     "graph.pendingmerge": lambda w: PendingMerge.objects.all(),  # exchange analysts only
+    "graph.approval": lambda w: Approval.objects.all(),  # exchange analysts only (four-eyes review)
+    "exchange.appeal": lambda w: Appeal.objects.filter(seller__platform=w.bazaar.platform),
     "procrastinate.procrastinatejob": None,
     "procrastinate.procrastinateevent": None,
     "procrastinate.procrastinateperiodicdefer": None,
@@ -201,9 +206,10 @@ COUNTS: Counter[str] = Counter()
 
 
 @pytest.fixture
-def world(acme, bazaar) -> World:
+def world(acme, bazaar, alice) -> World:
     w = build_world(acme, bazaar)
-    # Audit entries, lookup usage and a report delivery for both platforms, so every admin model has rows.
+    # Audit entries, lookup usage, an appeal and a report delivery for both platforms, so every admin model
+    # has rows.
     for platform in (acme, bazaar):
         platform.client().post(
             "/api/v1/lookups/",
@@ -211,16 +217,29 @@ def world(acme, bazaar) -> World:
             format="json",
         )
         platform.client().get(f"/api/v1/clusters/{w.shared_cluster}/")
+        solo = "acme-solo" if platform is acme else "baz-solo"
+        appeal = {
+            "outcome": "rejected",
+            "documents": [{"sha256": hashlib.sha256(solo.encode()).hexdigest(), "falsified": True}],
+        }
+        assert (
+            platform.client().post(f"/api/v1/sellers/{solo}/appeals/", appeal, format="json").status_code
+            == 201
+        )
+    # A pending four-eyes approval of the Bazaar-only cluster.
+    bazaar_only = ActorCluster.objects.get(ref=w.bazaar_cluster)
+    do_update_cluster(bazaar_only, "alice", {"status": "investigating"})
+    do_request_cluster_status(bazaar_only, alice, "confirmed")
     # The shared cluster is an exchange-wide advisory: the advisories collection has something to keep apart.
     shared = ActorCluster.objects.get(ref=w.shared_cluster)
-    for status in (ClusterStatus.INVESTIGATING, ClusterStatus.CONFIRMED):
-        do_update_cluster(shared, "matrix", {"status": status})
+    do_update_cluster(shared, "matrix", {"status": ClusterStatus.INVESTIGATING})
+    decided_by_two_analysts(shared, ClusterStatus.CONFIRMED)  # four-eyes review
     do_publish_advisory(shared, "matrix")
     return w
 
 
 def snapshot(platform: Platform) -> list[tuple[Any, ...]]:
-    """Everything of a platform's reports that another platform must never change."""
+    """Everything of a platform's reports (and its sellers' appeals) that another platform must never change."""
     sellers = Seller.objects.filter(platform=platform).order_by("seller_ref")
     return [
         *sellers.values_list(
@@ -238,6 +257,9 @@ def snapshot(platform: Platform) -> list[tuple[Any, ...]]:
         *ClusterMember.objects.filter(seller__platform=platform)
         .order_by("seller__seller_ref")
         .values_list("seller__seller_ref", "cluster__ref"),
+        *Appeal.objects.filter(seller__platform=platform)
+        .order_by("seller__seller_ref")
+        .values_list("seller__seller_ref", "outcome", "note", "needs_attention", "updated_at"),
     ]
 
 
@@ -258,6 +280,8 @@ def body_for(route: str, refs: list[str]) -> Any:
         return {"sellers": [seller(ref, ("email", "ring@example.com"), status="suspected") for ref in refs]}
     if route.endswith("retract/"):
         return {"reason": "matrix"}
+    if route.endswith("appeals/"):
+        return {"outcome": "pending", "note": "matrix"}
     if route.endswith("lookups/"):
         values = [("email", "ring@example.com"), ("tax_id", "DE123456789"), ("email", "solo@acme.example")]
         return {"indicators": [{"kind": k, "hash": th(k, v)} for k, v in values]}

@@ -38,13 +38,16 @@ class Bearer(requests.auth.AuthBase):
         return request
 
 
-# An exchange analyst confirms the ring-a cluster and publishes it, through the same actions as the admin.
+# An exchange analyst confirms the ring-a cluster (a second one approves: four-eyes review) and publishes it,
+# through the same actions as the admin.
 PUBLISH_RING_A = """
-from graph.actions import do_publish_advisory, do_update_cluster
+from django.contrib.auth.models import User
+from graph.actions import do_approve, do_publish_advisory, do_request_cluster_status, do_update_cluster
 from graph.models import ActorCluster
 ring = ActorCluster.objects.live().get(members__seller__seller_ref="acme-0")
-for status in ("investigating", "confirmed"):
-    do_update_cluster(ring, "alice", {"status": status})
+do_update_cluster(ring, "alice", {"status": "investigating"})
+approval = do_request_cluster_status(ring, User.objects.get(username="alice"), "confirmed")
+do_approve(approval, User.objects.get(username="erin"))
 do_publish_advisory(ring, "alice")
 """
 
@@ -58,6 +61,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[s
     password_file = tmp / "password"
     password_file.write_text(PASSWORD)
     manage(env, "create_analyst", "alice", "--exchange", "--password-file", str(password_file))
+    manage(env, "create_analyst", "erin", "--exchange", "--password-file", str(password_file))
     keys["alice"] = manage(env, "create_analyst_key", "alice", "--name", "TIP").strip().splitlines()[-1]
     server = Gunicorn(env, free_port(), tmp / "server.log", workers=1)
     server.start()

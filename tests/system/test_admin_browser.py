@@ -123,7 +123,11 @@ def open_ring_from_the_list(page: Any, live_server: Any, ring: ActorCluster, rol
     page.goto(f"{live_server.url}/admin/graph/actorcluster/")
     assert page.locator("#result_list tbody tr").count() >= 2
     screenshot(page, f"cluster-list-{role}.png")
-    page.click("#changelist-filter a[href*='cross_platform__exact=1']")
+    # Wait for the filtered page itself: counting right after the click raced the navigation (0 rows seen on
+    # SQLite once the list's filters made the page heavier).
+    with page.expect_navigation(url="**cross_platform__exact=1"):
+        page.click("#changelist-filter a[href*='cross_platform__exact=1']")
+    page.wait_for_load_state("load")
     rows = page.locator("#result_list tbody tr")
     assert rows.count() == 1
     # Partner analysts' links carry the cluster's opaque reference, never its id.

@@ -263,20 +263,31 @@ def test_linked_operations_keep_the_contract(throwaway, partner_date_times):
             STATUSES[("stateful", response.status_code)] += 1
             reached[(case.method, case.operation.path, response.status_code)] += 1
 
-    Partner.run(
-        settings=settings(
-            max_examples=STEPS,
-            stateful_step_count=6,
-            deadline=None,
-            derandomize=os.environ.get("FUZZ_STEPS") is None,
-            suppress_health_check=list(HealthCheck),
-            database=None,
-        )
-    )
     # Only a followed link finds a seller or a cluster that exists (generated references are random).
     followed = {("GET", "/api/v1/sellers/{seller_ref}/"), ("POST", "/api/v1/sellers/{seller_ref}/retract/")}
     followed.add(("GET", "/api/v1/clusters/{ref}/"))
-    assert followed <= {(method, path) for method, path, status in reached if status == 200}, reached
+
+    def missed() -> set[tuple[str, str]]:
+        return followed - {(method, path) for method, path, status in reached if status == 200}
+
+    # Whether a run chains a listing or a submission into a retraction is chance: the partner timestamps
+    # are drawn up to the current time, so even a derandomized run differs from one day to the next, and 20
+    # scenarios sometimes never followed that link (about half of the runs under load). Up to three runs, the
+    # first derandomized: every call of every run is checked against the contract all the same.
+    for attempt in range(3):
+        Partner.run(
+            settings=settings(
+                max_examples=STEPS,
+                stateful_step_count=6,
+                deadline=None,
+                derandomize=attempt == 0 and os.environ.get("FUZZ_STEPS") is None,
+                suppress_health_check=list(HealthCheck),
+                database=None,
+            )
+        )
+        if not missed():
+            break
+    assert not missed(), reached
 
 
 def teardown_module() -> None:

@@ -7,13 +7,14 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from django.db.models import QuerySet
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
 
-from accounts.models import ANALYST_KEY_PREFIX, AnalystKey, ApiKey, Platform
+from accounts.models import ANALYST_KEY_PREFIX, AnalystKey, ApiKey, HashedKey, Platform
 from accounts.scoping import scope_of
 
 logger = logging.getLogger("exchange.auth")
@@ -84,15 +85,9 @@ class ApiKeyAuthentication(BaseAuthentication):
         if lookup is None:
             _fail(request, "malformed", "-")
             raise exceptions.AuthenticationFailed("Malformed API key.")
-        key = ApiKey.objects.select_related("platform").filter(lookup=lookup).first()
-        # Compare even when the row is missing, so timing does not tell unknown from wrong keys.
-        digest_ok = (key or _DUMMY_KEY).matches(full_key)
-        if key is None or not digest_ok:
-            _fail(request, "unknown", f"bax_{lookup}")
-            raise exceptions.AuthenticationFailed("Unknown API key.")
-        if key.is_revoked:
-            _fail(request, "revoked", key.prefix)
-            raise exceptions.AuthenticationFailed("This API key has been revoked.")
+        key = _matching_key(
+            request, ApiKey.objects.select_related("platform"), lookup, full_key, _DUMMY_KEY, f"bax_{lookup}"
+        )
         if not key.platform.active:
             _fail(request, "platform_inactive", key.prefix)
             raise exceptions.AuthenticationFailed("This API key's platform is inactive.")
@@ -104,6 +99,23 @@ class ApiKeyAuthentication(BaseAuthentication):
 
 
 _DUMMY_KEY = ApiKey(lookup="0" * 10, digest="0" * 64)
+
+
+def _matching_key[K: HashedKey](
+    request: Request, keys: QuerySet[K], lookup: str, full_key: str, dummy: K, shown: str
+) -> K:
+    """The unrevoked key whose lookup and secret `full_key` carries, or AuthenticationFailed (logged as
+    `shown`, the key's non-secret part). The digest is compared even when no row matches, so the time taken
+    does not tell an unknown key from a wrong secret."""
+    key = keys.filter(lookup=lookup).first()
+    digest_ok = (key or dummy).matches(full_key)
+    if key is None or not digest_ok:
+        _fail(request, "unknown", shown)
+        raise exceptions.AuthenticationFailed("Unknown API key.")
+    if key.is_revoked:
+        _fail(request, "revoked", key.prefix)
+        raise exceptions.AuthenticationFailed("This API key has been revoked.")
+    return key
 
 
 @dataclass(frozen=True)
@@ -141,14 +153,14 @@ class AnalystKeyAuthentication(BaseAuthentication):
         if lookup is None:
             _fail(request, "malformed", "-")
             raise exceptions.AuthenticationFailed("Malformed exchange analyst key.")
-        key = AnalystKey.objects.select_related("user__analyst").filter(lookup=lookup).first()
-        digest_ok = (key or _DUMMY_ANALYST_KEY).matches(full_key)
-        if key is None or not digest_ok:
-            _fail(request, "unknown", f"{ANALYST_KEY_PREFIX}{lookup}")
-            raise exceptions.AuthenticationFailed("Unknown API key.")
-        if key.is_revoked:
-            _fail(request, "revoked", key.prefix)
-            raise exceptions.AuthenticationFailed("This API key has been revoked.")
+        key = _matching_key(
+            request,
+            AnalystKey.objects.select_related("user__analyst"),
+            lookup,
+            full_key,
+            _DUMMY_ANALYST_KEY,
+            f"{ANALYST_KEY_PREFIX}{lookup}",
+        )
         if not scope_of(key.user).everything:
             _fail(request, "not_exchange_analyst", key.prefix)
             raise exceptions.AuthenticationFailed(

@@ -37,7 +37,7 @@ import graph.approval_admin  # registers the four-eyes approvals admin
 import graph.indicator_admin  # registers the indicator admin
 import graph.merge_admin  # registers the held merges admin
 import graph.report_admin  # noqa: F401  (registers the report outbox admin)
-from accounts.admin import DurableSaveAdmin, ScopedModelAdmin
+from accounts.admin import DurableSaveAdmin, NamedDefaultFilter, ScopedModelAdmin
 from accounts.models import AuditEntry, Platform
 from accounts.scoping import Scope, scope_of
 from exchange.admin import ReasonFilter as SellerReasonFilter
@@ -112,27 +112,15 @@ def exchange_analysts() -> QuerySet[Any]:
 # ------------------------------------------------------------------------------------------------ filters
 
 
-class StateFilter(admin.SimpleListFilter):
+class StateFilter(NamedDefaultFilter):
     """Live clusters by default; dissolved ones are history."""
 
     title = "state"
     parameter_name = "state"
+    default_label = "Live"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         return [("dissolved", "Dissolved"), ("all", "Live and dissolved")]
-
-    def choices(self, changelist: Any) -> Any:
-        yield {
-            "selected": self.value() is None,
-            "query_string": changelist.get_query_string(remove=[self.parameter_name]),
-            "display": "Live",
-        }
-        for value, title in self.lookup_choices:
-            yield {
-                "selected": self.value() == value,
-                "query_string": changelist.get_query_string({self.parameter_name: value}),
-                "display": title,
-            }
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         if self.value() == "dissolved":

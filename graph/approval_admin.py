@@ -20,34 +20,22 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
-from accounts.admin import ReadOnlyMixin, ScopedModelAdmin
+from accounts.admin import NamedDefaultFilter, ReadOnlyMixin, ScopedModelAdmin
 from accounts.roles import is_exchange_analyst
 from graph.actions import ApprovalRefused, WorkflowError, do_approve, do_reject
 from graph.models import Approval, ApprovalKind, ApprovalState
 
 
-class ApprovalStateFilter(admin.SimpleListFilter):
+class ApprovalStateFilter(NamedDefaultFilter):
     """Pending approvals by default: they are the ones waiting for someone."""
 
     title = "state"
     parameter_name = "state"
+    default_label = "Pending"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         decided = [(value, label) for value, label in ApprovalState.choices if value != ApprovalState.PENDING]
         return [*decided, ("all", "All")]
-
-    def choices(self, changelist: Any) -> Any:
-        yield {
-            "selected": self.value() is None,
-            "query_string": changelist.get_query_string(remove=[self.parameter_name]),
-            "display": "Pending",
-        }
-        for value, title in self.lookup_choices:
-            yield {
-                "selected": self.value() == value,
-                "query_string": changelist.get_query_string({self.parameter_name: value}),
-                "display": title,
-            }
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         if self.value() == "all":

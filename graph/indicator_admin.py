@@ -22,7 +22,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from accounts.admin import DurableSaveAdmin, ScopedModelAdmin
+from accounts.admin import DurableSaveAdmin, NamedDefaultFilter, ScopedModelAdmin
 from accounts.models import AuditEntry
 from accounts.scoping import scope_of
 from exchange.hash_search import HASH_SEARCH_LIMIT, HashSearchAdmin, HashSearchForm, tokens_for
@@ -38,12 +38,13 @@ from graph.clustering import hub_rule
 from graph.models import ActorCluster, Approval
 
 
-class SharedFilter(admin.SimpleListFilter):
+class SharedFilter(NamedDefaultFilter):
     """Shared indicators by default: most indicators are held by one seller and link nothing, so a list that
     opened on all of them buried the few that matter. "All" and "Held by one seller" are explicit choices."""
 
     title = "shared"
     parameter_name = "shared"
+    default_label = "Held by 2+ sellers"
     SHARED = "yes"  # also the default; the parameter stays accepted for links made before it was
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
@@ -52,18 +53,8 @@ class SharedFilter(admin.SimpleListFilter):
     def shared_only(self) -> bool:
         return self.value() in (None, self.SHARED)
 
-    def choices(self, changelist: Any) -> Any:
-        yield {
-            "selected": self.shared_only(),
-            "query_string": changelist.get_query_string(remove=[self.parameter_name]),
-            "display": "Held by 2+ sellers",
-        }
-        for value, title in self.lookup_choices:
-            yield {
-                "selected": self.value() == value,
-                "query_string": changelist.get_query_string({self.parameter_name: value}),
-                "display": title,
-            }
+    def default_selected(self) -> bool:
+        return self.shared_only()
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         if self.shared_only():

@@ -35,11 +35,13 @@ ROLE_PERMISSIONS: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
             "pendingmerge": ("view", "change"),  # change = approve or reject a held merge
             # one platform's report per row: never for partner analysts; change = "Retry now"
             "reportdelivery": ("view", "change"),
+            "opinion": ("view", "change"),  # change = accept or reject a false positive
         },
     },
     PARTNER_ANALYST: {
         "exchange": {"seller": ("view",)},
-        "graph": {"actorcluster": ("view",), "clusterevent": ("view",)},
+        # opinion: their own platform's (graph.models.OpinionQuerySet.of_partner)
+        "graph": {"actorcluster": ("view",), "clusterevent": ("view",), "opinion": ("view",)},
     },
 }
 

@@ -450,6 +450,7 @@ LINKS: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {
     },
     ("/api/v1/clusters/", "get", "200"): {
         "GetListedCluster": link("clusters_retrieve", ref="$response.body#/results/0/id"),
+        "GiveOpinionOnListedCluster": link("clusters_opinions_create", ref="$response.body#/results/0/id"),
     },
     ("/api/v1/clusters/{ref}/", "get", "200"): {
         "GiveOpinionOnCluster": link("clusters_opinions_create", ref="$response.body#/id"),

@@ -51,7 +51,9 @@ def test_the_opinion_kinds_are_the_partner_contracts() -> None:
 
 
 def test_a_partner_records_an_opinion_on_a_cluster_its_seller_is_in(world: AdminWorld, acme) -> None:
-    response = give(acme, world.ring.ref, {"opinion": "seen_too", "seller_ref": "acme-1", "note": "same ring"})
+    response = give(
+        acme, world.ring.ref, {"opinion": "seen_too", "seller_ref": "acme-1", "note": "same ring"}
+    )
     assert response.status_code == 201, response.content
     body = response.json()
     assert body == {
@@ -102,7 +104,9 @@ def test_an_action_keeps_its_time_and_the_first_signal(world: AdminWorld, acme) 
 def test_the_cluster_page_lists_ones_own_opinions_and_everyones_counts_never_who(
     world: AdminWorld, acme, bazaar
 ) -> None:
-    assert give(acme, world.ring.ref, {"opinion": "seen_too", "note": "acme's private note"}).status_code == 201
+    assert (
+        give(acme, world.ring.ref, {"opinion": "seen_too", "note": "acme's private note"}).status_code == 201
+    )
     assert give(acme, world.ring.ref, {"opinion": "disputed", "seller_ref": "acme-2"}).status_code == 201
     assert give(bazaar, world.ring.ref, {"opinion": "seen_too"}).status_code == 201
     assert give(bazaar, world.ring.ref, {"opinion": "seen_too", "seller_ref": "baz-1"}).status_code == 201
@@ -171,7 +175,9 @@ def test_an_action_in_the_future_or_before_the_first_signal_is_refused(world: Ad
 def test_ones_own_seller_outside_the_cluster_is_a_400(world: AdminWorld, acme) -> None:
     response = give(acme, world.ring.ref, {"opinion": "false_positive", "seller_ref": "acme-3"})
     assert response.status_code == 400
-    assert response.json()["error"]["details"] == {"seller_ref": ["your seller 'acme-3' is not in this cluster"]}
+    assert response.json()["error"]["details"] == {
+        "seller_ref": ["your seller 'acme-3' is not in this cluster"]
+    }
     assert not Opinion.objects.exists()
 
 
@@ -200,7 +206,9 @@ def test_another_platforms_seller_answers_as_not_found(world: AdminWorld, acme) 
 def test_a_key_without_the_submit_scope_cannot_give_opinions(world: AdminWorld, acme) -> None:
     _, secret = ApiKey.generate(acme.platform, ["read", "lookup"])
     client = KeyedPlatform(acme.platform, acme.key, secret).client()
-    response = client.post(f"/api/v1/clusters/{world.ring.ref}/opinions/", {"opinion": "seen_too"}, format="json")
+    response = client.post(
+        f"/api/v1/clusters/{world.ring.ref}/opinions/", {"opinion": "seen_too"}, format="json"
+    )
     assert response.status_code == 403
     assert not Opinion.objects.exists()
 
@@ -229,7 +237,9 @@ def test_a_platform_gives_its_opinion_on_a_cluster_its_lookup_showed_it(world: A
     assert give(third, world.ring.ref, {"opinion": "false_positive", "seller_ref": "x-1"}).status_code == 404
 
 
-def test_another_platforms_lookup_does_not_open_a_cluster_to_the_caller(world: AdminWorld, acme, third) -> None:
+def test_another_platforms_lookup_does_not_open_a_cluster_to_the_caller(
+    world: AdminWorld, acme, third
+) -> None:
     body = {"indicators": [{"kind": "phone", "hash": th("phone", "+4930222222")}]}
     assert acme.client().post("/api/v1/lookups/", body, format="json").status_code == 200
     # Acme's lookup matched nothing of Bazaar's alone (a store name and an address), and a lookup by Acme never
@@ -254,7 +264,10 @@ def test_corroboration_raises_the_risk_and_a_false_positive_lowers_it_as_a_full_
     # Third acts on what its lookup showed it: a second corroborating platform.
     body = {"indicators": [{"kind": "email", "hash": th("email", "ring@example.com")}]}
     third.client().post("/api/v1/lookups/", body, format="json")
-    assert give(third, ring.ref, {"opinion": "actioned", "acted_at": timezone.now().isoformat()}).status_code == 201
+    assert (
+        give(third, ring.ref, {"opinion": "actioned", "acted_at": timezone.now().isoformat()}).status_code
+        == 201
+    )
     after_up = refreshed(ring)
     assert after_up.risk_parts["opinions"] == 2 * CORROBORATION_STEP
     assert after_up.risk == min(base + 2 * CORROBORATION_STEP, 100) == sum(after_up.risk_parts.values())
@@ -283,7 +296,9 @@ def test_a_false_positive_detaches_the_seller_from_its_platforms_views_at_once(
     world: AdminWorld, acme, bazaar
 ) -> None:
     before_bazaar = detail(bazaar, world.ring.ref).json()
-    response = give(acme, world.ring.ref, {"opinion": "false_positive", "seller_ref": "acme-2", "note": "ours"})
+    response = give(
+        acme, world.ring.ref, {"opinion": "false_positive", "seller_ref": "acme-2", "note": "ours"}
+    )
     assert response.status_code == 201 and response.json()["review"] == "pending"
     # Acme's cluster page no longer lists acme-2; acme-2's page shows no cluster; the ring stays (acme-1).
     view = detail(acme, world.ring.ref).json()
@@ -294,9 +309,11 @@ def test_a_false_positive_detaches_the_seller_from_its_platforms_views_at_once(
     assert world.ring.ref in listed
     # Bazaar's view of Acme's members is unchanged: only Acme's own view is detached.
     after_bazaar = detail(bazaar, world.ring.ref).json()
-    assert after_bazaar["other_platforms"] == before_bazaar["other_platforms"] == [
-        {"platform": "Platform A", "accounts": 2}
-    ]
+    assert (
+        after_bazaar["other_platforms"]
+        == before_bazaar["other_platforms"]
+        == [{"platform": "Platform A", "accounts": 2}]
+    )
     assert after_bazaar["opinions"]["false_positive"] == 1
 
     # Giving it again while it stands answers the standing one (200) and stores nothing.
@@ -309,7 +326,9 @@ def test_a_false_positive_detaches_the_seller_from_its_platforms_views_at_once(
     assert "detached" in other.json()["error"]["details"]["seller_ref"][0]
 
     # Both of Acme's sellers detached: the ring is gone from Acme's list and its page is a 404.
-    assert give(acme, world.ring.ref, {"opinion": "false_positive", "seller_ref": "acme-1"}).status_code == 201
+    assert (
+        give(acme, world.ring.ref, {"opinion": "false_positive", "seller_ref": "acme-1"}).status_code == 201
+    )
     listed = [c["id"] for c in acme.client().get("/api/v1/clusters/").json()["results"]]
     assert world.ring.ref not in listed and world.acme_only.ref in listed
     assert detail(acme, world.ring.ref).status_code == 404
@@ -322,15 +341,22 @@ def test_a_rejected_false_positive_shows_the_seller_again_and_lifts_its_risk_eff
     from graph.actions import do_review_false_positive
 
     base = refreshed(world.ring)
-    assert give(acme, world.ring.ref, {"opinion": "false_positive", "seller_ref": "acme-2"}).status_code == 201
+    assert (
+        give(acme, world.ring.ref, {"opinion": "false_positive", "seller_ref": "acme-2"}).status_code == 201
+    )
     opinion = Opinion.objects.get()
     assert refreshed(world.ring).risk < base.risk
     assert do_review_false_positive(opinion, alice, accept=False)
     assert not do_review_false_positive(opinion, alice, accept=True)  # no longer pending
     assert opinion.review == Review.REJECTED and opinion.reviewed_by_id == alice.pk
-    assert [s["seller_ref"] for s in detail(acme, world.ring.ref).json()["your_sellers"]] == ["acme-1", "acme-2"]
+    assert [s["seller_ref"] for s in detail(acme, world.ring.ref).json()["your_sellers"]] == [
+        "acme-1",
+        "acme-2",
+    ]
     assert (refreshed(world.ring).risk, refreshed(world.ring).risk_parts) == (base.risk, base.risk_parts)
     entry = AuditEntry.objects.get(action="false_positive_rejected")
     assert (entry.actor, entry.platform_id, entry.object_id) == ("alice", acme.platform.pk, str(opinion.pk))
     # A new false positive may be given after a rejection.
-    assert give(acme, world.ring.ref, {"opinion": "false_positive", "seller_ref": "acme-2"}).status_code == 201
+    assert (
+        give(acme, world.ring.ref, {"opinion": "false_positive", "seller_ref": "acme-2"}).status_code == 201
+    )

@@ -32,7 +32,7 @@ from rest_framework.test import APIClient
 from accounts.models import AnalystProfile, ApiKey, AuditEntry, Platform
 from exchange.models import Indicator, LookupUsage, Seller, Sighting, Submission
 from graph import stix
-from graph.models import ActorCluster, ClusterEvent, ClusterMember, PendingMerge
+from graph.models import ActorCluster, ClusterEvent, ClusterMember, Opinion, PendingMerge
 from graph.taxii import TAXII_MEDIA_TYPE, collection_id
 from tests.builders import seller, th
 from tests.conftest import KeyedPlatform
@@ -52,6 +52,7 @@ API_ROUTES: dict[str, tuple[str, str, str | None]] = {
     "api/v1/lookups/": ("POST", "lookup", None),
     "api/v1/clusters/": ("GET", "read", None),
     "api/v1/clusters/<cluster_ref:ref>/": ("GET", "read", "cluster"),
+    "api/v1/clusters/<cluster_ref:ref>/opinions/": ("POST", "submit", "cluster"),
 }
 # TAXII 2.1 (graph/taxii.py): all GET with the `read` scope; "collection" routes name the caller's collection.
 TAXII_ROUTES: dict[str, str | None] = {
@@ -102,6 +103,9 @@ ADMIN_EXTRA_ROUTES = {
     # The transparency report: no object; a partner analyst's page holds the consortium's figures and its own
     # platform's only (checked below for canaries; tests/graph/test_transparency_report.py for the figures).
     "admin/graph/actorcluster/transparency/": {200},
+    # Time to action: every platform for exchange analysts, the viewer's own only (graph/opinion_admin.py;
+    # checked below for canaries, tests/graph/test_opinions_admin.py for the figures).
+    "admin/graph/opinion/time-to-action/": {200},
 }
 
 # Registered admin models -> the objects that belong to the *other* platform (Bazaar) only. None: the model
@@ -128,6 +132,7 @@ ADMIN_MODELS: dict[str, OtherPlatformObjects] = {
     ),
     "graph.indicatoroverride": lambda w: _overrides_of_bazaar_only_indicators(w),
     "graph.pendingmerge": lambda w: PendingMerge.objects.all(),  # exchange analysts only
+    "graph.opinion": lambda w: Opinion.objects.filter(platform=w.bazaar.platform),
     "procrastinate.procrastinatejob": None,
     "procrastinate.procrastinateevent": None,
     "procrastinate.procrastinateperiodicdefer": None,
@@ -206,6 +211,12 @@ def world(acme, bazaar) -> World:
             format="json",
         )
         platform.client().get(f"/api/v1/clusters/{w.shared_cluster}/")
+        # An opinion of each on the shared cluster, with a note no other platform may ever read.
+        opinion = {"opinion": "seen_too", "note": f"{platform.platform.slug}-private-note"}
+        response = platform.client().post(
+            f"/api/v1/clusters/{w.shared_cluster}/opinions/", opinion, format="json"
+        )
+        assert response.status_code == 201, response.content
     return w
 
 
@@ -228,6 +239,11 @@ def snapshot(platform: Platform) -> list[tuple[Any, ...]]:
         *ClusterMember.objects.filter(seller__platform=platform)
         .order_by("seller__seller_ref")
         .values_list("seller__seller_ref", "cluster__ref"),
+        # Opinions on the platform's clusters: another platform's key gives none there.
+        *Opinion.objects.filter(cluster__members__seller__platform=platform)
+        .distinct()
+        .order_by("pk")
+        .values_list("pk", "platform_id", "kind", "cluster__ref"),
     ]
 
 
@@ -248,6 +264,10 @@ def body_for(route: str, refs: list[str]) -> Any:
         return {"sellers": [seller(ref, ("email", "ring@example.com"), status="suspected") for ref in refs]}
     if route.endswith("retract/"):
         return {"reason": "matrix"}
+    if route.endswith("opinions/"):
+        return {"opinion": "seen_too", "note": "matrix"}
+    if route.endswith("opinions/"):
+        return {"opinion": "seen_too", "note": "matrix"}
     if route.endswith("lookups/"):
         values = [("email", "ring@example.com"), ("tax_id", "DE123456789"), ("email", "solo@acme.example")]
         return {"indicators": [{"kind": k, "hash": th(k, v)} for k, v in values]}
@@ -266,7 +286,8 @@ def addressable(world: World, owner: KeyedPlatform, kind: str | None) -> list[st
 def canaries(world: World, owner: KeyedPlatform) -> list[str]:
     """Strings of the owner's that no other platform may ever read."""
     own_cluster = world.acme_cluster if owner is world.acme else world.bazaar_cluster
-    return [*world.refs(owner), own_cluster, owner.secret, owner.key.prefix]
+    note = f"{owner.platform.slug}-private-note"  # its opinion's note (the `world` fixture)
+    return [*world.refs(owner), own_cluster, owner.secret, owner.key.prefix, note]
 
 
 @pytest.mark.parametrize("route", sorted(API_ROUTES))
@@ -412,7 +433,12 @@ def assert_no_canaries(response: Any, secrets: list[str], where: str) -> None:
 
 
 def test_admin_keeps_partner_analysts_to_their_platform(world, alice, bob, carol):
-    secrets = [*world.refs(world.bazaar), world.bazaar_cluster, world.bazaar.key.prefix]
+    secrets = [
+        *world.refs(world.bazaar),
+        world.bazaar_cluster,
+        world.bazaar.key.prefix,
+        "bazaar-private-note",
+    ]
     anonymous = login(None)
     partner, exchange = login(bob), login(alice)
     for label, other_objects in ADMIN_MODELS.items():
@@ -467,7 +493,7 @@ def test_admin_keeps_partner_analysts_to_their_platform(world, alice, bob, carol
                 response = admin_get(anonymous, url)
                 assert response.status_code == 302 and "/admin/login/" in response["Location"], url
 
-    # The admin site's own pages, and the transparency report (HTML and CSV) of this year.
+    # The admin site's own pages, the transparency report (HTML and CSV) of this year, the time to action.
     year = timezone.now().year
     transparency = reverse("admin:graph_transparency_report")
     for url in (
@@ -476,6 +502,7 @@ def test_admin_keeps_partner_analysts_to_their_platform(world, alice, bob, carol
         "/admin/password_change/",
         f"{transparency}?period={year}",
         f"{transparency}?period={year}&format=csv",
+        reverse("admin:graph_opinion_time_to_action"),
     ):
         response = admin_get(partner, url)
         assert response.status_code == 200, url

@@ -243,6 +243,11 @@ class PartnerTimestampField(serializers.DateTimeField):
             raise serializers.ValidationError(str(exc)) from None
 
 
+ACTED_AT_RULE = (
+    "With `actioned` only, and required with it: when you took enforcement, not before the first signal you "
+    "had about this actor (your lookup that showed the cluster or your report of the seller, whichever came "
+    "first)."
+)
 NO_NUL = r"^[^\x00]*$"  # PostgreSQL cannot store a NUL in text; DRF refuses it too
 
 
@@ -264,12 +269,7 @@ class OpinionSerializer(ClosedSerializer):
         help_text="Free text for your analysts and the exchange's; never shown to another platform. Put no "
         "identifiers in it (no other platform's references, no raw emails, phones or account numbers).",
     )
-    acted_at = PartnerTimestampField(
-        required=False,
-        help_text="With `actioned` only, and required with it: when you took enforcement, not in the future "
-        "and not before the first signal you had about this actor (your lookup that showed the cluster or "
-        "your report of the seller, whichever came first).",
-    )
+    acted_at = PartnerTimestampField(required=False, help_text=ACTED_AT_RULE)
 
     def validate_seller_ref(self, value: str) -> str:
         if not is_seller_ref(value):  # the RegexField searches; a reference matches whole
@@ -368,6 +368,9 @@ def request_bodies_are_closed(result: dict[str, Any], **kwargs: Any) -> dict[str
     for parameter_or_property in request_side_values(result):
         if parameter_or_property.get("schema", parameter_or_property).get("format") == "date-time":
             document_partner_timestamp(parameter_or_property)
+    if "OpinionRequest" in schemas:  # the field's own rule before the rule of every partner timestamp
+        acted_at = schemas["OpinionRequest"]["properties"]["acted_at"]
+        acted_at["description"] = f"{ACTED_AT_RULE} {acted_at['description']}"
     for parameter in result.get("paths", {}).get("/api/v1/sellers/", {}).get("get", {}).get("parameters", []):
         if parameter["name"] == "cursor":
             parameter["description"] = CURSOR_RULE

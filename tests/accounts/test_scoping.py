@@ -27,6 +27,7 @@ SCOPED_MODELS = {
     "exchange.indicator",
     "exchange.submission",
     "graph.actorcluster",
+    "graph.opinion",
 }
 
 

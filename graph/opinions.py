@@ -145,9 +145,14 @@ def action_cases(
         if key not in earliest or acted < earliest[key][1]:
             earliest[key] = (signal, acted)
     cases: dict[int, list[timedelta]] = {}
-    for (platform_id, _, _), (signal, acted) in sorted(earliest.items(), key=lambda item: item[0]):
+    for (platform_id, _, _), (signal, acted) in sorted(earliest.items(), key=lambda item: _order(item[0])):
         cases.setdefault(platform_id, []).append(max(acted - signal, timedelta(0)))
     return cases
+
+
+def _order(key: tuple[int, int, int | None]) -> tuple[int, int, int]:
+    platform_id, cluster_id, seller_id = key
+    return platform_id, cluster_id, -1 if seller_id is None else seller_id
 
 
 def actioned_rows(

@@ -632,7 +632,8 @@ class ActorClusterAdmin(TransparencyReportAdmin, DurableSaveAdmin, HashSearchAdm
             "-created_at", "-id"
         )
         if not scope.everything:
-            shown = shown.filter(platform_id=scope.platform_id)
+            platform_id = scope.platform_id
+            shown = shown.filter(platform_id=platform_id) if platform_id is not None else shown.none()
         return {
             "opinion_counts": [(OpinionKind(kind).label, n) for kind, n in counts.items()],
             "opinion_rows": list(shown[:200]),

@@ -340,7 +340,7 @@ class _Held:
 
 
 def _detached_for(cluster: ActorCluster, scope: Scope) -> list[int]:
-    if not scope.is_partner:
+    if scope.everything or scope.platform_id is None:
         return []
     return list(
         Opinion.objects.standing_false_positives()

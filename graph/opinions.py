@@ -167,9 +167,14 @@ def actioned_rows(
         query = query.filter(acted_at__lt=end)
     if platform_id is not None:
         query = query.filter(platform_id=platform_id)
-    return list(
-        query.order_by().values_list("platform_id", "cluster_id", "seller_id", "first_signal_at", "acted_at")
+    rows = query.order_by().values_list(
+        "platform_id", "cluster_id", "seller_id", "first_signal_at", "acted_at"
     )
+    return [
+        (platform_id, cluster_id, seller_id, signal, acted)
+        for platform_id, cluster_id, seller_id, signal, acted in rows
+        if signal is not None and acted is not None  # always, for `actioned` (the query and a constraint)
+    ]
 
 
 def time_to_action(

@@ -186,4 +186,4 @@ def risk_scores(
         FALSE_POSITIVE_STEP * down, FALSE_POSITIVE_MAX
     )
     opinions = np.maximum(-others, np.minimum(raw, TOTAL_MAX - others))
-    return RiskColumns(others + opinions, *parts, opinions)
+    return RiskColumns(others + opinions, parts[0], parts[1], parts[2], parts[3], opinions)

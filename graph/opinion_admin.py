@@ -74,6 +74,12 @@ class OpinionAdmin(ScopedModelAdmin):
         )
         return [page, *super().get_urls()]  # before `<path:object_id>/`, which would take it
 
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        # Which of the operator's analysts decided is theirs to know (as on the cluster page).
+        if scope_of(request.user).everything:
+            return self.fields
+        return [name for name in self.fields if name != "reviewed_by"]
+
     def get_list_filter(self, request: HttpRequest) -> list[Any]:
         filters: list[Any] = [ReviewFilter, "kind"]
         if scope_of(request.user).everything:

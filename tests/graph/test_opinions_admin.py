@@ -163,13 +163,17 @@ def test_exchange_analysts_accept_or_reject_pending_false_positives(
     assert Opinion.objects.get(pk=first).review == Review.ACCEPTED
 
 
-def test_partner_analysts_see_their_own_platforms_opinions_only(world: AdminWorld, acme, bazaar, bob):
-    mine = give(acme, world.ring, opinion="seen_too", note="acme note")["id"]
+def test_partner_analysts_see_their_own_platforms_opinions_only(world: AdminWorld, acme, bazaar, alice, bob):
+    mine = give(acme, world.ring, opinion="false_positive", seller_ref="acme-2", note="acme note")["id"]
     theirs = give(bazaar, world.ring, opinion="seen_too", note="bazaar note")["id"]
+    logged_in(alice).post(OPINIONS, {"action": "accept", "_selected_action": [mine]})
     partner = logged_in(bob)
     listing = page(partner, OPINIONS)
     assert f"{OPINIONS}{mine}/change/" in listing and f"{OPINIONS}{theirs}/change/" not in listing
-    assert "acme note" in page(partner, f"{OPINIONS}{mine}/change/")
+    own = page(partner, f"{OPINIONS}{mine}/change/")
+    assert "acme note" in own and "accepted: the seller stays out" in own
+    assert "alice" not in own  # which exchange analyst decided is the operator's to know
+    assert "alice" in page(logged_in(alice), f"{OPINIONS}{mine}/change/")
     assert partner.get(f"{OPINIONS}{theirs}/change/").status_code == 404
 
 

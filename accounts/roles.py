@@ -28,18 +28,20 @@ ROLE_PERMISSIONS: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
             "seller": ("view",),
             "indicator": ("view", "change"),
             "submission": ("view",),
+            "appeal": ("view",),
         },
         "graph": {
             "actorcluster": ("view", "change"),
             "clusterevent": ("view",),
             "pendingmerge": ("view", "change"),  # change = approve or reject a held merge
+            "approval": ("view", "change"),  # change = approve or reject another analyst's decision
             # one platform's report per row: never for partner analysts; change = "Retry now"
             "reportdelivery": ("view", "change"),
             "opinion": ("view", "change"),  # change = accept or reject a false positive
         },
     },
     PARTNER_ANALYST: {
-        "exchange": {"seller": ("view",)},
+        "exchange": {"seller": ("view",), "appeal": ("view",)},
         # opinion: their own platform's (graph.models.OpinionQuerySet.of_partner)
         "graph": {"actorcluster": ("view",), "clusterevent": ("view",), "opinion": ("view",)},
     },

@@ -10,9 +10,13 @@ from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from exchange.contract import (
+    APPEAL_NOTE_MAX_LENGTH,
+    APPEAL_OUTCOMES,
+    MAX_APPEAL_DOCUMENTS,
     OPINION_KINDS,
     OPINION_NOTE_MAX_LENGTH,
     SELLER_REF_RE,
@@ -20,7 +24,8 @@ from exchange.contract import (
     TRANSPORT_HASH_RE,
     is_seller_ref,
 )
-from exchange.models import Seller
+from exchange.ingest import hash_problem
+from exchange.models import Appeal, Seller
 from exchange.normalization import KINDS, REASONS, STATUSES
 from exchange.timestamps import (
     CLOCK_SKEW,
@@ -188,12 +193,27 @@ class SellerSerializer(serializers.ModelSerializer):
         return summaries.get(seller.pk)
 
 
+class AppealSummarySerializer(serializers.Serializer):
+    outcome = serializers.ChoiceField(choices=APPEAL_OUTCOMES)
+    needs_attention = serializers.BooleanField(
+        help_text="A document of the appeal matches one another platform reported as falsified."
+    )
+    updated_at = serializers.DateTimeField()
+
+
 class SellerDetailSerializer(SellerSerializer):
     indicators = SightingOutSerializer(source="sightings", many=True, read_only=True)
+    appeal = serializers.SerializerMethodField()
 
     class Meta(SellerSerializer.Meta):
-        fields = (*SellerSerializer.Meta.fields, "indicators")  # type: ignore[assignment]
+        fields = (*SellerSerializer.Meta.fields, "indicators", "appeal")  # type: ignore[assignment]
         read_only_fields = fields  # type: ignore[assignment]
+
+    @extend_schema_field(AppealSummarySerializer(allow_null=True))
+    def get_appeal(self, seller: Seller) -> dict[str, Any] | None:
+        """The seller's appeal as you recorded it (POST .../appeals/), or null."""
+        appeal = getattr(seller, "appeal", None)  # None when the reverse one-to-one has no row
+        return AppealSummarySerializer(appeal).data if appeal is not None else None
 
 
 class TextField(serializers.CharField):
@@ -231,6 +251,127 @@ class RetractSerializer(ClosedSerializer):
         max_length=1000,
         help_text="Why the report is withdrawn (e.g. appeal upheld); not blank.",
     )
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """A JSON boolean, never a string or number read as one (DRF's BooleanField takes "yes" and 1)."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid")
+        return data
+
+
+class TransportHashField(serializers.RegexField):
+    """64 lowercase hex characters. A refusal says what is wrong without echoing the value (it may be a raw
+    identifier or a file name), as submissions and lookups do."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(TRANSPORT_HASH_RE, **kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        problem = hash_problem(data)
+        if problem:
+            raise serializers.ValidationError(problem)
+        return str(data)
+
+
+class AppealDocumentSerializer(ClosedSerializer):
+    """One document of the appeal: the SHA-256 of its file, and whether you found it falsified."""
+
+    sha256 = TransportHashField(
+        help_text="SHA-256 of the document file as it was submitted (its bytes, not normalised), lowercase hex. "
+        "The exchange keys it before storing it, like every identifier."
+    )
+    falsified = StrictBooleanField(
+        required=False,
+        help_text="You found this document falsified. Omitted: unchanged (false for a new document). Once the "
+        "appeal is rejected, other platforms attaching the same document are told it was reported falsified "
+        "(how many platforms, never which).",
+    )
+
+
+class AppealSerializer(ClosedSerializer):
+    """A seller's appeal: its outcome, and optionally the fingerprints of its documents and a note."""
+
+    outcome = serializers.ChoiceField(
+        choices=APPEAL_OUTCOMES,
+        help_text="pending (under review), upheld (the ban is lifted: the seller's report is retracted at once) "
+        "or rejected. A later request updates it; an upheld appeal stays upheld while the report is retracted.",
+    )
+    documents = AppealDocumentSerializer(  # type: ignore[call-arg]
+        many=True,
+        required=False,
+        allow_empty=False,
+        max_length=MAX_APPEAL_DOCUMENTS,
+        help_text="Added to the appeal's documents (a document sent again is not added twice). Each one is "
+        "checked against the documents other platforms reported falsified and counts against the key's daily "
+        "lookup quota like a looked-up indicator; attaching documents needs the 'lookup' scope too.",
+    )
+    note = TextField(
+        required=False,
+        allow_blank=True,
+        max_length=APPEAL_NOTE_MAX_LENGTH,
+        help_text="Your note (never shown to other platforms). Omitted: unchanged; blank: removed.",
+    )
+
+    def validate_outcome(self, value: Any) -> str:
+        if not isinstance(value, str):  # ChoiceField matches str(value): no number or boolean passes anyway
+            raise serializers.ValidationError("must be a string")
+        return value
+
+
+class DocumentCheckSerializer(serializers.Serializer):
+    index = serializers.IntegerField(help_text="Position of the document in the request, from 0.")
+    falsified_elsewhere = serializers.BooleanField(
+        help_text="Another platform reported this document falsified (on an appeal it rejected, of a seller it "
+        "still reports)."
+    )
+    other_platforms = serializers.IntegerField(help_text="How many other platforms did; never which.")
+
+
+class AppealResponseSerializer(serializers.Serializer):
+    seller_ref = serializers.CharField()
+    outcome = serializers.ChoiceField(choices=APPEAL_OUTCOMES)
+    note = serializers.CharField(allow_blank=True)
+    documents = serializers.IntegerField(help_text="Documents attached to the appeal in all.")
+    falsified_documents = serializers.IntegerField(help_text="Of which you found falsified.")
+    document_checks = DocumentCheckSerializer(
+        many=True, help_text="One per document of this request, in its order."
+    )
+    needs_attention = serializers.BooleanField(
+        help_text="A document of the appeal matches one another platform reported as falsified (now, or "
+        "since it was attached)."
+    )
+    attention_since = serializers.DateTimeField(allow_null=True)
+    retracted = serializers.BooleanField(
+        help_text="The seller's report is retracted (e.g. the appeal was upheld)."
+    )
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+    decided_at = serializers.DateTimeField(
+        allow_null=True, help_text="When the appeal was last upheld or rejected; null while pending."
+    )
+
+
+def appeal_answer(appeal: Appeal, checks: list[dict[str, Any]]) -> dict[str, Any]:
+    """The answer to an appeal request, as AppealResponseSerializer renders it."""
+    documents = list(appeal.documents.values_list("falsified", flat=True))
+    answer = {
+        "seller_ref": appeal.seller.seller_ref,
+        "outcome": appeal.outcome,
+        "note": appeal.note,
+        "documents": len(documents),
+        "falsified_documents": sum(documents),
+        "document_checks": checks,
+        "needs_attention": appeal.needs_attention,
+        "attention_since": appeal.attention_since,
+        "retracted": appeal.seller.is_retracted,
+        "created_at": appeal.created_at,
+        "updated_at": appeal.updated_at,
+        "decided_at": appeal.decided_at,
+    }
+    return AppealResponseSerializer(answer).data
 
 
 class PartnerTimestampField(serializers.DateTimeField):
@@ -353,6 +494,7 @@ def request_bodies_are_closed(result: dict[str, Any], **kwargs: Any) -> dict[str
         ("SubmissionRequest", "sellers", settings.EXCHANGE_MAX_BATCH_SELLERS),
         ("SellerReportRequest", "indicators", settings.EXCHANGE_MAX_SELLER_INDICATORS),
         ("LookupRequest", "indicators", settings.EXCHANGE_MAX_LOOKUP_INDICATORS),
+        ("AppealRequest", "documents", MAX_APPEAL_DOCUMENTS),
     ):
         if component in schemas:
             schemas[component]["properties"][field].update(minItems=1, maxItems=most)
@@ -435,6 +577,9 @@ LINKS: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {
         "RetractReportedSeller": link(
             "sellers_retract_create", seller_ref="$request.body#/sellers/0/seller_ref"
         ),
+        "AppealReportedSeller": link(
+            "sellers_appeals_create", seller_ref="$request.body#/sellers/0/seller_ref"
+        ),
     },
     ("/api/v1/sellers/", "get", "200"): {
         "GetListedSeller": link("sellers_retrieve", seller_ref="$response.body#/results/0/seller_ref"),
@@ -443,9 +588,16 @@ LINKS: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {
     ("/api/v1/sellers/{seller_ref}/", "get", "200"): {
         "RetractSeller": link("sellers_retract_create", seller_ref="$response.body#/seller_ref"),
         "GetSellersCluster": link("clusters_retrieve", ref="$response.body#/cluster/id"),
+        "RecordSellersAppeal": link("sellers_appeals_create", seller_ref="$response.body#/seller_ref"),
     },
     ("/api/v1/sellers/{seller_ref}/retract/", "post", "200"): {
         "GetRetractedSeller": link("sellers_retrieve", seller_ref="$response.body#/seller_ref"),
+    },
+    ("/api/v1/sellers/{seller_ref}/appeals/", "post", "201"): {
+        "GetAppealedSeller": link("sellers_retrieve", seller_ref="$response.body#/seller_ref"),
+    },
+    ("/api/v1/sellers/{seller_ref}/appeals/", "post", "200"): {
+        "GetAppealedSellerAgain": link("sellers_retrieve", seller_ref="$response.body#/seller_ref"),
     },
     ("/api/v1/lookups/", "post", "200"): {
         "GetMatchedCluster": link("clusters_retrieve", ref="$response.body#/results/0/cluster"),

@@ -3,7 +3,8 @@
 `exchange.Indicator` is exchange's model, administered here because everything its page shows and changes
 is linking, which is graph's: the hub rule's verdict, the clusters it links, and the override (mark common /
 force include), which goes through `graph.actions.do_set_indicator_linking` with a reason and recomputes the
-clusters it touches. Indicators are keyed tokens shared across platforms: exchange analysts only
+clusters it touches. Forcing an indicator in waits for a second exchange analyst's approval (four-eyes review,
+`graph.actions.do_request_indicator_linking`). Indicators are keyed tokens shared across platforms: exchange analysts only
 (`accounts.scoping`); they search them by transport hash with a posted form, never a URL.
 """
 
@@ -12,10 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -27,9 +28,14 @@ from accounts.scoping import scope_of
 from exchange.hash_search import HASH_SEARCH_LIMIT, HashSearchAdmin, HashSearchForm, tokens_for
 from exchange.models import Indicator, Linking, Seller
 from exchange.normalization import STRONG_KINDS
-from graph.actions import do_set_indicator_linking
+from graph.actions import (
+    ApprovalRefused,
+    ApprovalRequired,
+    do_request_indicator_linking,
+    do_set_indicator_linking,
+)
 from graph.clustering import hub_rule
-from graph.models import ActorCluster
+from graph.models import ActorCluster, Approval
 
 
 class SharedFilter(admin.SimpleListFilter):
@@ -77,7 +83,10 @@ class LinkingForm(forms.ModelForm):
         # "radiolist" class, so the aligned form's 160px label rule wrapped each label under its button.
         widgets = {"linking_reason": forms.Textarea(attrs={"rows": 3, "cols": 70})}
         labels = {"linking_reason": "Reason"}
-        help_texts = {"linking_reason": "Required when you change how the indicator links. Kept with it."}
+        help_texts = {
+            "linking_reason": "Required when you change how the indicator links. Kept with it.",
+            "linking": "Forcing an indicator in waits for a second exchange analyst's approval (Approvals).",
+        }
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -108,7 +117,18 @@ class IndicatorAdmin(DurableSaveAdmin, HashSearchAdmin, ScopedModelAdmin):
     ordering = ("-id",)  # newest first on the primary key; sort by holders with the column
     fieldsets = (
         (None, {"fields": ("kind", "strength", "token_display", "first_seen", "holding", "clusters")}),
-        ("Linking", {"fields": ("linking", "linking_reason", "linking_changed_by", "linking_changed_at")}),
+        (
+            "Linking",
+            {
+                "fields": (
+                    "linking",
+                    "linking_reason",
+                    "linking_changed_by",
+                    "linking_changed_at",
+                    "pending_approval",
+                )
+            },
+        ),
     )
     readonly_fields = (
         "kind",
@@ -119,6 +139,7 @@ class IndicatorAdmin(DurableSaveAdmin, HashSearchAdmin, ScopedModelAdmin):
         "clusters",
         "linking_changed_by",
         "linking_changed_at",
+        "pending_approval",
     )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -230,12 +251,46 @@ class IndicatorAdmin(DurableSaveAdmin, HashSearchAdmin, ScopedModelAdmin):
             or "–"
         )
 
+    @admin.display(description="waiting for approval")
+    def pending_approval(self, obj: Indicator) -> str:
+        approval = Approval.objects.pending().filter(indicator=obj).first()
+        if approval is None:
+            return "–"
+        return format_html(
+            '{} → {}, asked by {} (<a href="{}">approval {}</a>)',
+            approval.current,
+            approval.proposed,
+            approval.requested_by_name,
+            reverse("admin:graph_approval_change", args=[approval.pk]),
+            approval.pk,
+        )
+
     def save_model(self, request: HttpRequest, obj: Indicator, form: forms.ModelForm, change: bool) -> None:
         if "linking" not in form.changed_data and "linking_reason" not in form.changed_data:
             return
-        do_set_indicator_linking(
-            obj,
-            request.user.get_username(),
-            form.cleaned_data["linking"],
-            form.cleaned_data["linking_reason"],
-        )
+        linking, reason = form.cleaned_data["linking"], form.cleaned_data["linking_reason"]
+        try:
+            do_set_indicator_linking(obj, request.user.get_username(), linking, reason)
+        except ApprovalRequired:
+            try:
+                approval = do_request_indicator_linking(obj, request.user, linking, reason)  # type: ignore[arg-type]
+            except ApprovalRefused as exc:
+                self.message_user(request, f"Not saved: {exc}", messages.ERROR)
+                obj.__dict__["_refused"] = True
+            else:
+                obj.__dict__["_approval"] = approval
+            obj.refresh_from_db(fields=["linking", "linking_reason"])
+
+    def response_change(self, request: HttpRequest, obj: Indicator) -> HttpResponse:
+        if obj.__dict__.pop("_refused", False):
+            return HttpResponseRedirect(request.path)
+        approval = obj.__dict__.pop("_approval", None)
+        if approval is not None:
+            self.message_user(
+                request,
+                f"Forcing the indicator in waits for a second exchange analyst's approval (approval "
+                f"{approval.pk}); it links as before until another analyst approves it.",
+                messages.WARNING,
+            )
+            return HttpResponseRedirect(request.path)
+        return super().response_change(request, obj)

@@ -14,7 +14,7 @@ from django.utils import timezone
 from accounts.models import Platform
 from accounts.scoping import ScopedQuerySet
 from exchange.contract import OPINION_NOTE_MAX_LENGTH
-from exchange.models import Seller
+from exchange.models import Indicator, Seller
 
 
 def new_ref() -> str:
@@ -71,6 +71,16 @@ class ActorClusterQuerySet(ScopedQuerySet["ActorCluster"]):
         """Cross-platform clusters first, then highest risk, then largest."""
         return self.order_by(*RANK_ORDER)
 
+    def publishable(self) -> ActorClusterQuerySet:
+        """Clusters an exchange analyst may publish as advisories: live, cross-platform, confirmed actors
+        (`ActorCluster.publication_error` says why another one may not be)."""
+        return self.live().cross_platform().filter(status=ClusterStatus.CONFIRMED)
+
+    def advisories(self) -> ActorClusterQuerySet:
+        """The exchange-wide advisories: published clusters that are still publishable. A published cluster
+        that dissolves (merges away) or stops spanning platforms leaves them while it is so."""
+        return self.publishable().filter(published_at__isnull=False)
+
 
 class ActorCluster(models.Model):
     """A set of linked sellers believed to be one actor. Its id survives recomputation (largest overlap)."""
@@ -92,6 +102,12 @@ class ActorCluster(models.Model):
         default=timezone.now, db_index=True, help_text="Last membership change."
     )
     dissolved_at = models.DateTimeField(null=True, blank=True)
+    # Set by an exchange analyst (graph.actions.do_publish_advisory), cleared when withdrawn or when the
+    # cluster stops being a confirmed actor. Not carried to a merge's survivor or a split's pieces: an
+    # analyst publishes those anew.
+    published_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="When it was published as an exchange-wide advisory."
+    )
 
     objects = ActorClusterQuerySet.as_manager()
 
@@ -111,6 +127,17 @@ class ActorCluster(models.Model):
         if status == self.status or status in self.next_statuses():
             return None
         return f"A {self.status} cluster cannot become {status}."
+
+    def publication_error(self) -> str | None:
+        """Why this cluster may not be published as an advisory, or None if it may (the rule of
+        `ActorClusterQuerySet.publishable`, with the reason)."""
+        if self.dissolved_at is not None:
+            return "A dissolved cluster cannot be published as an advisory."
+        if self.platform_count < 2:
+            return "Only a cross-platform cluster can be published as an advisory."
+        if self.status != ClusterStatus.CONFIRMED:
+            return f"Only a confirmed actor can be published as an advisory (this cluster is {self.status})."
+        return None
 
     def summary(self) -> dict[str, Any]:
         """What a partner may learn about the cluster: counts, kinds and risk, never other members."""
@@ -412,6 +439,87 @@ class ReportDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} to {self.recipient} until {self.period_end:%Y-%m-%d %H:%M}"
+
+
+class ApprovalKind(models.TextChoices):
+    CLUSTER_STATUS = "cluster_status", "cluster status"
+    INDICATOR_LINKING = "indicator_linking", "indicator linking"
+
+
+class ApprovalState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+    WITHDRAWN = "withdrawn", "Withdrawn (by the analyst who asked)"
+
+
+class ApprovalQuerySet(ScopedQuerySet["Approval"]):
+    def pending(self) -> ApprovalQuerySet:
+        return self.filter(state=ApprovalState.PENDING)
+
+    # of_partner: none (the default). Approvals are the exchange's own review of its analysts' decisions.
+
+
+class Approval(models.Model):
+    """An exchange analyst's decision that changes what partners see, waiting for a second exchange analyst
+    (four-eyes review): a cluster confirmed as one actor or dismissed, an over-common indicator forced back
+    into linking. Nothing changes until another analyst approves it (`graph.actions`)."""
+
+    kind = models.CharField(max_length=20, choices=ApprovalKind.choices)
+    cluster = models.ForeignKey(
+        ActorCluster, on_delete=models.CASCADE, null=True, blank=True, related_name="approvals"
+    )
+    indicator = models.ForeignKey(
+        Indicator, on_delete=models.CASCADE, null=True, blank=True, related_name="approvals"
+    )
+    current = models.CharField(max_length=20, help_text="The status or linking when it was asked for.")
+    proposed = models.CharField(max_length=20, help_text="The status or linking asked for.")
+    reason = models.TextField(blank=True, help_text="Why (an indicator override keeps it once approved).")
+    state = models.CharField(
+        max_length=10, choices=ApprovalState.choices, default=ApprovalState.PENDING, db_index=True
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    requested_by_name = models.CharField("first analyst", max_length=150)
+    requested_at = models.DateTimeField(default=timezone.now)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    decided_by_name = models.CharField("second analyst", max_length=150, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApprovalQuerySet.as_manager()
+
+    class Meta:
+        ordering = ("-requested_at", "-id")
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(kind=ApprovalKind.CLUSTER_STATUS, cluster__isnull=False, indicator__isnull=True)
+                    | models.Q(
+                        kind=ApprovalKind.INDICATOR_LINKING, cluster__isnull=True, indicator__isnull=False
+                    )
+                ),
+                name="approval_one_subject",
+            ),
+            # One decision waits per cluster or indicator at a time.
+            models.UniqueConstraint(
+                fields=["cluster"], condition=models.Q(state="pending"), name="approval_pending_cluster"
+            ),
+            models.UniqueConstraint(
+                fields=["indicator"], condition=models.Q(state="pending"), name="approval_pending_indicator"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Approval {self.pk}: {self.subject} {self.current} → {self.proposed} ({self.state})"
+
+    @property
+    def subject(self) -> str:
+        if self.kind == ApprovalKind.CLUSTER_STATUS:
+            return f"cluster #{self.cluster_id}"
+        return f"indicator #{self.indicator_id}"
 
 
 class OpinionKind(models.TextChoices):

@@ -1,14 +1,14 @@
 """The transparency report's figures as counted from the models: `FIGURES` is the one list of what the report
 shows, in order. Adding a figure is adding an entry here with a function from the period to its counts (the
 consortium's and, where it can be attributed, each platform's own); `graph.transparency` publishes it with the
-suppression rules, in the HTML, the CSV and the charts. Figures whose data the exchange does not record yet
-(appeals) are entries without a function: they show as "not collected yet".
+suppression rules, in the HTML, the CSV and the charts. A figure whose data the exchange does not record yet is
+an entry without a function: it shows as "not collected yet" (none today).
 
 Counting rules, said once for every figure:
 - A period is [start, end) in UTC. Reports count by the date partners give (`reported_at`: a seller's first
   report, a sighting's first), so a partner backfilling old reports adds to a past period; purged reports are
   no longer counted there (the purge figures count them).
-- Lookups, retractions and purges count audit entries, which are never purged.
+- Lookups, retractions, purges and appeals count audit entries, which are never purged.
 - Opinions count by the exchange's receipt (`created_at`); actions and times to action by the time of action
   the partner gives (`acted_at`), so an action reported late adds to the period it happened in.
 - "Live at period end" means created before the end and not dissolved before it; a cluster counts as
@@ -215,6 +215,34 @@ def _lookups(period: Period, detail: str | None) -> Raw:
     return Tally(total, _by_platform(per_platform))
 
 
+# --- appeals
+
+
+APPEAL_ENTRIES = ("appeal_recorded", "appeal_updated")
+
+
+def appeals_recorded(period: Period) -> Raw:
+    """Appeals partners recorded in the period (`appeal_recorded`: a seller's first appeal, whatever its
+    outcome then)."""
+    return _rows_tally(AuditEntry.objects.filter(_in(period), action="appeal_recorded"), "platform")
+
+
+def _appeals_decided(outcome: str, period: Period) -> Raw:
+    """Appeals whose outcome became `outcome` in the period (recorded so, or updated to it from another)."""
+    entries = AuditEntry.objects.filter(_in(period), action__in=APPEAL_ENTRIES, details__to=outcome).exclude(
+        details__from=outcome
+    )
+    return _rows_tally(entries, "platform")
+
+
+def appeals_upheld(period: Period) -> Raw:
+    return _appeals_decided("upheld", period)
+
+
+def appeals_rejected(period: Period) -> Raw:
+    return _appeals_decided("rejected", period)
+
+
 def lookup_requests(period: Period) -> Raw:
     return _lookups(period, None)
 
@@ -278,7 +306,6 @@ PARTICIPATION, REPORTS, CLUSTERS, SCREENING, FEEDBACK = (
     "Screening (lookups)",
     "Feedback and appeals",
 )
-NOT_COLLECTED = " Not collected yet: the exchange does not record appeals yet."
 
 FIGURES: list[Figure] = [
     Figure(
@@ -417,18 +444,26 @@ FIGURES: list[Figure] = [
         "Clusters on which a partner reported taking enforcement, with a time of action in the period.",
         clusters_actioned,
     ),
-    Figure("feedback.appeals", FEEDBACK, "Appeals", "Sellers' appeals against reports." + NOT_COLLECTED),
+    Figure(
+        "feedback.appeals",
+        FEEDBACK,
+        "Appeals",
+        "Sellers' appeals against reports that partners recorded in the period.",
+        appeals_recorded,
+    ),
     Figure(
         "feedback.appeals_upheld",
         FEEDBACK,
         "Appeals upheld",
-        "Appeals decided for the seller." + NOT_COLLECTED,
+        "Appeals decided for the seller in the period (the ban lifted and the report retracted).",
+        appeals_upheld,
     ),
     Figure(
         "feedback.appeals_rejected",
         FEEDBACK,
         "Appeals rejected",
-        "Appeals decided against the seller." + NOT_COLLECTED,
+        "Appeals decided against the seller in the period.",
+        appeals_rejected,
     ),
     Figure(
         "feedback.time_to_action",

@@ -7,7 +7,7 @@ throwaway platform's key (it retracts that platform's sellers; no other platform
   valid is accepted, or answered 404 (an unknown seller or cluster) or 409 (an Idempotency-Key reused with
   another body), as the schema documents.
 - The STATEFUL phase: schemathesis follows the schema's OpenAPI links (a submission's sellers -> the seller
-  -> its retraction; a lookup's or a listing's cluster -> the cluster), with all checks, the stateful ones
+  -> its retraction or its appeal; a lookup's or a listing's cluster -> the cluster), with all checks, the stateful ones
   (``use_after_free``, ``ensure_resource_availability``) included.
 
 Five documented rules JSON Schema cannot state are respected by the generation below, each named where it
@@ -43,6 +43,7 @@ from schemathesis.specs.openapi.checks import (
 )
 from schemathesis.specs.openapi.formats import register_string_format, unregister_string_format
 
+from exchange.contract import is_seller_ref
 from exchange.timestamps import EARLIEST, MAX_OFFSET
 from tests.builders import seller, submit
 from tests.conftest import KeyedPlatform, make_platform
@@ -210,14 +211,30 @@ def map_case(context: Any, case: Any) -> Any:
             del case.query["cursor"]
     # The documented rule of `acted_at`: not before the first signal the caller had about the actor (its lookup
     # or its report, which no generator knows): a valid time of action is now. And `seller_ref`, optional, must be
-    # one of the caller's sellers in that very cluster (`opinion_follows_its_rules`).
+    # one of the caller's sellers in that very cluster (`opinion_follows_its_rules`): none a generator knows.
     if case.operation.path == OPINIONS and isinstance(case.body, dict):
         if "acted_at" in case.body:
             case.body["acted_at"] = datetime.now(UTC).isoformat()
-        case.body.pop(
-            "seller_ref", None
-        )  # one of the caller's sellers in that cluster: none a generator knows
+        case.body.pop("seller_ref", None)
+    return appeal_an_existing_seller(case)
+
+
+APPEALS = "/api/v1/sellers/{seller_ref}/appeals/"
+
+
+def appeal_an_existing_seller(case: Any) -> Any:
+    """An appeal of a generated seller_ref is a 404 before its body is read: so that the bodies are what is
+    fuzzed, appeals address the fixture's seller t-2 (a negative case's invalid seller_ref, for which the 404
+    is right, stays as it is)."""
+    ref = (case.path_parameters or {}).get("seller_ref")
+    if case.operation.path == APPEALS and is_seller_ref(ref):
+        case.path_parameters["seller_ref"] = "t-2"
     return case
+
+
+@negative.hook("map_case")
+def negative_map_case(context: Any, case: Any) -> Any:
+    return appeal_an_existing_seller(case)
 
 
 # --- The tests ---------------------------------------------------------------------------------------------------

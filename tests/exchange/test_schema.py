@@ -23,6 +23,7 @@ def test_openapi_schema_validates_without_warnings(tmp_path):
         "/api/v1/sellers/",
         "/api/v1/sellers/{seller_ref}/",
         "/api/v1/sellers/{seller_ref}/retract/",
+        "/api/v1/sellers/{seller_ref}/appeals/",
         "/api/v1/lookups/",
     } <= paths
     submission = schema["paths"]["/api/v1/submissions/"]["post"]
@@ -49,6 +50,8 @@ def test_schema_says_request_bodies_are_closed_and_reasons_not_blank(tmp_path):
         name for name, c in components.items() if name.endswith("Request") and c.get("type") == "object"
     ]
     assert set(requests) == {
+        "AppealDocumentRequest",
+        "AppealRequest",
         "IndicatorInRequest",
         "LookupRequest",
         "OpinionRequest",
@@ -266,11 +269,17 @@ def test_schema_links_chain_sellers_and_clusters(tmp_path):
         == {
             "sellers_retrieve",
             "sellers_retract_create",
+            "sellers_appeals_create",
             "clusters_retrieve",
             "clusters_opinions_create",
         }
         <= ids
     )
+    appealed = links[("/api/v1/sellers/{seller_ref}/", "get", "RecordSellersAppeal")]
+    assert appealed == {
+        "operationId": "sellers_appeals_create",
+        "parameters": {"seller_ref": "$response.body#/seller_ref"},
+    }
     submitted = links[("/api/v1/submissions/", "post", "RetractReportedSeller")]
     assert submitted["parameters"] == {"seller_ref": "$request.body#/sellers/0/seller_ref"}
     assert links[("/api/v1/lookups/", "post", "GetMatchedCluster")]["parameters"] == {

@@ -270,7 +270,7 @@ def test_the_transparency_report_counts_opinions_actions_and_time_to_action(
     assert shown["feedback.opinions.actioned"][0] == "<10"
     assert shown["feedback.actions"] == ["<10", "<10"]
     assert shown["feedback.time_to_action"] == ["<10 cases", "<10 cases"]
-    assert shown["feedback.appeals"][0] == "—"  # still not collected
+    assert shown["feedback.appeals"][0] == "0"  # no appeal in this world
     # Outside the period: nothing.
     assert build_report(parse_period("2025", NOW), []).cell("feedback.actions").text == "0"
 

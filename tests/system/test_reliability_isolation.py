@@ -6,7 +6,9 @@ fails `test_every_url_is_covered_by_the_matrix`: whoever adds an endpoint or a c
 here who may reach it.
 
 API roles: the owner's key, the other platform's key (addressing the owner's objects: 404, and no write
-lands), no key, a key without scopes, a revoked key and an admin session (the API accepts keys only).
+lands), no key, a key without scopes, a revoked key and an admin session (the API accepts keys only). TAXII
+adds the exchange-wide advisories collection: every partner key gets a 404 on it, and an exchange analyst's
+key reads it (the positive control) and nothing of a partner's collection.
 Admin roles: a partner analyst on the other platform's objects (changelist without them; their change pages
 404; add/delete/history refused), the exchange analyst (the positive control: the same URLs answer 200) and
 an anonymous visitor (login redirect). Run with ``-s`` to print the counts.
@@ -14,6 +16,7 @@ an anonymous visitor (login redirect). Run with ``-s`` to print the counts.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -29,11 +32,21 @@ from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
 from rest_framework.test import APIClient
 
-from accounts.models import AnalystProfile, ApiKey, AuditEntry, Platform
-from exchange.models import Indicator, LookupUsage, Seller, Sighting, Submission
+from accounts.models import AnalystKey, AnalystProfile, ApiKey, AuditEntry, Platform
+from exchange.models import Appeal, Indicator, LookupUsage, Seller, Sighting, Submission
 from graph import stix
-from graph.models import ActorCluster, ClusterEvent, ClusterMember, Opinion, PendingMerge
-from graph.taxii import TAXII_MEDIA_TYPE, collection_id
+from graph.actions import do_publish_advisory, do_request_cluster_status, do_update_cluster
+from graph.models import (
+    ActorCluster,
+    Approval,
+    ClusterEvent,
+    ClusterMember,
+    ClusterStatus,
+    Opinion,
+    PendingMerge,
+)
+from graph.taxii import ADVISORIES_COLLECTION_ID, TAXII_MEDIA_TYPE, collection_id
+from tests.admin_world import decided_by_two_analysts
 from tests.builders import seller, th
 from tests.conftest import KeyedPlatform
 from tests.reliability.world import World, build_world, scopeless_key
@@ -49,6 +62,7 @@ API_ROUTES: dict[str, tuple[str, str, str | None]] = {
     "api/v1/sellers/": ("GET", "read", None),
     "api/v1/sellers/<seller_ref:seller_ref>/": ("GET", "read", "seller"),
     "api/v1/sellers/<seller_ref:seller_ref>/retract/": ("POST", "submit", "seller"),
+    "api/v1/sellers/<seller_ref:seller_ref>/appeals/": ("POST", "submit", "seller"),
     "api/v1/lookups/": ("POST", "lookup", None),
     "api/v1/clusters/": ("GET", "read", None),
     "api/v1/clusters/<cluster_ref:ref>/": ("GET", "read", "cluster"),
@@ -99,10 +113,12 @@ ADMIN_EXTRA_ROUTES = {
     "admin/graph/actorcluster/hash-search/": {405},
     # The referral package: POST only (a GET is a 405 for everyone), another platform's cluster a 404.
     "admin/graph/actorcluster/<path:object_id>/referral/": {404},
-    "admin/exchange/indicator/hash-search/": {403},
-    # The transparency report: no object; a partner analyst's page holds the consortium's figures and its own
-    # platform's only (checked below for canaries; tests/graph/test_transparency_report.py for the figures).
+    # The transparency report: no object; a partner analyst gets the consortium's and their own platform's
+    # figures only (checked below for canaries; tests/graph/test_transparency_report.py for the figures).
     "admin/graph/actorcluster/transparency/": {200},
+    # Publishing an advisory: exchange analysts only; anyone else a 403 before any cluster is looked up.
+    "admin/graph/actorcluster/<path:object_id>/advisory/": {403},
+    "admin/exchange/indicator/hash-search/": {403},
     # Time to action: every platform for exchange analysts, the viewer's own only (graph/opinion_admin.py;
     # checked below for canaries, tests/graph/test_opinions_admin.py for the figures).
     "admin/graph/opinion/time-to-action/": {200},
@@ -132,6 +148,8 @@ ADMIN_MODELS: dict[str, OtherPlatformObjects] = {
     ),
     "graph.indicatoroverride": lambda w: _overrides_of_bazaar_only_indicators(w),
     "graph.pendingmerge": lambda w: PendingMerge.objects.all(),  # exchange analysts only
+    "graph.approval": lambda w: Approval.objects.all(),  # exchange analysts only (four-eyes review)
+    "exchange.appeal": lambda w: Appeal.objects.filter(seller__platform=w.bazaar.platform),
     "graph.opinion": lambda w: Opinion.objects.filter(platform=w.bazaar.platform),
     "procrastinate.procrastinatejob": None,
     "procrastinate.procrastinateevent": None,
@@ -201,9 +219,10 @@ COUNTS: Counter[str] = Counter()
 
 
 @pytest.fixture
-def world(acme, bazaar) -> World:
+def world(acme, bazaar, alice) -> World:
     w = build_world(acme, bazaar)
-    # Audit entries, lookup usage and a report delivery for both platforms, so every admin model has rows.
+    # Audit entries, lookup usage, an appeal and a report delivery for both platforms, so every admin model
+    # has rows.
     for platform in (acme, bazaar):
         platform.client().post(
             "/api/v1/lookups/",
@@ -217,11 +236,29 @@ def world(acme, bazaar) -> World:
             f"/api/v1/clusters/{w.shared_cluster}/opinions/", opinion, format="json"
         )
         assert response.status_code == 201, response.content
+        solo = "acme-solo" if platform is acme else "baz-solo"
+        appeal = {
+            "outcome": "rejected",
+            "documents": [{"sha256": hashlib.sha256(solo.encode()).hexdigest(), "falsified": True}],
+        }
+        assert (
+            platform.client().post(f"/api/v1/sellers/{solo}/appeals/", appeal, format="json").status_code
+            == 201
+        )
+    # A pending four-eyes approval of the Bazaar-only cluster.
+    bazaar_only = ActorCluster.objects.get(ref=w.bazaar_cluster)
+    do_update_cluster(bazaar_only, "alice", {"status": "investigating"})
+    do_request_cluster_status(bazaar_only, alice, "confirmed")
+    # The shared cluster is an exchange-wide advisory: the advisories collection has something to keep apart.
+    shared = ActorCluster.objects.get(ref=w.shared_cluster)
+    do_update_cluster(shared, "matrix", {"status": ClusterStatus.INVESTIGATING})
+    decided_by_two_analysts(shared, ClusterStatus.CONFIRMED)  # four-eyes review
+    do_publish_advisory(shared, "matrix")
     return w
 
 
 def snapshot(platform: Platform) -> list[tuple[Any, ...]]:
-    """Everything of a platform's reports that another platform must never change."""
+    """Everything of a platform's reports (and its sellers' appeals) that another platform must never change."""
     sellers = Seller.objects.filter(platform=platform).order_by("seller_ref")
     return [
         *sellers.values_list(
@@ -244,6 +281,9 @@ def snapshot(platform: Platform) -> list[tuple[Any, ...]]:
         .distinct()
         .order_by("pk")
         .values_list("pk", "platform_id", "kind", "cluster__ref"),
+        *Appeal.objects.filter(seller__platform=platform)
+        .order_by("seller__seller_ref")
+        .values_list("seller__seller_ref", "outcome", "note", "needs_attention", "updated_at"),
     ]
 
 
@@ -264,8 +304,8 @@ def body_for(route: str, refs: list[str]) -> Any:
         return {"sellers": [seller(ref, ("email", "ring@example.com"), status="suspected") for ref in refs]}
     if route.endswith("retract/"):
         return {"reason": "matrix"}
-    if route.endswith("opinions/"):
-        return {"opinion": "seen_too", "note": "matrix"}
+    if route.endswith("appeals/"):
+        return {"outcome": "pending", "note": "matrix"}
     if route.endswith("opinions/"):
         return {"opinion": "seen_too", "note": "matrix"}
     if route.endswith("lookups/"):
@@ -352,7 +392,7 @@ def _keyed(secret: str) -> APIClient:
 
 
 @pytest.mark.parametrize("route", sorted(TAXII_ROUTES))
-def test_taxii_route_keeps_tenants_apart(route, world, bob):
+def test_taxii_route_keeps_tenants_apart(route, world, alice, bob):
     """The other platform's key on the owner's collection is a 404 and its own collections hold none of the
     owner's strings; callers without a usable key get TAXII errors (401, 403)."""
     accept: dict[str, Any] = {"HTTP_ACCEPT": TAXII_MEDIA_TYPE}
@@ -386,15 +426,41 @@ def test_taxii_route_keeps_tenants_apart(route, world, bob):
             assert response.status_code == expected, (role, route, response.status_code)
             assert response.json()["http_status"] == str(expected)
         assert owner.client().get(owner_url, **accept).status_code == answer  # the positive control
+    _check_advisories(route, world, alice)
 
 
-def taxii_url(route: str, owner: KeyedPlatform, world: World) -> str:
+def _check_advisories(route: str, world: World, alice: User) -> None:
+    """Partner keys never reach the exchange-wide advisories collection (404 on its id, absent from their
+    collections list); an exchange analyst's key reads it and none of a partner's collections."""
+    accept: dict[str, Any] = {"HTTP_ACCEPT": TAXII_MEDIA_TYPE}
+    advisories_url = taxii_url(route, world.acme, world, collection=ADVISORIES_COLLECTION_ID)
+    analyst = _keyed(AnalystKey.generate(alice)[1])
+    kind = TAXII_ROUTES[route]
+    for partner in (world.acme, world.bazaar):
+        response = partner.client().get(advisories_url, **accept)
+        COUNTS["taxii: partner key on the advisories"] += 1
+        assert response.status_code == (404 if kind else 200), (route, response.status_code)
+        assert ADVISORIES_COLLECTION_ID not in response.content.decode(), route
+        # An exchange analyst's key on the partner's own collection.
+        response = analyst.get(taxii_url(route, partner, world), **accept)
+        COUNTS["taxii: analyst key on a partner collection"] += 1
+        assert response.status_code == (404 if kind else 200), (route, response.status_code)
+        assert collection_id(partner.platform) not in response.content.decode(), route
+    response = analyst.get(advisories_url, **accept)  # the positive control: the URL is right
+    assert response.status_code == (404 if kind == "unknown" else 200), (route, response.status_code)
+    if route.endswith("collections/"):
+        assert [c["id"] for c in response.json()["collections"]] == [ADVISORIES_COLLECTION_ID]
+
+
+def taxii_url(route: str, owner: KeyedPlatform, world: World, collection: str | None = None) -> str:
     """The route filled with the owner's collection id (and the threat-actor of its own cluster); for the
     catch-all, a path below that object that no route names."""
     own_cluster = world.acme_cluster if owner is world.acme else world.bazaar_cluster
     if TAXII_ROUTES[route] == "unknown":
         route = "taxii2/api1/collections/<str:collection>/objects/<str:object_id>/no-such-endpoint/"
-    url = route.replace("<str:collection>", collection_id(owner.platform))
+    if collection is not None:  # the advisories: the shared cluster is published
+        own_cluster = world.shared_cluster
+    url = route.replace("<str:collection>", collection or collection_id(owner.platform))
     return "/" + url.replace("<str:object_id>", stix.threat_actor_id(own_cluster))
 
 
@@ -483,6 +549,7 @@ def test_admin_keeps_partner_analysts_to_their_platform(world, alice, bob, carol
             COUNTS["admin change pages refused"] += 1
             if label == "graph.actorcluster":
                 _check_referral_package(partner, exchange, anonymous, obj, secrets)
+                _check_advisory_action(partner, exchange, anonymous, obj, secrets)
             for url in (delete, history):
                 response = admin_get(partner, url)
                 assert response.status_code in {302, 403, 404}, (url, response.status_code)
@@ -532,6 +599,27 @@ def _check_referral_package(
     COUNTS["admin referral packages refused"] += 1
     url = reverse("admin:graph_actorcluster_referral", args=[cluster.pk])
     assert exchange.post(url)["Content-Type"] == "application/zip", url  # the URL is right
+
+
+def _check_advisory_action(
+    partner: Client, exchange: Client, anonymous: Client, cluster: Any, secrets: list[str]
+) -> None:
+    """A partner analyst cannot publish or withdraw another platform's cluster (nor any): a 403, by reference
+    or by id, and nothing changes."""
+    before = ActorCluster.objects.get(pk=cluster.pk).published_at
+    for ident in (cluster.ref, str(cluster.pk)):
+        url = reverse("admin:graph_actorcluster_advisory", args=[ident])
+        for decision in ("publish", "withdraw"):
+            response = partner.post(url, {"advisory": decision})
+            assert response.status_code == 403, (url, response.status_code)
+            assert_no_canaries(response, secrets, url)
+        response = anonymous.post(url, {"advisory": "publish"})
+        assert response.status_code == 302 and "/admin/login/" in response["Location"], url
+    assert ActorCluster.objects.get(pk=cluster.pk).published_at == before
+    COUNTS["admin advisory actions refused"] += 1
+    url = reverse("admin:graph_actorcluster_advisory", args=[cluster.pk])
+    change = reverse("admin:graph_actorcluster_change", args=[cluster.pk])
+    assert exchange.post(url, {"advisory": "withdraw"})["Location"] == change  # the URL is right
 
 
 OPTIONAL_ROWS = {

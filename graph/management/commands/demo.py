@@ -3,11 +3,13 @@
 Five marketplaces' raw reports (synthetic, with planted counterfeit rings) go through the real reference
 partner client and the real HTTP API, exactly as partners would send them; then the exchange reclusters,
 prints the top cross-platform clusters next to the rings that were planted, and writes one report email per
-platform into a folder.
+platform into a folder. On the way, one platform rejects a seller's appeal with a forged bank letter, and a
+seller of the partner analyst's platform appeals with the same letter: the exchange flags it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -27,6 +29,7 @@ from django.utils import timezone
 from accounts.actions import do_create_api_key
 from accounts.models import ApiKey, Cadence, Platform
 from accounts.roles import assign_role
+from exchange.client import ExchangeClient
 from exchange.models import Seller
 from fixtures.loader import load_dataset
 from fixtures.synthetic import demo as demo_dataset
@@ -37,6 +40,8 @@ from graph.models import ActorCluster, ClusterMember, Opinion
 from graph.reports import write_demo_reports
 
 DEMO_PASSWORD = "exchange-demo"  # noqa: S105 - demo accounts on a local, DEBUG-only database
+# The file of the demo's forged bank letter: only its SHA-256 ever reaches the exchange.
+FORGED_LETTER = b"%PDF-1.4 demo: a bank confirmation letter with a forged stamp"
 
 
 def refuse_outside_debug(debug: bool, confirmed: bool) -> None:
@@ -172,13 +177,42 @@ class Command(BaseCommand):
         thread.start()
         try:
             url = f"http://127.0.0.1:{server.server_address[1]}"
-            return load_dataset(
+            summary = load_dataset(
                 dataset, data_dir, url, keys, progress=lambda text: self.stdout.write(f"  {text}")
             )
+            self.appeal_with_a_forged_letter(dataset, url, keys)
+            return summary
         finally:
             server.shutdown()
             server.server_close()
             connections.close_all()
+
+    def appeal_with_a_forged_letter(self, dataset: Any, url: str, keys: dict[str, str]) -> None:
+        """Another platform rejects its ring member's appeal and reports the bank letter falsified; a ring
+        member of the first platform (the partner analyst's) appeals with the same letter, through the client,
+        and is told so: the appeal needs attention (Appeals in the admin)."""
+        first = dataset.platforms[0].slug
+        retracted = {retraction.key for retraction in dataset.truth.retractions}
+        for ring in dataset.truth.rings:
+            live = [member for member in ring.members if member.key not in retracted]
+            ours = [member for member in live if member.platform == first]
+            theirs = [member for member in live if member.platform != first]
+            if ours and theirs:
+                break
+        else:
+            return
+        letter = hashlib.sha256(FORGED_LETTER).hexdigest()
+        other = theirs[0]
+        ExchangeClient(url, keys[other.platform]).appeal(
+            other.seller_ref, "rejected", [(letter, True)], note="stamp forged"
+        )
+        answer = ExchangeClient(url, keys[first]).appeal(ours[0].seller_ref, "pending", [(letter, None)])
+        platforms = answer["document_checks"][0]["other_platforms"]
+        self.stdout.write(
+            f"  appeals: {other.platform} rejected an appeal with a forged bank letter; {first}'s seller "
+            f"{ours[0].seller_ref} appealed with the same letter: reported falsified on {platforms} other "
+            f"platform(s), {'needs attention' if answer['needs_attention'] else 'not flagged'}"
+        )
 
     def print_top(self, dataset: Any, top: int) -> None:
         ring_of = {

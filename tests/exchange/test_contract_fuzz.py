@@ -192,11 +192,10 @@ OPINIONS = "/api/v1/clusters/{ref}/opinions/"
 
 
 def opinion_follows_its_rules(body: dict[str, Any]) -> bool:
-    """Implements the opinion's documented rules (OpinionRequest's description): `acted_at` with `actioned` only
-    and always with it; `seller_ref` one of the caller's sellers in that cluster, which no generator knows
-    (`map_case` leaves it out), so `false_positive`, which needs one, is left to tests/graph/test_opinions.py."""
-    kind = body.get("opinion")
-    return ("acted_at" in body) == (kind == "actioned") and kind != "false_positive"
+    """Implements the opinion's documented rule of `seller_ref` (OpinionRequest's description): one of the
+    caller's sellers in that cluster, which no generator knows (`map_case` leaves it out), so `false_positive`,
+    which needs one, is left to tests/graph/test_opinions.py. (`acted_at` is `map_case`'s.)"""
+    return body.get("opinion") != "false_positive"
 
 
 @positive.hook
@@ -209,12 +208,15 @@ def map_case(context: Any, case: Any) -> Any:
             case.query["cursor"] = ISSUED_CURSORS[0]
         else:
             del case.query["cursor"]
-    # The documented rule of `acted_at`: not before the first signal the caller had about the actor (its lookup
-    # or its report, which no generator knows): a valid time of action is now. And `seller_ref`, optional, must be
-    # one of the caller's sellers in that very cluster (`opinion_follows_its_rules`): none a generator knows.
+    # The documented rules of `acted_at`: with `actioned` only and always with it, and not before the first signal
+    # the caller had about the actor (its lookup or its report, which no generator knows): a valid time of action
+    # is now. And `seller_ref`, optional, must be one of the caller's sellers in that very cluster
+    # (`opinion_follows_its_rules`): none a generator knows.
     if case.operation.path == OPINIONS and isinstance(case.body, dict):
-        if "acted_at" in case.body:
+        if case.body.get("opinion") == "actioned":
             case.body["acted_at"] = datetime.now(UTC).isoformat()
+        else:
+            case.body.pop("acted_at", None)
         case.body.pop("seller_ref", None)
     return appeal_an_existing_seller(case)
 

@@ -37,11 +37,13 @@ ROLE_PERMISSIONS: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
             "approval": ("view", "change"),  # change = approve or reject another analyst's decision
             # one platform's report per row: never for partner analysts; change = "Retry now"
             "reportdelivery": ("view", "change"),
+            "opinion": ("view", "change"),  # change = accept or reject a false positive
         },
     },
     PARTNER_ANALYST: {
         "exchange": {"seller": ("view",), "appeal": ("view",)},
-        "graph": {"actorcluster": ("view",), "clusterevent": ("view",)},
+        # opinion: their own platform's (graph.models.OpinionQuerySet.of_partner)
+        "graph": {"actorcluster": ("view",), "clusterevent": ("view",), "opinion": ("view",)},
     },
 }
 

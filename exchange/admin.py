@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin.views.main import ChangeList
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
@@ -18,6 +19,7 @@ from django.utils.safestring import mark_safe
 
 from accounts.admin import ReadOnlyMixin, ScopedModelAdmin
 from accounts.scoping import scope_of
+from exchange import hooks
 from exchange.models import REASON_LABELS, Appeal, Seller, Submission
 from exchange.normalization import REASONS
 
@@ -41,6 +43,23 @@ class ReasonFilter(admin.SimpleListFilter):
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         reason = self.reason()
         return queryset if reason is None else queryset.filter(Seller.reason_q(reason))
+
+
+SHOWN_CLUSTER = "shown_cluster"  # set on a partner analyst's page of sellers: the cluster summary they see
+NOT_READ = object()
+
+
+class SellerChangeList(ChangeList):
+    """A partner analyst's page of sellers reads the clusters they see them in once for the whole page."""
+
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        if scope_of(request.user).everything:
+            return
+        sellers = list(self.result_list)
+        shown = hooks.cluster_reads().summaries([seller.pk for seller in sellers]) if sellers else {}
+        for seller in sellers:
+            seller.__dict__[SHOWN_CLUSTER] = shown.get(seller.pk)
 
 
 @admin.register(Seller)
@@ -102,7 +121,20 @@ class SellerAdmin(ReadOnlyMixin, ScopedModelAdmin):
 
     @admin.display(description="cluster")
     def cluster_reference(self, obj: Seller) -> str:
-        return self._cluster_link(obj, by_ref=True)
+        """The cluster a partner analyst sees the seller in: none when their platform detached the seller
+        with a false-positive opinion (graph's `ClusterMemberQuerySet.summaries`, read through exchange.hooks)."""
+        summary = obj.__dict__.get(SHOWN_CLUSTER, NOT_READ)
+        if summary is NOT_READ:  # the seller's own page: one read
+            summary = hooks.cluster_reads().summaries([obj.pk]).get(obj.pk)
+        if summary is None:
+            return "–"
+        url = reverse("admin:graph_actorcluster_change", args=[summary["id"]])
+        return format_html(
+            '<a href="{}">{}</a> ({} sellers, risk {})', url, summary["id"], summary["size"], summary["risk"]
+        )
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return SellerChangeList
 
     @staticmethod
     def _cluster_link(obj: Seller, by_ref: bool) -> str:

@@ -26,6 +26,8 @@ __all__ = [
     "IDEMPOTENCY_KEY_PATTERN",
     "IDEMPOTENCY_KEY_RULE",
     "MAX_APPEAL_DOCUMENTS",
+    "OPINION_KINDS",
+    "OPINION_NOTE_MAX_LENGTH",
     "SELLER_REF_MAX_LENGTH",
     "SELLER_REF_RE",
     "SELLER_REF_RULE",
@@ -69,6 +71,17 @@ TIMESTAMP_MAX_OFFSET = timedelta(hours=14)  # the widest UTC offset in use (Line
 APPEAL_OUTCOMES: tuple[str, ...] = ("pending", "upheld", "rejected")
 MAX_APPEAL_DOCUMENTS = 20
 APPEAL_NOTE_MAX_LENGTH = 1000
+
+# A partner's opinion on a cluster (`POST /api/v1/clusters/{ref}/opinions/`): its kinds and what each says, and
+# the longest note. The note is free text for the partner's own analysts and the exchange's: it is never shown
+# to another platform, and it must not carry identifiers (no seller references of others, no raw values).
+OPINION_KINDS: dict[str, str] = {
+    "seen_too": "we know this actor too",
+    "false_positive": "our seller (seller_ref, required) is not this actor",
+    "disputed": "the seller is under appeal on our side",
+    "actioned": "we took enforcement on the strength of this signal (acted_at, required)",
+}
+OPINION_NOTE_MAX_LENGTH = 500
 
 DEFAULT_MAX_BATCH_SELLERS = 1000
 DEFAULT_MAX_SELLER_INDICATORS = 100

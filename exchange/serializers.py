@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -16,14 +17,23 @@ from exchange.contract import (
     APPEAL_NOTE_MAX_LENGTH,
     APPEAL_OUTCOMES,
     MAX_APPEAL_DOCUMENTS,
+    OPINION_KINDS,
+    OPINION_NOTE_MAX_LENGTH,
     SELLER_REF_RE,
     SELLER_REF_RULE,
     TRANSPORT_HASH_RE,
+    is_seller_ref,
 )
 from exchange.ingest import hash_problem
 from exchange.models import Appeal, Seller
 from exchange.normalization import KINDS, REASONS, STATUSES
-from exchange.timestamps import CLOCK_SKEW, EARLIEST, PARTNER_TIMESTAMP_PATTERN
+from exchange.timestamps import (
+    CLOCK_SKEW,
+    EARLIEST,
+    PARTNER_TIMESTAMP_PATTERN,
+    PartnerTimestampError,
+    parse_partner_timestamp,
+)
 
 
 class IndicatorInSerializer(serializers.Serializer):
@@ -105,12 +115,50 @@ class ClusterEventOutSerializer(serializers.Serializer):
     members_after = serializers.IntegerField()
 
 
+OPINIONS_HELP = "; ".join(f"`{kind}`: {meaning}" for kind, meaning in OPINION_KINDS.items())
+
+
+class OpinionOutSerializer(serializers.Serializer):
+    """One of your own opinions, as recorded."""
+
+    id = serializers.IntegerField(
+        help_text="The opinion's number (yours to quote to the exchange's analysts)."
+    )
+    opinion = serializers.ChoiceField(choices=list(OPINION_KINDS), help_text=OPINIONS_HELP)
+    seller_ref = serializers.CharField(allow_null=True, help_text="Your seller it is about, or null.")
+    note = serializers.CharField(allow_blank=True)
+    acted_at = serializers.DateTimeField(allow_null=True, help_text="`actioned`: when you took action.")
+    created_at = serializers.DateTimeField()
+    review = serializers.ChoiceField(
+        choices=["pending", "accepted", "rejected"],
+        allow_null=True,
+        help_text="`false_positive`: the exchange analysts' review (pending: your seller is detached from the "
+        "cluster for you until they decide; accepted: it stays detached; rejected: it is shown again). Null "
+        "for the other opinions.",
+    )
+
+
+class OpinionCountsSerializer(serializers.Serializer):
+    """How many platforms (you included) gave each opinion on the cluster; never which."""
+
+    seen_too = serializers.IntegerField()
+    false_positive = serializers.IntegerField()
+    disputed = serializers.IntegerField()
+    actioned = serializers.IntegerField()
+
+
 class ClusterDetailSerializer(ClusterSummarySerializer):
     your_sellers = OwnMemberSerializer(many=True)
     other_platforms = OtherPlatformSerializer(many=True)
     events = ClusterEventOutSerializer(many=True)
     first_seen = serializers.DateTimeField()
     changed_at = serializers.DateTimeField()
+    opinions = OpinionCountsSerializer(
+        help_text="How many platforms gave each opinion on this cluster (you included), never which."
+    )
+    your_opinions = OpinionOutSerializer(
+        many=True, help_text="The opinions your platform gave, newest first."
+    )
 
 
 class SightingOutSerializer(serializers.Serializer):
@@ -326,6 +374,64 @@ def appeal_answer(appeal: Appeal, checks: list[dict[str, Any]]) -> dict[str, Any
     return AppealResponseSerializer(answer).data
 
 
+class PartnerTimestampField(serializers.DateTimeField):
+    """A date-time a partner sends, bounded like every partner timestamp (exchange.timestamps), in UTC."""
+
+    def to_internal_value(self, value: Any) -> Any:
+        try:
+            return parse_partner_timestamp(value, timezone.now())
+        except PartnerTimestampError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+
+ACTED_AT_RULE = (
+    "With `actioned` only, and required with it: when you took enforcement, not before the first signal you "
+    "had about this actor (your lookup that showed the cluster or your report of the seller, whichever came "
+    "first)."
+)
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL cannot store a NUL in text; DRF refuses it too
+
+
+class OpinionSerializer(ClosedSerializer):
+    """Your opinion on a cluster one of your sellers is in, or that one of your lookups showed you."""
+
+    opinion = serializers.ChoiceField(choices=list(OPINION_KINDS), help_text=OPINIONS_HELP)
+    seller_ref = serializers.RegexField(
+        SELLER_REF_RE,
+        required=False,
+        help_text="One of your sellers in this cluster (required with `false_positive`: which of your sellers "
+        "is not this actor). Unknown to your platform: 404; yours but not in this cluster: 400.",
+    )
+    note = TextField(
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        max_length=OPINION_NOTE_MAX_LENGTH,
+        help_text="Free text for your analysts and the exchange's; never shown to another platform. Put no "
+        "identifiers in it (no other platform's references, no raw emails, phones or account numbers).",
+    )
+    acted_at = PartnerTimestampField(required=False, help_text=ACTED_AT_RULE)
+
+    def validate_seller_ref(self, value: str) -> str:
+        if not is_seller_ref(value):  # the RegexField searches; a reference matches whole
+            raise serializers.ValidationError(f"must be {SELLER_REF_RULE}")
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        kind = attrs["opinion"]
+        if kind == "actioned" and "acted_at" not in attrs:
+            raise serializers.ValidationError(
+                {"acted_at": ["required with `actioned`: when you took action"]}
+            )
+        if kind != "actioned" and "acted_at" in attrs:
+            raise serializers.ValidationError({"acted_at": ["only with `actioned`"]})
+        if kind == "false_positive" and "seller_ref" not in attrs:
+            raise serializers.ValidationError(
+                {"seller_ref": ["required with `false_positive`: which of your sellers is not this actor"]}
+            )
+        return attrs
+
+
 class LookupSerializer(serializers.Serializer):
     def get_fields(self) -> dict[str, serializers.Field]:
         fields = super().get_fields()
@@ -379,6 +485,9 @@ def request_bodies_are_closed(result: dict[str, Any], **kwargs: Any) -> dict[str
                     prop["pattern"] = f"^(?:{prop['pattern']})$"
         if name == "RetractRequest":
             component["properties"]["reason"]["pattern"] = NOT_BLANK
+        if name == "OpinionRequest":
+            component["properties"]["note"]["pattern"] = NO_NUL
+            component["description"] = OPINION_RULE
     # The list limits are the live settings (the serializers read them too, per request).
     schemas = result.get("components", {}).get("schemas", {})
     for component, field, most in (
@@ -401,6 +510,9 @@ def request_bodies_are_closed(result: dict[str, Any], **kwargs: Any) -> dict[str
     for parameter_or_property in request_side_values(result):
         if parameter_or_property.get("schema", parameter_or_property).get("format") == "date-time":
             document_partner_timestamp(parameter_or_property)
+    if "OpinionRequest" in schemas:  # the field's own rule before the rule of every partner timestamp
+        acted_at = schemas["OpinionRequest"]["properties"]["acted_at"]
+        acted_at["description"] = f"{ACTED_AT_RULE} {acted_at['description']}"
     for parameter in result.get("paths", {}).get("/api/v1/sellers/", {}).get("get", {}).get("parameters", []):
         if parameter["name"] == "cursor":
             parameter["description"] = CURSOR_RULE
@@ -408,6 +520,13 @@ def request_bodies_are_closed(result: dict[str, Any], **kwargs: Any) -> dict[str
     return result
 
 
+OPINION_RULE = (
+    "Your opinion on a cluster one of your sellers is in, or that one of your lookups showed you (any other "
+    "cluster is a 404). `acted_at` goes with `actioned` only and is required with it; `seller_ref` is required "
+    "with `false_positive`. Anything else is a 400 naming the field. A `false_positive` detaches your seller "
+    "from the cluster for you at once and waits for the exchange analysts' review; giving it again while it "
+    "stands answers 200 with the standing one."
+)
 DISTINCT_SELLERS_RULE = (
     "One report per seller: the seller_refs within one batch are distinct (a repeated one is a 400 naming "
     "the item)."
@@ -482,9 +601,14 @@ LINKS: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {
     },
     ("/api/v1/lookups/", "post", "200"): {
         "GetMatchedCluster": link("clusters_retrieve", ref="$response.body#/results/0/cluster"),
+        "GiveOpinionOnMatch": link("clusters_opinions_create", ref="$response.body#/results/0/cluster"),
     },
     ("/api/v1/clusters/", "get", "200"): {
         "GetListedCluster": link("clusters_retrieve", ref="$response.body#/results/0/id"),
+        "GiveOpinionOnListedCluster": link("clusters_opinions_create", ref="$response.body#/results/0/id"),
+    },
+    ("/api/v1/clusters/{ref}/", "get", "200"): {
+        "GiveOpinionOnCluster": link("clusters_opinions_create", ref="$response.body#/id"),
     },
 }
 

@@ -36,6 +36,7 @@ from django.utils.html import format_html
 import graph.approval_admin  # registers the four-eyes approvals admin
 import graph.indicator_admin  # registers the indicator admin
 import graph.merge_admin  # registers the held merges admin
+import graph.opinion_admin  # registers the opinions admin (false-positive reviews, time to action)
 import graph.report_admin  # noqa: F401  (registers the report outbox admin)
 from accounts.admin import DurableSaveAdmin, NamedDefaultFilter, ScopedModelAdmin
 from accounts.models import AuditEntry, Platform
@@ -71,6 +72,9 @@ from graph.models import (
     Approval,
     ClusterMember,
     ClusterStatus,
+    Opinion,
+    OpinionKind,
+    Review,
 )
 from graph.network import network
 from graph.picture import render
@@ -175,6 +179,25 @@ class ReasonFilter(SellerReasonFilter):
         if not scope.everything and scope.platform_id is not None:
             members = members.filter(seller__platform_id=scope.platform_id)
         return queryset.filter(Exists(members))
+
+
+class FalsePositiveFilter(admin.SimpleListFilter):
+    """Clusters on which a platform said one of its sellers is not the actor (any false-positive opinion, or
+    those still waiting for an exchange analyst's review). Everyone sees these counts on the cluster pages."""
+
+    title = "false-positive opinions"
+    parameter_name = "false_positive"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Has false-positive opinions"), ("pending", "Pending review")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        opinions = Opinion.objects.filter(cluster=OuterRef("pk"), kind=OpinionKind.FALSE_POSITIVE)
+        if self.value() == "yes":
+            return queryset.filter(Exists(opinions))
+        if self.value() == "pending":
+            return queryset.filter(Exists(opinions.filter(review=Review.PENDING)))
+        return queryset
 
 
 class ChangedSinceFilter(admin.SimpleListFilter):
@@ -354,6 +377,7 @@ class ActorClusterAdmin(TransparencyReportAdmin, DurableSaveAdmin, HashSearchAdm
             "status",
             RiskBandFilter,
             ReasonFilter,
+            FalsePositiveFilter,
         ]
         filters.append(ChangedSinceFilter)
         if scope_of(request.user).everything:
@@ -559,6 +583,7 @@ class ActorClusterAdmin(TransparencyReportAdmin, DurableSaveAdmin, HashSearchAdm
             ],
             "risk_band": risk_band(cluster.risk),
             "events": self._events(cluster, scope.everything),
+            **self._opinions(cluster, scope),
             "timeline": cluster_timeline(explanation),
             "is_exchange_analyst": scope.everything,
             "referral_url": reverse(
@@ -698,6 +723,21 @@ class ActorClusterAdmin(TransparencyReportAdmin, DurableSaveAdmin, HashSearchAdm
                         "These two sellers are not linked in this cluster (one may be retracted or expired)."
                     )
         return {"pair": pair, "chain": chain, "chain_error": error}
+
+    def _opinions(self, cluster: ActorCluster, scope: Scope) -> dict[str, Any]:
+        """How many platforms gave each opinion (everyone), and the opinions themselves: all of them with who
+        gave them for exchange analysts, the viewer's own platform's for a partner analyst."""
+        counts = cluster.opinions.platform_counts()
+        shown = cluster.opinions.select_related("platform", "seller", "reviewed_by").order_by(
+            "-created_at", "-id"
+        )
+        if not scope.everything:
+            platform_id = scope.platform_id
+            shown = shown.filter(platform_id=platform_id) if platform_id is not None else shown.none()
+        return {
+            "opinion_counts": [(OpinionKind(kind).label, n) for kind, n in counts.items()],
+            "opinion_rows": list(shown[:200]),
+        }
 
     def _events(self, cluster: ActorCluster, everything: bool) -> list[dict[str, Any]]:
         rows = []

@@ -39,12 +39,16 @@ from graph.evidence import link_summaries
 from graph.identity import ClusterChange, assign_identities
 from graph.metrics import observed_recluster
 from graph.models import (
+    CORROBORATING,
+    STANDING,
     ActorCluster,
     ClusterEvent,
     ClusterMember,
     ClusterStatus,
     FormerMember,
     MergeState,
+    Opinion,
+    OpinionKind,
     PendingMerge,
     PendingMergeSeller,
     new_ref,
@@ -539,11 +543,13 @@ def _facts(
     now: datetime,
     platform_hubs: frozenset[tuple[int, int]],
     shared: Columns | None = None,
+    cluster_ids: Sequence[int] | None = None,
 ) -> tuple[dict[frozenset[int], ClusterFacts], dict[int, int]]:
     """Risk, platforms and linking kinds of each cluster (reads its members' sightings, unless `shared` holds
     them: a full recluster's read has every linkable seller's sightings of shared indicators), and the
     members' platforms. A sighting of an indicator that its seller's platform alone holds too often links
-    nothing (`platform_hubs`).
+    nothing (`platform_hubs`). `cluster_ids` (the clusters' ids after identity assignment, negative for new
+    ones) bring the partners' opinions given on those ids into the risk; without them no opinion counts.
 
     Column-wise over all clusters at once (`graph.evidence.link_summaries`, `graph.risk.risk_scores`: the
     scalar definitions' array forms, tested equal): a Python loop per cluster cost seconds at 70,000 clusters.
@@ -582,6 +588,11 @@ def _facts(
     strong, weak, kind_mask = link_summaries(
         row_cluster[keep], row_seller[keep], row_indicator[keep], row_kind[keep], strong_kind, len(clusters)
     )
+    corroborating, false_positives = _opinion_columns(
+        np.fromiter(cluster_ids, dtype=np.int64, count=len(clusters))
+        if cluster_ids is not None
+        else np.full(len(clusters), -1, dtype=np.int64)
+    )
     score = risk_scores(
         platforms=platform_count,
         confirmed=confirmed_count,
@@ -590,6 +601,8 @@ def _facts(
         weak_links=weak,
         last_reported=last_reported,
         now=now,
+        corroborating=corroborating,
+        false_positives=false_positives,
     )
     kind_names: dict[int, list[str]] = {}
     for mask in np.unique(kind_mask).tolist():
@@ -599,10 +612,10 @@ def _facts(
             size,
             platforms,
             total,
-            {"platforms": p, "reports": r, "evidence": e, "recency": a},
+            {"platforms": p, "reports": r, "evidence": e, "recency": a, "opinions": o},
             list(kind_names[mask]),
         )
-        for cluster, size, platforms, total, p, r, e, a, mask in zip(
+        for cluster, size, platforms, total, p, r, e, a, o, mask in zip(
             clusters,
             sizes.tolist(),
             platform_count.tolist(),
@@ -611,11 +624,48 @@ def _facts(
             score.reports.tolist(),
             score.evidence.tolist(),
             score.recency.tolist(),
+            score.opinions.tolist(),
             kind_mask.tolist(),
             strict=True,
         )
     }
     return facts, dict(zip(seller_ids.tolist(), seller_platform.tolist(), strict=True))
+
+
+def _opinion_columns(cluster_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per cluster id (negative: a new cluster, no opinions yet): how many platforms corroborate it (`seen_too`
+    or `actioned`) and how many hold a standing false positive on it. One query for all the clusters; the
+    distinct (cluster, platform) pairs are counted column-wise."""
+    corroborating = np.zeros(cluster_ids.size, dtype=np.int64)
+    false_positives = np.zeros(cluster_ids.size, dtype=np.int64)
+    known = np.unique(cluster_ids[cluster_ids >= 0])
+    if known.size == 0:
+        return corroborating, false_positives
+    rows = _select_by_ids(
+        "SELECT cluster_id, platform_id, kind, review FROM graph_opinion WHERE cluster_id = ANY(%s)", known
+    )
+    if rows is None:
+        rows = _values_by_ids(
+            Opinion.objects.order_by(),
+            "cluster_id",
+            known.tolist(),
+            "cluster_id",
+            "platform_id",
+            "kind",
+            "review",
+        )
+    up = [(c, p) for c, p, kind, _ in rows if kind in CORROBORATING]
+    down = [
+        (c, p) for c, p, kind, review in rows if kind == OpinionKind.FALSE_POSITIVE and review in STANDING
+    ]
+    for pairs, counts in ((up, corroborating), (down, false_positives)):
+        if not pairs:
+            continue
+        clusters = np.unique(np.array(pairs, dtype=np.int64).reshape(-1, 2), axis=0)[:, 0]
+        ids, per_cluster = np.unique(clusters, return_counts=True)
+        at = np.searchsorted(ids, cluster_ids).clip(max=ids.size - 1)
+        counts[:] = np.where(ids[at] == cluster_ids, per_cluster[at], 0)
+    return corroborating, false_positives
 
 
 def _pairs_in(first: np.ndarray, second: np.ndarray, pairs: Iterable[tuple[int, int]]) -> np.ndarray:
@@ -759,7 +809,9 @@ def _apply(
     member_sets = [c.member_set for c in clusters]
     former = _former_memberships(previous, member_sets)
     assigned, changes = assign_identities(previous, member_sets, lambda: next(placeholders), former)
-    facts, platform_of = _facts(clusters, now, frozenset(platform_hubs), shared)
+    facts, platform_of = _facts(
+        clusters, now, frozenset(platform_hubs), shared, [assigned[members] for members in member_sets]
+    )
     restored = {change.cluster_id for change in changes if change.kind == "restored"}
     # Stored rows as models only for clusters with an identity change (and the clusters it names, and the
     # dissolved ones a restoration revives): the rest keep their members, so at most their facts change

@@ -30,6 +30,7 @@ SCOPED_MODELS = {
     "exchange.appeal",
     "graph.actorcluster",
     "graph.approval",
+    "graph.opinion",
 }
 
 

@@ -10,9 +10,10 @@ throwaway platform's key (it retracts that platform's sellers; no other platform
   -> its retraction or its appeal; a lookup's or a listing's cluster -> the cluster), with all checks, the stateful ones
   (``use_after_free``, ``ensure_resource_availability``) included.
 
-Three documented rules JSON Schema cannot state are respected by the generation below, each named where it
+Five documented rules JSON Schema cannot state are respected by the generation below, each named where it
 is implemented: a partner timestamp is not in the future (``x-not-after: now``), the seller_refs of one batch
-are distinct (``x-unique-by: seller_ref``), a cursor is one the server issued.
+are distinct (``x-unique-by: seller_ref``), a cursor is one the server issued, an opinion's `acted_at` goes with
+`actioned` only (and `seller_ref` with `false_positive`), and an action is not before the first signal.
 
 CI runs ``FUZZ_EXAMPLES`` examples per operation (default 25, derandomised) and ``FUZZ_STEPS`` stateful
 scenarios; a long run:
@@ -176,6 +177,8 @@ def filter_case(context: Any, case: Any) -> bool:
     if not all(is_partner_timestamp(query[name]) for name in TIMESTAMP_PARAMETERS & set(query)):
         return False
     body = case.body
+    if case.operation.path == OPINIONS and isinstance(body, dict):
+        return opinion_follows_its_rules(body)
     if case.operation.path == "/api/v1/submissions/" and isinstance(body, dict):
         sellers = [item for item in body.get("sellers", []) if isinstance(item, dict)]
         if not all(is_partner_timestamp(item.get("reported_at")) for item in sellers):
@@ -183,6 +186,16 @@ def filter_case(context: Any, case: Any) -> bool:
         refs = [item.get("seller_ref") for item in sellers]
         return len(refs) == len(set(refs))
     return True
+
+
+OPINIONS = "/api/v1/clusters/{ref}/opinions/"
+
+
+def opinion_follows_its_rules(body: dict[str, Any]) -> bool:
+    """Implements the opinion's documented rule of `seller_ref` (OpinionRequest's description): one of the
+    caller's sellers in that cluster, which no generator knows (`map_case` leaves it out), so `false_positive`,
+    which needs one, is left to tests/graph/test_opinions.py. (`acted_at` is `map_case`'s.)"""
+    return body.get("opinion") != "false_positive"
 
 
 @positive.hook
@@ -195,6 +208,16 @@ def map_case(context: Any, case: Any) -> Any:
             case.query["cursor"] = ISSUED_CURSORS[0]
         else:
             del case.query["cursor"]
+    # The documented rules of `acted_at`: with `actioned` only and always with it, and not before the first signal
+    # the caller had about the actor (its lookup or its report, which no generator knows): a valid time of action
+    # is now. And `seller_ref`, optional, must be one of the caller's sellers in that very cluster
+    # (`opinion_follows_its_rules`): none a generator knows.
+    if case.operation.path == OPINIONS and isinstance(case.body, dict):
+        if case.body.get("opinion") == "actioned":
+            case.body["acted_at"] = datetime.now(UTC).isoformat()
+        else:
+            case.body.pop("acted_at", None)
+        case.body.pop("seller_ref", None)
     return appeal_an_existing_seller(case)
 
 
@@ -266,9 +289,10 @@ def test_linked_operations_keep_the_contract(throwaway, partner_date_times):
     # Only a followed link finds a seller or a cluster that exists (generated references are random).
     followed = {("GET", "/api/v1/sellers/{seller_ref}/"), ("POST", "/api/v1/sellers/{seller_ref}/retract/")}
     followed.add(("GET", "/api/v1/clusters/{ref}/"))
+    followed.add(("POST", OPINIONS))  # an opinion on the cluster a link found: 201 (or 200, one that stands)
 
     def missed() -> set[tuple[str, str]]:
-        return followed - {(method, path) for method, path, status in reached if status == 200}
+        return followed - {(method, path) for method, path, status in reached if status in (200, 201)}
 
     # Whether a run chains a listing or a submission into a retraction is chance: the partner timestamps
     # are drawn up to the current time, so even a derandomized run differs from one day to the next, and 20

@@ -5,6 +5,10 @@ import pytest
 import yaml
 from django.core.management import call_command
 
+from exchange.contract import OPINION_KINDS, OPINION_NOTE_MAX_LENGTH
+from exchange.serializers import NO_NUL
+from exchange.timestamps import PARTNER_TIMESTAMP_PATTERN
+
 pytestmark = pytest.mark.django_db
 
 
@@ -50,6 +54,7 @@ def test_schema_says_request_bodies_are_closed_and_reasons_not_blank(tmp_path):
         "AppealRequest",
         "IndicatorInRequest",
         "LookupRequest",
+        "OpinionRequest",
         "RetractRequest",
         "SellerReportRequest",
         "SubmissionRequest",
@@ -266,6 +271,7 @@ def test_schema_links_chain_sellers_and_clusters(tmp_path):
             "sellers_retract_create",
             "sellers_appeals_create",
             "clusters_retrieve",
+            "clusters_opinions_create",
         }
         <= ids
     )
@@ -278,6 +284,13 @@ def test_schema_links_chain_sellers_and_clusters(tmp_path):
     assert submitted["parameters"] == {"seller_ref": "$request.body#/sellers/0/seller_ref"}
     assert links[("/api/v1/lookups/", "post", "GetMatchedCluster")]["parameters"] == {
         "ref": "$response.body#/results/0/cluster"
+    }
+    # An opinion on a lookup match, and on a cluster of one's own sellers.
+    assert links[("/api/v1/lookups/", "post", "GiveOpinionOnMatch")]["parameters"] == {
+        "ref": "$response.body#/results/0/cluster"
+    }
+    assert links[("/api/v1/clusters/{ref}/", "get", "GiveOpinionOnCluster")]["parameters"] == {
+        "ref": "$response.body#/id"
     }
 
 
@@ -318,3 +331,21 @@ def test_every_link_in_the_schema_text_is_a_url_the_server_serves(tmp_path, clie
     targets = set(re.findall(r"\]\((/[^)\s]*)\)", text))
     assert "/api/v1/hashing-spec/" in targets
     assert {t: client.get(t).status_code for t in targets} == dict.fromkeys(targets, 200)
+
+
+def test_schema_states_the_opinion_request_and_what_it_leaves_to_its_description(tmp_path):
+    schema = live_schema(tmp_path)
+    request = schema["components"]["schemas"]["OpinionRequest"]
+    properties = request["properties"]
+    assert request["required"] == ["opinion"] and request["additionalProperties"] is False
+    kinds = properties["opinion"]["allOf"][0]["$ref"].rsplit("/", 1)[-1]
+    assert schema["components"]["schemas"][kinds]["enum"] == list(OPINION_KINDS)
+    assert properties["note"]["maxLength"] == OPINION_NOTE_MAX_LENGTH
+    assert properties["note"]["pattern"] == NO_NUL
+    assert properties["acted_at"]["pattern"] == PARTNER_TIMESTAMP_PATTERN
+    assert properties["acted_at"]["x-not-after"] == "now"
+    assert properties["acted_at"]["description"].startswith("With `actioned` only, and required with it")
+    # The rules across fields (JSON Schema 3.0 cannot say them) are the component's description.
+    assert "`acted_at` goes with `actioned` only" in request["description"]
+    operation = schema["paths"]["/api/v1/clusters/{ref}/opinions/"]["post"]
+    assert set(operation["responses"]) >= {"200", "201", "400", "404"}

@@ -110,7 +110,13 @@ def test_exchange_analyst_gets_every_file_and_the_manifest_hashes_each_of_them(w
         ("Bazaar North", 2, True),
     ]
     assert [m["seller_ref"] for m in document["members"]] == ["acme-1", "acme-2", "baz-1", "baz-2"]
-    assert [p["name"] for p in document["risk"]] == ["platforms", "reports", "evidence", "recency"]
+    assert [p["name"] for p in document["risk"]] == [
+        "platforms",
+        "reports",
+        "evidence",
+        "recency",
+        "opinions",
+    ]
     assert sum(p["points"] for p in document["risk"]) == world.ring.risk
     # The evidence reaches all four members in three links, each with its kinds and first-seen date.
     evidence = rows(files["evidence.csv"])

@@ -36,7 +36,15 @@ from accounts.models import AnalystKey, AnalystProfile, ApiKey, AuditEntry, Plat
 from exchange.models import Appeal, Indicator, LookupUsage, Seller, Sighting, Submission
 from graph import stix
 from graph.actions import do_publish_advisory, do_request_cluster_status, do_update_cluster
-from graph.models import ActorCluster, Approval, ClusterEvent, ClusterMember, ClusterStatus, PendingMerge
+from graph.models import (
+    ActorCluster,
+    Approval,
+    ClusterEvent,
+    ClusterMember,
+    ClusterStatus,
+    Opinion,
+    PendingMerge,
+)
 from graph.taxii import ADVISORIES_COLLECTION_ID, TAXII_MEDIA_TYPE, collection_id
 from tests.admin_world import decided_by_two_analysts
 from tests.builders import seller, th
@@ -58,6 +66,7 @@ API_ROUTES: dict[str, tuple[str, str, str | None]] = {
     "api/v1/lookups/": ("POST", "lookup", None),
     "api/v1/clusters/": ("GET", "read", None),
     "api/v1/clusters/<cluster_ref:ref>/": ("GET", "read", "cluster"),
+    "api/v1/clusters/<cluster_ref:ref>/opinions/": ("POST", "submit", "cluster"),
 }
 # TAXII 2.1 (graph/taxii.py): all GET with the `read` scope; "collection" routes name the caller's collection.
 TAXII_ROUTES: dict[str, str | None] = {
@@ -110,6 +119,9 @@ ADMIN_EXTRA_ROUTES = {
     # Publishing an advisory: exchange analysts only; anyone else a 403 before any cluster is looked up.
     "admin/graph/actorcluster/<path:object_id>/advisory/": {403},
     "admin/exchange/indicator/hash-search/": {403},
+    # Time to action: every platform for exchange analysts, the viewer's own only (graph/opinion_admin.py;
+    # checked below for canaries, tests/graph/test_opinions_admin.py for the figures).
+    "admin/graph/opinion/time-to-action/": {200},
 }
 
 # Registered admin models -> the objects that belong to the *other* platform (Bazaar) only. None: the model
@@ -138,6 +150,7 @@ ADMIN_MODELS: dict[str, OtherPlatformObjects] = {
     "graph.pendingmerge": lambda w: PendingMerge.objects.all(),  # exchange analysts only
     "graph.approval": lambda w: Approval.objects.all(),  # exchange analysts only (four-eyes review)
     "exchange.appeal": lambda w: Appeal.objects.filter(seller__platform=w.bazaar.platform),
+    "graph.opinion": lambda w: Opinion.objects.filter(platform=w.bazaar.platform),
     "procrastinate.procrastinatejob": None,
     "procrastinate.procrastinateevent": None,
     "procrastinate.procrastinateperiodicdefer": None,
@@ -217,6 +230,12 @@ def world(acme, bazaar, alice) -> World:
             format="json",
         )
         platform.client().get(f"/api/v1/clusters/{w.shared_cluster}/")
+        # An opinion of each on the shared cluster, with a note no other platform may ever read.
+        opinion = {"opinion": "seen_too", "note": f"{platform.platform.slug}-private-note"}
+        response = platform.client().post(
+            f"/api/v1/clusters/{w.shared_cluster}/opinions/", opinion, format="json"
+        )
+        assert response.status_code == 201, response.content
         solo = "acme-solo" if platform is acme else "baz-solo"
         appeal = {
             "outcome": "rejected",
@@ -257,6 +276,11 @@ def snapshot(platform: Platform) -> list[tuple[Any, ...]]:
         *ClusterMember.objects.filter(seller__platform=platform)
         .order_by("seller__seller_ref")
         .values_list("seller__seller_ref", "cluster__ref"),
+        # Opinions on the platform's clusters: another platform's key gives none there.
+        *Opinion.objects.filter(cluster__members__seller__platform=platform)
+        .distinct()
+        .order_by("pk")
+        .values_list("pk", "platform_id", "kind", "cluster__ref"),
         *Appeal.objects.filter(seller__platform=platform)
         .order_by("seller__seller_ref")
         .values_list("seller__seller_ref", "outcome", "note", "needs_attention", "updated_at"),
@@ -282,6 +306,8 @@ def body_for(route: str, refs: list[str]) -> Any:
         return {"reason": "matrix"}
     if route.endswith("appeals/"):
         return {"outcome": "pending", "note": "matrix"}
+    if route.endswith("opinions/"):
+        return {"opinion": "seen_too", "note": "matrix"}
     if route.endswith("lookups/"):
         values = [("email", "ring@example.com"), ("tax_id", "DE123456789"), ("email", "solo@acme.example")]
         return {"indicators": [{"kind": k, "hash": th(k, v)} for k, v in values]}
@@ -300,7 +326,8 @@ def addressable(world: World, owner: KeyedPlatform, kind: str | None) -> list[st
 def canaries(world: World, owner: KeyedPlatform) -> list[str]:
     """Strings of the owner's that no other platform may ever read."""
     own_cluster = world.acme_cluster if owner is world.acme else world.bazaar_cluster
-    return [*world.refs(owner), own_cluster, owner.secret, owner.key.prefix]
+    note = f"{owner.platform.slug}-private-note"  # its opinion's note (the `world` fixture)
+    return [*world.refs(owner), own_cluster, owner.secret, owner.key.prefix, note]
 
 
 @pytest.mark.parametrize("route", sorted(API_ROUTES))
@@ -472,7 +499,12 @@ def assert_no_canaries(response: Any, secrets: list[str], where: str) -> None:
 
 
 def test_admin_keeps_partner_analysts_to_their_platform(world, alice, bob, carol):
-    secrets = [*world.refs(world.bazaar), world.bazaar_cluster, world.bazaar.key.prefix]
+    secrets = [
+        *world.refs(world.bazaar),
+        world.bazaar_cluster,
+        world.bazaar.key.prefix,
+        "bazaar-private-note",
+    ]
     anonymous = login(None)
     partner, exchange = login(bob), login(alice)
     for label, other_objects in ADMIN_MODELS.items():
@@ -528,7 +560,7 @@ def test_admin_keeps_partner_analysts_to_their_platform(world, alice, bob, carol
                 response = admin_get(anonymous, url)
                 assert response.status_code == 302 and "/admin/login/" in response["Location"], url
 
-    # The admin site's own pages, and the transparency report (HTML and CSV) of this year.
+    # The admin site's own pages, the transparency report (HTML and CSV) of this year, the time to action.
     year = timezone.now().year
     transparency = reverse("admin:graph_transparency_report")
     for url in (
@@ -537,6 +569,7 @@ def test_admin_keeps_partner_analysts_to_their_platform(world, alice, bob, carol
         "/admin/password_change/",
         f"{transparency}?period={year}",
         f"{transparency}?period={year}&format=csv",
+        reverse("admin:graph_opinion_time_to_action"),
     ):
         response = admin_get(partner, url)
         assert response.status_code == 200, url

@@ -30,10 +30,13 @@ from accounts.actions import do_create_api_key
 from accounts.models import ApiKey, Cadence, Platform
 from accounts.roles import assign_role
 from exchange.client import ExchangeClient
+from exchange.models import Seller
 from fixtures.loader import load_dataset
 from fixtures.synthetic import demo as demo_dataset
+from graph import opinions
+from graph.actions import do_record_opinion
 from graph.clustering import recluster_full
-from graph.models import ActorCluster, ClusterMember
+from graph.models import ActorCluster, ClusterMember, Opinion
 from graph.reports import write_demo_reports
 
 DEMO_PASSWORD = "exchange-demo"  # noqa: S105 - demo accounts on a local, DEBUG-only database
@@ -133,6 +136,9 @@ class Command(BaseCommand):
 
         self.step("Top cross-platform clusters (compare with the planted rings)")
         self.print_top(dataset, options["top"])
+
+        self.step(f"{first.name} gives its opinions (partner feedback)")
+        self.give_opinions(first, keys[first.slug])
 
         self.step("Writing one report email per platform")
         self.write_reports()
@@ -235,6 +241,38 @@ class Command(BaseCommand):
         self.stdout.write(
             f"  {found} cross-platform clusters found; {planted} cross-platform rings were planted."
         )
+
+    def give_opinions(self, platform: Platform, full_key: str) -> None:
+        """The platform acted on its riskiest cross-platform cluster, and says one of its sellers in the next one
+        is not that actor: a false positive, detached for it at once and pending an exchange analyst's review."""
+        if Opinion.objects.filter(platform=platform).exists():
+            self.stdout.write("  given in an earlier run")
+            return
+        api_key = ApiKey.objects.get(lookup=ApiKey.parse(full_key), platform=platform)
+        clusters = list(ActorCluster.objects.live().cross_platform().seen_by(platform).ranked()[:2])
+        own = {cluster.pk: opinions.own_members(cluster, platform.pk) for cluster in clusters}
+        refs = dict(
+            Seller.objects.filter(pk__in=[s for ids in own.values() for s in ids]).values_list(
+                "pk", "seller_ref"
+            )
+        )
+        if clusters:
+            top = clusters[0]
+            do_record_opinion(
+                api_key, top.ref, "actioned", acted_at=timezone.now(), note="demo: store closed"
+            )
+            self.stdout.write(
+                f"  actioned on {top.ref} (risk now {ActorCluster.objects.get(pk=top.pk).risk})"
+            )
+        if len(clusters) > 1 and own[clusters[1].pk]:
+            second, seller_ref = clusters[1], refs[min(own[clusters[1].pk])]
+            do_record_opinion(
+                api_key, second.ref, "false_positive", seller_ref=seller_ref, note="demo: a different shop"
+            )
+            self.stdout.write(
+                f"  false positive: its seller {seller_ref} is not the actor of {second.ref}; detached for "
+                f"{platform.name} and pending review (admin: Opinions, pending false-positive reviews)"
+            )
 
     def write_reports(self) -> None:
         for line in write_demo_reports():

@@ -60,15 +60,16 @@ chromium:
 
 test: lint typecheck migrations-check chromium test-postgres test-sqlite
 
-# Not part of `make test`: the in-memory linking benchmark and the PostgreSQL recluster benchmark at small sizes,
-# printing their tables. The recluster one re-creates (and leaves) the database exchange_bench_graph on
-# 127.0.0.1 as user postgres. Larger sizes, and the ingest and lookup-timing benchmarks (they start gunicorn
-# servers): see tests/bench/*.py.
-BENCH_LINKING_SIZES ?= 100000
-BENCH_RECLUSTER_SIZES ?= 20000
+# Not part of `make test`: issue 17's three figures at quick sizes, each beside its floor from the same run, in
+# one table (tests/bench/bench_all.py; about 3 minutes): ingest through the reference client against gunicorn
+# (DEBUG off, 2 workers, the worker clustering) vs a single-table COPY; lookups right after it at 200/s over one
+# connection vs an authenticated GET /api/v1/me/; the full recluster at 7% shared vs read + SciPy connected
+# components. It creates and drops its databases (exchange_reliab_bench, exchange_bench_graph) on
+# 127.0.0.1 as user postgres. The full sizes: BENCH_ROWS=250000 BENCH_RECLUSTER_SIGHTINGS=5000000.
+BENCH_ROWS ?= 50000
+BENCH_RECLUSTER_SIGHTINGS ?= 1000000
 bench: $(VENV)/.installed
-	$(PY) tests/bench/bench_linking.py --sizes $(BENCH_LINKING_SIZES) --repeat 1
-	$(PY) tests/bench/bench_recluster.py --sizes $(BENCH_RECLUSTER_SIZES)
+	$(PY) tests/bench/bench_all.py --rows $(BENCH_ROWS) --recluster-sightings $(BENCH_RECLUSTER_SIGHTINGS)
 
 # requirements.lock: the runtime dependencies at the versions CI tests (`make test` installs with it as a
 # constraint; the Dockerfile and operators install it). Regenerate after changing pyproject's dependencies.

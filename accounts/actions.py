@@ -1,20 +1,23 @@
 """State changes to platforms and their API keys: one `do_*` function each, audited in the same durable
 transaction.
 
-The admin and the operator commands (`create_platform`, `create_api_key`, `revoke_api_key`, `set_webhook`) all
-go through these, so a platform or key never changes without its audit entry. `durable=True`: calling one inside an outer transaction is a
+The admin and the operator commands (`create_platform`, `create_api_key`, `create_analyst_key`,
+`revoke_api_key`, `set_webhook`) all go through these, so a platform or key never changes without its audit
+entry. `durable=True`: calling one inside an outer transaction is a
 programming error (the audit entry must commit with the change, not with whatever the caller does next).
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 from urllib.parse import urlsplit
 
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import ApiKey, AuditEntry, Platform
+from accounts.models import AnalystKey, ApiKey, AuditEntry, Platform
+from accounts.scoping import scope_of
 from accounts.webhooks import check_url, new_nonce
 
 logger = logging.getLogger("exchange.accounts")
@@ -134,3 +137,40 @@ def do_remove_webhook(platform: Platform, actor: str) -> bool:
 def _copy_webhook_fields(source: Platform, target: Platform) -> None:
     for name in ("webhook_url", "webhook_secret_nonce", "webhook_secret_created_at"):
         setattr(target, name, getattr(source, name))
+
+
+class NotAnExchangeAnalyst(ValueError):
+    """An analyst key was asked for an account that is not an active exchange analyst."""
+
+
+def do_create_analyst_key(user: Any, name: str, actor: str) -> tuple[AnalystKey, str]:
+    """Create an exchange analyst's key (the TAXII advisories collection) and its `analyst_key_created` audit
+    entry; returns the row and the full key (shown once). Raises NotAnExchangeAnalyst, writing nothing, for
+    anyone else: a partner analyst, a staff account without the role, an inactive account."""
+    if not scope_of(user).everything:
+        raise NotAnExchangeAnalyst(
+            f"{user.get_username()} is not an active exchange analyst (see create_analyst --exchange)"
+        )
+    with transaction.atomic(durable=True):
+        key, full_key = AnalystKey.generate(user, name=name)
+        AuditEntry.objects.record(
+            "analyst_key_created", actor, None, "analyst_key", key.prefix, analyst=user.get_username()
+        )
+    logger.info("event=analyst_key_created key=%s user=%s", key.prefix, user.pk)
+    return key, full_key
+
+
+def do_revoke_analyst_key(key: AnalystKey, actor: str) -> bool:
+    """Revoke an exchange analyst's key and write its `analyst_key_revoked` audit entry. False if it was
+    already revoked."""
+    with transaction.atomic(durable=True):
+        locked = AnalystKey.objects.select_for_update().get(pk=key.pk)
+        if locked.revoked_at is not None:
+            key.revoked_at = locked.revoked_at
+            return False
+        locked.revoked_at = timezone.now()
+        locked.save(update_fields=["revoked_at"])
+        AuditEntry.objects.record("analyst_key_revoked", actor, None, "analyst_key", locked.prefix)
+    key.revoked_at = locked.revoked_at
+    logger.info("event=analyst_key_revoked key=%s user=%s", locked.prefix, locked.user_id)
+    return True

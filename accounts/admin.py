@@ -47,6 +47,29 @@ admin.site.site_title = "Bad-actor exchange"
 admin.site.index_title = "Investigations"
 
 
+class NamedDefaultFilter(admin.SimpleListFilter):
+    """A list filter whose unfiltered choice is a named default ("Live", "Pending", ...) rather than Django's
+    "All": the list opens on what matters, and "All" is one of the `lookups` when offered."""
+
+    default_label = ""
+
+    def default_selected(self) -> bool:
+        return self.value() is None
+
+    def choices(self, changelist: Any) -> Any:
+        yield {
+            "selected": self.default_selected(),
+            "query_string": changelist.get_query_string(remove=[self.parameter_name]),
+            "display": self.default_label,
+        }
+        for value, title in self.lookup_choices:
+            yield {
+                "selected": self.value() == value,
+                "query_string": changelist.get_query_string({self.parameter_name: value}),
+                "display": title,
+            }
+
+
 class DurableSaveAdmin(admin.ModelAdmin):
     """For admins whose saves go through one durable `do_*` action (the action owns the transaction and the
     audit entry): Django's change form wraps every POST in a transaction, inside which a durable action

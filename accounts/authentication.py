@@ -1,4 +1,5 @@
-"""API-key authentication, scope permission and per-key throttling for the partner API."""
+"""API-key authentication, scope permission and per-key throttling for the partner API, and the exchange
+analysts' keys that read the TAXII advisories collection (graph/taxii.py)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,15 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from django.db.models import QuerySet
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
 
-from accounts.models import ApiKey, Platform
+from accounts.models import ANALYST_KEY_PREFIX, AnalystKey, ApiKey, HashedKey, Platform
+from accounts.scoping import scope_of
 
 logger = logging.getLogger("exchange.auth")
 
@@ -42,6 +45,17 @@ def _client_ip(request: Request) -> str:
     return str(request.META.get("REMOTE_ADDR", "-"))
 
 
+def _fail(request: Request, reason: str, prefix: str) -> None:
+    """Log a refused key with its public prefix only, never its secret part."""
+    logger.warning(
+        "event=auth_failed reason=%s key_prefix=%s path=%s ip=%s",
+        reason,
+        prefix,
+        request.path,
+        _client_ip(request),
+    )
+
+
 class ApiKeyAuthentication(BaseAuthentication):
     """``Authorization: Bearer bax_<lookup>_<secret>``.
 
@@ -55,28 +69,27 @@ class ApiKeyAuthentication(BaseAuthentication):
         if not header:
             return None  # no credentials: the permission check answers 401
         if header[0].lower() != self.keyword.lower().encode() or len(header) != 2:
-            self._fail(request, "malformed", "-")
+            _fail(request, "malformed", "-")
             raise exceptions.AuthenticationFailed("Malformed Authorization header; use 'Bearer <api key>'.")
         try:
             full_key = header[1].decode("ascii")
         except UnicodeDecodeError:
-            self._fail(request, "malformed", "-")
+            _fail(request, "malformed", "-")
             raise exceptions.AuthenticationFailed("Malformed API key.") from None
+        if full_key.startswith(ANALYST_KEY_PREFIX):
+            _fail(request, "analyst_key", "-")
+            raise exceptions.AuthenticationFailed(
+                "This is an exchange analyst's key: it reads the TAXII advisories collection only."
+            )
         lookup = ApiKey.parse(full_key)
         if lookup is None:
-            self._fail(request, "malformed", "-")
+            _fail(request, "malformed", "-")
             raise exceptions.AuthenticationFailed("Malformed API key.")
-        key = ApiKey.objects.select_related("platform").filter(lookup=lookup).first()
-        # Compare even when the row is missing, so timing does not tell unknown from wrong keys.
-        digest_ok = (key or _DUMMY_KEY).matches(full_key)
-        if key is None or not digest_ok:
-            self._fail(request, "unknown", f"bax_{lookup}")
-            raise exceptions.AuthenticationFailed("Unknown API key.")
-        if key.is_revoked:
-            self._fail(request, "revoked", key.prefix)
-            raise exceptions.AuthenticationFailed("This API key has been revoked.")
+        key = _matching_key(
+            request, ApiKey.objects.select_related("platform"), lookup, full_key, _DUMMY_KEY, f"bax_{lookup}"
+        )
         if not key.platform.active:
-            self._fail(request, "platform_inactive", key.prefix)
+            _fail(request, "platform_inactive", key.prefix)
             raise exceptions.AuthenticationFailed("This API key's platform is inactive.")
         key.touch()
         return Partner(key), key
@@ -84,18 +97,83 @@ class ApiKeyAuthentication(BaseAuthentication):
     def authenticate_header(self, request: Request) -> str:
         return f'{self.keyword} realm="exchange"'
 
-    @staticmethod
-    def _fail(request: Request, reason: str, prefix: str) -> None:
-        logger.warning(
-            "event=auth_failed reason=%s key_prefix=%s path=%s ip=%s",
-            reason,
-            prefix,
-            request.path,
-            _client_ip(request),
-        )
-
 
 _DUMMY_KEY = ApiKey(lookup="0" * 10, digest="0" * 64)
+
+
+def _matching_key[K: HashedKey](
+    request: Request, keys: QuerySet[K], lookup: str, full_key: str, dummy: K, shown: str
+) -> K:
+    """The unrevoked key whose lookup and secret `full_key` carries, or AuthenticationFailed (logged as
+    `shown`, the key's non-secret part). The digest is compared even when no row matches, so the time taken
+    does not tell an unknown key from a wrong secret."""
+    key = keys.filter(lookup=lookup).first()
+    digest_ok = (key or dummy).matches(full_key)
+    if key is None or not digest_ok:
+        _fail(request, "unknown", shown)
+        raise exceptions.AuthenticationFailed("Unknown API key.")
+    if key.is_revoked:
+        _fail(request, "revoked", key.prefix)
+        raise exceptions.AuthenticationFailed("This API key has been revoked.")
+    return key
+
+
+@dataclass(frozen=True)
+class ExchangeReader:
+    """An exchange analyst reading through their key (DRF's ``request.user`` on the TAXII views)."""
+
+    analyst_key: AnalystKey
+
+    is_authenticated = True
+    is_anonymous = False
+
+    @property
+    def username(self) -> str:
+        return str(self.analyst_key.user.get_username())
+
+    def __str__(self) -> str:
+        return f"{self.username}:{self.analyst_key.prefix}"
+
+
+class AnalystKeyAuthentication(BaseAuthentication):
+    """``Authorization: Bearer baxa_<lookup>_<secret>``: an exchange analyst's key. Any other credentials are
+    left to the next authentication class (a partner's key). The key works only while its account is an
+    active exchange analyst who may use the admin (`accounts.scoping.scope_of`), checked on every request."""
+
+    keyword = "Bearer"
+
+    def authenticate(self, request: Request) -> tuple[ExchangeReader, AnalystKey] | None:
+        header = get_authorization_header(request).split()
+        if len(header) != 2 or header[0].lower() != self.keyword.lower().encode():
+            return None
+        if not header[1].startswith(ANALYST_KEY_PREFIX.encode()):
+            return None
+        full_key = header[1].decode("ascii", errors="replace")
+        lookup = AnalystKey.parse(full_key)
+        if lookup is None:
+            _fail(request, "malformed", "-")
+            raise exceptions.AuthenticationFailed("Malformed exchange analyst key.")
+        key = _matching_key(
+            request,
+            AnalystKey.objects.select_related("user__analyst"),
+            lookup,
+            full_key,
+            _DUMMY_ANALYST_KEY,
+            f"{ANALYST_KEY_PREFIX}{lookup}",
+        )
+        if not scope_of(key.user).everything:
+            _fail(request, "not_exchange_analyst", key.prefix)
+            raise exceptions.AuthenticationFailed(
+                "This key's account is no longer an active exchange analyst."
+            )
+        key.touch()
+        return ExchangeReader(key), key
+
+    def authenticate_header(self, request: Request) -> str:
+        return f'{self.keyword} realm="exchange"'
+
+
+_DUMMY_ANALYST_KEY = AnalystKey(lookup="0" * 10, digest="0" * 64)
 
 
 class HasApiKeyScope(BasePermission):
@@ -128,12 +206,25 @@ class HasApiKeyScope(BasePermission):
         return True
 
 
+class TaxiiReaderPermission(HasApiKeyScope):
+    """The TAXII views: a partner's key with the view's scope (HasApiKeyScope), or an exchange analyst's key
+    (AnalystKeyAuthentication: which collections it reaches is the views' business)."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        if isinstance(request.user, ExchangeReader):
+            return True
+        return super().has_permission(request, view)
+
+
 class ApiKeyRateThrottle(SimpleRateThrottle):
-    """Per-key request rate (EXCHANGE_API_RATE, default 6000/min)."""
+    """Per-key request rate (EXCHANGE_API_RATE, default 6000/min), for partner and exchange analyst keys."""
 
     scope = "api_key"
 
     def get_cache_key(self, request: Request, view: Any) -> str | None:
         if isinstance(request.user, Partner):
             return self.cache_format % {"scope": self.scope, "ident": request.user.api_key.pk}
+        if isinstance(request.user, ExchangeReader):
+            ident = f"analyst-{request.user.analyst_key.pk}"
+            return self.cache_format % {"scope": self.scope, "ident": ident}
         return None  # unauthenticated requests are refused before they cost anything

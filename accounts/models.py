@@ -16,6 +16,7 @@ from accounts.scoping import ScopedQuerySet
 from accounts.webhooks import derive_secret
 
 KEY_PREFIX = "bax_"  # "bad-actor exchange": recognisable by secret scanners and in logs
+ANALYST_KEY_PREFIX = "baxa_"  # an exchange analyst's key (AnalystKey): never a partner's
 LOOKUP_LENGTH = 10
 SCOPES = ("submit", "lookup", "read")
 
@@ -109,63 +110,32 @@ class Platform(models.Model):
         return derive_secret(self.pk, self.webhook_secret_nonce)
 
 
-class ApiKeyQuerySet(ScopedQuerySet["ApiKey"]):
-    def usable(self) -> ApiKeyQuerySet:
-        return self.filter(revoked_at__isnull=True, platform__active=True)
+class HashedKey(models.Model):
+    """What every key of the exchange shares: ``<PREFIX><lookup>_<secret>``, shown once at creation, stored as
+    ``lookup`` (to find the row) and SHA-256 of the whole key. The secret has 256 bits of entropy, so a fast
+    hash is enough: there is nothing to brute-force. Revocable; records when it was last used."""
 
-    def of_partner(self, platform_id: int) -> ApiKeyQuerySet:
-        """None: keys are managed by the exchange's operators only (a partner analyst is an investigator, not
-        an admin)."""
-        return self.none()
+    PREFIX: ClassVar[str] = KEY_PREFIX
+    LAST_USED_GRANULARITY: ClassVar[timedelta] = timedelta(minutes=1)
 
-
-class ApiKey(models.Model):
-    """A platform's API key.
-
-    The full key is ``bax_<lookup>_<secret>``. Only ``lookup`` (to find the row) and SHA-256 of the whole
-    key are stored; the key is shown once at creation. The secret has 256 bits of entropy, so a fast hash
-    is enough: there is nothing to brute-force.
-    """
-
-    platform = models.ForeignKey(Platform, on_delete=models.CASCADE, related_name="api_keys")
     name = models.CharField(max_length=100, blank=True, help_text="What this key is for.")
     lookup = models.CharField(max_length=LOOKUP_LENGTH, unique=True, editable=False)
     digest = models.CharField(max_length=64, editable=False)
-    scope_submit = models.BooleanField("submit", default=False)
-    scope_lookup = models.BooleanField("lookup", default=False)
-    scope_read = models.BooleanField("read", default=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
 
-    objects = ApiKeyQuerySet.as_manager()
-
-    LAST_USED_GRANULARITY: ClassVar[timedelta] = timedelta(minutes=1)
-
     class Meta:
-        verbose_name = "API key"
-        ordering = ("-created_at",)
-
-    def __str__(self) -> str:
-        return f"{self.prefix}… ({self.platform})"
+        abstract = True
 
     @property
     def prefix(self) -> str:
         """The non-secret part, safe to show and log."""
-        return f"{KEY_PREFIX}{self.lookup}"
-
-    @property
-    def scopes(self) -> list[str]:
-        return [scope for scope in SCOPES if getattr(self, f"scope_{scope}")]
+        return f"{self.PREFIX}{self.lookup}"
 
     @property
     def is_revoked(self) -> bool:
         return self.revoked_at is not None
-
-    def has_scope(self, scope: str) -> bool:
-        if scope not in SCOPES:
-            raise ValueError(f"unknown scope {scope!r}")
-        return bool(getattr(self, f"scope_{scope}"))
 
     @staticmethod
     def digest_of(full_key: str) -> str:
@@ -173,32 +143,20 @@ class ApiKey(models.Model):
 
     @classmethod
     def parse(cls, full_key: str) -> str | None:
-        """The lookup part of a well-formed key, or None."""
-        if not full_key.startswith(KEY_PREFIX):
+        """The lookup part of a well-formed key of this kind, or None."""
+        if not full_key.startswith(cls.PREFIX):
             return None
-        lookup, sep, secret = full_key[len(KEY_PREFIX) :].partition("_")
+        lookup, sep, secret = full_key[len(cls.PREFIX) :].partition("_")
         if not sep or len(lookup) != LOOKUP_LENGTH or len(secret) < 32 or not lookup.isalnum():
             return None
         return lookup
 
     @classmethod
-    def generate(cls, platform: Platform, scopes: list[str], name: str = "") -> tuple[ApiKey, str]:
-        """Create and save a key; returns the row and the full key, which is never retrievable again."""
-        unknown = sorted(set(scopes) - set(SCOPES))
-        if unknown:
-            raise ValueError(f"unknown scope(s): {', '.join(unknown)}; valid: {', '.join(SCOPES)}")
-        if not scopes:
-            raise ValueError(f"at least one scope is required ({', '.join(SCOPES)})")
+    def new_secret(cls) -> tuple[str, str, str]:
+        """A fresh key: (lookup, digest, full key)."""
         lookup = secrets.token_hex(LOOKUP_LENGTH // 2)
-        full_key = f"{KEY_PREFIX}{lookup}_{secrets.token_urlsafe(32)}"
-        key = cls.objects.create(
-            platform=platform,
-            name=name,
-            lookup=lookup,
-            digest=cls.digest_of(full_key),
-            **{f"scope_{scope}": scope in scopes for scope in SCOPES},
-        )
-        return key, full_key
+        full_key = f"{cls.PREFIX}{lookup}_{secrets.token_urlsafe(32)}"
+        return lookup, cls.digest_of(full_key), full_key
 
     def matches(self, full_key: str) -> bool:
         return hmac.compare_digest(self.digest, self.digest_of(full_key))
@@ -213,8 +171,92 @@ class ApiKey(models.Model):
         now = timezone.now()
         if self.last_used_at and now - self.last_used_at < self.LAST_USED_GRANULARITY:
             return
-        ApiKey.objects.filter(pk=self.pk).update(last_used_at=now)
+        type(self)._default_manager.filter(pk=self.pk).update(last_used_at=now)
         self.last_used_at = now
+
+
+class ApiKeyQuerySet(ScopedQuerySet["ApiKey"]):
+    def usable(self) -> ApiKeyQuerySet:
+        return self.filter(revoked_at__isnull=True, platform__active=True)
+
+    def of_partner(self, platform_id: int) -> ApiKeyQuerySet:
+        """None: keys are managed by the exchange's operators only (a partner analyst is an investigator, not
+        an admin)."""
+        return self.none()
+
+
+class ApiKey(HashedKey):
+    """A platform's API key (``bax_<lookup>_<secret>``, see HashedKey) for the partner API and the platform's
+    TAXII collection, with the scopes it grants."""
+
+    platform = models.ForeignKey(Platform, on_delete=models.CASCADE, related_name="api_keys")
+    scope_submit = models.BooleanField("submit", default=False)
+    scope_lookup = models.BooleanField("lookup", default=False)
+    scope_read = models.BooleanField("read", default=False)
+
+    objects = ApiKeyQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "API key"
+        ordering = ("-created_at",)
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.platform})"
+
+    @property
+    def scopes(self) -> list[str]:
+        return [scope for scope in SCOPES if getattr(self, f"scope_{scope}")]
+
+    def has_scope(self, scope: str) -> bool:
+        if scope not in SCOPES:
+            raise ValueError(f"unknown scope {scope!r}")
+        return bool(getattr(self, f"scope_{scope}"))
+
+    @classmethod
+    def generate(cls, platform: Platform, scopes: list[str], name: str = "") -> tuple[ApiKey, str]:
+        """Create and save a key; returns the row and the full key, which is never retrievable again."""
+        unknown = sorted(set(scopes) - set(SCOPES))
+        if unknown:
+            raise ValueError(f"unknown scope(s): {', '.join(unknown)}; valid: {', '.join(SCOPES)}")
+        if not scopes:
+            raise ValueError(f"at least one scope is required ({', '.join(SCOPES)})")
+        lookup, digest, full_key = cls.new_secret()
+        key = cls.objects.create(
+            platform=platform,
+            name=name,
+            lookup=lookup,
+            digest=digest,
+            **{f"scope_{scope}": scope in scopes for scope in SCOPES},
+        )
+        return key, full_key
+
+
+class AnalystKey(HashedKey):
+    """An exchange analyst's key (``baxa_<lookup>_<secret>``, see HashedKey): it reads the exchange-wide
+    advisories collection over TAXII (graph/taxii.py) and nothing else; the partner API refuses it.
+
+    It speaks for its analyst: it works only while that account is an active exchange analyst (or superuser)
+    who may use the admin, so removing the role or deactivating the account stops the key at once. Operators
+    create and revoke these (`manage.py create_analyst_key`, `manage.py revoke_api_key`), as they do partner
+    keys; there is no admin page that makes one.
+    """
+
+    PREFIX: ClassVar[str] = ANALYST_KEY_PREFIX
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="analyst_keys")
+
+    class Meta:
+        verbose_name = "exchange analyst key"
+        ordering = ("-created_at",)
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"
+
+    @classmethod
+    def generate(cls, user: Any, name: str = "") -> tuple[AnalystKey, str]:
+        """Create and save a key for `user`; returns the row and the full key, never retrievable again."""
+        lookup, digest, full_key = cls.new_secret()
+        return cls.objects.create(user=user, name=name, lookup=lookup, digest=digest), full_key
 
 
 class AnalystProfileQuerySet(ScopedQuerySet["AnalystProfile"]):

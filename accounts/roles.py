@@ -28,20 +28,28 @@ ROLE_PERMISSIONS: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
             "seller": ("view",),
             "indicator": ("view", "change"),
             "submission": ("view",),
+            "appeal": ("view",),
         },
         "graph": {
             "actorcluster": ("view", "change"),
             "clusterevent": ("view",),
             "pendingmerge": ("view", "change"),  # change = approve or reject a held merge
+            "approval": ("view", "change"),  # change = approve or reject another analyst's decision
             # one platform's report per row: never for partner analysts; change = "Retry now"
             "reportdelivery": ("view", "change"),
             "webhookdelivery": ("view", "change"),  # change = "Retry now"
+            "opinion": ("view", "change"),  # change = accept or reject a false positive
         },
     },
     PARTNER_ANALYST: {
-        "exchange": {"seller": ("view",)},
-        # webhook deliveries: their own platform's only (WebhookDeliveryQuerySet.of_partner)
-        "graph": {"actorcluster": ("view",), "clusterevent": ("view",), "webhookdelivery": ("view",)},
+        "exchange": {"seller": ("view",), "appeal": ("view",)},
+        # opinion and webhook deliveries: their own platform's (OpinionQuerySet, WebhookDeliveryQuerySet)
+        "graph": {
+            "actorcluster": ("view",),
+            "clusterevent": ("view",),
+            "opinion": ("view",),
+            "webhookdelivery": ("view",),
+        },
     },
 }
 

@@ -1,7 +1,7 @@
-"""Admin for what partners report (sellers, submissions).
+"""Admin for what partners report (sellers, submissions, sellers' appeals).
 
-Querysets come from `accounts.scoping`: a partner analyst sees only their platform's sellers; submissions are
-for exchange analysts. Indicators are administered in `graph/indicator_admin.py` (their page is about linking:
+Querysets come from `accounts.scoping`: a partner analyst sees only their platform's sellers and their appeals;
+submissions are for exchange analysts. Indicators are administered in `graph/indicator_admin.py` (their page is about linking:
 hub suppression, overrides, which is graph's), and the audit log in `accounts/admin.py`.
 """
 
@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
-from django.db.models import QuerySet
+from django.contrib.admin.views.main import ChangeList
+from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
@@ -18,7 +19,8 @@ from django.utils.safestring import mark_safe
 
 from accounts.admin import ReadOnlyMixin, ScopedModelAdmin
 from accounts.scoping import scope_of
-from exchange.models import REASON_LABELS, Seller, Submission
+from exchange import hooks
+from exchange.models import REASON_LABELS, Appeal, Seller, Submission
 from exchange.normalization import REASONS
 
 # ------------------------------------------------------------------------------------------------ sellers
@@ -41,6 +43,23 @@ class ReasonFilter(admin.SimpleListFilter):
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         reason = self.reason()
         return queryset if reason is None else queryset.filter(Seller.reason_q(reason))
+
+
+SHOWN_CLUSTER = "shown_cluster"  # set on a partner analyst's page of sellers: the cluster summary they see
+NOT_READ = object()
+
+
+class SellerChangeList(ChangeList):
+    """A partner analyst's page of sellers reads the clusters they see them in once for the whole page."""
+
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        if scope_of(request.user).everything:
+            return
+        sellers = list(self.result_list)
+        shown = hooks.cluster_reads().summaries([seller.pk for seller in sellers]) if sellers else {}
+        for seller in sellers:
+            seller.__dict__[SHOWN_CLUSTER] = shown.get(seller.pk)
 
 
 @admin.register(Seller)
@@ -102,7 +121,20 @@ class SellerAdmin(ReadOnlyMixin, ScopedModelAdmin):
 
     @admin.display(description="cluster")
     def cluster_reference(self, obj: Seller) -> str:
-        return self._cluster_link(obj, by_ref=True)
+        """The cluster a partner analyst sees the seller in: none when their platform detached the seller
+        with a false-positive opinion (graph's `ClusterMemberQuerySet.summaries`, read through exchange.hooks)."""
+        summary = obj.__dict__.get(SHOWN_CLUSTER, NOT_READ)
+        if summary is NOT_READ:  # the seller's own page: one read
+            summary = hooks.cluster_reads().summaries([obj.pk]).get(obj.pk)
+        if summary is None:
+            return "–"
+        url = reverse("admin:graph_actorcluster_change", args=[summary["id"]])
+        return format_html(
+            '<a href="{}">{}</a> ({} sellers, risk {})', url, summary["id"], summary["size"], summary["risk"]
+        )
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return SellerChangeList
 
     @staticmethod
     def _cluster_link(obj: Seller, by_ref: bool) -> str:
@@ -167,3 +199,85 @@ class SubmissionAdmin(ReadOnlyMixin, ScopedModelAdmin):
         "indicators",
         "sightings_created",
     )
+
+
+# ------------------------------------------------------------------------------------------------ appeals
+
+
+@admin.register(Appeal)
+class AppealAdmin(ReadOnlyMixin, ScopedModelAdmin):
+    """Sellers' appeals as partners record them (`POST .../appeals/`, exchange.appeals). "Needs attention": a
+    document matches one another platform reported as falsified. Documents show as counts: their keyed
+    fingerprints are the exchange's, and another platform's match is never named."""
+
+    list_display = ("seller_ref", "platform", "outcome", "needs_attention", "document_count", "updated_at")
+    list_select_related = ("seller__platform",)
+    search_fields = ("seller__seller_ref",)
+    search_help_text = "A seller reference (starts with)."
+    ordering = ("-updated_at", "-id")
+    fields = (
+        "seller_ref",
+        "platform",
+        "outcome",
+        "note",
+        "needs_attention",
+        "attention_since",
+        "document_count",
+        "created_at",
+        "updated_at",
+        "decided_at",
+        "report",
+    )
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                documents_held=Count("documents"),
+                documents_falsified=Count("documents", filter=Q(documents__falsified=True)),
+            )
+        )
+
+    def get_list_display(self, request: HttpRequest) -> Any:
+        if scope_of(request.user).everything:
+            return self.list_display
+        return [name for name in self.list_display if name != "platform"]
+
+    def get_list_filter(self, request: HttpRequest) -> list[Any]:
+        filters: list[Any] = ["needs_attention", "outcome"]
+        if scope_of(request.user).everything:
+            filters.insert(0, ("seller__platform", admin.RelatedOnlyFieldListFilter))
+        return filters
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
+    ) -> tuple[QuerySet[Any], bool]:
+        term = search_term.strip()
+        return (queryset.filter(seller__seller_ref__startswith=term), False) if term else (queryset, False)
+
+    @admin.display(description="seller", ordering="seller__seller_ref")
+    def seller_ref(self, obj: Appeal) -> str:
+        return obj.seller.seller_ref
+
+    @admin.display(description="platform", ordering="seller__platform__name")
+    def platform(self, obj: Appeal) -> str:
+        return obj.seller.platform.name
+
+    @admin.display(description="documents", ordering="documents_held")
+    def document_count(self, obj: Appeal) -> str:
+        held, falsified = getattr(obj, "documents_held", 0), getattr(obj, "documents_falsified", 0)
+        return f"{held} ({falsified} falsified)" if falsified else str(held)
+
+    @admin.display(description="seller's report")
+    def report(self, obj: Appeal) -> str:
+        seller = obj.seller
+        state = f"retracted {seller.retracted_at:%Y-%m-%d %H:%M}" if seller.retracted_at else "live"
+        url = reverse("admin:exchange_seller_change", args=[seller.pk])
+        return format_html('<a href="{}">{}</a> ({})', url, seller.seller_ref, state)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if scope_of(request.user).everything:
+            return list(self.fields)
+        return [name for name in self.fields if name != "platform"]

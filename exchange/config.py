@@ -121,6 +121,11 @@ def parse_database_url(url: str, base_dir: Path, source: str = "DATABASE_URL") -
         except ValueError:
             raise ConfigError(f"{source}: invalid port in {_redact(url)!r}") from None
         options: dict[str, Any] = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        # No JIT compilation on the app's connections unless the URL says otherwise (`options=...`): PostgreSQL
+        # compiles a query whose *estimated* cost passes jit_above_cost, and right after a bulk load (no
+        # statistics yet) a 1 ms lookup was estimated that dear and spent tens of milliseconds compiling on
+        # every execution. The app's queries are index probes and set-based writes that JIT does not speed up.
+        options.setdefault("options", "-c jit=off")
         # Persistent connections by default: a new PostgreSQL connection per request costs milliseconds.
         conn_max_age = options.pop("conn_max_age", "60")
         try:

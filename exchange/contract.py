@@ -17,12 +17,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 __all__ = [
+    "APPEAL_NOTE_MAX_LENGTH",
+    "APPEAL_OUTCOMES",
     "DEFAULT_MAX_BATCH_SELLERS",
     "DEFAULT_MAX_LOOKUP_INDICATORS",
     "DEFAULT_MAX_SELLER_INDICATORS",
     "IDEMPOTENCY_KEY_MAX_LENGTH",
     "IDEMPOTENCY_KEY_PATTERN",
     "IDEMPOTENCY_KEY_RULE",
+    "MAX_APPEAL_DOCUMENTS",
+    "OPINION_KINDS",
+    "OPINION_NOTE_MAX_LENGTH",
     "SELLER_REF_MAX_LENGTH",
     "SELLER_REF_RE",
     "SELLER_REF_RULE",
@@ -38,8 +43,11 @@ __all__ = [
 ]
 
 SELLER_REF_MAX_LENGTH = 128
-SELLER_REF_RE = re.compile(rf"[A-Za-z0-9._:\-]{{1,{SELLER_REF_MAX_LENGTH}}}")
-SELLER_REF_RULE = f"1-{SELLER_REF_MAX_LENGTH} characters of A-Z a-z 0-9 . _ : -"
+# Not a lone "." or "..": a reference is a URL path segment (/api/v1/sellers/{seller_ref}/), and HTTP clients
+# resolve those two as dot segments (RFC 3986), so such a seller could never be read or retracted. The
+# lookahead ends at the next non-reference character, so the pattern also works inside the URL converter.
+SELLER_REF_RE = re.compile(rf"(?!\.\.?(?![A-Za-z0-9._:\-]))[A-Za-z0-9._:\-]{{1,{SELLER_REF_MAX_LENGTH}}}")
+SELLER_REF_RULE = f"1-{SELLER_REF_MAX_LENGTH} characters of A-Z a-z 0-9 . _ : - (not a lone . or ..)"
 
 TRANSPORT_HASH_LENGTH = 64
 TRANSPORT_HASH_RE = re.compile(rf"[0-9a-f]{{{TRANSPORT_HASH_LENGTH}}}")
@@ -57,6 +65,23 @@ _IDEMPOTENCY_KEY_RE = re.compile(IDEMPOTENCY_KEY_PATTERN)
 TIMESTAMP_EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 TIMESTAMP_CLOCK_SKEW = timedelta(minutes=5)  # a partner's clock may run this far ahead of the exchange's
 TIMESTAMP_MAX_OFFSET = timedelta(hours=14)  # the widest UTC offset in use (Line Islands +14:00)
+
+# A seller's appeal (POST /api/v1/sellers/{seller_ref}/appeals/): its outcome, at most this many document
+# fingerprints per request (each one is checked against other platforms' like a looked-up indicator) and a note.
+APPEAL_OUTCOMES: tuple[str, ...] = ("pending", "upheld", "rejected")
+MAX_APPEAL_DOCUMENTS = 20
+APPEAL_NOTE_MAX_LENGTH = 1000
+
+# A partner's opinion on a cluster (`POST /api/v1/clusters/{ref}/opinions/`): its kinds and what each says, and
+# the longest note. The note is free text for the partner's own analysts and the exchange's: it is never shown
+# to another platform, and it must not carry identifiers (no seller references of others, no raw values).
+OPINION_KINDS: dict[str, str] = {
+    "seen_too": "we know this actor too",
+    "false_positive": "our seller (seller_ref, required) is not this actor",
+    "disputed": "the seller is under appeal on our side",
+    "actioned": "we took enforcement on the strength of this signal (acted_at, required)",
+}
+OPINION_NOTE_MAX_LENGTH = 500
 
 DEFAULT_MAX_BATCH_SELLERS = 1000
 DEFAULT_MAX_SELLER_INDICATORS = 100

@@ -64,6 +64,11 @@ def _flatten(detail: Any, path: str = "") -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     if isinstance(detail, dict):
         for key, value in detail.items():
+            if isinstance(key, int):  # DRF names a list's failing items by position: {1: {...}}
+                child = f"{path}[{key}]"
+                for k, v in _flatten(value, child).items():
+                    out.setdefault(k, []).extend(v)
+                continue
             name = key if key != "non_field_errors" else ""
             child = f"{path}.{name}" if path and name else (name or path)
             for k, v in _flatten(value, child).items():

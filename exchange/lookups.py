@@ -187,9 +187,11 @@ LIVE_HOLDERS_SQL = _CHAIN_SQL.format(
 )
 
 # The whole lookup as one statement, so one round trip and one transaction (autocommit): the quota charge,
-# the read and the audit entry commit together or not at all. A lookup is answered only if its audit entry
-# committed (no crash between answer and audit can lose it), and a charge the quota refuses reads and audits
-# nothing. It also records the other platforms' sellers the lookup matched, the first time (LookupMatch: the
+# the read and the audit entry commit together or not at all. The entry records the cluster refs the answer
+# reveals (each position's riskiest cluster, the smallest ref among equals: `_answer`'s rule), as `cluster_read`
+# entries do: a partner may give its opinion on a cluster a lookup showed it (graph.opinions). A lookup is
+# answered only if its audit entry committed (no crash between answer and audit can lose it), and a charge
+# the quota refuses reads and audits nothing. It also records the other platforms' sellers the lookup matched, the first time (LookupMatch: the
 # platform is told when such a report is retracted), in seller order so that concurrent lookups take the
 # rows' locks in one order. The request's tokens come under every configured pepper version (`versions`,
 # `tokens` and `positions` are parallel arrays) and the statement keeps those of the stored key version, so
@@ -215,7 +217,10 @@ WITH version AS (
 ), audit AS (
     INSERT INTO accounts_auditentry (created_at, action, actor, platform_id, object_type, object_id, details)
     SELECT %(now)s, 'lookup', %(actor)s, %(platform)s, '', '',
-           jsonb_build_object('indicators', %(amount)s, 'matches', (SELECT count(DISTINCT pos) FROM holders))
+           jsonb_build_object('indicators', %(amount)s, 'matches', (SELECT count(DISTINCT pos) FROM holders),
+                              'refs', (SELECT COALESCE(jsonb_agg(DISTINCT b.ref ORDER BY b.ref), '[]'::jsonb)
+                                         FROM (SELECT DISTINCT ON (pos) ref FROM holders WHERE ref IS NOT NULL
+                                                ORDER BY pos, risk DESC, ref) AS b))
       FROM charge
     RETURNING 1
 )
@@ -356,6 +361,7 @@ def do_lookup(api_key: ApiKey, indicators: list[tuple[str, str]]) -> list[dict[s
                 api_key.platform_id,
                 indicators=len(indicators),
                 matches=sum(1 for r in results if r["match"]),
+                refs=sorted({r["cluster"] for r in results if r["cluster"]}),
             )
     metrics.lookup_answered(len(indicators), sum(1 for r in results if r["match"]))
     return results
@@ -386,7 +392,8 @@ def _answer(indicators: list[tuple[str, str]], hits: Hits) -> list[dict[str, Any
     results = []
     for index, ((kind, _), pairs) in enumerate(zip(indicators, hits, strict=True)):
         clusters = {c["id"]: c for _, _, c in pairs if c is not None}
-        best = max(clusters.values(), key=lambda c: c["risk"], default=None)
+        # The riskiest; among equals the smallest ref (LOOKUP_SQL's audit names the same one).
+        best = min(clusters.values(), key=lambda c: (-c["risk"], c["id"]), default=None)
         results.append(
             {
                 "index": index,

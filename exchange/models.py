@@ -304,6 +304,67 @@ class AnalystLookupUsage(models.Model):
         return f"{self.platform_id} {self.day}: {self.count}"
 
 
+class AppealOutcome(models.TextChoices):
+    PENDING = "pending", "pending"
+    UPHELD = "upheld", "upheld (ban lifted, report retracted)"
+    REJECTED = "rejected", "rejected"
+
+
+# Appeal documents are keyed like indicators, HMAC(pepper, DOMAIN ":" SHA-256 of the file), under a domain of
+# their own: issue 13's `document` kind (keyed MinHash, matched by similarity) will be another thing entirely.
+APPEAL_DOCUMENT_DOMAIN = "appeal_document"
+
+
+class AppealQuerySet(ScopedQuerySet["Appeal"]):
+    def of_partner(self, platform_id: int) -> AppealQuerySet:
+        """A partner analyst sees the appeals of their own platform's sellers."""
+        return self.filter(seller__platform_id=platform_id)
+
+    def needing_attention(self) -> AppealQuerySet:
+        return self.filter(needs_attention=True)
+
+
+class Appeal(models.Model):
+    """A seller's appeal against its platform's report, as the platform records it (one per seller; a later
+    request updates it). `upheld` lifts the ban: the report is retracted. Written by `exchange.appeals`."""
+
+    seller = models.OneToOneField(Seller, on_delete=models.CASCADE, related_name="appeal")
+    outcome = models.CharField(max_length=10, choices=AppealOutcome.choices, default=AppealOutcome.PENDING)
+    note = models.TextField(blank=True)
+    # A document attached to it matches one another platform reported as falsified (exchange.appeals).
+    needs_attention = models.BooleanField(default=False, db_index=True)
+    attention_since = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    decided_at = models.DateTimeField(null=True, blank=True, help_text="When it was last upheld or rejected.")
+
+    objects = AppealQuerySet.as_manager()
+
+    class Meta:
+        ordering = ("-updated_at", "-id")
+
+    def __str__(self) -> str:
+        return f"appeal of seller {self.seller_id} ({self.outcome})"
+
+
+class AppealDocument(models.Model):
+    """A document attached to an appeal: its keyed fingerprint (never the SHA-256 the partner sent) and whether
+    the platform found it falsified."""
+
+    appeal = models.ForeignKey(Appeal, on_delete=models.CASCADE, related_name="documents", db_index=False)
+    token = models.CharField(max_length=64)
+    key_version = models.PositiveSmallIntegerField()
+    falsified = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["appeal", "token"], name="appeal_document_unique")]
+        indexes = [models.Index(fields=["token"], name="appeal_document_token")]
+
+    def __str__(self) -> str:
+        return f"document {self.token[:10]}… of appeal {self.appeal_id}"
+
+
 class LookupMatch(models.Model):
     """A platform's lookup matched another platform's seller (recorded the first time): the platforms to tell
     when that seller's report is retracted (`hooks.announce_retraction`). Written in the lookup's own

@@ -9,12 +9,31 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from exchange.contract import SELLER_REF_RE, SELLER_REF_RULE, TRANSPORT_HASH_RE
-from exchange.models import Seller
+from exchange.contract import (
+    APPEAL_NOTE_MAX_LENGTH,
+    APPEAL_OUTCOMES,
+    MAX_APPEAL_DOCUMENTS,
+    OPINION_KINDS,
+    OPINION_NOTE_MAX_LENGTH,
+    SELLER_REF_RE,
+    SELLER_REF_RULE,
+    TRANSPORT_HASH_RE,
+    is_seller_ref,
+)
+from exchange.ingest import hash_problem
+from exchange.models import Appeal, Seller
 from exchange.normalization import KINDS, REASONS, STATUSES
-from exchange.timestamps import CLOCK_SKEW, EARLIEST, PARTNER_TIMESTAMP_PATTERN
+from exchange.timestamps import (
+    CLOCK_SKEW,
+    EARLIEST,
+    PARTNER_TIMESTAMP_PATTERN,
+    PartnerTimestampError,
+    parse_partner_timestamp,
+)
 
 
 class IndicatorInSerializer(serializers.Serializer):
@@ -96,12 +115,50 @@ class ClusterEventOutSerializer(serializers.Serializer):
     members_after = serializers.IntegerField()
 
 
+OPINIONS_HELP = "; ".join(f"`{kind}`: {meaning}" for kind, meaning in OPINION_KINDS.items())
+
+
+class OpinionOutSerializer(serializers.Serializer):
+    """One of your own opinions, as recorded."""
+
+    id = serializers.IntegerField(
+        help_text="The opinion's number (yours to quote to the exchange's analysts)."
+    )
+    opinion = serializers.ChoiceField(choices=list(OPINION_KINDS), help_text=OPINIONS_HELP)
+    seller_ref = serializers.CharField(allow_null=True, help_text="Your seller it is about, or null.")
+    note = serializers.CharField(allow_blank=True)
+    acted_at = serializers.DateTimeField(allow_null=True, help_text="`actioned`: when you took action.")
+    created_at = serializers.DateTimeField()
+    review = serializers.ChoiceField(
+        choices=["pending", "accepted", "rejected"],
+        allow_null=True,
+        help_text="`false_positive`: the exchange analysts' review (pending: your seller is detached from the "
+        "cluster for you until they decide; accepted: it stays detached; rejected: it is shown again). Null "
+        "for the other opinions.",
+    )
+
+
+class OpinionCountsSerializer(serializers.Serializer):
+    """How many platforms (you included) gave each opinion on the cluster; never which."""
+
+    seen_too = serializers.IntegerField()
+    false_positive = serializers.IntegerField()
+    disputed = serializers.IntegerField()
+    actioned = serializers.IntegerField()
+
+
 class ClusterDetailSerializer(ClusterSummarySerializer):
     your_sellers = OwnMemberSerializer(many=True)
     other_platforms = OtherPlatformSerializer(many=True)
     events = ClusterEventOutSerializer(many=True)
     first_seen = serializers.DateTimeField()
     changed_at = serializers.DateTimeField()
+    opinions = OpinionCountsSerializer(
+        help_text="How many platforms gave each opinion on this cluster (you included), never which."
+    )
+    your_opinions = OpinionOutSerializer(
+        many=True, help_text="The opinions your platform gave, newest first."
+    )
 
 
 class SightingOutSerializer(serializers.Serializer):
@@ -136,12 +193,27 @@ class SellerSerializer(serializers.ModelSerializer):
         return summaries.get(seller.pk)
 
 
+class AppealSummarySerializer(serializers.Serializer):
+    outcome = serializers.ChoiceField(choices=APPEAL_OUTCOMES)
+    needs_attention = serializers.BooleanField(
+        help_text="A document of the appeal matches one another platform reported as falsified."
+    )
+    updated_at = serializers.DateTimeField()
+
+
 class SellerDetailSerializer(SellerSerializer):
     indicators = SightingOutSerializer(source="sightings", many=True, read_only=True)
+    appeal = serializers.SerializerMethodField()
 
     class Meta(SellerSerializer.Meta):
-        fields = (*SellerSerializer.Meta.fields, "indicators")  # type: ignore[assignment]
+        fields = (*SellerSerializer.Meta.fields, "indicators", "appeal")  # type: ignore[assignment]
         read_only_fields = fields  # type: ignore[assignment]
+
+    @extend_schema_field(AppealSummarySerializer(allow_null=True))
+    def get_appeal(self, seller: Seller) -> dict[str, Any] | None:
+        """The seller's appeal as you recorded it (POST .../appeals/), or null."""
+        appeal = getattr(seller, "appeal", None)  # None when the reverse one-to-one has no row
+        return AppealSummarySerializer(appeal).data if appeal is not None else None
 
 
 class TextField(serializers.CharField):
@@ -179,6 +251,185 @@ class RetractSerializer(ClosedSerializer):
         max_length=1000,
         help_text="Why the report is withdrawn (e.g. appeal upheld); not blank.",
     )
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """A JSON boolean, never a string or number read as one (DRF's BooleanField takes "yes" and 1)."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid")
+        return data
+
+
+class TransportHashField(serializers.RegexField):
+    """64 lowercase hex characters. A refusal says what is wrong without echoing the value (it may be a raw
+    identifier or a file name), as submissions and lookups do."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(TRANSPORT_HASH_RE, **kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        problem = hash_problem(data)
+        if problem:
+            raise serializers.ValidationError(problem)
+        return str(data)
+
+
+class AppealDocumentSerializer(ClosedSerializer):
+    """One document of the appeal: the SHA-256 of its file, and whether you found it falsified."""
+
+    sha256 = TransportHashField(
+        help_text="SHA-256 of the document file as it was submitted (its bytes, not normalised), lowercase hex. "
+        "The exchange keys it before storing it, like every identifier."
+    )
+    falsified = StrictBooleanField(
+        required=False,
+        help_text="You found this document falsified. Omitted: unchanged (false for a new document). Once the "
+        "appeal is rejected, other platforms attaching the same document are told it was reported falsified "
+        "(how many platforms, never which).",
+    )
+
+
+class AppealSerializer(ClosedSerializer):
+    """A seller's appeal: its outcome, and optionally the fingerprints of its documents and a note."""
+
+    outcome = serializers.ChoiceField(
+        choices=APPEAL_OUTCOMES,
+        help_text="pending (under review), upheld (the ban is lifted: the seller's report is retracted at once) "
+        "or rejected. A later request updates it; an upheld appeal stays upheld while the report is retracted.",
+    )
+    documents = AppealDocumentSerializer(  # type: ignore[call-arg]
+        many=True,
+        required=False,
+        allow_empty=False,
+        max_length=MAX_APPEAL_DOCUMENTS,
+        help_text="Added to the appeal's documents (a document sent again is not added twice). Each one is "
+        "checked against the documents other platforms reported falsified and counts against the key's daily "
+        "lookup quota like a looked-up indicator; attaching documents needs the 'lookup' scope too.",
+    )
+    note = TextField(
+        required=False,
+        allow_blank=True,
+        max_length=APPEAL_NOTE_MAX_LENGTH,
+        help_text="Your note (never shown to other platforms). Omitted: unchanged; blank: removed.",
+    )
+
+    def validate_outcome(self, value: Any) -> str:
+        if not isinstance(value, str):  # ChoiceField matches str(value): no number or boolean passes anyway
+            raise serializers.ValidationError("must be a string")
+        return value
+
+
+class DocumentCheckSerializer(serializers.Serializer):
+    index = serializers.IntegerField(help_text="Position of the document in the request, from 0.")
+    falsified_elsewhere = serializers.BooleanField(
+        help_text="Another platform reported this document falsified (on an appeal it rejected, of a seller it "
+        "still reports)."
+    )
+    other_platforms = serializers.IntegerField(help_text="How many other platforms did; never which.")
+
+
+class AppealResponseSerializer(serializers.Serializer):
+    seller_ref = serializers.CharField()
+    outcome = serializers.ChoiceField(choices=APPEAL_OUTCOMES)
+    note = serializers.CharField(allow_blank=True)
+    documents = serializers.IntegerField(help_text="Documents attached to the appeal in all.")
+    falsified_documents = serializers.IntegerField(help_text="Of which you found falsified.")
+    document_checks = DocumentCheckSerializer(
+        many=True, help_text="One per document of this request, in its order."
+    )
+    needs_attention = serializers.BooleanField(
+        help_text="A document of the appeal matches one another platform reported as falsified (now, or "
+        "since it was attached)."
+    )
+    attention_since = serializers.DateTimeField(allow_null=True)
+    retracted = serializers.BooleanField(
+        help_text="The seller's report is retracted (e.g. the appeal was upheld)."
+    )
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+    decided_at = serializers.DateTimeField(
+        allow_null=True, help_text="When the appeal was last upheld or rejected; null while pending."
+    )
+
+
+def appeal_answer(appeal: Appeal, checks: list[dict[str, Any]]) -> dict[str, Any]:
+    """The answer to an appeal request, as AppealResponseSerializer renders it."""
+    documents = list(appeal.documents.values_list("falsified", flat=True))
+    answer = {
+        "seller_ref": appeal.seller.seller_ref,
+        "outcome": appeal.outcome,
+        "note": appeal.note,
+        "documents": len(documents),
+        "falsified_documents": sum(documents),
+        "document_checks": checks,
+        "needs_attention": appeal.needs_attention,
+        "attention_since": appeal.attention_since,
+        "retracted": appeal.seller.is_retracted,
+        "created_at": appeal.created_at,
+        "updated_at": appeal.updated_at,
+        "decided_at": appeal.decided_at,
+    }
+    return AppealResponseSerializer(answer).data
+
+
+class PartnerTimestampField(serializers.DateTimeField):
+    """A date-time a partner sends, bounded like every partner timestamp (exchange.timestamps), in UTC."""
+
+    def to_internal_value(self, value: Any) -> Any:
+        try:
+            return parse_partner_timestamp(value, timezone.now())
+        except PartnerTimestampError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+
+ACTED_AT_RULE = (
+    "With `actioned` only, and required with it: when you took enforcement, not before the first signal you "
+    "had about this actor (your lookup that showed the cluster or your report of the seller, whichever came "
+    "first)."
+)
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL cannot store a NUL in text; DRF refuses it too
+
+
+class OpinionSerializer(ClosedSerializer):
+    """Your opinion on a cluster one of your sellers is in, or that one of your lookups showed you."""
+
+    opinion = serializers.ChoiceField(choices=list(OPINION_KINDS), help_text=OPINIONS_HELP)
+    seller_ref = serializers.RegexField(
+        SELLER_REF_RE,
+        required=False,
+        help_text="One of your sellers in this cluster (required with `false_positive`: which of your sellers "
+        "is not this actor). Unknown to your platform: 404; yours but not in this cluster: 400.",
+    )
+    note = TextField(
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        max_length=OPINION_NOTE_MAX_LENGTH,
+        help_text="Free text for your analysts and the exchange's; never shown to another platform. Put no "
+        "identifiers in it (no other platform's references, no raw emails, phones or account numbers).",
+    )
+    acted_at = PartnerTimestampField(required=False, help_text=ACTED_AT_RULE)
+
+    def validate_seller_ref(self, value: str) -> str:
+        if not is_seller_ref(value):  # the RegexField searches; a reference matches whole
+            raise serializers.ValidationError(f"must be {SELLER_REF_RULE}")
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        kind = attrs["opinion"]
+        if kind == "actioned" and "acted_at" not in attrs:
+            raise serializers.ValidationError(
+                {"acted_at": ["required with `actioned`: when you took action"]}
+            )
+        if kind != "actioned" and "acted_at" in attrs:
+            raise serializers.ValidationError({"acted_at": ["only with `actioned`"]})
+        if kind == "false_positive" and "seller_ref" not in attrs:
+            raise serializers.ValidationError(
+                {"seller_ref": ["required with `false_positive`: which of your sellers is not this actor"]}
+            )
+        return attrs
 
 
 class LookupSerializer(serializers.Serializer):
@@ -234,12 +485,16 @@ def request_bodies_are_closed(result: dict[str, Any], **kwargs: Any) -> dict[str
                     prop["pattern"] = f"^(?:{prop['pattern']})$"
         if name == "RetractRequest":
             component["properties"]["reason"]["pattern"] = NOT_BLANK
+        if name == "OpinionRequest":
+            component["properties"]["note"]["pattern"] = NO_NUL
+            component["description"] = OPINION_RULE
     # The list limits are the live settings (the serializers read them too, per request).
     schemas = result.get("components", {}).get("schemas", {})
     for component, field, most in (
         ("SubmissionRequest", "sellers", settings.EXCHANGE_MAX_BATCH_SELLERS),
         ("SellerReportRequest", "indicators", settings.EXCHANGE_MAX_SELLER_INDICATORS),
         ("LookupRequest", "indicators", settings.EXCHANGE_MAX_LOOKUP_INDICATORS),
+        ("AppealRequest", "documents", MAX_APPEAL_DOCUMENTS),
     ):
         if component in schemas:
             schemas[component]["properties"][field].update(minItems=1, maxItems=most)
@@ -255,6 +510,9 @@ def request_bodies_are_closed(result: dict[str, Any], **kwargs: Any) -> dict[str
     for parameter_or_property in request_side_values(result):
         if parameter_or_property.get("schema", parameter_or_property).get("format") == "date-time":
             document_partner_timestamp(parameter_or_property)
+    if "OpinionRequest" in schemas:  # the field's own rule before the rule of every partner timestamp
+        acted_at = schemas["OpinionRequest"]["properties"]["acted_at"]
+        acted_at["description"] = f"{ACTED_AT_RULE} {acted_at['description']}"
     for parameter in result.get("paths", {}).get("/api/v1/sellers/", {}).get("get", {}).get("parameters", []):
         if parameter["name"] == "cursor":
             parameter["description"] = CURSOR_RULE
@@ -262,6 +520,13 @@ def request_bodies_are_closed(result: dict[str, Any], **kwargs: Any) -> dict[str
     return result
 
 
+OPINION_RULE = (
+    "Your opinion on a cluster one of your sellers is in, or that one of your lookups showed you (any other "
+    "cluster is a 404). `acted_at` goes with `actioned` only and is required with it; `seller_ref` is required "
+    "with `false_positive`. Anything else is a 400 naming the field. A `false_positive` detaches your seller "
+    "from the cluster for you at once and waits for the exchange analysts' review; giving it again while it "
+    "stands answers 200 with the standing one."
+)
 DISTINCT_SELLERS_RULE = (
     "One report per seller: the seller_refs within one batch are distinct (a repeated one is a 400 naming "
     "the item)."
@@ -312,6 +577,9 @@ LINKS: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {
         "RetractReportedSeller": link(
             "sellers_retract_create", seller_ref="$request.body#/sellers/0/seller_ref"
         ),
+        "AppealReportedSeller": link(
+            "sellers_appeals_create", seller_ref="$request.body#/sellers/0/seller_ref"
+        ),
     },
     ("/api/v1/sellers/", "get", "200"): {
         "GetListedSeller": link("sellers_retrieve", seller_ref="$response.body#/results/0/seller_ref"),
@@ -320,15 +588,27 @@ LINKS: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {
     ("/api/v1/sellers/{seller_ref}/", "get", "200"): {
         "RetractSeller": link("sellers_retract_create", seller_ref="$response.body#/seller_ref"),
         "GetSellersCluster": link("clusters_retrieve", ref="$response.body#/cluster/id"),
+        "RecordSellersAppeal": link("sellers_appeals_create", seller_ref="$response.body#/seller_ref"),
     },
     ("/api/v1/sellers/{seller_ref}/retract/", "post", "200"): {
         "GetRetractedSeller": link("sellers_retrieve", seller_ref="$response.body#/seller_ref"),
     },
+    ("/api/v1/sellers/{seller_ref}/appeals/", "post", "201"): {
+        "GetAppealedSeller": link("sellers_retrieve", seller_ref="$response.body#/seller_ref"),
+    },
+    ("/api/v1/sellers/{seller_ref}/appeals/", "post", "200"): {
+        "GetAppealedSellerAgain": link("sellers_retrieve", seller_ref="$response.body#/seller_ref"),
+    },
     ("/api/v1/lookups/", "post", "200"): {
         "GetMatchedCluster": link("clusters_retrieve", ref="$response.body#/results/0/cluster"),
+        "GiveOpinionOnMatch": link("clusters_opinions_create", ref="$response.body#/results/0/cluster"),
     },
     ("/api/v1/clusters/", "get", "200"): {
         "GetListedCluster": link("clusters_retrieve", ref="$response.body#/results/0/id"),
+        "GiveOpinionOnListedCluster": link("clusters_opinions_create", ref="$response.body#/results/0/id"),
+    },
+    ("/api/v1/clusters/{ref}/", "get", "200"): {
+        "GiveOpinionOnCluster": link("clusters_opinions_create", ref="$response.body#/id"),
     },
 }
 

@@ -13,6 +13,7 @@ api_v1: list[URLPattern | URLResolver] = [
     path("sellers/", views.SellerListView.as_view(), name="seller-list"),
     path("sellers/<seller_ref:seller_ref>/", views.SellerDetailView.as_view(), name="seller-detail"),
     path("sellers/<seller_ref:seller_ref>/retract/", views.RetractView.as_view(), name="seller-retract"),
+    path("sellers/<seller_ref:seller_ref>/appeals/", views.AppealView.as_view(), name="seller-appeals"),
     path("lookups/", views.LookupView.as_view(), name="lookups"),
     path("hashing-spec/", views.hashing_spec, name="hashing-spec"),
     # graph's part of the API, named by string: the root URLconf composes the apps (exchange imports no graph).

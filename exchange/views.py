@@ -27,7 +27,7 @@ from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
 from accounts.authentication import Partner
-from exchange import hooks, ingest, lookups, parsers, retention, routers
+from exchange import appeals, hooks, ingest, lookups, parsers, retention, routers
 from exchange.contract import (
     IDEMPOTENCY_KEY_MAX_LENGTH,
     IDEMPOTENCY_KEY_PATTERN,
@@ -39,6 +39,8 @@ from exchange.errors import Conflict
 from exchange.filters import SellerFilter
 from exchange.models import Seller, Sighting
 from exchange.serializers import (
+    AppealResponseSerializer,
+    AppealSerializer,
     LookupResponseSerializer,
     LookupSerializer,
     RetractSerializer,
@@ -46,6 +48,7 @@ from exchange.serializers import (
     SellerSerializer,
     SubmissionResponseSerializer,
     SubmissionSerializer,
+    appeal_answer,
 )
 
 ERROR = inline_serializer(
@@ -376,6 +379,7 @@ class SellerDetailView(MeteredMixin, PartnerScopedMixin, generics.RetrieveAPIVie
         return (
             super()
             .get_queryset()
+            .select_related("appeal")
             .prefetch_related(
                 Prefetch(
                     "sightings",
@@ -420,6 +424,49 @@ class RetractView(PartnerScopedMixin, generics.GenericAPIView):
         form.is_valid(raise_exception=True)
         retention.do_retract(seller, form.validated_data["reason"], partner_of(request).api_key.prefix)
         return Response(SellerSerializer(seller).data)
+
+
+class AppealView(MeteredMixin, PartnerScopedMixin, generics.GenericAPIView):
+    """Record that one of your sellers appealed, or update its appeal (the same request again: one appeal per
+    seller). `upheld` lifts the ban: the seller's report is retracted at once, as by `retract/`. Documents'
+    SHA-256s are checked against documents other platforms reported as falsified: a match is answered per
+    document (how many other platforms, never which) and marks the appeal for your attention. Each document
+    counts against the key's daily lookup quota (429 beyond it, nothing stored) and needs the `lookup` scope.
+    Audit-logged."""
+
+    required_scope = "submit"
+    lookup_field = "seller_ref"
+    serializer_class = AppealSerializer
+
+    @extend_schema(
+        request=AppealSerializer,
+        responses={
+            200: OpenApiResponse(AppealResponseSerializer, description="The seller's appeal was updated."),
+            201: OpenApiResponse(AppealResponseSerializer, description="The seller's appeal was recorded."),
+            400: ERROR,
+            404: ERROR,
+            409: OpenApiResponse(
+                ERROR, description="The appeal was upheld and the report retracted: it stays upheld."
+            ),
+            **COMMON_ERRORS,
+        },
+    )
+    def post(self, request: Request, seller_ref: str) -> Response:
+        seller = self.get_object()
+        form = AppealSerializer(data=read_json(request))
+        form.is_valid(raise_exception=True)
+        appeal_request = appeals.AppealRequest.from_validated(form.validated_data)
+        api_key = partner_of(request).api_key
+        if appeal_request.documents and not api_key.has_scope("lookup"):
+            raise exceptions.PermissionDenied(
+                "Attaching documents checks them against other platforms' reports, like a lookup: this API key "
+                "lacks the 'lookup' scope."
+            )
+        try:
+            result = appeals.do_record_appeal(seller, api_key, appeal_request)
+        except appeals.AppealConflict as exc:
+            raise Conflict({"code": "appeal_upheld", "message": str(exc)}) from None
+        return Response(appeal_answer(result.appeal, result.checks), status=201 if result.created else 200)
 
 
 class LookupView(MeteredMixin, APIView):

@@ -20,17 +20,26 @@ from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db.models import Exists, Model, OuterRef, Q, QuerySet
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+)
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+import graph.approval_admin  # registers the four-eyes approvals admin
 import graph.indicator_admin  # registers the indicator admin
 import graph.merge_admin  # registers the held merges admin
+import graph.opinion_admin  # registers the opinions admin (false-positive reviews, time to action)
 import graph.report_admin  # registers the report outbox admin
 import graph.webhook_admin  # noqa: F401  (registers the webhook outbox admin)
-from accounts.admin import DurableSaveAdmin, ScopedModelAdmin
+from accounts.admin import DurableSaveAdmin, NamedDefaultFilter, ScopedModelAdmin
 from accounts.models import AuditEntry, Platform
 from accounts.scoping import Scope, scope_of
 from exchange.admin import ReasonFilter as SellerReasonFilter
@@ -44,15 +53,29 @@ from exchange.hash_search import (
 from exchange.lookups import QuotaExceeded, charge_platform_quota
 from exchange.models import Indicator, Seller
 from graph import evidence, risk
-from graph.actions import CLUSTER_WORK_FIELDS, WorkflowError, do_update_cluster
+from graph.actions import (
+    CLUSTER_WORK_FIELDS,
+    FOUR_EYES_STATUSES,
+    AdvisoryError,
+    ApprovalRefused,
+    WorkflowError,
+    do_publish_advisory,
+    do_request_cluster_status,
+    do_update_cluster,
+    do_withdraw_advisory,
+)
 from graph.explain import Explanation, explain, member_counts
 from graph.exports import referral_package
 from graph.models import (
     RANK_ORDER,
     ActorCluster,
     ActorClusterQuerySet,
+    Approval,
     ClusterMember,
     ClusterStatus,
+    Opinion,
+    OpinionKind,
+    Review,
 )
 from graph.network import network
 from graph.picture import render
@@ -94,27 +117,15 @@ def exchange_analysts() -> QuerySet[Any]:
 # ------------------------------------------------------------------------------------------------ filters
 
 
-class StateFilter(admin.SimpleListFilter):
+class StateFilter(NamedDefaultFilter):
     """Live clusters by default; dissolved ones are history."""
 
     title = "state"
     parameter_name = "state"
+    default_label = "Live"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         return [("dissolved", "Dissolved"), ("all", "Live and dissolved")]
-
-    def choices(self, changelist: Any) -> Any:
-        yield {
-            "selected": self.value() is None,
-            "query_string": changelist.get_query_string(remove=[self.parameter_name]),
-            "display": "Live",
-        }
-        for value, title in self.lookup_choices:
-            yield {
-                "selected": self.value() == value,
-                "query_string": changelist.get_query_string({self.parameter_name: value}),
-                "display": title,
-            }
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         if self.value() == "dissolved":
@@ -171,6 +182,25 @@ class ReasonFilter(SellerReasonFilter):
         return queryset.filter(Exists(members))
 
 
+class FalsePositiveFilter(admin.SimpleListFilter):
+    """Clusters on which a platform said one of its sellers is not the actor (any false-positive opinion, or
+    those still waiting for an exchange analyst's review). Everyone sees these counts on the cluster pages."""
+
+    title = "false-positive opinions"
+    parameter_name = "false_positive"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Has false-positive opinions"), ("pending", "Pending review")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        opinions = Opinion.objects.filter(cluster=OuterRef("pk"), kind=OpinionKind.FALSE_POSITIVE)
+        if self.value() == "yes":
+            return queryset.filter(Exists(opinions))
+        if self.value() == "pending":
+            return queryset.filter(Exists(opinions.filter(review=Review.PENDING)))
+        return queryset
+
+
 class ChangedSinceFilter(admin.SimpleListFilter):
     title = "changed since"
     parameter_name = "changed"
@@ -184,6 +214,24 @@ class ChangedSinceFilter(admin.SimpleListFilter):
         if period is None:
             return queryset
         return queryset.filter(changed_at__gte=timezone.now() - timedelta(days=period[1]))
+
+
+class AdvisoryFilter(admin.SimpleListFilter):
+    """Exchange analysts only: which clusters are in the advisories collection, and which could be."""
+
+    title = "advisory"
+    parameter_name = "advisory"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("listed", "Published (in the advisories)"), ("publishable", "Confirmed, not published")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        clusters = cast(ActorClusterQuerySet, queryset)
+        if self.value() == "listed":
+            return clusters.advisories()
+        if self.value() == "publishable":
+            return clusters.publishable().filter(published_at__isnull=True)
+        return queryset
 
 
 class AssigneeFilter(admin.SimpleListFilter):
@@ -224,8 +272,15 @@ class ClusterWorkForm(forms.ModelForm):
         allowed = (self.instance.status, *self.instance.next_statuses())
         status = self.fields.get("status")
         if isinstance(status, forms.ChoiceField):
-            status.choices = [c for c in ClusterStatus.choices if c[0] in allowed]
-            status.help_text = "New → investigating → confirmed actor or dismissed."
+            status.choices = [
+                (value, f"{label} (needs a second analyst)" if value in FOUR_EYES_STATUSES else label)
+                for value, label in ClusterStatus.choices
+                if value in allowed
+            ]
+            status.help_text = (
+                "New → investigating → confirmed actor or dismissed. Confirming or dismissing waits for a "
+                "second exchange analyst's approval (Approvals); nothing changes for partners until then."
+            )
 
     def clean_status(self) -> str:
         status: str = self.cleaned_data["status"]
@@ -300,14 +355,21 @@ class ActorClusterAdmin(TransparencyReportAdmin, DurableSaveAdmin, HashSearchAdm
     change_form_template = "admin/graph/actorcluster/change_form.html"
     change_list_template = "admin/graph/actorcluster/change_list.html"
     save_on_top = False
+    actions = ("publish_advisories", "withdraw_advisories")
 
     def get_urls(self) -> list[URLPattern]:
+        info = f"{self.opts.app_label}_{self.opts.model_name}"
         referral = path(
             "<path:object_id>/referral/",
             self.admin_site.admin_view(self.referral_view),
-            name=f"{self.opts.app_label}_{self.opts.model_name}_referral",
+            name=f"{info}_referral",
         )
-        return [referral, *super().get_urls()]  # before `<path:object_id>/`, which would take it
+        advisory = path(
+            "<path:object_id>/advisory/",
+            self.admin_site.admin_view(self.advisory_view),
+            name=f"{info}_advisory",
+        )
+        return [referral, advisory, *super().get_urls()]  # before `<path:object_id>/`, which would take them
 
     def get_list_filter(self, request: HttpRequest) -> list[Any]:
         filters: list[Any] = [
@@ -316,11 +378,12 @@ class ActorClusterAdmin(TransparencyReportAdmin, DurableSaveAdmin, HashSearchAdm
             "status",
             RiskBandFilter,
             ReasonFilter,
+            FalsePositiveFilter,
         ]
         filters.append(ChangedSinceFilter)
         if scope_of(request.user).everything:
             filters[2:2] = [PlatformFilter]
-            filters.append(AssigneeFilter)
+            filters.extend([AssigneeFilter, AdvisoryFilter])
         return filters
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
@@ -363,6 +426,10 @@ class ActorClusterAdmin(TransparencyReportAdmin, DurableSaveAdmin, HashSearchAdm
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return scope_of(request.user).everything and super().has_change_permission(request, obj)
+
+    def has_publish_permission(self, request: HttpRequest) -> bool:
+        """Publishing and withdrawing advisories: exchange analysts who may work on clusters."""
+        return self.has_change_permission(request)
 
     # --- columns
 
@@ -517,11 +584,16 @@ class ActorClusterAdmin(TransparencyReportAdmin, DurableSaveAdmin, HashSearchAdm
             ],
             "risk_band": risk_band(cluster.risk),
             "events": self._events(cluster, scope.everything),
+            **self._opinions(cluster, scope),
             "timeline": cluster_timeline(explanation),
             "is_exchange_analyst": scope.everything,
             "referral_url": reverse(
                 "admin:graph_actorcluster_referral", args=[cluster.pk if scope.everything else cluster.ref]
             ),
+            "pending_approval": (
+                Approval.objects.pending().filter(cluster=cluster).first() if scope.everything else None
+            ),
+            **(self._advisory_context(cluster) if scope.everything else {}),
             "title": f"Cluster #{cluster.pk}" if scope.everything else f"Cluster {cluster.ref}",
             "subtitle": cluster.ref if scope.everything else None,
         }
@@ -563,6 +635,59 @@ class ActorClusterAdmin(TransparencyReportAdmin, DurableSaveAdmin, HashSearchAdm
         response["Cache-Control"] = "no-store"
         return response
 
+    # --- advisories
+
+    def _advisory_context(self, cluster: ActorCluster) -> dict[str, Any]:
+        return {
+            "advisory_url": reverse("admin:graph_actorcluster_advisory", args=[cluster.pk]),
+            "advisory_error": cluster.publication_error(),
+        }
+
+    def advisory_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Publish the cluster as an exchange-wide advisory, or withdraw it (`advisory=publish|withdraw`,
+        posted from the cluster page). Exchange analysts only: anyone else gets a 403 before any cluster is
+        looked up, so the answer says nothing about which clusters exist."""
+        if not self.has_publish_permission(request):
+            raise PermissionDenied
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        cluster = self.get_object(request, unquote(object_id))
+        decision = request.POST.get("advisory", "")
+        if decision not in {"publish", "withdraw"}:
+            return HttpResponseBadRequest("advisory must be 'publish' or 'withdraw'.")
+        self._decide_advisories(request, [cluster], decision)
+        return HttpResponseRedirect(reverse("admin:graph_actorcluster_change", args=[cluster.pk]))
+
+    @admin.action(
+        description="Publish as advisories (confirmed cross-platform clusters)", permissions=["publish"]
+    )
+    def publish_advisories(self, request: HttpRequest, queryset: QuerySet[ActorCluster]) -> None:
+        self._decide_advisories(request, list(queryset), "publish")
+
+    @admin.action(description="Withdraw from the advisories", permissions=["publish"])
+    def withdraw_advisories(self, request: HttpRequest, queryset: QuerySet[ActorCluster]) -> None:
+        self._decide_advisories(request, list(queryset), "withdraw")
+
+    def _decide_advisories(self, request: HttpRequest, clusters: list[ActorCluster], decision: str) -> None:
+        """Each cluster through its own audited action; one message for what changed, one per refusal."""
+        actor = request.user.get_username()
+        changed = refused = 0
+        for cluster in clusters:
+            try:
+                if decision == "publish":
+                    changed += do_publish_advisory(cluster, actor)
+                else:
+                    changed += do_withdraw_advisory(cluster, actor)
+            except AdvisoryError as exc:
+                refused += 1
+                self.message_user(request, f"Cluster #{cluster.pk} not published: {exc}", messages.ERROR)
+        if changed:
+            done = "Published" if decision == "publish" else "Withdrew"
+            self.message_user(request, f"{done} {changed} advisory(ies).", messages.SUCCESS)
+        if unchanged := len(clusters) - changed - refused:
+            state = "published already" if decision == "publish" else "not published"
+            self.message_user(request, f"{unchanged} cluster(s) were {state}: nothing to do.", messages.INFO)
+
     def _quota_page(self, request: HttpRequest, context: dict[str, Any], status: int) -> TemplateResponse:
         context = {
             **self.admin_site.each_context(request),
@@ -600,6 +725,21 @@ class ActorClusterAdmin(TransparencyReportAdmin, DurableSaveAdmin, HashSearchAdm
                     )
         return {"pair": pair, "chain": chain, "chain_error": error}
 
+    def _opinions(self, cluster: ActorCluster, scope: Scope) -> dict[str, Any]:
+        """How many platforms gave each opinion (everyone), and the opinions themselves: all of them with who
+        gave them for exchange analysts, the viewer's own platform's for a partner analyst."""
+        counts = cluster.opinions.platform_counts()
+        shown = cluster.opinions.select_related("platform", "seller", "reviewed_by").order_by(
+            "-created_at", "-id"
+        )
+        if not scope.everything:
+            platform_id = scope.platform_id
+            shown = shown.filter(platform_id=platform_id) if platform_id is not None else shown.none()
+        return {
+            "opinion_counts": [(OpinionKind(kind).label, n) for kind, n in counts.items()],
+            "opinion_rows": list(shown[:200]),
+        }
+
     def _events(self, cluster: ActorCluster, everything: bool) -> list[dict[str, Any]]:
         rows = []
         for event in cluster.events.order_by("-created_at", "-id")[:200]:
@@ -622,16 +762,33 @@ class ActorClusterAdmin(TransparencyReportAdmin, DurableSaveAdmin, HashSearchAdm
     def save_model(
         self, request: HttpRequest, obj: ActorCluster, form: forms.ModelForm, change: bool
     ) -> None:
+        """Assignee, notes and the workflow's plain steps change at once; confirming or dismissing asks for a
+        second exchange analyst's approval first (graph.actions, four-eyes review) and changes nothing yet."""
         changes = {name: form.cleaned_data[name] for name in CLUSTER_WORK_FIELDS if name in form.changed_data}
         if not changes:
             return
         try:
-            do_update_cluster(obj, request.user.get_username(), changes)
-        except WorkflowError as exc:  # the status moved since the form was shown: the workflow refuses
+            if changes.get("status") in FOUR_EYES_STATUSES:
+                status = changes.pop("status")
+                approval = do_request_cluster_status(obj, request.user, status)  # type: ignore[arg-type]
+                obj.__dict__["_approval"] = approval
+                obj.refresh_from_db(fields=["status"])
+            if changes:
+                do_update_cluster(obj, request.user.get_username(), changes)
+        except (WorkflowError, ApprovalRefused) as exc:  # the status moved, or a change waits already
             self.message_user(request, f"Not saved: {exc}", messages.ERROR)
             obj.__dict__["_refused"] = True
 
     def response_change(self, request: HttpRequest, obj: ActorCluster) -> HttpResponse:
         if obj.__dict__.pop("_refused", False):
+            return HttpResponseRedirect(request.path)
+        approval = obj.__dict__.pop("_approval", None)
+        if approval is not None:
+            self.message_user(
+                request,
+                f"“{approval.proposed}” waits for a second exchange analyst's approval (approval "
+                f"{approval.pk}); nothing changes for partners until another analyst approves it.",
+                messages.WARNING,
+            )
             return HttpResponseRedirect(request.path)
         return super().response_change(request, obj)

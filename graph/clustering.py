@@ -39,12 +39,16 @@ from graph.evidence import link_summaries
 from graph.identity import ClusterChange, assign_identities
 from graph.metrics import observed_recluster
 from graph.models import (
+    CORROBORATING,
+    STANDING,
     ActorCluster,
     ClusterEvent,
     ClusterMember,
     ClusterStatus,
     FormerMember,
     MergeState,
+    Opinion,
+    OpinionKind,
     PendingMerge,
     PendingMergeSeller,
     new_ref,
@@ -249,13 +253,14 @@ def _select_by_ids(pg_sql: str, ids: Iterable[int] | np.ndarray) -> list[tuple[A
         return cursor.fetchall()
 
 
-def _columns_by_ids(pg_sql: str, ids: np.ndarray, width: int) -> list[np.ndarray] | None:
-    """Run `pg_sql`, one row of `width` bigint[] columns (`array_agg`s over one `= ANY(%b)` id array), on
-    PostgreSQL and return the columns as numpy arrays, or None elsewhere: no Python object per row."""
+def _columns_by_ids(pg_sql: str, ids: np.ndarray, width: int, *params: Any) -> list[np.ndarray] | None:
+    """Run `pg_sql`, one row of `width` bigint[] columns (`array_agg`s over one `= ANY(%b)` id array, then
+    `params`), on PostgreSQL and return the columns as numpy arrays, or None elsewhere: no Python object per
+    row."""
     if connection.vendor != "postgresql":
         return None
     with _pg_cursor() as cursor:
-        cursor.execute(pg_sql, [IdArray(ids)], binary=True)
+        cursor.execute(pg_sql, [IdArray(ids), *params], binary=True)
         row = cursor.fetchone()
     assert row is not None  # an aggregate without GROUP BY returns one row; NULLs when nothing matched
     return [np.zeros(0, dtype=np.int64) if column is None else column for column in row[:width]]
@@ -449,10 +454,17 @@ def _fresh(now: datetime, among: Iterable[int] | None = None) -> set[int]:
         if wanted is None:
             fresh = set(Seller.objects.filter(created_at__gte=cutoff).values_list("id", flat=True))
         else:
-            rows = _select_by_ids("SELECT id, created_at FROM exchange_seller WHERE id = ANY(%s)", wanted)
-            if rows is None:
+            columns = _columns_by_ids(
+                "SELECT array_agg(id) FROM exchange_seller WHERE id = ANY(%b) AND created_at >= %b",
+                np.array(wanted, dtype=np.int64),
+                1,
+                cutoff,
+            )
+            if columns is not None:
+                fresh = set(columns[0].tolist())
+            else:
                 rows = _values_by_ids(Seller.objects.all(), "id", wanted, "id", "created_at")
-            fresh = {pk for pk, created in rows if created >= cutoff}
+                fresh = {pk for pk, created in rows if created >= cutoff}
     fresh |= {s for s, state in decided.items() if state == MergeState.REJECTED}
     fresh -= {s for s, state in decided.items() if state == MergeState.APPROVED}
     # A merge waiting for a decision stays held after the hold period: only an analyst's approval or a second
@@ -527,11 +539,17 @@ class ClusterFacts:
 
 
 def _facts(
-    clusters: Sequence[linking.Cluster[int]], now: datetime, platform_hubs: frozenset[tuple[int, int]]
+    clusters: Sequence[linking.Cluster[int]],
+    now: datetime,
+    platform_hubs: frozenset[tuple[int, int]],
+    shared: Columns | None = None,
+    cluster_ids: Sequence[int] | None = None,
 ) -> tuple[dict[frozenset[int], ClusterFacts], dict[int, int]]:
-    """Risk, platforms and linking kinds of each cluster (reads its members' sightings), and the members'
-    platforms. A sighting of an indicator that its seller's platform alone holds too often links nothing
-    (`platform_hubs`).
+    """Risk, platforms and linking kinds of each cluster (reads its members' sightings, unless `shared` holds
+    them: a full recluster's read has every linkable seller's sightings of shared indicators), and the
+    members' platforms. A sighting of an indicator that its seller's platform alone holds too often links
+    nothing (`platform_hubs`). `cluster_ids` (the clusters' ids after identity assignment, negative for new
+    ones) bring the partners' opinions given on those ids into the risk; without them no opinion counts.
 
     Column-wise over all clusters at once (`graph.evidence.link_summaries`, `graph.risk.risk_scores`: the
     scalar definitions' array forms, tested equal): a Python loop per cluster cost seconds at 70,000 clusters.
@@ -555,7 +573,11 @@ def _facts(
     last_reported = np.maximum.reduceat(reported, np.cumsum(sizes) - sizes)
 
     # Only indicators someone else holds can link; a member's single-holder indicators are irrelevant here.
-    row_seller, row_indicator, row_kind = _member_sightings(members)
+    if shared is None:
+        row_seller, row_indicator, row_kind = _member_sightings(members)
+    else:
+        mine = np.isin(shared.seller, members)
+        row_seller, row_indicator, row_kind = shared.seller[mine], shared.indicator[mine], shared.kind[mine]
     by_member = np.argsort(members, kind="stable")
     row_cluster = member_cluster[by_member[np.searchsorted(members[by_member], row_seller)]]
     row_platform = seller_platform[np.searchsorted(seller_ids, row_seller)]
@@ -566,6 +588,11 @@ def _facts(
     strong, weak, kind_mask = link_summaries(
         row_cluster[keep], row_seller[keep], row_indicator[keep], row_kind[keep], strong_kind, len(clusters)
     )
+    corroborating, false_positives = _opinion_columns(
+        np.fromiter(cluster_ids, dtype=np.int64, count=len(clusters))
+        if cluster_ids is not None
+        else np.full(len(clusters), -1, dtype=np.int64)
+    )
     score = risk_scores(
         platforms=platform_count,
         confirmed=confirmed_count,
@@ -574,6 +601,8 @@ def _facts(
         weak_links=weak,
         last_reported=last_reported,
         now=now,
+        corroborating=corroborating,
+        false_positives=false_positives,
     )
     kind_names: dict[int, list[str]] = {}
     for mask in np.unique(kind_mask).tolist():
@@ -583,10 +612,10 @@ def _facts(
             size,
             platforms,
             total,
-            {"platforms": p, "reports": r, "evidence": e, "recency": a},
+            {"platforms": p, "reports": r, "evidence": e, "recency": a, "opinions": o},
             list(kind_names[mask]),
         )
-        for cluster, size, platforms, total, p, r, e, a, mask in zip(
+        for cluster, size, platforms, total, p, r, e, a, o, mask in zip(
             clusters,
             sizes.tolist(),
             platform_count.tolist(),
@@ -595,11 +624,48 @@ def _facts(
             score.reports.tolist(),
             score.evidence.tolist(),
             score.recency.tolist(),
+            score.opinions.tolist(),
             kind_mask.tolist(),
             strict=True,
         )
     }
     return facts, dict(zip(seller_ids.tolist(), seller_platform.tolist(), strict=True))
+
+
+def _opinion_columns(cluster_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per cluster id (negative: a new cluster, no opinions yet): how many platforms corroborate it (`seen_too`
+    or `actioned`) and how many hold a standing false positive on it. One query for all the clusters; the
+    distinct (cluster, platform) pairs are counted column-wise."""
+    corroborating = np.zeros(cluster_ids.size, dtype=np.int64)
+    false_positives = np.zeros(cluster_ids.size, dtype=np.int64)
+    known = np.unique(cluster_ids[cluster_ids >= 0])
+    if known.size == 0:
+        return corroborating, false_positives
+    rows = _select_by_ids(
+        "SELECT cluster_id, platform_id, kind, review FROM graph_opinion WHERE cluster_id = ANY(%s)", known
+    )
+    if rows is None:
+        rows = _values_by_ids(
+            Opinion.objects.order_by(),
+            "cluster_id",
+            known.tolist(),
+            "cluster_id",
+            "platform_id",
+            "kind",
+            "review",
+        )
+    up = [(c, p) for c, p, kind, _ in rows if kind in CORROBORATING]
+    down = [
+        (c, p) for c, p, kind, review in rows if kind == OpinionKind.FALSE_POSITIVE and review in STANDING
+    ]
+    for pairs, counts in ((up, corroborating), (down, false_positives)):
+        if not pairs:
+            continue
+        clusters = np.unique(np.array(pairs, dtype=np.int64).reshape(-1, 2), axis=0)[:, 0]
+        ids, per_cluster = np.unique(clusters, return_counts=True)
+        at = np.searchsorted(ids, cluster_ids).clip(max=ids.size - 1)
+        counts[:] = np.where(ids[at] == cluster_ids, per_cluster[at], 0)
+    return corroborating, false_positives
 
 
 def _pairs_in(first: np.ndarray, second: np.ndarray, pairs: Iterable[tuple[int, int]]) -> np.ndarray:
@@ -734,14 +800,18 @@ def _apply(
     now: datetime,
     summary: ReclusterSummary,
     platform_hubs: Iterable[tuple[int, int]] = (),
+    shared: Columns | None = None,
 ) -> None:
     """Replace the `previous` clusters by `clusters`, keeping ids by largest overlap (or restoring a former
-    cluster's id to exactly its former members), recording events and former memberships."""
+    cluster's id to exactly its former members), recording events and former memberships. `shared`: the
+    members' sightings of shared indicators when the caller has read them all (`_facts`)."""
     placeholders = itertools.count(-1, -1)
     member_sets = [c.member_set for c in clusters]
     former = _former_memberships(previous, member_sets)
     assigned, changes = assign_identities(previous, member_sets, lambda: next(placeholders), former)
-    facts, platform_of = _facts(clusters, now, frozenset(platform_hubs))
+    facts, platform_of = _facts(
+        clusters, now, frozenset(platform_hubs), shared, [assigned[members] for members in member_sets]
+    )
     restored = {change.cluster_id for change in changes if change.kind == "restored"}
     # Stored rows as models only for clusters with an identity change (and the clusters it names, and the
     # dissolved ones a restoration revives): the rest keep their members, so at most their facts change
@@ -1221,14 +1291,14 @@ def recluster_full(
             thresholds=rule.thresholds,
             platform_divisor=rule.platform_divisor,
             overrides=_overrides(),
-            fresh=_fresh(now),
+            fresh=_fresh(now, np.unique(columns.seller).tolist()),
             labeller=labeller,
         )
         summary.seconds["link"] = time.perf_counter() - started
         started = time.perf_counter()
         say(f"writing {len(result.clusters)} clusters")
         previous = _live_clusters()
-        _apply(previous, result.clusters, now, summary, result.platform_hubs)
+        _apply(previous, result.clusters, now, summary, result.platform_hubs, columns)
         _sync_held(
             PendingMerge.objects.live().values_list("pk", flat=True), result.held, result.clusters, now
         )

@@ -26,7 +26,7 @@ from accounts.scoping import Scope
 from exchange.models import Indicator, Seller, Sighting, linkable_q
 from graph import evidence, linking
 from graph.clustering import hub_rule
-from graph.models import ActorCluster, ClusterMember, platform_labels
+from graph.models import ActorCluster, ClusterMember, Opinion, platform_labels
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,8 +167,12 @@ class Explanation:
 
 def explain(cluster: ActorCluster, scope: Scope) -> Explanation:
     now = timezone.now()
+    # A partner analyst's own sellers that their platform detached with a false positive are not in the
+    # cluster for them (ClusterMemberQuerySet.attached): not shown, not part of the evidence they read.
+    hidden = set(_detached_for(cluster, scope))
     sellers = list(
         Seller.objects.filter(cluster_membership__cluster=cluster)
+        .exclude(pk__in=hidden)
         .select_related("platform")
         .order_by("platform_id", "seller_ref", "id")
     )
@@ -177,7 +181,7 @@ def explain(cluster: ActorCluster, scope: Scope) -> Explanation:
     members = _members(sellers, platform_names, scope, now)
     groups = _groups(members, platform_ids, platform_names, scope)
     platform_of = {m.seller_id: m.platform_id for m in members}
-    held = _held(cluster, members)
+    held = _held(cluster, members, hidden)
     sightings, kind_of, linking_of, holders_in = (
         held.sightings,
         held.kind_of,
@@ -335,12 +339,23 @@ class _Held:
     first_seen_of: dict[str, datetime] = field(default_factory=dict)
 
 
-def _held(cluster: ActorCluster, members: list[Member]) -> _Held:
+def _detached_for(cluster: ActorCluster, scope: Scope) -> list[int]:
+    if scope.everything or scope.platform_id is None:
+        return []
+    return list(
+        Opinion.objects.standing_false_positives()
+        .filter(cluster=cluster, seller__platform_id=scope.platform_id)
+        .values_list("seller_id", flat=True)
+    )
+
+
+def _held(cluster: ActorCluster, members: list[Member], hidden: set[int]) -> _Held:
     linkable_ids = {m.seller_id for m in members if m.linkable}
     platform_of = {m.seller_id: m.platform_id for m in members}
     held = _Held()
     rows = (
         Sighting.objects.filter(seller__cluster_membership__cluster=cluster)
+        .exclude(seller_id__in=hidden)
         .order_by("seller_id", "indicator_id")
         .values_list("seller_id", "indicator_id", "indicator__kind", "indicator__linking", "first_seen")
     )

@@ -3,7 +3,8 @@
 `exchange.Indicator` is exchange's model, administered here because everything its page shows and changes
 is linking, which is graph's: the hub rule's verdict, the clusters it links, and the override (mark common /
 force include), which goes through `graph.actions.do_set_indicator_linking` with a reason and recomputes the
-clusters it touches. Indicators are keyed tokens shared across platforms: exchange analysts only
+clusters it touches. Forcing an indicator in waits for a second exchange analyst's approval (four-eyes review,
+`graph.actions.do_request_indicator_linking`). Indicators are keyed tokens shared across platforms: exchange analysts only
 (`accounts.scoping`); they search them by transport hash with a posted form, never a URL.
 """
 
@@ -12,32 +13,38 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from accounts.admin import DurableSaveAdmin, ScopedModelAdmin
+from accounts.admin import DurableSaveAdmin, NamedDefaultFilter, ScopedModelAdmin
 from accounts.models import AuditEntry
 from accounts.scoping import scope_of
 from exchange.hash_search import HASH_SEARCH_LIMIT, HashSearchAdmin, HashSearchForm, tokens_for
 from exchange.models import Indicator, Linking, Seller
 from exchange.normalization import STRONG_KINDS
-from graph.actions import do_set_indicator_linking
+from graph.actions import (
+    ApprovalRefused,
+    ApprovalRequired,
+    do_request_indicator_linking,
+    do_set_indicator_linking,
+)
 from graph.clustering import hub_rule
-from graph.models import ActorCluster
+from graph.models import ActorCluster, Approval
 
 
-class SharedFilter(admin.SimpleListFilter):
+class SharedFilter(NamedDefaultFilter):
     """Shared indicators by default: most indicators are held by one seller and link nothing, so a list that
     opened on all of them buried the few that matter. "All" and "Held by one seller" are explicit choices."""
 
     title = "shared"
     parameter_name = "shared"
+    default_label = "Held by 2+ sellers"
     SHARED = "yes"  # also the default; the parameter stays accepted for links made before it was
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
@@ -46,18 +53,8 @@ class SharedFilter(admin.SimpleListFilter):
     def shared_only(self) -> bool:
         return self.value() in (None, self.SHARED)
 
-    def choices(self, changelist: Any) -> Any:
-        yield {
-            "selected": self.shared_only(),
-            "query_string": changelist.get_query_string(remove=[self.parameter_name]),
-            "display": "Held by 2+ sellers",
-        }
-        for value, title in self.lookup_choices:
-            yield {
-                "selected": self.value() == value,
-                "query_string": changelist.get_query_string({self.parameter_name: value}),
-                "display": title,
-            }
+    def default_selected(self) -> bool:
+        return self.shared_only()
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         if self.shared_only():
@@ -77,7 +74,10 @@ class LinkingForm(forms.ModelForm):
         # "radiolist" class, so the aligned form's 160px label rule wrapped each label under its button.
         widgets = {"linking_reason": forms.Textarea(attrs={"rows": 3, "cols": 70})}
         labels = {"linking_reason": "Reason"}
-        help_texts = {"linking_reason": "Required when you change how the indicator links. Kept with it."}
+        help_texts = {
+            "linking_reason": "Required when you change how the indicator links. Kept with it.",
+            "linking": "Forcing an indicator in waits for a second exchange analyst's approval (Approvals).",
+        }
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -108,7 +108,18 @@ class IndicatorAdmin(DurableSaveAdmin, HashSearchAdmin, ScopedModelAdmin):
     ordering = ("-id",)  # newest first on the primary key; sort by holders with the column
     fieldsets = (
         (None, {"fields": ("kind", "strength", "token_display", "first_seen", "holding", "clusters")}),
-        ("Linking", {"fields": ("linking", "linking_reason", "linking_changed_by", "linking_changed_at")}),
+        (
+            "Linking",
+            {
+                "fields": (
+                    "linking",
+                    "linking_reason",
+                    "linking_changed_by",
+                    "linking_changed_at",
+                    "pending_approval",
+                )
+            },
+        ),
     )
     readonly_fields = (
         "kind",
@@ -119,6 +130,7 @@ class IndicatorAdmin(DurableSaveAdmin, HashSearchAdmin, ScopedModelAdmin):
         "clusters",
         "linking_changed_by",
         "linking_changed_at",
+        "pending_approval",
     )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -230,12 +242,46 @@ class IndicatorAdmin(DurableSaveAdmin, HashSearchAdmin, ScopedModelAdmin):
             or "–"
         )
 
+    @admin.display(description="waiting for approval")
+    def pending_approval(self, obj: Indicator) -> str:
+        approval = Approval.objects.pending().filter(indicator=obj).first()
+        if approval is None:
+            return "–"
+        return format_html(
+            '{} → {}, asked by {} (<a href="{}">approval {}</a>)',
+            approval.current,
+            approval.proposed,
+            approval.requested_by_name,
+            reverse("admin:graph_approval_change", args=[approval.pk]),
+            approval.pk,
+        )
+
     def save_model(self, request: HttpRequest, obj: Indicator, form: forms.ModelForm, change: bool) -> None:
         if "linking" not in form.changed_data and "linking_reason" not in form.changed_data:
             return
-        do_set_indicator_linking(
-            obj,
-            request.user.get_username(),
-            form.cleaned_data["linking"],
-            form.cleaned_data["linking_reason"],
-        )
+        linking, reason = form.cleaned_data["linking"], form.cleaned_data["linking_reason"]
+        try:
+            do_set_indicator_linking(obj, request.user.get_username(), linking, reason)
+        except ApprovalRequired:
+            try:
+                approval = do_request_indicator_linking(obj, request.user, linking, reason)  # type: ignore[arg-type]
+            except ApprovalRefused as exc:
+                self.message_user(request, f"Not saved: {exc}", messages.ERROR)
+                obj.__dict__["_refused"] = True
+            else:
+                obj.__dict__["_approval"] = approval
+            obj.refresh_from_db(fields=["linking", "linking_reason"])
+
+    def response_change(self, request: HttpRequest, obj: Indicator) -> HttpResponse:
+        if obj.__dict__.pop("_refused", False):
+            return HttpResponseRedirect(request.path)
+        approval = obj.__dict__.pop("_approval", None)
+        if approval is not None:
+            self.message_user(
+                request,
+                f"Forcing the indicator in waits for a second exchange analyst's approval (approval "
+                f"{approval.pk}); it links as before until another analyst approves it.",
+                messages.WARNING,
+            )
+            return HttpResponseRedirect(request.path)
+        return super().response_change(request, obj)

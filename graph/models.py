@@ -13,7 +13,8 @@ from django.utils import timezone
 
 from accounts.models import Platform
 from accounts.scoping import ScopedQuerySet
-from exchange.models import Seller
+from exchange.contract import OPINION_NOTE_MAX_LENGTH
+from exchange.models import Indicator, Seller
 
 
 def new_ref() -> str:
@@ -53,14 +54,32 @@ class ActorClusterQuerySet(ScopedQuerySet["ActorCluster"]):
             Exists(ClusterMember.objects.filter(cluster=OuterRef("pk"), seller__platform=platform))
         )
 
+    def seen_by(self, platform: Platform | int) -> ActorClusterQuerySet:
+        """The clusters `platform` sees (its partner API and its partner analysts): those holding at least one
+        of its sellers that it has not detached with a false-positive opinion (`ClusterMemberQuerySet.attached`).
+        """
+        return self.filter(
+            Exists(ClusterMember.objects.filter(cluster=OuterRef("pk"), seller__platform=platform).attached())
+        )
+
     def of_partner(self, platform_id: int) -> ActorClusterQuerySet:
         """A partner analyst sees the clusters containing at least one of their sellers (dissolved ones
-        included: history)."""
-        return self.containing_platform(platform_id)
+        included: history), less those their platform detached all its sellers from (`seen_by`)."""
+        return self.seen_by(platform_id)
 
     def ranked(self) -> ActorClusterQuerySet:
         """Cross-platform clusters first, then highest risk, then largest."""
         return self.order_by(*RANK_ORDER)
+
+    def publishable(self) -> ActorClusterQuerySet:
+        """Clusters an exchange analyst may publish as advisories: live, cross-platform, confirmed actors
+        (`ActorCluster.publication_error` says why another one may not be)."""
+        return self.live().cross_platform().filter(status=ClusterStatus.CONFIRMED)
+
+    def advisories(self) -> ActorClusterQuerySet:
+        """The exchange-wide advisories: published clusters that are still publishable. A published cluster
+        that dissolves (merges away) or stops spanning platforms leaves them while it is so."""
+        return self.publishable().filter(published_at__isnull=False)
 
 
 class ActorCluster(models.Model):
@@ -83,6 +102,12 @@ class ActorCluster(models.Model):
         default=timezone.now, db_index=True, help_text="Last membership change."
     )
     dissolved_at = models.DateTimeField(null=True, blank=True)
+    # Set by an exchange analyst (graph.actions.do_publish_advisory), cleared when withdrawn or when the
+    # cluster stops being a confirmed actor. Not carried to a merge's survivor or a split's pieces: an
+    # analyst publishes those anew.
+    published_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="When it was published as an exchange-wide advisory."
+    )
 
     objects = ActorClusterQuerySet.as_manager()
 
@@ -103,6 +128,17 @@ class ActorCluster(models.Model):
             return None
         return f"A {self.status} cluster cannot become {status}."
 
+    def publication_error(self) -> str | None:
+        """Why this cluster may not be published as an advisory, or None if it may (the rule of
+        `ActorClusterQuerySet.publishable`, with the reason)."""
+        if self.dissolved_at is not None:
+            return "A dissolved cluster cannot be published as an advisory."
+        if self.platform_count < 2:
+            return "Only a cross-platform cluster can be published as an advisory."
+        if self.status != ClusterStatus.CONFIRMED:
+            return f"Only a confirmed actor can be published as an advisory (this cluster is {self.status})."
+        return None
+
     def summary(self) -> dict[str, Any]:
         """What a partner may learn about the cluster: counts, kinds and risk, never other members."""
         return {
@@ -115,13 +151,21 @@ class ActorCluster(models.Model):
         }
 
     def partner_view(self, platform_id: int) -> dict[str, Any]:
-        """The rest of what a partner sees: its own members by ref, other platforms as counts, the history."""
+        """The rest of what a partner sees: its own members by ref (less those it detached with a false-positive
+        opinion), other platforms as counts, the history."""
         members = list(
             self.members.select_related("seller")
             .order_by("seller__seller_ref")
             .only("seller__platform_id", "seller__seller_ref", "seller__status", "seller__reported_at")
         )
-        own = [m.seller for m in members if m.seller.platform_id == platform_id]
+        detached = set(
+            Opinion.objects.standing_false_positives()
+            .filter(cluster=self, seller__platform_id=platform_id)
+            .values_list("seller_id", flat=True)
+        )
+        own = [
+            m.seller for m in members if m.seller.platform_id == platform_id and m.seller_id not in detached
+        ]
         counts: dict[int, int] = {}
         for member in members:
             if member.seller.platform_id != platform_id:
@@ -157,11 +201,25 @@ def platform_labels(platform_ids: list[int], reveal: bool) -> dict[int, str]:
 
 
 class ClusterMemberQuerySet(models.QuerySet["ClusterMember"]):
+    def attached(self) -> ClusterMemberQuerySet:
+        """Memberships the seller's own platform has not detached: a standing false-positive opinion on the
+        seller in that cluster (pending review, or accepted) takes the seller out of the cluster for its
+        platform's views at once. Only the seller's own platform can detach it, and only its views (the
+        partner API, its partner analysts) read through this; everyone else still counts the seller."""
+        return self.exclude(
+            Exists(
+                Opinion.objects.standing_false_positives().filter(
+                    cluster=OuterRef("cluster"), seller=OuterRef("seller")
+                )
+            )
+        )
+
     def summaries(self, seller_ids: list[int]) -> dict[int, dict[str, Any]]:
-        """{seller id: its cluster's partner-safe summary} for the sellers that are in a cluster."""
+        """{seller id: its cluster's partner-safe summary} for the sellers in a cluster their platform sees
+        them in (`attached`): what the seller API and a partner analyst's seller pages show."""
         return {
             member.seller_id: member.cluster.summary()
-            for member in self.filter(seller_id__in=seller_ids).select_related("cluster")
+            for member in self.attached().filter(seller_id__in=seller_ids).select_related("cluster")
         }
 
     def ref_of(self, seller_id: int) -> str | None:
@@ -397,6 +455,203 @@ class ReportDelivery(OutboxRow):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} to {self.recipient} until {self.period_end:%Y-%m-%d %H:%M}"
+
+
+class ApprovalKind(models.TextChoices):
+    CLUSTER_STATUS = "cluster_status", "cluster status"
+    INDICATOR_LINKING = "indicator_linking", "indicator linking"
+
+
+class ApprovalState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+    WITHDRAWN = "withdrawn", "Withdrawn (by the analyst who asked)"
+
+
+class ApprovalQuerySet(ScopedQuerySet["Approval"]):
+    def pending(self) -> ApprovalQuerySet:
+        return self.filter(state=ApprovalState.PENDING)
+
+    # of_partner: none (the default). Approvals are the exchange's own review of its analysts' decisions.
+
+
+class Approval(models.Model):
+    """An exchange analyst's decision that changes what partners see, waiting for a second exchange analyst
+    (four-eyes review): a cluster confirmed as one actor or dismissed, an over-common indicator forced back
+    into linking. Nothing changes until another analyst approves it (`graph.actions`)."""
+
+    kind = models.CharField(max_length=20, choices=ApprovalKind.choices)
+    cluster = models.ForeignKey(
+        ActorCluster, on_delete=models.CASCADE, null=True, blank=True, related_name="approvals"
+    )
+    indicator = models.ForeignKey(
+        Indicator, on_delete=models.CASCADE, null=True, blank=True, related_name="approvals"
+    )
+    current = models.CharField(max_length=20, help_text="The status or linking when it was asked for.")
+    proposed = models.CharField(max_length=20, help_text="The status or linking asked for.")
+    reason = models.TextField(blank=True, help_text="Why (an indicator override keeps it once approved).")
+    state = models.CharField(
+        max_length=10, choices=ApprovalState.choices, default=ApprovalState.PENDING, db_index=True
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    requested_by_name = models.CharField("first analyst", max_length=150)
+    requested_at = models.DateTimeField(default=timezone.now)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    decided_by_name = models.CharField("second analyst", max_length=150, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApprovalQuerySet.as_manager()
+
+    class Meta:
+        ordering = ("-requested_at", "-id")
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(kind=ApprovalKind.CLUSTER_STATUS, cluster__isnull=False, indicator__isnull=True)
+                    | models.Q(
+                        kind=ApprovalKind.INDICATOR_LINKING, cluster__isnull=True, indicator__isnull=False
+                    )
+                ),
+                name="approval_one_subject",
+            ),
+            # One decision waits per cluster or indicator at a time.
+            models.UniqueConstraint(
+                fields=["cluster"], condition=models.Q(state="pending"), name="approval_pending_cluster"
+            ),
+            models.UniqueConstraint(
+                fields=["indicator"], condition=models.Q(state="pending"), name="approval_pending_indicator"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Approval {self.pk}: {self.subject} {self.current} → {self.proposed} ({self.state})"
+
+    @property
+    def subject(self) -> str:
+        if self.kind == ApprovalKind.CLUSTER_STATUS:
+            return f"cluster #{self.cluster_id}"
+        return f"indicator #{self.indicator_id}"
+
+
+class OpinionKind(models.TextChoices):
+    """What a partner says about a cluster (the partner contract's `OPINION_KINDS`)."""
+
+    SEEN_TOO = "seen_too", "seen too"
+    FALSE_POSITIVE = "false_positive", "false positive"
+    DISPUTED = "disputed", "disputed"
+    ACTIONED = "actioned", "actioned"
+
+
+# The opinions that corroborate a cluster (risk: up), one per platform however many it gives.
+CORROBORATING = (OpinionKind.SEEN_TOO, OpinionKind.ACTIONED)
+
+
+class Review(models.TextChoices):
+    """An exchange analyst's review of a false-positive opinion (blank for the other kinds)."""
+
+    PENDING = "pending", "pending review"
+    ACCEPTED = "accepted", "accepted: the seller stays out"
+    REJECTED = "rejected", "rejected: the seller is shown again"
+
+
+# A false positive stands (detaches its seller, lowers the risk) until an exchange analyst rejects it.
+STANDING = (Review.PENDING, Review.ACCEPTED)
+
+
+class OpinionQuerySet(ScopedQuerySet["Opinion"]):
+    def of_partner(self, platform_id: int) -> OpinionQuerySet:
+        """A partner analyst sees their own platform's opinions; others' only as counts (on cluster pages)."""
+        return self.filter(platform_id=platform_id)
+
+    def standing_false_positives(self) -> OpinionQuerySet:
+        return self.filter(kind=OpinionKind.FALSE_POSITIVE, review__in=STANDING)
+
+    def pending_review(self) -> OpinionQuerySet:
+        return self.filter(kind=OpinionKind.FALSE_POSITIVE, review=Review.PENDING)
+
+    def platform_counts(self) -> dict[str, int]:
+        """{kind: how many platforms gave it} for every kind (0 when none): the counts everyone may see,
+        never who."""
+        rows = self.values_list("kind").annotate(n=models.Count("platform", distinct=True)).order_by()
+        counted = dict(rows)
+        return {kind: counted.get(kind, 0) for kind in OpinionKind.values}
+
+
+class Opinion(models.Model):
+    """A partner's opinion on a cluster: one of its own sellers' clusters, or one a lookup showed it.
+
+    `false_positive` names one of the platform's sellers in the cluster: that seller is detached from the
+    cluster for the platform's views at once (`ClusterMemberQuerySet.attached`) and waits for an exchange
+    analyst's review (`review`). `actioned` says when the platform acted (`acted_at`) and keeps when it had
+    first heard of the actor from the exchange (`first_signal_at`): the time to action. Written only by
+    `graph.actions.do_record_opinion` and reviewed only by `graph.actions.do_review_false_positive`.
+    """
+
+    cluster = models.ForeignKey(ActorCluster, on_delete=models.CASCADE, related_name="opinions")
+    platform = models.ForeignKey(Platform, on_delete=models.PROTECT, related_name="+")
+    kind = models.CharField(max_length=20, choices=OpinionKind.choices)
+    # The platform's own seller the opinion is about (a purged report leaves the opinion without it).
+    seller = models.ForeignKey(Seller, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    note = models.TextField(
+        blank=True,
+        max_length=OPINION_NOTE_MAX_LENGTH,
+        help_text="The partner's free text; never shown to another platform, and it must not hold identifiers.",
+    )
+    acted_at = models.DateTimeField(null=True, blank=True, help_text="When the platform took action.")
+    first_signal_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="The first signal the platform had received about the actor: its lookup that showed the "
+        "cluster, or its report of the seller, whichever came first.",
+    )
+    via = models.CharField(
+        max_length=10, help_text="How the platform knows the cluster: 'member' (its seller) or 'lookup'."
+    )
+    actor = models.CharField(max_length=150, help_text="The API key prefix that recorded it.")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    review = models.CharField(max_length=10, choices=Review.choices, blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = OpinionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        indexes = [models.Index(fields=["cluster", "kind"], name="opinion_cluster_kind")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(kind=OpinionKind.ACTIONED, acted_at__isnull=False)
+                | (~models.Q(kind=OpinionKind.ACTIONED) & models.Q(acted_at__isnull=True)),
+                name="opinion_acted_at_iff_actioned",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(kind=OpinionKind.FALSE_POSITIVE, review__in=Review.values)
+                | (~models.Q(kind=OpinionKind.FALSE_POSITIVE) & models.Q(review="")),
+                name="opinion_review_iff_false_positive",
+            ),
+            # One standing false positive per seller and cluster: a second one answers with the first.
+            models.UniqueConstraint(
+                fields=["cluster", "seller"],
+                condition=models.Q(kind=OpinionKind.FALSE_POSITIVE, review__in=STANDING),
+                name="opinion_one_standing_false_positive",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} on cluster {self.cluster_id} by platform {self.platform_id}"
+
+    @property
+    def time_to_action(self) -> timedelta | None:
+        if self.acted_at is None or self.first_signal_at is None:
+            return None
+        return self.acted_at - self.first_signal_at
 
 
 class WebhookDeliveryQuerySet(ScopedQuerySet["WebhookDelivery"]):

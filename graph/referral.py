@@ -324,9 +324,16 @@ def _cell(value: Any) -> Any:
 
 def render_pdf(html: str) -> bytes:
     """The PDF of `html`, fetching nothing (only inline `data:` URLs are read)."""
-    # Imported here: WeasyPrint loads Pango when imported (most of a second), and only packages need it.
+    # Imported here: WeasyPrint loads Pango when imported (most of a second), and only packages need it. Its
+    # import sets Pillow's process-wide LOAD_TRUNCATED_IMAGES, which would make every later decode in the
+    # process accept a truncated image (exchange/perceptual.py refuses them): the flag is put back.
+    from PIL import ImageFile
+
+    truncated = ImageFile.LOAD_TRUNCATED_IMAGES
     from weasyprint import HTML
     from weasyprint.urls import URLFetcher
+
+    ImageFile.LOAD_TRUNCATED_IMAGES = truncated
 
     fetcher = URLFetcher(allowed_protocols={"data"}, allow_redirects=False)
     pdf: bytes = HTML(string=html, base_url=None, url_fetcher=fetcher).write_pdf()

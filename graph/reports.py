@@ -57,6 +57,7 @@ from graph.models import (
     ClusterMember,
     EventKind,
     MergeState,
+    Opinion,
     PendingMerge,
     ReportDelivery,
     ReportKind,
@@ -290,14 +291,21 @@ def _new_or_grew(
 
 def platform_report(platform: Platform, start: datetime | None, end: datetime) -> PlatformReport:
     """What changed for `platform` in (start, end]. Everything about other platforms is reduced to counts."""
-    shared = ActorCluster.objects.live().cross_platform().containing_platform(platform)
+    # The platform's view: its sellers it detached with a false positive are not in those clusters for it.
+    shared = ActorCluster.objects.live().cross_platform().seen_by(platform)
     found = _new_or_grew(shared, start, end)
+    detached = set(
+        Opinion.objects.standing_false_positives()
+        .filter(platform=platform, cluster__in=[cluster.pk for cluster, _, _ in found])
+        .values_list("cluster_id", "seller_id")
+    )
 
     members: dict[int, list[tuple[int, str, datetime]]] = defaultdict(list)
-    for cluster_id, platform_id, seller_ref, joined_at in ClusterMember.objects.filter(
+    for cluster_id, seller_id, platform_id, seller_ref, joined_at in ClusterMember.objects.filter(
         cluster_id__in=[cluster.pk for cluster, _, _ in found]
-    ).values_list("cluster_id", "seller__platform_id", "seller__seller_ref", "joined_at"):
-        members[cluster_id].append((platform_id, seller_ref, joined_at))
+    ).values_list("cluster_id", "seller_id", "seller__platform_id", "seller__seller_ref", "joined_at"):
+        if (cluster_id, seller_id) not in detached:
+            members[cluster_id].append((platform_id, seller_ref, joined_at))
     others = {p for rows in members.values() for p, _, _ in rows if p != platform.pk}
     reveal = settings.EXCHANGE_REVEAL_PLATFORM_NAMES
     names = platform_labels(sorted(others), True) if reveal else {}
@@ -362,9 +370,9 @@ def platform_report(platform: Platform, start: datetime | None, end: datetime) -
         retractions=Section.of(retractions),
         own_retractions=own_retractions,
         cross_platform_clusters=shared.count(),
-        own_sellers_in_them=ClusterMember.objects.filter(
-            seller__platform=platform, cluster__in=ActorCluster.objects.live().cross_platform()
-        ).count(),
+        own_sellers_in_them=ClusterMember.objects.attached()
+        .filter(seller__platform=platform, cluster__in=ActorCluster.objects.live().cross_platform())
+        .count(),
     )
 
 

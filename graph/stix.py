@@ -108,6 +108,9 @@ def timestamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+FULL_VIEW = "exchange"  # the viewer of the exchange analysts' full view (sighting ids depend on the viewer)
+
+
 @dataclass(frozen=True, slots=True)
 class SellerData:
     """A seller account the viewer may see by reference."""
@@ -139,7 +142,7 @@ class ClusterData:
     changed_at: datetime
     sellers: Sequence[SellerData] = ()
     counts: Sequence[PlatformCount] = ()
-    viewer: str = field(default="exchange")  # whose view: sightings of neutral labels differ per viewer
+    viewer: str = field(default=FULL_VIEW)  # whose view: sightings of neutral labels differ per viewer
     # The exchange analysts' view only (a partner never sees them): the analysts' status of the cluster, and
     # when its last recorded event (membership or status change) happened.
     status: str = ""

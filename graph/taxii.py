@@ -1,15 +1,23 @@
-"""TAXII 2.1 (read-only): a partner's actor clusters as STIX 2.1, for threat-intelligence tools.
+"""TAXII 2.1 (read-only): actor clusters as STIX 2.1, for threat-intelligence tools.
 
-`/taxii2/` (discovery), one API root `/taxii2/api1/`, and per partner one collection, "clusters", whose id
-is derived from the platform: another platform's collection id is a 404, like any other platform's object in
-the partner API. Authentication, the `read` scope and the per-key rate are the partner API's (DRF settings);
-reading objects (or their manifest) shows clusters, so it is charged to the key's daily lookup quota and
-audited by the same function as the cluster endpoints (`lookups.do_read_clusters`).
+`/taxii2/` (discovery), one API root `/taxii2/api1/`, and two kinds of collection:
 
-The collection is a stream ordered by date added: first the exchange's fixed objects (its identity, the
-extension definition of its properties, the TLP marking definitions), then each live cluster's objects, added
-when its membership last changed (`changed_at`): a cluster that changes is added again, as new versions.
-`next` is an encrypted cursor into that stream (like the API's), so paging by `limit` objects is exact.
+- per partner one collection, "clusters" (the live clusters that contain its sellers, as the partner API shows
+  them), read with the partner's API key (`read` scope); its id is derived from the platform, and another
+  platform's collection id is a 404, like any other platform's object in the partner API. Reading objects (or
+  their manifest) shows clusters, so it is charged to the key's daily lookup quota and audited by the same
+  function as the cluster endpoints (`lookups.do_read_clusters`);
+- one exchange-wide collection, "advisories" (the confirmed cross-platform clusters an exchange analyst
+  published, `ActorClusterQuerySet.advisories`), in full (every member by reference, every platform by name,
+  `graph.exports.full_cluster_data`), for exchange analysts only: read with an exchange analyst's key
+  (`accounts.models.AnalystKey`), never a partner's (a partner's key gets a 404 on its id, and the collections
+  list shows each caller its own collection only). Reads are audited (`advisory_read`), not metered.
+
+A collection is a stream ordered by date added: first the exchange's fixed objects (its identity, the extension
+definition of its properties, the TLP marking definitions), then each cluster's objects, added when its
+membership last changed (`changed_at`; an advisory also when it was published, if later): a cluster that
+changes is added again, as new versions. `next` is an encrypted cursor into that stream (like the API's), so
+paging by `limit` objects is exact.
 
 Filters (TAXII 2.1, 3.4): `match[id]`, `match[type]`, `match[spec_version]` and `match[version]` on objects and
 the manifest, each a comma-separated list; an object matches when it matches every filter given. Each object
@@ -24,13 +32,16 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from cryptography.fernet import InvalidToken
 from django.conf import settings
+from django.db.models import F, Q
+from django.db.models.functions import Greatest
 from django.http import Http404, HttpRequest
 from django.urls import path, re_path
 from django.utils import timezone
@@ -42,14 +53,21 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.models import Platform
+from accounts.authentication import (
+    AnalystKeyAuthentication,
+    ApiKeyAuthentication,
+    ExchangeReader,
+    Partner,
+    TaxiiReaderPermission,
+)
+from accounts.models import AuditEntry, Platform
 from exchange import lookups, routers
 from exchange.errors import api_exception_handler
-from exchange.views import cursor_cipher, partner_of
+from exchange.views import cursor_cipher
 from graph import stix
 from graph.api import LIVE_CLUSTERS
-from graph.exports import partner_cluster_data
-from graph.models import ActorCluster, ClusterMember
+from graph.exports import full_cluster_data, partner_cluster_data
+from graph.models import ActorCluster, ActorClusterQuerySet, ClusterMember
 
 TAXII_MEDIA_TYPE = "application/taxii+json;version=2.1"
 DEFAULT_LIMIT = 100
@@ -115,9 +133,11 @@ def taxii_exception_handler(exc: Exception, context: dict[str, Any]) -> Response
 
 class TaxiiView(APIView):
     """Read-only TAXII endpoint: GET only (anything else is a 405), TAXII media type only (anything else in
-    Accept is a 406), TAXII error bodies."""
+    Accept is a 406), TAXII error bodies. A partner's key with the `read` scope, or an exchange analyst's key."""
 
-    required_scope = "read"
+    authentication_classes = [AnalystKeyAuthentication, ApiKeyAuthentication]
+    permission_classes = [TaxiiReaderPermission]
+    required_scope = "read"  # of a partner's key
     schema = None  # not part of the partner API's OpenAPI document: TAXII is its own specification
     renderer_classes = [TaxiiRenderer]
     content_negotiation_class = TaxiiNegotiation
@@ -132,12 +152,196 @@ def collection_id(platform: Platform) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"bad-actor-exchange:taxii:{platform.slug}:clusters"))
 
 
-def collection_of(request: Request, requested_id: str) -> Platform:
-    """The caller's platform if `requested_id` is its collection; a 404 otherwise (no hint whose it is)."""
-    platform = partner_of(request).platform
-    if requested_id != collection_id(platform):
-        raise Http404
-    return platform
+ADVISORIES_COLLECTION_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "bad-actor-exchange:taxii:advisories"))
+
+
+class Collection(ABC):
+    """One TAXII collection as one caller reads it: which clusters it holds (with when each was added), the
+    STIX objects of each, and how a read of them is recorded."""
+
+    id: str
+    viewer: str  # whose view the objects are (part of the sightings' ids)
+
+    @abstractmethod
+    def resource(self) -> dict[str, Any]:
+        """The collection resource (TAXII 2.1, 5.2)."""
+
+    @abstractmethod
+    def clusters(self) -> ActorClusterQuerySet:
+        """The clusters whose objects the collection holds."""
+
+    @abstractmethod
+    def date_added(self) -> Any:
+        """The expression of when a cluster's current objects were added (a cluster's `added_at`)."""
+
+    @abstractmethod
+    def objects_of(self, cluster: ActorCluster) -> list[dict[str, Any]]:
+        """The cluster's STIX objects as this collection shows them."""
+
+    @abstractmethod
+    def sellers_shown(self, clusters: ActorClusterQuerySet) -> dict[int, list[tuple[str, str]]]:
+        """{cluster id: (platform slug, seller_ref) of each member shown by reference} for these clusters."""
+
+    @abstractmethod
+    def sighting_counts(
+        self, clusters: ActorClusterQuerySet, shown: dict[int, list[tuple[str, str]]]
+    ) -> Iterable[tuple[int, str, int]]:
+        """(id, ref, number of platform counts, i.e. sightings) of each of these clusters, whose members shown
+        by reference are `shown`."""
+
+    @abstractmethod
+    def record_read(self, endpoint: str, summaries: list[dict[str, Any]]) -> None:
+        """Charge and audit (or audit) a read that showed these clusters (their summaries); raise before
+        anything is shown when the read is refused (QuotaExceeded)."""
+
+    def rows(self) -> ActorClusterQuerySet:
+        """The clusters with their `added_at`, in the stream's order."""
+        return self.clusters().annotate(added_at=self.date_added()).order_by("added_at", "id")
+
+    def clusters_holding(self, object_ids: Iterable[str]) -> list[int]:
+        """The ids of the collection's clusters that hold any of these object ids. Object ids are derived, not
+        stored: the candidates are computed from the cluster refs and the members shown (two queries), without
+        building any cluster's objects."""
+        wanted = set(object_ids)
+        clusters = self.clusters()
+        shown = self.sellers_shown(clusters)
+        return [
+            pk
+            for pk, ref, counts in self.sighting_counts(clusters, shown)
+            if wanted & stix.cluster_object_ids(ref, self.viewer, shown.get(pk, []), counts)
+        ]
+
+
+class PartnerCollection(Collection):
+    """A partner's clusters: the live clusters that contain its sellers, as the partner API shows them."""
+
+    def __init__(self, partner: Partner) -> None:
+        self.partner = partner
+        self.platform = partner.platform
+        self.id = collection_id(self.platform)
+        self.viewer = self.platform.slug
+
+    def resource(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "title": f"{self.platform.name}: actor clusters",
+            "description": (
+                "The live actor clusters that contain your sellers: your sellers by reference, other platforms "
+                "as counts. Reading objects counts against the key's daily lookup quota (one per cluster)."
+            ),
+            "can_read": True,
+            "can_write": False,
+            "media_types": [stix.STIX_MEDIA_TYPE],
+        }
+
+    def clusters(self) -> ActorClusterQuerySet:
+        return cast(ActorClusterQuerySet, LIVE_CLUSTERS.rows(self.platform.pk))
+
+    def date_added(self) -> Any:
+        return F("changed_at")
+
+    def objects_of(self, cluster: ActorCluster) -> list[dict[str, Any]]:
+        return stix.cluster_objects(partner_cluster_data(cluster, self.platform), self.platform.stix_tlp)
+
+    def sellers_shown(self, clusters: ActorClusterQuerySet) -> dict[int, list[tuple[str, str]]]:
+        own: dict[int, list[tuple[str, str]]] = {}
+        members = ClusterMember.objects.filter(cluster__in=clusters, seller__platform=self.platform)
+        for cluster_id, seller_ref in members.values_list("cluster_id", "seller__seller_ref"):
+            own.setdefault(cluster_id, []).append((self.platform.slug, seller_ref))
+        return own
+
+    def sighting_counts(
+        self, clusters: ActorClusterQuerySet, shown: dict[int, list[tuple[str, str]]]
+    ) -> Iterable[tuple[int, str, int]]:
+        # A partner's view counts the other platforms: at most the cluster's platforms (a candidate too many
+        # costs nothing, the objects are matched by id once built).
+        return clusters.values_list("id", "ref", "platform_count")
+
+    def record_read(self, endpoint: str, summaries: list[dict[str, Any]]) -> None:
+        lookups.do_read_clusters(self.partner.api_key, endpoint, summaries)
+
+
+class AdvisoriesCollection(Collection):
+    """The exchange-wide advisories, in full, for exchange analysts: every member by reference and every
+    platform by name, marked with the exchange's default TLP. Reads are audited, not metered."""
+
+    id = ADVISORIES_COLLECTION_ID
+    viewer = stix.FULL_VIEW
+    tlp = stix.DEFAULT_TLP
+
+    def __init__(self, reader: ExchangeReader) -> None:
+        self.reader = reader
+
+    def resource(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "title": "Exchange advisories",
+            "description": (
+                "The confirmed cross-platform actor clusters that the exchange's analysts published, in full: "
+                "every member by seller reference and platform name. For exchange analysts only."
+            ),
+            "can_read": True,
+            "can_write": False,
+            "media_types": [stix.STIX_MEDIA_TYPE],
+        }
+
+    def clusters(self) -> ActorClusterQuerySet:
+        return ActorCluster.objects.advisories()
+
+    def date_added(self) -> Any:
+        # Added when published, and again whenever its membership changes afterwards.
+        return Greatest("changed_at", "published_at")
+
+    def objects_of(self, cluster: ActorCluster) -> list[dict[str, Any]]:
+        (data,) = full_cluster_data([cluster])
+        return stix.cluster_objects(data, self.tlp)
+
+    def sellers_shown(self, clusters: ActorClusterQuerySet) -> dict[int, list[tuple[str, str]]]:
+        every: dict[int, list[tuple[str, str]]] = {}
+        members = ClusterMember.objects.filter(cluster__in=clusters)
+        for cluster_id, slug, seller_ref in members.values_list(
+            "cluster_id", "seller__platform__slug", "seller__seller_ref"
+        ):
+            every.setdefault(cluster_id, []).append((slug, seller_ref))
+        return every
+
+    def sighting_counts(
+        self, clusters: ActorClusterQuerySet, shown: dict[int, list[tuple[str, str]]]
+    ) -> Iterable[tuple[int, str, int]]:
+        # The full view shows every member, and one count per platform with a member (full_cluster_data).
+        platforms = {pk: len({slug for slug, _ in members}) for pk, members in shown.items()}
+        return [(pk, ref, platforms.get(pk, 0)) for pk, ref in clusters.values_list("id", "ref")]
+
+    def record_read(self, endpoint: str, summaries: list[dict[str, Any]]) -> None:
+        # Who read which advisories (opaque cluster refs): the exchange's own staff, so nothing is charged.
+        AuditEntry.objects.record(
+            "advisory_read",
+            self.reader.username,
+            None,
+            endpoint=endpoint,
+            key=self.reader.analyst_key.prefix,
+            clusters=len(summaries),
+            refs=sorted(summary["id"] for summary in summaries),
+        )
+
+
+def collections_of(request: Request) -> list[Collection]:
+    """The collections the caller may read: a partner's own, or, for an exchange analyst's key, the
+    advisories. Nobody else gets past authentication."""
+    caller = request.user
+    if isinstance(caller, ExchangeReader):
+        return [AdvisoriesCollection(caller)]
+    if isinstance(caller, Partner):
+        return [PartnerCollection(caller)]
+    raise exceptions.NotAuthenticated()  # the permission class makes this unreachable
+
+
+def collection_of(request: Request, requested_id: str) -> Collection:
+    """The caller's collection with this id; a 404 otherwise (no hint whose it is, or whether it exists)."""
+    for collection in collections_of(request):
+        if collection.id == requested_id:
+            return collection
+    raise Http404
 
 
 def api_root_url(request: Request) -> str:
@@ -150,7 +354,10 @@ class DiscoveryView(TaxiiView):
         return Response(
             {
                 "title": "Bad-actor intelligence exchange",
-                "description": "Actor clusters as STIX 2.1, per partner platform (read-only).",
+                "description": (
+                    "Actor clusters as STIX 2.1 (read-only): each partner platform's own, and the "
+                    "exchange-wide advisories for the exchange's analysts."
+                ),
                 "default": root,
                 "api_roots": [root],
             }
@@ -168,28 +375,14 @@ class ApiRootView(TaxiiView):
         )
 
 
-def collection_resource(platform: Platform) -> dict[str, Any]:
-    return {
-        "id": collection_id(platform),
-        "title": f"{platform.name}: actor clusters",
-        "description": (
-            "The live actor clusters that contain your sellers: your sellers by reference, other platforms as "
-            "counts. Reading objects counts against the key's daily lookup quota (one per cluster)."
-        ),
-        "can_read": True,
-        "can_write": False,
-        "media_types": [stix.STIX_MEDIA_TYPE],
-    }
-
-
 class CollectionsView(TaxiiView):
     def get(self, request: Request) -> Response:
-        return Response({"collections": [collection_resource(partner_of(request).platform)]})
+        return Response({"collections": [collection.resource() for collection in collections_of(request)]})
 
 
 class CollectionView(TaxiiView):
     def get(self, request: Request, collection: str) -> Response:
-        return Response(collection_resource(collection_of(request, collection)))
+        return Response(collection_of(request, collection).resource())
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,15 +430,15 @@ def query_added_after(request: Request) -> datetime | None:
 @dataclass(frozen=True, slots=True)
 class Cursor:
     """Where the next page starts: in the fixed objects (`cluster_id` 0), or in the cluster added at
-    `changed_at` with `cluster_id`; `skip` objects of it were shown already."""
+    `added_at` with `cluster_id`; `skip` objects of it were shown already."""
 
-    changed_at: datetime | None
+    added_at: datetime | None
     cluster_id: int
     skip: int
 
     def encode(self) -> str:
         raw = {
-            "t": self.changed_at.isoformat() if self.changed_at else None,
+            "t": self.added_at.isoformat() if self.added_at else None,
             "i": self.cluster_id,
             "s": self.skip,
         }
@@ -255,8 +448,8 @@ class Cursor:
     def decode(cls, token: str) -> Cursor:
         try:
             raw = json.loads(cursor_cipher().decrypt(token.encode()))
-            changed_at = datetime.fromisoformat(raw["t"]) if raw["t"] else None
-            return cls(changed_at, int(raw["i"]), int(raw["s"]))
+            added = datetime.fromisoformat(raw["t"]) if raw["t"] else None
+            return cls(added, int(raw["i"]), int(raw["s"]))
         except (InvalidToken, ValueError, KeyError, TypeError):
             raise exceptions.ValidationError("next is not a cursor this server issued.") from None
 
@@ -351,17 +544,17 @@ def _versions(values: frozenset[str]) -> frozenset[datetime] | None:
 
 
 def read_page(
-    platform: Platform,
+    collection: Collection,
     added_after: datetime | None,
     cursor: Cursor | None,
     limit: int,
     match: Match = Match(),
 ) -> Page:
-    """Up to `limit` objects of the platform's collection that `match` accepts, from `cursor` (or the start),
-    added after `added_after`; `next` points at the next such object, if there is one."""
+    """Up to `limit` objects of the collection that `match` accepts, from `cursor` (or the start), added after
+    `added_after`; `next` points at the next such object, if there is one."""
     page: list[Added] = []
     summaries: dict[str, dict[str, Any]] = {}
-    for position, added, cluster in _stream(platform, added_after, cursor, match):
+    for position, added, cluster in _stream(collection, added_after, cursor, match):
         if len(page) == limit:
             return Page(page, list(summaries.values()), position.encode())
         page.append(added)
@@ -370,14 +563,20 @@ def read_page(
     return Page(page, list(summaries.values()), None)
 
 
+def added_at(cluster: ActorCluster) -> datetime:
+    """When the cluster's current objects were added to the collection it was read from (`Collection.rows`)."""
+    moment: datetime = cluster.added_at  # type: ignore[attr-defined]
+    return moment
+
+
 def _stream(
-    platform: Platform, added_after: datetime | None, cursor: Cursor | None, match: Match
+    collection: Collection, added_after: datetime | None, cursor: Cursor | None, match: Match
 ) -> Iterator[tuple[Cursor, Added, ActorCluster | None]]:
     """The collection from `cursor` on, lazily: each matching object with where it is in the stream and its
     cluster (None for the fixed objects). Clusters are read in batches and built one at a time, so a page
     reads only the clusters it shows (and the next one that has a matching object, for `next`)."""
     fixed_added = stix.FIXED_OBJECTS_ADDED
-    in_clusters = cursor is not None and cursor.changed_at is not None
+    in_clusters = cursor is not None and cursor.added_at is not None
     if not in_clusters and (added_after is None or fixed_added > added_after):
         skip = cursor.skip if cursor else 0
         for index, obj in enumerate(stix.fixed_objects(ALL_TLPS)[skip:], start=skip):
@@ -385,35 +584,29 @@ def _stream(
                 yield Cursor(None, 0, index), Added(fixed_added, obj), None
     if not match.may_select_cluster_objects():
         return
-    clusters = LIVE_CLUSTERS.rows(platform.pk).order_by("changed_at", "id")
+    clusters = collection.rows()
+    # Q objects: the type checker knows the model's fields, not the rows' `added_at` annotation.
     if added_after is not None:
-        clusters = clusters.filter(changed_at__gt=added_after)
+        clusters = clusters.filter(Q(added_at__gt=added_after))
     if in_clusters:
-        assert cursor is not None and cursor.changed_at is not None
-        clusters = clusters.filter(changed_at__gte=cursor.changed_at).exclude(
-            changed_at=cursor.changed_at, id__lt=cursor.cluster_id
+        assert cursor is not None and cursor.added_at is not None
+        clusters = clusters.filter(Q(added_at__gte=cursor.added_at)).exclude(
+            Q(added_at=cursor.added_at, id__lt=cursor.cluster_id)
         )
     if match.ids is not None:
-        clusters = clusters.filter(pk__in=_clusters_holding(platform, match.ids))
+        clusters = clusters.filter(pk__in=collection.clusters_holding(match.ids))
     start = 0
     while batch := list(clusters[start : start + CLUSTER_BATCH]):
         for cluster in batch:
+            added = added_at(cluster)
             skip = 0
-            if cursor and cluster.pk == cursor.cluster_id and cluster.changed_at == cursor.changed_at:
+            if cursor and cluster.pk == cursor.cluster_id and added == cursor.added_at:
                 skip = cursor.skip
-            objects = _objects_of(cluster, platform)
+            objects = collection.objects_of(cluster)
             for index, obj in enumerate(objects[skip:], start=skip):
                 if match.accepts(obj):
-                    yield (
-                        Cursor(cluster.changed_at, cluster.pk, index),
-                        Added(cluster.changed_at, obj),
-                        cluster,
-                    )
+                    yield Cursor(added, cluster.pk, index), Added(added, obj), cluster
         start += CLUSTER_BATCH
-
-
-def _objects_of(cluster: ActorCluster, platform: Platform) -> list[dict[str, Any]]:
-    return stix.cluster_objects(partner_cluster_data(cluster, platform), platform.stix_tlp)
 
 
 def _first_last_headers(response: Response, objects: list[Added]) -> Response:
@@ -428,16 +621,16 @@ class PagedView(TaxiiView):
 
     endpoint = ""
 
-    def read(self, request: Request, collection: str) -> Page:
-        platform = collection_of(request, collection)
+    def read(self, request: Request, collection_id: str) -> Page:
+        collection = collection_of(request, collection_id)
         added_after = query_added_after(request)
         limit = query_limit(request)
         match = query_match(request, OBJECTS_FILTERS)
         token = request.query_params.get("next")
         cursor = Cursor.decode(token) if token else None
-        page = routers.on_replica(lambda: read_page(platform, added_after, cursor, limit, match))
+        page = routers.on_replica(lambda: read_page(collection, added_after, cursor, limit, match))
         # Charged and audited on the primary before anything is shown (QuotaExceeded: a 429).
-        lookups.do_read_clusters(partner_of(request).api_key, self.endpoint, page.summaries)
+        collection.record_read(self.endpoint, page.summaries)
         return page
 
     @staticmethod
@@ -476,33 +669,18 @@ class ManifestView(PagedView):
         return _first_last_headers(Response(self.envelope(page, "objects", records)), page.objects)
 
 
-def _clusters_holding(platform: Platform, object_ids: Iterable[str]) -> list[int]:
-    """The ids of the platform's live clusters that hold any of these object ids. Object ids are derived,
-    not stored: the candidates are computed from the partner's live cluster refs and own members (two
-    queries), without building any cluster's objects."""
-    wanted = set(object_ids)
-    live = LIVE_CLUSTERS.rows(platform.pk)
-    own: dict[int, list[tuple[str, str]]] = {}
-    members = ClusterMember.objects.filter(cluster__in=live, seller__platform=platform)
-    for cluster_id, seller_ref in members.values_list("cluster_id", "seller__seller_ref"):
-        own.setdefault(cluster_id, []).append((platform.slug, seller_ref))
-    return [
-        pk
-        for pk, ref, platforms in live.values_list("id", "ref", "platform_count")
-        if wanted & stix.cluster_object_ids(ref, platform.slug, own.get(pk, []), platforms)
-    ]
-
-
-def find_object(platform: Platform, object_id: str) -> tuple[datetime, dict[str, Any], ActorCluster | None]:
+def find_object(
+    collection: Collection, object_id: str
+) -> tuple[datetime, dict[str, Any], ActorCluster | None]:
     """The collection's object with this id (and its cluster), or Http404; only the cluster that holds the
     id is built."""
     for obj in stix.fixed_objects(ALL_TLPS):
         if obj["id"] == object_id:
             return stix.FIXED_OBJECTS_ADDED, obj, None
-    for cluster in ActorCluster.objects.filter(pk__in=_clusters_holding(platform, [object_id])):
-        for obj in _objects_of(cluster, platform):
+    for cluster in collection.rows().filter(pk__in=collection.clusters_holding([object_id])):
+        for obj in collection.objects_of(cluster):
             if obj["id"] == object_id:
-                return cluster.changed_at, obj, cluster
+                return added_at(cluster), obj, cluster
     raise Http404
 
 
@@ -513,16 +691,16 @@ class SingleObjectView(TaxiiView):
     endpoint = ""
     filters: tuple[str, ...] = ()
 
-    def read(self, request: Request, collection: str, object_id: str) -> list[Added]:
-        """The object, or nothing when the filters exclude it (its one version, added when its cluster last
-        changed)."""
-        platform = collection_of(request, collection)
+    def read(self, request: Request, collection_id: str, object_id: str) -> list[Added]:
+        """The object, or nothing when the filters exclude it (its one version, added when its cluster was
+        last added)."""
+        collection = collection_of(request, collection_id)
         added_after = query_added_after(request)
         query_limit(request)  # one object has one version: any valid limit holds it
         match = query_match(request, self.filters)
-        added, obj, cluster = routers.on_replica(lambda: find_object(platform, object_id))
+        added, obj, cluster = routers.on_replica(lambda: find_object(collection, object_id))
         summaries = [cluster.summary()] if cluster else []
-        lookups.do_read_clusters(partner_of(request).api_key, self.endpoint, summaries)
+        collection.record_read(self.endpoint, summaries)
         if not match.accepts(obj) or (added_after is not None and added <= added_after):
             return []
         return [Added(added, obj)]

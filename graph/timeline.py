@@ -197,6 +197,8 @@ def timeline_lanes(explanation: Explanation) -> list[Lane]:
     for event in cluster.events.order_by("created_at", "id")[:200]:
         change = f" {event.details['from']} → {event.details.get('to')}" if event.details.get("from") else ""
         by = f" by {event.actor}" if scope.everything else ""
+        if scope.everything and event.details.get("approved_by"):  # four-eyes review: the second analyst
+            by += f", approved by {event.details['approved_by']}"
         events.marks.append(
             Mark(
                 event.created_at,
@@ -220,6 +222,8 @@ def _describe(entry: AuditEntry) -> str:
     details = entry.details or {}
     if entry.action == "cluster_status_changed":
         what = f"status {details.get('from')} → {details.get('to')}"
+        if details.get("approved_by"):
+            what += f" (approved by {details['approved_by']})"
     else:
         what = "changed " + ", ".join(details.get("fields", []))
     return f"{entry.created_at:%Y-%m-%d %H:%M} {entry.actor}: {what}"

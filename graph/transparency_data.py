@@ -1,14 +1,16 @@
 """The transparency report's figures as counted from the models: `FIGURES` is the one list of what the report
 shows, in order. Adding a figure is adding an entry here with a function from the period to its counts (the
 consortium's and, where it can be attributed, each platform's own); `graph.transparency` publishes it with the
-suppression rules, in the HTML, the CSV and the charts. Figures whose data the exchange does not record yet
-(partners' opinions, actions and appeals) are entries without a function: they show as "not collected yet".
+suppression rules, in the HTML, the CSV and the charts. A figure whose data the exchange does not record yet is
+an entry without a function: it shows as "not collected yet" (none today).
 
 Counting rules, said once for every figure:
 - A period is [start, end) in UTC. Reports count by the date partners give (`reported_at`: a seller's first
   report, a sighting's first), so a partner backfilling old reports adds to a past period; purged reports are
   no longer counted there (the purge figures count them).
-- Lookups, retractions and purges count audit entries, which are never purged.
+- Lookups, retractions, purges and appeals count audit entries, which are never purged.
+- Opinions count by the exchange's receipt (`created_at`); actions and times to action by the time of action
+  the partner gives (`acted_at`), so an action reported late adds to the period it happened in.
 - "Live at period end" means created before the end and not dissolved before it; a cluster counts as
   cross-platform as last recorded. A platform's cluster figures count the clusters that hold its sellers now.
 """
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import UTC
+from datetime import UTC, timedelta
 from typing import Any
 
 from django.db.models import Count, IntegerField, Q, QuerySet, Sum
@@ -27,8 +29,28 @@ from django.db.models.functions import Cast, TruncMonth
 from accounts.models import AuditEntry, Platform
 from exchange.models import Seller, Sighting, Submission
 from exchange.normalization import KINDS
-from graph.models import ActorCluster, ClusterEvent, ClusterMember, ClusterStatus, EventKind
-from graph.transparency import CONSORTIUM, Column, Figure, Period, Raw, Report, Tally, publish
+from graph.models import (
+    ActorCluster,
+    ClusterEvent,
+    ClusterMember,
+    ClusterStatus,
+    EventKind,
+    Opinion,
+    OpinionKind,
+)
+from graph.opinions import action_cases, actioned_rows, distribution
+from graph.transparency import (
+    CONSORTIUM,
+    Column,
+    Figure,
+    Median,
+    MedianTally,
+    Period,
+    Raw,
+    Report,
+    Tally,
+    publish,
+)
 
 
 def _in(period: Period, field: str = "created_at") -> Q:
@@ -193,6 +215,34 @@ def _lookups(period: Period, detail: str | None) -> Raw:
     return Tally(total, _by_platform(per_platform))
 
 
+# --- appeals
+
+
+APPEAL_ENTRIES = ("appeal_recorded", "appeal_updated")
+
+
+def appeals_recorded(period: Period) -> Raw:
+    """Appeals partners recorded in the period (`appeal_recorded`: a seller's first appeal, whatever its
+    outcome then)."""
+    return _rows_tally(AuditEntry.objects.filter(_in(period), action="appeal_recorded"), "platform")
+
+
+def _appeals_decided(outcome: str, period: Period) -> Raw:
+    """Appeals whose outcome became `outcome` in the period (recorded so, or updated to it from another)."""
+    entries = AuditEntry.objects.filter(_in(period), action__in=APPEAL_ENTRIES, details__to=outcome).exclude(
+        details__from=outcome
+    )
+    return _rows_tally(entries, "platform")
+
+
+def appeals_upheld(period: Period) -> Raw:
+    return _appeals_decided("upheld", period)
+
+
+def appeals_rejected(period: Period) -> Raw:
+    return _appeals_decided("rejected", period)
+
+
 def lookup_requests(period: Period) -> Raw:
     return _lookups(period, None)
 
@@ -205,6 +255,50 @@ def indicators_matched(period: Period) -> Raw:
     return _lookups(period, "matches")
 
 
+# --- feedback
+
+
+def opinions_by_kind(period: Period) -> Raw:
+    """Opinions partners gave in the period (by the exchange's receipt), by kind; each platform its own."""
+    rows = (
+        Opinion.objects.filter(_in(period)).values_list("kind", "platform").annotate(n=Count("id")).order_by()
+    )
+    consortium: dict[str, int] = defaultdict(int)
+    per_platform: dict[str, dict[int, int]] = defaultdict(dict)
+    for kind, platform_id, count in rows:
+        consortium[kind] += count
+        per_platform[kind][platform_id] = count
+    return {kind: Tally(consortium[kind], per_platform[kind]) for kind in OpinionKind.values}
+
+
+def _actioned_in(period: Period) -> QuerySet[Opinion]:
+    return Opinion.objects.filter(_in(period, "acted_at"), kind=OpinionKind.ACTIONED)
+
+
+def clusters_actioned(period: Period) -> Raw:
+    """Clusters some partner acted on in the period (by the time of action it gave); each platform's own are
+    the clusters it acted on."""
+    acted = _actioned_in(period)
+    per_platform = acted.values_list("platform").annotate(n=Count("cluster", distinct=True)).order_by()
+    return Tally(acted.values("cluster").distinct().count(), _by_platform(per_platform))
+
+
+def median_time_to_action(period: Period) -> Raw:
+    """The median of the times to action of the actions taken in the period (graph.opinions: one case per
+    platform, cluster and seller), in days, of all platforms and of each."""
+    cases = action_cases(actioned_rows(period.start, period.end))
+    every = [duration for durations in cases.values() for duration in durations]
+    return MedianTally(
+        _median(every),
+        {platform_id: _median(durations) for platform_id, durations in cases.items()},
+    )
+
+
+def _median(durations: list[timedelta]) -> Median:
+    days = distribution(durations).median_days
+    return Median(days if days is not None else 0.0, len(durations))
+
+
 PARTICIPATION, REPORTS, CLUSTERS, SCREENING, FEEDBACK = (
     "Participation",
     "Reports received",
@@ -212,7 +306,6 @@ PARTICIPATION, REPORTS, CLUSTERS, SCREENING, FEEDBACK = (
     "Screening (lookups)",
     "Feedback and appeals",
 )
-NOT_COLLECTED = " Not collected yet: the exchange does not record partners' feedback and appeals yet."
 
 FIGURES: list[Figure] = [
     Figure(
@@ -339,33 +432,47 @@ FIGURES: list[Figure] = [
         "feedback.opinions",
         FEEDBACK,
         "Opinions on clusters",
-        "Partners' opinions on clusters (seen too, false positive, disputed, actioned)." + NOT_COLLECTED,
+        "Partners' opinions on clusters given in the period, by kind: seen too (they know the actor), false "
+        "positive (their seller is not the actor), disputed (under appeal on their side), actioned (they took "
+        "enforcement on the strength of the signal).",
+        opinions_by_kind,
     ),
     Figure(
         "feedback.actions",
         FEEDBACK,
-        "Actions taken on clusters",
-        "Clusters a partner reported acting on." + NOT_COLLECTED,
+        "Clusters acted on",
+        "Clusters on which a partner reported taking enforcement, with a time of action in the period.",
+        clusters_actioned,
     ),
-    Figure("feedback.appeals", FEEDBACK, "Appeals", "Sellers' appeals against reports." + NOT_COLLECTED),
+    Figure(
+        "feedback.appeals",
+        FEEDBACK,
+        "Appeals",
+        "Sellers' appeals against reports that partners recorded in the period.",
+        appeals_recorded,
+    ),
     Figure(
         "feedback.appeals_upheld",
         FEEDBACK,
         "Appeals upheld",
-        "Appeals decided for the seller." + NOT_COLLECTED,
+        "Appeals decided for the seller in the period (the ban lifted and the report retracted).",
+        appeals_upheld,
     ),
     Figure(
         "feedback.appeals_rejected",
         FEEDBACK,
         "Appeals rejected",
-        "Appeals decided against the seller." + NOT_COLLECTED,
+        "Appeals decided against the seller in the period.",
+        appeals_rejected,
     ),
     Figure(
         "feedback.time_to_action",
         FEEDBACK,
         "Median time to action (days)",
-        "From a cluster's first cross-platform report to a partner's action (shown over 10 or more cases)."
-        + NOT_COLLECTED,
+        "From the first signal a partner received about an actor (its lookup that showed the cluster, or its "
+        "own report of the seller) to the action it reported, for actions taken in the period (shown over 10 "
+        "or more cases).",
+        median_time_to_action,
     ),
 ]
 

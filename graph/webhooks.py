@@ -38,6 +38,7 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import SplitResult
@@ -57,6 +58,7 @@ from graph.models import (
     ClusterEvent,
     ClusterMember,
     ClusterStatus,
+    Opinion,
     RetractionNotice,
     WebhookDelivery,
 )
@@ -170,15 +172,18 @@ def emit(
 
 
 def cluster_platforms(cluster: ActorCluster | int) -> set[int]:
-    """The platforms with sellers in the cluster now."""
+    """The platforms with sellers in the cluster now (detached ones included: see `own_sellers`)."""
     return set(ClusterMember.objects.filter(cluster=cluster).values_list("seller__platform_id", flat=True))
 
 
 def own_sellers(cluster: ActorCluster | int, platform_ids: Iterable[int]) -> dict[int, list[str]]:
-    """{platform: its sellers' references in the cluster, sorted} for `platform_ids`."""
+    """{platform: its sellers' references in the cluster, sorted} for those of `platform_ids` that see the
+    cluster: a seller its platform detached with a false-positive opinion is not in it for that platform
+    (`ClusterMemberQuerySet.attached`), and a platform that detached all its sellers there has no entry."""
     own: dict[int, list[str]] = defaultdict(list)
     for platform_id, ref in (
-        ClusterMember.objects.filter(cluster=cluster, seller__platform_id__in=sorted(set(platform_ids)))
+        ClusterMember.objects.attached()
+        .filter(cluster=cluster, seller__platform_id__in=sorted(set(platform_ids)))
         .order_by("seller__seller_ref")
         .values_list("seller__platform_id", "seller__seller_ref")
     ):
@@ -216,7 +221,7 @@ def queue_cluster_changes(
         )
         for c in changes
     ]
-    notices = membership_notices(previous, current, mapped, platform_of, wanted)
+    notices = _as_seen(membership_notices(previous, current, mapped, platform_of, wanted))
     if not notices:
         return 0
     cluster_ids = {n.cluster for n in notices} | {r for n in notices for r in n.related}
@@ -231,6 +236,30 @@ def queue_cluster_changes(
         if n.cluster in clusters
     ]
     return _store(rows)
+
+
+def _as_seen(notices: list[Notice]) -> list[Notice]:
+    """The notices as each platform sees its clusters: without its sellers it detached from a cluster with a
+    standing false-positive opinion (as its API, reports and analysts see them), and none left empty."""
+    if not notices:
+        return notices
+    detached = set(
+        Opinion.objects.standing_false_positives()
+        .filter(platform_id__in={n.platform for n in notices})
+        .values_list("cluster_id", "seller_id")
+    )
+    if not detached:
+        return notices
+    seen = []
+    for notice in notices:
+        sellers = tuple(s for s in notice.sellers if (notice.cluster, s) not in detached)
+        pieces = tuple(
+            (piece, tuple(s for s in members if (notice.cluster, s) not in detached))
+            for piece, members in notice.pieces
+        )
+        if sellers:
+            seen.append(replace(notice, sellers=sellers, pieces=tuple(p for p in pieces if p[1])))
+    return seen
 
 
 def _membership_data(

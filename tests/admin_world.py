@@ -11,14 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.test import Client
 
 from accounts.models import AuditEntry
 from exchange.models import Indicator, Linking
+from graph.actions import do_approve, do_request_cluster_status
 from graph.models import ActorCluster, ClusterEvent, EventKind
 from tests.builders import seller, submit
-from tests.conftest import KeyedPlatform
+from tests.conftest import KeyedPlatform, make_analyst
 
 PASSWORD = "correct horse battery staple"
 
@@ -106,3 +108,12 @@ def assert_ring_taken_up_by(world: AdminWorld, user: Any) -> None:
         {"from": "new", "to": "investigating"},
     )
     assert AuditEntry.objects.get(action="cluster_updated").details == {"fields": ["assignee", "notes"]}
+
+
+def decided_by_two_analysts(cluster: ActorCluster, status: str) -> None:
+    """Confirm or dismiss a cluster as the four-eyes review does: one exchange analyst asks, another approves
+    (two made for the purpose unless they exist)."""
+    first, second = (
+        User.objects.filter(username=name).first() or make_analyst(name, None) for name in ("ann", "ned")
+    )
+    do_approve(do_request_cluster_status(cluster, first, status), second)

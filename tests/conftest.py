@@ -2,8 +2,8 @@
 
 Platforms: Acme Market (``acme``) and Bazaar North (``bazaar``); Third Market (``third``) where a test needs
 a third honest member; Mallory Mart (``hostile``) is a member that poisons the data (tests of issue 12's
-data-poisoning defences). Each platform has a key with all scopes. People: Alice is an exchange analyst; Bob
-is a partner analyst at Acme; Carol is a partner analyst at Bazaar; Dave is staff in the exchange analysts'
+data-poisoning defences). Each platform has a key with all scopes. People: Alice is an exchange analyst, and
+Erin a second one (four-eyes review: one asks, the other approves); Bob is a partner analyst at Acme; Carol is a partner analyst at Bazaar; Dave is staff in the exchange analysts'
 group but without an analyst profile (deny by default); root is a superuser. Tests that need other actors
 build them for a reason they name (a throwaway platform for schemathesis, a dozen canary platforms).
 
@@ -107,6 +107,12 @@ def hostile(db: None) -> KeyedPlatform:
 @pytest.fixture
 def alice(db: None) -> User:
     return make_analyst("alice", None)
+
+
+@pytest.fixture
+def erin(db: None) -> User:
+    """A second exchange analyst: approves what Alice asks for (four-eyes review, graph.actions)."""
+    return make_analyst("erin", None)
 
 
 @pytest.fixture

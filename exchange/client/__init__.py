@@ -14,12 +14,13 @@ Typical use::
     summary = submit_csv(client, "reports.csv", default_region="DE")
     print(summary.format())  # summary.complete: every row was sent; summary.held_back: sellers not sent
 
-or, for prepared data, ``client.submit_batch(sellers)``, ``client.lookup(indicators)`` and
-``client.retract(seller_ref, reason)``. A webhook receiver checks each delivery with
-``verify_webhook(body, headers["Exchange-Signature"], secret)`` (``exchange.client.webhooks``).
+or, for prepared data, ``client.submit_batch(sellers)``, ``client.lookup(indicators)``,
+``client.retract(seller_ref, reason)`` and ``client.appeal(seller_ref, outcome, [(file_sha256(path), False)])``.
+A webhook receiver checks each delivery with ``verify_webhook(body, headers["Exchange-Signature"], secret)``
+(``exchange.client.webhooks``).
 """
 
-from exchange.client.api import ApiError, ExchangeClient, ExchangeError, TransportError
+from exchange.client.api import ApiError, ExchangeClient, ExchangeError, TransportError, file_sha256
 from exchange.client.csvinput import (
     CsvFormatError,
     CsvResult,
@@ -51,6 +52,7 @@ __all__ = [
     "TransportError",
     "WebhookSignatureError",
     "batched",
+    "file_sha256",
     "parse_reported_at",
     "read_submission_csv",
     "read_submission_file",

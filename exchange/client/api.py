@@ -7,8 +7,10 @@ spec's pinned normalisation libraries, through ``exchange.client.csvinput`` and 
 from __future__ import annotations
 
 import email.utils
+import hashlib
 import http.client
 import json
+import os
 import random
 import ssl
 import time
@@ -21,7 +23,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from exchange.client.csvinput import Indicator, SellerReport
-from exchange.contract import IDEMPOTENCY_KEY_RULE, Limits, is_idempotency_key
+from exchange.contract import (
+    APPEAL_OUTCOMES,
+    IDEMPOTENCY_KEY_RULE,
+    MAX_APPEAL_DOCUMENTS,
+    Limits,
+    is_idempotency_key,
+    is_transport_hash,
+)
 from exchange.normalization import NormalizationError, normalize_region
 
 __all__ = ["ApiError", "ExchangeClient", "ExchangeError", "TransportError"]
@@ -179,6 +188,36 @@ class ExchangeClient:
         path = f"sellers/{urllib.parse.quote(seller_ref, safe='')}/retract/"
         return self._request("POST", path, {"reason": reason})
 
+    def appeal(
+        self,
+        seller_ref: str,
+        outcome: str,
+        documents: Sequence[tuple[str, bool | None]] = (),
+        note: str | None = None,
+    ) -> dict[str, Any]:
+        """Record the appeal of one of your sellers, or update it: `outcome` is pending, upheld (the ban is
+        lifted: the exchange retracts the report) or rejected. `documents` are the appeal's files as
+        (SHA-256 of the file, `file_sha256`; whether you found it falsified, None for unchanged): only the
+        hashes are sent. The answer's `document_checks` says, per document, whether another platform reported
+        it falsified and how many did; each document counts against the key's daily lookup quota."""
+        if not seller_ref:
+            raise ValueError("seller_ref must not be empty")
+        if outcome not in APPEAL_OUTCOMES:
+            raise ValueError(f"outcome must be one of: {', '.join(APPEAL_OUTCOMES)}")
+        if len(documents) > MAX_APPEAL_DOCUMENTS:
+            raise ValueError(f"at most {MAX_APPEAL_DOCUMENTS} documents per request")
+        body: dict[str, Any] = {"outcome": outcome}
+        if documents:
+            if not all(is_transport_hash(sha256) for sha256, _ in documents):
+                raise ValueError("a document is the SHA-256 of its file: 64 lowercase hex characters")
+            body["documents"] = [
+                {"sha256": sha256} if falsified is None else {"sha256": sha256, "falsified": falsified}
+                for sha256, falsified in documents
+            ]
+        if note is not None:
+            body["note"] = note
+        return self._request("POST", f"sellers/{urllib.parse.quote(seller_ref, safe='')}/appeals/", body)
+
     # --- plumbing -----------------------------------------------------------------------------------------
 
     def _request(
@@ -304,3 +343,12 @@ def _describe_transport_error(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "timed out"
     return str(exc) or type(exc).__name__
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 of a file's bytes, as an appeal's document is sent (the file itself never is)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

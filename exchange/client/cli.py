@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from exchange.client.api import ExchangeClient, ExchangeError, TransportError
+from exchange.client.api import ExchangeClient, ExchangeError, TransportError, file_sha256
 from exchange.client.csvinput import (
     COLUMNS,
     CsvFormatError,
@@ -35,7 +35,7 @@ from exchange.client.submission import (
     submit_sellers,
     within_limits,
 )
-from exchange.contract import Limits
+from exchange.contract import APPEAL_OUTCOMES, MAX_APPEAL_DOCUMENTS, Limits
 from exchange.normalization import KINDS, NormalizationError, normalize, normalize_region, transport_hash
 
 MAX_PARALLEL = 32  # batches in flight from one client: more would only queue at the server
@@ -169,6 +169,35 @@ def build_parser(prog: str = MODULE_PROG) -> argparse.ArgumentParser:
     retract.add_argument("seller_ref", metavar="SELLER_REF")
     retract.add_argument("--reason", required=True, help="why the report is retracted (e.g. appeal upheld)")
     retract.set_defaults(handler=_retract)
+
+    appeal = commands.add_parser(
+        "appeal",
+        help="record one of your sellers' appeal and its outcome (documents are hashed here, not sent)",
+    )
+    _add_connection(appeal, required=True)
+    appeal.add_argument("seller_ref", metavar="SELLER_REF")
+    appeal.add_argument(
+        "--outcome",
+        required=True,
+        choices=APPEAL_OUTCOMES,
+        help="upheld lifts the ban: the exchange retracts the report",
+    )
+    appeal.add_argument(
+        "--document",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a document of the appeal (repeatable)",
+    )
+    appeal.add_argument(
+        "--falsified",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a document of the appeal you found falsified (repeatable)",
+    )
+    appeal.add_argument("--note", help="your note (other platforms never see it)")
+    appeal.set_defaults(handler=_appeal)
     return parser
 
 
@@ -333,6 +362,23 @@ def _retract(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if not args.reason.strip():
         raise UsageError("--reason must not be empty")
     answer = _client(args, err).retract(args.seller_ref.strip(), args.reason.strip())
+    _print_json(answer, out)
+    return EXIT_OK
+
+
+def _appeal(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if not args.seller_ref.strip():
+        raise UsageError("SELLER_REF must not be empty")
+    files = [(path, False) for path in args.document] + [(path, True) for path in args.falsified]
+    if len(files) > MAX_APPEAL_DOCUMENTS:
+        raise UsageError(f"{len(files)} documents given; the exchange takes at most {MAX_APPEAL_DOCUMENTS}")
+    documents: list[tuple[str, bool | None]] = []
+    for path, falsified in files:
+        try:
+            documents.append((file_sha256(path), falsified))
+        except OSError as exc:
+            raise UsageError(f"cannot read document {path}: {exc.strerror or exc}") from None
+    answer = _client(args, err).appeal(args.seller_ref.strip(), args.outcome, documents, args.note)
     _print_json(answer, out)
     return EXIT_OK
 

@@ -12,8 +12,9 @@ from django.utils import timezone
 from accounts.admin import ScopedModelAdmin
 from accounts.models import AnalystProfile, ApiKey, AuditEntry, Platform
 from accounts.scoping import EVERYTHING, NOTHING, Scope, ScopedQuerySet, scope_of
-from exchange.models import Indicator, LookupUsage, Seller, Submission
-from graph.models import ActorCluster
+from exchange.models import Appeal, Indicator, LookupUsage, Seller, Submission
+from graph.actions import do_request_cluster_status
+from graph.models import ActorCluster, Approval
 from tests.admin_world import build
 
 pytestmark = pytest.mark.django_db
@@ -26,7 +27,10 @@ SCOPED_MODELS = {
     "exchange.seller",
     "exchange.indicator",
     "exchange.submission",
+    "exchange.appeal",
     "graph.actorcluster",
+    "graph.approval",
+    "graph.opinion",
     "graph.webhookdelivery",
 }
 
@@ -72,6 +76,9 @@ def test_each_models_partner_rule(alice, bob, carol, acme, bazaar):
         "cluster_viewed", "carol", bazaar.platform, "cluster", str(world.bazaar_only.pk)
     )
     ActorCluster.objects.filter(pk=world.acme_only.pk).update(dissolved_at=timezone.now())
+    for kp, ref in ((acme, "acme-solo"), (bazaar, "baz-solo")):
+        kp.client().post(f"/api/v1/sellers/{ref}/appeals/", {"outcome": "pending"}, format="json")
+    do_request_cluster_status(world.ring, alice, "dismissed")
     acme_id = acme.platform.pk
     partner_sees = {
         ActorCluster: {world.ring.pk, world.acme_only.pk},  # dissolved clusters included: history
@@ -82,6 +89,8 @@ def test_each_models_partner_rule(alice, bob, carol, acme, bazaar):
         Platform: {acme_id},
         ApiKey: set(),
         AnalystProfile: set(),
+        Appeal: set(Appeal.objects.filter(seller__platform=acme_id).values_list("pk", flat=True)),
+        Approval: set(),  # the exchange's own review
     }
     for model, expected in partner_sees.items():
         everything = model._default_manager.all()
@@ -89,4 +98,6 @@ def test_each_models_partner_rule(alice, bob, carol, acme, bazaar):
         assert set(everything.visible_to(bob).values_list("pk", flat=True)) == expected, model
         assert set(everything.visible_to(alice)) == set(everything), model
         assert not everything.visible_to(AnonymousUser()).exists(), model
-    assert all(partner_sees[model] for model in (Seller, Submission, AuditEntry))  # not vacuously equal
+    assert all(
+        partner_sees[model] for model in (Seller, Submission, AuditEntry, Appeal)
+    )  # not vacuously equal

@@ -160,7 +160,7 @@ def paced(
 ) -> tuple[list[float], list[float]]:
     """Send one request per body at `rate`/s on one keep-alive connection; (service times, lateness) in s."""
     parts = urlsplit(server.url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json", "Host": "localhost"}
     service, late = [], []
     start = time.perf_counter() + 0.05
@@ -240,15 +240,16 @@ def measure_recluster() -> dict[str, Any]:
     return out
 
 
-def recluster_world(sightings: int) -> dict[str, Any]:
+def recluster_world(sightings: int, suffix: str) -> dict[str, Any]:
     log(f"recluster: filling {bench_recluster.DB} with {sightings:,} sightings (7% shared) by COPY")
     bench_recluster.reset_database()
     seller, indicator, kind, n_sellers, n_indicators = bench_capacity.synthesize(sightings, 0.07)
     bench_recluster.fill_rows(seller, indicator, kind, n_sellers, n_indicators)
     log("recluster: measuring in a fresh process")
     proc = subprocess.run(
-        [sys.executable, __file__, "--one-recluster"], cwd=ROOT, capture_output=True, text=True, check=False
-    )
+        [sys.executable, __file__, "--one-recluster", "--db-suffix", suffix],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    )  # fmt: skip
     if proc.returncode:
         raise SystemExit(proc.stderr[-3000:])
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -361,7 +362,14 @@ def print_table(partner: dict[str, Any], recluster: dict[str, Any], args: argpar
         print(" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
 
 
-def main() -> None:
+def use_graph_database(name: str) -> None:
+    """Point tests/bench/bench_recluster.py's loader (and this script's recluster process) at `name`."""
+    bench_recluster.DB = name
+    bench_recluster.DB_URL = f"{bench_recluster.ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    bench_recluster.ENV = {**bench_recluster.ENV, "DATABASE_URL": bench_recluster.DB_URL}
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -371,14 +379,16 @@ def main() -> None:
     parser.add_argument("--recluster-sightings", type=int, default=1_000_000)
     parser.add_argument("--server", default=DEFAULT_SERVER, help="PostgreSQL server URL (no database)")
     parser.add_argument("--seed", type=int, default=17)
+    parser.add_argument("--db-suffix", default="", help="appended to the databases' names (the smoke test's)")
     parser.add_argument("--one-recluster", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    use_graph_database(bench_recluster.DB + args.db_suffix)
     if args.one_recluster:
         print(json.dumps(measure_recluster()))
         return
     partner = partner_path(args)
     try:
-        recluster = recluster_world(args.recluster_sightings)
+        recluster = recluster_world(args.recluster_sightings, args.db_suffix)
     finally:
         import psycopg
 

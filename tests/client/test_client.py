@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import re
@@ -27,6 +28,7 @@ from exchange.client import (
     Indicator,
     SellerReport,
     TransportError,
+    file_sha256,
     parse_reported_at,
     read_submission_csv,
     read_submission_file,
@@ -321,6 +323,58 @@ def test_retract_quotes_the_seller_ref_and_sends_the_reason(exchange: FakeExchan
     [request] = exchange.requests
     assert request.path == "/api/v1/sellers/shop%2F42%20%C3%BC/retract/"
     assert request.body == {"reason": "appeal upheld"}
+
+
+def test_appeal_quotes_the_seller_ref_and_sends_hashes_outcome_and_note(
+    exchange: FakeExchange, sleeps: Sleeps
+) -> None:
+    client = make_client(exchange.url, sleeps)
+    client.appeal("shop/42", "rejected", [("a" * 64, True), ("b" * 64, None)], note="case 7")
+    [request] = exchange.requests
+    assert request.path == "/api/v1/sellers/shop%2F42/appeals/"
+    assert request.body == {
+        "outcome": "rejected",
+        "documents": [{"sha256": "a" * 64, "falsified": True}, {"sha256": "b" * 64}],
+        "note": "case 7",
+    }
+    client.appeal("shop-43", "pending")
+    assert exchange.requests[1].body == {"outcome": "pending"}  # no documents, the note unchanged
+    for bad in (("", "pending", []), ("s", "won", []), ("s", "pending", [("not a hash", None)])):
+        with pytest.raises(ValueError):
+            client.appeal(*bad)
+    assert len(exchange.requests) == 2
+
+
+def test_cli_appeal_hashes_the_documents_locally(
+    exchange: FakeExchange, key_file: Path, tmp_path: Path
+) -> None:
+    letter, licence = tmp_path / "letter.pdf", tmp_path / "licence.pdf"
+    letter.write_bytes(b"%PDF-1.4 a doctored bank letter")
+    licence.write_bytes(b"%PDF-1.4 a business licence")
+    code, out, _ = run_cli(
+        "appeal", "--url", exchange.url, "--key-file", str(key_file), "s-1", "--outcome", "rejected",
+        "--document", str(licence), "--falsified", str(letter), "--note", "forged letter",
+    )  # fmt: skip
+    assert code == 0 and json.loads(out) == {"retracted": True}
+    [request] = exchange.requests
+    assert request.path == "/api/v1/sellers/s-1/appeals/"
+    assert request.body == {
+        "outcome": "rejected",
+        "documents": [
+            {"sha256": file_sha256(licence), "falsified": False},
+            {"sha256": file_sha256(letter), "falsified": True},
+        ],
+        "note": "forged letter",
+    }
+    assert file_sha256(letter) == hashlib.sha256(letter.read_bytes()).hexdigest()
+    assert "doctored" not in json.dumps(request.body)
+
+    code, _, err = run_cli(
+        "appeal", "--url", exchange.url, "--key-file", str(key_file), "s-1", "--outcome", "pending",
+        "--document", str(tmp_path / "missing.pdf"),
+    )  # fmt: skip
+    assert code == 2 and "cannot read document" in err
+    assert len(exchange.requests) == 1
 
 
 def test_lookup_sends_kind_and_hash_only(exchange: FakeExchange, sleeps: Sleeps) -> None:
@@ -1005,6 +1059,7 @@ def test_module_entry_point_prints_help() -> None:
         cwd=Path(__file__).resolve().parents[2],
     )
     assert "submit" in done.stdout and "lookup" in done.stdout and "retract" in done.stdout
+    assert "appeal" in done.stdout
 
 
 # --- the exchange's limits, learnt from /me/ ----------------------------------------------------------------

@@ -115,7 +115,8 @@ def test_the_readme_states_the_rules_the_client_enforces() -> None:
     for word in (*STATUSES, *REASONS, *KINDS):
         assert f"`{word}`" in section, word
     assert f"separated by `\\{REASON_SEPARATOR}`" in section  # escaped in the markdown table
-    assert SELLER_REF_RULE.removeprefix("1-128 characters of ").replace(" ", "") in section.replace(" ", "")
+    rule = SELLER_REF_RULE.removeprefix("1-128 characters of ").replace(" ", "")
+    assert rule in section.replace(" ", "").replace("`", "")
     assert f"Not before {TIMESTAMP_EARLIEST:%Y-%m-%d}" in section
     assert f"within +-{int(TIMESTAMP_MAX_OFFSET.total_seconds() // 3600)}:00" in section
     assert "fixtures/partner-example.csv" in section and "pip install ./exchange/client" in section

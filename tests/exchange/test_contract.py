@@ -38,12 +38,28 @@ def test_contract_is_pure_stdlib() -> None:
         ("x" * 129, False),
         ("has space", False),
         ("", False),
+        (".", False),  # dot segments: HTTP clients resolve them away in /api/v1/sellers/{seller_ref}/
+        ("..", False),
+        ("...", True),
+        (".a", True),
+        ("..a", True),
+        ("a..", True),
     ],
 )
 def test_seller_ref_rule(ref: str, ok: bool) -> None:
     assert contract.is_seller_ref(ref) is ok
     assert bool(ingest.SELLER_REF_RE.fullmatch(ref)) is ok
     assert bool(re.fullmatch(SellerRefConverter.regex, ref)) is ok
+
+
+@pytest.mark.parametrize("ref", ["..", "."])
+def test_a_dot_segment_is_not_a_seller_ref_in_the_url_either(ref: str) -> None:
+    """Inside the URL pattern the lookahead stops at the next "/": /sellers/../retract/ does not resolve."""
+    from django.urls import Resolver404, resolve
+
+    with pytest.raises(Resolver404):
+        resolve(f"/api/v1/sellers/{ref}/retract/")
+    assert resolve("/api/v1/sellers/.../retract/").kwargs["seller_ref"] == "..."
 
 
 def test_server_uses_the_contract_objects() -> None:

@@ -38,8 +38,13 @@ class Receiver(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        if self.headers.get("Content-Encoding") == "gzip":
+        encoding = self.headers.get("Content-Encoding")
+        if encoding == "gzip":
             body = gzip.decompress(body)
+        elif encoding == "br":  # sentry-sdk's choice when brotli is installed (WeasyPrint's fonts bring it)
+            import brotli
+
+            body = brotli.decompress(body)
         type(self).envelopes.append(body)
         self.send_response(200)
         self.send_header("Content-Type", "application/json")

@@ -128,7 +128,12 @@ def test_a_plausible_date_time_filter_still_filters(acme, url, name):
 
 @pytest.mark.parametrize(
     "url",
-    ["/api/v1/submissions/", "/api/v1/lookups/", "/api/v1/sellers/acme-1/retract/"],
+    [
+        "/api/v1/submissions/",
+        "/api/v1/lookups/",
+        "/api/v1/sellers/acme-1/retract/",
+        "/api/v1/sellers/acme-1/appeals/",
+    ],
 )
 def test_deeply_nested_json_body_is_a_400(acme, url):
     submit(acme.client(), seller("acme-1", ("email", "a@x.com")))
@@ -157,6 +162,7 @@ def test_drf_json_parser_refuses_deep_nesting_with_a_400():
         ("get", "/api/v1/sellers/%00/"),
         ("get", "/api/v1/sellers/acme%00-1/"),
         ("post", "/api/v1/sellers/%00/retract/"),
+        ("post", "/api/v1/sellers/%00/appeals/"),
         ("get", "/api/v1/clusters/ac_%00/"),
         ("get", "/api/v1/clusters/%00/"),
     ],

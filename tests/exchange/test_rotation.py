@@ -17,7 +17,7 @@ def test_rotation_rekeys_by_chaining_and_lookups_still_match(acme, bazaar, setti
     settings.EXCHANGE_PEPPERS = {**settings.EXCHANGE_PEPPERS, 2: V2}
     out = StringIO()
     call_command("rotate_pepper", stdout=out, stderr=StringIO())
-    assert "Re-keyed 1 indicators from pepper version 1 to 2" in out.getvalue()
+    assert "Re-keyed 1 indicators and 0 appeal documents from pepper version 1 to 2" in out.getvalue()
     indicator = Indicator.objects.get()
     assert indicator.key_version == 2
     assert indicator.token == keyed_token("email", th("email", "ring@x.com"), settings.EXCHANGE_PEPPERS, 2)

@@ -5,6 +5,10 @@ import pytest
 import yaml
 from django.core.management import call_command
 
+from exchange.contract import OPINION_KINDS, OPINION_NOTE_MAX_LENGTH
+from exchange.serializers import NO_NUL
+from exchange.timestamps import PARTNER_TIMESTAMP_PATTERN
+
 pytestmark = pytest.mark.django_db
 
 
@@ -19,6 +23,7 @@ def test_openapi_schema_validates_without_warnings(tmp_path):
         "/api/v1/sellers/",
         "/api/v1/sellers/{seller_ref}/",
         "/api/v1/sellers/{seller_ref}/retract/",
+        "/api/v1/sellers/{seller_ref}/appeals/",
         "/api/v1/lookups/",
     } <= paths
     submission = schema["paths"]["/api/v1/submissions/"]["post"]
@@ -45,8 +50,11 @@ def test_schema_says_request_bodies_are_closed_and_reasons_not_blank(tmp_path):
         name for name, c in components.items() if name.endswith("Request") and c.get("type") == "object"
     ]
     assert set(requests) == {
+        "AppealDocumentRequest",
+        "AppealRequest",
         "IndicatorInRequest",
         "LookupRequest",
+        "OpinionRequest",
         "RetractRequest",
         "SellerReportRequest",
         "SubmissionRequest",
@@ -261,14 +269,28 @@ def test_schema_links_chain_sellers_and_clusters(tmp_path):
         == {
             "sellers_retrieve",
             "sellers_retract_create",
+            "sellers_appeals_create",
             "clusters_retrieve",
+            "clusters_opinions_create",
         }
         <= ids
     )
+    appealed = links[("/api/v1/sellers/{seller_ref}/", "get", "RecordSellersAppeal")]
+    assert appealed == {
+        "operationId": "sellers_appeals_create",
+        "parameters": {"seller_ref": "$response.body#/seller_ref"},
+    }
     submitted = links[("/api/v1/submissions/", "post", "RetractReportedSeller")]
     assert submitted["parameters"] == {"seller_ref": "$request.body#/sellers/0/seller_ref"}
     assert links[("/api/v1/lookups/", "post", "GetMatchedCluster")]["parameters"] == {
         "ref": "$response.body#/results/0/cluster"
+    }
+    # An opinion on a lookup match, and on a cluster of one's own sellers.
+    assert links[("/api/v1/lookups/", "post", "GiveOpinionOnMatch")]["parameters"] == {
+        "ref": "$response.body#/results/0/cluster"
+    }
+    assert links[("/api/v1/clusters/{ref}/", "get", "GiveOpinionOnCluster")]["parameters"] == {
+        "ref": "$response.body#/id"
     }
 
 
@@ -309,3 +331,21 @@ def test_every_link_in_the_schema_text_is_a_url_the_server_serves(tmp_path, clie
     targets = set(re.findall(r"\]\((/[^)\s]*)\)", text))
     assert "/api/v1/hashing-spec/" in targets
     assert {t: client.get(t).status_code for t in targets} == dict.fromkeys(targets, 200)
+
+
+def test_schema_states_the_opinion_request_and_what_it_leaves_to_its_description(tmp_path):
+    schema = live_schema(tmp_path)
+    request = schema["components"]["schemas"]["OpinionRequest"]
+    properties = request["properties"]
+    assert request["required"] == ["opinion"] and request["additionalProperties"] is False
+    kinds = properties["opinion"]["allOf"][0]["$ref"].rsplit("/", 1)[-1]
+    assert schema["components"]["schemas"][kinds]["enum"] == list(OPINION_KINDS)
+    assert properties["note"]["maxLength"] == OPINION_NOTE_MAX_LENGTH
+    assert properties["note"]["pattern"] == NO_NUL
+    assert properties["acted_at"]["pattern"] == PARTNER_TIMESTAMP_PATTERN
+    assert properties["acted_at"]["x-not-after"] == "now"
+    assert properties["acted_at"]["description"].startswith("With `actioned` only, and required with it")
+    # The rules across fields (JSON Schema 3.0 cannot say them) are the component's description.
+    assert "`acted_at` goes with `actioned` only" in request["description"]
+    operation = schema["paths"]["/api/v1/clusters/{ref}/opinions/"]["post"]
+    assert set(operation["responses"]) >= {"200", "201", "400", "404"}

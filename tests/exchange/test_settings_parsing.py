@@ -40,9 +40,17 @@ def test_postgres_url_is_parsed_for_psycopg():
         "db.internal",
         "6432",
     )
-    assert db["OPTIONS"] == {"sslmode": "require"}
+    assert db["OPTIONS"] == {"sslmode": "require", "options": "-c jit=off"}
     assert db["CONN_MAX_AGE"] == 60
     assert parse_database_url("postgres://h/db", BASE)["CONN_MAX_AGE"] == 60
+
+
+def test_postgres_connections_compile_no_jit_unless_the_url_asks() -> None:
+    """Issue 17: right after a bulk load a 1 ms lookup was estimated dear enough for JIT and spent tens of ms
+    compiling on each execution; the app's connections turn JIT off, and `options=` in the URL still wins."""
+    assert parse_database_url("postgres://h/db", BASE)["OPTIONS"] == {"options": "-c jit=off"}
+    own = parse_database_url("postgres://h/db?options=-c%20work_mem%3D64MB", BASE)
+    assert own["OPTIONS"] == {"options": "-c work_mem=64MB"}
 
 
 @pytest.mark.parametrize(
@@ -84,9 +92,9 @@ def test_replica_url_is_a_second_postgres_entry_mirroring_default_in_tests():
     # The test runner creates no second database: "replica" reads the test database.
     assert replica["TEST"] == {"MIRROR": "default"}
     # A short connect timeout so an unreachable replica falls back to the primary in seconds; the URL wins.
-    assert replica["OPTIONS"] == {"connect_timeout": "3"}
+    assert replica["OPTIONS"] == {"connect_timeout": "3", "options": "-c jit=off"}
     slower = parse_replica_url("postgres://r/x?connect_timeout=10", POSTGRES_PRIMARY)
-    assert slower is not None and slower["OPTIONS"] == {"connect_timeout": "10"}
+    assert slower is not None and slower["OPTIONS"] == {"connect_timeout": "10", "options": "-c jit=off"}
 
 
 def test_unset_replica_url_means_no_replica():

@@ -17,7 +17,7 @@ from accounts.models import ApiKey, AuditEntry
 from accounts.scoping import EVERYTHING, scope_of
 from exchange.models import Indicator, Linking, Seller
 from graph.explain import explain
-from graph.models import ActorCluster, ClusterEvent, ClusterStatus, EventKind
+from graph.models import ActorCluster, Approval, ClusterEvent, ClusterStatus, EventKind
 from graph.picture import MAX_SELLERS, render
 from tests.admin_world import PASSWORD, AdminWorld, assert_ring_taken_up_by, build, logged_in
 from tests.builders import seller, submit, th
@@ -264,13 +264,17 @@ def work(client: Client, cluster: ActorCluster, **data: str) -> Any:
     return client.post(change_url(cluster), {**form, **data})
 
 
-def test_status_change_records_an_event_and_an_audit_entry(world, alice):
+def test_status_change_records_an_event_and_an_audit_entry(world, alice, erin):
     response = work(
         logged_in(alice), world.ring, status="investigating", assignee=str(alice.pk), notes="Look."
     )
     assert response.status_code == 302
     assert_ring_taken_up_by(world, alice)
+    # Confirming waits for a second analyst (four-eyes review): Erin approves it.
     assert work(logged_in(alice), world.ring, status="confirmed").status_code == 302
+    world.ring.refresh_from_db()
+    assert world.ring.status == "investigating"
+    approve_all(logged_in(erin))
     world.ring.refresh_from_db()
     assert world.ring.status == "confirmed"
 
@@ -307,7 +311,16 @@ def test_only_exchange_analysts_can_be_assigned(world, alice, bob):
 # --- indicator overrides ------------------------------------------------------------------------------------
 
 
-def test_marking_an_indicator_common_records_who_and_why_and_reclusters(world, alice):
+def approve_all(client: Client) -> None:
+    """Approve every pending four-eyes approval, as the second exchange analyst does in the Approvals list."""
+    pending = [str(pk) for pk in Approval.objects.pending().values_list("pk", flat=True)]
+    response = client.post(
+        "/admin/graph/approval/", {"action": "approve", "_selected_action": pending}, follow=True
+    )
+    assert response.status_code == 200 and "approved and made" in response.content.decode()
+
+
+def test_marking_an_indicator_common_records_who_and_why_and_reclusters(world, alice, erin):
     email = Indicator.objects.get(kind="email", sightings__seller__seller_ref="baz-1")
     url = f"/admin/exchange/indicator/{email.pk}/change/"
     client = logged_in(alice)
@@ -329,8 +342,11 @@ def test_marking_an_indicator_common_records_who_and_why_and_reclusters(world, a
     html = page(client, change_url(bazaar_side))
     assert "suppressed: marked common" in html
 
+    # Forcing it back in waits for a second analyst (four-eyes review): the clusters stay apart until then.
     response = client.post(url, {"linking": "include", "linking_reason": "Checked: one actor"})
     assert response.status_code == 302
+    assert not ActorCluster.objects.live().get(members__seller__seller_ref="acme-1").cross_platform
+    approve_all(logged_in(erin))
     assert ActorCluster.objects.live().get(members__seller__seller_ref="acme-1").cross_platform
 
 

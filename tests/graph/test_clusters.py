@@ -38,7 +38,7 @@ def test_shared_strong_indicator_links_across_platforms(acme, bazaar):
     cluster = ActorCluster.objects.get()
     assert (cluster.size, cluster.platform_count, cluster.cross_platform) == (2, 2, True)
     assert cluster.kinds == ["email"]
-    assert set(cluster.risk_parts) == {"platforms", "reports", "evidence", "recency"}
+    assert set(cluster.risk_parts) == {"platforms", "reports", "evidence", "recency", "opinions"}
     assert cluster.risk == sum(cluster.risk_parts.values()) > 0
     assert [e.kind for e in events()] == ["created"]
 

@@ -110,7 +110,13 @@ def test_exchange_analyst_gets_every_file_and_the_manifest_hashes_each_of_them(w
         ("Bazaar North", 2, True),
     ]
     assert [m["seller_ref"] for m in document["members"]] == ["acme-1", "acme-2", "baz-1", "baz-2"]
-    assert [p["name"] for p in document["risk"]] == ["platforms", "reports", "evidence", "recency"]
+    assert [p["name"] for p in document["risk"]] == [
+        "platforms",
+        "reports",
+        "evidence",
+        "recency",
+        "opinions",
+    ]
     assert sum(p["points"] for p in document["risk"]) == world.ring.risk
     # The evidence reaches all four members in three links, each with its kinds and first-seen date.
     evidence = rows(files["evidence.csv"])
@@ -367,3 +373,22 @@ def test_the_pdf_fetches_no_url_but_renders_inline_data(tmp_path: Path):
     assert "Fetch nothing" in text and "LOCAL FILE CONTENT" not in text
     images = sum(len(page_.images) for page_ in pypdf.PdfReader(io.BytesIO(pdf)).pages)
     assert images == 1  # the inline pixel, and nothing fetched
+
+
+def test_rendering_a_pdf_leaves_pillows_truncated_image_check_on() -> None:
+    """WeasyPrint's import turns on Pillow's process-wide LOAD_TRUNCATED_IMAGES; after a package the server
+    must still refuse truncated images (tests/exchange/test_perceptual.py). A fresh process: the import runs."""
+    import subprocess
+    import sys
+
+    script = (
+        "from PIL import ImageFile\n"
+        "from graph.referral import render_pdf\n"
+        "assert render_pdf('<p>x</p>').startswith(b'%PDF')\n"
+        "assert ImageFile.LOAD_TRUNCATED_IMAGES is False, 'WeasyPrint left truncated images accepted'\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=root, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr

@@ -174,6 +174,23 @@ def test_report_lists_new_cross_platform_clusters_with_own_sellers_and_other_pla
     assert "acme-1" in html and "bz-1" not in html and "Bazaar North" not in html
 
 
+def test_a_seller_its_platform_detached_with_a_false_positive_is_not_in_its_report(
+    clustered: ActorCluster, acme: KeyedPlatform
+) -> None:
+    assert submit(acme.client(), seller("acme-2", ("email", "ring1@example.com"))).status_code == 201
+    body = {"opinion": "false_positive", "seller_ref": "acme-1"}
+    assert (
+        acme.client().post(f"/api/v1/clusters/{clustered.ref}/opinions/", body, format="json").status_code
+        == 201
+    )
+    reports.run_reports()
+    (message,) = messages_to("trust@acme.example")
+    assert "Your sellers (1): acme-2" in message.body and "acme-1" not in message.body
+    # The other platform still counts both of Acme's accounts.
+    (other,) = messages_to("safety@bazaar.example")
+    assert "Other platforms: 2 accounts on 1 platform" in other.body
+
+
 def test_other_platform_names_appear_only_when_the_consortium_reveals_them(clustered: ActorCluster) -> None:
     with override_settings(EXCHANGE_REVEAL_PLATFORM_NAMES=True):
         reports.run_reports()

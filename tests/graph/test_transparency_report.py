@@ -50,7 +50,7 @@ from graph.transparency import (
     write_csv,
 )
 from graph.transparency_data import FIGURES, build_report
-from tests.admin_world import logged_in
+from tests.admin_world import decided_by_two_analysts, logged_in
 from tests.builders import seller, submit, th
 from tests.conftest import KeyedPlatform, make_analyst, make_platform
 from tests.graph.test_reports_leak import PLATFORMS, build_world
@@ -359,19 +359,25 @@ def world(clock: Any, acme: KeyedPlatform, bazaar: KeyedPlatform, third: KeyedPl
         ("phone", "+4930999000"),
         ("phone", "+4930999001"),
     )
+    # Appeals: Acme's upheld (a retraction) and one pending, third's pending then rejected.
+    for kp, ref, outcome in (
+        (acme, "a-pair-0-0", "upheld"),
+        (acme, "a-pair-1-0", "pending"),
+        (third, "t-1", "pending"),
+        (third, "t-1", "rejected"),
+    ):
+        response = kp.client().post(f"/api/v1/sellers/{ref}/appeals/", {"outcome": outcome}, format="json")
+        assert response.status_code in (200, 201), response.content
     # A retraction, and a purge of a report retracted long ago.
     retract = {"reason": "appeal upheld"}
-    assert (
-        acme.client().post("/api/v1/sellers/a-pair-0-0/retract/", retract, format="json").status_code == 200
-    )
     assert third.client().post("/api/v1/sellers/t-0/retract/", retract, format="json").status_code == 200
     Seller.objects.filter(seller_ref="t-0").update(retracted_at=NOW - timedelta(days=90))
     call_command("purge_reports", stdout=io.StringIO())
     # Analysts' outcomes: one ring confirmed, one dismissed.
     rings = list(ActorCluster.objects.live().filter(cross_platform=True).order_by("id")[:2])
     do_update_cluster(rings[0], "alice", {"status": "investigating"})
-    do_update_cluster(rings[0], "alice", {"status": "confirmed"})
-    do_update_cluster(rings[1], "alice", {"status": "dismissed"})
+    decided_by_two_analysts(rings[0], "confirmed")
+    decided_by_two_analysts(rings[1], "dismissed")
 
 
 def raw_numbers(key: str, period: str = "2026") -> Any:
@@ -414,6 +420,9 @@ def test_figures_equal_the_counts_of_the_world_they_describe(
     assert raw_numbers("lookups.requests") == Tally(2, {t: 2})
     assert raw_numbers("lookups.indicators") == Tally(15, {t: 15})
     assert raw_numbers("lookups.matches") == Tally(12, {t: 12})
+    assert raw_numbers("feedback.appeals") == Tally(3, {a: 2, t: 1})
+    assert raw_numbers("feedback.appeals_upheld") == Tally(1, {a: 1})
+    assert raw_numbers("feedback.appeals_rejected") == Tally(1, {t: 1})
     # Outside the period: the seller third reported in 2025, and nothing else.
     assert raw_numbers("sellers.reported", "2025") == Tally(1, {t: 1})
     assert raw_numbers("clusters.live", "2025") == Tally(0, {})
@@ -436,7 +445,10 @@ def test_figures_equal_the_counts_of_the_world_they_describe(
     assert (shown["clusters.formed"], shown["clusters.formed_cross_platform.2026-05"]) == (">=12", "12")
     # 15 screened, 12 matched: 15 would tell that 3 did not match.
     assert (shown["lookups.indicators"], shown["lookups.matches"]) == (">=12", "12")
-    assert shown["feedback.appeals"] == "—"
+    assert shown["feedback.appeals"] == shown["feedback.appeals_upheld"] == "<10"
+    assert (
+        shown["feedback.opinions"] == "0"
+    )  # none given here (tests/graph/test_opinions_admin.py gives some)
 
 
 @pytest.mark.django_db

@@ -14,8 +14,9 @@ from django.db import transaction
 from accounts.models import AuditEntry
 from exchange.client import webhooks as contract
 from graph import webhooks
-from graph.actions import do_update_cluster
+from graph.actions import FOUR_EYES_STATUSES, do_record_opinion, do_update_cluster
 from graph.models import ActorCluster, ClusterMember, RetractionNotice, WebhookDelivery
+from tests.admin_world import decided_by_two_analysts
 from tests.builders import seller, submit, th
 from tests.conftest import KeyedPlatform
 from tests.graph.webhook_helpers import LOCAL_NETWORKS, clear_outbox, events_of, types_of, webhook_on
@@ -265,8 +266,11 @@ def test_confirming_or_dismissing_a_cluster_tells_its_platforms(
     cluster = cluster_of("acme-1")
     clear_outbox()
 
-    for status in path:
-        do_update_cluster(cluster, "alice", {"status": status})
+    for status in path:  # confirming and dismissing take two exchange analysts (four-eyes review)
+        if status in FOUR_EYES_STATUSES:
+            decided_by_two_analysts(cluster, status)
+        else:
+            do_update_cluster(cluster, "alice", {"status": status})
 
     for kp, own in ((acme, "acme-1"), (bazaar, "bz-1")):
         event = only(events_of(kp))  # investigating tells nobody
@@ -275,6 +279,32 @@ def test_confirming_or_dismissing_a_cluster_tells_its_platforms(
         assert event["data"]["previous_status"] == ("investigating" if len(path) == 2 else "new")
         assert event["data"]["your_sellers"] == [own]
     assert events_of(third) == []
+
+
+def test_a_seller_its_platform_detached_with_a_false_positive_is_out_of_its_events(
+    acme, bazaar, third, hooked
+):
+    """A false-positive opinion takes the seller out of the cluster for its platform's views at once: its
+    events do not name it, and a platform with no seller left in the cluster hears nothing of it."""
+    report(acme, "acme-1", ("email", "ring@example.com"))
+    report(acme, "acme-2", ("email", "ring@example.com"))
+    report(bazaar, "bz-1", ("email", "ring@example.com"))
+    report(third, "t-1", ("email", "ring@example.com"))
+    cluster = cluster_of("acme-1")
+    do_record_opinion(acme.key, cluster.ref, "false_positive", seller_ref="acme-1")
+    do_record_opinion(third.key, cluster.ref, "false_positive", seller_ref="t-1")
+    clear_outbox()
+
+    decided_by_two_analysts(cluster, "dismissed")
+
+    assert only(events_of(acme))["data"]["your_sellers"] == ["acme-2"]
+    assert only(events_of(bazaar))["data"]["your_sellers"] == ["bz-1"]
+    assert events_of(third) == []  # it sees no seller of its own in the cluster any more
+    clear_outbox()
+    retract(bazaar, "bz-1")  # acme-1 and acme-2 stay linked with t-1: no membership change for them
+    assert [e["data"]["your_sellers_in_cluster"] for e in events_of(acme, contract.REPORT_RETRACTED)] == [
+        ["acme-2"]
+    ]
 
 
 def test_events_roll_back_with_the_change(acme, bazaar, hooked):

@@ -20,6 +20,7 @@ from exchange.models import Indicator
 from graph import reports
 from graph.actions import do_update_cluster
 from graph.models import ActorCluster, RetractionNotice, WebhookDelivery
+from tests.admin_world import decided_by_two_analysts
 from tests.builders import seller, submit, th
 from tests.conftest import KeyedPlatform, make_platform
 from tests.graph.test_reports import NOON
@@ -92,9 +93,9 @@ def drive(platforms: list[KeyedPlatform], rng: random.Random) -> None:
     for number, cluster in enumerate(ActorCluster.objects.live().cross_platform().order_by("id")):
         if number % 3 == 0:
             do_update_cluster(cluster, "alice", {"status": "investigating"})
-            do_update_cluster(cluster, "alice", {"status": "confirmed"})
+            decided_by_two_analysts(cluster, "confirmed")
         elif number % 3 == 1:
-            do_update_cluster(cluster, "alice", {"status": "dismissed"})
+            decided_by_two_analysts(cluster, "dismissed")
 
 
 def retract(kp: KeyedPlatform, ref: str) -> None:

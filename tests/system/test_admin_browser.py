@@ -1,7 +1,8 @@
 """The investigator admin in a real browser (Debian's headless chromium driven by Playwright).
 
 Each role logs in through the login form, opens the cluster list, filters it, opens the cross-platform ring,
-reads the evidence chain, and (the exchange analyst) moves it along the workflow. The change lists fit a
+reads the evidence chain, and (the exchange analyst) moves it along the workflow; confirming it takes a second
+exchange analyst's approval. The change lists fit a
 1400 px window and the indicator form's radio labels sit beside their buttons. Screenshots are saved under
 test-artifacts/ for a human to look at.
 """
@@ -23,6 +24,7 @@ from django.db import connections
 
 from accounts.models import AuditEntry, Platform
 from exchange.models import Indicator
+from graph.actions import do_request_cluster_status, do_update_cluster
 from graph.models import ActorCluster, ClusterEvent, EventKind
 from tests.admin_world import PASSWORD, AdminWorld, build, current_code, cut_by_the_hub_rule
 from tests.builders import NOW, seller, submit, th
@@ -121,7 +123,11 @@ def open_ring_from_the_list(page: Any, live_server: Any, ring: ActorCluster, rol
     page.goto(f"{live_server.url}/admin/graph/actorcluster/")
     assert page.locator("#result_list tbody tr").count() >= 2
     screenshot(page, f"cluster-list-{role}.png")
-    page.click("#changelist-filter a[href*='cross_platform__exact=1']")
+    # Wait for the filtered page itself: counting right after the click raced the navigation (0 rows seen on
+    # SQLite once the list's filters made the page heavier).
+    with page.expect_navigation(url="**cross_platform__exact=1"):
+        page.click("#changelist-filter a[href*='cross_platform__exact=1']")
+    page.wait_for_load_state("load")
     rows = page.locator("#result_list tbody tr")
     assert rows.count() == 1
     # Partner analysts' links carry the cluster's opaque reference, never its id.
@@ -155,6 +161,38 @@ def test_exchange_analyst_reads_the_evidence_and_moves_the_case_along(browser, l
     assert world.ring.status == "investigating"
     assert ClusterEvent.objects.filter(cluster=world.ring, kind=EventKind.STATUS, actor="alice").exists()
     screenshot(page, "cluster-exchange-analyst-investigating.png")
+
+
+def test_confirming_the_ring_takes_a_second_exchange_analyst(browser, live_server, world, erin):
+    """Four-eyes review: Alice asks to confirm the ring, cannot approve it herself, Erin approves it."""
+    ActorCluster.objects.filter(pk=world.ring.pk).update(status="investigating")
+    page = log_in(browser, live_server, "alice")
+    page.goto(f"{live_server.url}/admin/graph/actorcluster/{world.ring.pk}/change/")
+    page.select_option("#id_status", "confirmed")
+    page.click("input[name=_continue]")
+    page.wait_for_selector(".messagelist")
+    assert "waits for a second exchange analyst" in page.inner_text(".messagelist")
+    assert "Waiting for a second exchange analyst" in page.inner_text("body")
+    assert ActorCluster.objects.get(pk=world.ring.pk).status == "investigating"
+
+    def approve_in_the_list(page: Any) -> str:
+        page.goto(f"{live_server.url}/admin/graph/approval/")
+        page.check("#result_list input[name=_selected_action]")
+        page.select_option("select[name=action]", "approve")
+        page.click("button[name=index]")
+        page.wait_for_selector(".messagelist")
+        return str(page.inner_text(".messagelist"))
+
+    assert "You asked for this change" in approve_in_the_list(page)
+    assert ActorCluster.objects.get(pk=world.ring.pk).status == "investigating"
+
+    second = log_in(browser, live_server, "erin")
+    assert "approved and made" in approve_in_the_list(second)
+    assert ActorCluster.objects.get(pk=world.ring.pk).status == "confirmed"
+    second.goto(f"{live_server.url}/admin/graph/approval/?state=all")
+    row = second.inner_text("#result_list tbody tr")
+    assert "alice" in row and "erin" in row and "status: investigating → confirmed" in row
+    screenshot(second, "approvals-exchange-analyst.png")
 
 
 def test_partner_analyst_reads_the_evidence_of_their_cluster_only(browser, live_server, world):
@@ -207,6 +245,18 @@ def crowd_the_lists(world: AdminWorld) -> None:
         for n in range(30)
     ]
     assert submit(world.bazaar.client(), *crowd).status_code == 201
+    # Appeals of the long references, and decisions waiting for a second analyst about every cluster.
+    for ref in (f"{LONG_REF}-00", f"{LONG_REF}-01"):
+        body = {
+            "outcome": "rejected",
+            "documents": [{"sha256": th("email", "x@example.com"), "falsified": True}],
+        }
+        response = world.bazaar.client().post(f"/api/v1/sellers/{ref}/appeals/", body, format="json")
+        assert response.status_code == 201, response.content
+    alice = User.objects.get(username="alice")
+    for cluster in (world.ring, world.acme_only, world.bazaar_only):
+        do_update_cluster(cluster, "alice", {"status": "investigating"})
+        do_request_cluster_status(cluster, alice, "dismissed")
     AuditEntry.objects.record(
         "seller_retracted",
         "bax_" + "f" * 12,
@@ -226,6 +276,8 @@ CHANGE_LISTS = {
     "submissions": "/admin/exchange/submission/",
     "audit-log": "/admin/accounts/auditentry/",
     "api-keys": "/admin/accounts/apikey/",
+    "appeals": "/admin/exchange/appeal/",
+    "approvals": "/admin/graph/approval/?state=all",
 }
 
 WIDTHS = """() => {

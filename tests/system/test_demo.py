@@ -57,6 +57,8 @@ def test_demo_finds_every_planted_ring_quietly_and_names_the_served_address(tmp_
     assert "admin: http://0.0.0.0:8123/admin/" in run.stdout
     assert "API docs: http://0.0.0.0:8123/api/v1/docs/" in run.stdout
     assert "8000" not in run.stdout
+    # An appeal with a forged letter that another platform reported falsified is flagged.
+    assert re.search(r"appeals: .* reported falsified on 1 other platform\(s\), needs attention", run.stdout)
     # The structured INFO lines (submission accepted, recluster, key created) stay out of the walk-through.
     assert not [line for line in run.stderr.splitlines() if "level=INFO" in line], run.stderr[-2000:]
     assert not [line for line in run.stdout.splitlines() if "level=" in line]

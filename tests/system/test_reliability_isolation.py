@@ -6,7 +6,9 @@ fails `test_every_url_is_covered_by_the_matrix`: whoever adds an endpoint or a c
 here who may reach it.
 
 API roles: the owner's key, the other platform's key (addressing the owner's objects: 404, and no write
-lands), no key, a key without scopes, a revoked key and an admin session (the API accepts keys only).
+lands), no key, a key without scopes, a revoked key and an admin session (the API accepts keys only). TAXII
+adds the exchange-wide advisories collection: every partner key gets a 404 on it, and an exchange analyst's
+key reads it (the positive control) and nothing of a partner's collection.
 Admin roles: a partner analyst on the other platform's objects (changelist without them; their change pages
 404; add/delete/history refused), the exchange analyst (the positive control: the same URLs answer 200) and
 an anonymous visitor (login redirect). Run with ``-s`` to print the counts.
@@ -14,6 +16,7 @@ an anonymous visitor (login redirect). Run with ``-s`` to print the counts.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -25,15 +28,26 @@ from django.contrib.auth.models import User
 from django.db.models import Model, QuerySet
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
 from rest_framework.test import APIClient
 
 from accounts.actions import do_set_webhook
-from accounts.models import AnalystProfile, ApiKey, AuditEntry, Platform
-from exchange.models import Indicator, LookupUsage, Seller, Sighting, Submission
+from accounts.models import AnalystKey, AnalystProfile, ApiKey, AuditEntry, Platform
+from exchange.models import Appeal, Indicator, LookupUsage, Seller, Sighting, Submission
 from graph import stix
-from graph.models import ActorCluster, ClusterEvent, ClusterMember, PendingMerge
-from graph.taxii import TAXII_MEDIA_TYPE, collection_id
+from graph.actions import do_publish_advisory, do_request_cluster_status, do_update_cluster
+from graph.models import (
+    ActorCluster,
+    Approval,
+    ClusterEvent,
+    ClusterMember,
+    ClusterStatus,
+    Opinion,
+    PendingMerge,
+)
+from graph.taxii import ADVISORIES_COLLECTION_ID, TAXII_MEDIA_TYPE, collection_id
+from tests.admin_world import decided_by_two_analysts
 from tests.builders import seller, th
 from tests.conftest import KeyedPlatform
 from tests.reliability.world import World, build_world, scopeless_key
@@ -49,9 +63,11 @@ API_ROUTES: dict[str, tuple[str, str, str | None]] = {
     "api/v1/sellers/": ("GET", "read", None),
     "api/v1/sellers/<seller_ref:seller_ref>/": ("GET", "read", "seller"),
     "api/v1/sellers/<seller_ref:seller_ref>/retract/": ("POST", "submit", "seller"),
+    "api/v1/sellers/<seller_ref:seller_ref>/appeals/": ("POST", "submit", "seller"),
     "api/v1/lookups/": ("POST", "lookup", None),
     "api/v1/clusters/": ("GET", "read", None),
     "api/v1/clusters/<cluster_ref:ref>/": ("GET", "read", "cluster"),
+    "api/v1/clusters/<cluster_ref:ref>/opinions/": ("POST", "submit", "cluster"),
 }
 # TAXII 2.1 (graph/taxii.py): all GET with the `read` scope; "collection" routes name the caller's collection.
 TAXII_ROUTES: dict[str, str | None] = {
@@ -98,7 +114,15 @@ ADMIN_EXTRA_ROUTES = {
     "admin/graph/actorcluster/hash-search/": {405},
     # The referral package: POST only (a GET is a 405 for everyone), another platform's cluster a 404.
     "admin/graph/actorcluster/<path:object_id>/referral/": {404},
+    # The transparency report: no object; a partner analyst gets the consortium's and their own platform's
+    # figures only (checked below for canaries; tests/graph/test_transparency_report.py for the figures).
+    "admin/graph/actorcluster/transparency/": {200},
+    # Publishing an advisory: exchange analysts only; anyone else a 403 before any cluster is looked up.
+    "admin/graph/actorcluster/<path:object_id>/advisory/": {403},
     "admin/exchange/indicator/hash-search/": {403},
+    # Time to action: every platform for exchange analysts, the viewer's own only (graph/opinion_admin.py;
+    # checked below for canaries, tests/graph/test_opinions_admin.py for the figures).
+    "admin/graph/opinion/time-to-action/": {200},
 }
 
 # Registered admin models -> the objects that belong to the *other* platform (Bazaar) only. None: the model
@@ -126,6 +150,9 @@ ADMIN_MODELS: dict[str, OtherPlatformObjects] = {
     ),
     "graph.indicatoroverride": lambda w: _overrides_of_bazaar_only_indicators(w),
     "graph.pendingmerge": lambda w: PendingMerge.objects.all(),  # exchange analysts only
+    "graph.approval": lambda w: Approval.objects.all(),  # exchange analysts only (four-eyes review)
+    "exchange.appeal": lambda w: Appeal.objects.filter(seller__platform=w.bazaar.platform),
+    "graph.opinion": lambda w: Opinion.objects.filter(platform=w.bazaar.platform),
     "procrastinate.procrastinatejob": None,
     "procrastinate.procrastinateevent": None,
     "procrastinate.procrastinateperiodicdefer": None,
@@ -194,13 +221,14 @@ COUNTS: Counter[str] = Counter()
 
 
 @pytest.fixture
-def world(acme, bazaar, settings) -> World:
+def world(acme, bazaar, alice, settings) -> World:
     # Both platforms have a webhook (never called): their events are in the outbox the admin shows.
     settings.EXCHANGE_WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.0/8"]
     for platform in (acme, bazaar):
         do_set_webhook(platform.platform, f"https://127.0.0.1:9/{platform.platform.slug}", "test")
     w = build_world(acme, bazaar)
-    # Audit entries, lookup usage and a report delivery for both platforms, so every admin model has rows.
+    # Audit entries, lookup usage, an appeal and a report delivery for both platforms, so every admin model
+    # has rows.
     for platform in (acme, bazaar):
         platform.client().post(
             "/api/v1/lookups/",
@@ -208,11 +236,35 @@ def world(acme, bazaar, settings) -> World:
             format="json",
         )
         platform.client().get(f"/api/v1/clusters/{w.shared_cluster}/")
+        # An opinion of each on the shared cluster, with a note no other platform may ever read.
+        opinion = {"opinion": "seen_too", "note": f"{platform.platform.slug}-private-note"}
+        response = platform.client().post(
+            f"/api/v1/clusters/{w.shared_cluster}/opinions/", opinion, format="json"
+        )
+        assert response.status_code == 201, response.content
+        solo = "acme-solo" if platform is acme else "baz-solo"
+        appeal = {
+            "outcome": "rejected",
+            "documents": [{"sha256": hashlib.sha256(solo.encode()).hexdigest(), "falsified": True}],
+        }
+        assert (
+            platform.client().post(f"/api/v1/sellers/{solo}/appeals/", appeal, format="json").status_code
+            == 201
+        )
+    # A pending four-eyes approval of the Bazaar-only cluster.
+    bazaar_only = ActorCluster.objects.get(ref=w.bazaar_cluster)
+    do_update_cluster(bazaar_only, "alice", {"status": "investigating"})
+    do_request_cluster_status(bazaar_only, alice, "confirmed")
+    # The shared cluster is an exchange-wide advisory: the advisories collection has something to keep apart.
+    shared = ActorCluster.objects.get(ref=w.shared_cluster)
+    do_update_cluster(shared, "matrix", {"status": ClusterStatus.INVESTIGATING})
+    decided_by_two_analysts(shared, ClusterStatus.CONFIRMED)  # four-eyes review
+    do_publish_advisory(shared, "matrix")
     return w
 
 
 def snapshot(platform: Platform) -> list[tuple[Any, ...]]:
-    """Everything of a platform's reports that another platform must never change."""
+    """Everything of a platform's reports (and its sellers' appeals) that another platform must never change."""
     sellers = Seller.objects.filter(platform=platform).order_by("seller_ref")
     return [
         *sellers.values_list(
@@ -230,6 +282,14 @@ def snapshot(platform: Platform) -> list[tuple[Any, ...]]:
         *ClusterMember.objects.filter(seller__platform=platform)
         .order_by("seller__seller_ref")
         .values_list("seller__seller_ref", "cluster__ref"),
+        # Opinions on the platform's clusters: another platform's key gives none there.
+        *Opinion.objects.filter(cluster__members__seller__platform=platform)
+        .distinct()
+        .order_by("pk")
+        .values_list("pk", "platform_id", "kind", "cluster__ref"),
+        *Appeal.objects.filter(seller__platform=platform)
+        .order_by("seller__seller_ref")
+        .values_list("seller__seller_ref", "outcome", "note", "needs_attention", "updated_at"),
     ]
 
 
@@ -250,6 +310,10 @@ def body_for(route: str, refs: list[str]) -> Any:
         return {"sellers": [seller(ref, ("email", "ring@example.com"), status="suspected") for ref in refs]}
     if route.endswith("retract/"):
         return {"reason": "matrix"}
+    if route.endswith("appeals/"):
+        return {"outcome": "pending", "note": "matrix"}
+    if route.endswith("opinions/"):
+        return {"opinion": "seen_too", "note": "matrix"}
     if route.endswith("lookups/"):
         values = [("email", "ring@example.com"), ("tax_id", "DE123456789"), ("email", "solo@acme.example")]
         return {"indicators": [{"kind": k, "hash": th(k, v)} for k, v in values]}
@@ -268,7 +332,8 @@ def addressable(world: World, owner: KeyedPlatform, kind: str | None) -> list[st
 def canaries(world: World, owner: KeyedPlatform) -> list[str]:
     """Strings of the owner's that no other platform may ever read."""
     own_cluster = world.acme_cluster if owner is world.acme else world.bazaar_cluster
-    return [*world.refs(owner), own_cluster, owner.secret, owner.key.prefix]
+    note = f"{owner.platform.slug}-private-note"  # its opinion's note (the `world` fixture)
+    return [*world.refs(owner), own_cluster, owner.secret, owner.key.prefix, note]
 
 
 @pytest.mark.parametrize("route", sorted(API_ROUTES))
@@ -333,7 +398,7 @@ def _keyed(secret: str) -> APIClient:
 
 
 @pytest.mark.parametrize("route", sorted(TAXII_ROUTES))
-def test_taxii_route_keeps_tenants_apart(route, world, bob):
+def test_taxii_route_keeps_tenants_apart(route, world, alice, bob):
     """The other platform's key on the owner's collection is a 404 and its own collections hold none of the
     owner's strings; callers without a usable key get TAXII errors (401, 403)."""
     accept: dict[str, Any] = {"HTTP_ACCEPT": TAXII_MEDIA_TYPE}
@@ -367,15 +432,41 @@ def test_taxii_route_keeps_tenants_apart(route, world, bob):
             assert response.status_code == expected, (role, route, response.status_code)
             assert response.json()["http_status"] == str(expected)
         assert owner.client().get(owner_url, **accept).status_code == answer  # the positive control
+    _check_advisories(route, world, alice)
 
 
-def taxii_url(route: str, owner: KeyedPlatform, world: World) -> str:
+def _check_advisories(route: str, world: World, alice: User) -> None:
+    """Partner keys never reach the exchange-wide advisories collection (404 on its id, absent from their
+    collections list); an exchange analyst's key reads it and none of a partner's collections."""
+    accept: dict[str, Any] = {"HTTP_ACCEPT": TAXII_MEDIA_TYPE}
+    advisories_url = taxii_url(route, world.acme, world, collection=ADVISORIES_COLLECTION_ID)
+    analyst = _keyed(AnalystKey.generate(alice)[1])
+    kind = TAXII_ROUTES[route]
+    for partner in (world.acme, world.bazaar):
+        response = partner.client().get(advisories_url, **accept)
+        COUNTS["taxii: partner key on the advisories"] += 1
+        assert response.status_code == (404 if kind else 200), (route, response.status_code)
+        assert ADVISORIES_COLLECTION_ID not in response.content.decode(), route
+        # An exchange analyst's key on the partner's own collection.
+        response = analyst.get(taxii_url(route, partner, world), **accept)
+        COUNTS["taxii: analyst key on a partner collection"] += 1
+        assert response.status_code == (404 if kind else 200), (route, response.status_code)
+        assert collection_id(partner.platform) not in response.content.decode(), route
+    response = analyst.get(advisories_url, **accept)  # the positive control: the URL is right
+    assert response.status_code == (404 if kind == "unknown" else 200), (route, response.status_code)
+    if route.endswith("collections/"):
+        assert [c["id"] for c in response.json()["collections"]] == [ADVISORIES_COLLECTION_ID]
+
+
+def taxii_url(route: str, owner: KeyedPlatform, world: World, collection: str | None = None) -> str:
     """The route filled with the owner's collection id (and the threat-actor of its own cluster); for the
     catch-all, a path below that object that no route names."""
     own_cluster = world.acme_cluster if owner is world.acme else world.bazaar_cluster
     if TAXII_ROUTES[route] == "unknown":
         route = "taxii2/api1/collections/<str:collection>/objects/<str:object_id>/no-such-endpoint/"
-    url = route.replace("<str:collection>", collection_id(owner.platform))
+    if collection is not None:  # the advisories: the shared cluster is published
+        own_cluster = world.shared_cluster
+    url = route.replace("<str:collection>", collection or collection_id(owner.platform))
     return "/" + url.replace("<str:object_id>", stix.threat_actor_id(own_cluster))
 
 
@@ -414,7 +505,12 @@ def assert_no_canaries(response: Any, secrets: list[str], where: str) -> None:
 
 
 def test_admin_keeps_partner_analysts_to_their_platform(world, alice, bob, carol):
-    secrets = [*world.refs(world.bazaar), world.bazaar_cluster, world.bazaar.key.prefix]
+    secrets = [
+        *world.refs(world.bazaar),
+        world.bazaar_cluster,
+        world.bazaar.key.prefix,
+        "bazaar-private-note",
+    ]
     anonymous = login(None)
     partner, exchange = login(bob), login(alice)
     for label, other_objects in ADMIN_MODELS.items():
@@ -459,6 +555,7 @@ def test_admin_keeps_partner_analysts_to_their_platform(world, alice, bob, carol
             COUNTS["admin change pages refused"] += 1
             if label == "graph.actorcluster":
                 _check_referral_package(partner, exchange, anonymous, obj, secrets)
+                _check_advisory_action(partner, exchange, anonymous, obj, secrets)
             for url in (delete, history):
                 response = admin_get(partner, url)
                 assert response.status_code in {302, 403, 404}, (url, response.status_code)
@@ -469,8 +566,17 @@ def test_admin_keeps_partner_analysts_to_their_platform(world, alice, bob, carol
                 response = admin_get(anonymous, url)
                 assert response.status_code == 302 and "/admin/login/" in response["Location"], url
 
-    # The admin site's own pages.
-    for url in ("/admin/", "/admin/jsi18n/", "/admin/password_change/"):
+    # The admin site's own pages, the transparency report (HTML and CSV) of this year, the time to action.
+    year = timezone.now().year
+    transparency = reverse("admin:graph_transparency_report")
+    for url in (
+        "/admin/",
+        "/admin/jsi18n/",
+        "/admin/password_change/",
+        f"{transparency}?period={year}",
+        f"{transparency}?period={year}&format=csv",
+        reverse("admin:graph_opinion_time_to_action"),
+    ):
         response = admin_get(partner, url)
         assert response.status_code == 200, url
         assert_no_canaries(response, secrets, url)
@@ -499,6 +605,27 @@ def _check_referral_package(
     COUNTS["admin referral packages refused"] += 1
     url = reverse("admin:graph_actorcluster_referral", args=[cluster.pk])
     assert exchange.post(url)["Content-Type"] == "application/zip", url  # the URL is right
+
+
+def _check_advisory_action(
+    partner: Client, exchange: Client, anonymous: Client, cluster: Any, secrets: list[str]
+) -> None:
+    """A partner analyst cannot publish or withdraw another platform's cluster (nor any): a 403, by reference
+    or by id, and nothing changes."""
+    before = ActorCluster.objects.get(pk=cluster.pk).published_at
+    for ident in (cluster.ref, str(cluster.pk)):
+        url = reverse("admin:graph_actorcluster_advisory", args=[ident])
+        for decision in ("publish", "withdraw"):
+            response = partner.post(url, {"advisory": decision})
+            assert response.status_code == 403, (url, response.status_code)
+            assert_no_canaries(response, secrets, url)
+        response = anonymous.post(url, {"advisory": "publish"})
+        assert response.status_code == 302 and "/admin/login/" in response["Location"], url
+    assert ActorCluster.objects.get(pk=cluster.pk).published_at == before
+    COUNTS["admin advisory actions refused"] += 1
+    url = reverse("admin:graph_actorcluster_advisory", args=[cluster.pk])
+    change = reverse("admin:graph_actorcluster_change", args=[cluster.pk])
+    assert exchange.post(url, {"advisory": "withdraw"})["Location"] == change  # the URL is right
 
 
 OPTIONAL_ROWS = {

@@ -1,7 +1,9 @@
 """An independent TAXII 2.1 client (OASIS's taxii2-client) reads a partner's collection from a live gunicorn
 server: discovery, the API root, the collections, and the objects page by page. Every page's objects pass the
 OASIS stix2-validator and parse with the stix2 library; objects are filtered (match[...]) and read by id with
-their versions; another partner's key cannot read the collection."""
+their versions; another partner's key cannot read the collection. An exchange analyst's key (made by
+`manage.py create_analyst_key`) reads the exchange-wide advisories collection the same way, and no partner key
+can."""
 
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ from stix2validator import ValidationOptions, validate_parsed_json
 from taxii2client.exceptions import TAXIIServiceException
 from taxii2client.v21 import Collection, Server, as_pages
 
-from tests.reliability.server import Gunicorn, fake_transport_hash, free_port, production_env, setup
+from tests.admin_world import PASSWORD
+from tests.reliability.server import Gunicorn, fake_transport_hash, free_port, manage, production_env, setup
 
 pytestmark = pytest.mark.slow
 
@@ -35,11 +38,31 @@ class Bearer(requests.auth.AuthBase):
         return request
 
 
+# An exchange analyst confirms the ring-a cluster (a second one approves: four-eyes review) and publishes it,
+# through the same actions as the admin.
+PUBLISH_RING_A = """
+from django.contrib.auth.models import User
+from graph.actions import do_approve, do_publish_advisory, do_request_cluster_status, do_update_cluster
+from graph.models import ActorCluster
+ring = ActorCluster.objects.live().get(members__seller__seller_ref="acme-0")
+do_update_cluster(ring, "alice", {"status": "investigating"})
+approval = do_request_cluster_status(ring, User.objects.get(username="alice"), "confirmed")
+do_approve(approval, User.objects.get(username="erin"))
+do_publish_advisory(ring, "alice")
+"""
+
+
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
+    """The server, and the keys: each platform's, and "alice", an exchange analyst's."""
     tmp: Path = tmp_path_factory.mktemp("taxii-live")
     env = production_env(f"sqlite:///{tmp / 'live.sqlite3'}")
     keys = setup(env, "acme", "bazaar")
+    password_file = tmp / "password"
+    password_file.write_text(PASSWORD)
+    manage(env, "create_analyst", "alice", "--exchange", "--password-file", str(password_file))
+    manage(env, "create_analyst", "erin", "--exchange", "--password-file", str(password_file))
+    keys["alice"] = manage(env, "create_analyst_key", "alice", "--name", "TIP").strip().splitlines()[-1]
     server = Gunicorn(env, free_port(), tmp / "server.log", workers=1)
     server.start()
     try:
@@ -62,6 +85,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[s
                 timeout=30,
             )
             assert answer.status_code == 201, answer.text
+        manage(env, "shell", "-c", PUBLISH_RING_A)
         yield server.url, keys
     finally:
         server.stop()
@@ -132,3 +156,40 @@ def test_another_partners_key_cannot_read_the_collection(live):
     assert "404" in str(refused.value)
     (own,) = Server(f"{url}/taxii2/", auth=Bearer(keys["bazaar"])).api_roots[0].collections
     assert own.id != acme_collection.id
+
+
+def test_taxii2_client_reads_the_advisories_with_an_exchange_analysts_key(live):
+    url, keys = live
+    server = Server(f"{url}/taxii2/", auth=Bearer(keys["alice"]))
+    (collection,) = server.api_roots[0].collections
+    assert collection.title == "Exchange advisories" and collection.can_read and not collection.can_write
+
+    pages = list(as_pages(collection.get_objects, per_request=3))
+    objects = [obj for page in pages for obj in page.get("objects", [])]
+    assert len(pages) >= 3 and all(len(page["objects"]) == 3 for page in pages[:-1])
+    validate(objects)
+    actors = [o for o in objects if o["type"] == "threat-actor"]
+    assert len(actors) == 1  # ring-a only: ring-b is not published
+    names = {o.get("name") for o in objects if o["type"] == "identity"}
+    assert {"acme-0", "bazaar-0"} <= names and not {"acme-1", "bazaar-1"} & names  # in full, and only ring-a
+    assert collection.get_objects() == {"more": False, "objects": objects}
+    assert [m["id"] for m in collection.get_manifest()["objects"]] == [o["id"] for o in objects]
+    actor = actors[0]
+    assert collection.get_object(actor["id"]) == {"more": False, "objects": [actor]}
+    assert collection.object_versions(actor["id"])["versions"] == [actor["modified"]]
+    assert collection.get_objects(type="threat-actor")["objects"] == actors
+
+
+def test_no_partner_key_reads_the_advisories_and_the_analyst_key_no_partner_collection(live):
+    url, keys = live
+    (advisories,) = Server(f"{url}/taxii2/", auth=Bearer(keys["alice"])).api_roots[0].collections
+    for slug in ("acme", "bazaar"):  # both have sellers in the published cluster
+        intruder = Collection(advisories.url, auth=Bearer(keys[slug]))
+        with pytest.raises((TAXIIServiceException, requests.HTTPError)) as refused:
+            intruder.get_objects()
+        assert "404" in str(refused.value)
+        (own,) = Server(f"{url}/taxii2/", auth=Bearer(keys[slug])).api_roots[0].collections
+        assert own.id != advisories.id
+        with pytest.raises((TAXIIServiceException, requests.HTTPError)) as refused:
+            Collection(own.url, auth=Bearer(keys["alice"])).get_objects()
+        assert "404" in str(refused.value)

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from accounts.models import AuditEntry
 from exchange.hashing import rekey
-from exchange.models import Indicator, KeyState
+from exchange.models import AppealDocument, Indicator, KeyState
 
 CHUNK = 5000
 
@@ -43,10 +43,14 @@ class Command(BaseCommand):
             if current not in peppers or missing:
                 raise CommandError(f"EXCHANGE_PEPPERS must keep version {current} and every later one")
             total = Indicator.objects.count()
+            documents = AppealDocument.objects.count()
             if options["dry_run"]:
-                self.stdout.write(f"Would re-key {total} indicators from version {current} to {target}.")
+                self.stdout.write(
+                    f"Would re-key {total} indicators and {documents} appeal documents from version {current} "
+                    f"to {target}."
+                )
                 return
-            # Only indicator tokens are re-keyed. Submission.body_digest stays on the version it names in
+            # Indicator and appeal document tokens are re-keyed. Submission.body_digest stays on the version it names in
             # digest_version: it only tells a retry from a reused Idempotency-Key, peppers are never dropped,
             # and new submissions already key their digest with the newest pepper.
             steps = [peppers[v] for v in range(current + 1, target + 1)]
@@ -68,12 +72,26 @@ class Command(BaseCommand):
                 done += len(chunk)
                 last_id = chunk[-1].id
                 self.stderr.write(f"\r  re-keyed {done}/{total}", ending="")
+            # Appeal documents: a few per appeal, so one pass (they are matched by token like indicators).
+            rekeyed = list(AppealDocument.objects.only("id", "token"))
+            for document in rekeyed:
+                for pepper in steps:
+                    document.token = rekey(document.token, pepper)
+                document.key_version = target
+            AppealDocument.objects.bulk_update(rekeyed, ["token", "key_version"], batch_size=1000)
             state.current_version = target
             state.rotated_at = timezone.now()
             state.save(update_fields=["current_version", "rotated_at"])
-            AuditEntry.objects.record("pepper_rotated", "system", None, indicators=done, to_version=target)
+            AuditEntry.objects.record(
+                "pepper_rotated",
+                "system",
+                None,
+                indicators=done,
+                appeal_documents=len(rekeyed),
+                to_version=target,
+            )
         self.stderr.write("")
         self.stdout.write(
-            f"Re-keyed {done} indicators from pepper version {current} to {target} "
+            f"Re-keyed {done} indicators and {len(rekeyed)} appeal documents from pepper version {current} to {target} "
             f"in {time.monotonic() - started:.1f} s."
         )

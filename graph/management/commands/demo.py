@@ -4,12 +4,14 @@ Five marketplaces' raw reports (synthetic, with planted counterfeit rings) go th
 partner client and the real HTTP API, exactly as partners would send them; then the exchange reclusters,
 prints the top cross-platform clusters next to the rings that were planted, sends the first marketplace's
 webhook events to a receiver on this machine that verifies and prints them, and writes one report email per
-platform into a folder.
+platform into a folder. On the way, one platform rejects a seller's appeal with a forged bank letter, and a
+seller of the partner analyst's platform appeals with the same letter: the exchange flags it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import threading
 import time
@@ -32,15 +34,21 @@ from django.utils import timezone
 from accounts.actions import do_create_api_key, do_remove_webhook, do_set_webhook
 from accounts.models import ApiKey, Cadence, Platform
 from accounts.roles import assign_role
+from exchange.client import ExchangeClient
 from exchange.client.webhooks import SIGNATURE_HEADER, WebhookSignatureError, verify
+from exchange.models import Seller
 from fixtures.loader import load_dataset
 from fixtures.synthetic import demo as demo_dataset
+from graph import opinions
+from graph.actions import do_record_opinion
 from graph.clustering import recluster_full
-from graph.models import ActorCluster, ClusterMember
+from graph.models import ActorCluster, ClusterMember, Opinion
 from graph.reports import write_demo_reports
 from graph.webhooks import send_due_webhooks
 
 DEMO_PASSWORD = "exchange-demo"  # noqa: S105 - demo accounts on a local, DEBUG-only database
+# The file of the demo's forged bank letter: only its SHA-256 ever reaches the exchange.
+FORGED_LETTER = b"%PDF-1.4 demo: a bank confirmation letter with a forged stamp"
 
 
 def refuse_outside_debug(debug: bool, confirmed: bool) -> None:
@@ -189,6 +197,9 @@ class Command(BaseCommand):
             self.step("Top cross-platform clusters (compare with the planted rings)")
             self.print_top(dataset, options["top"])
 
+            self.step(f"{first.name} gives its opinions (partner feedback)")
+            self.give_opinions(first, keys[first.slug])
+
             self.step(f"Sending {first.name}'s webhook events (signed; the receiver verifies each one)")
             sent = send_due_webhooks()
             self.print_events(receiver, sent.sent, sent.retried + sent.failed)
@@ -231,13 +242,42 @@ class Command(BaseCommand):
         thread.start()
         try:
             url = f"http://127.0.0.1:{server.server_address[1]}"
-            return load_dataset(
+            summary = load_dataset(
                 dataset, data_dir, url, keys, progress=lambda text: self.stdout.write(f"  {text}")
             )
+            self.appeal_with_a_forged_letter(dataset, url, keys)
+            return summary
         finally:
             server.shutdown()
             server.server_close()
             connections.close_all()
+
+    def appeal_with_a_forged_letter(self, dataset: Any, url: str, keys: dict[str, str]) -> None:
+        """Another platform rejects its ring member's appeal and reports the bank letter falsified; a ring
+        member of the first platform (the partner analyst's) appeals with the same letter, through the client,
+        and is told so: the appeal needs attention (Appeals in the admin)."""
+        first = dataset.platforms[0].slug
+        retracted = {retraction.key for retraction in dataset.truth.retractions}
+        for ring in dataset.truth.rings:
+            live = [member for member in ring.members if member.key not in retracted]
+            ours = [member for member in live if member.platform == first]
+            theirs = [member for member in live if member.platform != first]
+            if ours and theirs:
+                break
+        else:
+            return
+        letter = hashlib.sha256(FORGED_LETTER).hexdigest()
+        other = theirs[0]
+        ExchangeClient(url, keys[other.platform]).appeal(
+            other.seller_ref, "rejected", [(letter, True)], note="stamp forged"
+        )
+        answer = ExchangeClient(url, keys[first]).appeal(ours[0].seller_ref, "pending", [(letter, None)])
+        platforms = answer["document_checks"][0]["other_platforms"]
+        self.stdout.write(
+            f"  appeals: {other.platform} rejected an appeal with a forged bank letter; {first}'s seller "
+            f"{ours[0].seller_ref} appealed with the same letter: reported falsified on {platforms} other "
+            f"platform(s), {'needs attention' if answer['needs_attention'] else 'not flagged'}"
+        )
 
     def print_top(self, dataset: Any, top: int) -> None:
         ring_of = {
@@ -281,6 +321,38 @@ class Command(BaseCommand):
             ref = cluster["id"] if isinstance(cluster, dict) else cluster
             sellers = data.get("your_sellers") or data.get("your_sellers_in_cluster") or []
             self.stdout.write(f"    e.g. {event['type']} {ref}: your sellers {', '.join(sellers[:3]) or '-'}")
+
+    def give_opinions(self, platform: Platform, full_key: str) -> None:
+        """The platform acted on its riskiest cross-platform cluster, and says one of its sellers in the next one
+        is not that actor: a false positive, detached for it at once and pending an exchange analyst's review."""
+        if Opinion.objects.filter(platform=platform).exists():
+            self.stdout.write("  given in an earlier run")
+            return
+        api_key = ApiKey.objects.get(lookup=ApiKey.parse(full_key), platform=platform)
+        clusters = list(ActorCluster.objects.live().cross_platform().seen_by(platform).ranked()[:2])
+        own = {cluster.pk: opinions.own_members(cluster, platform.pk) for cluster in clusters}
+        refs = dict(
+            Seller.objects.filter(pk__in=[s for ids in own.values() for s in ids]).values_list(
+                "pk", "seller_ref"
+            )
+        )
+        if clusters:
+            top = clusters[0]
+            do_record_opinion(
+                api_key, top.ref, "actioned", acted_at=timezone.now(), note="demo: store closed"
+            )
+            self.stdout.write(
+                f"  actioned on {top.ref} (risk now {ActorCluster.objects.get(pk=top.pk).risk})"
+            )
+        if len(clusters) > 1 and own[clusters[1].pk]:
+            second, seller_ref = clusters[1], refs[min(own[clusters[1].pk])]
+            do_record_opinion(
+                api_key, second.ref, "false_positive", seller_ref=seller_ref, note="demo: a different shop"
+            )
+            self.stdout.write(
+                f"  false positive: its seller {seller_ref} is not the actor of {second.ref}; detached for "
+                f"{platform.name} and pending review (admin: Opinions, pending false-positive reviews)"
+            )
 
     def write_reports(self) -> None:
         for line in write_demo_reports():

@@ -49,7 +49,7 @@ class Command(BaseCommand):
             platform = Platform.objects.filter(slug=options["platform"]).first()
             if platform is None:
                 raise CommandError(f"No such platform: {options['platform']}")
-            clusters = clusters.live().containing_platform(platform)
+            clusters = clusters.live().seen_by(platform)  # the partner's view, as over TAXII
             if options["cluster"] and len(clusters) != len(options["cluster"]):
                 raise CommandError(f"Not every named cluster is a live cluster of {platform.slug}'s sellers.")
             tlp = options["tlp"] or platform.stix_tlp

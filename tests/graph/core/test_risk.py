@@ -54,6 +54,62 @@ def test_total_is_the_sum_of_the_parts_and_at_most_100() -> None:
     assert result.total == sum(result.parts.values()) == 100
 
 
+@pytest.mark.parametrize(
+    ("corroborating", "false_positives", "expected"),
+    [
+        (0, 0, 0),
+        (1, 0, 5),
+        (2, 0, 10),
+        (7, 0, 10),  # at most +10 however many platforms corroborate
+        (0, 1, -10),
+        (0, 5, -20),  # at most -20
+        (2, 1, 0),
+        (1, 2, -15),
+    ],
+)
+def test_opinions_part(corroborating: int, false_positives: int, expected: int) -> None:
+    # 20 + 25 + 20 + 20 = 85 from the other parts: room either way.
+    parts = score(corroborating=corroborating, false_positives=false_positives)
+    assert parts["opinions"] == expected
+
+
+def test_opinions_never_take_the_total_outside_0_to_100() -> None:
+    top = risk_score(
+        platforms=7,
+        confirmed=3,
+        suspected=0,
+        strong_links=4,
+        weak_links=0,
+        last_reported=NOW,
+        now=NOW,
+        corroborating=2,
+    )
+    assert (top.total, top.parts["opinions"]) == (100, 0)
+    almost = risk_score(
+        platforms=4,
+        confirmed=3,
+        suspected=0,
+        strong_links=4,
+        weak_links=0,
+        last_reported=NOW,
+        now=NOW,
+        corroborating=2,
+    )
+    assert (almost.total, almost.parts["opinions"]) == (100, 5)  # 95 + 5, not + 10
+    low = risk_score(
+        platforms=1,
+        confirmed=0,
+        suspected=1,
+        strong_links=0,
+        weak_links=1,
+        last_reported=NOW - timedelta(days=900),
+        now=NOW,
+        false_positives=3,
+    )
+    assert (low.total, low.parts["opinions"]) == (0, -10)  # 10 from reports, and no lower than 0
+    assert low.total == sum(low.parts.values())
+
+
 def test_cross_platform_always_outranks_single_platform() -> None:
     weak_cross = risk_score(
         platforms=2,
@@ -85,6 +141,8 @@ def cluster_counts(draw: st.DrawFn) -> dict[str, int]:
         "suspected": suspected,
         "strong_links": draw(st.integers(0, 60)),
         "weak_links": draw(st.integers(0, 60)),
+        "corroborating": draw(st.integers(0, 5)),
+        "false_positives": draw(st.integers(0, 5)),
         # Whole seconds and the exact day boundaries, the halfway point that rounds to even, the future.
         "age_us": draw(
             st.one_of(
@@ -105,6 +163,8 @@ def test_risk_scores_over_arrays_equal_risk_score_per_cluster(clusters: list[dic
         weak_links=[c["weak_links"] for c in clusters],
         last_reported=[now_us - c["age_us"] for c in clusters],
         now=NOW,
+        corroborating=[c["corroborating"] for c in clusters],
+        false_positives=[c["false_positives"] for c in clusters],
     )
     for n, c in enumerate(clusters):
         expected = risk_score(
@@ -115,6 +175,8 @@ def test_risk_scores_over_arrays_equal_risk_score_per_cluster(clusters: list[dic
             weak_links=c["weak_links"],
             last_reported=NOW - timedelta(microseconds=c["age_us"]),
             now=NOW,
+            corroborating=c["corroborating"],
+            false_positives=c["false_positives"],
         )
         got = {part: int(getattr(columns, part)[n]) for part in expected.parts}
         assert (got, int(columns.total[n])) == (expected.parts, expected.total)

@@ -8,8 +8,8 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('accounts', '0009_webhook'),
-        ('graph', '0004_former_member'),
+        ('accounts', '0010_webhook'),
+        ('graph', '0010_opinion'),
     ]
 
     operations = [

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('accounts', '0008_platform_stix_tlp'),
+        ('accounts', '0009_analyst_key'),
     ]
 
     operations = [

@@ -8,8 +8,8 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('accounts', '0009_webhook'),
-        ('exchange', '0008_remove_auditentry_state'),
+        ('accounts', '0010_webhook'),
+        ('exchange', '0009_appeal'),
     ]
 
     operations = [

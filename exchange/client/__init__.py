@@ -16,8 +16,6 @@ Typical use::
 
 or, for prepared data, ``client.submit_batch(sellers)``, ``client.lookup(indicators)``,
 ``client.retract(seller_ref, reason)`` and ``client.appeal(seller_ref, outcome, [(file_sha256(path), False)])``.
-A webhook receiver checks each delivery with ``verify_webhook(body, headers["Exchange-Signature"], secret)``
-(``exchange.client.webhooks``).
 """
 
 from exchange.client.api import ApiError, ExchangeClient, ExchangeError, TransportError, file_sha256
@@ -34,8 +32,6 @@ from exchange.client.csvinput import (
     read_submission_rows,
 )
 from exchange.client.submission import BatchFailure, SubmitSummary, batched, submit_csv, submit_sellers
-from exchange.client.webhooks import WebhookSignatureError
-from exchange.client.webhooks import verify as verify_webhook
 
 __all__ = [
     "ApiError",
@@ -50,7 +46,6 @@ __all__ = [
     "SellerReport",
     "SubmitSummary",
     "TransportError",
-    "WebhookSignatureError",
     "batched",
     "file_sha256",
     "parse_reported_at",
@@ -59,5 +54,4 @@ __all__ = [
     "read_submission_rows",
     "submit_csv",
     "submit_sellers",
-    "verify_webhook",
 ]

@@ -31,7 +31,6 @@ SCOPED_MODELS = {
     "graph.actorcluster",
     "graph.approval",
     "graph.opinion",
-    "graph.webhookdelivery",
 }
 
 

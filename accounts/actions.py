@@ -2,8 +2,8 @@
 transaction.
 
 The admin and the operator commands (`create_platform`, `create_api_key`, `create_analyst_key`,
-`revoke_api_key`) all go through
-these, so a platform or key never changes without its audit entry. `durable=True`: calling one inside an outer transaction is a
+`revoke_api_key`, `set_webhook`) all go through these, so a platform or key never changes without its audit
+entry. `durable=True`: calling one inside an outer transaction is a
 programming error (the audit entry must commit with the change, not with whatever the caller does next).
 """
 
@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import AnalystKey, ApiKey, AuditEntry, Platform
 from accounts.scoping import scope_of
+from accounts.webhooks import check_url, new_nonce
 
 logger = logging.getLogger("exchange.accounts")
 
@@ -65,6 +67,76 @@ def do_save_platform(platform: Platform, actor: str, changed: list[str] | None =
                 "platform_changed", actor, platform, "platform", str(platform.pk), fields=list(changed or [])
             )
     logger.info("event=platform_%s platform=%s", "created" if creating else "changed", platform.pk)
+
+
+# ------------------------------------------------------------------------------------------------ webhooks
+
+
+def do_set_webhook(platform: Platform, url: str, actor: str) -> str | None:
+    """Register or change the platform's webhook URL (checked by `accounts.webhooks.check_url`: https, public
+    addresses only). The first registration draws the signing secret and returns it, to be shown once; a
+    change of URL keeps the secret and returns None. Raises WebhookUrlError, writing nothing."""
+    url = check_url(url)
+    with transaction.atomic(durable=True):
+        locked = Platform.objects.select_for_update().get(pk=platform.pk)
+        secret = None
+        fields = ["webhook_url"]
+        if not locked.webhook_secret_nonce:
+            locked.webhook_secret_nonce, locked.webhook_secret_created_at = new_nonce(), timezone.now()
+            fields += ["webhook_secret_nonce", "webhook_secret_created_at"]
+            secret = locked.webhook_secret()
+        if locked.webhook_url == url and secret is None:
+            return None
+        locked.webhook_url = url
+        locked.save(update_fields=fields)
+        # The host only: a URL's path may carry the partner's own routing token.
+        AuditEntry.objects.record(
+            "webhook_set",
+            actor,
+            locked,
+            "platform",
+            str(locked.pk),
+            host=urlsplit(url).hostname,
+            new_secret=secret is not None,
+        )
+    _copy_webhook_fields(locked, platform)
+    logger.info("event=webhook_set platform=%s new_secret=%s", platform.pk, secret is not None)
+    return secret
+
+
+def do_rotate_webhook_secret(platform: Platform, actor: str) -> str:
+    """Draw a new signing secret (the old one stops signing at once) and return it, to be shown once.
+    Raises ValueError if the platform has no webhook."""
+    with transaction.atomic(durable=True):
+        locked = Platform.objects.select_for_update().get(pk=platform.pk)
+        if not locked.webhook_url:
+            raise ValueError(f"platform {locked.slug} has no webhook; register one first")
+        locked.webhook_secret_nonce, locked.webhook_secret_created_at = new_nonce(), timezone.now()
+        locked.save(update_fields=["webhook_secret_nonce", "webhook_secret_created_at"])
+        AuditEntry.objects.record("webhook_secret_rotated", actor, locked, "platform", str(locked.pk))
+    _copy_webhook_fields(locked, platform)
+    logger.info("event=webhook_secret_rotated platform=%s", platform.pk)
+    return locked.webhook_secret()
+
+
+def do_remove_webhook(platform: Platform, actor: str) -> bool:
+    """Stop sending webhooks to the platform and forget its secret. False if it had none. Events still
+    waiting in the outbox are not sent (the sender marks them failed)."""
+    with transaction.atomic(durable=True):
+        locked = Platform.objects.select_for_update().get(pk=platform.pk)
+        if not locked.webhook_url and not locked.webhook_secret_nonce:
+            return False
+        locked.webhook_url, locked.webhook_secret_nonce, locked.webhook_secret_created_at = "", "", None
+        locked.save(update_fields=["webhook_url", "webhook_secret_nonce", "webhook_secret_created_at"])
+        AuditEntry.objects.record("webhook_removed", actor, locked, "platform", str(locked.pk))
+    _copy_webhook_fields(locked, platform)
+    logger.info("event=webhook_removed platform=%s", platform.pk)
+    return True
+
+
+def _copy_webhook_fields(source: Platform, target: Platform) -> None:
+    for name in ("webhook_url", "webhook_secret_nonce", "webhook_secret_created_at"):
+        setattr(target, name, getattr(source, name))
 
 
 class NotAnExchangeAnalyst(ValueError):

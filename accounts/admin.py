@@ -28,10 +28,18 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
-from accounts.actions import do_create_api_key, do_revoke_api_key, do_save_platform
+from accounts.actions import (
+    do_create_api_key,
+    do_remove_webhook,
+    do_revoke_api_key,
+    do_rotate_webhook_secret,
+    do_save_platform,
+    do_set_webhook,
+)
 from accounts.login import rate_limited
 from accounts.models import SCOPES, AnalystProfile, ApiKey, AuditEntry, Platform
 from accounts.scoping import ScopedQuerySet, scope_of
+from accounts.webhooks import MAX_URL_LENGTH, WebhookUrlError, check_url
 
 admin.site.login = rate_limited(admin.site.login)  # type: ignore[method-assign]
 admin.site.site_header = "Bad-actor exchange"
@@ -233,6 +241,31 @@ class PlatformForm(forms.ModelForm):
     report_recipients = RecipientsField(
         required=False, help_text="Who receives this platform's cluster reports: one email address per line."
     )
+    # Not the model field's name: the URL is saved by do_set_webhook (checked, audited, secret drawn), never
+    # copied onto the platform by the form.
+    webhook = forms.CharField(
+        label="Webhook URL",
+        required=False,
+        max_length=MAX_URL_LENGTH,
+        widget=forms.URLInput(attrs={"size": 70}),
+        help_text=(
+            "Where the platform receives signed events (https://, public addresses only). Empty: no webhooks. "
+            "The first URL saved draws the signing secret, shown once."
+        ),
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["webhook"].initial = self.instance.webhook_url
+
+    def clean_webhook(self) -> str:
+        url = (self.cleaned_data.get("webhook") or "").strip()
+        if url and url != self.instance.webhook_url:
+            try:
+                url = check_url(url)
+            except WebhookUrlError as error:
+                raise ValidationError(str(error)) from None
+        return url
 
     class Meta:
         model = Platform
@@ -270,13 +303,15 @@ class PlatformAdmin(DurableSaveAdmin, ScopedModelAdmin):
     list_filter = ("active", "report_cadence")
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
-    readonly_fields = ("last_report_at", "created_at", "new_key")
+    readonly_fields = ("last_report_at", "created_at", "new_key", "webhook_secret")
     fieldsets = (
         (None, {"fields": ("name", "slug", "active", "default_region", "created_at")}),
         ("Cluster reports", {"fields": ("report_recipients", "report_cadence", "last_report_at")}),
+        ("Webhook", {"fields": ("webhook", "webhook_secret")}),
         ("STIX / TAXII", {"fields": ("stix_tlp",)}),
         ("API keys", {"fields": ("new_key",)}),
     )
+    actions = ("rotate_webhook_secret",)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         return (
@@ -303,8 +338,75 @@ class PlatformAdmin(DurableSaveAdmin, ScopedModelAdmin):
         url = reverse("admin:accounts_apikey_add") + f"?platform={obj.pk}"
         return format_html('<a class="button" href="{}">Create an API key for {}</a>', url, obj.name)
 
+    @admin.display(description="webhook secret")
+    def webhook_secret(self, obj: Platform) -> str:
+        if not obj.webhook_secret_nonce or obj.webhook_secret_created_at is None:
+            return "None yet: saving a webhook URL draws one (shown once)."
+        return (
+            f"Drawn {obj.webhook_secret_created_at:%Y-%m-%d %H:%M} UTC. It is not shown again: to hand a new one "
+            "over, use the action “Rotate the webhook secret” on the platform list."
+        )
+
     def save_model(self, request: HttpRequest, obj: Platform, form: forms.ModelForm, change: bool) -> None:
-        do_save_platform(obj, request.user.get_username(), form.changed_data if change else None)
+        actor = request.user.get_username()
+        changed = [name for name in form.changed_data if name != "webhook"]
+        do_save_platform(obj, actor, changed if change else None)
+        url = form.cleaned_data.get("webhook", "")
+        if url == obj.webhook_url:
+            return
+        if not url:
+            do_remove_webhook(obj, actor)
+            return
+        secret = do_set_webhook(obj, url, actor)
+        if secret is not None:
+            obj.__dict__["_webhook_secret_once"] = secret  # read (and dropped) by the response, never stored
+
+    def _secret_page(self, request: HttpRequest, platform: Platform, secret: str) -> HttpResponse:
+        response = TemplateResponse(
+            request,
+            "admin/accounts/platform/webhook_secret.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Webhook secret",
+                "opts": self.opts,
+                "platform": platform,
+                "secret": secret,
+            },
+        )
+        response["Cache-Control"] = "no-store"
+        return response
+
+    def response_add(
+        self, request: HttpRequest, obj: Platform, post_url_continue: str | None = None
+    ) -> HttpResponse:
+        secret = obj.__dict__.pop("_webhook_secret_once", None)
+        if secret is not None:
+            return self._secret_page(request, obj, secret)
+        return super().response_add(request, obj, post_url_continue)
+
+    def response_change(self, request: HttpRequest, obj: Platform) -> HttpResponse:
+        secret = obj.__dict__.pop("_webhook_secret_once", None)
+        if secret is not None:
+            return self._secret_page(request, obj, secret)
+        return super().response_change(request, obj)
+
+    def has_rotate_permission(self, request: HttpRequest) -> bool:
+        return self.has_change_permission(request)
+
+    @admin.action(description="Rotate the webhook secret (shows the new one once)", permissions=["rotate"])
+    def rotate_webhook_secret(
+        self, request: HttpRequest, queryset: QuerySet[Platform]
+    ) -> HttpResponse | None:
+        platforms = list(queryset[:2])
+        if len(platforms) != 1:
+            self.message_user(request, "Select exactly one platform to rotate its secret.", messages.ERROR)
+            return None
+        try:
+            secret = do_rotate_webhook_secret(platforms[0], request.user.get_username())
+        except ValueError as error:
+            self.message_user(request, str(error), messages.ERROR)
+            return None
+        return self._secret_page(request, platforms[0], secret)
 
 
 # ------------------------------------------------------------------------------------------------ API keys

@@ -13,6 +13,7 @@ from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 from accounts.scoping import ScopedQuerySet
+from accounts.webhooks import derive_secret
 
 KEY_PREFIX = "bax_"  # "bad-actor exchange": recognisable by secret scanners and in logs
 ANALYST_KEY_PREFIX = "baxa_"  # an exchange analyst's key (AnalystKey): never a partner's
@@ -78,6 +79,16 @@ class Platform(models.Model):
         editable=False,
         help_text="End of the last report period (next one starts here).",
     )
+    webhook_url = models.CharField(
+        "webhook URL",
+        max_length=500,
+        blank=True,
+        editable=False,
+        help_text="Where the platform receives signed events (https://). Set with set_webhook or the admin.",
+    )
+    # The signing secret is derived from this nonce and SECRET_KEY (accounts/webhooks.py), never stored.
+    webhook_secret_nonce = models.CharField(max_length=64, blank=True, editable=False)
+    webhook_secret_created_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     objects = PlatformQuerySet.as_manager()
@@ -87,6 +98,16 @@ class Platform(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def has_webhook(self) -> bool:
+        return bool(self.webhook_url and self.webhook_secret_nonce)
+
+    def webhook_secret(self) -> str:
+        """The secret that signs this platform's webhook deliveries (derived, see accounts/webhooks.py)."""
+        if not self.webhook_secret_nonce:
+            raise ValueError(f"platform {self.slug} has no webhook secret")
+        return derive_secret(self.pk, self.webhook_secret_nonce)
 
 
 class HashedKey(models.Model):

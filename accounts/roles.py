@@ -37,13 +37,19 @@ ROLE_PERMISSIONS: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
             "approval": ("view", "change"),  # change = approve or reject another analyst's decision
             # one platform's report per row: never for partner analysts; change = "Retry now"
             "reportdelivery": ("view", "change"),
+            "webhookdelivery": ("view", "change"),  # change = "Retry now"
             "opinion": ("view", "change"),  # change = accept or reject a false positive
         },
     },
     PARTNER_ANALYST: {
         "exchange": {"seller": ("view",), "appeal": ("view",)},
-        # opinion: their own platform's (graph.models.OpinionQuerySet.of_partner)
-        "graph": {"actorcluster": ("view",), "clusterevent": ("view",), "opinion": ("view",)},
+        # opinion and webhook deliveries: their own platform's (OpinionQuerySet, WebhookDeliveryQuerySet)
+        "graph": {
+            "actorcluster": ("view",),
+            "clusterevent": ("view",),
+            "opinion": ("view",),
+            "webhookdelivery": ("view",),
+        },
     },
 }
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -181,6 +182,19 @@ def parse_thresholds(raw: str, source: str = "EXCHANGE_LINK_THRESHOLDS") -> dict
             raise ConfigError(f"{source}: entries look like <kind>:<integer >= 2>, got {item!r}")
         out[kind.strip()] = int(number)
     return out
+
+
+def parse_networks(raw: str, source: str) -> list[str]:
+    """``10.0.0.0/8,127.0.0.1`` -> ["10.0.0.0/8", "127.0.0.1/32"] (CIDR networks, IPv4 or IPv6)."""
+    networks = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        try:
+            networks.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ConfigError(f"{source}: {item!r} is not an IP network (e.g. 10.0.0.0/8)") from None
+    return networks
 
 
 def _redact(url: str) -> str:

@@ -8,6 +8,9 @@ starts (`graph.apps.GraphConfig.ready`):
 - :func:`announce_change`: sellers or indicators changed (a submission, a retraction, an expiry). It runs
   the receivers synchronously, inside the caller's transaction, so a recomputation is enqueued (or run)
   with the change or not at all; a change that nobody receives is an error, never a silent loss.
+- :func:`announce_retraction`: sellers' reports were just retracted. Runs the receivers synchronously in the
+  retraction's transaction, before :func:`announce_change` (which may recompute at once and take the sellers
+  out of their clusters), so that the platforms that were told about them can be told of the retraction.
 - :func:`cluster_reads`: the partner-safe cluster facts the seller API and the probe check read.
 """
 
@@ -29,6 +32,19 @@ def announce_change(sellers: Iterable[int] = (), indicators: Iterable[int] = ())
         return
     if not data_changed.send(sender=None, sellers=seller_ids, indicators=indicator_ids):
         raise ImproperlyConfigured("No receiver recomputes clusters: is the graph app installed?")
+
+
+# Sent with `sellers` (ids of sellers just retracted) and `overturned` (an upheld appeal). Receivers raise to
+# roll the retraction back.
+retracted = django.dispatch.Signal()
+
+
+def announce_retraction(sellers: Iterable[int], overturned: bool = False) -> None:
+    seller_ids = sorted(set(sellers))
+    if not seller_ids:
+        return
+    if not retracted.send(sender=None, sellers=seller_ids, overturned=overturned):
+        raise ImproperlyConfigured("No receiver propagates retractions: is the graph app installed?")
 
 
 class ClusterReads(Protocol):

@@ -26,6 +26,7 @@ from exchange.ingest import current_key_version
 from exchange.models import (
     LINKABLE_SQL,
     AnalystLookupUsage,
+    LookupMatch,
     LookupUsage,
     Seller,
     Sighting,
@@ -163,7 +164,8 @@ def cluster_was_read(seller: Seller, since: datetime) -> bool:
 # (ids start at 1), so what is stored changes only a few heap reads, not the number of index probes.
 # `{requested}` is the (pos, token) rows of the request; parameters `now` and `platform` are named.
 _CHAIN_SQL = """
-    SELECT t.pos, i.kind, sel.platform_id, c.ref, c.size, c.platform_count, c.cross_platform, c.risk, c.kinds
+    SELECT t.pos, i.kind, sel.platform_id, sel.id AS seller_id,
+           c.ref, c.size, c.platform_count, c.cross_platform, c.risk, c.kinds
       FROM {requested}
       LEFT JOIN LATERAL (SELECT id, kind, token FROM exchange_indicator
                           WHERE token = t.token OFFSET 0) AS i ON TRUE
@@ -187,11 +189,13 @@ LIVE_HOLDERS_SQL = _CHAIN_SQL.format(
 # The whole lookup as one statement, so one round trip and one transaction (autocommit): the quota charge,
 # the read and the audit entry commit together or not at all. The entry records the cluster refs the answer
 # reveals (each position's riskiest cluster, the smallest ref among equals: `_answer`'s rule), as `cluster_read`
-# entries do: a partner may give its opinion on a cluster a lookup showed it (graph.opinions). A lookup is answered only if its audit entry
-# committed (no crash between answer and audit can lose it), and a charge the quota refuses reads and audits
-# nothing. The request's tokens come under every configured pepper version (`versions`, `tokens` and
-# `positions` are parallel arrays) and the statement keeps those of the stored key version, so reading
-# KeyState costs no round trip of its own.
+# entries do: a partner may give its opinion on a cluster a lookup showed it (graph.opinions). A lookup is
+# answered only if its audit entry committed (no crash between answer and audit can lose it), and a charge
+# the quota refuses reads and audits nothing. It also records the other platforms' sellers the lookup matched, the first time (LookupMatch: the
+# platform is told when such a report is retracted), in seller order so that concurrent lookups take the
+# rows' locks in one order. The request's tokens come under every configured pepper version (`versions`,
+# `tokens` and `positions` are parallel arrays) and the statement keeps those of the stored key version, so
+# reading KeyState costs no round trip of its own.
 LOOKUP_SQL = """
 WITH version AS (
     SELECT COALESCE((SELECT current_version FROM exchange_keystate ORDER BY id LIMIT 1),
@@ -206,6 +210,10 @@ WITH version AS (
       FROM unnest(%(positions)s::int[], %(versions)s::int[], %(tokens)s::text[]) AS r(pos, version, token)
      WHERE r.version = (SELECT v FROM version) AND EXISTS (SELECT 1 FROM charge)
 ), holders AS ({chain}
+), matched AS (
+    INSERT INTO exchange_lookupmatch (platform_id, seller_id, first_matched_at)
+    SELECT DISTINCT %(platform)s::bigint, h.seller_id, %(now)s FROM holders AS h ORDER BY 2
+    ON CONFLICT (platform_id, seller_id) DO NOTHING
 ), audit AS (
     INSERT INTO accounts_auditentry (created_at, action, actor, platform_id, object_type, object_id, details)
     SELECT %(now)s, 'lookup', %(actor)s, %(platform)s, '', '',
@@ -220,8 +228,9 @@ SELECT (SELECT count(*) FROM audit), h.*
   FROM (SELECT 1) AS one LEFT JOIN holders AS h ON TRUE
 """.format(chain=_CHAIN_SQL.format(requested="requested AS t", linkable=_LINKABLE))  # noqa: S608 - constants only
 
-# Per request position: [(holding platform, its cluster's summary or None)] of other platforms' live sellers.
-Hits = list[list[tuple[int, dict[str, Any] | None]]]
+# Per request position: [(holding platform, holding seller, its cluster's summary or None)] of other
+# platforms' live sellers.
+Hits = list[list[tuple[int, int, dict[str, Any] | None]]]
 
 
 def _summary(ref: str | None, size: int, platform_count: int, cross: bool, risk: float, kinds: Any) -> Any:
@@ -249,8 +258,8 @@ def _live_holders(tokens: list[str], platform_id: int, now: datetime) -> Hits:
     if reading.vendor == "postgresql":
         with reading.cursor() as cursor:
             cursor.execute(LIVE_HOLDERS_SQL, {"tokens": tokens, "now": now, "platform": platform_id})
-            for pos, _kind, holder, *cluster in cursor.fetchall():
-                hits[pos - 1].append((holder, _summary(*cluster)))
+            for pos, _kind, holder, seller_id, *cluster in cursor.fetchall():
+                hits[pos - 1].append((holder, seller_id, _summary(*cluster)))
         return hits
     # SQLite (the embedded default): the same join through the ORM.
     positions: defaultdict[str, list[int]] = defaultdict(list)
@@ -263,13 +272,14 @@ def _live_holders(tokens: list[str], platform_id: int, now: datetime) -> Hits:
         .only(
             "indicator__token",
             "seller__platform_id",
+            "seller__id",
             *(f"seller__cluster_membership__cluster__{name}" for name in SUMMARY_FIELDS),
         )
     ):
         membership = getattr(sighting.seller, "cluster_membership", None)
         summary = membership.cluster.summary() if membership else None
         for pos in positions[sighting.indicator.token]:
-            hits[pos].append((sighting.seller.platform_id, summary))
+            hits[pos].append((sighting.seller.platform_id, sighting.seller.pk, summary))
     return hits
 
 
@@ -307,9 +317,9 @@ def _lookup_in_one_statement(api_key: ApiKey, indicators: list[tuple[str, str]],
     if not rows[0][0]:
         raise QuotaExceeded(quota, _resets_at(now))
     hits: Hits = [[] for _ in indicators]
-    for _, pos, _kind, holder, *cluster in rows:
+    for _, pos, _kind, holder, seller_id, *cluster in rows:
         if pos is not None:
-            hits[pos - 1].append((holder, _summary(*cluster)))
+            hits[pos - 1].append((holder, seller_id, _summary(*cluster)))
     return hits
 
 
@@ -341,17 +351,33 @@ def do_lookup(api_key: ApiKey, indicators: list[tuple[str, str]]) -> list[dict[s
             tokens = keyed_tokens(indicators, peppers, current_key_version(lock=False))
             return _live_holders(tokens, api_key.platform_id, timezone.now())
 
-        results = _answer(indicators, routers.on_replica(read))
-        AuditEntry.objects.record(
-            "lookup",
-            api_key.prefix,
-            api_key.platform_id,
-            indicators=len(indicators),
-            matches=sum(1 for r in results if r["match"]),
-            refs=sorted({r["cluster"] for r in results if r["cluster"]}),
-        )
+        hits = routers.on_replica(read)
+        results = _answer(indicators, hits)
+        with transaction.atomic():
+            record_matches(api_key.platform_id, {seller for pairs in hits for _, seller, _ in pairs}, now)
+            AuditEntry.objects.record(
+                "lookup",
+                api_key.prefix,
+                api_key.platform_id,
+                indicators=len(indicators),
+                matches=sum(1 for r in results if r["match"]),
+                refs=sorted({r["cluster"] for r in results if r["cluster"]}),
+            )
     metrics.lookup_answered(len(indicators), sum(1 for r in results if r["match"]))
     return results
+
+
+def record_matches(platform_id: int, seller_ids: Iterable[int], now: datetime) -> None:
+    """Record that the platform's lookup matched these (other platforms') sellers, where not recorded yet.
+    Sellers the replica still showed but the primary has purged meanwhile are left out."""
+    wanted = sorted(set(seller_ids))
+    if not wanted:
+        return
+    existing = Seller.objects.filter(id__in=wanted).values_list("id", flat=True)
+    LookupMatch.objects.bulk_create(
+        [LookupMatch(platform_id=platform_id, seller_id=s, first_matched_at=now) for s in sorted(existing)],
+        ignore_conflicts=True,
+    )
 
 
 def _answer(indicators: list[tuple[str, str]], hits: Hits) -> list[dict[str, Any]]:
@@ -360,12 +386,12 @@ def _answer(indicators: list[tuple[str, str]], hits: Hits) -> list[dict[str, Any
     # Which kinds of this request hit each cluster: a result's matched kinds are those of its cluster.
     kinds_hitting: dict[str, set[str]] = defaultdict(set)
     for (kind, _), pairs in zip(indicators, hits, strict=True):
-        for _, cluster in pairs:
+        for _, _, cluster in pairs:
             if cluster is not None:
                 kinds_hitting[cluster["id"]].add(kind)
     results = []
     for index, ((kind, _), pairs) in enumerate(zip(indicators, hits, strict=True)):
-        clusters = {c["id"]: c for _, c in pairs if c is not None}
+        clusters = {c["id"]: c for _, _, c in pairs if c is not None}
         # The riskiest; among equals the smallest ref (LOOKUP_SQL's audit names the same one).
         best = min(clusters.values(), key=lambda c: (-c["risk"], c["id"]), default=None)
         results.append(
@@ -373,7 +399,7 @@ def _answer(indicators: list[tuple[str, str]], hits: Hits) -> list[dict[str, Any
                 "index": index,
                 "kind": kind,
                 "match": bool(pairs),
-                "other_platforms": len({p for p, _ in pairs}),
+                "other_platforms": len({p for p, _, _ in pairs}),
                 "reported_sellers": len(pairs),
                 "cluster": best["id"] if best else None,
                 "risk": best["risk"] if best else None,

@@ -363,3 +363,19 @@ class AppealDocument(models.Model):
 
     def __str__(self) -> str:
         return f"document {self.token[:10]}… of appeal {self.appeal_id}"
+
+
+class LookupMatch(models.Model):
+    """A platform's lookup matched another platform's seller (recorded the first time): the platforms to tell
+    when that seller's report is retracted (`hooks.announce_retraction`). Written in the lookup's own
+    statement or transaction (exchange/lookups.py); deleted with the seller when it is purged."""
+
+    platform = models.ForeignKey(Platform, on_delete=models.CASCADE, related_name="+", db_index=False)
+    seller = models.ForeignKey(Seller, on_delete=models.CASCADE, related_name="+")
+    first_matched_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["platform", "seller"], name="lookup_match_once")]
+
+    def __str__(self) -> str:
+        return f"{self.platform_id} matched {self.seller_id}"

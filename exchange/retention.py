@@ -19,8 +19,10 @@ from exchange.models import Indicator, Seller, Sighting
 logger = logging.getLogger("exchange.retention")
 
 
-def do_retract(seller: Seller, reason: str, actor: str) -> bool:
-    """Retract a seller's report: it stops linking at once. Returns False if it was already retracted."""
+def do_retract(seller: Seller, reason: str, actor: str, *, overturned: bool = False) -> bool:
+    """Retract a seller's report: it stops linking at once, and the platforms that were told about it are
+    told of the retraction (`overturned`: because the seller's appeal was upheld). Returns False if it was
+    already retracted."""
     with transaction.atomic():
         locked = Seller.objects.select_for_update().get(pk=seller.pk)
         if locked.retracted_at is not None:
@@ -36,6 +38,7 @@ def do_retract(seller: Seller, reason: str, actor: str) -> bool:
             "seller_retracted", actor, seller.platform_id, "seller", str(seller.pk), reason=reason
         )
         flag_probe(locked, seller.retracted_at, actor)
+        hooks.announce_retraction([seller.pk], overturned=overturned)  # before the seller leaves its cluster
         hooks.announce_change(sellers=[seller.pk])
     logger.info("event=seller_retracted platform_id=%s seller_id=%s", seller.platform_id, seller.pk)
     return True

@@ -21,6 +21,7 @@ from exchange.config import (
     envlist,
     envsecret,
     parse_database_url,
+    parse_networks,
     parse_peppers,
     parse_redis_url,
     parse_replica_url,
@@ -206,6 +207,24 @@ try:
     if not 1 <= EXCHANGE_ADMIN_IDLE_MINUTES <= 7 * 24 * 60:
         raise ConfigError(
             f"EXCHANGE_ADMIN_IDLE_MINUTES must be between 1 and 10080, got {EXCHANGE_ADMIN_IDLE_MINUTES}"
+        )
+    # Webhooks to partner platforms (graph/webhooks.py). Registered URLs must be https:// (http:// only to
+    # localhost, and only with EXCHANGE_WEBHOOK_ALLOW_HTTP, for tests and development), and their host must
+    # resolve to public addresses only, checked again at every delivery: the exchange must not be made to
+    # call into its own network (SSRF). EXCHANGE_WEBHOOK_ALLOWED_NETWORKS (CIDRs) allows private ones.
+    EXCHANGE_WEBHOOK_ALLOW_HTTP = envbool("EXCHANGE_WEBHOOK_ALLOW_HTTP", "False")
+    EXCHANGE_WEBHOOK_ALLOWED_NETWORKS = parse_networks(
+        os.environ.get("EXCHANGE_WEBHOOK_ALLOWED_NETWORKS", ""), "EXCHANGE_WEBHOOK_ALLOWED_NETWORKS"
+    )
+    # CA certificates (PEM) that webhook receivers' certificates must chain to, instead of the system's.
+    EXCHANGE_WEBHOOK_CA_FILE = os.environ.get("EXCHANGE_WEBHOOK_CA_FILE", "").strip()
+    # Seconds for each connect and read of a delivery. A delivery takes at most about three of them, which
+    # must fit in the claim timeout, or a second sender could take a delivery over while it is still sent.
+    EXCHANGE_WEBHOOK_TIMEOUT = envint("EXCHANGE_WEBHOOK_TIMEOUT", 10)
+    EXCHANGE_WEBHOOK_CLAIM_TIMEOUT = envint("EXCHANGE_WEBHOOK_CLAIM_TIMEOUT", 120)
+    if not 1 <= EXCHANGE_WEBHOOK_TIMEOUT < EXCHANGE_WEBHOOK_CLAIM_TIMEOUT / 3:
+        raise ConfigError(
+            "EXCHANGE_WEBHOOK_TIMEOUT must be at least 1 and below a third of EXCHANGE_WEBHOOK_CLAIM_TIMEOUT"
         )
     # Prometheus metrics at /metrics (exchange/metrics.py), only to `Authorization: Bearer <METRICS_TOKEN>`;
     # unset, /metrics is not served. Several processes share one scrape through PROMETHEUS_MULTIPROC_DIR.

@@ -26,7 +26,7 @@ from accounts.models import ApiKey, AuditEntry
 from accounts.roles import is_exchange_analyst
 from exchange.models import Indicator, Linking, Seller
 from exchange.timestamps import CLOCK_SKEW
-from graph import opinions
+from graph import opinions, webhooks
 from graph.models import (
     ActorCluster,
     Approval,
@@ -170,6 +170,7 @@ def _apply_cluster_changes(
             actor=actor,
             details={"from": before, "to": locked.status, **approval},
         )
+        webhooks.queue_status_change(locked, before)  # confirmed or dismissed: its platforms hear of it
         AuditEntry.objects.record(
             "cluster_status_changed",
             actor,

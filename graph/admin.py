@@ -37,7 +37,8 @@ import graph.approval_admin  # registers the four-eyes approvals admin
 import graph.indicator_admin  # registers the indicator admin
 import graph.merge_admin  # registers the held merges admin
 import graph.opinion_admin  # registers the opinions admin (false-positive reviews, time to action)
-import graph.report_admin  # noqa: F401  (registers the report outbox admin)
+import graph.report_admin  # registers the report outbox admin
+import graph.webhook_admin  # noqa: F401  (registers the webhook outbox admin)
 from accounts.admin import DurableSaveAdmin, NamedDefaultFilter, ScopedModelAdmin
 from accounts.models import AuditEntry, Platform
 from accounts.scoping import Scope, scope_of

@@ -17,6 +17,13 @@ class GraphConfig(AppConfig):
             schedule_recompute(sellers=sellers, indicators=indicators)
 
         hooks.data_changed.connect(recompute, dispatch_uid="graph.recompute", weak=False)
+
+        def propagate(sender: Any, sellers: list[int], overturned: bool, **kwargs: Any) -> None:
+            from graph.webhooks import propagate_retractions
+
+            propagate_retractions(sellers, overturned=overturned)
+
+        hooks.retracted.connect(propagate, dispatch_uid="graph.propagate_retraction", weak=False)
         hooks.provide_cluster_reads(ClusterMember.objects)
 
         # The cluster counts and the outbox, read from graph's tables at every /metrics scrape.

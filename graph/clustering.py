@@ -34,7 +34,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from exchange.models import LINKABLE_SQL, Indicator, Linking, Seller, Sighting
-from graph import linking
+from graph import linking, webhooks
 from graph.evidence import link_summaries
 from graph.identity import ClusterChange, assign_identities
 from graph.metrics import observed_recluster
@@ -867,6 +867,9 @@ def _apply(
     _write_memberships(previous, assigned, real, now)
     _record_former_memberships(previous, changes, assigned, real, former)
     _insert_events(_events(changes, real, platform_of, now, summary), now)
+    # The webhook events of the same changes, in the same transaction (`graph.webhook_events` says who hears
+    # what); nothing when no platform has a webhook.
+    webhooks.queue_cluster_changes(previous, assigned, real, changes, platform_of, now)
     summary.clusters = len(clusters)
     summary.cross_platform = sum(1 for f in facts.values() if f.platform_count >= 2)
 

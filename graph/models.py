@@ -364,18 +364,44 @@ class DeliveryStatus(models.TextChoices):
     FAILED = "failed", "failed"
 
 
+class OutboxRow(models.Model):
+    """What every outbox row has (report emails, webhook events): written before anything is sent, in the
+    transaction of what it reports; claimed by one sender at a time, retried with backoff, finally failed.
+    The sending is `graph.outbox`'s."""
+
+    status = models.CharField(
+        max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING, db_index=True
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now, db_index=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=100, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        abstract = True
+
+
+def due_rows[R: OutboxRow](
+    rows: models.QuerySet[R], now: datetime, claim_timeout: timedelta
+) -> models.QuerySet[R]:
+    """Rows a sender may claim: pending and due, or claimed by a sender that has not finished in time (it
+    crashed, or hangs): such a claim is taken over."""
+    return rows.filter(
+        models.Q(status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
+        | models.Q(status=DeliveryStatus.SENDING, claimed_at__lt=now - claim_timeout)
+    )
+
+
 class ReportDeliveryQuerySet(models.QuerySet["ReportDelivery"]):
-    def due(self, now: datetime, claim_timeout: timedelta) -> ReportDeliveryQuerySet:
-        """Rows a sender may claim: pending and due, or claimed by a sender that has not finished in time
-        (it crashed, or hangs): such a claim is taken over."""
-        return self.filter(
-            models.Q(status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
-            | models.Q(status=DeliveryStatus.SENDING, claimed_at__lt=now - claim_timeout)
-        )
+    def due(self, now: datetime, claim_timeout: timedelta) -> models.QuerySet[ReportDelivery]:
+        return due_rows(self, now, claim_timeout)
 
 
-class ReportDelivery(models.Model):
-    """The outbox: one report email for one recipient and one period, written before anything is sent.
+class ReportDelivery(OutboxRow):
+    """The report outbox: one report email for one recipient and one period, written before anything is sent.
 
     The subject, bodies and Message-ID are fixed when the row is written, so every (re)send of a row is the
     same message: if a sender dies after the SMTP server accepted it but before marking it sent, the retry
@@ -396,20 +422,10 @@ class ReportDelivery(models.Model):
     body_text = models.TextField()
     body_html = models.TextField()
     message_id = models.CharField(max_length=250, unique=True)
-    status = models.CharField(
-        max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING, db_index=True
-    )
-    attempts = models.PositiveSmallIntegerField(default=0)
-    next_attempt_at = models.DateTimeField(default=timezone.now, db_index=True)
-    claimed_at = models.DateTimeField(null=True, blank=True)
-    claimed_by = models.CharField(max_length=100, blank=True)
-    sent_at = models.DateTimeField(null=True, blank=True)
-    last_error = models.TextField(blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
 
     objects = ReportDeliveryQuerySet.as_manager()
 
-    class Meta:
+    class Meta(OutboxRow.Meta):
         verbose_name = "report delivery"
         verbose_name_plural = "report deliveries"
         ordering = ("-created_at", "-id")
@@ -636,3 +652,58 @@ class Opinion(models.Model):
         if self.acted_at is None or self.first_signal_at is None:
             return None
         return self.acted_at - self.first_signal_at
+
+
+class WebhookDeliveryQuerySet(ScopedQuerySet["WebhookDelivery"]):
+    def due(self, now: datetime, claim_timeout: timedelta) -> models.QuerySet[WebhookDelivery]:
+        return due_rows(self, now, claim_timeout)
+
+    def of_partner(self, platform_id: int) -> WebhookDeliveryQuerySet:
+        """A partner analyst sees their own platform's webhook events (each holds only its own view)."""
+        return self.filter(platform_id=platform_id)
+
+
+class WebhookDelivery(OutboxRow):
+    """The webhook outbox: one event for one platform (`graph.webhooks`), written in the transaction of the
+    change it reports. The body is fixed when the row is written, so every attempt sends the same event
+    with the same id (receivers deduplicate by it); only the signature's timestamp is of the attempt."""
+
+    platform = models.ForeignKey(Platform, on_delete=models.CASCADE, related_name="webhook_deliveries")
+    event_id = models.CharField(max_length=40, unique=True)
+    event_type = models.CharField(max_length=40, db_index=True)
+    cluster = models.ForeignKey(
+        ActorCluster, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    body = models.TextField(help_text="The event's JSON, exactly as sent.")
+    response_status = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="HTTP status of the last attempt (the response body is not kept)."
+    )
+
+    objects = WebhookDeliveryQuerySet.as_manager()
+
+    class Meta(OutboxRow.Meta):
+        verbose_name = "webhook delivery"
+        verbose_name_plural = "webhook deliveries"
+        ordering = ("-created_at", "-id")
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.event_id} to {self.platform_id}"
+
+
+class RetractionNotice(models.Model):
+    """A platform was told about a seller (a cluster of its, a lookup match) whose report was then retracted:
+    the propagation of the retraction (`graph.webhooks.propagate_retraction`), listed in the platform's next
+    cluster report. Holds nothing about the seller but the opaque reference of the cluster it was in."""
+
+    platform = models.ForeignKey(Platform, on_delete=models.CASCADE, related_name="+")
+    cluster_ref = models.CharField(max_length=24, blank=True)
+    signals = models.JSONField(default=list, help_text="How the platform had heard: cluster, lookup.")
+    first_lookup_match_at = models.DateTimeField(null=True, blank=True)
+    overturned = models.BooleanField(default=False, help_text="Retracted because an appeal was upheld.")
+    retracted_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["platform", "retracted_at"], name="retraction_notice_period")]
+
+    def __str__(self) -> str:
+        return f"retraction told to {self.platform_id} at {self.retracted_at:%Y-%m-%d %H:%M}"

@@ -9,10 +9,10 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.utils import timezone
 
 from accounts.roles import is_exchange_analyst
-from graph.models import DeliveryStatus, ReportDelivery
+from graph import outbox
+from graph.models import ReportDelivery
 
 
 @admin.register(ReportDelivery)
@@ -56,8 +56,5 @@ class ReportDeliveryAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry now (failed or waiting emails)", permissions=["retry"])
     def retry_now(self, request: HttpRequest, queryset: QuerySet[ReportDelivery]) -> None:
-        # Sent rows are never resent, and a row being sent right now is left to its sender.
-        count = queryset.filter(status__in=[DeliveryStatus.FAILED, DeliveryStatus.PENDING]).update(
-            status=DeliveryStatus.PENDING, next_attempt_at=timezone.now(), attempts=0
-        )
+        count = outbox.retry_now(queryset)
         self.message_user(request, f"{count} email(s) will be sent at the next run.", messages.SUCCESS)

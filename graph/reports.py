@@ -7,15 +7,20 @@ Two steps, each safe to run any number of times and from several processes at on
    report for the period since the previous one and writes one `ReportDelivery` row per recipient, all in one
    transaction. Exchange analysts' digests are written the same way, one row per analyst, made unique per
    period start by constraints. Subject, bodies and Message-ID are fixed in the row.
-2. `send_due_reports()` empties it: claims one due row at a time with a conditional UPDATE (pending and due, or
-   claimed by a sender that did not finish within the claim timeout), sends it, marks it sent. A failed send
-   is retried with exponential backoff and finally marked failed (visible in the admin).
+2. `send_due_reports()` empties it through `graph.outbox` (which webhook events share): claims one due row at
+   a time with a conditional UPDATE (pending and due, or claimed by a sender that did not finish within the
+   claim timeout), sends it, marks it sent. A failed send is retried with exponential backoff and finally
+   marked failed (visible in the admin).
 
 Crash safety: a crash while queueing rolls the whole period back (it is taken again by the next run). A crash
 after claiming leaves the row claimed; it is reclaimed after `EXCHANGE_REPORT_CLAIM_TIMEOUT` seconds. The one
 honest at-least-once edge: if a sender dies after the SMTP server accepted a message but before the row is
 marked sent, the retry sends it again, with the *same* Message-ID, so MTAs and mail clients can drop the
 duplicate. Nothing is ever lost, and nothing reaches a mailbox twice under different identities.
+
+Retraction propagation: a platform's report also lists the reports of other platforms it had been told about
+(a cluster of its, a lookup match) that were retracted in the period (`RetractionNotice`, written by
+`graph.webhooks.propagate_retraction`, which sends the webhook event of the same fact).
 
 Privacy: a platform's report lists only its own sellers' references; other platforms appear as counts (names
 only with `EXCHANGE_REVEAL_PLATFORM_NAMES`). Reports never carry tokens, hashes or cluster notes (analysts'
@@ -26,9 +31,6 @@ seller references at all; it names the platforms whose quick retractions look li
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -40,25 +42,26 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F, Max, Q
+from django.db.models import Count, Max, Q
 from django.template.loader import render_to_string
 from django.utils import timezone
 
 from accounts.models import AuditEntry, Cadence, Platform
 from accounts.roles import EXCHANGE_ANALYST
 from exchange.models import Seller
+from graph import outbox
 from graph.models import (
     ActorCluster,
     ActorClusterQuerySet,
     ClusterEvent,
     ClusterMember,
-    DeliveryStatus,
     EventKind,
     MergeState,
     Opinion,
     PendingMerge,
     ReportDelivery,
     ReportKind,
+    RetractionNotice,
     platform_labels,
 )
 
@@ -69,6 +72,7 @@ MAX_REFS = 20  # own seller references listed per cluster
 MAX_ATTEMPTS = 6
 FIRST_RETRY = timedelta(minutes=5)
 LONGEST_RETRY = timedelta(hours=6)
+RETRIES = outbox.RetryPolicy(FIRST_RETRY, LONGEST_RETRY, MAX_ATTEMPTS)
 
 
 # ------------------------------------------------------------------------------------------------ schedule
@@ -99,7 +103,7 @@ def claim_timeout() -> timedelta:
 
 def retry_delay(attempts: int) -> timedelta:
     """5 min, 10 min, 20 min, ... at most 6 h."""
-    return min(FIRST_RETRY * 2 ** max(attempts - 1, 0), LONGEST_RETRY)
+    return RETRIES.delay(attempts)
 
 
 # ------------------------------------------------------------------------------------------------ content
@@ -133,12 +137,23 @@ class ClusterItem:
 
 
 @dataclass
+class RetractionItem:
+    """A report the platform had been told about (its cluster, a lookup match) that was retracted."""
+
+    retracted_at: datetime
+    cluster_ref: str
+    in_your_cluster: bool
+    lookup_matched_at: datetime | None
+    overturned: bool
+
+
+@dataclass
 class Section:
-    items: list[ClusterItem]
+    items: list[Any]
     total: int
 
     @classmethod
-    def of(cls, items: list[ClusterItem]) -> Section:
+    def of(cls, items: list[Any]) -> Section:
         return cls(items[:MAX_ITEMS], len(items))
 
     @property
@@ -157,10 +172,17 @@ class PlatformReport:
     own_retractions: list[str]
     cross_platform_clusters: int
     own_sellers_in_them: int
+    retractions: Section = field(default_factory=lambda: Section([], 0))
 
     @property
     def is_empty(self) -> bool:
-        return not (self.new.total or self.grew.total or self.lost.total or self.own_retractions)
+        return not (
+            self.new.total
+            or self.grew.total
+            or self.lost.total
+            or self.own_retractions
+            or self.retractions.total
+        )
 
 
 @dataclass
@@ -325,6 +347,19 @@ def platform_report(platform: Platform, start: datetime | None, end: datetime) -
             "seller_ref", flat=True
         )
     )
+    # Other platforms' retracted reports this platform had been told about (graph.webhooks.propagate_retraction).
+    retractions = [
+        RetractionItem(
+            retracted_at=notice.retracted_at,
+            cluster_ref=notice.cluster_ref,
+            in_your_cluster="cluster" in notice.signals,
+            lookup_matched_at=notice.first_lookup_match_at,
+            overturned=notice.overturned,
+        )
+        for notice in RetractionNotice.objects.filter(
+            _in_period(start, end, "retracted_at"), platform=platform
+        ).order_by("retracted_at", "id")
+    ]
     return PlatformReport(
         platform=platform,
         period_start=start,
@@ -332,6 +367,7 @@ def platform_report(platform: Platform, start: datetime | None, end: datetime) -
         new=Section.of(new),
         grew=Section.of(grew),
         lost=Section.of(sorted(lost.values(), key=lambda i: (-i.risk, i.id))),
+        retractions=Section.of(retractions),
         own_retractions=own_retractions,
         cross_platform_clusters=shared.count(),
         own_sellers_in_them=ClusterMember.objects.attached()
@@ -523,25 +559,9 @@ def queue_due_reports(now: datetime | None = None) -> int:
 # ------------------------------------------------------------------------------------------------ sending
 
 
-def sender_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"[:100]
-
-
 def claim_next(worker: str, now: datetime | None = None) -> ReportDelivery | None:
-    """Claim one due row with a conditional UPDATE; of several senders racing for a row exactly one wins
-    (the UPDATE re-checks the condition under the row lock), the others move on to the next row."""
-    timeout = claim_timeout()
-    for _ in range(50):
-        now = now or timezone.now()
-        due = ReportDelivery.objects.due(now, timeout)
-        candidate = due.order_by("next_attempt_at", "id").values_list("pk", flat=True).first()
-        if candidate is None:
-            return None
-        if due.filter(pk=candidate).update(
-            status=DeliveryStatus.SENDING, claimed_at=now, claimed_by=worker, attempts=F("attempts") + 1
-        ):
-            return ReportDelivery.objects.get(pk=candidate)
-    return None
+    """Claim one due report email (`graph.outbox.claim_next`)."""
+    return outbox.claim_next(ReportDelivery.objects.all(), worker, claim_timeout(), now)
 
 
 def deliver(row: ReportDelivery) -> None:
@@ -562,21 +582,12 @@ def deliver(row: ReportDelivery) -> None:
 
 
 def mark_sent(row: ReportDelivery, now: datetime | None = None) -> None:
-    ReportDelivery.objects.filter(pk=row.pk).exclude(status=DeliveryStatus.SENT).update(
-        status=DeliveryStatus.SENT, sent_at=now or timezone.now(), last_error=""
-    )
+    outbox.mark_sent(row, now)
 
 
 def mark_attempt_failed(row: ReportDelivery, error: Exception, now: datetime | None = None) -> bool:
     """Back off, or give up after MAX_ATTEMPTS. Returns True when the row is now failed for good."""
-    now = now or timezone.now()
-    final = row.attempts >= MAX_ATTEMPTS
-    ReportDelivery.objects.filter(pk=row.pk, status=DeliveryStatus.SENDING, claimed_by=row.claimed_by).update(
-        status=DeliveryStatus.FAILED if final else DeliveryStatus.PENDING,
-        next_attempt_at=now if final else now + retry_delay(row.attempts),
-        last_error=f"{type(error).__name__}: {error}"[:2000],
-    )
-    return final
+    return outbox.mark_attempt_failed(row, error, RETRIES, now)
 
 
 def send_due_reports(
@@ -584,24 +595,19 @@ def send_due_reports(
 ) -> RunSummary:
     """Send every due row, one claim at a time, until none is left (or `should_stop()`)."""
     summary = summary or RunSummary()
-    worker = sender_name()
-    while not should_stop():
-        row = claim_next(worker)
-        if row is None:
-            break
-        try:
-            deliver(row)
-        except Exception as exc:  # any delivery failure is retried; a crash (BaseException) leaves the claim
-            if mark_attempt_failed(row, exc):
-                summary.failed += 1
-                logger.error("event=report_failed delivery_id=%s attempts=%s", row.pk, row.attempts)
-            else:
-                summary.retried += 1
-                logger.warning("event=report_retry delivery_id=%s attempts=%s", row.pk, row.attempts)
-            continue
-        mark_sent(row)
-        summary.sent += 1
-        logger.info("event=report_sent delivery_id=%s kind=%s", row.pk, row.kind)
+    drained = outbox.drain(
+        ReportDelivery.objects.all(),
+        deliver,
+        policy=RETRIES,
+        claim_timeout=claim_timeout(),
+        mark_sent=mark_sent,
+        should_stop=should_stop,
+        logger=logger,
+        event="report",
+    )
+    summary.sent += drained.sent
+    summary.retried += drained.retried
+    summary.failed += drained.failed
     return summary
 
 

@@ -48,6 +48,21 @@ def send_due_reports(timestamp: int) -> None:
     logger.info("event=task_done task=send_due_reports summary=%r", str(summary))
 
 
+@app.periodic(cron="* * * * *")
+@app.task(queue="reports", queueing_lock="send_due_webhooks", pass_context=False)
+def send_due_webhooks(timestamp: int) -> None:
+    """Every minute: send the webhook events that are due (safe alongside `manage.py send_webhooks`)."""
+    from graph.webhooks import send_due_webhooks as send
+
+    summary = send()
+    logger.info(
+        "event=task_done task=send_due_webhooks sent=%d retried=%d failed=%d",
+        summary.sent,
+        summary.retried,
+        summary.failed,
+    )
+
+
 @app.periodic(cron="*/5 * * * *")
 @app.task(queue="clusters", queueing_lock="retry_stalled_jobs", pass_context=False)
 async def retry_stalled_jobs(timestamp: int) -> None:

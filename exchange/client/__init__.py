@@ -16,6 +16,8 @@ Typical use::
 
 or, for prepared data, ``client.submit_batch(sellers)``, ``client.lookup(indicators)``,
 ``client.retract(seller_ref, reason)`` and ``client.appeal(seller_ref, outcome, [(file_sha256(path), False)])``.
+A webhook receiver checks each delivery with ``verify_webhook(body, headers["Exchange-Signature"], secret)``
+(``exchange.client.webhooks``).
 """
 
 from exchange.client.api import ApiError, ExchangeClient, ExchangeError, TransportError, file_sha256
@@ -32,6 +34,8 @@ from exchange.client.csvinput import (
     read_submission_rows,
 )
 from exchange.client.submission import BatchFailure, SubmitSummary, batched, submit_csv, submit_sellers
+from exchange.client.webhooks import WebhookSignatureError
+from exchange.client.webhooks import verify as verify_webhook
 
 __all__ = [
     "ApiError",
@@ -46,6 +50,7 @@ __all__ = [
     "SellerReport",
     "SubmitSummary",
     "TransportError",
+    "WebhookSignatureError",
     "batched",
     "file_sha256",
     "parse_reported_at",
@@ -54,4 +59,5 @@ __all__ = [
     "read_submission_rows",
     "submit_csv",
     "submit_sellers",
+    "verify_webhook",
 ]

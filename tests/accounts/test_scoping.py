@@ -31,6 +31,7 @@ SCOPED_MODELS = {
     "graph.actorcluster",
     "graph.approval",
     "graph.opinion",
+    "graph.webhookdelivery",
 }
 
 

@@ -51,3 +51,17 @@ def test_cluster_reads_missing_is_an_error(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(hooks, "_cluster_reads", None)
     with pytest.raises(ImproperlyConfigured, match="cluster reads"):
         hooks.cluster_reads()
+
+
+def test_graph_receives_retractions_and_one_nobody_receives_is_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert hooks.retracted.has_listeners()
+    monkeypatch.setattr(hooks.retracted, "receivers", [])
+    hooks.retracted.sender_receivers_cache.clear()
+    try:
+        hooks.announce_retraction([])  # nothing retracted: nothing sent, no error
+        with pytest.raises(ImproperlyConfigured, match="propagates retractions"):
+            hooks.announce_retraction([1])
+    finally:
+        hooks.retracted.sender_receivers_cache.clear()

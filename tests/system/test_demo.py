@@ -65,3 +65,8 @@ def test_demo_finds_every_planted_ring_quietly_and_names_the_served_address(tmp_
     sent = re.search(r"reports: queued (\d+), sent (\d+), to retry 0, failed 0", run.stdout)
     assert sent and int(sent.group(2)) == int(sent.group(1)) >= 5, run.stdout  # one per platform at least
     assert any((tmp_path / "outbox").iterdir())
+    # The first marketplace's webhook events reach the demo's receiver, every signature verified.
+    hooks = re.search(
+        r"webhooks: sent (\d+), not sent 0; the receiver verified (\d+) event\(s\), refused 0", run.stdout
+    )
+    assert hooks and hooks.group(1) == hooks.group(2) and int(hooks.group(1)) >= 5, run.stdout

@@ -32,6 +32,7 @@ from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
 from rest_framework.test import APIClient
 
+from accounts.actions import do_set_webhook
 from accounts.models import AnalystKey, AnalystProfile, ApiKey, AuditEntry, Platform
 from exchange.models import Appeal, Indicator, LookupUsage, Seller, Sighting, Submission
 from graph import stix
@@ -134,6 +135,7 @@ ADMIN_MODELS: dict[str, OtherPlatformObjects] = {
     "accounts.apikey": lambda w: ApiKey.objects.filter(platform=w.bazaar.platform),
     "accounts.analystprofile": lambda w: AnalystProfile.objects.filter(platform=w.bazaar.platform),
     "graph.reportdelivery": lambda w: w.bazaar.platform.report_deliveries.all(),
+    "graph.webhookdelivery": lambda w: w.bazaar.platform.webhook_deliveries.all(),
     "exchange.seller": lambda w: Seller.objects.filter(platform=w.bazaar.platform),
     "exchange.indicator": lambda w: Indicator.objects.exclude(sightings__seller__platform=w.acme.platform),
     "exchange.sighting": lambda w: Sighting.objects.filter(seller__platform=w.bazaar.platform),
@@ -219,7 +221,11 @@ COUNTS: Counter[str] = Counter()
 
 
 @pytest.fixture
-def world(acme, bazaar, alice) -> World:
+def world(acme, bazaar, alice, settings) -> World:
+    # Both platforms have a webhook (never called): their events are in the outbox the admin shows.
+    settings.EXCHANGE_WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    for platform in (acme, bazaar):
+        do_set_webhook(platform.platform, f"https://127.0.0.1:9/{platform.platform.slug}", "test")
     w = build_world(acme, bazaar)
     # Audit entries, lookup usage, an appeal and a report delivery for both platforms, so every admin model
     # has rows.

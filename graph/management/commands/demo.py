@@ -2,18 +2,22 @@
 
 Five marketplaces' raw reports (synthetic, with planted counterfeit rings) go through the real reference
 partner client and the real HTTP API, exactly as partners would send them; then the exchange reclusters,
-prints the top cross-platform clusters next to the rings that were planted, and writes one report email per
+prints the top cross-platform clusters next to the rings that were planted, sends the first marketplace's
+webhook events to a receiver on this machine that verifies and prints them, and writes one report email per
 platform into a folder. On the way, one platform rejects a seller's appeal with a forged bank letter, and a
 seller of the partner analyst's platform appeals with the same letter: the exchange flags it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +28,14 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
 from django.core.wsgi import get_wsgi_application
 from django.db import connections
+from django.test import override_settings
 from django.utils import timezone
 
-from accounts.actions import do_create_api_key
+from accounts.actions import do_create_api_key, do_remove_webhook, do_set_webhook
 from accounts.models import ApiKey, Cadence, Platform
 from accounts.roles import assign_role
 from exchange.client import ExchangeClient
+from exchange.client.webhooks import SIGNATURE_HEADER, WebhookSignatureError, verify
 from exchange.models import Seller
 from fixtures.loader import load_dataset
 from fixtures.synthetic import demo as demo_dataset
@@ -38,6 +44,7 @@ from graph.actions import do_record_opinion
 from graph.clustering import recluster_full
 from graph.models import ActorCluster, ClusterMember, Opinion
 from graph.reports import write_demo_reports
+from graph.webhooks import send_due_webhooks
 
 DEMO_PASSWORD = "exchange-demo"  # noqa: S105 - demo accounts on a local, DEBUG-only database
 # The file of the demo's forged bank letter: only its SHA-256 ever reaches the exchange.
@@ -57,6 +64,47 @@ def refuse_outside_debug(debug: bool, confirmed: bool) -> None:
 class QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+
+class DemoReceiver:
+    """A partner's webhook receiver on this machine: checks each delivery's signature with the partner
+    client's `verify`, keeps each event once (by id) and answers 200; a bad signature gets 400."""
+
+    def __init__(self) -> None:
+        self.secret = ""
+        self.events: dict[str, dict[str, Any]] = {}
+        self.refused = 0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                try:
+                    event = verify(body, self.headers.get(SIGNATURE_HEADER, ""), receiver.secret)
+                except WebhookSignatureError:
+                    receiver.refused += 1
+                    self.send_response(400)
+                else:
+                    receiver.events.setdefault(event["id"], event)
+                    self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/exchange-events"
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[DemoReceiver]:
+        thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self.server.shutdown()
+            self.server.server_close()
 
 
 class Command(BaseCommand):
@@ -123,22 +171,39 @@ class Command(BaseCommand):
         self.ensure_analyst("exchange-analyst", None)
         self.ensure_analyst("partner-analyst", first)
 
-        self.step("Loading partner reports through the reference client and the HTTP API")
-        summary = self.load(dataset, demo_dir / "data", keys)
-        self.stdout.write(
-            f"  {summary.sellers} sellers sent, {summary.sightings_created} new sightings, "
-            f"{summary.rejected_rows} rows rejected by the client, {len(summary.retracted)} retraction(s)"
-        )
+        # A receiver on this machine, over plain http: allowed to localhost for the demo only.
+        with (
+            override_settings(
+                EXCHANGE_WEBHOOK_ALLOW_HTTP=True, EXCHANGE_WEBHOOK_ALLOWED_NETWORKS=["127.0.0.0/8"]
+            ),
+            DemoReceiver().running() as receiver,
+        ):
+            self.step(f"Registering a webhook for {first.name}: a receiver on this machine")
+            do_remove_webhook(first, "system")  # a fresh secret for this run's receiver
+            receiver.secret = do_set_webhook(first, receiver.url, "system") or ""
+            self.stdout.write(f"  {receiver.url}")
 
-        self.step("Reclustering")
-        result = recluster_full(lambda text: self.stdout.write(f"  {text}"))
-        self.stdout.write(f"  {result}")
+            self.step("Loading partner reports through the reference client and the HTTP API")
+            summary = self.load(dataset, demo_dir / "data", keys)
+            self.stdout.write(
+                f"  {summary.sellers} sellers sent, {summary.sightings_created} new sightings, "
+                f"{summary.rejected_rows} rows rejected by the client, {len(summary.retracted)} retraction(s)"
+            )
 
-        self.step("Top cross-platform clusters (compare with the planted rings)")
-        self.print_top(dataset, options["top"])
+            self.step("Reclustering")
+            result = recluster_full(lambda text: self.stdout.write(f"  {text}"))
+            self.stdout.write(f"  {result}")
 
-        self.step(f"{first.name} gives its opinions (partner feedback)")
-        self.give_opinions(first, keys[first.slug])
+            self.step("Top cross-platform clusters (compare with the planted rings)")
+            self.print_top(dataset, options["top"])
+
+            self.step(f"{first.name} gives its opinions (partner feedback)")
+            self.give_opinions(first, keys[first.slug])
+
+            self.step(f"Sending {first.name}'s webhook events (signed; the receiver verifies each one)")
+            sent = send_due_webhooks()
+            self.print_events(receiver, sent.sent, sent.retried + sent.failed)
+            do_remove_webhook(first, "system")  # nothing listens there once the demo ends
 
         self.step("Writing one report email per platform")
         self.write_reports()
@@ -241,6 +306,21 @@ class Command(BaseCommand):
         self.stdout.write(
             f"  {found} cross-platform clusters found; {planted} cross-platform rings were planted."
         )
+
+    def print_events(self, receiver: DemoReceiver, sent: int, unsent: int) -> None:
+        kinds = Counter(event["type"] for event in receiver.events.values())
+        self.stdout.write(
+            f"  webhooks: sent {sent}, not sent {unsent}; the receiver verified {len(receiver.events)} event(s), "
+            f"refused {receiver.refused}"
+        )
+        for kind, count in sorted(kinds.items()):
+            self.stdout.write(f"    {kind:<22} {count}")
+        for event in list(receiver.events.values())[:3]:
+            data = event["data"]
+            cluster = data.get("cluster")
+            ref = cluster["id"] if isinstance(cluster, dict) else cluster
+            sellers = data.get("your_sellers") or data.get("your_sellers_in_cluster") or []
+            self.stdout.write(f"    e.g. {event['type']} {ref}: your sellers {', '.join(sellers[:3]) or '-'}")
 
     def give_opinions(self, platform: Platform, full_key: str) -> None:
         """The platform acted on its riskiest cross-platform cluster, and says one of its sellers in the next one

@@ -136,8 +136,9 @@ def fill_rows(
     with psycopg.connect(DB_URL) as conn, conn.cursor() as cur:
         cur.execute(
             "INSERT INTO accounts_platform (name, slug, active, default_region, report_recipients, "
-            "report_cadence, stix_tlp, created_at) SELECT 'P' || g, 'p' || g, true, 'DE', '[]', 'off', "
-            "'amber+strict', now() FROM generate_series(1, 5) g"
+            "report_cadence, stix_tlp, webhook_url, webhook_secret_nonce, created_at) "
+            "SELECT 'P' || g, 'p' || g, true, 'DE', '[]', 'off', 'amber+strict', '', '', now() "
+            "FROM generate_series(1, 5) g"
         )
         with cur.copy(
             "COPY exchange_seller (id, platform_id, seller_ref, status, reason_codes, first_reported_at, "

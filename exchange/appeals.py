@@ -152,7 +152,7 @@ def do_record_appeal(seller: Seller, api_key: ApiKey, request: AppealRequest) ->
             other_appeals_alerted=alerted,
         )
         if appeal.outcome == AppealOutcome.UPHELD:
-            do_retract(locked, UPHELD_REASON, api_key.prefix)
+            do_retract(locked, UPHELD_REASON, api_key.prefix, overturned=True)
     logger.info(
         "event=appeal_recorded platform_id=%s appeal=%s outcome=%s documents=%s matches=%s",
         locked.platform_id,

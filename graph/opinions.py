@@ -67,15 +67,34 @@ def first_signal_at(
 
 def on_opinion_recorded(opinion: Opinion) -> None:
     """Runs inside `do_record_opinion`'s transaction once the opinion and its audit entry are written: the one
-    place where what follows an opinion starts (today a log line; the platforms in the cluster are to be told
-    through the webhook outbox from here, in the same transaction, so that no opinion is announced unless
-    stored)."""
+    place where what follows an opinion starts. The other platforms that see the cluster (their sellers in it,
+    not detached) are told with a `cluster.opinion_added` webhook event, queued in the same transaction so
+    that no opinion is announced unless stored: the opinion's kind and the counts everyone may see (how many
+    platforms gave each kind), never who gave it or about which seller."""
+    from exchange.client import webhooks as contract
+    from graph import webhooks
+
+    cluster = opinion.cluster
+    others = set(webhooks.own_sellers(cluster, webhooks.cluster_platforms(cluster))) - {opinion.platform_id}
+    counts = cluster.opinions.platform_counts()
+    queued = webhooks.emit(
+        others,
+        contract.CLUSTER_OPINION_ADDED,
+        lambda platform_id: {
+            "cluster": webhooks.cluster_view(cluster),
+            "opinion": opinion.kind,
+            "recorded_at": opinion.created_at,
+            "opinions": counts,
+        },
+        cluster=cluster,
+    )
     logger.info(
-        "event=opinion_recorded opinion=%s cluster=%s platform=%s kind=%s",
+        "event=opinion_recorded opinion=%s cluster=%s platform=%s kind=%s webhook_events=%s",
         opinion.pk,
         opinion.cluster_id,
         opinion.platform_id,
         opinion.kind,
+        queued,
     )
 
 

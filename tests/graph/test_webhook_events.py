@@ -307,6 +307,50 @@ def test_a_seller_its_platform_detached_with_a_false_positive_is_out_of_its_even
     ]
 
 
+def test_an_opinion_tells_the_other_platforms_that_see_the_cluster_the_kind_and_counts_never_who(
+    acme, bazaar, third, hooked
+):
+    report(acme, "acme-1", ("email", "ring@example.com"))
+    report(bazaar, "bz-1", ("email", "ring@example.com"))
+    report(third, "t-1", ("email", "ring@example.com"))
+    cluster = cluster_of("acme-1")
+    clear_outbox()
+
+    do_record_opinion(acme.key, cluster.ref, "seen_too", note="acme-1 sold fakes")
+    assert events_of(acme) == []  # the platform that gave it is not told of its own opinion
+    for kp in (bazaar, third):
+        event = only(events_of(kp))
+        assert event["type"] == contract.CLUSTER_OPINION_ADDED
+        assert event["data"]["cluster"]["id"] == cluster.ref
+        assert event["data"]["opinion"] == "seen_too" and event["data"]["recorded_at"].endswith("Z")
+        assert event["data"]["opinions"] == {"seen_too": 1, "false_positive": 0, "disputed": 0, "actioned": 0}
+        body = WebhookDelivery.objects.get(event_id=event["id"]).body
+        for secret in ("acme", "sold fakes", "acme-1", acme.platform.name):
+            assert secret not in body
+
+    clear_outbox()
+    do_record_opinion(third.key, cluster.ref, "false_positive", seller_ref="t-1")
+    assert [only(events_of(kp))["data"]["opinions"]["false_positive"] for kp in (acme, bazaar)] == [1, 1]
+    assert events_of(third) == []
+    clear_outbox()
+    do_record_opinion(bazaar.key, cluster.ref, "disputed")
+    assert only(events_of(acme))["data"]["opinion"] == "disputed"
+    assert events_of(third) == []  # it detached its only seller there: it no longer sees the cluster
+
+
+def test_an_appeal_upheld_through_the_api_is_sent_as_overturned(acme, bazaar, hooked):
+    report(acme, "acme-1", ("email", "ring@example.com"))
+    report(bazaar, "bz-1", ("email", "ring@example.com"))
+    ref = cluster_of("bz-1").ref
+    clear_outbox()
+    response = bazaar.client().post("/api/v1/sellers/bz-1/appeals/", {"outcome": "upheld"}, format="json")
+    assert response.status_code in (200, 201), response.content
+    event = only(events_of(acme, contract.REPORT_OVERTURNED))
+    assert event["data"]["cluster"] == ref and event["data"]["your_sellers_in_cluster"] == ["acme-1"]
+    assert events_of(acme, contract.REPORT_RETRACTED) == []
+    assert RetractionNotice.objects.get(platform=acme.platform).overturned is True
+
+
 def test_events_roll_back_with_the_change(acme, bazaar, hooked):
     report(acme, "acme-1", ("email", "ring@example.com"))
     report(bazaar, "bz-1", ("email", "ring@example.com"))

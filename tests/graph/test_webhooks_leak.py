@@ -2,7 +2,8 @@
 (twelve platforms in randomly overlapping rings; every seller reference, platform name, cluster note and
 retraction reason a unique canary), every platform with a webhook, driven through every kind of event:
 clusters formed (joined), bridged (merged), bridges retracted (split, left, retracted), lookup matches
-retracted, clusters confirmed and dismissed. Each platform's events, and its next cluster report's retraction
+retracted, appeals upheld (overturned), opinions of every kind (with canary notes, false positives naming
+the giver's seller), clusters confirmed and dismissed. Each platform's events, and its next cluster report's retraction
 section, are searched for everything it must not learn."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pytest
 import time_machine
 from django.core import mail
 from django.test import override_settings
+from django.utils import timezone
 
 from exchange.client import webhooks as contract
 from exchange.models import Indicator
@@ -90,6 +92,25 @@ def drive(platforms: list[KeyedPlatform], rng: random.Random) -> None:
         )
         if first:
             retract(kp, first)
+    for kp in platforms[5:8]:
+        appellant = kp.platform.sellers.filter(retracted_at__isnull=True).order_by("id").first()
+        if appellant:
+            response = kp.client().post(
+                f"/api/v1/sellers/{appellant.seller_ref}/appeals/", {"outcome": "upheld"}, format="json"
+            )
+            assert response.status_code in (200, 201), response.content
+    kinds = ["seen_too", "false_positive", "disputed", "actioned"]
+    for number, cluster in enumerate(ActorCluster.objects.live().cross_platform().order_by("id")):
+        member = cluster.members.select_related("seller__platform").order_by("id")[0]
+        giver = next(kp for kp in platforms if kp.platform.pk == member.seller.platform_id)
+        kind = kinds[number % 4]
+        fields: dict[str, Any] = {"opinion": kind, "note": f"OPINIONCANARY {member.seller.seller_ref}"}
+        if kind == "false_positive":
+            fields["seller_ref"] = member.seller.seller_ref
+        if kind == "actioned":
+            fields["acted_at"] = timezone.now().isoformat()
+        response = giver.client().post(f"/api/v1/clusters/{cluster.ref}/opinions/", fields, format="json")
+        assert response.status_code == 201, response.content
     for number, cluster in enumerate(ActorCluster.objects.live().cross_platform().order_by("id")):
         if number % 3 == 0:
             do_update_cluster(cluster, "alice", {"status": "investigating"})
@@ -137,7 +158,7 @@ def test_no_webhook_event_contains_another_platforms_canary(settings: Any, seed:
             if other != n:
                 assert f"CANARY-p{other:02d}-" not in text, (n, other)
         assert "Mart-p" not in text  # events never name a platform, whatever the consortium setting
-        assert "NOTECANARY" not in text and "REASONCANARY" not in text
+        assert "NOTECANARY" not in text and "REASONCANARY" not in text and "OPINIONCANARY" not in text
         assert not any(token in text for token in tokens)
         assert not any(h in text for h in hashes)
         assert not any(secret in text for secret in keys + secrets)
@@ -154,6 +175,8 @@ def test_no_webhook_event_contains_another_platforms_canary(settings: Any, seed:
         contract.CLUSTER_CONFIRMED,
         contract.CLUSTER_DISMISSED,
         contract.REPORT_RETRACTED,
+        contract.REPORT_OVERTURNED,
+        contract.CLUSTER_OPINION_ADDED,
     }
 
     # The next cluster report tells the same platforms of the retractions, as plainly.

@@ -70,3 +70,9 @@ def test_demo_finds_every_planted_ring_quietly_and_names_the_served_address(tmp_
         r"webhooks: sent (\d+), not sent 0; the receiver verified (\d+) event\(s\), refused 0", run.stdout
     )
     assert hooks and hooks.group(1) == hooks.group(2) and int(hooks.group(1)) >= 5, run.stdout
+    # Among them: another platform's opinion on its riskiest cluster, and a report there overturned on appeal.
+    for event_type in ("cluster.joined", "cluster.opinion_added", "report.overturned"):
+        assert re.search(rf"^    {re.escape(event_type)} +[1-9]", run.stdout, re.MULTILINE), (
+            event_type,
+            run.stdout,
+        )

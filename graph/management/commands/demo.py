@@ -34,6 +34,7 @@ from django.utils import timezone
 from accounts.actions import do_create_api_key, do_remove_webhook, do_set_webhook
 from accounts.models import ApiKey, Cadence, Platform
 from accounts.roles import assign_role
+from exchange.appeals import AppealRequest, do_record_appeal
 from exchange.client import ExchangeClient
 from exchange.client.webhooks import SIGNATURE_HEADER, WebhookSignatureError, verify
 from exchange.models import Seller
@@ -199,6 +200,7 @@ class Command(BaseCommand):
 
             self.step(f"{first.name} gives its opinions (partner feedback)")
             self.give_opinions(first, keys[first.slug])
+            self.others_answer(first, keys)
 
             self.step(f"Sending {first.name}'s webhook events (signed; the receiver verifies each one)")
             sent = send_due_webhooks()
@@ -352,6 +354,40 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"  false positive: its seller {seller_ref} is not the actor of {second.ref}; detached for "
                 f"{platform.name} and pending review (admin: Opinions, pending false-positive reviews)"
+            )
+
+    def others_answer(self, first: Platform, keys: dict[str, str]) -> None:
+        """Two other platforms in the first platform's riskiest cluster answer: one says it knows the actor too
+        (the first platform hears of it as `cluster.opinion_added`: the kind and counts, never who), and one of
+        theirs wins an appeal, which retracts its report (`report.overturned`, and in the next report email)."""
+        cluster = ActorCluster.objects.live().cross_platform().seen_by(first).ranked().first()
+        if cluster is None or Opinion.objects.filter(cluster=cluster).exclude(platform=first).exists():
+            return
+        others = list(
+            Seller.objects.filter(cluster_membership__cluster=cluster, retracted_at__isnull=True)
+            .exclude(platform=first)
+            .select_related("platform")
+            .order_by("platform__slug", "seller_ref")
+        )
+        if not others:
+            return
+
+        def key_of(seller: Seller) -> ApiKey:
+            full_key = keys[seller.platform.slug]
+            return ApiKey.objects.get(lookup=ApiKey.parse(full_key), platform=seller.platform)
+
+        do_record_opinion(key_of(others[0]), cluster.ref, "seen_too", note="demo: same photos")
+        self.stdout.write(
+            f"  {others[0].platform.name} says it knows the actor of {cluster.ref} too (seen_too)"
+        )
+        if len(others) > 1:
+            appealed = others[-1]
+            do_record_appeal(
+                appealed, key_of(appealed), AppealRequest("upheld", note="demo: the ban was lifted")
+            )
+            self.stdout.write(
+                f"  {appealed.platform.name} upheld an appeal of one of its sellers in {cluster.ref}: the "
+                "report is retracted, and the platforms told of it hear so (overturned)"
             )
 
     def write_reports(self) -> None:

@@ -25,7 +25,10 @@ __all__ = [
     "IDEMPOTENCY_KEY_MAX_LENGTH",
     "IDEMPOTENCY_KEY_PATTERN",
     "IDEMPOTENCY_KEY_RULE",
+    "IMAGE_KIND",
+    "IMAGE_MIN_QUALITY",
     "MAX_APPEAL_DOCUMENTS",
+    "MAX_IMAGE_CROPS",
     "OPINION_KINDS",
     "OPINION_NOTE_MAX_LENGTH",
     "SELLER_REF_MAX_LENGTH",
@@ -82,6 +85,16 @@ OPINION_KINDS: dict[str, str] = {
     "actioned": "we took enforcement on the strength of this signal (acted_at, required)",
 }
 OPINION_NOTE_MAX_LENGTH = 500
+
+# A reused product photo (issue 13; docs/hashing-spec.md, "Perceptual image hashes, version 1"): an indicator
+# of kind `image` carries no transport hash of a value but the photo's PDQ hash, computed on the partner's side:
+# {"kind": "image", "hash": <64 lowercase hex: the full photo's PDQ>, "quality": <IMAGE_MIN_QUALITY-100>,
+#  "crops": [<64 hex>, ...]} (the sub-crop variants of `exchange.perceptual.pdq_variants`, at most
+# MAX_IMAGE_CROPS; those of too low quality are left out). The exchange never receives an image, and the hash
+# is not keyed: near-duplicates are found by Hamming distance.
+IMAGE_KIND = "image"
+IMAGE_MIN_QUALITY = 50  # PDQ's published cut-off (exchange.perceptual.PDQ_QUALITY_THRESHOLD)
+MAX_IMAGE_CROPS = 18
 
 DEFAULT_MAX_BATCH_SELLERS = 1000
 DEFAULT_MAX_SELLER_INDICATORS = 100

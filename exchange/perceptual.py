@@ -25,7 +25,7 @@ import numpy as np
 import pdqhash
 from PIL import Image, UnidentifiedImageError
 
-from exchange.contract import TRANSPORT_HASH_LENGTH, is_transport_hash
+from exchange.contract import IMAGE_MIN_QUALITY, MAX_IMAGE_CROPS, TRANSPORT_HASH_LENGTH, is_transport_hash
 
 __all__ = [
     "CROP_VARIANT_GRID",
@@ -59,7 +59,7 @@ PDQ_HEX_LENGTH = PDQ_BITS // 4
 # exchange.contract's, checks both.
 assert PDQ_HEX_LENGTH == TRANSPORT_HASH_LENGTH
 PDQ_MATCH_THRESHOLD = 31  # PDQ's published default: distance <= 31 of 256 bits is a match
-PDQ_QUALITY_THRESHOLD = 50  # PDQ's published cut-off: hashes of quality < 50 are too unreliable to match on
+PDQ_QUALITY_THRESHOLD = IMAGE_MIN_QUALITY  # PDQ's published cut-off: hashes of quality < 50 are unreliable
 MAX_IMAGE_PIXELS = 100_000_000  # larger files are refused (decompression bombs), not decoded
 # The decoder and the hasher, pinned exactly like the normalisation libraries: the test vectors
 # (docs/pdq-vectors-v1.json) hold with these versions. numpy is only the array type between them.
@@ -183,6 +183,7 @@ def _open(path: str | Path) -> Image.Image:
 # distance is the smallest between one's full hash and any hash of the other (``variant_distance``).
 CROP_VARIANT_SCALES = (0.975, 0.95)
 CROP_VARIANT_GRID = 3
+assert len(CROP_VARIANT_SCALES) * CROP_VARIANT_GRID**2 == MAX_IMAGE_CROPS
 
 
 @dataclass(frozen=True)

@@ -28,10 +28,11 @@ from django.utils import timezone
 
 from accounts.models import ApiKey, Platform
 from exchange import hooks, metrics
-from exchange.contract import SELLER_REF_RE, SELLER_REF_RULE
+from exchange.contract import IMAGE_KIND, SELLER_REF_RE, SELLER_REF_RULE
 from exchange.hashing import keyed_tokens
+from exchange.images import ImageIn, image_problems, store_images
 from exchange.models import Indicator, KeyState, Seller, Sighting, Submission
-from exchange.normalization import KINDS, REASONS, STATUSES, is_transport_hash
+from exchange.normalization import KINDS, LINK_KINDS, REASONS, STATUSES, is_transport_hash
 from exchange.timestamps import PartnerTimestampError, parse_partner_timestamp
 
 logger = logging.getLogger("exchange.ingest")
@@ -57,6 +58,7 @@ class SellerReport:
     reasons: list[str]
     reported_at: datetime
     indicators: list[tuple[str, str]] = field(default_factory=list)  # (kind, transport hash)
+    images: list[ImageIn] = field(default_factory=list)  # kind `image`: photos by PDQ hash (exchange.images)
 
 
 def hash_problem(value: Any) -> str | None:
@@ -76,9 +78,22 @@ def hash_problem(value: Any) -> str | None:
     return "must be hexadecimal (0-9, a-f): not a transport hash"
 
 
+def seller_indicator_problems(
+    item: Any, path: str, errors: dict[str, list[str]]
+) -> tuple[str, str] | ImageIn | None:
+    """A seller's indicator: (kind, transport hash), or a photo for kind `image` (exchange.images)."""
+    if isinstance(item, dict) and item.get("kind") == IMAGE_KIND:
+        return image_problems(item, path, errors)
+    return indicator_problems(item, path, errors)
+
+
 def indicator_problems(item: Any, path: str, errors: dict[str, list[str]]) -> tuple[str, str] | None:
+    """(kind, transport hash) of an exact indicator, or None with `errors` naming each bad field."""
     if not isinstance(item, dict):
         errors[path] = ["must be an object with 'kind' and 'hash'"]
+        return None
+    if item.get("kind") == IMAGE_KIND:
+        errors[f"{path}.kind"] = ["image indicators are accepted in submissions only, not here (yet)"]
         return None
     unknown = sorted(set(item) - {"kind", "hash"})
     if unknown:
@@ -87,7 +102,7 @@ def indicator_problems(item: Any, path: str, errors: dict[str, list[str]]) -> tu
     ok = True
     if kind not in KINDS:
         errors[f"{path}.kind"] = [
-            "is required" if kind is None else f"unknown kind; expected one of: {', '.join(KINDS)}"
+            "is required" if kind is None else f"unknown kind; expected one of: {', '.join(LINK_KINDS)}"
         ]
         ok = False
     problem = "is required" if value is None else hash_problem(value)
@@ -147,6 +162,7 @@ def parse_submission(payload: Any, now: datetime) -> list[SellerReport]:
         reported_at = _parse_time(item.get("reported_at"), f"{p}.reported_at", now, errors)
         indicators = item.get("indicators")
         pairs: list[tuple[str, str]] = []
+        images: list[ImageIn] = []
         if not isinstance(indicators, list) or not indicators:
             errors[f"{p}.indicators"] = ["must be a non-empty list of {kind, hash}"]
         elif len(indicators) > max_indicators:
@@ -154,18 +170,22 @@ def parse_submission(payload: Any, now: datetime) -> list[SellerReport]:
         else:
             seen: dict[tuple[str, str], int] = {}
             for j, ind in enumerate(indicators):
-                pair = indicator_problems(ind, f"{p}.indicators[{j}]", errors)
-                if pair is None:
+                parsed = seller_indicator_problems(ind, f"{p}.indicators[{j}]", errors)
+                if parsed is None:
                     continue
-                if pair in seen:
-                    errors[f"{p}.indicators[{j}]"] = [
-                        f"duplicate of indicators[{seen[pair]}] for this seller"
-                    ]
+                key = (IMAGE_KIND, parsed.hash) if isinstance(parsed, ImageIn) else parsed
+                if key in seen:
+                    errors[f"{p}.indicators[{j}]"] = [f"duplicate of indicators[{seen[key]}] for this seller"]
                     continue
-                seen[pair] = j
-                pairs.append(pair)
+                seen[key] = j
+                if isinstance(parsed, ImageIn):
+                    images.append(parsed)
+                else:
+                    pairs.append(parsed)
         if not errors and reported_at is not None:
-            reports.append(SellerReport(ref, status, sorted(set(reasons)), reported_at, pairs))  # type: ignore[arg-type]
+            reports.append(
+                SellerReport(ref, status, sorted(set(reasons)), reported_at, pairs, images)  # type: ignore[arg-type]
+            )
     if errors:
         raise BatchInvalid(errors)
     return reports
@@ -213,6 +233,12 @@ def do_submit(
             return SubmitResult(existing, replayed=True)
         version = current_key_version()
         counts, seller_ids = _store(platform, reports, version, now)
+        photos = _photos(platform, reports)
+        if photos:
+            images = store_images(photos, version, now)
+            counts["indicators"] += images.groups
+            counts["sightings_created"] += images.sightings_created
+            seller_ids = sorted(set(seller_ids) | images.touched_sellers)
         submission.sellers = counts["sellers"]
         submission.indicators = counts["indicators"]
         submission.sightings_created = counts["sightings_created"]
@@ -235,6 +261,19 @@ def do_submit(
     )
     metrics.submission_accepted(counts["sellers"], counts["indicators"])
     return SubmitResult(submission, replayed=False)
+
+
+def _photos(platform: Platform, reports: list[SellerReport]) -> list[tuple[int, datetime, ImageIn]]:
+    """(seller id, reported at, photo) for the batch's image indicators (its sellers are stored by now)."""
+    with_images = [r for r in reports if r.images]
+    if not with_images:
+        return []
+    ids = dict(
+        Seller.objects.filter(
+            platform=platform, seller_ref__in=[r.seller_ref for r in with_images]
+        ).values_list("seller_ref", "pk")
+    )
+    return [(ids[r.seller_ref], r.reported_at, photo) for r in with_images for photo in r.images]
 
 
 def current_key_version(lock: bool = True) -> int:

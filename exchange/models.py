@@ -16,9 +16,9 @@ from django.utils import timezone
 from accounts.models import ApiKey, Platform
 from accounts.scoping import ScopedQuerySet
 from exchange.hashing import default_key_version
-from exchange.normalization import KINDS, REASONS, STATUSES, STRONG_KINDS
+from exchange.normalization import LINK_KINDS, REASONS, STATUSES, STRONG_KINDS
 
-KIND_CHOICES = [(kind, kind.replace("_", " ")) for kind in KINDS]
+KIND_CHOICES = [(kind, kind.replace("_", " ")) for kind in LINK_KINDS]
 STATUS_CHOICES = [(status, status) for status in STATUSES]
 # Reasons as pages show them ("geographical indication"); the codes are the API's and stay in storage.
 REASON_LABELS: dict[str, str] = {reason: reason.replace("_", " ") for reason in REASONS}
@@ -171,6 +171,58 @@ class Sighting(models.Model):
 
     def __str__(self) -> str:
         return f"{self.seller_id}~{self.indicator_id}"
+
+
+class ImageHash(models.Model):
+    """A reused product photo (kind `image`) as partners hash it: the full photo's PDQ hash (64 hex, not keyed:
+    near-duplicates are found by Hamming distance), its quality and its sub-crop variants. One row per distinct
+    full hash, whoever sent it. `group` is the image indicator of its near-duplicate group (exchange.images):
+    sellers link through the group like through any indicator, so hub counting, marking common and the
+    evidence chain apply to groups. Written only by `exchange.images.store_images`."""
+
+    group = models.ForeignKey(Indicator, on_delete=models.CASCADE, related_name="images")
+    hash = models.CharField(max_length=64, unique=True)
+    quality = models.PositiveSmallIntegerField()
+    crops = models.JSONField(default=list)
+    first_seen = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"image {self.hash[:10]}…"
+
+    @property
+    def hashes(self) -> tuple[str, ...]:
+        return (self.hash, *self.crops)
+
+
+class ImageChunk(models.Model):
+    """Multi-index hashing over the stored photos' hashes (full and crops): one row per 16-bit chunk of each,
+    `key` = chunk position << 16 | chunk value. Two hashes within 31 bits agree within one bit on at least one
+    of their 16 chunks (pigeonhole), so the candidates of a new hash are the rows whose key is one of its chunks'
+    values or a one-bit neighbour of it: an index probe per key, never a scan (exchange.images)."""
+
+    image = models.ForeignKey(ImageHash, on_delete=models.CASCADE, related_name="chunks", db_index=False)
+    key = models.IntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["key", "image"], name="imagechunk_by_key")]
+
+    def __str__(self) -> str:
+        return f"{self.image_id}:{self.key:#x}"
+
+
+class SellerImage(models.Model):
+    """Which photos a seller was reported with (its sighting of the group says the group; this says the
+    photo, for the distance an evidence chain shows)."""
+
+    seller = models.ForeignKey(Seller, on_delete=models.CASCADE, related_name="images", db_index=False)
+    image = models.ForeignKey(ImageHash, on_delete=models.CASCADE, related_name="sellers")
+    first_seen = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["seller", "image"], name="sellerimage_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.seller_id}~image {self.image_id}"
 
 
 def new_submission_ref() -> str:

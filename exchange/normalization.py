@@ -30,12 +30,14 @@ from publicsuffixlist import PublicSuffixList
 from stdnum import get_cc_module, iban
 from stdnum.exceptions import InvalidChecksum, ValidationError
 
-from exchange.contract import is_transport_hash
+from exchange.contract import IMAGE_KIND, is_transport_hash
 
 __all__ = [
     "KINDS",
+    "LINK_KINDS",
     "PINNED_LIBRARIES",
     "REASONS",
+    "SIMILARITY_KINDS",
     "SPEC_VERSION",
     "STATUSES",
     "STRONG_KINDS",
@@ -78,6 +80,11 @@ WEAK_KINDS: tuple[str, ...] = (
     "device_id",
 )
 KINDS: tuple[str, ...] = STRONG_KINDS + WEAK_KINDS
+# Kinds that link by similarity rather than by a transport hash of a normalised value: they are not normalised
+# here (a product photo's PDQ hash is computed by exchange.perceptual). Every kind the exchange stores, links and
+# shows is in LINK_KINDS; KINDS are the ones this spec normalises and hashes.
+SIMILARITY_KINDS: tuple[str, ...] = (IMAGE_KIND,)
+LINK_KINDS: tuple[str, ...] = KINDS + SIMILARITY_KINDS
 
 STATUSES: tuple[str, ...] = ("confirmed", "suspected")
 REASONS: tuple[str, ...] = (

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from itertools import combinations
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,7 @@ __all__ = [
     "PdqHash",
     "PdqVariants",
     "check_pdq_hex",
+    "chunk_keys",
     "crop_boxes",
     "hamming",
     "is_match",
@@ -49,6 +51,7 @@ __all__ = [
     "pdq_hash_image",
     "pdq_variants",
     "pdq_variants_image",
+    "probe_keys",
     "variant_distance",
 ]
 
@@ -230,3 +233,27 @@ def variant_distance(a: PdqVariants | tuple[str, ...], b: PdqVariants | tuple[st
     ha = a.hashes if isinstance(a, PdqVariants) else a
     hb = b.hashes if isinstance(b, PdqVariants) else b
     return min(min(hamming(ha[0], y) for y in hb), min(hamming(x, hb[0]) for x in ha))
+
+
+# --- multi-index hashing keys (the exchange's index of stored hashes: exchange.images) -------------------------
+
+# A hash is 16 chunks of 16 bits. Two hashes within ``d`` bits of each other differ in at most ``d // 16`` bits
+# of at least one chunk (pigeonhole), so looking up each chunk's value and its neighbours within that radius
+# finds every stored hash within ``d``: candidates, verified with the full distance.
+INDEX_CHUNKS = 16
+INDEX_CHUNK_BITS = PDQ_BITS // INDEX_CHUNKS
+
+
+def chunk_keys(hex_hash: str) -> list[int]:
+    """The hash's 16 index keys: chunk position << 16 | the chunk's 16-bit value (first hex digits first)."""
+    check_pdq_hex(hex_hash)
+    return [(i << INDEX_CHUNK_BITS) | int(hex_hash[4 * i : 4 * i + 4], 16) for i in range(INDEX_CHUNKS)]
+
+
+def probe_keys(hex_hash: str, threshold: int = PDQ_MATCH_THRESHOLD) -> set[int]:
+    """The index keys to look up for every stored hash within ``threshold`` bits of ``hex_hash``."""
+    radius = threshold // INDEX_CHUNKS
+    masks = [0]
+    for r in range(1, radius + 1):
+        masks.extend(sum(1 << b for b in combo) for combo in combinations(range(INDEX_CHUNK_BITS), r))
+    return {key ^ mask for key in chunk_keys(hex_hash) for mask in masks}

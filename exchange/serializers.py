@@ -10,13 +10,16 @@ from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
 from exchange.contract import (
     APPEAL_NOTE_MAX_LENGTH,
     APPEAL_OUTCOMES,
+    IMAGE_KIND,
+    IMAGE_MIN_QUALITY,
     MAX_APPEAL_DOCUMENTS,
+    MAX_IMAGE_CROPS,
     OPINION_KINDS,
     OPINION_NOTE_MAX_LENGTH,
     SELLER_REF_RE,
@@ -44,6 +47,29 @@ class IndicatorInSerializer(serializers.Serializer):
     )
 
 
+class ImageIndicatorInSerializer(serializers.Serializer):
+    """A reused product photo, as its PDQ hash computed on the partner's side (never the photo)."""
+
+    kind = serializers.ChoiceField(choices=[IMAGE_KIND])
+    hash = serializers.RegexField(
+        TRANSPORT_HASH_RE,
+        help_text="The full photo's 256-bit PDQ hash, 64 lowercase hex characters (not keyed; see the "
+        "hashing spec's 'Perceptual image hashes').",
+    )
+    quality = serializers.IntegerField(
+        min_value=IMAGE_MIN_QUALITY,
+        max_value=100,
+        help_text=f"PDQ's quality score; hashes below {IMAGE_MIN_QUALITY} (flat images) are refused.",
+    )
+    crops = serializers.ListField(
+        child=serializers.RegexField(f"^{TRANSPORT_HASH_RE.pattern}$"),
+        max_length=MAX_IMAGE_CROPS,
+        required=False,
+        help_text="The PDQ hashes of the photo's sub-crop variants (exchange.perceptual.pdq_variants), so that "
+        "cropped copies match.",
+    )
+
+
 class SellerReportSerializer(serializers.Serializer):
     seller_ref = serializers.RegexField(
         SELLER_REF_RE, help_text=f"Your opaque seller reference: {SELLER_REF_RULE}."
@@ -57,8 +83,21 @@ class SellerReportSerializer(serializers.Serializer):
     def get_fields(self) -> dict[str, serializers.Field]:
         # Built per instance: the limit is the live setting, not the value at import time.
         fields = super().get_fields()
-        fields["indicators"] = indicator_list(settings.EXCHANGE_MAX_SELLER_INDICATORS)
+        fields["indicators"] = seller_indicator_list(settings.EXCHANGE_MAX_SELLER_INDICATORS)
         return fields
+
+
+def seller_indicator_list(limit: int) -> serializers.Field:
+    """A seller's indicators: exact ones (kind and transport hash) and photos (kind `image`), one list (a
+    schema annotation: ingest validates by hand)."""
+    return PolymorphicProxySerializer(
+        component_name="SellerIndicatorIn",
+        serializers=[IndicatorInSerializer, ImageIndicatorInSerializer],
+        resource_type_field_name=None,
+        many=True,
+        min_length=1,
+        max_length=limit,
+    )
 
 
 def indicator_list(limit: int) -> serializers.Field:
@@ -500,7 +539,9 @@ def request_bodies_are_closed(result: dict[str, Any], **kwargs: Any) -> dict[str
             schemas[component]["properties"][field].update(minItems=1, maxItems=most)
     # One seller's indicators are distinct (ingest refuses a repeated kind and hash).
     if "SellerReportRequest" in schemas:
-        schemas["SellerReportRequest"]["properties"]["indicators"]["uniqueItems"] = True
+        schemas["SellerReportRequest"]["properties"]["indicators"].update(
+            {"uniqueItems": True, "x-unique-by": ["kind", "hash"], "description": DISTINCT_INDICATORS_RULE}
+        )
     # One report per seller in a batch (ingest refuses a repeated seller_ref). JSON Schema cannot say "unique
     # by one property", so an extension and the description say it.
     if "SubmissionRequest" in schemas:
@@ -526,6 +567,10 @@ OPINION_RULE = (
     "with `false_positive`. Anything else is a 400 naming the field. A `false_positive` detaches your seller "
     "from the cluster for you at once and waits for the exchange analysts' review; giving it again while it "
     "stands answers 200 with the standing one."
+)
+DISTINCT_INDICATORS_RULE = (
+    "A seller's indicators are distinct by kind and hash: the same photo (kind `image`, the same full hash) "
+    "twice is refused like any repeated indicator, whatever its quality or crops."
 )
 DISTINCT_SELLERS_RULE = (
     "One report per seller: the seller_refs within one batch are distinct (a repeated one is a 400 naming "

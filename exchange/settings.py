@@ -27,7 +27,7 @@ from exchange.config import (
     parse_replica_url,
     parse_thresholds,
 )
-from exchange.normalization import KINDS
+from exchange.normalization import LINK_KINDS
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -137,9 +137,16 @@ try:
         raise ConfigError("EXCHANGE_TASK_MODE=worker needs PostgreSQL (DATABASE_URL=postgres://...)")
     # Per-kind sharing thresholds above which an indicator stops linking, e.g. "phone:40,store_name:5".
     EXCHANGE_LINK_THRESHOLDS = parse_thresholds(os.environ.get("EXCHANGE_LINK_THRESHOLDS", ""))
-    _unknown_kinds = sorted(set(EXCHANGE_LINK_THRESHOLDS) - set(KINDS))
+    _unknown_kinds = sorted(set(EXCHANGE_LINK_THRESHOLDS) - set(LINK_KINDS))
     if _unknown_kinds:
         raise ConfigError(f"EXCHANGE_LINK_THRESHOLDS: unknown indicator kind(s) {', '.join(_unknown_kinds)}")
+    # Two product photos (kind `image`) match when their PDQ hashes are at most this many bits apart (of 256;
+    # PDQ's published default 31). Raising it trades false matches for recall: calibrate first (README).
+    EXCHANGE_IMAGE_MATCH_THRESHOLD = envint("EXCHANGE_IMAGE_MATCH_THRESHOLD", 31)
+    if not 0 <= EXCHANGE_IMAGE_MATCH_THRESHOLD <= 63:
+        raise ConfigError(
+            f"EXCHANGE_IMAGE_MATCH_THRESHOLD must be an integer from 0 to 63, got {EXCHANGE_IMAGE_MATCH_THRESHOLD}"
+        )
     # Hub counting caps each platform's share of an indicator's holders at ceil(threshold / divisor), so that
     # one (possibly hostile) platform alone cannot suppress an indicator and unlink others' clusters.
     EXCHANGE_HUB_PLATFORM_DIVISOR = envint("EXCHANGE_HUB_PLATFORM_DIVISOR", 3)
@@ -388,7 +395,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {"AppealOutcomeEnum": "exchange.contract.APPEAL_OUTCOMES"},
+    "ENUM_NAME_OVERRIDES": {
+        "AppealOutcomeEnum": "exchange.contract.APPEAL_OUTCOMES",
+        "ImageKindEnum": "exchange.normalization.SIMILARITY_KINDS",
+        "KindEnum": "exchange.normalization.KINDS",  # the exact kinds, as before images
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "exchange.serializers.request_bodies_are_closed",

@@ -28,7 +28,7 @@ from django.db.models.functions import Cast, TruncMonth
 
 from accounts.models import AuditEntry, Platform
 from exchange.models import Seller, Sighting, Submission
-from exchange.normalization import KINDS
+from exchange.normalization import LINK_KINDS as KINDS
 from graph.models import (
     ActorCluster,
     ClusterEvent,

@@ -57,8 +57,10 @@ and :mod:`~graph.linking.tuples` (:func:`link`, :func:`relink` over :class:`Sigh
 re-exports their public names.
 """
 
-# One list of kinds for the whole exchange: the hashing spec's (pure, no Django).
-from exchange.normalization import KINDS, STRONG_KINDS, WEAK_KINDS
+# One list of kinds for the whole exchange: the hashing spec's (pure, no Django). The linking core knows every
+# kind that links, exact and similarity (LINK_KINDS); a kind's code is its index there.
+from exchange.normalization import LINK_KINDS as KINDS
+from exchange.normalization import STRONG_KINDS, WEAK_KINDS
 from graph.linking.arrays import ArrayLike, BoolArray, IntArray
 from graph.linking.components import ComponentLabeller, component_labels
 from graph.linking.full import link_columns

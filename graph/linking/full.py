@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from exchange.normalization import KINDS
+from exchange.normalization import LINK_KINDS
 from graph.linking.arrays import ArrayLike, IntArray, _as_int_array, _id_array, _unique
 from graph.linking.components import ComponentLabeller, _components, _Groups, _link_edges, component_labels
 from graph.linking.held import _fresh_mask, _hold
@@ -60,7 +60,7 @@ def link_columns(
     kind: ArrayLike,
     *,
     platform: ArrayLike,
-    kinds: Sequence[str] = KINDS,
+    kinds: Sequence[str] = LINK_KINDS,
     strength: Mapping[str, str] | None = None,
     thresholds: Mapping[str, int] | None = None,
     platform_divisor: int = DEFAULT_PLATFORM_DIVISOR,

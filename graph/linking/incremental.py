@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from exchange.normalization import KINDS
+from exchange.normalization import LINK_KINDS
 from graph.linking.arrays import (
     ArrayLike,
     BoolArray,
@@ -159,7 +159,7 @@ def relink_columns[C: Hashable](
     touched_sellers: Iterable[int],
     previous: Mapping[C, Collection[int]],
     touched_indicators: Iterable[int] = (),
-    kinds: Sequence[str] = KINDS,
+    kinds: Sequence[str] = LINK_KINDS,
     strength: Mapping[str, str] | None = None,
     thresholds: Mapping[str, int] | None = None,
     platform_divisor: int = DEFAULT_PLATFORM_DIVISOR,

@@ -9,13 +9,19 @@ from types import MappingProxyType
 
 import numpy as np
 
-from exchange.normalization import STRONG_KINDS, WEAK_KINDS
+from exchange.normalization import SIMILARITY_KINDS, STRONG_KINDS, WEAK_KINDS
 from graph.linking.arrays import BoolArray, IntArray
 from graph.linking.records import Strength, SuppressionReason
 
-# A kind's code in the column API is its index in KINDS (unless the caller passes ``kinds``).
+# A kind's code in the column API is its index in LINK_KINDS (unless the caller passes ``kinds``). A reused
+# product photo is weak: stock and brand shots are reused by unrelated sellers, so a photo links two sellers only
+# with another weak kind beside it (a store name, an address) or through a strong one.
 DEFAULT_STRENGTH: Mapping[str, Strength] = MappingProxyType(
-    {**dict.fromkeys(STRONG_KINDS, "strong"), **dict.fromkeys(WEAK_KINDS, "weak")}
+    {
+        **dict.fromkeys(STRONG_KINDS, "strong"),
+        **dict.fromkeys(WEAK_KINDS, "weak"),
+        **dict.fromkeys(SIMILARITY_KINDS, "weak"),
+    }
 )
 
 # Maximum number of sellers an indicator may have and still link. A genuine actor rarely runs more than a couple
@@ -35,6 +41,9 @@ DEFAULT_THRESHOLDS: Mapping[str, int] = MappingProxyType(
         "store_name": 10,
         "website_domain": 10,
         "device_id": 10,
+        # Counted per near-duplicate group (one image indicator per group: exchange.images): the brand's own
+        # product shot, reused by dozens of unrelated counterfeiters, is a hub like a forwarder's address.
+        "image": 10,
     }
 )
 

@@ -184,11 +184,22 @@ def filter_case(context: Any, case: Any) -> bool:
         if not all(is_partner_timestamp(item.get("reported_at")) for item in sellers):
             return False
         refs = [item.get("seller_ref") for item in sellers]
-        return len(refs) == len(set(refs))
+        return len(refs) == len(set(refs)) and all(map(indicators_are_distinct, sellers))
     return True
 
 
 OPINIONS = "/api/v1/clusters/{ref}/opinions/"
+
+
+def indicators_are_distinct(seller: dict[str, Any]) -> bool:
+    """Implements the documented rule of a seller's indicators (`x-unique-by: [kind, hash]`): uniqueItems
+    alone lets one photo through twice with another quality."""
+    keys = [
+        (item.get("kind"), item.get("hash"))
+        for item in seller.get("indicators", [])
+        if isinstance(item, dict)
+    ]
+    return len(keys) == len(set(keys))
 
 
 def opinion_follows_its_rules(body: dict[str, Any]) -> bool:

@@ -19,6 +19,7 @@ POOL: list[IndicatorKey] = [
     *(("store_name", f"s{n}") for n in range(3)),
     *(("shipping_address", f"a{n}") for n in range(2)),
     *(("device_id", f"d{n}") for n in range(2)),
+    *(("image", f"g{n}") for n in range(2)),  # near-duplicate groups link like any weak indicator
 ]
 THRESHOLDS = {
     "email": 3,
@@ -33,6 +34,7 @@ THRESHOLDS = {
     "shipping_address": 3,
     "return_address": 3,
     "device_id": 2,
+    "image": 2,
 }
 SELLERS = range(12)
 

@@ -1,0 +1,187 @@
+"""Reused product photos through the API (kind `image`, exchange.images): stored by PDQ hash, grouped into
+near-duplicate groups, linked through the group like any weak indicator; bad input refused whole."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from functools import cache
+from typing import Any
+
+import pytest
+
+from exchange.models import ImageChunk, ImageHash, Indicator, Linking, Seller, SellerImage, Sighting
+from exchange.perceptual import PdqVariants, chunk_keys, hamming, pdq_variants_image, probe_keys
+from fixtures import images
+from graph.models import ClusterMember
+from tests.builders import seller, submit
+from tests.conftest import KeyedPlatform
+
+pytestmark = pytest.mark.django_db
+
+
+@cache
+def photo(seed: int, edit: str = "") -> PdqVariants:
+    """The PDQ hash and crops of a synthetic product photo, optionally edited as counterfeiters do."""
+    image = images.product_photo(seed, "handbag")
+    rng = random.Random(seed * 7 + len(edit))
+    if edit == "crop":
+        image = images.crop(image, rng, 0.05)
+    elif edit == "edited":  # crop, resize, text overlay and JPEG 60 at once
+        image = images.edited(image, rng)
+    return pdq_variants_image(image)
+
+
+def image_indicator(variants: PdqVariants) -> dict[str, Any]:
+    return {
+        "kind": "image",
+        "hash": variants.full.hex,
+        "quality": variants.full.quality,
+        "crops": list(variants.crops),
+    }
+
+
+def raw(hash_hex: str, quality: int = 90, crops: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {"kind": "image", "hash": hash_hex, "quality": quality, "crops": list(crops)}
+
+
+def with_images(ref: str, *photos: dict[str, Any], store: str | None = None) -> dict[str, Any]:
+    body = seller(ref, *([("store_name", store)] if store else []))
+    body["indicators"] += list(photos)
+    return body
+
+
+def cluster_of(ref: str) -> int | None:
+    member = ClusterMember.objects.filter(seller__seller_ref=ref).first()
+    return member.cluster_id if member else None
+
+
+def flipped(hash_hex: str, bits: Iterable[int]) -> str:
+    value = int(hash_hex, 16)
+    for bit in bits:
+        value ^= 1 << bit
+    return f"{value:064x}"
+
+
+BASE = f"{random.Random(13).getrandbits(256):064x}"
+
+
+def test_an_edited_copy_of_a_photo_plus_a_store_name_links_two_platforms(
+    acme: KeyedPlatform, bazaar: KeyedPlatform
+):
+    assert (
+        submit(acme.client(), with_images("acme-1", image_indicator(photo(1)), store="Lux Bags")).status_code
+        == 201
+    )
+    copy = image_indicator(photo(1, "edited"))
+    response = submit(bazaar.client(), with_images("bz-1", copy, store="Lux Bags"))
+    assert response.status_code == 201, response.content
+    assert response.json()["sightings_created"] == 2
+    group = Indicator.objects.get(kind="image")  # one group: the copy joined the original's
+    assert ImageHash.objects.filter(group=group).count() == 2
+    assert group.holders == 2 and group.token not in (photo(1).full.hex, copy["hash"])
+    assert cluster_of("acme-1") is not None and cluster_of("acme-1") == cluster_of("bz-1")
+
+
+def test_a_photo_alone_is_weak_and_links_nobody(acme: KeyedPlatform, bazaar: KeyedPlatform):
+    submit(acme.client(), with_images("acme-1", image_indicator(photo(2))))
+    submit(bazaar.client(), with_images("bz-1", image_indicator(photo(2, "crop"))))
+    assert Indicator.objects.filter(kind="image").count() == 1  # the same group...
+    assert cluster_of("acme-1") is None or cluster_of("acme-1") != cluster_of("bz-1")  # ...but one weak kind
+
+
+def test_a_cropped_copy_is_found_through_the_crop_variants(acme: KeyedPlatform, bazaar: KeyedPlatform):
+    original, cropped = photo(3), photo(3, "crop")
+    submit(acme.client(), with_images("acme-1", image_indicator(original), store="Crop Shop"))
+    submit(bazaar.client(), with_images("bz-1", image_indicator(cropped), store="Crop Shop"))
+    assert Indicator.objects.filter(kind="image").count() == 1
+    assert cluster_of("acme-1") == cluster_of("bz-1") is not None
+
+
+def test_different_photos_stay_in_different_groups(acme: KeyedPlatform, bazaar: KeyedPlatform):
+    submit(acme.client(), with_images("acme-1", image_indicator(photo(4)), store="Same Store"))
+    submit(bazaar.client(), with_images("bz-1", image_indicator(photo(5)), store="Same Store"))
+    assert Indicator.objects.filter(kind="image").count() == 2
+    assert hamming(photo(4).full.hex, photo(5).full.hex) > 31
+    assert cluster_of("acme-1") is None or cluster_of("acme-1") != cluster_of("bz-1")
+
+
+def test_a_photo_between_two_groups_merges_them_and_relinks_their_sellers(
+    acme: KeyedPlatform, bazaar: KeyedPlatform
+):
+    far = flipped(BASE, range(40))  # 40 bits from BASE: two groups
+    middle = flipped(BASE, range(20))  # 20 bits from each
+    submit(acme.client(), with_images("acme-1", raw(BASE), store="Bridge Bags"))
+    submit(bazaar.client(), with_images("bz-1", raw(far), store="Bridge Bags"))
+    first, second = Indicator.objects.filter(kind="image").order_by("pk")
+    Indicator.objects.filter(pk=second.pk).update(linking=Linking.COMMON, linking_reason="stock photo")
+    assert cluster_of("acme-1") is None or cluster_of("acme-1") != cluster_of("bz-1")
+
+    assert submit(acme.client(), with_images("acme-2", raw(middle))).status_code == 201
+
+    group = Indicator.objects.get(kind="image")
+    assert group.pk == first.pk and group.holders == 3
+    assert set(ImageHash.objects.values_list("group_id", flat=True)) == {first.pk}
+    assert set(Sighting.objects.filter(indicator=group).values_list("seller__seller_ref", flat=True)) == {
+        "acme-1",
+        "acme-2",
+        "bz-1",
+    }
+    assert group.linking == Linking.COMMON and "stock photo" in group.linking_reason  # common stays common
+
+
+def test_the_same_photo_again_adds_nothing(acme: KeyedPlatform):
+    body = with_images("acme-1", raw(BASE))
+    assert submit(acme.client(), body).status_code == 201
+    again = submit(acme.client(), body)
+    assert again.status_code == 201 and again.json()["sightings_created"] == 0
+    assert (ImageHash.objects.count(), SellerImage.objects.count(), Sighting.objects.count()) == (1, 1, 1)
+    assert ImageChunk.objects.count() == 16
+
+
+@pytest.mark.parametrize(
+    ("indicator", "field", "says"),
+    [
+        (raw(BASE[:-1]), "hash", "64 hex characters"),
+        (raw(BASE.upper()), "hash", "lowercase"),
+        ({"kind": "image", "quality": 90}, "hash", "is required"),
+        (raw(BASE, quality=40), "quality", "too unreliable"),
+        ({"kind": "image", "hash": BASE}, "quality", "is required"),
+        (raw(BASE, quality="high"), "quality", "integer"),  # type: ignore[arg-type]
+        (raw(BASE, quality=True), "quality", "integer"),
+        (raw(BASE, quality=101), "quality", "integer"),
+        ({**raw(BASE), "crops": "all"}, "crops", "list"),
+        (raw(BASE, crops=(BASE,) * 19), "crops", "at most 18"),
+        (raw(BASE, crops=(BASE, "x" * 64)), "crops[1]", "hexadecimal"),
+        ({**raw(BASE), "photo": "data:image/png;base64,AAAA"}, "photo", "unknown field"),
+    ],
+)
+def test_a_bad_image_indicator_is_refused_naming_the_field_and_nothing_is_stored(
+    acme: KeyedPlatform, indicator: dict[str, Any], field: str, says: str
+):
+    good = with_images("acme-ok", raw(flipped(BASE, range(100, 160))))
+    response = submit(acme.client(), good, with_images("acme-bad", indicator))
+    assert response.status_code == 400
+    errors = response.json()["error"]["details"]
+    assert any(says in message for message in errors[f"sellers[1].indicators[0].{field}"]), errors
+    assert not Seller.objects.exists() and not ImageHash.objects.exists() and not Indicator.objects.exists()
+
+
+def test_the_same_photo_twice_for_one_seller_is_a_duplicate(acme: KeyedPlatform):
+    response = submit(acme.client(), with_images("acme-1", raw(BASE), raw(BASE, quality=80)))
+    assert response.status_code == 400
+    assert "duplicate of indicators[0]" in str(response.json())
+
+
+def test_a_lookup_by_image_is_refused_clearly(acme: KeyedPlatform):
+    response = acme.client().post("/api/v1/lookups/", {"indicators": [raw(BASE)]}, format="json")
+    assert response.status_code == 400
+    assert "submissions only" in str(response.json())
+
+
+def test_probe_keys_find_every_hash_within_the_threshold():
+    rng = random.Random(5)
+    for _ in range(200):
+        distance = rng.randrange(0, 32)
+        other = flipped(BASE, rng.sample(range(256), distance))
+        assert set(chunk_keys(other)) & probe_keys(BASE, 31), distance

@@ -286,7 +286,7 @@ def seller_payload(seller: SellerReport | Mapping[str, Any]) -> dict[str, Any]:
     return dict(seller)
 
 
-def indicator_payload(indicator: Indicator | Mapping[str, str]) -> dict[str, str]:
+def indicator_payload(indicator: Indicator | Mapping[str, str]) -> dict[str, Any]:
     """The JSON object the API expects for one indicator."""
     if isinstance(indicator, Indicator):
         return indicator.to_payload()

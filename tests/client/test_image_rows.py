@@ -517,3 +517,33 @@ def test_a_real_submission_sends_the_hashes_and_nothing_of_the_photo(tmp_path: P
     [request] = exchange.submissions_requests()
     assert request.body["sellers"][0]["indicators"] == [image_payload(photo)]
     _assert_nothing_of_the_photos_in(json.dumps(request.body), [photo], ["photos/"])
+
+
+# --- the command line -----------------------------------------------------------------------------------------
+
+
+def test_dry_run_names_a_rejected_image_row_by_line_and_holds_its_seller_back(tmp_path: Path) -> None:
+    Image.new("RGB", (200, 150), (240, 240, 240)).save(tmp_path / "flat.png")
+    csv_path = write(tmp_path, csv_text(("email", EMAIL), ("image", "flat.png")))
+    out, err = io.StringIO(), io.StringIO()
+
+    code = main(["submit", "--dry-run", str(csv_path)], stdout=out, stderr=err)
+
+    assert code == 3
+    text = out.getvalue()
+    assert "rows rejected: 1\n" in text and "sellers held back: 1\n" in text
+    assert "  line 3 (seller 's-1'): image rejected (low_quality): the image is too flat" in text
+    assert "its valid line 2 held back" in text
+
+
+def test_submit_help_explains_image_rows() -> None:
+    out = io.StringIO()
+    with pytest.raises(SystemExit) as exited, contextlib.redirect_stdout(out):
+        main(["submit", "--help"])
+    assert exited.value.code == 0
+    text = " ".join(out.getvalue().split())
+    assert (
+        "An image row's value is a product photo: a file path (relative to the CSV file's folder) or" in text
+    )
+    assert f"{client_images.MAX_DOWNLOAD_BYTES // 2**20} MB" in text and "SSL_CERT_FILE" in text
+    assert "only its hashes are sent, never the photo, its path or its URL" in text

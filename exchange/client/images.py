@@ -133,7 +133,8 @@ class PhotoHasher:
                     raise too_large
                 chunks: list[bytes] = []
                 received = 0
-                while chunk := response.read(_CHUNK):
+                # read1: at most one receive per call, so that a server dripping bytes meets the deadline
+                while chunk := response.read1(_CHUNK):
                     received += len(chunk)
                     if received > self.max_bytes:
                         raise too_large

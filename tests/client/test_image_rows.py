@@ -291,7 +291,8 @@ class Served:
     body: bytes = b""
     headers: tuple[tuple[str, str], ...] = ()
     declare_length: bool = True
-    delay: float = 0.0
+    delay: float = 0.0  # before answering
+    drip: float = 0.0  # between the body's 1 kB pieces
 
 
 class PhotoServer:
@@ -315,8 +316,11 @@ class PhotoServer:
                 else:
                     self.close_connection = True
                 self.end_headers()
+                piece = 1024 if served.drip else max(1, len(served.body))
                 with contextlib.suppress(OSError):  # the client stopped reading (a refused download)
-                    self.wfile.write(served.body)
+                    for start in range(0, len(served.body), piece):
+                        self.wfile.write(served.body[start : start + piece])
+                        time.sleep(served.drip)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -437,6 +441,17 @@ def test_a_slow_download_is_refused_after_the_timeout(
     photo_server.routes["/slow.jpg"] = Served(body=photo.read_bytes(), delay=1.0)
     reason = the_rejection(url_rows(tmp_path, f"{photo_server.url}/slow.jpg"))
     assert reason == "image rejected (download_failed): cannot download the image: timed out"
+
+
+def test_a_download_that_drips_past_the_timeout_is_refused(
+    tmp_path: Path, photo: Path, photo_server: PhotoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(client_images, "DOWNLOAD_TIMEOUT", 0.5)
+    photo_server.routes["/drip.jpg"] = Served(body=photo.read_bytes()[:20_000], drip=0.05)
+    started = time.monotonic()
+    reason = the_rejection(url_rows(tmp_path, f"{photo_server.url}/drip.jpg"))
+    assert reason == "image rejected (download_failed): the image download took longer than 0.5 s"
+    assert time.monotonic() - started < 1.0  # each piece came within the timeout; the deadline stopped it
 
 
 @pytest.mark.parametrize(

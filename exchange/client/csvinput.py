@@ -219,8 +219,9 @@ def read_submission_csv(
 
     Rows are normalised and hashed with ``default_region`` for national phone numbers and country-less
     tax ids. The photos of ``image`` rows are read relative to the CSV file's folder (or downloaded from
-    their https:// URL) and hashed with PDQ; a photo that cannot be had or hashed rejects its row. A seller's status, reasons and reported_at must agree across its rows; if they do not, all its
-    rows are rejected. A seller with a rejected row is not returned at all, unless ``send_valid_rows``
+    their https:// URL) and hashed with PDQ; a photo that cannot be had or hashed rejects its row. A
+    seller's status, reasons and reported_at must agree across its rows; if they do not, all its rows are
+    rejected. A seller with a rejected row is not returned at all, unless ``send_valid_rows``
     (then it comes with its valid rows). Repeated indicators of one seller are sent once. Raises
     ``CsvFormatError`` when the file cannot be read at all.
     """

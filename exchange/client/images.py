@@ -98,7 +98,10 @@ class PhotoHasher:
         return path if path.is_absolute() or self.base_dir is None else self.base_dir / path
 
     def _download_and_hash(self, url: str) -> PdqVariants:
-        parts = urllib.parse.urlsplit(url)
+        try:
+            parts = urllib.parse.urlsplit(url)
+        except ValueError:
+            raise _malformed() from None
         scheme = parts.scheme.lower()
         if scheme == "http":
             raise ImageHashError(
@@ -144,6 +147,8 @@ class PhotoHasher:
                 return b"".join(chunks)
         except ImageHashError:
             raise
+        except (ValueError, http.client.InvalidURL):  # their messages quote the URL
+            raise _malformed() from None
         except urllib.error.HTTPError as error:
             reason = http.client.responses.get(error.code, "error")
             raise ImageHashError(
@@ -153,6 +158,10 @@ class PhotoHasher:
             raise ImageHashError(
                 "download_failed", f"cannot download the image: {_describe(error)}"
             ) from None
+
+
+def _malformed() -> ImageHashError:
+    return ImageHashError("bad_url", "the image URL is malformed (a space or control character, a bad port?)")
 
 
 def _size(count: int) -> str:

@@ -194,6 +194,9 @@ def test_flat_photo_is_refused_for_its_pdq_quality(tmp_path: Path) -> None:
         ("ftp://127.0.0.1:9/bag.jpg", "bad_url", "only https:// image URLs are downloaded, not ftp://"),
         ("file:///etc/passwd", "bad_url", "not file://"),
         ("https:///bag.jpg", "bad_url", "no host"),
+        ("https://127.0.0.1:9/bag 17.jpg", "bad_url", "the image URL is malformed"),
+        ("https://127.0.0.1:port/bag.jpg", "bad_url", "the image URL is malformed"),
+        ("https://[::1/bag.jpg", "bad_url", "the image URL is malformed"),
     ],
 )
 def test_values_that_are_not_a_path_or_an_https_url_are_refused_without_a_request(
@@ -202,7 +205,11 @@ def test_values_that_are_not_a_path_or_an_https_url_are_refused_without_a_reques
     # Port 9 (discard) on the loopback: nothing listens, and nothing is asked.
     [rejected] = read_submission_file(write(tmp_path, csv_text(("image", value)))).rejected
     assert rejected.reason.startswith(f"image rejected ({reason}): ") and words in rejected.reason
-    assert "127.0.0.1" not in rejected.reason and "passwd" not in rejected.reason
+    assert (
+        "127.0.0.1" not in rejected.reason
+        and "passwd" not in rejected.reason
+        and "bag" not in rejected.reason
+    )
 
 
 # --- https:// URLs, from a real local HTTPS server ------------------------------------------------------------

@@ -58,7 +58,7 @@ __all__ = [
 COLUMNS: tuple[str, ...] = ("seller_ref", "status", "reasons", "reported_at", "kind", "value")
 MAX_SELLER_REF_LENGTH = SELLER_REF_MAX_LENGTH  # the exchange refuses longer ones (and the whole batch)
 REASON_SEPARATOR = "|"
-# The kinds a CSV row may have: the spec's normalised kinds, and product photos (hashed with PDQ, not SHA-256).
+# The kinds a CSV row may have: the spec's normalised kinds and product photos (hashed with PDQ, not SHA-256).
 CSV_KINDS: tuple[str, ...] = (*KINDS, IMAGE_KIND)
 
 

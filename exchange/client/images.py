@@ -73,7 +73,7 @@ class PhotoHasher:
         self._done: dict[str, PdqVariants | ImageHashError] = {}
 
     def variants(self, value: str) -> PdqVariants:
-        """The PDQ variants of the photo ``value`` names; ``ImageHashError`` when it cannot be had or hashed."""
+        """The PDQ variants of the photo that ``value`` names; ``ImageHashError`` if it cannot be had."""
         value = value.strip()
         if not value:
             raise ImageHashError(

@@ -72,7 +72,7 @@ def photo(tmp_path: Path) -> Path:
     return images.save(images.product_photo(7, "handbag"), tmp_path / "photos" / "bag.jpg")
 
 
-# --- local files ----------------------------------------------------------------------------------------------
+# --- local files --------------------------------------------------------------------------------------------
 
 
 def test_image_row_sends_the_photos_pdq_hash_quality_and_crops(tmp_path: Path, photo: Path) -> None:
@@ -212,7 +212,7 @@ def test_values_that_are_not_a_path_or_an_https_url_are_refused_without_a_reques
     )
 
 
-# --- https:// URLs, from a real local HTTPS server ------------------------------------------------------------
+# --- https:// URLs, from a real local HTTPS server ----------------------------------------------------------
 
 
 @dataclass
@@ -479,7 +479,7 @@ def test_a_downloaded_file_that_is_not_a_photo_is_refused_like_a_local_one(
     assert "alice" not in refusal and "tmp" not in refusal
 
 
-# --- what leaves the partner's machine ------------------------------------------------------------------------
+# --- what leaves the partner's machine ----------------------------------------------------------------------
 
 
 def _assert_nothing_of_the_photos_in(sent: str, photos: list[Path], secrets: list[str]) -> None:
@@ -541,7 +541,7 @@ def test_a_real_submission_sends_the_hashes_and_nothing_of_the_photo(tmp_path: P
     _assert_nothing_of_the_photos_in(json.dumps(request.body), [photo], ["photos/"])
 
 
-# --- the command line -----------------------------------------------------------------------------------------
+# --- the command line ---------------------------------------------------------------------------------------
 
 
 def test_dry_run_names_a_rejected_image_row_by_line_and_holds_its_seller_back(tmp_path: Path) -> None:

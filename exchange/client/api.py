@@ -1,7 +1,10 @@
 """HTTP access to the exchange's Partner API v1, with retries.
 
 The HTTP is the standard library's (urllib, no requests). Importing this module still loads the hashing
-spec's pinned normalisation libraries, through ``exchange.client.csvinput`` and ``exchange.normalization``.
+spec's pinned normalisation libraries and PDQ's, through ``exchange.client.csvinput``
+(``exchange.normalization`` and, for image rows, ``exchange.perceptual``). TLS is the standard library's
+default context: the system's CAs, or a private CA's file named in ``SSL_CERT_FILE`` (image downloads
+verify the same way).
 """
 
 from __future__ import annotations
@@ -286,7 +289,7 @@ def seller_payload(seller: SellerReport | Mapping[str, Any]) -> dict[str, Any]:
     return dict(seller)
 
 
-def indicator_payload(indicator: Indicator | Mapping[str, str]) -> dict[str, str]:
+def indicator_payload(indicator: Indicator | Mapping[str, str]) -> dict[str, Any]:
     """The JSON object the API expects for one indicator."""
     if isinstance(indicator, Indicator):
         return indicator.to_payload()

@@ -26,6 +26,7 @@ from exchange.client.csvinput import (
     SellerReport,
     read_submission_file,
 )
+from exchange.client.images import DOWNLOAD_TIMEOUT, MAX_DOWNLOAD_BYTES
 from exchange.client.submission import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_PARALLEL,
@@ -94,7 +95,7 @@ def build_parser(prog: str = MODULE_PROG) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Reference partner client of the bad-actor intelligence exchange. Values are normalised "
-        "and hashed locally (hashing spec v1); only transport hashes are sent.",
+        "and hashed locally (hashing spec v1), product photos with PDQ; only hashes are sent.",
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -114,7 +115,12 @@ def build_parser(prog: str = MODULE_PROG) -> argparse.ArgumentParser:
         help="normalise, hash and submit a CSV of seller reports",
         description="Read a CSV of seller reports (one row per indicator), normalise and hash every value\n"
         "locally, and submit the sellers in batches. A seller with a rejected row is held back (not\n"
-        "sent) unless --send-valid-rows. The summary on stdout names every rejected row by line.",
+        "sent) unless --send-valid-rows. The summary on stdout names every rejected row by line.\n\n"
+        "An image row's value is a product photo: a file path (relative to the CSV file's folder) or\n"
+        f"an https:// URL, downloaded here (at most {MAX_DOWNLOAD_BYTES // 2**20} MB, {DOWNLOAD_TIMEOUT:g} s; "
+        "a private CA's certificate file in\n"
+        "SSL_CERT_FILE). The photo is hashed here with PDQ; only its hashes are sent, never the\n"
+        "photo, its path or its URL.",
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -151,7 +157,8 @@ def build_parser(prog: str = MODULE_PROG) -> argparse.ArgumentParser:
         "--payloads-file",
         type=Path,
         metavar="FILE.json",
-        help="with --dry-run: write the request bodies that would be sent (transport hashes only) to this file",
+        help="with --dry-run: write the request bodies that would be sent (hashes only: no value, photo, path "
+        "or URL) to this file",
     )
     submit.add_argument("--quiet", action="store_true", help="no progress on stderr")
     submit.add_argument("csv_file", metavar="FILE.csv", help=f"UTF-8 with a header row: {','.join(COLUMNS)}")

@@ -2,7 +2,9 @@
 
 One row per indicator: ``seller_ref,status,reasons,reported_at,kind,value`` (header row required, columns
 in any order, extra columns ignored). Values are normalised and hashed here, on the partner's machine; only
-hashes leave it. Bad rows are collected with their line number and reason, never with their value.
+hashes leave it. Bad rows are collected with their line number and reason, never with their value. The value
+of an ``image`` row names a product photo (a path relative to the CSV file's folder, or an https:// URL):
+the photo is hashed here with PDQ (``exchange.client.images``) and only its hashes are sent.
 
 A seller is reported as a whole: by default a seller with a rejected row is held back (not sent at all), so
 that the exchange never holds a partial picture of it without anyone noticing; ``send_valid_rows=True``
@@ -18,7 +20,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from exchange.client.images import PhotoHasher
 from exchange.contract import (
+    IMAGE_KIND,
     SELLER_REF_MAX_LENGTH,
     SELLER_REF_RULE,
     TIMESTAMP_CLOCK_SKEW,
@@ -34,9 +38,11 @@ from exchange.normalization import (
     normalize_region,
     transport_hash,
 )
+from exchange.perceptual import ImageHashError
 
 __all__ = [
     "COLUMNS",
+    "CSV_KINDS",
     "CsvFormatError",
     "CsvResult",
     "IncompleteSeller",
@@ -52,6 +58,8 @@ __all__ = [
 COLUMNS: tuple[str, ...] = ("seller_ref", "status", "reasons", "reported_at", "kind", "value")
 MAX_SELLER_REF_LENGTH = SELLER_REF_MAX_LENGTH  # the exchange refuses longer ones (and the whole batch)
 REASON_SEPARATOR = "|"
+# The kinds a CSV row may have: the spec's normalised kinds and product photos (hashed with PDQ, not SHA-256).
+CSV_KINDS: tuple[str, ...] = (*KINDS, IMAGE_KIND)
 
 
 class CsvFormatError(ValueError):
@@ -60,12 +68,21 @@ class CsvFormatError(ValueError):
 
 @dataclass(frozen=True)
 class Indicator:
-    """One hashed indicator as the API receives it: its kind and its transport hash."""
+    """One hashed indicator as the API receives it: its kind and its transport hash.
+
+    An ``image`` indicator's ``hash`` is the photo's PDQ hash instead, and it also carries the hash's
+    ``quality`` and the sub-crop hashes (``crops``), which the API receives with it. An indicator is
+    identified by its kind and hash (the same photo given twice is one indicator).
+    """
 
     kind: str
     hash: str
+    quality: int | None = field(default=None, compare=False)
+    crops: tuple[str, ...] = field(default=(), compare=False)
 
-    def to_payload(self) -> dict[str, str]:
+    def to_payload(self) -> dict[str, Any]:
+        if self.kind == IMAGE_KIND:
+            return {"kind": self.kind, "hash": self.hash, "quality": self.quality, "crops": list(self.crops)}
         return {"kind": self.kind, "hash": self.hash}
 
 
@@ -201,8 +218,10 @@ def read_submission_csv(
     """Read a submission CSV; return the sellers to submit and the rejected rows.
 
     Rows are normalised and hashed with ``default_region`` for national phone numbers and country-less
-    tax ids. A seller's status, reasons and reported_at must agree across its rows; if they do not, all its
-    rows are rejected. A seller with a rejected row is not returned at all, unless ``send_valid_rows``
+    tax ids. The photos of ``image`` rows are read relative to the CSV file's folder (or downloaded from
+    their https:// URL) and hashed with PDQ; a photo that cannot be had or hashed rejects its row. A
+    seller's status, reasons and reported_at must agree across its rows; if they do not, all its rows are
+    rejected. A seller with a rejected row is not returned at all, unless ``send_valid_rows``
     (then it comes with its valid rows). Repeated indicators of one seller are sent once. Raises
     ``CsvFormatError`` when the file cannot be read at all.
     """
@@ -216,7 +235,9 @@ def read_submission_file(
     """Like ``read_submission_csv``, with the counts and the incomplete sellers (a ``CsvResult``)."""
     try:
         with open(path, encoding="utf-8-sig", newline="") as stream:
-            return read_submission_rows(stream, default_region, send_valid_rows=send_valid_rows)
+            return read_submission_rows(
+                stream, default_region, send_valid_rows=send_valid_rows, base_dir=Path(path).parent
+            )
     except UnicodeDecodeError:
         raise CsvFormatError("the file is not UTF-8 text") from None
 
@@ -227,8 +248,12 @@ def read_submission_rows(
     now: datetime | None = None,
     *,
     send_valid_rows: bool = False,
+    base_dir: str | Path | None = None,
 ) -> CsvResult:
-    """Read submission CSV text from an open stream (or any iterable of lines); see ``read_submission_csv``."""
+    """Read submission CSV text from an open stream (or any iterable of lines); see ``read_submission_csv``.
+
+    ``base_dir`` is the folder that the relative photo paths of ``image`` rows start from (None: the
+    current directory, as for a CSV read from standard input)."""
     reader = csv.reader(stream)
     header = next(reader, None)
     if header is None:
@@ -242,6 +267,7 @@ def read_submission_rows(
     position = {column: names.index(column) for column in COLUMNS}
     now = now or datetime.now(UTC)
     default_region = normalize_region(default_region)
+    photos = PhotoHasher(base_dir)
 
     drafts: dict[str, _SellerDraft] = {}
     rejected: list[RejectedRow] = []
@@ -271,7 +297,7 @@ def read_submission_rows(
         draft.report.lines.append(line)
 
         try:
-            indicator = _indicator(cells, default_region)
+            indicator = _indicator(cells, default_region, photos)
         except ValueError as exc:
             rejected.append(RejectedRow(line, seller_ref, str(exc)))
             continue
@@ -359,10 +385,16 @@ def _conflicts(draft: _SellerDraft, status: str, reasons: list[str], moment: dat
     return found
 
 
-def _indicator(cells: dict[str, str], default_region: str | None) -> Indicator:
+def _indicator(cells: dict[str, str], default_region: str | None, photos: PhotoHasher) -> Indicator:
     kind = cells["kind"].strip().lower()
-    if kind not in KINDS:
-        raise ValueError(f"unknown kind {kind[:40]!r}; valid kinds: {', '.join(KINDS)}")
+    if kind not in CSV_KINDS:
+        raise ValueError(f"unknown kind {kind[:40]!r}; valid kinds: {', '.join(CSV_KINDS)}")
+    if kind == IMAGE_KIND:
+        try:
+            variants = photos.variants(cells["value"])
+        except ImageHashError as exc:
+            raise ValueError(f"image rejected ({exc.reason}): {exc}") from None
+        return Indicator(kind, variants.full.hex, variants.full.quality, variants.crops)
     try:
         return Indicator(kind, transport_hash(kind, cells["value"], default_region))
     except NormalizationError as exc:

@@ -37,8 +37,9 @@ from exchange.client import (
     submit_sellers,
 )
 from exchange.client.cli import main
+from exchange.client.csvinput import CSV_KINDS
 from exchange.contract import Limits
-from exchange.normalization import KINDS, is_transport_hash, transport_hash
+from exchange.normalization import is_transport_hash, transport_hash
 
 API_KEY = "acme_live_9f8e7d6c5b4a"
 HEADER = "seller_ref,status,reasons,reported_at,kind,value\n"
@@ -595,7 +596,7 @@ def test_a_seller_with_a_rejected_row_is_held_back_by_default(tmp_path: Path) ->
     assert (held.seller_ref, held.valid_lines, held.sent) == ("s-1", (2, 3, 5, 6), False)
     assert str(held) == (
         "seller 's-1' not sent: line 4 rejected (unknown kind 'fax'; valid kinds: "
-        + ", ".join(KINDS)
+        + ", ".join(CSV_KINDS)
         + "); its valid lines 2, 3, 5, 6 held back"
     )
     assert "7654321" not in str(held)

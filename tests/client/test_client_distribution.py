@@ -21,7 +21,8 @@ import pytest
 
 from exchange.client import cli
 from exchange.normalization import PINNED_LIBRARIES
-from exchange.perceptual import PERCEPTUAL_PINNED_LIBRARIES
+from exchange.perceptual import PERCEPTUAL_PINNED_LIBRARIES, pdq_variants
+from fixtures import images
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT_DIR = ROOT / "exchange" / "client"
@@ -262,3 +263,29 @@ def test_installed_command_line_runs_under_both_names(client_venv: tuple[Path, d
         )
         assert hashed.returncode == 0, (kind, hashed.stderr)
         assert hashed.stdout.strip() == vector["transport_hash"], kind
+
+
+@pytest.mark.slow
+def test_installed_client_hashes_image_rows_as_the_checkout_does(
+    client_venv: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """exchange.perceptual and PDQ's libraries come with the wheel: a photo hashes to the same PDQ there."""
+    photo = images.save(images.product_photo(11, "watch"), tmp_path / "watch.jpg")
+    csv_file = tmp_path / "reports.csv"
+    csv_file.write_text(
+        "seller_ref,status,reasons,reported_at,kind,value\ns-1,confirmed,counterfeit,2025-01-31,image,watch.jpg\n",
+        encoding="utf-8",
+    )
+    payloads = tmp_path / "payloads.json"
+    done = run_in(
+        client_venv, "exchange-client", "submit", "--dry-run", "--payloads-file", str(payloads), str(csv_file)
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    variants = pdq_variants(photo)
+    [indicator] = json.loads(payloads.read_text(encoding="utf-8"))[0]["sellers"][0]["indicators"]
+    assert indicator == {
+        "kind": "image",
+        "hash": variants.full.hex,
+        "quality": variants.full.quality,
+        "crops": list(variants.crops),
+    }

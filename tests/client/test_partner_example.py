@@ -11,10 +11,11 @@ import pytest
 from pytest_django.live_server_helper import LiveServer
 
 from exchange.client.cli import EXIT_CODES, EXIT_FAILED, EXIT_OK, EXIT_REJECTED, EXIT_USAGE, main
-from exchange.client.csvinput import COLUMNS, REASON_SEPARATOR
+from exchange.client.csvinput import COLUMNS, CSV_KINDS, REASON_SEPARATOR
+from exchange.client.images import DOWNLOAD_TIMEOUT, MAX_DOWNLOAD_BYTES
 from exchange.contract import SELLER_REF_RULE, TIMESTAMP_EARLIEST, TIMESTAMP_MAX_OFFSET
 from exchange.models import Seller, Sighting
-from exchange.normalization import KINDS, REASONS, STATUSES
+from exchange.normalization import REASONS, STATUSES
 from tests.conftest import KeyedPlatform
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -112,13 +113,16 @@ def test_the_readme_states_the_rules_the_client_enforces() -> None:
     """The contract's facts live in code; this keeps the partner's documentation in step with them."""
     section = partner_section()
     assert f"`{','.join(COLUMNS)}`" in section
-    for word in (*STATUSES, *REASONS, *KINDS):
+    for word in (*STATUSES, *REASONS, *CSV_KINDS):
         assert f"`{word}`" in section, word
     assert f"separated by `\\{REASON_SEPARATOR}`" in section  # escaped in the markdown table
     rule = SELLER_REF_RULE.removeprefix("1-128 characters of ").replace(" ", "")
     assert rule in section.replace(" ", "").replace("`", "")
     assert f"Not before {TIMESTAMP_EARLIEST:%Y-%m-%d}" in section
     assert f"within +-{int(TIMESTAMP_MAX_OFFSET.total_seconds() // 3600)}:00" in section
+    # image rows: the download limits as the client enforces them
+    assert f"at most {MAX_DOWNLOAD_BYTES // 2**20} MB and {DOWNLOAD_TIMEOUT:g} s" in section
+    assert f"larger than {MAX_DOWNLOAD_BYTES // 2**20} MB" in section
     assert "fixtures/partner-example.csv" in section and "pip install ./exchange/client" in section
     for code in (EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REJECTED):
         assert f"\n| {code} | " in section and f"\n  {code}  " in EXIT_CODES

@@ -126,3 +126,43 @@ def test_the_readme_states_the_rules_the_client_enforces() -> None:
     assert "fixtures/partner-example.csv" in section and "pip install ./exchange/client" in section
     for code in (EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REJECTED):
         assert f"\n| {code} | " in section and f"\n  {code}  " in EXIT_CODES
+
+
+def test_image_rows_reach_a_real_exchange_as_hashes_and_link_a_copied_photo(
+    live_server: LiveServer, acme: KeyedPlatform, bazaar: KeyedPlatform, tmp_path: Path
+) -> None:
+    """Two platforms' CSVs: the same product photo (the second one re-encoded, cropped and overlaid with text)
+    and the same store name. The client hashes the photos; the exchange groups them and links the sellers."""
+    import random
+
+    from exchange.models import ImageHash, Indicator
+    from fixtures import images
+    from graph.models import ClusterMember
+
+    original = images.product_photo(21, "sneaker")
+    for folder in ("acme", "bazaar"):
+        (tmp_path / folder).mkdir()
+    images.save(original, tmp_path / "acme" / "shoe.png")
+    images.save(images.edited(original, random.Random(3)), tmp_path / "bazaar" / "IMG_0001.jpg")
+    header = ",".join(COLUMNS)
+    for folder, ref, photo in (
+        ("acme", "acme-photo-1", "shoe.png"),
+        ("bazaar", "bz-photo-1", "IMG_0001.jpg"),
+    ):
+        rows = [
+            f"{ref},confirmed,counterfeit,2026-01-05T10:00:00Z,image,{photo}",
+            f"{ref},confirmed,counterfeit,2026-01-05T10:00:00Z,store_name,Sole Outlet",
+        ]
+        (tmp_path / folder / "report.csv").write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+
+    for platform, folder in ((acme, "acme"), (bazaar, "bazaar")):
+        code, out = submit(live_server, platform, tmp_path / folder, tmp_path / folder / "report.csv")
+        assert code == EXIT_OK, out
+
+    assert ImageHash.objects.count() == 2 and Indicator.objects.filter(kind="image").count() == 1
+    clusters = set(
+        ClusterMember.objects.filter(seller__seller_ref__in=["acme-photo-1", "bz-photo-1"]).values_list(
+            "cluster_id", flat=True
+        )
+    )
+    assert len(clusters) == 1

@@ -143,6 +143,18 @@ def matching_photos(photo: ImageIn, limit_threshold: int | None = None) -> list[
     return found
 
 
+def seller_distance(a: int, b: int, group_id: int) -> int | None:
+    """The smallest distance between seller `a`'s and seller `b`'s photos in the group (None: either has none
+    there, e.g. a group that merged after the page was read)."""
+    photos: dict[int, list[tuple[str, ...]]] = {a: [], b: []}
+    for seller_id, full, crops in SellerImage.objects.filter(
+        seller_id__in=[a, b], image__group_id=group_id
+    ).values_list("seller_id", "image__hash", "image__crops"):
+        photos[seller_id].append((full, *crops))
+    pairs = [variant_distance(x, y) for x in photos[a] for y in photos[b]]
+    return min(pairs, default=None)
+
+
 def store_images(
     photos: Sequence[tuple[int, datetime, ImageIn]], version: int, now: datetime
 ) -> ImagesStored:

@@ -23,6 +23,8 @@ from django.db.models import Count
 from django.utils import timezone
 
 from accounts.scoping import Scope
+from exchange import images
+from exchange.contract import IMAGE_KIND
 from exchange.models import Indicator, Seller, Sighting, linkable_q
 from graph import evidence, linking
 from graph.clustering import hub_rule
@@ -84,6 +86,14 @@ class ChainStep:
     a: Member
     b: Member
     indicators: tuple[IndicatorRow, ...]
+    # Per indicator, how near a similarity link is ("" for an exact one): two photos' distance in bits.
+    notes: tuple[str, ...] = ()
+
+    @property
+    def noted(self) -> list[tuple[IndicatorRow, str]]:
+        """(indicator, note) pairs, for templates."""
+        notes = self.notes or ("",) * len(self.indicators)
+        return list(zip(self.indicators, notes, strict=True))
 
 
 @dataclass(slots=True)
@@ -140,14 +150,12 @@ class Explanation:
         return self._steps(evidence.evidence_tree(self.sightings, order, suppressed=self.suppressed))
 
     def _steps(self, links: list[evidence.Link]) -> list[ChainStep]:
-        return [
-            ChainStep(
-                self.by_id[link.a],
-                self.by_id[link.b],
-                tuple(self.rows[str(shared.token)] for shared in link.indicators),
-            )
-            for link in links
-        ]
+        steps = []
+        for link in links:
+            rows = tuple(self.rows[str(shared.token)] for shared in link.indicators)
+            notes = tuple(similarity_note(link.a, link.b, row) for row in rows)
+            steps.append(ChainStep(self.by_id[link.a], self.by_id[link.b], rows, notes))
+        return steps
 
     def at(self, position: int) -> Member | None:
         return self.members[position - 1] if 1 <= position <= len(self.members) else None
@@ -163,6 +171,17 @@ class Explanation:
         if other is None:
             other = next(m for m in linkable if m.seller_id != first.seller_id)
         return first, other
+
+
+def similarity_note(a: int, b: int, row: IndicatorRow) -> str:
+    """How near the two sellers' items of a similarity kind are, in words ("" for an exact kind): for photos,
+    the smallest distance between one's photos and the other's in that near-duplicate group."""
+    if row.kind != IMAGE_KIND:
+        return ""
+    distance = images.seller_distance(a, b, int(row.key))
+    if distance is None:
+        return "near-duplicate photos"
+    return f"near-duplicate photos, {distance} of 256 bits apart (a match is {images.threshold()} or fewer)"
 
 
 def explain(cluster: ActorCluster, scope: Scope) -> Explanation:

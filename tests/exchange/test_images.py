@@ -185,3 +185,35 @@ def test_probe_keys_find_every_hash_within_the_threshold():
         distance = rng.randrange(0, 32)
         other = flipped(BASE, rng.sample(range(256), distance))
         assert set(chunk_keys(other)) & probe_keys(BASE, 31), distance
+
+
+def test_the_evidence_chain_names_a_photo_link_with_its_distance(acme: KeyedPlatform, bazaar: KeyedPlatform):
+    from accounts.scoping import EVERYTHING, Scope
+    from graph.explain import explain
+    from graph.models import ActorCluster
+
+    near = flipped(BASE, range(12))
+    submit(acme.client(), with_images("acme-1", raw(BASE), store="Chain Store"))
+    submit(bazaar.client(), with_images("bz-1", raw(near), store="Chain Store"))
+    cluster = ActorCluster.objects.live().get()
+    a, b = (Seller.objects.get(seller_ref=ref).pk for ref in ("acme-1", "bz-1"))
+    for scope in (EVERYTHING, Scope(everything=False, platform_id=acme.platform.pk)):
+        [step] = explain(cluster, scope).chain(a, b)
+        notes = {row.kind: note for row, note in step.noted}
+        assert notes == {
+            "image": "near-duplicate photos, 12 of 256 bits apart (a match is 31 or fewer)",
+            "store_name": "",
+        }
+
+
+def test_the_cluster_page_shows_the_photo_distance(
+    acme: KeyedPlatform, bazaar: KeyedPlatform, admin_client: Any
+):
+    from graph.models import ActorCluster
+
+    submit(acme.client(), with_images("acme-1", raw(BASE), store="Page Store"))
+    submit(bazaar.client(), with_images("bz-1", raw(flipped(BASE, range(7))), store="Page Store"))
+    cluster = ActorCluster.objects.live().get()
+    page = admin_client.get(f"/admin/graph/actorcluster/{cluster.pk}/change/").content.decode()
+    assert "near-duplicate photos, 7 of 256 bits apart" in page
+    assert BASE not in page  # the photo's hash is not shown

@@ -143,6 +143,12 @@ def matching_photos(photo: ImageIn, limit_threshold: int | None = None) -> list[
     return found
 
 
+def matching_group_tokens(photo: ImageIn) -> list[str]:
+    """The tokens of the near-duplicate groups `photo` matches (a lookup: nothing is stored)."""
+    groups = sorted({group_id for _, group_id, _ in matching_photos(photo)})
+    return list(Indicator.objects.filter(pk__in=groups).order_by("pk").values_list("token", flat=True))
+
+
 def seller_distance(a: int, b: int, group_id: int) -> int | None:
     """The smallest distance between seller `a`'s and seller `b`'s photos in the group (None: either has none
     there, e.g. a group that merged after the page was read)."""

@@ -92,9 +92,6 @@ def indicator_problems(item: Any, path: str, errors: dict[str, list[str]]) -> tu
     if not isinstance(item, dict):
         errors[path] = ["must be an object with 'kind' and 'hash'"]
         return None
-    if item.get("kind") == IMAGE_KIND:
-        errors[f"{path}.kind"] = ["image indicators are accepted in submissions only, not here (yet)"]
-        return None
     unknown = sorted(set(item) - {"kind", "hash"})
     if unknown:
         errors[f"{path}.{unknown[0]}"] = ["unknown field; an indicator has only 'kind' and 'hash'"]

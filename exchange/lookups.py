@@ -20,8 +20,10 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts.models import ApiKey, AuditEntry
-from exchange import hooks, metrics, routers
+from exchange import hooks, images, metrics, routers
+from exchange.contract import IMAGE_KIND
 from exchange.hashing import default_key_version, keyed_tokens
+from exchange.images import ImageIn
 from exchange.ingest import current_key_version
 from exchange.models import (
     LINKABLE_SQL,
@@ -283,17 +285,46 @@ def _live_holders(tokens: list[str], platform_id: int, now: datetime) -> Hits:
     return hits
 
 
-def _lookup_in_one_statement(api_key: ApiKey, indicators: list[tuple[str, str]], now: datetime) -> Hits:
+# A looked-up indicator: (kind, transport hash), or a product photo (kind `image`, exchange.images).
+LookupItem = tuple[str, str] | ImageIn
+
+
+def kind_of(item: LookupItem) -> str:
+    return IMAGE_KIND if isinstance(item, ImageIn) else item[0]
+
+
+def _photo_tokens(indicators: list[LookupItem]) -> list[tuple[int, str]]:
+    """(position, token) of the near-duplicate groups each looked-up photo matches (none, one, or several
+    when the photo falls between groups): a group's token is stored as is, under no pepper."""
+    rows: list[tuple[int, str]] = []
+    for pos, item in enumerate(indicators):
+        if isinstance(item, ImageIn):
+            rows.extend((pos, token) for token in images.matching_group_tokens(item))
+    return rows
+
+
+def _tokens_under(
+    indicators: list[LookupItem], version: int, photos: list[tuple[int, str]]
+) -> list[tuple[int, str]]:
+    """(position, token) of the request under pepper `version`: exact indicators keyed, photos' groups."""
+    exact = [(pos, item) for pos, item in enumerate(indicators) if not isinstance(item, ImageIn)]
+    keyed = keyed_tokens([pair for _, pair in exact], settings.EXCHANGE_PEPPERS, version) if exact else []
+    return sorted([(pos, token) for (pos, _), token in zip(exact, keyed, strict=True)] + photos)
+
+
+def _lookup_in_one_statement(api_key: ApiKey, indicators: list[LookupItem], now: datetime) -> Hits:
     """Charge, read and audit in one statement (LOOKUP_SQL), prepared on the connection: PostgreSQL without
     a replica. Raises QuotaExceeded, having read and audited nothing, when the charge is refused."""
     peppers = settings.EXCHANGE_PEPPERS
     positions: list[int] = []
     versions: list[int] = []
     tokens: list[str] = []
+    photos = _photo_tokens(indicators)
     for version in peppers:  # every configured version; the statement keeps the stored one
-        positions.extend(range(1, len(indicators) + 1))
-        versions.extend([version] * len(indicators))
-        tokens.extend(keyed_tokens(indicators, peppers, version))
+        for pos, token in _tokens_under(indicators, version, photos):
+            positions.append(pos + 1)
+            versions.append(version)
+            tokens.append(token)
     quota = settings.EXCHANGE_LOOKUP_DAILY_QUOTA
     params = {
         "default_version": default_key_version(peppers),
@@ -320,10 +351,15 @@ def _lookup_in_one_statement(api_key: ApiKey, indicators: list[tuple[str, str]],
     for _, pos, _kind, holder, seller_id, *cluster in rows:
         if pos is not None:
             hits[pos - 1].append((holder, seller_id, _summary(*cluster)))
-    return hits
+    return _distinct(hits)
 
 
-def do_lookup(api_key: ApiKey, indicators: list[tuple[str, str]]) -> list[dict[str, Any]]:
+def _distinct(hits: Hits) -> Hits:
+    """Each position's holders once (a photo between two groups can reach one seller through both)."""
+    return [list({seller_id: (p, seller_id, c) for p, seller_id, c in pairs}.values()) for pairs in hits]
+
+
+def do_lookup(api_key: ApiKey, indicators: list[LookupItem]) -> list[dict[str, Any]]:
     """Answer one lookup request (already validated), charged to the key's daily quota and audited.
 
     On PostgreSQL without a replica that is one statement (LOOKUP_SQL). With a replica the read runs there
@@ -343,13 +379,16 @@ def do_lookup(api_key: ApiKey, indicators: list[tuple[str, str]]) -> list[dict[s
         results = _answer(indicators, hits)
     else:
         charge_quota(api_key, len(indicators), now)  # on the primary, before anything is read
-        peppers = settings.EXCHANGE_PEPPERS
 
         def read() -> Hits:
             # The key version from the same database as the tokens it keys: a replica behind a pepper
             # rotation still matches its own (not yet re-keyed) tokens.
-            tokens = keyed_tokens(indicators, peppers, current_key_version(lock=False))
-            return _live_holders(tokens, api_key.platform_id, timezone.now())
+            requested = _tokens_under(indicators, current_key_version(lock=False), _photo_tokens(indicators))
+            found = _live_holders([token for _, token in requested], api_key.platform_id, timezone.now())
+            hits: Hits = [[] for _ in indicators]
+            for (pos, _), pairs in zip(requested, found, strict=True):
+                hits[pos].extend(pairs)
+            return _distinct(hits)
 
         hits = routers.on_replica(read)
         results = _answer(indicators, hits)
@@ -380,17 +419,19 @@ def record_matches(platform_id: int, seller_ids: Iterable[int], now: datetime) -
     )
 
 
-def _answer(indicators: list[tuple[str, str]], hits: Hits) -> list[dict[str, Any]]:
+def _answer(indicators: list[LookupItem], hits: Hits) -> list[dict[str, Any]]:
     """The partner's answer per indicator: whether other platforms' live sellers hold it, how many, and the
     riskiest of their clusters (its opaque ref, risk and kinds; the request's kinds that hit it)."""
     # Which kinds of this request hit each cluster: a result's matched kinds are those of its cluster.
     kinds_hitting: dict[str, set[str]] = defaultdict(set)
-    for (kind, _), pairs in zip(indicators, hits, strict=True):
+    for item, pairs in zip(indicators, hits, strict=True):
+        kind = kind_of(item)
         for _, _, cluster in pairs:
             if cluster is not None:
                 kinds_hitting[cluster["id"]].add(kind)
     results = []
-    for index, ((kind, _), pairs) in enumerate(zip(indicators, hits, strict=True)):
+    for index, (item, pairs) in enumerate(zip(indicators, hits, strict=True)):
+        kind = kind_of(item)
         clusters = {c["id"]: c for _, _, c in pairs if c is not None}
         # The riskiest; among equals the smallest ref (LOOKUP_SQL's audit names the same one).
         best = min(clusters.values(), key=lambda c: (-c["risk"], c["id"]), default=None)

@@ -29,7 +29,7 @@ from exchange.contract import (
 )
 from exchange.ingest import hash_problem
 from exchange.models import Appeal, Seller
-from exchange.normalization import KINDS, REASONS, STATUSES
+from exchange.normalization import KINDS, LINK_KINDS, REASONS, STATUSES
 from exchange.timestamps import (
     CLOCK_SKEW,
     EARLIEST,
@@ -83,25 +83,21 @@ class SellerReportSerializer(serializers.Serializer):
     def get_fields(self) -> dict[str, serializers.Field]:
         # Built per instance: the limit is the live setting, not the value at import time.
         fields = super().get_fields()
-        fields["indicators"] = seller_indicator_list(settings.EXCHANGE_MAX_SELLER_INDICATORS)
+        fields["indicators"] = indicator_list(settings.EXCHANGE_MAX_SELLER_INDICATORS)
         return fields
 
 
-def seller_indicator_list(limit: int) -> serializers.Field:
-    """A seller's indicators: exact ones (kind and transport hash) and photos (kind `image`), one list (a
-    schema annotation: ingest validates by hand)."""
+def indicator_list(limit: int) -> serializers.Field:
+    """A seller's (or a lookup's) indicators: exact ones (kind and transport hash) and photos (kind `image`),
+    one list (a schema annotation: ingest and the lookup view validate by hand)."""
     return PolymorphicProxySerializer(
-        component_name="SellerIndicatorIn",
+        component_name="IndicatorOrImageIn",
         serializers=[IndicatorInSerializer, ImageIndicatorInSerializer],
         resource_type_field_name=None,
         many=True,
         min_length=1,
         max_length=limit,
     )
-
-
-def indicator_list(limit: int) -> serializers.Field:
-    return IndicatorInSerializer(many=True, min_length=1, max_length=limit)  # type: ignore[call-arg]
 
 
 class SubmissionSerializer(serializers.Serializer):
@@ -483,7 +479,7 @@ class LookupResultSerializer(serializers.Serializer):
     expired) that hold the indicator; the caller's own sellers never count."""
 
     index = serializers.IntegerField(help_text="Position of the indicator in the request, from 0.")
-    kind = serializers.ChoiceField(choices=KINDS, help_text="The looked-up indicator's kind, as sent.")
+    kind = serializers.ChoiceField(choices=LINK_KINDS, help_text="The looked-up indicator's kind, as sent.")
     match = serializers.BooleanField(help_text="Reported sellers on other platforms share this indicator.")
     other_platforms = serializers.IntegerField(help_text="How many other platforms have a holder.")
     reported_sellers = serializers.IntegerField(help_text="How many holders there are, on all of them.")

@@ -486,7 +486,7 @@ class LookupView(MeteredMixin, APIView):
         return Response({"results": lookups.do_lookup(partner.api_key, pairs)})
 
 
-def parse_lookup(payload: Any) -> list[tuple[str, str]]:
+def parse_lookup(payload: Any) -> list[lookups.LookupItem]:
     if not isinstance(payload, dict) or set(payload) != {"indicators"}:
         raise_invalid({"body": ["must be a JSON object with only an 'indicators' list"]})
     items = payload["indicators"]
@@ -498,7 +498,7 @@ def parse_lookup(payload: Any) -> list[tuple[str, str]]:
     errors: dict[str, list[str]] = {}
     pairs = []
     for i, item in enumerate(items):
-        pair = ingest.indicator_problems(item, f"indicators[{i}]", errors)
+        pair = ingest.seller_indicator_problems(item, f"indicators[{i}]", errors)
         if pair:
             pairs.append(pair)
     if errors:

@@ -173,10 +173,45 @@ def test_the_same_photo_twice_for_one_seller_is_a_duplicate(acme: KeyedPlatform)
     assert "duplicate of indicators[0]" in str(response.json())
 
 
-def test_a_lookup_by_image_is_refused_clearly(acme: KeyedPlatform):
-    response = acme.client().post("/api/v1/lookups/", {"indicators": [raw(BASE)]}, format="json")
+def lookup(kp: KeyedPlatform, *indicators: dict[str, Any]) -> Any:
+    response = kp.client().post("/api/v1/lookups/", {"indicators": list(indicators)}, format="json")
+    assert response.status_code == 200, response.content
+    return response.json()["results"]
+
+
+def test_a_lookup_by_photo_finds_other_platforms_sellers_with_a_near_copy(
+    acme: KeyedPlatform, bazaar: KeyedPlatform, third: KeyedPlatform
+):
+    submit(acme.client(), with_images("acme-1", image_indicator(photo(6)), store="Look Store"))
+    submit(bazaar.client(), with_images("bz-1", image_indicator(photo(6, "edited")), store="Look Store"))
+    cluster = ClusterMember.objects.get(seller__seller_ref="acme-1").cluster
+
+    near, other = image_indicator(photo(6, "crop")), image_indicator(photo(7))
+    first, second = lookup(third, near, other)
+    assert first["kind"] == "image" and first["match"] is True
+    assert (first["other_platforms"], first["reported_sellers"], first["cluster"]) == (2, 2, cluster.ref)
+    assert first["matched_kinds"] == ["image"]
+    assert second == {**second, "kind": "image", "match": False, "other_platforms": 0, "cluster": None}
+    assert ImageHash.objects.count() == 2  # a lookup stores nothing of the photo
+    own = lookup(acme, near)[0]
+    assert own["match"] is True and own["other_platforms"] == 1  # its own seller is not a match
+
+
+def test_a_photo_between_two_groups_is_looked_up_in_both_and_each_seller_counted_once(
+    acme: KeyedPlatform, bazaar: KeyedPlatform, third: KeyedPlatform
+):
+    submit(acme.client(), with_images("acme-1", raw(BASE), raw(flipped(BASE, range(200, 256)))))
+    submit(bazaar.client(), with_images("bz-1", raw(flipped(BASE, range(40)))))
+    assert Indicator.objects.filter(kind="image").count() == 3
+    [result] = lookup(third, raw(flipped(BASE, range(20))))
+    assert result["match"] is True and result["reported_sellers"] == 2 and result["other_platforms"] == 2
+    assert Indicator.objects.filter(kind="image").count() == 3  # nothing merged by a lookup
+
+
+def test_a_bad_photo_in_a_lookup_is_refused_naming_the_field(acme: KeyedPlatform):
+    response = acme.client().post("/api/v1/lookups/", {"indicators": [raw(BASE, quality=10)]}, format="json")
     assert response.status_code == 400
-    assert "submissions only" in str(response.json())
+    assert "indicators[0].quality" in response.json()["error"]["details"]
 
 
 def test_probe_keys_find_every_hash_within_the_threshold():

@@ -149,6 +149,31 @@ def matching_group_tokens(photo: ImageIn) -> list[str]:
     return list(Indicator.objects.filter(pk__in=groups).order_by("pk").values_list("token", flat=True))
 
 
+@dataclass(frozen=True, slots=True)
+class GroupFacts:
+    photos: int
+    sellers: int
+    widest: int  # the largest distance between two of its photos (0 with one photo)
+
+
+def describe_group(group_id: int, most: int = 200) -> GroupFacts:
+    """What an analyst sees of a near-duplicate group: photos, sellers, spread (over its first `most` photos)."""
+    hashes = list(
+        ImageHash.objects.filter(group_id=group_id).order_by("pk").values_list("hash", "crops")[:most]
+    )
+    sellers = SellerImage.objects.filter(image__group_id=group_id).values("seller_id").distinct().count()
+    photos = ImageHash.objects.filter(group_id=group_id).count()
+    widest = max(
+        (
+            variant_distance((a, *ca), (b, *cb))
+            for i, (a, ca) in enumerate(hashes)
+            for b, cb in hashes[i + 1 :]
+        ),
+        default=0,
+    )
+    return GroupFacts(photos, sellers, widest)
+
+
 def seller_distance(a: int, b: int, group_id: int) -> int | None:
     """The smallest distance between seller `a`'s and seller `b`'s photos in the group (None: either has none
     there, e.g. a group that merged after the page was read)."""

@@ -25,6 +25,8 @@ from django.utils.html import format_html, format_html_join
 from accounts.admin import DurableSaveAdmin, NamedDefaultFilter, ScopedModelAdmin
 from accounts.models import AuditEntry
 from accounts.scoping import scope_of
+from exchange import images
+from exchange.contract import IMAGE_KIND
 from exchange.hash_search import HASH_SEARCH_LIMIT, HashSearchAdmin, HashSearchForm, tokens_for
 from exchange.models import Indicator, Linking, Seller
 from exchange.normalization import STRONG_KINDS
@@ -107,7 +109,10 @@ class IndicatorAdmin(DurableSaveAdmin, HashSearchAdmin, ScopedModelAdmin):
     change_list_template = "admin/exchange/indicator/change_list.html"
     ordering = ("-id",)  # newest first on the primary key; sort by holders with the column
     fieldsets = (
-        (None, {"fields": ("kind", "strength", "token_display", "first_seen", "holding", "clusters")}),
+        (
+            None,
+            {"fields": ("kind", "strength", "token_display", "first_seen", "holding", "clusters", "photos")},
+        ),
         (
             "Linking",
             {
@@ -128,6 +133,7 @@ class IndicatorAdmin(DurableSaveAdmin, HashSearchAdmin, ScopedModelAdmin):
         "first_seen",
         "holding",
         "clusters",
+        "photos",
         "linking_changed_by",
         "linking_changed_at",
         "pending_approval",
@@ -240,6 +246,20 @@ class IndicatorAdmin(DurableSaveAdmin, HashSearchAdmin, ScopedModelAdmin):
                 ((reverse("admin:graph_actorcluster_change", args=[c.pk]), c.pk, c.risk) for c in rows),
             )
             or "–"
+        )
+
+    @admin.display(description="near-duplicate group")
+    def photos(self, obj: Indicator) -> str:
+        """For an image group: how many distinct photos, sellers and how far apart (never the hashes)."""
+        if obj.kind != IMAGE_KIND:
+            return "–"
+        group = images.describe_group(obj.pk)
+        if not group.photos:
+            return "no photo left in this group"
+        return (
+            f"{group.photos} distinct photo(s) reported by {group.sellers} seller(s); the farthest two are "
+            f"{group.widest} of 256 bits apart (two photos match at {images.threshold()} or fewer; a group also "
+            "holds photos linked through others). Mark it common if it is a stock or brand shot."
         )
 
     @admin.display(description="waiting for approval")

@@ -252,3 +252,14 @@ def test_the_cluster_page_shows_the_photo_distance(
     page = admin_client.get(f"/admin/graph/actorcluster/{cluster.pk}/change/").content.decode()
     assert "near-duplicate photos, 7 of 256 bits apart" in page
     assert BASE not in page  # the photo's hash is not shown
+
+
+def test_the_indicator_page_describes_a_photo_group_without_its_hashes(
+    acme: KeyedPlatform, bazaar: KeyedPlatform, admin_client: Any
+):
+    submit(acme.client(), with_images("acme-1", raw(BASE)))
+    submit(bazaar.client(), with_images("bz-1", raw(flipped(BASE, range(9)))))
+    group = Indicator.objects.get(kind="image")
+    page = admin_client.get(f"/admin/exchange/indicator/{group.pk}/change/").content.decode()
+    assert "2 distinct photo(s) reported by 2 seller(s); the farthest two are 9 of 256 bits apart" in page
+    assert BASE not in page

@@ -28,11 +28,12 @@ from django.utils import timezone
 
 from accounts.models import ApiKey, Platform
 from exchange import hooks, metrics
-from exchange.contract import IMAGE_KIND, SELLER_REF_RE, SELLER_REF_RULE
+from exchange.contract import SELLER_REF_RE, SELLER_REF_RULE
 from exchange.hashing import keyed_tokens
-from exchange.images import ImageIn, image_problems, store_images
+from exchange.matching import MATCHERS, Item
 from exchange.models import Indicator, KeyState, Seller, Sighting, Submission
 from exchange.normalization import KINDS, LINK_KINDS, REASONS, STATUSES, is_transport_hash
+from exchange.similarity import store_items
 from exchange.timestamps import PartnerTimestampError, parse_partner_timestamp
 
 logger = logging.getLogger("exchange.ingest")
@@ -58,7 +59,7 @@ class SellerReport:
     reasons: list[str]
     reported_at: datetime
     indicators: list[tuple[str, str]] = field(default_factory=list)  # (kind, transport hash)
-    images: list[ImageIn] = field(default_factory=list)  # kind `image`: photos by PDQ hash (exchange.images)
+    items: list[Item] = field(default_factory=list)  # similarity kinds (`image`): exchange.similarity
 
 
 def hash_problem(value: Any) -> str | None:
@@ -80,10 +81,11 @@ def hash_problem(value: Any) -> str | None:
 
 def seller_indicator_problems(
     item: Any, path: str, errors: dict[str, list[str]]
-) -> tuple[str, str] | ImageIn | None:
-    """A seller's indicator: (kind, transport hash), or a photo for kind `image` (exchange.images)."""
-    if isinstance(item, dict) and item.get("kind") == IMAGE_KIND:
-        return image_problems(item, path, errors)
+) -> tuple[str, str] | Item | None:
+    """A seller's (or a lookup's) indicator: (kind, transport hash), or an item of a similarity kind (a photo:
+    exchange.matching)."""
+    if isinstance(item, dict) and item.get("kind") in MATCHERS:
+        return MATCHERS[item["kind"]].parse(item, path, errors)
     return indicator_problems(item, path, errors)
 
 
@@ -159,7 +161,7 @@ def parse_submission(payload: Any, now: datetime) -> list[SellerReport]:
         reported_at = _parse_time(item.get("reported_at"), f"{p}.reported_at", now, errors)
         indicators = item.get("indicators")
         pairs: list[tuple[str, str]] = []
-        images: list[ImageIn] = []
+        items: list[Item] = []
         if not isinstance(indicators, list) or not indicators:
             errors[f"{p}.indicators"] = ["must be a non-empty list of {kind, hash}"]
         elif len(indicators) > max_indicators:
@@ -170,18 +172,18 @@ def parse_submission(payload: Any, now: datetime) -> list[SellerReport]:
                 parsed = seller_indicator_problems(ind, f"{p}.indicators[{j}]", errors)
                 if parsed is None:
                     continue
-                key = (IMAGE_KIND, parsed.hash) if isinstance(parsed, ImageIn) else parsed
+                key = (parsed.kind, parsed.value) if isinstance(parsed, Item) else parsed
                 if key in seen:
                     errors[f"{p}.indicators[{j}]"] = [f"duplicate of indicators[{seen[key]}] for this seller"]
                     continue
                 seen[key] = j
-                if isinstance(parsed, ImageIn):
-                    images.append(parsed)
+                if isinstance(parsed, Item):
+                    items.append(parsed)
                 else:
                     pairs.append(parsed)
         if not errors and reported_at is not None:
             reports.append(
-                SellerReport(ref, status, sorted(set(reasons)), reported_at, pairs, images)  # type: ignore[arg-type]
+                SellerReport(ref, status, sorted(set(reasons)), reported_at, pairs, items)  # type: ignore[arg-type]
             )
     if errors:
         raise BatchInvalid(errors)
@@ -230,12 +232,12 @@ def do_submit(
             return SubmitResult(existing, replayed=True)
         version = current_key_version()
         counts, seller_ids = _store(platform, reports, version, now)
-        photos = _photos(platform, reports)
-        if photos:
-            images = store_images(photos, version, now)
-            counts["indicators"] += images.groups
-            counts["sightings_created"] += images.sightings_created
-            seller_ids = sorted(set(seller_ids) | images.touched_sellers)
+        similar = _similar_items(platform, reports)
+        if similar:
+            stored = store_items(similar, version, now)
+            counts["indicators"] += stored.groups
+            counts["sightings_created"] += stored.sightings_created
+            seller_ids = sorted(set(seller_ids) | stored.touched_sellers)
         submission.sellers = counts["sellers"]
         submission.indicators = counts["indicators"]
         submission.sightings_created = counts["sightings_created"]
@@ -260,17 +262,14 @@ def do_submit(
     return SubmitResult(submission, replayed=False)
 
 
-def _photos(platform: Platform, reports: list[SellerReport]) -> list[tuple[int, datetime, ImageIn]]:
-    """(seller id, reported at, photo) for the batch's image indicators (its sellers are stored by now)."""
-    with_images = [r for r in reports if r.images]
-    if not with_images:
+def _similar_items(platform: Platform, reports: list[SellerReport]) -> list[tuple[int, datetime, Item]]:
+    """(seller id, reported at, item) for the batch's similarity items (its sellers are stored by now)."""
+    with_items = [r for r in reports if r.items]
+    if not with_items:
         return []
-    ids = dict(
-        Seller.objects.filter(
-            platform=platform, seller_ref__in=[r.seller_ref for r in with_images]
-        ).values_list("seller_ref", "pk")
-    )
-    return [(ids[r.seller_ref], r.reported_at, photo) for r in with_images for photo in r.images]
+    refs = [r.seller_ref for r in with_items]
+    ids = dict(Seller.objects.filter(platform=platform, seller_ref__in=refs).values_list("seller_ref", "pk"))
+    return [(ids[r.seller_ref], r.reported_at, item) for r in with_items for item in r.items]
 
 
 def current_key_version(lock: bool = True) -> int:

@@ -20,11 +20,10 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts.models import ApiKey, AuditEntry
-from exchange import hooks, images, metrics, routers
-from exchange.contract import IMAGE_KIND
+from exchange import hooks, metrics, routers, similarity
 from exchange.hashing import default_key_version, keyed_tokens
-from exchange.images import ImageIn
 from exchange.ingest import current_key_version
+from exchange.matching import Item
 from exchange.models import (
     LINKABLE_SQL,
     AnalystLookupUsage,
@@ -285,21 +284,21 @@ def _live_holders(tokens: list[str], platform_id: int, now: datetime) -> Hits:
     return hits
 
 
-# A looked-up indicator: (kind, transport hash), or a product photo (kind `image`, exchange.images).
-LookupItem = tuple[str, str] | ImageIn
+# A looked-up indicator: (kind, transport hash), or an item of a similarity kind (a photo: exchange.matching).
+LookupItem = tuple[str, str] | Item
 
 
 def kind_of(item: LookupItem) -> str:
-    return IMAGE_KIND if isinstance(item, ImageIn) else item[0]
+    return item.kind if isinstance(item, Item) else item[0]
 
 
-def _photo_tokens(indicators: list[LookupItem]) -> list[tuple[int, str]]:
-    """(position, token) of the near-duplicate groups each looked-up photo matches (none, one, or several
-    when the photo falls between groups): a group's token is stored as is, under no pepper."""
+def _similar_tokens(indicators: list[LookupItem]) -> list[tuple[int, str]]:
+    """(position, token) of the near-duplicate groups each looked-up similarity item matches (none, one, or
+    several when it falls between groups): a group's token is stored as is, under no pepper."""
     rows: list[tuple[int, str]] = []
     for pos, item in enumerate(indicators):
-        if isinstance(item, ImageIn):
-            rows.extend((pos, token) for token in images.matching_group_tokens(item))
+        if isinstance(item, Item):
+            rows.extend((pos, token) for token in similarity.matching_group_tokens(item))
     return rows
 
 
@@ -307,7 +306,7 @@ def _tokens_under(
     indicators: list[LookupItem], version: int, photos: list[tuple[int, str]]
 ) -> list[tuple[int, str]]:
     """(position, token) of the request under pepper `version`: exact indicators keyed, photos' groups."""
-    exact = [(pos, item) for pos, item in enumerate(indicators) if not isinstance(item, ImageIn)]
+    exact = [(pos, item) for pos, item in enumerate(indicators) if not isinstance(item, Item)]
     keyed = keyed_tokens([pair for _, pair in exact], settings.EXCHANGE_PEPPERS, version) if exact else []
     return sorted([(pos, token) for (pos, _), token in zip(exact, keyed, strict=True)] + photos)
 
@@ -319,7 +318,7 @@ def _lookup_in_one_statement(api_key: ApiKey, indicators: list[LookupItem], now:
     positions: list[int] = []
     versions: list[int] = []
     tokens: list[str] = []
-    photos = _photo_tokens(indicators)
+    photos = _similar_tokens(indicators)
     for version in peppers:  # every configured version; the statement keeps the stored one
         for pos, token in _tokens_under(indicators, version, photos):
             positions.append(pos + 1)
@@ -383,7 +382,9 @@ def do_lookup(api_key: ApiKey, indicators: list[LookupItem]) -> list[dict[str, A
         def read() -> Hits:
             # The key version from the same database as the tokens it keys: a replica behind a pepper
             # rotation still matches its own (not yet re-keyed) tokens.
-            requested = _tokens_under(indicators, current_key_version(lock=False), _photo_tokens(indicators))
+            requested = _tokens_under(
+                indicators, current_key_version(lock=False), _similar_tokens(indicators)
+            )
             found = _live_holders([token for _, token in requested], api_key.platform_id, timezone.now())
             hits: Hits = [[] for _ in indicators]
             for (pos, _), pairs in zip(requested, found, strict=True):

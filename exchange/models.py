@@ -173,56 +173,54 @@ class Sighting(models.Model):
         return f"{self.seller_id}~{self.indicator_id}"
 
 
-class ImageHash(models.Model):
-    """A reused product photo (kind `image`) as partners hash it: the full photo's PDQ hash (64 hex, not keyed:
-    near-duplicates are found by Hamming distance), its quality and its sub-crop variants. One row per distinct
-    full hash, whoever sent it. `group` is the image indicator of its near-duplicate group (exchange.images):
+class SimilarItem(models.Model):
+    """An item of a similarity kind (exchange.matching), whoever sent it: a product photo's PDQ hash with its
+    quality and crops. `value` is its canonical form, unique per kind; not keyed (the score must survive
+    between partners' items). `group` is the indicator of its near-duplicate group (exchange.similarity):
     sellers link through the group like through any indicator, so hub counting, marking common and the
-    evidence chain apply to groups. Written only by `exchange.images.store_images`."""
+    evidence chain apply to groups. Written only by `exchange.similarity.store_items`."""
 
-    group = models.ForeignKey(Indicator, on_delete=models.CASCADE, related_name="images")
-    hash = models.CharField(max_length=64, unique=True)
-    quality = models.PositiveSmallIntegerField()
-    crops = models.JSONField(default=list)
+    kind = models.CharField(max_length=32, choices=KIND_CHOICES)
+    value = models.TextField()
+    extra = models.JSONField(default=dict)
+    group = models.ForeignKey(Indicator, on_delete=models.CASCADE, related_name="similar_items")
     first_seen = models.DateTimeField(default=timezone.now)
 
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["kind", "value"], name="similaritem_unique")]
+
     def __str__(self) -> str:
-        return f"image {self.hash[:10]}…"
-
-    @property
-    def hashes(self) -> tuple[str, ...]:
-        return (self.hash, *self.crops)
+        return f"{self.kind} item {self.pk}"
 
 
-class ImageChunk(models.Model):
-    """Multi-index hashing over the stored photos' hashes (full and crops): one row per 16-bit chunk of each,
-    `key` = chunk position << 16 | chunk value. Two hashes within 31 bits agree within one bit on at least one
-    of their 16 chunks (pigeonhole), so the candidates of a new hash are the rows whose key is one of its chunks'
-    values or a one-bit neighbour of it: an index probe per key, never a scan (exchange.images)."""
+class SimilarKey(models.Model):
+    """The index of stored items: one row per integer key an item is indexed under (its matcher's
+    `index_keys`: for a photo, position << 16 | value of each 16-bit chunk of each of its hashes). A new item's
+    candidates are the rows of its `probe_keys`: an index probe per key, never a scan."""
 
-    image = models.ForeignKey(ImageHash, on_delete=models.CASCADE, related_name="chunks", db_index=False)
-    key = models.IntegerField()
+    item = models.ForeignKey(SimilarItem, on_delete=models.CASCADE, related_name="keys", db_index=False)
+    key = models.BigIntegerField()
 
     class Meta:
-        indexes = [models.Index(fields=["key", "image"], name="imagechunk_by_key")]
+        indexes = [models.Index(fields=["key", "item"], name="similarkey_by_key")]
 
     def __str__(self) -> str:
-        return f"{self.image_id}:{self.key:#x}"
+        return f"{self.item_id}:{self.key:#x}"
 
 
-class SellerImage(models.Model):
-    """Which photos a seller was reported with (its sighting of the group says the group; this says the
-    photo, for the distance an evidence chain shows)."""
+class SellerItem(models.Model):
+    """Which similarity items a seller was reported with (its sighting of the group says the group; this says
+    the item, for the score an evidence chain shows)."""
 
-    seller = models.ForeignKey(Seller, on_delete=models.CASCADE, related_name="images", db_index=False)
-    image = models.ForeignKey(ImageHash, on_delete=models.CASCADE, related_name="sellers")
+    seller = models.ForeignKey(Seller, on_delete=models.CASCADE, related_name="similar_items", db_index=False)
+    item = models.ForeignKey(SimilarItem, on_delete=models.CASCADE, related_name="sellers")
     first_seen = models.DateTimeField()
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["seller", "image"], name="sellerimage_unique")]
+        constraints = [models.UniqueConstraint(fields=["seller", "item"], name="selleritem_unique")]
 
     def __str__(self) -> str:
-        return f"{self.seller_id}~image {self.image_id}"
+        return f"{self.seller_id}~item {self.item_id}"
 
 
 def new_submission_ref() -> str:

@@ -235,7 +235,7 @@ def variant_distance(a: PdqVariants | tuple[str, ...], b: PdqVariants | tuple[st
     return min(min(hamming(ha[0], y) for y in hb), min(hamming(x, hb[0]) for x in ha))
 
 
-# --- multi-index hashing keys (the exchange's index of stored hashes: exchange.images) -------------------------
+# --- multi-index hashing keys (the exchange's index of stored hashes: exchange.similarity) -------------------------
 
 # A hash is 16 chunks of 16 bits. Two hashes within ``d`` bits of each other differ in at most ``d // 16`` bits
 # of at least one chunk (pigeonhole), so looking up each chunk's value and its neighbours within that radius

@@ -23,9 +23,9 @@ from django.db.models import Count
 from django.utils import timezone
 
 from accounts.scoping import Scope
-from exchange import images
-from exchange.contract import IMAGE_KIND
+from exchange import similarity
 from exchange.models import Indicator, Seller, Sighting, linkable_q
+from exchange.normalization import SIMILARITY_KINDS
 from graph import evidence, linking
 from graph.clustering import hub_rule
 from graph.models import ActorCluster, ClusterMember, Opinion, platform_labels
@@ -176,12 +176,9 @@ class Explanation:
 def similarity_note(a: int, b: int, row: IndicatorRow) -> str:
     """How near the two sellers' items of a similarity kind are, in words ("" for an exact kind): for photos,
     the smallest distance between one's photos and the other's in that near-duplicate group."""
-    if row.kind != IMAGE_KIND:
+    if row.kind not in SIMILARITY_KINDS:
         return ""
-    distance = images.seller_distance(a, b, int(row.key))
-    if distance is None:
-        return "near-duplicate photos"
-    return f"near-duplicate photos, {distance} of 256 bits apart (a match is {images.threshold()} or fewer)"
+    return similarity.note(a, b, Indicator(pk=int(row.key), kind=row.kind))
 
 
 def explain(cluster: ActorCluster, scope: Scope) -> Explanation:

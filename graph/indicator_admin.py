@@ -25,11 +25,10 @@ from django.utils.html import format_html, format_html_join
 from accounts.admin import DurableSaveAdmin, NamedDefaultFilter, ScopedModelAdmin
 from accounts.models import AuditEntry
 from accounts.scoping import scope_of
-from exchange import images
-from exchange.contract import IMAGE_KIND
+from exchange import similarity
 from exchange.hash_search import HASH_SEARCH_LIMIT, HashSearchAdmin, HashSearchForm, tokens_for
 from exchange.models import Indicator, Linking, Seller
-from exchange.normalization import STRONG_KINDS
+from exchange.normalization import SIMILARITY_KINDS, STRONG_KINDS
 from graph.actions import (
     ApprovalRefused,
     ApprovalRequired,
@@ -111,7 +110,17 @@ class IndicatorAdmin(DurableSaveAdmin, HashSearchAdmin, ScopedModelAdmin):
     fieldsets = (
         (
             None,
-            {"fields": ("kind", "strength", "token_display", "first_seen", "holding", "clusters", "photos")},
+            {
+                "fields": (
+                    "kind",
+                    "strength",
+                    "token_display",
+                    "first_seen",
+                    "holding",
+                    "clusters",
+                    "near_duplicates",
+                )
+            },
         ),
         (
             "Linking",
@@ -133,7 +142,7 @@ class IndicatorAdmin(DurableSaveAdmin, HashSearchAdmin, ScopedModelAdmin):
         "first_seen",
         "holding",
         "clusters",
-        "photos",
+        "near_duplicates",
         "linking_changed_by",
         "linking_changed_at",
         "pending_approval",
@@ -249,17 +258,23 @@ class IndicatorAdmin(DurableSaveAdmin, HashSearchAdmin, ScopedModelAdmin):
         )
 
     @admin.display(description="near-duplicate group")
-    def photos(self, obj: Indicator) -> str:
-        """For an image group: how many distinct photos, sellers and how far apart (never the hashes)."""
-        if obj.kind != IMAGE_KIND:
+    def near_duplicates(self, obj: Indicator) -> str:
+        """For a group of a similarity kind: how many distinct items and sellers, and how far apart its items
+        are (never the items themselves)."""
+        if obj.kind not in SIMILARITY_KINDS:
             return "–"
-        group = images.describe_group(obj.pk)
-        if not group.photos:
-            return "no photo left in this group"
+        group = similarity.describe_group(obj)
+        if not group.items:
+            return "no item left in this group"
+        if group.spread is None:
+            spread = "one item"
+        else:
+            spread = "its least near two: " + similarity.matcher(obj.kind).describe(
+                group.spread, similarity.threshold(obj.kind)
+            )
         return (
-            f"{group.photos} distinct photo(s) reported by {group.sellers} seller(s); the farthest two are "
-            f"{group.widest} of 256 bits apart (two photos match at {images.threshold()} or fewer; a group also "
-            "holds photos linked through others). Mark it common if it is a stock or brand shot."
+            f"{group.items} distinct {obj.kind} item(s) reported by {group.sellers} seller(s); {spread}. A group "
+            "also holds items linked through others: mark it common if it is a stock or brand shot."
         )
 
     @admin.display(description="waiting for approval")

@@ -41,7 +41,7 @@ DEFAULT_THRESHOLDS: Mapping[str, int] = MappingProxyType(
         "store_name": 10,
         "website_domain": 10,
         "device_id": 10,
-        # Counted per near-duplicate group (one image indicator per group: exchange.images): the brand's own
+        # Counted per near-duplicate group (one image indicator per group: exchange.similarity): the brand's own
         # product shot, reused by dozens of unrelated counterfeiters, is a hub like a forwarder's address.
         "image": 10,
     }

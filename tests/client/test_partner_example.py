@@ -135,7 +135,7 @@ def test_image_rows_reach_a_real_exchange_as_hashes_and_link_a_copied_photo(
     and the same store name. The client hashes the photos; the exchange groups them and links the sellers."""
     import random
 
-    from exchange.models import ImageHash, Indicator
+    from exchange.models import Indicator, SimilarItem
     from fixtures import images
     from graph.models import ClusterMember
 
@@ -159,7 +159,7 @@ def test_image_rows_reach_a_real_exchange_as_hashes_and_link_a_copied_photo(
         code, out = submit(live_server, platform, tmp_path / folder, tmp_path / folder / "report.csv")
         assert code == EXIT_OK, out
 
-    assert ImageHash.objects.count() == 2 and Indicator.objects.filter(kind="image").count() == 1
+    assert SimilarItem.objects.count() == 2 and Indicator.objects.filter(kind="image").count() == 1
     clusters = set(
         ClusterMember.objects.filter(seller__seller_ref__in=["acme-photo-1", "bz-photo-1"]).values_list(
             "cluster_id", flat=True

@@ -1,4 +1,4 @@
-"""Reused product photos through the API (kind `image`, exchange.images): stored by PDQ hash, grouped into
+"""Reused product photos through the API (kind `image`, exchange.similarity): stored by PDQ hash, grouped into
 near-duplicate groups, linked through the group like any weak indicator; bad input refused whole."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from exchange.models import ImageChunk, ImageHash, Indicator, Linking, Seller, SellerImage, Sighting
+from exchange.models import Indicator, Linking, Seller, SellerItem, Sighting, SimilarItem, SimilarKey
 from exchange.perceptual import PdqVariants, chunk_keys, hamming, pdq_variants_image, probe_keys
 from fixtures import images
 from graph.models import ClusterMember
@@ -78,7 +78,7 @@ def test_an_edited_copy_of_a_photo_plus_a_store_name_links_two_platforms(
     assert response.status_code == 201, response.content
     assert response.json()["sightings_created"] == 2
     group = Indicator.objects.get(kind="image")  # one group: the copy joined the original's
-    assert ImageHash.objects.filter(group=group).count() == 2
+    assert SimilarItem.objects.filter(group=group).count() == 2
     assert group.holders == 2 and group.token not in (photo(1).full.hex, copy["hash"])
     assert cluster_of("acme-1") is not None and cluster_of("acme-1") == cluster_of("bz-1")
 
@@ -121,7 +121,7 @@ def test_a_photo_between_two_groups_merges_them_and_relinks_their_sellers(
 
     group = Indicator.objects.get(kind="image")
     assert group.pk == first.pk and group.holders == 3
-    assert set(ImageHash.objects.values_list("group_id", flat=True)) == {first.pk}
+    assert set(SimilarItem.objects.values_list("group_id", flat=True)) == {first.pk}
     assert set(Sighting.objects.filter(indicator=group).values_list("seller__seller_ref", flat=True)) == {
         "acme-1",
         "acme-2",
@@ -135,8 +135,8 @@ def test_the_same_photo_again_adds_nothing(acme: KeyedPlatform):
     assert submit(acme.client(), body).status_code == 201
     again = submit(acme.client(), body)
     assert again.status_code == 201 and again.json()["sightings_created"] == 0
-    assert (ImageHash.objects.count(), SellerImage.objects.count(), Sighting.objects.count()) == (1, 1, 1)
-    assert ImageChunk.objects.count() == 16
+    assert (SimilarItem.objects.count(), SellerItem.objects.count(), Sighting.objects.count()) == (1, 1, 1)
+    assert SimilarKey.objects.count() == 16
 
 
 @pytest.mark.parametrize(
@@ -164,7 +164,7 @@ def test_a_bad_image_indicator_is_refused_naming_the_field_and_nothing_is_stored
     assert response.status_code == 400
     errors = response.json()["error"]["details"]
     assert any(says in message for message in errors[f"sellers[1].indicators[0].{field}"]), errors
-    assert not Seller.objects.exists() and not ImageHash.objects.exists() and not Indicator.objects.exists()
+    assert not Seller.objects.exists() and not SimilarItem.objects.exists() and not Indicator.objects.exists()
 
 
 def test_the_same_photo_twice_for_one_seller_is_a_duplicate(acme: KeyedPlatform):
@@ -192,7 +192,7 @@ def test_a_lookup_by_photo_finds_other_platforms_sellers_with_a_near_copy(
     assert (first["other_platforms"], first["reported_sellers"], first["cluster"]) == (2, 2, cluster.ref)
     assert first["matched_kinds"] == ["image"]
     assert second == {**second, "kind": "image", "match": False, "other_platforms": 0, "cluster": None}
-    assert ImageHash.objects.count() == 2  # a lookup stores nothing of the photo
+    assert SimilarItem.objects.count() == 2  # a lookup stores nothing of the photo
     own = lookup(acme, near)[0]
     assert own["match"] is True and own["other_platforms"] == 1  # its own seller is not a match
 
@@ -261,5 +261,8 @@ def test_the_indicator_page_describes_a_photo_group_without_its_hashes(
     submit(bazaar.client(), with_images("bz-1", raw(flipped(BASE, range(9)))))
     group = Indicator.objects.get(kind="image")
     page = admin_client.get(f"/admin/exchange/indicator/{group.pk}/change/").content.decode()
-    assert "2 distinct photo(s) reported by 2 seller(s); the farthest two are 9 of 256 bits apart" in page
+    assert (
+        "2 distinct image item(s) reported by 2 seller(s); its least near two: near-duplicate photos, 9 of 256"
+        in page
+    )
     assert BASE not in page

@@ -1,0 +1,266 @@
+"""Items of the similarity kinds stored, and grouped into near-duplicate groups (exchange.matching says how
+each kind is compared; this module is the one place they are stored, searched and grouped).
+
+A partner sends, per item, its wire form (a product photo: the PDQ hash with its quality and sub-crop hashes,
+never the photo; exchange.contract). Items are not keyed: matching is by score (a photo's Hamming distance,
+at most `EXCHANGE_IMAGE_MATCH_THRESHOLD` bits).
+
+Groups. Every stored item belongs to one near-duplicate group, and each group is one `Indicator` of the
+item's kind (an opaque random token, nothing of the items in it): a seller reported with an item gets a
+`Sighting` of its group. So the linking core, hub counting (a brand's own product shot is a hub like a
+forwarder's address), marking a group common, the evidence chain and the reports treat a group like any
+indicator. A new item joins the group of the stored items it matches; when it matches items of several
+groups, they merge into the oldest (their sightings move; a group marked common keeps the merged group
+common), and the sellers of the merged groups are recomputed. Groups are the connected components of the
+"matches" graph, built up one item at a time: two items of one group may be further apart than the threshold
+through an item between them, exactly as two sellers are linked through a third.
+
+Search. Stored items are indexed under their matcher's integer keys (`SimilarKey`); a new item's candidates
+are the items under its probe keys (an index probe per key), verified with the score. Grouping takes a
+transaction-level lock on PostgreSQL, so two submissions with copies of one item cannot both start a group;
+SQLite serialises writers anyway.
+
+`store_items` is the one writer, called by `exchange.ingest` inside the submission's transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.conf import settings
+from django.db import connection
+from django.db.models import Count
+
+from exchange.contract import IMAGE_KIND
+from exchange.matching import MATCHERS, Item, Matcher
+from exchange.models import Indicator, Linking, SellerItem, Sighting, SimilarItem, SimilarKey
+
+logger = logging.getLogger("exchange.similarity")
+
+# A fixed advisory lock key for grouping (PostgreSQL's pg_advisory_xact_lock takes a bigint).
+GROUPING_LOCK = 0x1A6E_9809
+# The settings that hold each kind's match threshold.
+THRESHOLD_SETTINGS = {IMAGE_KIND: "EXCHANGE_IMAGE_MATCH_THRESHOLD"}
+assert set(THRESHOLD_SETTINGS) == set(MATCHERS)
+
+
+def threshold(kind: str) -> float:
+    return float(getattr(settings, THRESHOLD_SETTINGS[kind]))
+
+
+def matcher(kind: str) -> Matcher:
+    return MATCHERS[kind]
+
+
+@dataclass
+class ItemsStored:
+    sightings_created: int = 0
+    groups: int = 0  # distinct groups the batch's items are in
+    touched_sellers: set[int] = field(default_factory=set)  # sellers of merged groups, to recompute
+
+
+def new_group_token() -> str:
+    """A group's token: random, so it says nothing about its items (64 hex, like keyed tokens)."""
+    return secrets.token_hex(32)
+
+
+def _as_item(row: SimilarItem) -> Item:
+    return Item(row.kind, row.value, row.extra)
+
+
+def matching_items(item: Item) -> list[tuple[int, int, float]]:
+    """(stored item id, its group id, score) of every stored item of the kind that matches `item`."""
+    rule, limit = matcher(item.kind), threshold(item.kind)
+    keys = sorted(rule.probe_keys(item, limit))
+    candidates = set(SimilarKey.objects.filter(key__in=keys).values_list("item_id", flat=True).distinct())
+    found = []
+    for stored in SimilarItem.objects.filter(pk__in=sorted(candidates), kind=item.kind).only(
+        "pk", "group_id", "kind", "value", "extra"
+    ):
+        score = rule.score(item, _as_item(stored))
+        if rule.matches(score, limit):
+            found.append((stored.pk, stored.group_id, score))
+    return found
+
+
+def matching_group_tokens(item: Item) -> list[str]:
+    """The tokens of the near-duplicate groups `item` matches (a lookup: nothing is stored)."""
+    groups = sorted({group_id for _, group_id, _ in matching_items(item)})
+    return list(Indicator.objects.filter(pk__in=groups).order_by("pk").values_list("token", flat=True))
+
+
+def store_items(rows: Sequence[tuple[int, datetime, Item]], version: int, now: datetime) -> ItemsStored:
+    """Store (seller id, reported at, item) rows of one submission: each item in its group, each seller's
+    sighting of the group and its item. Call inside the submission's transaction."""
+    result = ItemsStored()
+    if not rows:
+        return result
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [GROUPING_LOCK])
+    distinct: dict[tuple[str, str], Item] = {}
+    first_reported: dict[tuple[str, str], datetime] = {}
+    for _, reported_at, item in rows:
+        key = (item.kind, item.value)
+        distinct.setdefault(key, item)
+        first_reported[key] = min(reported_at, first_reported.get(key, reported_at))
+    stored: dict[tuple[str, str], tuple[int, int]] = {}  # (kind, value) -> (item id, group id)
+    by_kind: dict[str, list[str]] = defaultdict(list)
+    for kind, value in distinct:
+        by_kind[kind].append(value)
+    for kind, values in sorted(by_kind.items()):
+        for pk, value, group_id in SimilarItem.objects.filter(
+            kind=kind, value__in=sorted(values)
+        ).values_list("pk", "value", "group_id"):
+            stored[(kind, value)] = (pk, group_id)
+    new = sorted(set(distinct) - set(stored))
+    for key in new:
+        item = distinct[key]
+        groups = sorted({group_id for _, group_id, _ in matching_items(item)})
+        if not groups:
+            group_id = Indicator.objects.create(
+                kind=item.kind, token=new_group_token(), key_version=version, first_seen=first_reported[key]
+            ).pk
+        else:
+            group_id = groups[0]
+            if len(groups) > 1:
+                result.touched_sellers |= merge_groups(group_id, groups[1:], now)
+                stored = {k: (pk, group_id if g in groups else g) for k, (pk, g) in stored.items()}
+        row = SimilarItem.objects.create(
+            kind=item.kind, value=item.value, extra=dict(item.extra), group_id=group_id, first_seen=now
+        )
+        SimilarKey.objects.bulk_create(
+            [SimilarKey(item=row, key=k) for k in sorted(matcher(item.kind).index_keys(item))]
+        )
+        stored[key] = (row.pk, group_id)
+    wanted = [(seller_id, stored[(i.kind, i.value)], at) for seller_id, at, i in rows]
+    result.sightings_created = _sightings(
+        [(seller_id, group_id, at) for seller_id, (_, group_id), at in wanted]
+    )
+    SellerItem.objects.bulk_create(
+        [SellerItem(seller_id=seller_id, item_id=pk, first_seen=at) for seller_id, (pk, _), at in wanted],
+        ignore_conflicts=True,
+    )
+    groups_touched = {group_id for _, (_, group_id), _ in wanted}
+    _recount(groups_touched)
+    result.groups = len(groups_touched)
+    logger.info(
+        "event=similar_items_stored items=%s new=%s groups=%s merged_sellers=%s",
+        len(distinct),
+        len(new),
+        result.groups,
+        len(result.touched_sellers),
+    )
+    return result
+
+
+def _sightings(rows: Iterable[tuple[int, int, datetime]]) -> int:
+    """Upsert (seller, group) sightings with first/last seen; returns how many were created."""
+    wanted: dict[tuple[int, int], tuple[datetime, datetime]] = {}
+    for seller_id, group_id, at in rows:
+        first, last = wanted.get((seller_id, group_id), (at, at))
+        wanted[(seller_id, group_id)] = (min(first, at), max(last, at))
+    existing = {
+        (s.seller_id, s.indicator_id): s
+        for s in Sighting.objects.filter(
+            seller_id__in={seller for seller, _ in wanted}, indicator_id__in={group for _, group in wanted}
+        )
+    }
+    created, changed = [], []
+    for key, (first, last) in sorted(wanted.items()):
+        sighting = existing.get(key)
+        if sighting is None:
+            created.append(Sighting(seller_id=key[0], indicator_id=key[1], first_seen=first, last_seen=last))
+        elif first < sighting.first_seen or last > sighting.last_seen:
+            sighting.first_seen = min(first, sighting.first_seen)
+            sighting.last_seen = max(last, sighting.last_seen)
+            changed.append(sighting)
+    Sighting.objects.bulk_create(created)
+    Sighting.objects.bulk_update(changed, ["first_seen", "last_seen"])
+    return len(created)
+
+
+def _recount(group_ids: Iterable[int]) -> None:
+    """Each group's holders: its sellers (what ingest maintains for every indicator)."""
+    ids = sorted(set(group_ids))
+    counts = dict(
+        Sighting.objects.filter(indicator_id__in=ids)
+        .values_list("indicator_id")
+        .annotate(n=Count("seller_id"))
+        .order_by()
+    )
+    for group_id in ids:
+        Indicator.objects.filter(pk=group_id).update(holders=counts.get(group_id, 0))
+
+
+def merge_groups(keep: int, others: Sequence[int], now: datetime) -> set[int]:
+    """Merge the groups `others` into `keep` (a new item matched items of each): their items and sightings
+    move to `keep`, which stays common if any of them was marked common; the others are deleted. Returns the
+    sellers of every merged group (their clusters are recomputed)."""
+    merged = [keep, *others]
+    sellers = set(Sighting.objects.filter(indicator_id__in=merged).values_list("seller_id", flat=True))
+    SimilarItem.objects.filter(group_id__in=others).update(group_id=keep)
+    moved = list(
+        Sighting.objects.filter(indicator_id__in=others).values_list("seller_id", "first_seen", "last_seen")
+    )
+    Sighting.objects.filter(indicator_id__in=others).delete()
+    _sightings(
+        [(seller_id, keep, first) for seller_id, first, _ in moved]
+        + [(seller_id, keep, last) for seller_id, _, last in moved]
+    )
+    target = Indicator.objects.get(pk=keep)
+    fields = ["first_seen"]
+    target.first_seen = min(Indicator.objects.filter(pk__in=merged).values_list("first_seen", flat=True))
+    common = Indicator.objects.filter(pk__in=others, linking=Linking.COMMON).first()
+    if common is not None and target.linking != Linking.COMMON:
+        target.linking = Linking.COMMON
+        target.linking_reason = f"merged with a group marked common ({common.linking_reason})"[:1000]
+        target.linking_changed_by = "system"
+        target.linking_changed_at = now
+        fields += ["linking", "linking_reason", "linking_changed_by", "linking_changed_at"]
+    target.save(update_fields=fields)
+    Indicator.objects.filter(pk__in=others).delete()
+    logger.info("event=similar_groups_merged groups=%s sellers=%s", len(merged), len(sellers))
+    return sellers
+
+
+# --- what analysts see ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GroupFacts:
+    items: int
+    sellers: int
+    spread: float | None  # the least near pair's score among its first items (None with one item)
+
+
+def describe_group(group: Indicator, most: int = 200) -> GroupFacts:
+    """What an analyst sees of a near-duplicate group: items, sellers, spread (over its first `most` items)."""
+    rule = matcher(group.kind)
+    rows = [_as_item(row) for row in SimilarItem.objects.filter(group=group).order_by("pk")[:most]]
+    sellers = SellerItem.objects.filter(item__group=group).values("seller_id").distinct().count()
+    scores = [rule.score(a, b) for i, a in enumerate(rows) for b in rows[i + 1 :]]
+    return GroupFacts(SimilarItem.objects.filter(group=group).count(), sellers, rule.farthest(scores))
+
+
+def seller_score(a: int, b: int, group: Indicator) -> float | None:
+    """The nearest score between seller `a`'s and seller `b`'s items in the group (None: either has none
+    there, e.g. a group that merged after the page was read)."""
+    rule = matcher(group.kind)
+    items: dict[int, list[Item]] = {a: [], b: []}
+    for link in SellerItem.objects.filter(seller_id__in=[a, b], item__group=group).select_related("item"):
+        items[link.seller_id].append(_as_item(link.item))
+    return rule.nearest([rule.score(x, y) for x in items[a] for y in items[b]])
+
+
+def note(a: int, b: int, group: Indicator) -> str:
+    """A similarity link between two sellers in words: the kind's description of their nearest items."""
+    score = seller_score(a, b, group)
+    if score is None:
+        return "near-duplicates"
+    return matcher(group.kind).describe(score, threshold(group.kind))

@@ -266,3 +266,24 @@ def test_the_indicator_page_describes_a_photo_group_without_its_hashes(
         in page
     )
     assert BASE not in page
+
+
+def test_a_stock_photo_used_by_many_sellers_is_a_hub_and_links_nobody(
+    acme: KeyedPlatform, bazaar: KeyedPlatform, third: KeyedPlatform
+):
+    """Fourteen sellers on four platforms reuse one brand shot (4, 4, 3 and 3; each platform counts for at
+    most ceil(10 / 3) = 4): 14 counted holders are more than the kind's threshold of 10, so the group is
+    suppressed, and the two sellers that also share a store name are no longer linked by two weak kinds."""
+    from tests.conftest import make_platform
+
+    fourth = make_platform("fourth", "Fourth Market")
+    stock = raw(BASE)
+    submit(acme.client(), with_images("acme-0", stock, store="Twin Store"))
+    submit(bazaar.client(), with_images("bz-0", raw(flipped(BASE, range(3))), store="Twin Store"))
+    assert cluster_of("acme-0") == cluster_of("bz-0") is not None
+    for kp in (acme, bazaar, third, fourth):
+        for n in range(1, 4):
+            submit(kp.client(), with_images(f"{kp.platform.slug}-{n}", raw(flipped(BASE, range(n, n + 5)))))
+    group = Indicator.objects.get(kind="image")
+    assert group.holders == 14
+    assert cluster_of("acme-0") is None or cluster_of("acme-0") != cluster_of("bz-0")

@@ -2,7 +2,8 @@
 
 Five marketplaces' raw reports (synthetic, with planted counterfeit rings) go through the real reference
 partner client and the real HTTP API, exactly as partners would send them; then the exchange reclusters,
-prints the top cross-platform clusters next to the rings that were planted, sends the first marketplace's
+prints the top cross-platform clusters next to the rings that were planted (and where the ring linked only
+by a reused, differently edited product photo and a store name ended up), sends the first marketplace's
 webhook events to a receiver on this machine that verifies and prints them, and writes one report email per
 platform into a folder. On the way, one platform rejects a seller's appeal with a forged bank letter, and a
 seller of the partner analyst's platform appeals with the same letter: the exchange flags it.
@@ -37,6 +38,7 @@ from accounts.roles import assign_role
 from exchange.appeals import AppealRequest, do_record_appeal
 from exchange.client import ExchangeClient
 from exchange.client.webhooks import SIGNATURE_HEADER, WebhookSignatureError, verify
+from exchange.contract import IMAGE_KIND
 from exchange.models import Seller
 from fixtures.loader import load_dataset
 from fixtures.synthetic import demo as demo_dataset
@@ -288,9 +290,9 @@ class Command(BaseCommand):
             for key in ((m.platform, m.seller_ref) for m in ring.members)
         }
         members: dict[int, list[tuple[str, str]]] = {}
-        for cluster_id, slug, ref in ClusterMember.objects.values_list(
-            "cluster_id", "seller__platform__slug", "seller__seller_ref"
-        ):
+        for cluster_id, slug, ref in ClusterMember.objects.filter(
+            cluster__dissolved_at__isnull=True
+        ).values_list("cluster_id", "seller__platform__slug", "seller__seller_ref"):
             members.setdefault(cluster_id, []).append((slug, ref))
         header = (
             f"  {'cluster':>7} {'sellers':>7} {'platforms':>9} {'risk':>4}  {'linked by':<34} planted ring"
@@ -308,6 +310,24 @@ class Command(BaseCommand):
         self.stdout.write(
             f"  {found} cross-platform clusters found; {planted} cross-platform rings were planted."
         )
+        self.print_photo_rings(dataset, members)
+
+    def print_photo_rings(self, dataset: Any, members: dict[int, list[tuple[str, str]]]) -> None:
+        """Where each ring linked by a product photo ended up, whether or not --top shows its cluster: its
+        copies were cropped, resized, overlaid and re-encoded differently, so only near-duplicate matching of
+        their PDQ hashes (with the store name, a second weak kind) links them."""
+        cluster_of = {key: cluster_id for cluster_id, keys in members.items() for key in keys}
+        for ring in dataset.truth.rings:
+            if not any(link.kind == IMAGE_KIND for link in ring.links):
+                continue
+            found = {cluster_of.get(key) for key in ring.keys}
+            sellers, platforms = len(ring.keys), len(ring.platforms)
+            where = (
+                f"found as cluster {found.pop()}, all {sellers} sellers on {platforms} platforms"
+                if len(found) == 1 and None not in found
+                else "NOT found as one cluster"
+            )
+            self.stdout.write(f"  photo ring: {where} ({ring.label})")
 
     def print_events(self, receiver: DemoReceiver, sent: int, unsent: int) -> None:
         kinds = Counter(event["type"] for event in receiver.events.values())

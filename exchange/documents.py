@@ -110,14 +110,14 @@ KDF_INFO = b"v1 document minhash"
 # text differently, and the test vectors (docs/document-vectors-v1.json) hold with this one.
 DOCUMENT_PINNED_LIBRARIES: dict[str, str] = {"pypdf": "7.1.1"}
 
-# Month names (English, German, French, Spanish, Italian, and the English three-letter abbreviations) that
-# make a written-out date; with its day and year (already "0") the whole date becomes "0".
+# Month names (English, German, French, Spanish, Italian, and the English three-letter abbreviations; with and
+# without accents) that make a written-out date; with its day and year (already "0") the whole date becomes "0".
 MONTHS: frozenset[str] = frozenset({
     "january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
     "november", "december", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec",
-    "januar", "februar", "marz", "maerz", "juni", "juli", "oktober", "dezember",
-    "janvier", "fevrier", "mars", "avril", "mai", "juin", "juillet", "aout", "septembre", "octobre",
-    "novembre", "decembre",
+    "januar", "februar", "märz", "marz", "maerz", "juni", "juli", "oktober", "dezember",
+    "janvier", "février", "fevrier", "mars", "avril", "mai", "juin", "juillet", "août", "aout", "septembre",
+    "octobre", "novembre", "décembre", "decembre",
     "enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto", "septiembre", "setiembre",
     "octubre", "noviembre", "diciembre",
     "gennaio", "febbraio", "aprile", "maggio", "giugno", "luglio", "settembre", "ottobre", "dicembre",
@@ -125,9 +125,10 @@ MONTHS: frozenset[str] = frozenset({
 
 _APOSTROPHES = frozenset("'’ʼ`")
 _MONTH = "(?:" + "|".join(sorted(MONTHS, key=len, reverse=True)) + ")"
-# On words already masked: "0 january 0", "0 of january 0", "january 0", "0 january" (a "0" on either side).
-_DATE = re.compile(rf"(?<!\S)(?:0 (?:of )?{_MONTH}(?: 0)?|{_MONTH} 0)(?!\S)")
+# On words already masked: "0 january 0", "0 of january 0", "0 de marzo de 0", "january 0", "0 january".
+_DATE = re.compile(rf"(?<!\S)(?:0 (?:of |de )?{_MONTH}(?: (?:de )?0)?|{_MONTH} 0)(?!\S)")
 _ZERO_RUN = re.compile(r"(?<!\S)0(?: 0)+(?!\S)")
+_BINARY = re.compile(rb"[\x00-\x08\x0e-\x1a\x1c-\x1f]")  # C0 controls but tab, newlines, form feed, ESC
 _IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"II*\x00", b"MM\x00*", b"BM")
 
 
@@ -197,7 +198,8 @@ def _plain_text(path: Path, data: bytes) -> str:
         "unsupported_type",
         f"{path.name!r} is neither a PDF nor UTF-8 text (a Word or other office file? export it as PDF)",
     )
-    if b"\x00" in data:
+    # An office file (a ZIP: .docx, .odt, .xlsx) or other binary data: control bytes that text does not hold.
+    if data.startswith(b"PK\x03\x04") or _BINARY.search(data[:65536]):
         raise unsupported
     try:
         return data.decode("utf-8-sig")
@@ -270,17 +272,21 @@ def shingles(normalized: str, k: int = SHINGLE_WORDS) -> frozenset[str]:
 
 
 def parse_consortium_key(content: bytes) -> bytes:
-    """The consortium key held in a key file's ``content``: hex (at least 64 hex digits, whitespace around
-    ignored) is decoded; anything else is the key as raw bytes. At least ``MIN_CONSORTIUM_KEY_BYTES``."""
+    """The consortium key held in a key file's ``content``: hex digits only (whitespace around ignored; an even
+    number of them) are decoded; anything else is the key as raw bytes. At least ``MIN_CONSORTIUM_KEY_BYTES``
+    either way (a short hex key is refused, not taken for raw bytes)."""
     stripped = content.strip()
-    if re.fullmatch(rb"(?:[0-9a-fA-F]{2})+", stripped) and len(stripped) >= 2 * MIN_CONSORTIUM_KEY_BYTES:
-        return bytes.fromhex(stripped.decode("ascii"))
-    if len(content) < MIN_CONSORTIUM_KEY_BYTES:
+    key = (
+        bytes.fromhex(stripped.decode("ascii"))
+        if re.fullmatch(rb"(?:[0-9a-fA-F]{2})+", stripped)
+        else content
+    )
+    if len(key) < MIN_CONSORTIUM_KEY_BYTES:
         raise ValueError(
             f"the consortium key must be at least {MIN_CONSORTIUM_KEY_BYTES} bytes "
             f"(e.g. {2 * MIN_CONSORTIUM_KEY_BYTES} hex digits: `openssl rand -hex {MIN_CONSORTIUM_KEY_BYTES}`)"
         )
-    return content
+    return key
 
 
 def read_consortium_key_file(path: str | Path) -> bytes:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import os
 import sys
 import urllib.parse
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ from exchange.client.csvinput import (
     SellerReport,
     read_submission_file,
 )
+from exchange.client.documents import CONSORTIUM_KEY_ENV
 from exchange.client.images import DOWNLOAD_TIMEOUT, MAX_DOWNLOAD_BYTES
 from exchange.client.submission import (
     DEFAULT_BATCH_SIZE,
@@ -37,6 +39,7 @@ from exchange.client.submission import (
     within_limits,
 )
 from exchange.contract import APPEAL_OUTCOMES, MAX_APPEAL_DOCUMENTS, Limits
+from exchange.documents import MIN_CONSORTIUM_KEY_BYTES, read_consortium_key_file
 from exchange.normalization import KINDS, NormalizationError, normalize, normalize_region, transport_hash
 
 MAX_PARALLEL = 32  # batches in flight from one client: more would only queue at the server
@@ -120,7 +123,11 @@ def build_parser(prog: str = MODULE_PROG) -> argparse.ArgumentParser:
         f"an https:// URL, downloaded here (at most {MAX_DOWNLOAD_BYTES // 2**20} MB, {DOWNLOAD_TIMEOUT:g} s; "
         "a private CA's certificate file in\n"
         "SSL_CERT_FILE). The photo is hashed here with PDQ; only its hashes are sent, never the\n"
-        "photo, its path or its URL.",
+        "photo, its path or its URL.\n\n"
+        "A document row's value is a PDF or UTF-8 text file's path (relative to the CSV file's folder).\n"
+        "Its text is extracted here (no OCR: a scan or an image is rejected) and only the file's SHA-256\n"
+        "and a MinHash of its text keyed with the consortium key (--consortium-key-file, or the file\n"
+        f"named by {CONSORTIUM_KEY_ENV}) are sent, never the file, its text or its path.",
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -157,8 +164,16 @@ def build_parser(prog: str = MODULE_PROG) -> argparse.ArgumentParser:
         "--payloads-file",
         type=Path,
         metavar="FILE.json",
-        help="with --dry-run: write the request bodies that would be sent (hashes only: no value, photo, path "
-        "or URL) to this file",
+        help="with --dry-run: write the request bodies that would be sent (hashes only: no value, photo, "
+        "document, path or URL) to this file",
+    )
+    submit.add_argument(
+        "--consortium-key-file",
+        type=Path,
+        metavar="PATH",
+        help=f"file holding the consortium key that the partners share, for document rows (at least "
+        f"{MIN_CONSORTIUM_KEY_BYTES} bytes: {2 * MIN_CONSORTIUM_KEY_BYTES}+ hex digits, or raw bytes; default: "
+        f"the file named by {CONSORTIUM_KEY_ENV})",
     )
     submit.add_argument("--quiet", action="store_true", help="no progress on stderr")
     submit.add_argument("csv_file", metavar="FILE.csv", help=f"UTF-8 with a header row: {','.join(COLUMNS)}")
@@ -316,9 +331,24 @@ def _dry_run(args: argparse.Namespace, region: str | None, out: TextIO, err: Tex
     return _exit_code(summary)
 
 
-def _read(args: argparse.Namespace, region: str | None) -> CsvResult:
+def _consortium_key(args: argparse.Namespace) -> bytes | None:
+    """The consortium key from --consortium-key-file or the file named by the environment; None if neither."""
+    path = args.consortium_key_file or os.environ.get(CONSORTIUM_KEY_ENV) or None
+    if path is None:
+        return None
     try:
-        return read_submission_file(args.csv_file, region, send_valid_rows=args.send_valid_rows)
+        return read_consortium_key_file(path)
+    except ValueError as exc:
+        source = "--consortium-key-file" if args.consortium_key_file else CONSORTIUM_KEY_ENV
+        raise UsageError(f"{source}: {exc}") from None
+
+
+def _read(args: argparse.Namespace, region: str | None) -> CsvResult:
+    consortium_key = _consortium_key(args)
+    try:
+        return read_submission_file(
+            args.csv_file, region, send_valid_rows=args.send_valid_rows, consortium_key=consortium_key
+        )
     except CsvFormatError as exc:
         raise UsageError(f"{args.csv_file}: {exc}") from None
     except OSError as exc:

@@ -4,7 +4,10 @@ One row per indicator: ``seller_ref,status,reasons,reported_at,kind,value`` (hea
 in any order, extra columns ignored). Values are normalised and hashed here, on the partner's machine; only
 hashes leave it. Bad rows are collected with their line number and reason, never with their value. The value
 of an ``image`` row names a product photo (a path relative to the CSV file's folder, or an https:// URL):
-the photo is hashed here with PDQ (``exchange.client.images``) and only its hashes are sent.
+the photo is hashed here with PDQ (``exchange.client.images``) and only its hashes are sent. The value of a
+``document`` row names a PDF or text file (a path relative to the CSV file's folder): it is fingerprinted here
+(``exchange.client.documents``: its SHA-256 and a MinHash of its text keyed with the consortium key) and only
+those are sent.
 
 A seller is reported as a whole: by default a seller with a rejected row is held back (not sent at all), so
 that the exchange never holds a partial picture of it without anyone noticing; ``send_valid_rows=True``
@@ -20,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from exchange.client.documents import DocumentHasher
 from exchange.client.images import PhotoHasher
 from exchange.contract import (
     IMAGE_KIND,
@@ -30,6 +34,7 @@ from exchange.contract import (
     TIMESTAMP_MAX_OFFSET,
     is_seller_ref,
 )
+from exchange.documents import DOCUMENT_KIND, DocumentError
 from exchange.normalization import (
     KINDS,
     REASONS,
@@ -58,8 +63,9 @@ __all__ = [
 COLUMNS: tuple[str, ...] = ("seller_ref", "status", "reasons", "reported_at", "kind", "value")
 MAX_SELLER_REF_LENGTH = SELLER_REF_MAX_LENGTH  # the exchange refuses longer ones (and the whole batch)
 REASON_SEPARATOR = "|"
-# The kinds a CSV row may have: the spec's normalised kinds and product photos (hashed with PDQ, not SHA-256).
-CSV_KINDS: tuple[str, ...] = (*KINDS, IMAGE_KIND)
+# The kinds a CSV row may have: the spec's normalised kinds, product photos (hashed with PDQ, not SHA-256) and
+# documents (the file's SHA-256 and a keyed MinHash of its text).
+CSV_KINDS: tuple[str, ...] = (*KINDS, IMAGE_KIND, DOCUMENT_KIND)
 
 
 class CsvFormatError(ValueError):
@@ -71,18 +77,23 @@ class Indicator:
     """One hashed indicator as the API receives it: its kind and its transport hash.
 
     An ``image`` indicator's ``hash`` is the photo's PDQ hash instead, and it also carries the hash's
-    ``quality`` and the sub-crop hashes (``crops``), which the API receives with it. An indicator is
-    identified by its kind and hash (the same photo given twice is one indicator).
+    ``quality`` and the sub-crop hashes (``crops``), which the API receives with it. A ``document``
+    indicator's ``hash`` is the SHA-256 of the file's bytes, and it also carries the keyed MinHash of its text
+    (``minhash``). An indicator is identified by its kind and hash (the same photo or file given twice is one
+    indicator).
     """
 
     kind: str
     hash: str
     quality: int | None = field(default=None, compare=False)
     crops: tuple[str, ...] = field(default=(), compare=False)
+    minhash: str | None = field(default=None, compare=False)
 
     def to_payload(self) -> dict[str, Any]:
         if self.kind == IMAGE_KIND:
             return {"kind": self.kind, "hash": self.hash, "quality": self.quality, "crops": list(self.crops)}
+        if self.kind == DOCUMENT_KIND:
+            return {"kind": self.kind, "hash": self.hash, "minhash": self.minhash}
         return {"kind": self.kind, "hash": self.hash}
 
 
@@ -213,7 +224,11 @@ def parse_reported_at(text: str, now: datetime | None = None) -> str:
 
 
 def read_submission_csv(
-    path: str | Path, default_region: str | None = None, *, send_valid_rows: bool = False
+    path: str | Path,
+    default_region: str | None = None,
+    *,
+    send_valid_rows: bool = False,
+    consortium_key: bytes | None = None,
 ) -> tuple[list[SellerReport], list[RejectedRow]]:
     """Read a submission CSV; return the sellers to submit and the rejected rows.
 
@@ -225,18 +240,28 @@ def read_submission_csv(
     (then it comes with its valid rows). Repeated indicators of one seller are sent once. Raises
     ``CsvFormatError`` when the file cannot be read at all.
     """
-    result = read_submission_file(path, default_region, send_valid_rows=send_valid_rows)
+    result = read_submission_file(
+        path, default_region, send_valid_rows=send_valid_rows, consortium_key=consortium_key
+    )
     return result.sellers, result.rejected
 
 
 def read_submission_file(
-    path: str | Path, default_region: str | None = None, *, send_valid_rows: bool = False
+    path: str | Path,
+    default_region: str | None = None,
+    *,
+    send_valid_rows: bool = False,
+    consortium_key: bytes | None = None,
 ) -> CsvResult:
     """Like ``read_submission_csv``, with the counts and the incomplete sellers (a ``CsvResult``)."""
     try:
         with open(path, encoding="utf-8-sig", newline="") as stream:
             return read_submission_rows(
-                stream, default_region, send_valid_rows=send_valid_rows, base_dir=Path(path).parent
+                stream,
+                default_region,
+                send_valid_rows=send_valid_rows,
+                base_dir=Path(path).parent,
+                consortium_key=consortium_key,
             )
     except UnicodeDecodeError:
         raise CsvFormatError("the file is not UTF-8 text") from None
@@ -249,11 +274,13 @@ def read_submission_rows(
     *,
     send_valid_rows: bool = False,
     base_dir: str | Path | None = None,
+    consortium_key: bytes | None = None,
 ) -> CsvResult:
     """Read submission CSV text from an open stream (or any iterable of lines); see ``read_submission_csv``.
 
-    ``base_dir`` is the folder that the relative photo paths of ``image`` rows start from (None: the
-    current directory, as for a CSV read from standard input)."""
+    ``base_dir`` is the folder that the relative paths of ``image`` and ``document`` rows start from (None:
+    the current directory, as for a CSV read from standard input). ``consortium_key`` keys the fingerprints of
+    ``document`` rows; without it those rows are rejected."""
     reader = csv.reader(stream)
     header = next(reader, None)
     if header is None:
@@ -268,6 +295,7 @@ def read_submission_rows(
     now = now or datetime.now(UTC)
     default_region = normalize_region(default_region)
     photos = PhotoHasher(base_dir)
+    documents = DocumentHasher(base_dir, consortium_key)
 
     drafts: dict[str, _SellerDraft] = {}
     rejected: list[RejectedRow] = []
@@ -297,7 +325,7 @@ def read_submission_rows(
         draft.report.lines.append(line)
 
         try:
-            indicator = _indicator(cells, default_region, photos)
+            indicator = _indicator(cells, default_region, photos, documents)
         except ValueError as exc:
             rejected.append(RejectedRow(line, seller_ref, str(exc)))
             continue
@@ -385,7 +413,9 @@ def _conflicts(draft: _SellerDraft, status: str, reasons: list[str], moment: dat
     return found
 
 
-def _indicator(cells: dict[str, str], default_region: str | None, photos: PhotoHasher) -> Indicator:
+def _indicator(
+    cells: dict[str, str], default_region: str | None, photos: PhotoHasher, documents: DocumentHasher
+) -> Indicator:
     kind = cells["kind"].strip().lower()
     if kind not in CSV_KINDS:
         raise ValueError(f"unknown kind {kind[:40]!r}; valid kinds: {', '.join(CSV_KINDS)}")
@@ -395,6 +425,12 @@ def _indicator(cells: dict[str, str], default_region: str | None, photos: PhotoH
         except ImageHashError as exc:
             raise ValueError(f"image rejected ({exc.reason}): {exc}") from None
         return Indicator(kind, variants.full.hex, variants.full.quality, variants.crops)
+    if kind == DOCUMENT_KIND:
+        try:
+            found = documents.fingerprint(cells["value"])
+        except DocumentError as exc:
+            raise ValueError(f"document rejected ({exc.reason}): {exc}") from None
+        return Indicator(kind, found.sha256, minhash=found.minhash)
     try:
         return Indicator(kind, transport_hash(kind, cells["value"], default_region))
     except NormalizationError as exc:

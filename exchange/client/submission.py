@@ -257,15 +257,19 @@ def submit_csv(
     parallel: int = 1,
     progress: Callable[[str], None] | None = None,
     send_valid_rows: bool = False,
+    consortium_key: bytes | None = None,
 ) -> SubmitSummary:
     """Read, normalise and hash a submission CSV, submit it in batches and return the summary.
 
     Rejected rows (with line numbers and reasons) are in ``summary.rejected``; they do not stop the run.
     A seller with a rejected row is held back (``summary.held_back``) unless ``send_valid_rows``, which
     sends its valid rows. ``summary.complete`` says whether every row was sent. Raises ``CsvFormatError``
-    if the file cannot be read at all.
+    if the file cannot be read at all. ``consortium_key`` keys the fingerprints of ``document`` rows
+    (``exchange.documents.read_consortium_key_file``); without it those rows are rejected.
     """
-    result = read_submission_file(path, default_region, send_valid_rows=send_valid_rows)
+    result = read_submission_file(
+        path, default_region, send_valid_rows=send_valid_rows, consortium_key=consortium_key
+    )
     summary = SubmitSummary.of(result)
     return submit_sellers(
         client, result.sellers, batch_size=batch_size, parallel=parallel, progress=progress, summary=summary

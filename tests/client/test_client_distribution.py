@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from exchange.client import cli
+from exchange.documents import DOCUMENT_PINNED_LIBRARIES
 from exchange.normalization import PINNED_LIBRARIES
 from exchange.perceptual import PERCEPTUAL_PINNED_LIBRARIES, pdq_variants
 from fixtures import images
@@ -61,7 +62,8 @@ def test_client_depends_on_exactly_the_pinned_normalisation_libraries() -> None:
     """The client needs nothing but the hashing spec's libraries, at the server's exact versions: a partner
     normalising with other data would hash the same value differently."""
     client_pins = exact_pins(CLIENT_PYPROJECT["project"]["dependencies"])
-    pinned = PINNED_LIBRARIES | PERCEPTUAL_PINNED_LIBRARIES  # and PDQ's hasher and decoder (issue 13)
+    # and PDQ's hasher and decoder, and the PDF text extractor of document fingerprints (issue 13)
+    pinned = PINNED_LIBRARIES | PERCEPTUAL_PINNED_LIBRARIES | DOCUMENT_PINNED_LIBRARIES
     server_pins = {
         name: version
         for name, version in exact_pins(SERVER_PYPROJECT["project"]["dependencies"]).items()

@@ -42,6 +42,17 @@ def envint(name: str, default: int, env: Mapping[str, str] | None = None) -> int
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
 
 
+def envfloat(name: str, default: float, env: Mapping[str, str] | None = None) -> float:
+    env = os.environ if env is None else env
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+
+
 def envlist(name: str, default: str = "", env: Mapping[str, str] | None = None) -> list[str]:
     env = os.environ if env is None else env
     return [item.strip() for item in env.get(name, default).split(",") if item.strip()]

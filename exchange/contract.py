@@ -22,10 +22,13 @@ __all__ = [
     "DEFAULT_MAX_BATCH_SELLERS",
     "DEFAULT_MAX_LOOKUP_INDICATORS",
     "DEFAULT_MAX_SELLER_INDICATORS",
+    "DOCUMENT_KIND",
+    "DOCUMENT_KINDS",
     "IDEMPOTENCY_KEY_MAX_LENGTH",
     "IDEMPOTENCY_KEY_PATTERN",
     "IDEMPOTENCY_KEY_RULE",
     "IMAGE_KIND",
+    "IMAGE_KINDS",
     "IMAGE_MIN_QUALITY",
     "MAX_APPEAL_DOCUMENTS",
     "MAX_IMAGE_CROPS",
@@ -93,6 +96,13 @@ OPINION_NOTE_MAX_LENGTH = 500
 # MAX_IMAGE_CROPS; those of too low quality are left out). The exchange never receives an image, and the hash
 # is not keyed: near-duplicates are found by Hamming distance.
 IMAGE_KIND = "image"
+# A document (issue 13; docs/hashing-spec.md, "Document fingerprints, version 1"): {"kind": "document", "hash":
+# <64 hex: the SHA-256 of the file's bytes, a transport hash keyed on the server like every other>, "minhash":
+# <the keyed MinHash of its normalised text, exchange.documents>}. Near-duplicates by estimated Jaccard
+# similarity. The exchange never receives the file or its text.
+DOCUMENT_KIND = "document"
+IMAGE_KINDS = (IMAGE_KIND,)  # as one-value enums for the OpenAPI schema
+DOCUMENT_KINDS = (DOCUMENT_KIND,)
 IMAGE_MIN_QUALITY = 50  # PDQ's published cut-off (exchange.perceptual.PDQ_QUALITY_THRESHOLD)
 MAX_IMAGE_CROPS = 18
 

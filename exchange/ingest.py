@@ -84,8 +84,9 @@ def seller_indicator_problems(
 ) -> tuple[str, str] | Item | None:
     """A seller's (or a lookup's) indicator: (kind, transport hash), or an item of a similarity kind (a photo:
     exchange.matching)."""
-    if isinstance(item, dict) and item.get("kind") in MATCHERS:
-        return MATCHERS[item["kind"]].parse(item, path, errors)
+    kind = item.get("kind") if isinstance(item, dict) else None
+    if isinstance(kind, str) and kind in MATCHERS:
+        return MATCHERS[kind].parse(item, path, errors)
     return indicator_problems(item, path, errors)
 
 
@@ -179,6 +180,8 @@ def parse_submission(payload: Any, now: datetime) -> list[SellerReport]:
                 seen[key] = j
                 if isinstance(parsed, Item):
                     items.append(parsed)
+                    if parsed.exact is not None and parsed.exact not in pairs:  # a document's file SHA-256
+                        pairs.append(parsed.exact)
                 else:
                     pairs.append(parsed)
         if not errors and reported_at is not None:

@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from accounts.models import ApiKey, AuditEntry
 from exchange import hooks, metrics, routers, similarity
+from exchange.contract import DOCUMENT_KIND
 from exchange.hashing import default_key_version, keyed_tokens
 from exchange.ingest import current_key_version
 from exchange.matching import Item
@@ -306,7 +307,11 @@ def _tokens_under(
     indicators: list[LookupItem], version: int, photos: list[tuple[int, str]]
 ) -> list[tuple[int, str]]:
     """(position, token) of the request under pepper `version`: exact indicators keyed, photos' groups."""
-    exact = [(pos, item) for pos, item in enumerate(indicators) if not isinstance(item, Item)]
+    exact: list[tuple[int, tuple[str, str]]] = []
+    for pos, item in enumerate(indicators):
+        pair = item.exact if isinstance(item, Item) else item  # a document's file SHA-256 is exact too
+        if pair is not None:
+            exact.append((pos, pair))
     keyed = keyed_tokens([pair for _, pair in exact], settings.EXCHANGE_PEPPERS, version) if exact else []
     return sorted([(pos, token) for (pos, _), token in zip(exact, keyed, strict=True)] + photos)
 
@@ -403,8 +408,24 @@ def do_lookup(api_key: ApiKey, indicators: list[LookupItem]) -> list[dict[str, A
                 matches=sum(1 for r in results if r["match"]),
                 refs=sorted({r["cluster"] for r in results if r["cluster"]}),
             )
+    _count_falsified(indicators, hits, results)
     metrics.lookup_answered(len(indicators), sum(1 for r in results if r["match"]))
     return results
+
+
+def _count_falsified(indicators: list[LookupItem], hits: Hits, results: list[dict[str, Any]]) -> None:
+    """For a looked-up document: how many of its holders were reported for falsified documents."""
+    documents = [pos for pos, item in enumerate(indicators) if kind_of(item) == DOCUMENT_KIND]
+    if not documents:
+        return
+    holders = {seller_id for pos in documents for _, seller_id, _ in hits[pos]}
+    falsified = set(
+        Seller.objects.filter(Seller.reason_q("falsified_documents"), pk__in=sorted(holders)).values_list(
+            "pk", flat=True
+        )
+    )
+    for pos in documents:
+        results[pos]["reported_falsified"] = sum(1 for _, seller_id, _ in hits[pos] if seller_id in falsified)
 
 
 def record_matches(platform_id: int, seller_ids: Iterable[int], now: datetime) -> None:
@@ -447,6 +468,7 @@ def _answer(indicators: list[LookupItem], hits: Hits) -> list[dict[str, Any]]:
                 "risk": best["risk"] if best else None,
                 "matched_kinds": sorted(kinds_hitting[best["id"]]) if best else ([kind] if pairs else []),
                 "cluster_kinds": list(best["kinds"]) if best else [],
+                "reported_falsified": None,  # documents: counted by `_count_falsified`
             }
         )
     return results

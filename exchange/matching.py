@@ -17,15 +17,18 @@ near neighbours through an index of integer keys, and keeps near-duplicate *grou
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from exchange.contract import IMAGE_KIND, IMAGE_MIN_QUALITY, MAX_IMAGE_CROPS
+import numpy as np
+
+from exchange.contract import DOCUMENT_KIND, IMAGE_KIND, IMAGE_MIN_QUALITY, MAX_IMAGE_CROPS, is_transport_hash
+from exchange.documents import MINHASH_HEX_LENGTH, NUM_PERM, is_minhash_hex, jaccard_estimate, lsh_bands
 from exchange.normalization import SIMILARITY_KINDS
 from exchange.perceptual import PDQ_BITS, chunk_keys, is_pdq_hex, probe_keys, variant_distance
 
-__all__ = ["MATCHERS", "ImageMatcher", "Item", "Matcher"]
+__all__ = ["MATCHERS", "DocumentMatcher", "ImageMatcher", "Item", "Matcher"]
 
 
 @dataclass(frozen=True, eq=True)
@@ -36,6 +39,9 @@ class Item:
     kind: str
     value: str
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # An exact (kind, transport hash) the item also carries, keyed and linked like any exact indicator and
+    # never stored as sent: a document's file SHA-256.
+    exact: tuple[str, str] | None = None
 
 
 class Matcher(ABC):
@@ -56,6 +62,10 @@ class Matcher(ABC):
     @abstractmethod
     def score(self, a: Item, b: Item) -> float: ...
 
+    def scores(self, item: Item, stored: Sequence[Item]) -> list[float]:
+        """`score` of `item` against each of `stored` (a kind may do it in one vectorised pass)."""
+        return [self.score(item, other) for other in stored]
+
     def matches(self, score: float, threshold: float) -> bool:
         return score <= threshold if self.closer_is_lower else score >= threshold
 
@@ -72,6 +82,16 @@ class Matcher(ABC):
 
     @abstractmethod
     def describe(self, score: float, threshold: float) -> str: ...
+
+
+def _bits(hashes: Sequence[str]) -> np.ndarray:
+    """Hex hashes as an (n, 32) uint8 array."""
+    return np.frombuffer(bytes.fromhex("".join(hashes)), dtype=np.uint8).reshape(len(hashes), 32)
+
+
+def _popcount(x: np.ndarray) -> np.ndarray:
+    """Set bits over the last axis (of uint8)."""
+    return np.unpackbits(x, axis=-1).sum(axis=-1, dtype=np.int64)
 
 
 def _hex_problem(value: Any) -> str | None:
@@ -134,18 +154,109 @@ class ImageMatcher(Matcher):
     def hashes(item: Item) -> tuple[str, ...]:
         return (item.value, *item.extra.get("crops", ()))
 
+    # The variant distance compares one photo's full hash with every hash of the other, never two crops: so
+    # full hashes are indexed in space 0 and crops in space 1, a new photo's full hash probes both and its
+    # crops probe the full hashes only (a quarter of the candidates of probing everything against everything).
+    FULL, CROP = 0, 1
+
     def index_keys(self, item: Item) -> set[int]:
-        return {key for h in self.hashes(item) for key in chunk_keys(h)}
+        keys = set(chunk_keys(item.value, self.FULL))
+        for crop in item.extra.get("crops", ()):
+            keys.update(chunk_keys(crop, self.CROP))
+        return keys
 
     def probe_keys(self, item: Item, threshold: float) -> set[int]:
-        return {key for h in self.hashes(item) for key in probe_keys(h, int(threshold))}
+        keys = probe_keys(item.value, int(threshold), (self.FULL, self.CROP))
+        for crop in item.extra.get("crops", ()):
+            keys |= probe_keys(crop, int(threshold), (self.FULL,))
+        return keys
 
     def score(self, a: Item, b: Item) -> float:
         return variant_distance(self.hashes(a), self.hashes(b))
+
+    def scores(self, item: Item, stored: Sequence[Item]) -> list[float]:
+        """The variant distances in one numpy pass: the new photo's full hash against every hash of each
+        stored photo, and each of its hashes against each stored full hash."""
+        if not stored:
+            return []
+        query = _bits(self.hashes(item))  # (q, 32) bytes
+        fulls = _bits([other.value for other in stored])  # (n, 32)
+        width = max(len(other.extra.get("crops", ())) for other in stored)
+        # Each stored photo's crops, padded with its full hash (a distance already counted).
+        padded = [
+            [*other.extra.get("crops", ()), *[other.value] * (width - len(other.extra.get("crops", ())))]
+            for other in stored
+        ]
+        crops = _bits([h for row in padded for h in row]).reshape(len(stored), width, 32) if width else None
+        theirs = _popcount(np.bitwise_xor(query[None, :, :], fulls[:, None, :])).min(axis=1)  # (n,)
+        ours = _popcount(np.bitwise_xor(query[0][None, :], fulls))
+        if crops is not None:
+            ours = np.minimum(ours, _popcount(np.bitwise_xor(query[0][None, None, :], crops)).min(axis=1))
+        return [float(d) for d in np.minimum(theirs, ours)]
 
     def describe(self, score: float, threshold: float) -> str:
         return f"near-duplicate photos, {int(score)} of {PDQ_BITS} bits apart (a match is {int(threshold)} or fewer)"
 
 
-MATCHERS: dict[str, Matcher] = {matcher.kind: matcher for matcher in (ImageMatcher(),)}
+def _band_key(hex_key: str) -> int:
+    """A band key as a signed 64-bit integer (its first 16 hex digits): what the index column holds."""
+    value = int(hex_key[:16], 16)
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+class DocumentMatcher(Matcher):
+    """Documents: the keyed MinHash of the normalised text (exchange.documents) and the file's SHA-256; the
+    score is the estimated Jaccard similarity (a match at 0.8 or more); indexed by LSH bands (32 bands of 8
+    values: pairs at 0.8 share a band with probability 0.997, pairs at 0.5 with 0.118)."""
+
+    kind = DOCUMENT_KIND
+    fields = frozenset({"kind", "hash", "minhash"})
+    closer_is_lower = False
+
+    def parse(self, item: Mapping[str, Any], path: str, errors: dict[str, list[str]]) -> Item | None:
+        before = len(errors)
+        unknown = sorted(set(item) - self.fields)
+        if unknown:
+            errors[f"{path}.{unknown[0]}"] = [
+                "unknown field; a document indicator has 'kind', 'hash' and 'minhash'"
+            ]
+        sha = item.get("hash")
+        if sha is None:
+            errors[f"{path}.hash"] = [
+                "is required: the SHA-256 of the document's file, 64 lowercase hex characters"
+            ]
+        elif not is_transport_hash(sha):
+            errors[f"{path}.hash"] = [
+                "must be the SHA-256 of the document's file: 64 lowercase hex characters"
+            ]
+        minhash = item.get("minhash")
+        if minhash is None:
+            errors[f"{path}.minhash"] = ["is required: the document's keyed MinHash (exchange.documents)"]
+        elif not is_minhash_hex(minhash):
+            size = len(minhash) if isinstance(minhash, str) else None
+            errors[f"{path}.minhash"] = [
+                f"must be {MINHASH_HEX_LENGTH} lowercase hex characters (a {NUM_PERM}-value MinHash)"
+                + (f", got {size} characters" if size is not None and size != MINHASH_HEX_LENGTH else "")
+            ]
+        if len(errors) > before:
+            return None
+        return Item(DOCUMENT_KIND, str(minhash), {}, exact=(DOCUMENT_KIND, str(sha)))
+
+    def index_keys(self, item: Item) -> set[int]:
+        return {_band_key(key) for key in lsh_bands(item.value)}
+
+    def probe_keys(self, item: Item, threshold: float) -> set[int]:
+        return self.index_keys(item)
+
+    def score(self, a: Item, b: Item) -> float:
+        return jaccard_estimate(a.value, b.value)
+
+    def describe(self, score: float, threshold: float) -> str:
+        return (
+            f"near-duplicate documents, estimated Jaccard similarity {score:.2f} (a match is {threshold:.2f} "
+            "or more)"
+        )
+
+
+MATCHERS: dict[str, Matcher] = {matcher.kind: matcher for matcher in (ImageMatcher(), DocumentMatcher())}
 assert set(MATCHERS) == set(SIMILARITY_KINDS), "every similarity kind has its matcher"

@@ -244,16 +244,23 @@ INDEX_CHUNKS = 16
 INDEX_CHUNK_BITS = PDQ_BITS // INDEX_CHUNKS
 
 
-def chunk_keys(hex_hash: str) -> list[int]:
-    """The hash's 16 index keys: chunk position << 16 | the chunk's 16-bit value (first hex digits first)."""
+def chunk_keys(hex_hash: str, space: int = 0) -> list[int]:
+    """The hash's 16 index keys: (space * 16 + chunk position) << 16 | the chunk's 16-bit value (first hex
+    digits first). Spaces keep kinds of hashes apart in one index (a photo's full hash and its crops)."""
     check_pdq_hex(hex_hash)
-    return [(i << INDEX_CHUNK_BITS) | int(hex_hash[4 * i : 4 * i + 4], 16) for i in range(INDEX_CHUNKS)]
+    base = space * INDEX_CHUNKS
+    return [
+        ((base + i) << INDEX_CHUNK_BITS) | int(hex_hash[4 * i : 4 * i + 4], 16) for i in range(INDEX_CHUNKS)
+    ]
 
 
-def probe_keys(hex_hash: str, threshold: int = PDQ_MATCH_THRESHOLD) -> set[int]:
-    """The index keys to look up for every stored hash within ``threshold`` bits of ``hex_hash``."""
+def probe_keys(
+    hex_hash: str, threshold: int = PDQ_MATCH_THRESHOLD, spaces: tuple[int, ...] = (0,)
+) -> set[int]:
+    """The index keys to look up, in each of ``spaces``, for every stored hash within ``threshold`` bits of
+    ``hex_hash``."""
     radius = threshold // INDEX_CHUNKS
     masks = [0]
     for r in range(1, radius + 1):
         masks.extend(sum(1 << b for b in combo) for combo in combinations(range(INDEX_CHUNK_BITS), r))
-    return {key ^ mask for key in chunk_keys(hex_hash) for mask in masks}
+    return {key ^ mask for space in spaces for key in chunk_keys(hex_hash, space) for mask in masks}

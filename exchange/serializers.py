@@ -16,6 +16,7 @@ from rest_framework import serializers
 from exchange.contract import (
     APPEAL_NOTE_MAX_LENGTH,
     APPEAL_OUTCOMES,
+    DOCUMENT_KIND,
     IMAGE_KIND,
     IMAGE_MIN_QUALITY,
     MAX_APPEAL_DOCUMENTS,
@@ -27,6 +28,7 @@ from exchange.contract import (
     TRANSPORT_HASH_RE,
     is_seller_ref,
 )
+from exchange.documents import MINHASH_HEX_LENGTH, NUM_PERM
 from exchange.ingest import hash_problem
 from exchange.models import Appeal, Seller
 from exchange.normalization import KINDS, LINK_KINDS, REASONS, STATUSES
@@ -87,12 +89,28 @@ class SellerReportSerializer(serializers.Serializer):
         return fields
 
 
+class DocumentIndicatorInSerializer(serializers.Serializer):
+    """A document (a letter, an invoice), as the SHA-256 of its file and the keyed MinHash of its text computed
+    on the partner's side with the consortium key (never the file or its text)."""
+
+    kind = serializers.ChoiceField(choices=[DOCUMENT_KIND])
+    hash = serializers.RegexField(
+        TRANSPORT_HASH_RE,
+        help_text="SHA-256 of the file's bytes, 64 lowercase hex characters (keyed on the server).",
+    )
+    minhash = serializers.RegexField(
+        f"^[0-9a-f]{{{MINHASH_HEX_LENGTH}}}$",
+        help_text=f"The keyed MinHash of the document's normalised text: {NUM_PERM} 32-bit values as "
+        f"{MINHASH_HEX_LENGTH} lowercase hex characters (the hashing spec's 'Document fingerprints').",
+    )
+
+
 def indicator_list(limit: int) -> serializers.Field:
     """A seller's (or a lookup's) indicators: exact ones (kind and transport hash) and photos (kind `image`),
     one list (a schema annotation: ingest and the lookup view validate by hand)."""
     return PolymorphicProxySerializer(
-        component_name="IndicatorOrImageIn",
-        serializers=[IndicatorInSerializer, ImageIndicatorInSerializer],
+        component_name="AnyIndicatorIn",
+        serializers=[IndicatorInSerializer, ImageIndicatorInSerializer, DocumentIndicatorInSerializer],
         resource_type_field_name=None,
         many=True,
         min_length=1,
@@ -500,6 +518,12 @@ class LookupResultSerializer(serializers.Serializer):
         child=serializers.CharField(),
         help_text="The indicator kinds linking `cluster`'s members (its own, not this request's); empty "
         "without a cluster.",
+    )
+    reported_falsified = serializers.IntegerField(
+        allow_null=True,
+        help_text="Documents (kind `document`): how many of the holders were reported with the reason "
+        "`falsified_documents`, to screen an appeal's document before reinstating a seller; null for other "
+        "kinds.",
     )
 
 

@@ -17,6 +17,7 @@ from exchange import contract
 from exchange.config import (
     ConfigError,
     envbool,
+    envfloat,
     envint,
     envlist,
     envsecret,
@@ -146,6 +147,14 @@ try:
     if not 0 <= EXCHANGE_IMAGE_MATCH_THRESHOLD <= 63:
         raise ConfigError(
             f"EXCHANGE_IMAGE_MATCH_THRESHOLD must be an integer from 0 to 63, got {EXCHANGE_IMAGE_MATCH_THRESHOLD}"
+        )
+    # Two documents (kind `document`) match when their estimated Jaccard similarity is at least this. The LSH
+    # bands are tuned for 0.8 (exchange.documents): below 0.7 near pairs start to escape the index.
+    EXCHANGE_DOCUMENT_MATCH_THRESHOLD = envfloat("EXCHANGE_DOCUMENT_MATCH_THRESHOLD", 0.8)
+    if not 0.7 <= EXCHANGE_DOCUMENT_MATCH_THRESHOLD <= 1.0:
+        raise ConfigError(
+            "EXCHANGE_DOCUMENT_MATCH_THRESHOLD must be a number from 0.7 to 1.0, got "
+            f"{EXCHANGE_DOCUMENT_MATCH_THRESHOLD}"
         )
     # Hub counting caps each platform's share of an indicator's holders at ceil(threshold / divisor), so that
     # one (possibly hostile) platform alone cannot suppress an indicator and unlink others' clusters.
@@ -397,7 +406,8 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
         "AppealOutcomeEnum": "exchange.contract.APPEAL_OUTCOMES",
-        "ImageKindEnum": "exchange.normalization.SIMILARITY_KINDS",
+        "ImageKindEnum": "exchange.contract.IMAGE_KINDS",
+        "DocumentKindEnum": "exchange.contract.DOCUMENT_KINDS",
         "KindEnum": "exchange.normalization.KINDS",  # the exact kinds, as before images
     },
     "POSTPROCESSING_HOOKS": [

@@ -36,7 +36,7 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import Count
 
-from exchange.contract import IMAGE_KIND
+from exchange.contract import DOCUMENT_KIND, IMAGE_KIND
 from exchange.matching import MATCHERS, Item, Matcher
 from exchange.models import Indicator, Linking, SellerItem, Sighting, SimilarItem, SimilarKey
 
@@ -45,7 +45,10 @@ logger = logging.getLogger("exchange.similarity")
 # A fixed advisory lock key for grouping (PostgreSQL's pg_advisory_xact_lock takes a bigint).
 GROUPING_LOCK = 0x1A6E_9809
 # The settings that hold each kind's match threshold.
-THRESHOLD_SETTINGS = {IMAGE_KIND: "EXCHANGE_IMAGE_MATCH_THRESHOLD"}
+THRESHOLD_SETTINGS = {
+    IMAGE_KIND: "EXCHANGE_IMAGE_MATCH_THRESHOLD",
+    DOCUMENT_KIND: "EXCHANGE_DOCUMENT_MATCH_THRESHOLD",
+}
 assert set(THRESHOLD_SETTINGS) == set(MATCHERS)
 
 
@@ -76,22 +79,110 @@ def _as_item(row: SimilarItem) -> Item:
 def matching_items(item: Item) -> list[tuple[int, int, float]]:
     """(stored item id, its group id, score) of every stored item of the kind that matches `item`."""
     rule, limit = matcher(item.kind), threshold(item.kind)
-    keys = sorted(rule.probe_keys(item, limit))
-    candidates = set(SimilarKey.objects.filter(key__in=keys).values_list("item_id", flat=True).distinct())
-    found = []
-    for stored in SimilarItem.objects.filter(pk__in=sorted(candidates), kind=item.kind).only(
-        "pk", "group_id", "kind", "value", "extra"
-    ):
-        score = rule.score(item, _as_item(stored))
-        if rule.matches(score, limit):
-            found.append((stored.pk, stored.group_id, score))
-    return found
+    [candidates] = _candidates([item])
+    rows = list(
+        SimilarItem.objects.filter(pk__in=sorted(candidates), kind=item.kind).values_list(
+            "pk", "group_id", "value", "extra"
+        )
+    )
+    scores = rule.scores(item, [Item(item.kind, value, extra) for _, _, value, extra in rows])
+    return [
+        (pk, group_id, score)
+        for (pk, group_id, _, _), score in zip(rows, scores, strict=True)
+        if rule.matches(score, limit)
+    ]
 
 
 def matching_group_tokens(item: Item) -> list[str]:
     """The tokens of the near-duplicate groups `item` matches (a lookup: nothing is stored)."""
     groups = sorted({group_id for _, group_id, _ in matching_items(item)})
     return list(Indicator.objects.filter(pk__in=groups).order_by("pk").values_list("token", flat=True))
+
+
+def _candidates(items: Sequence[Item]) -> list[set[int]]:
+    """Per item, the stored items of its kind sharing one of its probe keys (one index query for all)."""
+    probes = [matcher(item.kind).probe_keys(item, threshold(item.kind)) for item in items]
+    stored_under: dict[int, list[int]] = defaultdict(list)
+    keys = sorted(set().union(*probes)) if probes else []
+    for start in range(0, len(keys), 20000):
+        for key, item_id in SimilarKey.objects.filter(key__in=keys[start : start + 20000]).values_list(
+            "key", "item_id"
+        ):
+            stored_under[key].append(item_id)
+    return [{item_id for key in probe for item_id in stored_under.get(key, ())} for probe in probes]
+
+
+class _Components:
+    """Union-find over ("g", group id) and ("n", new item index) nodes."""
+
+    def __init__(self) -> None:
+        self.parent: dict[tuple[str, int], tuple[str, int]] = {}
+
+    def find(self, node: tuple[str, int]) -> tuple[str, int]:
+        self.parent.setdefault(node, node)
+        while self.parent[node] != node:
+            self.parent[node] = self.parent[self.parent[node]]
+            node = self.parent[node]
+        return node
+
+    def union(self, a: tuple[str, int], b: tuple[str, int]) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def _group_new_items(
+    new: list[Item], version: int, first: list[datetime], now: datetime, result: ItemsStored
+) -> list[int]:
+    """The group of each new item: the stored items it matches (one index query and one read for the whole
+    batch, scored in one pass per item) and the batch's other new items it matches decide; groups a new item
+    bridges are merged, and an item matching nothing starts a group. Returns the group ids in `new`'s order."""
+    candidates = _candidates(new)
+    rows = {
+        pk: (group_id, Item(kind, value, extra))
+        for pk, group_id, kind, value, extra in SimilarItem.objects.filter(
+            pk__in=sorted(set().union(*candidates))
+        ).values_list("pk", "group_id", "kind", "value", "extra")
+    }
+    parts = _Components()
+    own_index: dict[tuple[str, int], list[int]] = defaultdict(
+        list
+    )  # (kind, key) -> new items indexed under it
+    for i, item in enumerate(new):
+        parts.find(("n", i))
+        rule, limit = matcher(item.kind), threshold(item.kind)
+        stored = [pk for pk in sorted(candidates[i]) if rows[pk][1].kind == item.kind]
+        for pk, score in zip(stored, rule.scores(item, [rows[pk][1] for pk in stored]), strict=True):
+            if rule.matches(score, limit):
+                parts.union(("n", i), ("g", rows[pk][0]))
+        earlier = sorted(
+            {j for key in rule.probe_keys(item, limit) for j in own_index.get((item.kind, key), ())}
+        )
+        for j, score in zip(earlier, rule.scores(item, [new[j] for j in earlier]), strict=True):
+            if rule.matches(score, limit):
+                parts.union(("n", i), ("n", j))
+        for key in rule.index_keys(item):
+            own_index[(item.kind, key)].append(i)
+    members: dict[tuple[str, int], list[tuple[str, int]]] = defaultdict(list)
+    for node in list(parts.parent):
+        members[parts.find(node)].append(node)
+    group_of_root: dict[tuple[str, int], int] = {}
+    for root, nodes in sorted(members.items()):
+        groups = sorted(n for tag, n in nodes if tag == "g")
+        if groups:
+            if len(groups) > 1:
+                result.touched_sellers |= merge_groups(groups[0], groups[1:], now)
+            group_of_root[root] = groups[0]
+        else:
+            starters = sorted(n for tag, n in nodes if tag == "n")
+            item = new[starters[0]]
+            group_of_root[root] = Indicator.objects.create(
+                kind=item.kind,
+                token=new_group_token(),
+                key_version=version,
+                first_seen=min(first[n] for n in starters),
+            ).pk
+    return [group_of_root[parts.find(("n", i))] for i in range(len(new))]
 
 
 def store_items(rows: Sequence[tuple[int, datetime, Item]], version: int, now: datetime) -> ItemsStored:
@@ -118,25 +209,32 @@ def store_items(rows: Sequence[tuple[int, datetime, Item]], version: int, now: d
             kind=kind, value__in=sorted(values)
         ).values_list("pk", "value", "group_id"):
             stored[(kind, value)] = (pk, group_id)
-    new = sorted(set(distinct) - set(stored))
-    for key in new:
-        item = distinct[key]
-        groups = sorted({group_id for _, group_id, _ in matching_items(item)})
-        if not groups:
-            group_id = Indicator.objects.create(
-                kind=item.kind, token=new_group_token(), key_version=version, first_seen=first_reported[key]
-            ).pk
-        else:
-            group_id = groups[0]
-            if len(groups) > 1:
-                result.touched_sellers |= merge_groups(group_id, groups[1:], now)
-                stored = {k: (pk, group_id if g in groups else g) for k, (pk, g) in stored.items()}
-        row = SimilarItem.objects.create(
-            kind=item.kind, value=item.value, extra=dict(item.extra), group_id=group_id, first_seen=now
-        )
-        SimilarKey.objects.bulk_create(
-            [SimilarKey(item=row, key=k) for k in sorted(matcher(item.kind).index_keys(item))]
-        )
+    new_keys = sorted(set(distinct) - set(stored))
+    new = [distinct[key] for key in new_keys]
+    groups = _group_new_items(new, version, [first_reported[key] for key in new_keys], now, result)
+    if result.touched_sellers:  # merged groups: stored items of the batch may have moved
+        for kind, values in sorted(by_kind.items()):
+            for pk, value, group_id in SimilarItem.objects.filter(
+                kind=kind, value__in=sorted(values)
+            ).values_list("pk", "value", "group_id"):
+                stored[(kind, value)] = (pk, group_id)
+    created = SimilarItem.objects.bulk_create(
+        [
+            SimilarItem(
+                kind=item.kind, value=item.value, extra=dict(item.extra), group_id=group_id, first_seen=now
+            )
+            for item, group_id in zip(new, groups, strict=True)
+        ]
+    )
+    SimilarKey.objects.bulk_create(
+        [
+            SimilarKey(item_id=row.pk, key=k)
+            for row, item in zip(created, new, strict=True)
+            for k in sorted(matcher(item.kind).index_keys(item))
+        ],
+        batch_size=5000,
+    )
+    for key, row, group_id in zip(new_keys, created, groups, strict=True):
         stored[key] = (row.pk, group_id)
     wanted = [(seller_id, stored[(i.kind, i.value)], at) for seller_id, at, i in rows]
     result.sightings_created = _sightings(

@@ -9,7 +9,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-from exchange.normalization import SIMILARITY_KINDS, STRONG_KINDS, WEAK_KINDS
+from exchange.normalization import STRONG_KINDS, WEAK_KINDS
 from graph.linking.arrays import BoolArray, IntArray
 from graph.linking.records import Strength, SuppressionReason
 
@@ -20,7 +20,10 @@ DEFAULT_STRENGTH: Mapping[str, Strength] = MappingProxyType(
     {
         **dict.fromkeys(STRONG_KINDS, "strong"),
         **dict.fromkeys(WEAK_KINDS, "weak"),
-        **dict.fromkeys(SIMILARITY_KINDS, "weak"),
+        "image": "weak",
+        # A near-identical falsified document (a fake authorisation letter, a forged invoice) is as particular to
+        # its author as a bank account: strong.
+        "document": "strong",
     }
 )
 
@@ -44,6 +47,7 @@ DEFAULT_THRESHOLDS: Mapping[str, int] = MappingProxyType(
         # Counted per near-duplicate group (one image indicator per group: exchange.similarity): the brand's own
         # product shot, reused by dozens of unrelated counterfeiters, is a hub like a forwarder's address.
         "image": 10,
+        "document": 10,  # per near-duplicate group, like photos: a public template letter is a hub
     }
 )
 

@@ -287,3 +287,45 @@ def test_a_stock_photo_used_by_many_sellers_is_a_hub_and_links_nobody(
     group = Indicator.objects.get(kind="image")
     assert group.holders == 14
     assert cluster_of("acme-0") is None or cluster_of("acme-0") != cluster_of("bz-0")
+
+
+def test_the_vectorised_scores_equal_the_variant_distance_pair_by_pair():
+    from exchange.matching import MATCHERS, Item
+
+    rule = MATCHERS["image"]
+
+    def item(variants: PdqVariants, crops: int = 18) -> Item:
+        return Item("image", variants.full.hex, {"quality": 90, "crops": list(variants.crops[:crops])})
+
+    query = item(photo(1, "edited"))
+    stored = [item(photo(1)), item(photo(1, "crop"), crops=5), item(photo(4), crops=0), item(photo(5))]
+    assert rule.scores(query, stored) == [rule.score(query, other) for other in stored]
+    assert rule.scores(query, []) == []
+
+
+@pytest.mark.parametrize("kind", [{"image": 1}, ["image"], 7, None])
+def test_a_kind_that_is_not_a_string_is_a_400_in_submissions_and_lookups(acme: KeyedPlatform, kind: Any):
+    """Found by schemathesis: a dict as the kind was looked up among the similarity kinds (a 500)."""
+    item = {**raw(BASE), "kind": kind}
+    response = acme.client().post("/api/v1/lookups/", {"indicators": [item]}, format="json")
+    assert response.status_code == 400 and "indicators[0].kind" in response.json()["error"]["details"]
+    response = submit(acme.client(), with_images("acme-1", item))
+    assert (
+        response.status_code == 400 and "sellers[0].indicators[0].kind" in response.json()["error"]["details"]
+    )
+
+
+def test_near_copies_within_one_submission_form_one_group_through_each_other(acme: KeyedPlatform):
+    """One batch: the photos are grouped against each other too (BASE, 20 bits off, 40 bits off: a chain)."""
+    response = submit(
+        acme.client(),
+        with_images("acme-1", raw(BASE)),
+        with_images("acme-2", raw(flipped(BASE, range(20)))),
+        with_images("acme-3", raw(flipped(BASE, range(40)))),
+        with_images("acme-4", raw(flipped(BASE, range(100, 200)))),
+    )
+    assert response.status_code == 201, response.content
+    assert Indicator.objects.filter(kind="image").count() == 2
+    assert SimilarItem.objects.values("group").distinct().count() == 2
+    chain = SimilarItem.objects.exclude(value=flipped(BASE, range(100, 200)))
+    assert chain.values("group").distinct().count() == 1

@@ -52,6 +52,7 @@ def test_schema_says_request_bodies_are_closed_and_reasons_not_blank(tmp_path):
     assert set(requests) == {
         "AppealDocumentRequest",
         "AppealRequest",
+        "DocumentIndicatorInRequest",
         "ImageIndicatorInRequest",
         "IndicatorInRequest",
         "LookupRequest",

@@ -1,0 +1,282 @@
+"""Benchmark the exchange's store of similarity items (exchange.similarity) on PostgreSQL: product photos.
+
+Not a test: ``python tests/bench/bench_similarity.py --sizes 10000,100000`` (default ``--sizes 10000``).
+It creates (and drops) the database ``exchange_bench_similar`` on 127.0.0.1 as user postgres.
+
+Data (seeded): N stored photos, each a uniformly random 256-bit full hash with 18 "crop" hashes 20-60 bits
+away from it (real sub-crops are that far from their full photo), each photo its own group, COPYed into
+SimilarItem, SimilarKey (16 keys per hash: 304 rows per photo) and Indicator. Queries: ``--queries`` near
+copies (a stored photo's hashes with 0-20 bits flipped each) and as many unrelated photos.
+
+Printed per size:
+
+- ``match``: `exchange.similarity.matching_items` per new photo (the probe of 19 x 272 keys through the index,
+  the candidates read and verified with the variant distance), p50/p99 in ms, near and unrelated, and the
+  candidates per query;
+- the floors in the same run: ``scan`` (numpy XOR+popcount of the new photo's 19 hashes against all N x 19
+  stored hashes, in memory: what the index must beat), ``mih`` (graph.image_index.MultiIndexHash over the same
+  N x 19 hashes in memory: the same pigeonhole without a database);
+- ``submit``: `store_items` for a 1,000-seller submission with 5 photos each (5,000 new photos, half of them
+  near copies of stored ones), in a transaction rolled back afterwards: seconds and photos per second.
+
+Issue 13's targets are under 10 ms per new image against 10 million stored hashes, and a 1,000 x 5
+submission linked in about a second. The index is 304 rows per photo, so 10 million photos would be 3 billion
+rows: the sizes this script can fill on one machine show the trend (README, "Reused product photos").
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+DB = "exchange_bench_similar"
+ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
+DB_URL = f"postgres://postgres@127.0.0.1:5432/{DB}"
+ENV = {
+    "DATABASE_URL": DB_URL,
+    "SECRET_KEY": "bench-secret-key-0123456789abcdefghijklmnopqrstuvwxyz",
+    "EXCHANGE_PEPPERS": "1:YmVuY2gtcGVwcGVyLWJlbmNoLXBlcHBlci1iZW5jaC1wZXBwZXI=",
+    "ALLOWED_HOSTS": "localhost",
+    "EXCHANGE_TASK_MODE": "sync",
+    "LOG_LEVEL": "WARNING",
+}
+CROPS = 18
+
+
+def reset_database() -> None:
+    import psycopg
+
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {DB}")
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env={**os.environ, **ENV}, check=True
+    )
+
+
+def drop_database() -> None:
+    import psycopg
+
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+
+
+def flip(rng: np.random.Generator, bits: np.ndarray, low: int, high: int) -> np.ndarray:
+    """Each row of the (n, 256) bit matrix with low..high random bits flipped."""
+    out = bits.copy()
+    for row in out:
+        row[rng.choice(256, size=int(rng.integers(low, high + 1)), replace=False)] ^= 1
+    return out
+
+
+def photos(rng: np.random.Generator, n: int) -> np.ndarray:
+    """(n, 19, 256) bits: a random full hash and 18 crops 20-60 bits from it."""
+    full = rng.integers(0, 2, size=(n, 256), dtype=np.uint8)
+    out = np.empty((n, 1 + CROPS, 256), dtype=np.uint8)
+    out[:, 0] = full
+    for k in range(CROPS):
+        out[:, 1 + k] = flip(rng, full, 20, 60)
+    return out
+
+
+def hexes(bits: np.ndarray) -> list[str]:
+    return [bytes(row).hex() for row in np.packbits(bits.reshape(-1, 256), axis=1)]
+
+
+def fill(stored: np.ndarray) -> float:
+    """COPY the photos into Indicator (a group each), SimilarItem and SimilarKey."""
+    import psycopg
+
+    from exchange.perceptual import chunk_keys
+
+    started = time.perf_counter()
+    n = stored.shape[0]
+    all_hex = hexes(stored)
+    now = datetime.now(UTC).isoformat()
+    with psycopg.connect(DB_URL) as conn, conn.cursor() as cur:
+        with cur.copy(
+            "COPY exchange_indicator (id, kind, token, key_version, first_seen, linking, linking_reason, "
+            "linking_changed_by, holders) FROM STDIN"
+        ) as copy:
+            copy.write("".join(f"{i + 1}\timage\t{i + 1:064x}\t1\t{now}\tauto\t\t\t1\n" for i in range(n)))
+        with cur.copy(
+            "COPY exchange_similaritem (id, kind, value, extra, group_id, first_seen) FROM STDIN"
+        ) as copy:
+            for i in range(n):
+                row = all_hex[i * 19 : (i + 1) * 19]
+                crops = ",".join(f'"{h}"' for h in row[1:])
+                copy.write(
+                    f'{i + 1}\timage\t{row[0]}\t{{"quality": 90, "crops": [{crops}]}}\t{i + 1}\t{now}\n'
+                )
+        with cur.copy("COPY exchange_similarkey (item_id, key) FROM STDIN") as copy:
+            buffer = io.StringIO()
+            for i in range(n):
+                keys = {k for h in all_hex[i * 19 : (i + 1) * 19] for k in chunk_keys(h)}
+                buffer.write("".join(f"{i + 1}\t{k}\n" for k in sorted(keys)))
+                if buffer.tell() > 8_000_000:
+                    copy.write(buffer.getvalue())
+                    buffer = io.StringIO()
+            copy.write(buffer.getvalue())
+        for table in ("exchange_indicator", "exchange_similaritem"):
+            cur.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), {n})")
+        conn.commit()
+    with psycopg.connect(DB_URL, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+    return time.perf_counter() - started
+
+
+def percentiles(values: list[float]) -> str:
+    a = np.array(values) * 1000
+    return f"p50 {np.percentile(a, 50):7.2f} ms  p99 {np.percentile(a, 99):7.2f} ms"
+
+
+def items(bits: np.ndarray) -> list[Any]:
+    from exchange.matching import Item
+
+    out = []
+    for photo in bits:
+        h = hexes(photo)
+        out.append(Item("image", h[0], {"quality": 90, "crops": h[1:]}))
+    return out
+
+
+def measure(size: int, queries: int, seed: int) -> None:
+    os.environ.update(ENV)
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "exchange.settings")
+    import django
+
+    django.setup()
+    from django.db import connection, transaction
+
+    from accounts.models import Platform
+    from exchange import similarity
+    from exchange.models import Seller, SimilarKey
+    from graph import image_index
+
+    rng = np.random.default_rng(seed)
+    stored = photos(rng, size)
+    print(f"== {size:,} stored photos ({size * 19:,} hashes)", flush=True)
+    fill_s = fill(stored)
+    keys = SimilarKey.objects.count()
+    print(f"  fill: {fill_s:.1f} s, {keys:,} index rows", flush=True)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_total_relation_size('exchange_similarkey')")
+        (index_bytes,) = cursor.fetchone()
+    print(f"  index table + indexes: {index_bytes / 2**20:,.0f} MiB", flush=True)
+
+    near_src = stored[rng.choice(size, size=queries, replace=False)]
+    near = np.stack([flip(rng, near_src[:, k], 0, 20) for k in range(19)], axis=1)
+    unrelated = photos(rng, queries)
+    matrix = np.packbits(stored.reshape(-1, 256), axis=1)
+    for label, batch in (("near", near), ("unrelated", unrelated)):
+        timings, found, candidates = [], 0, []
+        for item in items(batch):
+            start = time.perf_counter()
+            hits = similarity.matching_items(item)
+            timings.append(time.perf_counter() - start)
+            found += bool(hits)
+            probe = sorted(similarity.matcher("image").probe_keys(item, 31))
+            candidates.append(SimilarKey.objects.filter(key__in=probe).values("item_id").distinct().count())
+        print(
+            f"  match {label:<9}: {percentiles(timings)}  found {found}/{len(batch)}  "
+            f"candidates p50 {int(np.median(candidates)):,}",
+            flush=True,
+        )
+    scan = []
+    for photo in near[:50]:
+        query = np.packbits(photo, axis=1)
+        start = time.perf_counter()
+        for q in query:
+            image_index.hamming_to_many(q, matrix)
+        scan.append(time.perf_counter() - start)
+    print(f"  floor scan (numpy, 19 hashes x all): {percentiles(scan)}", flush=True)
+    mih = image_index.MultiIndexHash(matrix)
+    in_memory = []
+    for photo in near[:200]:
+        query = np.packbits(photo, axis=1)
+        start = time.perf_counter()
+        mih.search_many(query, 31)
+        in_memory.append(time.perf_counter() - start)
+    print(f"  floor mih (in memory, 19 hashes): {percentiles(in_memory)}", flush=True)
+    del mih
+
+    platform = Platform.objects.create(name="Bench", slug="bench", default_region="DE")
+    now = datetime.now(UTC)
+    sellers = Seller.objects.bulk_create(
+        [
+            Seller(
+                platform=platform,
+                seller_ref=f"s{n}",
+                status="confirmed",
+                reason_codes="|counterfeit|",
+                first_reported_at=now,
+                reported_at=now,
+                expires_at=now.replace(year=now.year + 1),
+            )
+            for n in range(1000)
+        ]
+    )
+    half = stored[rng.choice(size, size=2500, replace=True)]
+    batch_bits = np.concatenate(
+        [np.stack([flip(rng, half[:, k], 0, 15) for k in range(19)], axis=1), photos(rng, 2500)]
+    )
+    submission = items(batch_bits)
+    rows = [(sellers[n // 5].pk, now, submission[n]) for n in range(5000)]
+    start = time.perf_counter()
+    with transaction.atomic():
+        result = similarity.store_items(rows, 1, now)
+        elapsed = time.perf_counter() - start
+        transaction.set_rollback(True)
+    print(
+        f"  submit 1,000 sellers x 5 photos: {elapsed:.2f} s ({5000 / elapsed:,.0f} photos/s), "
+        f"{result.groups:,} groups",
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", default="10000")
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        measure(args.one, args.queries, args.seed)
+        return
+    try:
+        for size in (int(s) for s in args.sizes.split(",")):
+            reset_database()
+            subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--one",
+                    str(size),
+                    "--queries",
+                    str(args.queries),
+                    "--seed",
+                    str(args.seed),
+                ],
+                check=True,
+                env={**os.environ, **ENV},
+            )
+    finally:
+        drop_database()
+
+
+if __name__ == "__main__":
+    main()

@@ -5,7 +5,7 @@ It creates (and drops) the database ``exchange_bench_similar`` on 127.0.0.1 as u
 
 Data (seeded): N stored photos, each a uniformly random 256-bit full hash with 18 "crop" hashes 20-60 bits
 away from it (real sub-crops are that far from their full photo), each photo its own group, COPYed into
-SimilarItem, SimilarKey (16 keys per hash: 304 rows per photo) and Indicator. Queries: ``--queries`` near
+SimilarItem, SimilarKey (16 keys per hash: 304 rows per photo, full hashes and crops in their own key spaces) and Indicator. Queries: ``--queries`` near
 copies (a stored photo's hashes with 0-20 bits flipped each) and as many unrelated photos.
 
 Printed per size:
@@ -97,7 +97,7 @@ def fill(stored: np.ndarray) -> float:
     """COPY the photos into Indicator (a group each), SimilarItem and SimilarKey."""
     import psycopg
 
-    from exchange.perceptual import chunk_keys
+    from exchange.matching import MATCHERS, Item
 
     started = time.perf_counter()
     n = stored.shape[0]
@@ -121,7 +121,8 @@ def fill(stored: np.ndarray) -> float:
         with cur.copy("COPY exchange_similarkey (item_id, key) FROM STDIN") as copy:
             buffer = io.StringIO()
             for i in range(n):
-                keys = {k for h in all_hex[i * 19 : (i + 1) * 19] for k in chunk_keys(h)}
+                row = all_hex[i * 19 : (i + 1) * 19]
+                keys = MATCHERS["image"].index_keys(Item("image", row[0], {"crops": row[1:]}))
                 buffer.write("".join(f"{i + 1}\t{k}\n" for k in sorted(keys)))
                 if buffer.tell() > 8_000_000:
                     copy.write(buffer.getvalue())

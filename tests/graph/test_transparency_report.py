@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from accounts.models import AuditEntry
 from exchange.models import Seller
-from exchange.normalization import KINDS
+from exchange.normalization import LINK_KINDS as KINDS
 from graph.actions import do_update_cluster
 from graph.models import ActorCluster
 from graph.transparency import (

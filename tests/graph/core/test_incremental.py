@@ -35,6 +35,7 @@ THRESHOLDS = {
     "return_address": 3,
     "device_id": 2,
     "image": 2,
+    "document": 2,
 }
 SELLERS = range(12)
 

@@ -79,7 +79,7 @@ def _as_item(row: SimilarItem) -> Item:
 def matching_items(item: Item) -> list[tuple[int, int, float]]:
     """(stored item id, its group id, score) of every stored item of the kind that matches `item`."""
     rule, limit = matcher(item.kind), threshold(item.kind)
-    [candidates] = _candidates([item])
+    _, [candidates] = _candidates([item])
     rows = list(
         SimilarItem.objects.filter(pk__in=sorted(candidates), kind=item.kind).values_list(
             "pk", "group_id", "value", "extra"
@@ -99,8 +99,8 @@ def matching_group_tokens(item: Item) -> list[str]:
     return list(Indicator.objects.filter(pk__in=groups).order_by("pk").values_list("token", flat=True))
 
 
-def _candidates(items: Sequence[Item]) -> list[set[int]]:
-    """Per item, the stored items of its kind sharing one of its probe keys (one index query for all)."""
+def _candidates(items: Sequence[Item]) -> tuple[list[set[int]], list[set[int]]]:
+    """Per item, its probe keys and the stored items sharing one of them (one index query for all)."""
     probes = [matcher(item.kind).probe_keys(item, threshold(item.kind)) for item in items]
     stored_under: dict[int, list[int]] = defaultdict(list)
     keys = sorted(set().union(*probes)) if probes else []
@@ -109,7 +109,7 @@ def _candidates(items: Sequence[Item]) -> list[set[int]]:
             "key", "item_id"
         ):
             stored_under[key].append(item_id)
-    return [{item_id for key in probe for item_id in stored_under.get(key, ())} for probe in probes]
+    return probes, [{item_id for key in probe for item_id in stored_under.get(key, ())} for probe in probes]
 
 
 class _Components:
@@ -137,7 +137,7 @@ def _group_new_items(
     """The group of each new item: the stored items it matches (one index query and one read for the whole
     batch, scored in one pass per item) and the batch's other new items it matches decide; groups a new item
     bridges are merged, and an item matching nothing starts a group. Returns the group ids in `new`'s order."""
-    candidates = _candidates(new)
+    probes, candidates = _candidates(new)
     rows = {
         pk: (group_id, Item(kind, value, extra))
         for pk, group_id, kind, value, extra in SimilarItem.objects.filter(
@@ -155,9 +155,7 @@ def _group_new_items(
         for pk, score in zip(stored, rule.scores(item, [rows[pk][1] for pk in stored]), strict=True):
             if rule.matches(score, limit):
                 parts.union(("n", i), ("g", rows[pk][0]))
-        earlier = sorted(
-            {j for key in rule.probe_keys(item, limit) for j in own_index.get((item.kind, key), ())}
-        )
+        earlier = sorted({j for key in probes[i] for j in own_index.get((item.kind, key), ())})
         for j, score in zip(earlier, rule.scores(item, [new[j] for j in earlier]), strict=True):
             if rule.matches(score, limit):
                 parts.union(("n", i), ("n", j))

@@ -11,7 +11,7 @@ import binascii
 import ipaddress
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -180,6 +180,47 @@ def parse_replica_url(url: str, primary: Mapping[str, Any]) -> dict[str, Any] | 
     replica["OPTIONS"].setdefault("connect_timeout", "3")
     replica["TEST"] = {"MIRROR": "default"}
     return replica
+
+
+def parse_kind_values(raw: str, source: str, parse: Callable[[str], object], what: str) -> dict[str, Any]:
+    """``kind:value,kind:value`` -> {kind: parse(value)}; `parse` raises ValueError for a bad value. Kinds are
+    checked by the caller."""
+    out: dict[str, Any] = {}
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        kind, sep, value = item.partition(":")
+        try:
+            if not sep:
+                raise ValueError
+            out[kind.strip()] = parse(value.strip())
+        except ValueError:
+            raise ConfigError(f"{source}: entries look like <kind>:<{what}>, got {item!r}") from None
+    return out
+
+
+def _strength(value: str) -> str:
+    if value not in ("strong", "weak"):
+        raise ValueError
+    return value
+
+
+def parse_strengths(raw: str, source: str = "EXCHANGE_LINK_STRENGTHS") -> dict[str, str]:
+    """``image:strong,document:weak`` -> {"image": "strong", "document": "weak"}; kinds are checked by the caller."""
+    return parse_kind_values(raw, source, _strength, "strong|weak")
+
+
+def _similarity(value: str) -> float:
+    number = float(value)
+    if not 0.6 <= number <= 1.0:
+        raise ValueError
+    return number
+
+
+def parse_similarities(raw: str, source: str) -> dict[str, float]:
+    """``person_name:0.72`` -> {"person_name": 0.72}: Dice thresholds from 0.6 (the blocking's LSH bands are
+    tuned for 0.7-0.8; below 0.6 near pairs escape it) to 1.0."""
+    return parse_kind_values(raw, source, _similarity, "number from 0.6 to 1.0")
 
 
 def parse_thresholds(raw: str, source: str = "EXCHANGE_LINK_THRESHOLDS") -> dict[str, int]:

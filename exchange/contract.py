@@ -19,11 +19,15 @@ from typing import Any
 __all__ = [
     "APPEAL_NOTE_MAX_LENGTH",
     "APPEAL_OUTCOMES",
+    "BUSINESS_NAME_KIND",
     "DEFAULT_MAX_BATCH_SELLERS",
     "DEFAULT_MAX_LOOKUP_INDICATORS",
     "DEFAULT_MAX_SELLER_INDICATORS",
     "DOCUMENT_KIND",
     "DOCUMENT_KINDS",
+    "FUZZY_ENCODING_KIND",
+    "FUZZY_FAMILY",
+    "FUZZY_WIRE_KINDS",
     "IDEMPOTENCY_KEY_MAX_LENGTH",
     "IDEMPOTENCY_KEY_PATTERN",
     "IDEMPOTENCY_KEY_RULE",
@@ -34,9 +38,12 @@ __all__ = [
     "MAX_IMAGE_CROPS",
     "OPINION_KINDS",
     "OPINION_NOTE_MAX_LENGTH",
+    "PERSON_NAME_KIND",
+    "RETURN_ADDRESS_FUZZY_KIND",
     "SELLER_REF_MAX_LENGTH",
     "SELLER_REF_RE",
     "SELLER_REF_RULE",
+    "SHIPPING_ADDRESS_FUZZY_KIND",
     "TIMESTAMP_CLOCK_SKEW",
     "TIMESTAMP_EARLIEST",
     "TIMESTAMP_MAX_OFFSET",
@@ -103,6 +110,33 @@ IMAGE_KIND = "image"
 DOCUMENT_KIND = "document"
 IMAGE_KINDS = (IMAGE_KIND,)  # as one-value enums for the OpenAPI schema
 DOCUMENT_KINDS = (DOCUMENT_KIND,)
+# Names and addresses typed differently (issue 14; docs/hashing-spec.md, "Fuzzy encodings, version 1"):
+# {"kind": "person_name" | "business_name" | "shipping_address_fuzzy" | "return_address_fuzzy", "encoding":
+# <256 lowercase hex: the hardened keyed Bloom-filter encoding of exchange.fuzzy.encode>}. The encoding is made
+# on the partner's side with the consortium key (the exchange cannot encode a guess); near-duplicates by Dice
+# similarity. An address's fuzzy kind comes beside its exact `shipping_address`/`return_address` hash, never
+# instead of it, and the two count as one piece of evidence between two sellers (FUZZY_FAMILY).
+PERSON_NAME_KIND = "person_name"
+BUSINESS_NAME_KIND = "business_name"
+SHIPPING_ADDRESS_FUZZY_KIND = "shipping_address_fuzzy"
+RETURN_ADDRESS_FUZZY_KIND = "return_address_fuzzy"
+FUZZY_WIRE_KINDS = (
+    PERSON_NAME_KIND,
+    BUSINESS_NAME_KIND,
+    SHIPPING_ADDRESS_FUZZY_KIND,
+    RETURN_ADDRESS_FUZZY_KIND,
+)
+# The wire kind -> the kind of the fuzzy spec it is encoded as (exchange.fuzzy.FUZZY_KINDS: the key derivation's
+# `info`, the normalisation and the bits per token).
+FUZZY_ENCODING_KIND = {
+    PERSON_NAME_KIND: "person_name",
+    BUSINESS_NAME_KIND: "business_name",
+    SHIPPING_ADDRESS_FUZZY_KIND: "shipping_address",
+    RETURN_ADDRESS_FUZZY_KIND: "return_address",
+}
+# A fuzzy address and the exact address kind it shadows are one family: between two sellers, an exact token and
+# a fuzzy group of the same family are one weak piece of evidence, not two (graph.linking.rules).
+FUZZY_FAMILY = {SHIPPING_ADDRESS_FUZZY_KIND: "shipping_address", RETURN_ADDRESS_FUZZY_KIND: "return_address"}
 IMAGE_MIN_QUALITY = 50  # PDQ's published cut-off (exchange.perceptual.PDQ_QUALITY_THRESHOLD)
 MAX_IMAGE_CROPS = 18
 

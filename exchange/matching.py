@@ -24,12 +24,22 @@ from typing import Any
 
 import numpy as np
 
-from exchange.contract import DOCUMENT_KIND, IMAGE_KIND, IMAGE_MIN_QUALITY, MAX_IMAGE_CROPS, is_transport_hash
+from exchange.contract import (
+    DOCUMENT_KIND,
+    FUZZY_ENCODING_KIND,
+    FUZZY_WIRE_KINDS,
+    IMAGE_KIND,
+    IMAGE_MIN_QUALITY,
+    MAX_IMAGE_CROPS,
+    is_transport_hash,
+)
 from exchange.documents import MINHASH_HEX_LENGTH, NUM_PERM, is_minhash_hex, jaccard_estimate, lsh_bands
+from exchange.fuzzy import ENCODING_HEX_CHARS, FILTER_BITS, FILTER_BYTES, is_fuzzy_encoding
+from exchange.fuzzy_blocking import LSH_BY_KIND, HammingLSH
 from exchange.normalization import SIMILARITY_KINDS
 from exchange.perceptual import PDQ_BITS, chunk_keys, is_pdq_hex, probe_keys, variant_distance
 
-__all__ = ["MATCHERS", "DocumentMatcher", "ImageMatcher", "Item", "Matcher"]
+__all__ = ["MATCHERS", "DocumentMatcher", "FuzzyMatcher", "ImageMatcher", "Item", "Matcher"]
 
 
 @dataclass(frozen=True, eq=True)
@@ -265,5 +275,96 @@ class DocumentMatcher(Matcher):
         )
 
 
-MATCHERS: dict[str, Matcher] = {matcher.kind: matcher for matcher in (ImageMatcher(), DocumentMatcher())}
+@lru_cache(maxsize=200_000)
+def _encoding_words(value: str) -> np.ndarray:
+    """A fuzzy encoding as 16 uint64 words (cached like photos: one batch scores a stored item many times)."""
+    words = np.frombuffer(bytes.fromhex(value), dtype=np.uint64)
+    words.flags.writeable = False
+    return words
+
+
+class FuzzyMatcher(Matcher):
+    """Names and addresses typed differently: the hardened keyed Bloom-filter encoding (exchange.fuzzy) made on
+    the partner's side with the consortium key; the score is the Dice similarity of the set bits (a match at the
+    kind's threshold, 0.70 for names and 0.80 for addresses by default); indexed by Hamming LSH bit sampling
+    (exchange.fuzzy_blocking: one key per band, the band's sampled bits, namespaced by kind and band)."""
+
+    fields = frozenset({"kind", "encoding"})
+    closer_is_lower = False
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.spec_kind = FUZZY_ENCODING_KIND[kind]
+        self.lsh: HammingLSH = LSH_BY_KIND[self.spec_kind]
+        # band b's key k is stored as (kind code << 56) | (b << 40) | k: rows <= 40 bits, bands < 65,536
+        assert self.lsh.rows <= 40 and self.lsh.bands < 1 << 16
+        self._prefix = (FUZZY_WIRE_KINDS.index(kind) + 1) << 56
+
+    def parse(self, item: Mapping[str, Any], path: str, errors: dict[str, list[str]]) -> Item | None:
+        before = len(errors)
+        unknown = sorted(set(item) - self.fields)
+        if unknown:
+            errors[f"{path}.{unknown[0]}"] = [
+                f"unknown field; a {self.kind} indicator has 'kind' and 'encoding' (no 'hash': the value is "
+                "never sent, only its keyed encoding)"
+            ]
+        encoding = item.get("encoding")
+        if encoding is None:
+            errors[f"{path}.encoding"] = [
+                f"is required: the keyed Bloom-filter encoding of the {self.spec_kind.replace('_', ' ')} "
+                "(exchange.fuzzy.encode)"
+            ]
+        elif not is_fuzzy_encoding(encoding):
+            size = len(encoding) if isinstance(encoding, str) else None
+            errors[f"{path}.encoding"] = [
+                f"must be {ENCODING_HEX_CHARS} lowercase hex characters (a {FILTER_BITS}-bit encoding)"
+                + (f", got {size} characters" if size is not None and size != ENCODING_HEX_CHARS else "")
+            ]
+        else:
+            ones = int(encoding, 16).bit_count()
+            # An honest encoding sets 10-40% of its bits; an empty or saturated filter matches nothing or
+            # everything (a hostile member could glue groups with an all-ones filter).
+            if not FILTER_BITS // 20 <= ones <= FILTER_BITS * 3 // 5:
+                errors[f"{path}.encoding"] = [
+                    f"has {ones} of {FILTER_BITS} bits set; an encoding of a real value sets between "
+                    f"{FILTER_BITS // 20} and {FILTER_BITS * 3 // 5}"
+                ]
+        if len(errors) > before:
+            return None
+        return Item(self.kind, str(encoding), {})
+
+    def index_keys(self, item: Item) -> set[int]:
+        matrix = np.frombuffer(bytes.fromhex(item.value), dtype=np.uint8).reshape(1, FILTER_BYTES)
+        keys = self.lsh.keys(matrix)[:, 0]
+        return {self._prefix | (band << 40) | int(key) for band, key in enumerate(keys.tolist())}
+
+    def probe_keys(self, item: Item, threshold: float) -> set[int]:
+        return self.index_keys(item)
+
+    def score(self, a: Item, b: Item) -> float:
+        return self.scores(a, [b])[0]
+
+    def scores(self, item: Item, stored: Sequence[Item]) -> list[float]:
+        if not stored:
+            return []
+        mine = _encoding_words(item.value)
+        theirs = np.stack([_encoding_words(other.value) for other in stored])
+        common = np.bitwise_count(theirs & mine).sum(axis=1, dtype=np.int64)
+        total = int(np.bitwise_count(mine).sum()) + np.bitwise_count(theirs).sum(axis=1, dtype=np.int64)
+        return [float(x) for x in np.divide(2 * common, total, out=np.zeros(len(stored)), where=total > 0)]
+
+    def describe(self, score: float, threshold: float) -> str:
+        what = {
+            "person_name": "names",
+            "business_name": "business names",
+            "shipping_address": "shipping addresses",
+            "return_address": "return addresses",
+        }[self.spec_kind]
+        return f"similar {what}, Dice similarity {score:.2f} of the keyed encodings (a match is {threshold:.2f} or more)"
+
+
+MATCHERS: dict[str, Matcher] = {
+    matcher.kind: matcher
+    for matcher in (ImageMatcher(), DocumentMatcher(), *(FuzzyMatcher(kind) for kind in FUZZY_WIRE_KINDS))
+}
 assert set(MATCHERS) == set(SIMILARITY_KINDS), "every similarity kind has its matcher"

@@ -30,7 +30,7 @@ from publicsuffixlist import PublicSuffixList
 from stdnum import get_cc_module, iban
 from stdnum.exceptions import InvalidChecksum, ValidationError
 
-from exchange.contract import DOCUMENT_KIND, IMAGE_KIND, is_transport_hash
+from exchange.contract import DOCUMENT_KIND, FUZZY_WIRE_KINDS, IMAGE_KIND, is_transport_hash
 
 __all__ = [
     "KINDS",
@@ -82,9 +82,9 @@ WEAK_KINDS: tuple[str, ...] = (
 KINDS: tuple[str, ...] = STRONG_KINDS + WEAK_KINDS
 # Kinds that link by similarity rather than by a transport hash of a normalised value: they are not normalised
 # here (a product photo's PDQ hash is computed by exchange.perceptual, a document's keyed MinHash by
-# exchange.documents). Every kind the exchange stores, links and
-# shows is in LINK_KINDS; KINDS are the ones this spec normalises and hashes.
-SIMILARITY_KINDS: tuple[str, ...] = (IMAGE_KIND, DOCUMENT_KIND)
+# exchange.documents, a name's or an address's keyed Bloom filter by exchange.fuzzy). Every kind the exchange
+# stores, links and shows is in LINK_KINDS; KINDS are the ones this spec normalises and hashes.
+SIMILARITY_KINDS: tuple[str, ...] = (IMAGE_KIND, DOCUMENT_KIND, *FUZZY_WIRE_KINDS)
 LINK_KINDS: tuple[str, ...] = KINDS + SIMILARITY_KINDS
 
 STATUSES: tuple[str, ...] = ("confirmed", "suspected")

@@ -17,6 +17,7 @@ from exchange.contract import (
     APPEAL_NOTE_MAX_LENGTH,
     APPEAL_OUTCOMES,
     DOCUMENT_KIND,
+    FUZZY_WIRE_KINDS,
     IMAGE_KIND,
     IMAGE_MIN_QUALITY,
     MAX_APPEAL_DOCUMENTS,
@@ -29,6 +30,7 @@ from exchange.contract import (
     is_seller_ref,
 )
 from exchange.documents import MINHASH_HEX_LENGTH, NUM_PERM
+from exchange.fuzzy import ENCODING_HEX_CHARS, FILTER_BITS
 from exchange.ingest import hash_problem
 from exchange.models import Appeal, Seller
 from exchange.normalization import KINDS, LINK_KINDS, REASONS, STATUSES
@@ -105,12 +107,31 @@ class DocumentIndicatorInSerializer(serializers.Serializer):
     )
 
 
+class FuzzyIndicatorInSerializer(serializers.Serializer):
+    """A name or an address as typed (person_name, business_name, or the fuzzy variant of an address), as its
+    hardened keyed Bloom-filter encoding computed on the partner's side with the consortium key (never the
+    value)."""
+
+    kind = serializers.ChoiceField(choices=FUZZY_WIRE_KINDS)
+    encoding = serializers.RegexField(
+        f"^[0-9a-f]{{{ENCODING_HEX_CHARS}}}$",
+        help_text=f"The keyed Bloom-filter encoding (exchange.fuzzy.encode): {FILTER_BITS} bits as "
+        f"{ENCODING_HEX_CHARS} lowercase hex characters (the hashing spec's 'Fuzzy encodings'), with between "
+        f"{FILTER_BITS // 20} and {FILTER_BITS * 3 // 5} bits set.",
+    )
+
+
 def indicator_list(limit: int) -> serializers.Field:
     """A seller's (or a lookup's) indicators: exact ones (kind and transport hash) and photos (kind `image`),
     one list (a schema annotation: ingest and the lookup view validate by hand)."""
     return PolymorphicProxySerializer(
         component_name="AnyIndicatorIn",
-        serializers=[IndicatorInSerializer, ImageIndicatorInSerializer, DocumentIndicatorInSerializer],
+        serializers=[
+            IndicatorInSerializer,
+            ImageIndicatorInSerializer,
+            DocumentIndicatorInSerializer,
+            FuzzyIndicatorInSerializer,
+        ],
         resource_type_field_name=None,
         many=True,
         min_length=1,

@@ -26,8 +26,12 @@ from exchange.config import (
     parse_peppers,
     parse_redis_url,
     parse_replica_url,
+    parse_similarities,
+    parse_strengths,
     parse_thresholds,
 )
+from exchange.contract import FUZZY_ENCODING_KIND
+from exchange.fuzzy import DEFAULT_THRESHOLDS as FUZZY_DEFAULT_THRESHOLDS
 from exchange.normalization import LINK_KINDS
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -141,6 +145,25 @@ try:
     _unknown_kinds = sorted(set(EXCHANGE_LINK_THRESHOLDS) - set(LINK_KINDS))
     if _unknown_kinds:
         raise ConfigError(f"EXCHANGE_LINK_THRESHOLDS: unknown indicator kind(s) {', '.join(_unknown_kinds)}")
+    # Per-kind strength overrides, e.g. "image:strong" (a consortium whose photos are all original shots) or
+    # "document:weak"; the defaults are graph.linking.rules.DEFAULT_STRENGTH.
+    EXCHANGE_LINK_STRENGTHS = parse_strengths(os.environ.get("EXCHANGE_LINK_STRENGTHS", ""))
+    _unknown_kinds = sorted(set(EXCHANGE_LINK_STRENGTHS) - set(LINK_KINDS))
+    if _unknown_kinds:
+        raise ConfigError(f"EXCHANGE_LINK_STRENGTHS: unknown indicator kind(s) {', '.join(_unknown_kinds)}")
+    # Two fuzzy encodings of a name or an address match when their Dice similarity is at least the kind's
+    # threshold, e.g. "person_name:0.72,shipping_address_fuzzy:0.85" (defaults: exchange.fuzzy, per kind).
+    EXCHANGE_FUZZY_MATCH_THRESHOLDS = {
+        kind: FUZZY_DEFAULT_THRESHOLDS[spec_kind] for kind, spec_kind in FUZZY_ENCODING_KIND.items()
+    } | parse_similarities(
+        os.environ.get("EXCHANGE_FUZZY_MATCH_THRESHOLDS", ""), "EXCHANGE_FUZZY_MATCH_THRESHOLDS"
+    )
+    _unknown_kinds = sorted(set(EXCHANGE_FUZZY_MATCH_THRESHOLDS) - set(FUZZY_ENCODING_KIND))
+    if _unknown_kinds:
+        raise ConfigError(
+            f"EXCHANGE_FUZZY_MATCH_THRESHOLDS: not a fuzzy kind: {', '.join(_unknown_kinds)} "
+            f"(fuzzy kinds: {', '.join(FUZZY_ENCODING_KIND)})"
+        )
     # Two product photos (kind `image`) match when their PDQ hashes are at most this many bits apart (of 256;
     # PDQ's published default 31). Raising it trades false matches for recall: calibrate first (README).
     EXCHANGE_IMAGE_MATCH_THRESHOLD = envint("EXCHANGE_IMAGE_MATCH_THRESHOLD", 31)
@@ -408,6 +431,7 @@ SPECTACULAR_SETTINGS = {
         "AppealOutcomeEnum": "exchange.contract.APPEAL_OUTCOMES",
         "ImageKindEnum": "exchange.contract.IMAGE_KINDS",
         "DocumentKindEnum": "exchange.contract.DOCUMENT_KINDS",
+        "FuzzyKindEnum": "exchange.contract.FUZZY_WIRE_KINDS",
         "KindEnum": "exchange.normalization.KINDS",  # the exact kinds, as before images
     },
     "POSTPROCESSING_HOOKS": [

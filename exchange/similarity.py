@@ -36,7 +36,7 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import Count
 
-from exchange.contract import DOCUMENT_KIND, IMAGE_KIND
+from exchange.contract import DOCUMENT_KIND, FUZZY_WIRE_KINDS, IMAGE_KIND
 from exchange.matching import MATCHERS, Item, Matcher
 from exchange.models import Indicator, Linking, SellerItem, Sighting, SimilarItem, SimilarKey
 
@@ -44,16 +44,18 @@ logger = logging.getLogger("exchange.similarity")
 
 # A fixed advisory lock key for grouping (PostgreSQL's pg_advisory_xact_lock takes a bigint).
 GROUPING_LOCK = 0x1A6E_9809
-# The settings that hold each kind's match threshold.
+# The settings that hold each kind's match threshold (the fuzzy kinds': one per-kind mapping).
 THRESHOLD_SETTINGS = {
     IMAGE_KIND: "EXCHANGE_IMAGE_MATCH_THRESHOLD",
     DOCUMENT_KIND: "EXCHANGE_DOCUMENT_MATCH_THRESHOLD",
+    **dict.fromkeys(FUZZY_WIRE_KINDS, "EXCHANGE_FUZZY_MATCH_THRESHOLDS"),
 }
 assert set(THRESHOLD_SETTINGS) == set(MATCHERS)
 
 
 def threshold(kind: str) -> float:
-    return float(getattr(settings, THRESHOLD_SETTINGS[kind]))
+    value = getattr(settings, THRESHOLD_SETTINGS[kind])
+    return float(value[kind] if isinstance(value, dict) else value)
 
 
 def matcher(kind: str) -> Matcher:

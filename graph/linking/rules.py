@@ -24,6 +24,12 @@ DEFAULT_STRENGTH: Mapping[str, Strength] = MappingProxyType(
         # A near-identical falsified document (a fake authorisation letter, a forged invoice) is as particular to
         # its author as a bank account: strong.
         "document": "strong",
+        # Names and addresses typed differently (exchange.fuzzy): many people share a name, and a fuzzy match is
+        # looser than an exact one, so each is weak: a fuzzy name and a fuzzy address together link two sellers.
+        "person_name": "weak",
+        "business_name": "weak",
+        "shipping_address_fuzzy": "weak",
+        "return_address_fuzzy": "weak",
     }
 )
 
@@ -48,6 +54,11 @@ DEFAULT_THRESHOLDS: Mapping[str, int] = MappingProxyType(
         # product shot, reused by dozens of unrelated counterfeiters, is a hub like a forwarder's address.
         "image": 10,
         "document": 10,  # per near-duplicate group, like photos: a public template letter is a hub
+        # per near-duplicate group too: a common name ("John Smith", "Global Trading") or a forwarder's address
+        "person_name": 10,
+        "business_name": 10,
+        "shipping_address_fuzzy": 15,
+        "return_address_fuzzy": 15,
     }
 )
 

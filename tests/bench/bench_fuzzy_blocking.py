@@ -1,4 +1,4 @@
-"""Benchmark fuzzy matching: 1,000 new encodings against N stored, blocked (graph.fuzzy_blocking) vs all pairs.
+"""Benchmark fuzzy matching: 1,000 new encodings against N stored, blocked (exchange.fuzzy_blocking) vs all pairs.
 
 Not a test: ``python tests/bench/bench_fuzzy_blocking.py --sizes 10000,100000 --kinds person_name,shipping_address``
 (default: ``--sizes 10000``). At 1,000,000 stored the data generation takes minutes (a CLK per value in
@@ -36,8 +36,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from exchange import fuzzy
+from exchange import fuzzy_blocking as fb
 from fixtures import corruption
-from graph import fuzzy_blocking as fb
 
 KEY = b"benchmark key, never for real data"
 

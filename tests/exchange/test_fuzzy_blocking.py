@@ -1,4 +1,4 @@
-"""Blocking and scoring of fuzzy encodings (graph.fuzzy_blocking) on corrupted pairs from fixtures.corruption.
+"""Blocking and scoring of fuzzy encodings (exchange.fuzzy_blocking) on corrupted pairs from fixtures.corruption.
 
 For each kind: 1,500 clean values are stored, their corrupted versions (1-3 modifications each) are the new
 batch. A pair (new i, stored j) is true when the two come from the same clean value. The brute-force floor
@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from exchange import fuzzy
+from exchange import fuzzy_blocking as fb
 from fixtures.corruption import corrupted_pairs
-from graph import fuzzy_blocking as fb
 
 KEY = b"blocking test key, tests only"
 N = 1500

@@ -19,7 +19,7 @@ with many batches; a query costs a binary search per band plus the scoring of it
 Parameters: ``LSH_BY_KIND`` (``DEFAULT_LSH``, ``DEFAULT_BANDS`` x ``DEFAULT_ROWS``, for names; ``ADDRESS_LSH``
 for addresses) are tuned on fixtures/corruption.py so that
 the blocking keeps >= 99% of the pairs an all-pairs comparison would keep at the starting thresholds
-(tests/graph/core/test_fuzzy_blocking.py; the benchmark tests/bench/bench_fuzzy_blocking.py prints the
+(tests/exchange/test_fuzzy_blocking.py; the benchmark tests/bench/bench_fuzzy_blocking.py prints the
 recall and candidate counts beside the time).
 """
 

@@ -53,6 +53,7 @@ def test_schema_says_request_bodies_are_closed_and_reasons_not_blank(tmp_path):
         "AppealDocumentRequest",
         "AppealRequest",
         "DocumentIndicatorInRequest",
+        "FuzzyIndicatorInRequest",
         "ImageIndicatorInRequest",
         "IndicatorInRequest",
         "LookupRequest",

@@ -1,0 +1,159 @@
+"""Names and addresses typed differently through the API (issue 14; kinds person_name, business_name,
+shipping_address_fuzzy, return_address_fuzzy: exchange.matching.FuzzyMatcher, exchange.similarity): the keyed
+encodings made on the partner's side group by Dice similarity; a fuzzy name and a fuzzy address together link
+two platforms' sellers (two weak kinds), a name alone does not; lookups answer for fuzzy kinds; the evidence
+chain states the similarity; bad input is refused whole, naming the field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from exchange import fuzzy
+from exchange.contract import FUZZY_ENCODING_KIND
+from exchange.models import Indicator, Seller, SimilarItem
+from graph.models import ClusterMember
+from tests.builders import seller, submit
+from tests.conftest import KeyedPlatform
+
+pytestmark = pytest.mark.django_db
+
+KEY = bytes(range(32))  # the consortium key the partners share (the exchange never has it)
+
+
+def encoded(kind: str, value: str, salt: str) -> dict[str, Any]:
+    encoding = fuzzy.encode(FUZZY_ENCODING_KIND[kind], value, KEY, salt.encode())
+    return {"kind": kind, "encoding": fuzzy.to_hex(encoding)}
+
+
+def with_fuzzy(ref: str, *rows: tuple[str, str]) -> dict[str, Any]:
+    body = seller(ref)
+    body["indicators"] = [encoded(kind, value, ref) for kind, value in rows]
+    return body
+
+
+def cluster_of(ref: str) -> int | None:
+    member = ClusterMember.objects.filter(seller__seller_ref=ref).first()
+    return member.cluster_id if member else None
+
+
+def test_a_name_and_an_address_typed_differently_link_two_platforms(acme: KeyedPlatform, bazaar: KeyedPlatform):
+    one = with_fuzzy(
+        "acme-1", ("person_name", "Jonathan Smithson"), ("shipping_address_fuzzy", "12 Baker Street, Apt 4, London")
+    )
+    other = with_fuzzy(
+        "bz-1", ("person_name", "Smithson Jonathan"), ("shipping_address_fuzzy", "Apartment 4, 12 Baker St., London")
+    )
+    assert submit(acme.client(), one).status_code == 201
+    response = submit(bazaar.client(), other)
+    assert response.status_code == 201, response.content
+    # Two items of each kind, each pair in one near-duplicate group: two group indicators.
+    assert SimilarItem.objects.count() == 4
+    assert Indicator.objects.filter(kind__in=["person_name", "shipping_address_fuzzy"]).count() == 2
+    assert cluster_of("acme-1") is not None and cluster_of("acme-1") == cluster_of("bz-1")
+
+
+def test_a_similar_name_alone_is_weak_and_does_not_link(acme: KeyedPlatform, bazaar: KeyedPlatform):
+    submit(acme.client(), with_fuzzy("acme-1", ("person_name", "Jonathan Smithson")))
+    submit(bazaar.client(), with_fuzzy("bz-1", ("person_name", "Jonathon Smithson")))
+    assert SimilarItem.objects.values("group").distinct().count() == 1  # grouped, but weak alone
+    assert cluster_of("acme-1") is None and cluster_of("bz-1") is None
+
+
+def test_different_names_and_addresses_do_not_group(acme: KeyedPlatform, bazaar: KeyedPlatform):
+    submit(
+        acme.client(),
+        with_fuzzy("acme-1", ("business_name", "Golden Lotus Trading"), ("return_address_fuzzy", "7 Mill Lane, Leeds")),
+    )
+    submit(
+        bazaar.client(),
+        with_fuzzy("bz-1", ("business_name", "Northwind Supplies"), ("return_address_fuzzy", "88 Harbour Road, Cork")),
+    )
+    assert SimilarItem.objects.values("group").distinct().count() == 4
+    assert cluster_of("acme-1") is None
+
+
+def test_a_lookup_answers_for_a_fuzzy_name(acme: KeyedPlatform, bazaar: KeyedPlatform, third: KeyedPlatform):
+    submit(acme.client(), with_fuzzy("acme-1", ("business_name", "Golden Lotus Trading Ltd")))
+    submit(bazaar.client(), with_fuzzy("bz-1", ("business_name", "Goldn Lotus Trading Limited")))
+    response = third.client().post(
+        "/api/v1/lookups/",
+        {
+            "indicators": [
+                encoded("business_name", "Golden Lotus Tradng", "probe-1"),
+                encoded("business_name", "Northwind Supplies", "probe-2"),
+            ]
+        },
+        format="json",
+    )
+    assert response.status_code == 200, response.content
+    near, other = response.json()["results"]
+    assert near["kind"] == "business_name" and near["match"] is True and near["other_platforms"] == 2
+    assert other["match"] is False
+    assert near["reported_falsified"] is None  # only documents say it
+
+
+def test_the_encodings_are_stored_as_sent_and_nothing_else(acme: KeyedPlatform):
+    sent = encoded("person_name", "Jonathan Smithson", "acme-1")
+    body = seller("acme-1")
+    body["indicators"] = [sent]
+    submit(acme.client(), body)
+    [item] = SimilarItem.objects.all()
+    assert item.value == sent["encoding"] and item.extra == {}
+    # The group indicator's token is random, nothing of the encoding.
+    assert sent["encoding"][:16] not in Indicator.objects.get(kind="person_name").token
+
+
+def _with_bits(ones: int) -> str:
+    return ((1 << ones) - 1).to_bytes(fuzzy.FILTER_BYTES, "big").hex()
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "says"),
+    [
+        ({"encoding": "ab" * 100}, "encoding", "got 200 characters"),
+        ({"encoding": "Z" * 256}, "encoding", "lowercase hex"),
+        ({"encoding": None}, "encoding", "is required"),
+        ({"encoding": _with_bits(0)}, "encoding", "has 0 of 1024 bits set"),
+        ({"encoding": _with_bits(1024)}, "encoding", "has 1024 of 1024 bits set"),
+        ({"encoding": 12}, "encoding", "lowercase hex"),
+        ({"hash": "ab" * 32}, "hash", "unknown field"),
+        ({"name": "Jonathan Smithson"}, "name", "unknown field"),
+    ],
+)
+def test_a_bad_fuzzy_indicator_is_refused_naming_the_field_and_nothing_is_stored(
+    acme: KeyedPlatform, change: dict[str, Any], field: str, says: str
+):
+    indicator = {**encoded("person_name", "Jonathan Smithson", "acme-bad"), **change}
+    indicator = {k: v for k, v in indicator.items() if v is not None}
+    body = seller("acme-bad")
+    body["indicators"] = [indicator]
+    response = submit(acme.client(), with_fuzzy("acme-ok", ("person_name", "Ada Lovelace")), body)
+    assert response.status_code == 400
+    errors = response.json()["error"]["details"]
+    assert any(says in message for message in errors[f"sellers[1].indicators[0].{field}"]), errors
+    assert not Seller.objects.exists() and not SimilarItem.objects.exists() and not Indicator.objects.exists()
+
+
+def test_the_evidence_chain_names_the_similarity(acme: KeyedPlatform, bazaar: KeyedPlatform):
+    from accounts.scoping import EVERYTHING
+    from graph.explain import explain
+    from graph.models import ActorCluster
+
+    submit(
+        acme.client(),
+        with_fuzzy("acme-1", ("person_name", "Jonathan Smithson"), ("business_name", "Golden Lotus Trading")),
+    )
+    submit(
+        bazaar.client(),
+        with_fuzzy("bz-1", ("person_name", "Jonathon Smithson"), ("business_name", "Golden Lotus Tradin")),
+    )
+    cluster = ActorCluster.objects.live().get()
+    a, b = (Seller.objects.get(seller_ref=ref).pk for ref in ("acme-1", "bz-1"))
+    [step] = explain(cluster, EVERYTHING).chain(a, b)
+    notes = {row.kind: (row.strength, note) for row, note in step.noted}
+    assert set(notes) == {"person_name", "business_name"}
+    strength, note = notes["person_name"]
+    assert strength == "weak" and note.startswith("similar names, Dice similarity 0.")
+    assert note.endswith("(a match is 0.70 or more)")

@@ -491,3 +491,27 @@ def test_a_platform_that_retracted_nothing_reads_why_its_shared_cluster_lost_an_
     )
     assert "Your reports retracted in this period: 0" in acme_message.body
     assert "bz-1" not in acme_message.body + html_of(acme_message)  # whose account it was stays Bazaar's
+
+
+def test_reports_name_the_similarity_kinds_that_link_a_cluster(
+    acme: KeyedPlatform, bazaar: KeyedPlatform, clock: time_machine.Traveller
+) -> None:
+    """Issue 13: a cluster held by a near-duplicate document group, and one by a photo group beside a store name,
+    are reported like any other, their kinds named in "Linked by"; nothing of the hashes is in the email."""
+    from tests.exchange.test_document_indicators import letter, with_document
+    from tests.exchange.test_images import image_indicator, photo, with_images
+
+    assert submit(acme.client(), with_document("acme-doc", letter(21))).status_code == 201
+    assert submit(bazaar.client(), with_document("bz-doc", letter(21, edit=4))).status_code == 201
+    sent = image_indicator(photo(31))
+    assert submit(acme.client(), with_images("acme-img", sent, store="Lotus Outlet")).status_code == 201
+    edited = image_indicator(photo(31, "edited"))
+    assert submit(bazaar.client(), with_images("bz-img", edited, store="Lotus Outlet")).status_code == 201
+    reports_on(acme, "trust@acme.example")
+    reports.run_reports()
+    (message,) = messages_to("trust@acme.example")
+    body = message.body
+    assert "NEW CROSS-PLATFORM CLUSTERS (2)" in body, body
+    assert "Linked by: document\n" in body
+    assert "Linked by: image, store_name\n" in body
+    assert sent["hash"] not in body and edited["hash"] not in body

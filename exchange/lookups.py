@@ -297,9 +297,11 @@ def _similar_tokens(indicators: list[LookupItem]) -> list[tuple[int, str]]:
     """(position, token) of the near-duplicate groups each looked-up similarity item matches (none, one, or
     several when it falls between groups): a group's token is stored as is, under no pepper."""
     rows: list[tuple[int, str]] = []
+    limits: dict[str, float] | None = None
     for pos, item in enumerate(indicators):
         if isinstance(item, Item):
-            rows.extend((pos, token) for token in similarity.matching_group_tokens(item))
+            limits = similarity.thresholds() if limits is None else limits
+            rows.extend((pos, token) for token in similarity.matching_group_tokens(item, limits))
     return rows
 
 

@@ -39,7 +39,7 @@ from exchange.fuzzy_blocking import LSH_BY_KIND, HammingLSH
 from exchange.normalization import SIMILARITY_KINDS
 from exchange.perceptual import PDQ_BITS, chunk_keys, is_pdq_hex, probe_keys, variant_distance
 
-__all__ = ["MATCHERS", "DocumentMatcher", "FuzzyMatcher", "ImageMatcher", "Item", "Matcher"]
+__all__ = ["MATCHERS", "DocumentMatcher", "FuzzyMatcher", "ImageMatcher", "Item", "Matcher", "group_labels"]
 
 
 @dataclass(frozen=True, eq=True)
@@ -368,3 +368,28 @@ MATCHERS: dict[str, Matcher] = {
     for matcher in (ImageMatcher(), DocumentMatcher(), *(FuzzyMatcher(kind) for kind in FUZZY_WIRE_KINDS))
 }
 assert set(MATCHERS) == set(SIMILARITY_KINDS), "every similarity kind has its matcher"
+
+
+def group_labels(rule: Matcher, items: Sequence[Item], threshold: float) -> list[int]:
+    """The near-duplicate groups of `items` (one kind) at `threshold`, found through the index keys as the
+    store finds them (each item probes the keys of the items before it; never all pairs): per item, the
+    position of the first item of its group. Groups are the connected components of the "matches" graph."""
+    parent = list(range(len(items)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    under: dict[int, list[int]] = {}
+    for i, item in enumerate(items):
+        earlier = sorted({j for key in rule.probe_keys(item, threshold) for j in under.get(key, ())})
+        for j, score in zip(earlier, rule.scores(item, [items[j] for j in earlier]), strict=True):
+            if rule.matches(score, threshold):
+                a, b = root(i), root(j)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+        for key in rule.index_keys(item):
+            under.setdefault(key, []).append(i)
+    return [root(i) for i in range(len(items))]

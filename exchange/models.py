@@ -223,6 +223,23 @@ class SellerItem(models.Model):
         return f"{self.seller_id}~item {self.item_id}"
 
 
+class MatchThreshold(models.Model):
+    """An exchange analyst's threshold for a similarity kind (exchange.similarity.thresholds), overriding the
+    setting (EXCHANGE_IMAGE_MATCH_THRESHOLD, EXCHANGE_DOCUMENT_MATCH_THRESHOLD, EXCHANGE_FUZZY_MATCH_THRESHOLDS).
+    Written only by `graph.tuning.apply`, which regroups the kind's items at the new value in the same
+    transaction, after a dry run showed what would change."""
+
+    kind = models.CharField(max_length=32, choices=KIND_CHOICES, unique=True)
+    value = models.FloatField()
+    changed_at = models.DateTimeField(default=timezone.now)
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.value:g}"
+
+
 def new_submission_ref() -> str:
     """An opaque submission reference: a sequential id would tell partners the exchange-wide volume."""
     return "sub_" + secrets.token_hex(8)

@@ -38,7 +38,7 @@ from django.db.models import Count
 
 from exchange.contract import DOCUMENT_KIND, FUZZY_WIRE_KINDS, IMAGE_KIND
 from exchange.matching import MATCHERS, Item, Matcher
-from exchange.models import Indicator, Linking, SellerItem, Sighting, SimilarItem, SimilarKey
+from exchange.models import Indicator, Linking, MatchThreshold, SellerItem, Sighting, SimilarItem, SimilarKey
 
 logger = logging.getLogger("exchange.similarity")
 
@@ -53,9 +53,21 @@ THRESHOLD_SETTINGS = {
 assert set(THRESHOLD_SETTINGS) == set(MATCHERS)
 
 
-def threshold(kind: str) -> float:
+def configured_threshold(kind: str) -> float:
+    """The kind's threshold from the settings (what applies until an analyst sets one)."""
     value = getattr(settings, THRESHOLD_SETTINGS[kind])
     return float(value[kind] if isinstance(value, dict) else value)
+
+
+def thresholds() -> dict[str, float]:
+    """Every similarity kind's match threshold: an analyst's (MatchThreshold, set through graph.tuning after a
+    dry run) or else the setting's. One query."""
+    chosen = dict(MatchThreshold.objects.values_list("kind", "value"))
+    return {kind: float(chosen.get(kind, configured_threshold(kind))) for kind in MATCHERS}
+
+
+def threshold(kind: str) -> float:
+    return thresholds()[kind]
 
 
 def matcher(kind: str) -> Matcher:
@@ -78,10 +90,12 @@ def _as_item(row: SimilarItem) -> Item:
     return Item(row.kind, row.value, row.extra)
 
 
-def matching_items(item: Item) -> list[tuple[int, int, float]]:
-    """(stored item id, its group id, score) of every stored item of the kind that matches `item`."""
-    rule, limit = matcher(item.kind), threshold(item.kind)
-    _, [candidates] = _candidates([item])
+def matching_items(item: Item, limits: dict[str, float] | None = None) -> list[tuple[int, int, float]]:
+    """(stored item id, its group id, score) of every stored item of the kind that matches `item`, at `limits`
+    (the current `thresholds()` unless given)."""
+    limits = thresholds() if limits is None else limits
+    rule, limit = matcher(item.kind), limits[item.kind]
+    _, [candidates] = _candidates([item], limits)
     rows = list(
         SimilarItem.objects.filter(pk__in=sorted(candidates), kind=item.kind).values_list(
             "pk", "group_id", "value", "extra"
@@ -95,15 +109,15 @@ def matching_items(item: Item) -> list[tuple[int, int, float]]:
     ]
 
 
-def matching_group_tokens(item: Item) -> list[str]:
+def matching_group_tokens(item: Item, limits: dict[str, float] | None = None) -> list[str]:
     """The tokens of the near-duplicate groups `item` matches (a lookup: nothing is stored)."""
-    groups = sorted({group_id for _, group_id, _ in matching_items(item)})
+    groups = sorted({group_id for _, group_id, _ in matching_items(item, limits)})
     return list(Indicator.objects.filter(pk__in=groups).order_by("pk").values_list("token", flat=True))
 
 
-def _candidates(items: Sequence[Item]) -> tuple[list[set[int]], list[set[int]]]:
+def _candidates(items: Sequence[Item], limits: dict[str, float]) -> tuple[list[set[int]], list[set[int]]]:
     """Per item, its probe keys and the stored items sharing one of them (one index query for all)."""
-    probes = [matcher(item.kind).probe_keys(item, threshold(item.kind)) for item in items]
+    probes = [matcher(item.kind).probe_keys(item, limits[item.kind]) for item in items]
     stored_under: dict[int, list[int]] = defaultdict(list)
     keys = sorted(set().union(*probes)) if probes else []
     for start in range(0, len(keys), 20000):
@@ -139,7 +153,8 @@ def _group_new_items(
     """The group of each new item: the stored items it matches (one index query and one read for the whole
     batch, scored in one pass per item) and the batch's other new items it matches decide; groups a new item
     bridges are merged, and an item matching nothing starts a group. Returns the group ids in `new`'s order."""
-    probes, candidates = _candidates(new)
+    limits = thresholds()
+    probes, candidates = _candidates(new, limits)
     rows = {
         pk: (group_id, Item(kind, value, extra))
         for pk, group_id, kind, value, extra in SimilarItem.objects.filter(
@@ -152,7 +167,7 @@ def _group_new_items(
     )  # (kind, key) -> new items indexed under it
     for i, item in enumerate(new):
         parts.find(("n", i))
-        rule, limit = matcher(item.kind), threshold(item.kind)
+        rule, limit = matcher(item.kind), limits[item.kind]
         stored = [pk for pk in sorted(candidates[i]) if rows[pk][1].kind == item.kind]
         for pk, score in zip(stored, rule.scores(item, [rows[pk][1] for pk in stored]), strict=True):
             if rule.matches(score, limit):
@@ -245,7 +260,7 @@ def store_items(rows: Sequence[tuple[int, datetime, Item]], version: int, now: d
         ignore_conflicts=True,
     )
     groups_touched = {group_id for _, (_, group_id), _ in wanted}
-    _recount(groups_touched)
+    recount(groups_touched)
     result.groups = len(groups_touched)
     logger.info(
         "event=similar_items_stored items=%s new=%s groups=%s merged_sellers=%s",
@@ -283,7 +298,7 @@ def _sightings(rows: Iterable[tuple[int, int, datetime]]) -> int:
     return len(created)
 
 
-def _recount(group_ids: Iterable[int]) -> None:
+def recount(group_ids: Iterable[int]) -> None:
     """Each group's holders: its sellers (what ingest maintains for every indicator)."""
     ids = sorted(set(group_ids))
     counts = dict(

@@ -1281,19 +1281,7 @@ def recluster_full(
         summary.seconds["read"] = time.perf_counter() - started
         say(f"linking {len(columns)} sightings ({engine} engine)")
         started = time.perf_counter()
-        rule = hub_rule()
-        result = linking.link_columns(
-            columns.seller,
-            columns.indicator,
-            columns.kind,
-            platform=columns.platform,
-            kinds=KINDS,
-            thresholds=rule.thresholds,
-            platform_divisor=rule.platform_divisor,
-            overrides=_overrides(),
-            fresh=_fresh(now, np.unique(columns.seller).tolist()),
-            labeller=labeller,
-        )
+        result = link_all(columns, now, _overrides(), labeller=labeller)
         summary.seconds["link"] = time.perf_counter() - started
         started = time.perf_counter()
         say(f"writing {len(result.clusters)} clusters")
@@ -1311,6 +1299,40 @@ def recluster_full(
         summary.clusters,
     )
     return summary
+
+
+def link_all(
+    columns: Columns,
+    now: datetime,
+    overrides: dict[int, linking.Override],
+    *,
+    labeller: linking.ComponentLabeller = linking.component_labels,
+) -> linking.Linkage:
+    """Link the whole exchange's shared sightings with today's rules (what a full recluster computes; the
+    threshold dry run of graph.tuning links what-if columns the same way)."""
+    rule = hub_rule()
+    return linking.link_columns(
+        columns.seller,
+        columns.indicator,
+        columns.kind,
+        platform=columns.platform,
+        kinds=KINDS,
+        thresholds=rule.thresholds,
+        platform_divisor=rule.platform_divisor,
+        overrides=overrides,
+        fresh=_fresh(now, np.unique(columns.seller).tolist()),
+        labeller=labeller,
+    )
+
+
+def read_shared(now: datetime) -> Columns:
+    """The linkable sightings of shared indicators (the full recluster's read)."""
+    return _read_full(now)
+
+
+def overrides() -> dict[int, linking.Override]:
+    """Every analyst override of an indicator's linking, by indicator id."""
+    return _overrides()
 
 
 def _live_clusters(ids: Iterable[int] | None = None) -> dict[int, frozenset[int]]:

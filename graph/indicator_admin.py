@@ -10,25 +10,29 @@ clusters it touches. Forcing an indicator in waits for a second exchange analyst
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from accounts.admin import DurableSaveAdmin, NamedDefaultFilter, ScopedModelAdmin
 from accounts.models import AuditEntry
+from accounts.roles import is_exchange_analyst
 from accounts.scoping import scope_of
 from exchange import similarity
+from exchange.contract import FUZZY_WIRE_KINDS
 from exchange.hash_search import HASH_SEARCH_LIMIT, HashSearchAdmin, HashSearchForm, tokens_for
 from exchange.models import Indicator, Linking, Seller
 from exchange.normalization import SIMILARITY_KINDS, STRONG_KINDS
+from graph import tuning
 from graph.actions import (
     ApprovalRefused,
     ApprovalRequired,
@@ -85,6 +89,31 @@ class LinkingForm(forms.ModelForm):
         if "linking" in self.changed_data and not (cleaned.get("linking_reason") or "").strip():
             self.add_error("linking_reason", "Say why: the next analyst will want to know.")
         return cleaned
+
+
+class ThresholdForm(forms.Form):
+    kind = forms.ChoiceField(choices=[(kind, kind) for kind in SIMILARITY_KINDS])
+    threshold = forms.FloatField()
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        kind, value = data.get("kind"), data.get("threshold")
+        if kind is None or value is None:
+            return data
+        low, high = THRESHOLD_RANGES[kind]
+        if not low <= value <= high:
+            self.add_error("threshold", f"{kind} thresholds go from {low:g} to {high:g}")
+        elif kind == "image" and value != int(value):
+            self.add_error("threshold", "an image threshold is a whole number of bits")
+        return data
+
+
+# What each kind's threshold may be set to: the ranges the settings accept (exchange/settings.py).
+THRESHOLD_RANGES = {
+    "image": (0.0, 63.0),
+    "document": (0.7, 1.0),
+    **dict.fromkeys(FUZZY_WIRE_KINDS, (0.6, 1.0)),
+}
 
 
 @admin.register(Indicator)
@@ -161,6 +190,63 @@ class IndicatorAdmin(DurableSaveAdmin, HashSearchAdmin, ScopedModelAdmin):
         if not term:
             return queryset, False
         return queryset.filter(token__startswith=term), False
+
+    def get_urls(self) -> list[URLPattern]:
+        thresholds = path(
+            "match-thresholds/",
+            self.admin_site.admin_view(self.thresholds_view),
+            name="exchange_indicator_match_thresholds",
+        )
+        return [thresholds, *super().get_urls()]  # before `<path:object_id>/`, which would take it
+
+    def thresholds_view(self, request: HttpRequest) -> HttpResponse:
+        """Each similarity kind's match threshold; an exchange analyst previews a new one (a dry run: what
+        would change in groups, matched pairs and clusters) and then applies it (graph.tuning). Partner
+        analysts have no indicator admin."""
+        if not self.has_view_permission(request) or not is_exchange_analyst(request.user):
+            raise PermissionDenied
+        status, change, error = 200, None, None
+        form = ThresholdForm(request.POST or None)
+        if request.method == "POST":
+            if not self.has_change_permission(request):
+                raise PermissionDenied
+            if form.is_valid():
+                kind, value = form.cleaned_data["kind"], form.cleaned_data["threshold"]
+                if "apply" in request.POST:
+                    change = tuning.apply(kind, value, cast(AbstractBaseUser, request.user))
+                    messages.success(
+                        request,
+                        f"{kind}: threshold {change.current:g} -> {value:g}; {change.groups_before} groups became "
+                        f"{change.groups_after}; the clusters are being recomputed.",
+                    )
+                    return HttpResponseRedirect(request.path)
+                change = tuning.preview(kind, value)
+                AuditEntry.objects.record(
+                    "match_threshold_previewed",
+                    request.user.get_username(),
+                    None,
+                    "match_threshold",
+                    kind,
+                    proposed=value,
+                    pairs_gained=change.pairs_gained,
+                    pairs_lost=change.pairs_lost,
+                )
+            else:
+                status, error = 400, "; ".join(f"{f}: {' '.join(map(str, e))}" for f, e in form.errors.items())
+        current = similarity.thresholds()
+        rows = [(kind, current[kind], similarity.configured_threshold(kind)) for kind in SIMILARITY_KINDS]
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Match thresholds of the similarity kinds",
+            "rows": rows,
+            "form": form,
+            "change": change,
+            "error": error,
+        }
+        return TemplateResponse(
+            request, "admin/exchange/indicator/match_thresholds.html", context, status=status
+        )
 
     def hash_search_view(self, request: HttpRequest) -> HttpResponse:
         """The indicators with this transport hash, of any kind (exchange analysts: partners have no

@@ -38,12 +38,18 @@ def cluster_of(ref: str) -> int | None:
     return member.cluster_id if member else None
 
 
-def test_a_name_and_an_address_typed_differently_link_two_platforms(acme: KeyedPlatform, bazaar: KeyedPlatform):
+def test_a_name_and_an_address_typed_differently_link_two_platforms(
+    acme: KeyedPlatform, bazaar: KeyedPlatform
+):
     one = with_fuzzy(
-        "acme-1", ("person_name", "Jonathan Smithson"), ("shipping_address_fuzzy", "12 Baker Street, Apt 4, London")
+        "acme-1",
+        ("person_name", "Jonathan Smithson"),
+        ("shipping_address_fuzzy", "12 Baker Street, Apt 4, London"),
     )
     other = with_fuzzy(
-        "bz-1", ("person_name", "Smithson Jonathan"), ("shipping_address_fuzzy", "Apartment 4, 12 Baker St., London")
+        "bz-1",
+        ("person_name", "Smithson Jonathan"),
+        ("shipping_address_fuzzy", "Apartment 4, 12 Baker St., London"),
     )
     assert submit(acme.client(), one).status_code == 201
     response = submit(bazaar.client(), other)
@@ -64,11 +70,17 @@ def test_a_similar_name_alone_is_weak_and_does_not_link(acme: KeyedPlatform, baz
 def test_different_names_and_addresses_do_not_group(acme: KeyedPlatform, bazaar: KeyedPlatform):
     submit(
         acme.client(),
-        with_fuzzy("acme-1", ("business_name", "Golden Lotus Trading"), ("return_address_fuzzy", "7 Mill Lane, Leeds")),
+        with_fuzzy(
+            "acme-1",
+            ("business_name", "Golden Lotus Trading"),
+            ("return_address_fuzzy", "7 Mill Lane, Leeds"),
+        ),
     )
     submit(
         bazaar.client(),
-        with_fuzzy("bz-1", ("business_name", "Northwind Supplies"), ("return_address_fuzzy", "88 Harbour Road, Cork")),
+        with_fuzzy(
+            "bz-1", ("business_name", "Northwind Supplies"), ("return_address_fuzzy", "88 Harbour Road, Cork")
+        ),
     )
     assert SimilarItem.objects.values("group").distinct().count() == 4
     assert cluster_of("acme-1") is None

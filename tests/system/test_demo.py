@@ -1,8 +1,8 @@
 """The README's first command, as a newcomer runs it: `manage.py demo` on a fresh embedded database finds every
-planted cross-platform ring (the one linked only by a reused product photo and a store name too), prints a
-walk-through without the server's log lines interleaved, and names the address `make demo` serves on (issue
-19, item 10). Runs in the SQLite pass only: the demo is the embedded default's job, and it brings its own
-database file."""
+planted cross-platform ring (the one linked only by a reused product photo and a store name, and the one linked
+only by a falsified letter of authorisation edited for each member, too), prints a walk-through without the
+server's log lines interleaved, and names the address `make demo` serves on (issue 19, item 10). Runs in the
+SQLite pass only: the demo is the embedded default's job, and it brings its own database file."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def test_demo_finds_every_planted_ring_quietly_and_names_the_served_address(tmp_
     found = re.search(
         r"(\d+) cross-platform clusters found; (\d+) cross-platform rings were planted", run.stdout
     )
-    assert found and found.group(1) == found.group(2) and int(found.group(1)) >= 11, run.stdout
+    assert found and found.group(1) == found.group(2) and int(found.group(1)) >= 12, run.stdout
     # The ring linked only by a reused photo (each platform's copy cropped, resized, overlaid and re-encoded
     # differently) and a store name is one cluster, in the table and named on its own line (issue 13).
     label = r"Ring \d+: reused product photo \+ store name"
@@ -62,6 +62,14 @@ def test_demo_finds_every_planted_ring_quietly_and_names_the_served_address(tmp_
     assert re.search(
         rf"photo ring: found as cluster \d+, all 3 sellers on 3 platforms \({label}\)", run.stdout
     ), run.stdout
+    # So is the ring whose only shared evidence is one falsified letter, edited for each member: near-duplicates
+    # by their keyed MinHashes (the client has the consortium key), never the same file (issue 13).
+    label = r"Ring \d+: falsified authorisation letter: new company, date, number per copy"
+    assert re.search(rf"^ +\d+ +3 +3 +\d+  document +{label}$", run.stdout, re.MULTILINE), run.stdout
+    assert re.search(
+        rf"letter ring: found as cluster \d+, all 3 sellers on 3 platforms \({label}\)", run.stdout
+    ), run.stdout
+    assert "0 rows rejected by the client" in run.stdout
     assert "admin: http://0.0.0.0:8123/admin/" in run.stdout
     assert "API docs: http://0.0.0.0:8123/api/v1/docs/" in run.stdout
     assert "8000" not in run.stdout

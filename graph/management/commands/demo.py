@@ -3,7 +3,8 @@
 Five marketplaces' raw reports (synthetic, with planted counterfeit rings) go through the real reference
 partner client and the real HTTP API, exactly as partners would send them; then the exchange reclusters,
 prints the top cross-platform clusters next to the rings that were planted (and where the ring linked only
-by a reused, differently edited product photo and a store name ended up), sends the first marketplace's
+by a reused, differently edited product photo and a store name ended up, and the ring linked only by a
+falsified letter of authorisation, each copy with another company name, dates and number), sends the first marketplace's
 webhook events to a receiver on this machine that verifies and prints them, and writes one report email per
 platform into a folder. On the way, one platform rejects a seller's appeal with a forged bank letter, and a
 seller of the partner analyst's platform appeals with the same letter: the exchange flags it.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import secrets
 import threading
 import time
 from collections import Counter
@@ -38,7 +40,8 @@ from accounts.roles import assign_role
 from exchange.appeals import AppealRequest, do_record_appeal
 from exchange.client import ExchangeClient
 from exchange.client.webhooks import SIGNATURE_HEADER, WebhookSignatureError, verify
-from exchange.contract import IMAGE_KIND
+from exchange.contract import DOCUMENT_KIND, IMAGE_KIND
+from exchange.documents import MIN_CONSORTIUM_KEY_BYTES, read_consortium_key_file
 from exchange.models import Seller
 from fixtures.loader import load_dataset
 from fixtures.synthetic import demo as demo_dataset
@@ -168,6 +171,8 @@ class Command(BaseCommand):
             )
             keys[spec.slug] = self.ensure_key(platform, demo_dir / f"{spec.slug}.key")
             self.stdout.write(f"  {spec.name:<18} {spec.slug:<16} key file {spec.slug}.key")
+        consortium_key = self.ensure_consortium_key(demo_dir / "consortium.key")
+        self.stdout.write("  consortium key file consortium.key: the partners' shared key for documents")
 
         self.step("Creating analyst accounts")
         first = Platform.objects.get(slug=dataset.platforms[0].slug)
@@ -187,7 +192,7 @@ class Command(BaseCommand):
             self.stdout.write(f"  {receiver.url}")
 
             self.step("Loading partner reports through the reference client and the HTTP API")
-            summary = self.load(dataset, demo_dir / "data", keys)
+            summary = self.load(dataset, demo_dir / "data", keys, consortium_key)
             self.stdout.write(
                 f"  {summary.sellers} sellers sent, {summary.sightings_created} new sightings, "
                 f"{summary.rejected_rows} rows rejected by the client, {len(summary.retracted)} retraction(s)"
@@ -238,7 +243,7 @@ class Command(BaseCommand):
     def step(self, text: str) -> None:
         self.stdout.write(self.style.MIGRATE_HEADING(f"==> {text}"))
 
-    def load(self, dataset: Any, data_dir: Path, keys: dict[str, str]) -> Any:
+    def load(self, dataset: Any, data_dir: Path, keys: dict[str, str], consortium_key: bytes) -> Any:
         """Serve the real WSGI app on a free local port while the partner client talks to it over HTTP."""
         server = ThreadedWSGIServer(("127.0.0.1", 0), QuietHandler, allow_reuse_address=True)
         server.set_app(get_wsgi_application())
@@ -247,7 +252,12 @@ class Command(BaseCommand):
         try:
             url = f"http://127.0.0.1:{server.server_address[1]}"
             summary = load_dataset(
-                dataset, data_dir, url, keys, progress=lambda text: self.stdout.write(f"  {text}")
+                dataset,
+                data_dir,
+                url,
+                keys,
+                progress=lambda text: self.stdout.write(f"  {text}"),
+                consortium_key=consortium_key,
             )
             self.appeal_with_a_forged_letter(dataset, url, keys)
             return summary
@@ -310,15 +320,19 @@ class Command(BaseCommand):
         self.stdout.write(
             f"  {found} cross-platform clusters found; {planted} cross-platform rings were planted."
         )
-        self.print_photo_rings(dataset, members)
+        self.print_near_duplicate_rings(dataset, members)
 
-    def print_photo_rings(self, dataset: Any, members: dict[int, list[tuple[str, str]]]) -> None:
-        """Where each ring linked by a product photo ended up, whether or not --top shows its cluster: its
-        copies were cropped, resized, overlaid and re-encoded differently, so only near-duplicate matching of
-        their PDQ hashes (with the store name, a second weak kind) links them."""
+    def print_near_duplicate_rings(self, dataset: Any, members: dict[int, list[tuple[str, str]]]) -> None:
+        """Where each ring linked by a product photo or by a falsified letter ended up, whether or not --top
+        shows its cluster. The photo's copies were cropped, resized, overlaid and re-encoded differently, so
+        only near-duplicate matching of their PDQ hashes (with the store name, a second weak kind) links them;
+        the letter's copies carry another company name, dates and number each, so only their keyed MinHashes'
+        estimated similarity (a document is strong: on its own) links them."""
         cluster_of = {key: cluster_id for cluster_id, keys in members.items() for key in keys}
+        names = {IMAGE_KIND: "photo ring", DOCUMENT_KIND: "letter ring"}
         for ring in dataset.truth.rings:
-            if not any(link.kind == IMAGE_KIND for link in ring.links):
+            name = next((names[link.kind] for link in ring.links if link.kind in names), None)
+            if name is None:
                 continue
             found = {cluster_of.get(key) for key in ring.keys}
             sellers, platforms = len(ring.keys), len(ring.platforms)
@@ -327,7 +341,7 @@ class Command(BaseCommand):
                 if len(found) == 1 and None not in found
                 else "NOT found as one cluster"
             )
-            self.stdout.write(f"  photo ring: {where} ({ring.label})")
+            self.stdout.write(f"  {name}: {where} ({ring.label})")
 
     def print_events(self, receiver: DemoReceiver, sent: int, unsent: int) -> None:
         kinds = Counter(event["type"] for event in receiver.events.values())
@@ -426,6 +440,17 @@ class Command(BaseCommand):
         key_file.write_text(full_key + "\n")
         key_file.chmod(0o600)
         return full_key
+
+    @staticmethod
+    def ensure_consortium_key(key_file: Path) -> bytes:
+        """The key the demo's partners share for document fingerprints, kept across reruns (fingerprints made
+        with another key never match). The exchange never holds it: only the partner client reads it."""
+        try:
+            return read_consortium_key_file(key_file)
+        except ValueError:
+            key_file.write_text(secrets.token_hex(MIN_CONSORTIUM_KEY_BYTES) + "\n")
+            key_file.chmod(0o600)
+            return read_consortium_key_file(key_file)
 
     @staticmethod
     def ensure_analyst(username: str, platform: Platform | None) -> None:

@@ -19,6 +19,7 @@ from exchange.client.csvinput import (
     SellerReport,
     read_submission_file,
 )
+from exchange.client.fuzzy import NO_KEY_HINT
 from exchange.contract import DEFAULT_MAX_BATCH_SELLERS, Limits
 
 __all__ = [
@@ -64,6 +65,8 @@ class SubmitSummary:
     duplicate_indicators: int = 0
     rejected: list[RejectedRow] = field(default_factory=list)
     incomplete: list[IncompleteSeller] = field(default_factory=list)
+    addresses_without_key: int = 0  # address rows sent exact only: no consortium key for their fuzzy encoding
+    fuzzy_not_sent: list[RejectedRow] = field(default_factory=list)  # address rows whose encoding was refused
     batches_total: int = 0
     batches_sent: int = 0
     sellers_sent: int = 0
@@ -83,6 +86,8 @@ class SubmitSummary:
             duplicate_indicators=result.duplicate_indicators,
             rejected=result.rejected,
             incomplete=result.incomplete,
+            addresses_without_key=result.addresses_without_key,
+            fuzzy_not_sent=result.fuzzy_not_sent,
         )
         summary.count_sellers(result.sellers)
         return summary
@@ -129,6 +134,14 @@ class SubmitSummary:
                 f"new sightings: {self.sightings_created}",
                 f"seconds: {self.elapsed:.1f}",
             ]
+        if self.addresses_without_key:
+            lines.append(
+                f"fuzzy address encodings not sent: no consortium key was given ({NO_KEY_HINT}); "
+                f"{self.addresses_without_key} address rows went as exact hashes only"
+            )
+        if self.fuzzy_not_sent:
+            lines.append("address rows sent without their fuzzy encoding (the exact hash was sent):")
+            lines.extend(f"  {row}" for row in self.fuzzy_not_sent)
         if self.rejected:
             lines.append("rejected rows:")
             lines.extend(f"  {row}" for row in self.rejected)

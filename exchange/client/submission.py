@@ -56,7 +56,9 @@ class SubmitSummary:
 
     ``ok`` is false when any batch failed or was not attempted; ``complete`` is true only when every row
     read was sent (or, in a dry run, would be). ``format()`` is a stable text: one ``name: value`` line per
-    count, then the rejected rows, the incomplete sellers and the failed batches, each under its heading.
+    count (fuzzy encodings count as indicators), then the address rows sent without their fuzzy encoding (once
+    for all when no consortium key was given), the rejected rows, the incomplete sellers and the failed batches,
+    each under its heading.
     """
 
     rows: int = 0
@@ -277,8 +279,10 @@ def submit_csv(
     Rejected rows (with line numbers and reasons) are in ``summary.rejected``; they do not stop the run.
     A seller with a rejected row is held back (``summary.held_back``) unless ``send_valid_rows``, which
     sends its valid rows. ``summary.complete`` says whether every row was sent. Raises ``CsvFormatError``
-    if the file cannot be read at all. ``consortium_key`` keys the fingerprints of ``document`` rows
-    (``exchange.documents.read_consortium_key_file``); without it those rows are rejected.
+    if the file cannot be read at all. ``consortium_key`` keys the fingerprints of ``document`` rows and the
+    fuzzy encodings of ``person_name``, ``business_name`` and address rows
+    (``exchange.documents.read_consortium_key_file``); without it document and name rows are rejected and
+    addresses are sent as exact hashes only.
     """
     result = read_submission_file(
         path, default_region, send_valid_rows=send_valid_rows, consortium_key=consortium_key

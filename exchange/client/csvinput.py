@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from exchange.client.documents import DocumentHasher
-from exchange.client.fuzzy import ADDRESS_FUZZY_KIND, NAME_KINDS, FuzzyEncoder, FuzzyEncodingError
+from exchange.client.fuzzy import ADDRESS_FUZZY_KIND, NAME_KINDS, NO_KEY, FuzzyEncoder, FuzzyEncodingError
 from exchange.client.images import PhotoHasher
 from exchange.contract import (
     IMAGE_KIND,
@@ -353,7 +353,7 @@ def read_submission_rows(
                     )
                 )
             except FuzzyEncodingError as exc:
-                if exc.reason == "no_consortium_key":
+                if exc.reason == NO_KEY:
                     addresses_without_key += 1
                 else:
                     reason = f"{fuzzy_address} not sent ({exc.reason}): {exc}"

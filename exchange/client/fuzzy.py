@@ -27,7 +27,7 @@ from exchange.contract import (
 )
 from exchange.normalization import NormalizationError
 
-__all__ = ["ADDRESS_FUZZY_KIND", "NAME_KINDS", "NO_KEY_HINT", "FuzzyEncoder", "FuzzyEncodingError"]
+__all__ = ["ADDRESS_FUZZY_KIND", "NAME_KINDS", "NO_KEY", "NO_KEY_HINT", "FuzzyEncoder", "FuzzyEncodingError"]
 
 # CSV kinds sent only as a fuzzy encoding, and the exact address kinds that also get one.
 NAME_KINDS: tuple[str, ...] = (PERSON_NAME_KIND, BUSINESS_NAME_KIND)
@@ -35,6 +35,7 @@ ADDRESS_FUZZY_KIND: dict[str, str] = {
     "shipping_address": SHIPPING_ADDRESS_FUZZY_KIND,
     "return_address": RETURN_ADDRESS_FUZZY_KIND,
 }
+NO_KEY = "no_consortium_key"  # the reason code of FuzzyEncodingError when no key was given
 NO_KEY_HINT = f"--consortium-key-file PATH or the environment variable {CONSORTIUM_KEY_ENV}"
 
 

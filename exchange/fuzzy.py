@@ -91,6 +91,8 @@ __all__ = [
     "HASH_COUNTS",
     "KDF_SALT",
     "LEGAL_FORMS",
+    "MAX_BITS_SET",
+    "MIN_BITS_SET",
     "NUMBER_HASH_COUNT",
     "PERSON_TITLES",
     "Q",
@@ -115,6 +117,11 @@ FILTER_BITS = 1024  # l: a power of two, as the blakeHash scheme needs; 1024 is 
 FILTER_BYTES = FILTER_BITS // 8
 ENCODING_HEX_CHARS = FILTER_BYTES * 2
 Q = 2  # bigrams, the q of Schnell et al. and of clkhash's default name schemas
+# The exchange refuses an encoding with fewer or more bits set (exchange.matching.FuzzyMatcher.parse): an empty
+# or saturated filter matches nothing or everything. A one-letter name sets too few, a long address too many;
+# the reference client checks before sending, as one refused indicator costs its whole batch.
+MIN_BITS_SET = FILTER_BITS // 20
+MAX_BITS_SET = FILTER_BITS * 3 // 5
 
 FUZZY_KINDS: tuple[str, ...] = ("person_name", "business_name", "shipping_address", "return_address")
 ADDRESS_KINDS: frozenset[str] = frozenset({"shipping_address", "return_address"})

@@ -2,7 +2,8 @@
 
 Raw identifiers never leave the partner: values are normalised and hashed locally by the published hashing
 spec (``exchange.normalization``, v1) and only transport hashes are sent; the product photos of ``image`` rows
-are hashed locally with PDQ (``exchange.client.images``) and only their hashes are sent. No Django needed: the
+are hashed locally with PDQ (``exchange.client.images``) and only their hashes are sent; names and addresses
+also go as fuzzy encodings keyed with the partners' consortium key (``exchange.client.fuzzy``). No Django needed: the
 client imports nothing of the server; its dependencies are the spec's exactly pinned normalisation libraries
 (phonenumbers, python-stdnum, idna, publicsuffixlist) and PDQ's (pdqhash, Pillow), and its HTTP is the
 standard library's. A partner

@@ -127,7 +127,10 @@ def build_parser(prog: str = MODULE_PROG) -> argparse.ArgumentParser:
         "A document row's value is a PDF or UTF-8 text file's path (relative to the CSV file's folder).\n"
         "Its text is extracted here (no OCR: a scan or an image is rejected) and only the file's SHA-256\n"
         "and a MinHash of its text keyed with the consortium key (--consortium-key-file, or the file\n"
-        f"named by {CONSORTIUM_KEY_ENV}) are sent, never the file, its text or its path.",
+        f"named by {CONSORTIUM_KEY_ENV}) are sent, never the file, its text or its path.\n\n"
+        "A person_name or business_name row's value is the name as typed: only its fuzzy encoding, keyed\n"
+        "with the consortium key, is sent (the key is required for these rows). With the key, an address\n"
+        "row also sends the address's fuzzy encoding beside its hash; without it, the hash only.",
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -171,7 +174,8 @@ def build_parser(prog: str = MODULE_PROG) -> argparse.ArgumentParser:
         "--consortium-key-file",
         type=Path,
         metavar="PATH",
-        help=f"file holding the consortium key that the partners share, for document rows (at least "
+        help=f"file holding the consortium key that the partners share, for document and name rows and "
+        f"fuzzy addresses (at least "
         f"{MIN_CONSORTIUM_KEY_BYTES} bytes: {2 * MIN_CONSORTIUM_KEY_BYTES}+ hex digits, or raw bytes; default: "
         f"the file named by {CONSORTIUM_KEY_ENV})",
     )

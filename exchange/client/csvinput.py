@@ -7,7 +7,9 @@ of an ``image`` row names a product photo (a path relative to the CSV file's fol
 the photo is hashed here with PDQ (``exchange.client.images``) and only its hashes are sent. The value of a
 ``document`` row names a PDF or text file (a path relative to the CSV file's folder): it is fingerprinted here
 (``exchange.client.documents``: its SHA-256 and a MinHash of its text keyed with the consortium key) and only
-those are sent.
+those are sent. The value of a ``person_name`` or ``business_name`` row is the name as typed: only its fuzzy
+encoding keyed with the consortium key is sent (``exchange.client.fuzzy``); an address row sends its transport
+hash and, with the consortium key, also the address's fuzzy encoding.
 
 A seller is reported as a whole: by default a seller with a rejected row is held back (not sent at all), so
 that the exchange never holds a partial picture of it without anyone noticing; ``send_valid_rows=True``
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from exchange.client.documents import DocumentHasher
+from exchange.client.fuzzy import ADDRESS_FUZZY_KIND, NAME_KINDS, NO_KEY, FuzzyEncoder, FuzzyEncodingError
 from exchange.client.images import PhotoHasher
 from exchange.contract import (
     IMAGE_KIND,
@@ -64,8 +67,8 @@ COLUMNS: tuple[str, ...] = ("seller_ref", "status", "reasons", "reported_at", "k
 MAX_SELLER_REF_LENGTH = SELLER_REF_MAX_LENGTH  # the exchange refuses longer ones (and the whole batch)
 REASON_SEPARATOR = "|"
 # The kinds a CSV row may have: the spec's normalised kinds, product photos (hashed with PDQ, not SHA-256) and
-# documents (the file's SHA-256 and a keyed MinHash of its text).
-CSV_KINDS: tuple[str, ...] = (*KINDS, IMAGE_KIND, DOCUMENT_KIND)
+# documents (the file's SHA-256 and a keyed MinHash of its text), and names (a keyed fuzzy encoding only).
+CSV_KINDS: tuple[str, ...] = (*KINDS, IMAGE_KIND, DOCUMENT_KIND, *NAME_KINDS)
 
 
 class CsvFormatError(ValueError):
@@ -80,7 +83,8 @@ class Indicator:
     ``quality`` and the sub-crop hashes (``crops``), which the API receives with it. A ``document``
     indicator's ``hash`` is the SHA-256 of the file's bytes, and it also carries the keyed MinHash of its text
     (``minhash``). An indicator is identified by its kind and hash (the same photo or file given twice is one
-    indicator).
+    indicator). A fuzzy indicator (``person_name``, ``business_name``, ``shipping_address_fuzzy``,
+    ``return_address_fuzzy``) has no hash (``""``) but its keyed Bloom-filter ``encoding``, which identifies it.
     """
 
     kind: str
@@ -88,8 +92,11 @@ class Indicator:
     quality: int | None = field(default=None, compare=False)
     crops: tuple[str, ...] = field(default=(), compare=False)
     minhash: str | None = field(default=None, compare=False)
+    encoding: str | None = None
 
     def to_payload(self) -> dict[str, Any]:
+        if self.encoding is not None:
+            return {"kind": self.kind, "encoding": self.encoding}
         if self.kind == IMAGE_KIND:
             return {"kind": self.kind, "hash": self.hash, "quality": self.quality, "crops": list(self.crops)}
         if self.kind == DOCUMENT_KIND:
@@ -187,6 +194,10 @@ class CsvResult:
     rows: int
     duplicate_indicators: int
     incomplete: list[IncompleteSeller] = field(default_factory=list)
+    # Address rows sent with their exact hash only: because no consortium key was given (a count: the summary
+    # says it once), or because their fuzzy encoding could not be made (each row with the reason).
+    addresses_without_key: int = 0
+    fuzzy_not_sent: list[RejectedRow] = field(default_factory=list)
 
     @property
     def held_back(self) -> list[IncompleteSeller]:
@@ -280,7 +291,8 @@ def read_submission_rows(
 
     ``base_dir`` is the folder that the relative paths of ``image`` and ``document`` rows start from (None:
     the current directory, as for a CSV read from standard input). ``consortium_key`` keys the fingerprints of
-    ``document`` rows; without it those rows are rejected."""
+    ``document`` rows and the fuzzy encodings of names and addresses; without it ``document``, ``person_name``
+    and ``business_name`` rows are rejected and addresses are sent as exact hashes only."""
     reader = csv.reader(stream)
     header = next(reader, None)
     if header is None:
@@ -296,10 +308,12 @@ def read_submission_rows(
     default_region = normalize_region(default_region)
     photos = PhotoHasher(base_dir)
     documents = DocumentHasher(base_dir, consortium_key)
+    encoder = FuzzyEncoder(consortium_key)
 
     drafts: dict[str, _SellerDraft] = {}
     rejected: list[RejectedRow] = []
-    duplicates = rows = 0
+    fuzzy_not_sent: list[RejectedRow] = []
+    duplicates = rows = addresses_without_key = 0
     for line, row in _numbered_rows(reader):
         if not any(cell.strip() for cell in row):
             continue  # blank lines carry nothing
@@ -325,16 +339,31 @@ def read_submission_rows(
         draft.report.lines.append(line)
 
         try:
-            indicator = _indicator(cells, default_region, photos, documents)
+            indicators = _indicators(cells, seller_ref, default_region, photos, documents, encoder)
         except ValueError as exc:
             rejected.append(RejectedRow(line, seller_ref, str(exc)))
             continue
         draft.accepted_lines.append(line)
-        if indicator in draft.hashes:
-            duplicates += 1
-            continue
-        draft.hashes.add(indicator)
-        draft.report.indicators.append(indicator)
+        fuzzy_address = ADDRESS_FUZZY_KIND.get(indicators[0].kind)
+        if fuzzy_address is not None:
+            try:
+                indicators.append(
+                    Indicator(
+                        fuzzy_address, "", encoding=encoder.encode(fuzzy_address, cells["value"], seller_ref)
+                    )
+                )
+            except FuzzyEncodingError as exc:
+                if exc.reason == NO_KEY:
+                    addresses_without_key += 1
+                else:
+                    reason = f"{fuzzy_address} not sent ({exc.reason}): {exc}"
+                    fuzzy_not_sent.append(RejectedRow(line, seller_ref, reason))
+        for indicator in indicators:
+            if indicator in draft.hashes:
+                duplicates += 1
+                continue
+            draft.hashes.add(indicator)
+            draft.report.indicators.append(indicator)
 
     rejected_by_seller: dict[str, list[RejectedRow]] = {}
     for rejection in rejected:
@@ -360,7 +389,7 @@ def read_submission_rows(
                 continue
         sellers.append(draft.report)
     rejected.sort(key=lambda row: row.line)
-    return CsvResult(sellers, rejected, rows, duplicates, incomplete)
+    return CsvResult(sellers, rejected, rows, duplicates, incomplete, addresses_without_key, fuzzy_not_sent)
 
 
 def _numbered_rows(reader: Any) -> Iterator[tuple[int, list[str]]]:
@@ -413,9 +442,15 @@ def _conflicts(draft: _SellerDraft, status: str, reasons: list[str], moment: dat
     return found
 
 
-def _indicator(
-    cells: dict[str, str], default_region: str | None, photos: PhotoHasher, documents: DocumentHasher
-) -> Indicator:
+def _indicators(
+    cells: dict[str, str],
+    seller_ref: str,
+    default_region: str | None,
+    photos: PhotoHasher,
+    documents: DocumentHasher,
+    encoder: FuzzyEncoder,
+) -> list[Indicator]:
+    """The row's indicator (the caller adds an address's fuzzy encoding); ``ValueError`` rejects the row."""
     kind = cells["kind"].strip().lower()
     if kind not in CSV_KINDS:
         raise ValueError(f"unknown kind {kind[:40]!r}; valid kinds: {', '.join(CSV_KINDS)}")
@@ -424,14 +459,19 @@ def _indicator(
             variants = photos.variants(cells["value"])
         except ImageHashError as exc:
             raise ValueError(f"image rejected ({exc.reason}): {exc}") from None
-        return Indicator(kind, variants.full.hex, variants.full.quality, variants.crops)
+        return [Indicator(kind, variants.full.hex, variants.full.quality, variants.crops)]
     if kind == DOCUMENT_KIND:
         try:
             found = documents.fingerprint(cells["value"])
         except DocumentError as exc:
             raise ValueError(f"document rejected ({exc.reason}): {exc}") from None
-        return Indicator(kind, found.sha256, minhash=found.minhash)
+        return [Indicator(kind, found.sha256, minhash=found.minhash)]
+    if kind in NAME_KINDS:
+        try:
+            return [Indicator(kind, "", encoding=encoder.encode(kind, cells["value"], seller_ref))]
+        except FuzzyEncodingError as exc:
+            raise ValueError(f"{kind} rejected ({exc.reason}): {exc}") from None
     try:
-        return Indicator(kind, transport_hash(kind, cells["value"], default_region))
+        return [Indicator(kind, transport_hash(kind, cells["value"], default_region))]
     except NormalizationError as exc:
         raise ValueError(f"{kind} value rejected: {exc.reason}") from None

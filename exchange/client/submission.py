@@ -19,6 +19,7 @@ from exchange.client.csvinput import (
     SellerReport,
     read_submission_file,
 )
+from exchange.client.fuzzy import NO_KEY_HINT
 from exchange.contract import DEFAULT_MAX_BATCH_SELLERS, Limits
 
 __all__ = [
@@ -55,7 +56,9 @@ class SubmitSummary:
 
     ``ok`` is false when any batch failed or was not attempted; ``complete`` is true only when every row
     read was sent (or, in a dry run, would be). ``format()`` is a stable text: one ``name: value`` line per
-    count, then the rejected rows, the incomplete sellers and the failed batches, each under its heading.
+    count (fuzzy encodings count as indicators), then the address rows sent without their fuzzy encoding (once
+    for all when no consortium key was given), the rejected rows, the incomplete sellers and the failed batches,
+    each under its heading.
     """
 
     rows: int = 0
@@ -64,6 +67,8 @@ class SubmitSummary:
     duplicate_indicators: int = 0
     rejected: list[RejectedRow] = field(default_factory=list)
     incomplete: list[IncompleteSeller] = field(default_factory=list)
+    addresses_without_key: int = 0  # address rows sent exact only: no consortium key for their fuzzy encoding
+    fuzzy_not_sent: list[RejectedRow] = field(default_factory=list)  # address rows whose encoding was refused
     batches_total: int = 0
     batches_sent: int = 0
     sellers_sent: int = 0
@@ -83,6 +88,8 @@ class SubmitSummary:
             duplicate_indicators=result.duplicate_indicators,
             rejected=result.rejected,
             incomplete=result.incomplete,
+            addresses_without_key=result.addresses_without_key,
+            fuzzy_not_sent=result.fuzzy_not_sent,
         )
         summary.count_sellers(result.sellers)
         return summary
@@ -129,6 +136,14 @@ class SubmitSummary:
                 f"new sightings: {self.sightings_created}",
                 f"seconds: {self.elapsed:.1f}",
             ]
+        if self.addresses_without_key:
+            lines.append(
+                f"fuzzy address encodings not sent: no consortium key was given ({NO_KEY_HINT}); "
+                f"{self.addresses_without_key} address rows went as exact hashes only"
+            )
+        if self.fuzzy_not_sent:
+            lines.append("address rows sent without their fuzzy encoding (the exact hash was sent):")
+            lines.extend(f"  {row}" for row in self.fuzzy_not_sent)
         if self.rejected:
             lines.append("rejected rows:")
             lines.extend(f"  {row}" for row in self.rejected)
@@ -264,8 +279,10 @@ def submit_csv(
     Rejected rows (with line numbers and reasons) are in ``summary.rejected``; they do not stop the run.
     A seller with a rejected row is held back (``summary.held_back``) unless ``send_valid_rows``, which
     sends its valid rows. ``summary.complete`` says whether every row was sent. Raises ``CsvFormatError``
-    if the file cannot be read at all. ``consortium_key`` keys the fingerprints of ``document`` rows
-    (``exchange.documents.read_consortium_key_file``); without it those rows are rejected.
+    if the file cannot be read at all. ``consortium_key`` keys the fingerprints of ``document`` rows and the
+    fuzzy encodings of ``person_name``, ``business_name`` and address rows
+    (``exchange.documents.read_consortium_key_file``); without it document and name rows are rejected and
+    addresses are sent as exact hashes only.
     """
     result = read_submission_file(
         path, default_region, send_valid_rows=send_valid_rows, consortium_key=consortium_key

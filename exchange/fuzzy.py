@@ -118,10 +118,12 @@ FILTER_BYTES = FILTER_BITS // 8
 ENCODING_HEX_CHARS = FILTER_BYTES * 2
 Q = 2  # bigrams, the q of Schnell et al. and of clkhash's default name schemas
 # The exchange refuses an encoding with fewer or more bits set (exchange.matching.FuzzyMatcher.parse): an empty
-# or saturated filter matches nothing or everything. A one-letter name sets too few, a long address too many;
-# the reference client checks before sending, as one refused indicator costs its whole batch.
+# filter matches nothing, and a hostile member's saturated one would be a candidate under every LSH band (it
+# cannot reach a 0.6 Dice with an honest encoding of 15-35% of the bits, but it costs every probe). A
+# one-letter name sets too few; an address of about 150 characters or more too many; the reference client
+# checks before sending, as one refused indicator costs its whole batch.
 MIN_BITS_SET = FILTER_BITS // 20
-MAX_BITS_SET = FILTER_BITS * 3 // 5
+MAX_BITS_SET = FILTER_BITS * 7 // 8
 
 FUZZY_KINDS: tuple[str, ...] = ("person_name", "business_name", "shipping_address", "return_address")
 ADDRESS_KINDS: frozenset[str] = frozenset({"shipping_address", "return_address"})

@@ -34,7 +34,14 @@ from exchange.contract import (
     is_transport_hash,
 )
 from exchange.documents import MINHASH_HEX_LENGTH, NUM_PERM, is_minhash_hex, jaccard_estimate, lsh_bands
-from exchange.fuzzy import ENCODING_HEX_CHARS, FILTER_BITS, FILTER_BYTES, is_fuzzy_encoding
+from exchange.fuzzy import (
+    ENCODING_HEX_CHARS,
+    FILTER_BITS,
+    FILTER_BYTES,
+    MAX_BITS_SET,
+    MIN_BITS_SET,
+    is_fuzzy_encoding,
+)
 from exchange.fuzzy_blocking import LSH_BY_KIND, HammingLSH
 from exchange.normalization import SIMILARITY_KINDS
 from exchange.perceptual import PDQ_BITS, chunk_keys, is_pdq_hex, probe_keys, variant_distance
@@ -322,12 +329,10 @@ class FuzzyMatcher(Matcher):
             ]
         else:
             ones = int(encoding, 16).bit_count()
-            # An honest encoding sets 10-40% of its bits; an empty or saturated filter matches nothing or
-            # everything (a hostile member could glue groups with an all-ones filter).
-            if not FILTER_BITS // 20 <= ones <= FILTER_BITS * 3 // 5:
+            if not MIN_BITS_SET <= ones <= MAX_BITS_SET:  # exchange.fuzzy says why
                 errors[f"{path}.encoding"] = [
                     f"has {ones} of {FILTER_BITS} bits set; an encoding of a real value sets between "
-                    f"{FILTER_BITS // 20} and {FILTER_BITS * 3 // 5}"
+                    f"{MIN_BITS_SET} and {MAX_BITS_SET}"
                 ]
         if len(errors) > before:
             return None

@@ -30,7 +30,7 @@ from exchange.contract import (
     is_seller_ref,
 )
 from exchange.documents import MINHASH_HEX_LENGTH, NUM_PERM
-from exchange.fuzzy import ENCODING_HEX_CHARS, FILTER_BITS
+from exchange.fuzzy import ENCODING_HEX_CHARS, FILTER_BITS, MAX_BITS_SET, MIN_BITS_SET
 from exchange.ingest import hash_problem
 from exchange.models import Appeal, Seller
 from exchange.normalization import KINDS, LINK_KINDS, REASONS, STATUSES
@@ -117,7 +117,7 @@ class FuzzyIndicatorInSerializer(serializers.Serializer):
         f"^[0-9a-f]{{{ENCODING_HEX_CHARS}}}$",
         help_text=f"The keyed Bloom-filter encoding (exchange.fuzzy.encode): {FILTER_BITS} bits as "
         f"{ENCODING_HEX_CHARS} lowercase hex characters (the hashing spec's 'Fuzzy encodings'), with between "
-        f"{FILTER_BITS // 20} and {FILTER_BITS * 3 // 5} bits set.",
+        f"{MIN_BITS_SET} and {MAX_BITS_SET} bits set.",
     )
 
 

@@ -232,7 +232,10 @@ class IndicatorAdmin(DurableSaveAdmin, HashSearchAdmin, ScopedModelAdmin):
                     pairs_lost=change.pairs_lost,
                 )
             else:
-                status, error = 400, "; ".join(f"{f}: {' '.join(map(str, e))}" for f, e in form.errors.items())
+                status, error = (
+                    400,
+                    "; ".join(f"{f}: {' '.join(map(str, e))}" for f, e in form.errors.items()),
+                )
         current = similarity.thresholds()
         rows = [(kind, current[kind], similarity.configured_threshold(kind)) for kind in SIMILARITY_KINDS]
         context = {

@@ -21,7 +21,7 @@ from exchange.client.documents import CONSORTIUM_KEY_ENV
 from exchange.perceptual import pdq_variants
 from fixtures import documents as fx
 from fixtures import images
-from tests.client.test_client import API_KEY, FakeExchange, exchange
+from tests.client.test_client import API_KEY, FakeExchange, exchange, limits_answer
 from tests.client.test_fuzzy_rows import forms_of, sent_bodies
 from tests.conftest import KeyedPlatform
 
@@ -327,6 +327,20 @@ def test_an_image_lookup_needs_no_consortium_key_and_sends_the_pdq_hashes_only(
     assert json.loads(out) == {
         "results": [{"hash": variants.full.hex, "match": False}]
     }  # the exchange's answer
+
+
+def test_more_photos_than_the_exchange_screens_per_lookup_are_refused(
+    tmp_path: Path, good_files: dict[str, Path], exchange: FakeExchange
+) -> None:
+    exchange.me = limits_answer(max_batch_sellers=10, max_seller_indicators=10, max_lookup_indicators=1)
+    api_key = tmp_path / "api.key"
+    api_key.write_text(API_KEY, encoding="utf-8")
+    photo = str(good_files["image"])
+    code, _, err = run_cli(
+        "lookup", "--url", exchange.url, "--key-file", str(api_key), "--kind", "image", photo, photo
+    )
+    assert code == EXIT_USAGE and "2 values given; the exchange screens at most 1 per lookup" in err
+    assert [request.path for request in exchange.requests] == ["/api/v1/me/"]
 
 
 def test_lookup_help_explains_the_new_kinds() -> None:

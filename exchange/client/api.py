@@ -149,10 +149,13 @@ class ExchangeClient:
         return self._request("POST", "submissions/", payload, headers={"Idempotency-Key": key})
 
     def lookup(self, indicators: Iterable[Indicator | Mapping[str, str]]) -> dict[str, Any]:
-        """Screen transport-hashed indicators: whether each is linked to sellers reported by other platforms.
+        """Screen hashed indicators: whether each is linked to sellers reported by other platforms.
 
-        ``indicators`` are ``Indicator`` objects or ``{"kind", "hash"}`` dicts (use
-        ``exchange.normalization.transport_hash`` to compute the hash). Lookups count against a quota.
+        ``indicators`` are ``Indicator`` objects (of any kind: exact, ``Indicator.of_photo``,
+        ``Indicator.of_document``, or a fuzzy ``encoding``) or ``{"kind", "hash"}`` dicts (use
+        ``exchange.normalization.transport_hash`` to compute the hash). A document's result also says how many
+        of the matching sellers were reported for ``falsified_documents`` (``reported_falsified``). Lookups
+        count against a quota.
         """
         payload = {"indicators": [indicator_payload(indicator) for indicator in indicators]}
         return self._request("POST", "lookups/", payload)

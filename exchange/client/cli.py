@@ -12,6 +12,7 @@ import argparse
 import ipaddress
 import json
 import os
+import secrets
 import sys
 import urllib.parse
 from collections.abc import Sequence
@@ -27,8 +28,9 @@ from exchange.client.csvinput import (
     SellerReport,
     read_submission_file,
 )
-from exchange.client.documents import CONSORTIUM_KEY_ENV
-from exchange.client.images import DOWNLOAD_TIMEOUT, MAX_DOWNLOAD_BYTES
+from exchange.client.documents import CONSORTIUM_KEY_ENV, DocumentHasher
+from exchange.client.fuzzy import NO_KEY_HINT, FuzzyEncoder, FuzzyEncodingError
+from exchange.client.images import DOWNLOAD_TIMEOUT, MAX_DOWNLOAD_BYTES, PhotoHasher
 from exchange.client.submission import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_PARALLEL,
@@ -38,11 +40,24 @@ from exchange.client.submission import (
     submit_sellers,
     within_limits,
 )
-from exchange.contract import APPEAL_OUTCOMES, MAX_APPEAL_DOCUMENTS, Limits
-from exchange.documents import MIN_CONSORTIUM_KEY_BYTES, read_consortium_key_file
+from exchange.contract import (
+    APPEAL_OUTCOMES,
+    DOCUMENT_KIND,
+    FUZZY_WIRE_KINDS,
+    IMAGE_KIND,
+    MAX_APPEAL_DOCUMENTS,
+    Limits,
+)
+from exchange.documents import MIN_CONSORTIUM_KEY_BYTES, DocumentError, read_consortium_key_file
 from exchange.normalization import KINDS, NormalizationError, normalize, normalize_region, transport_hash
+from exchange.perceptual import ImageHashError
 
 MAX_PARALLEL = 32  # batches in flight from one client: more would only queue at the server
+# What `lookup` screens: the spec's exact kinds (transport hashes), product photos, documents, and names and
+# addresses as typed (fuzzy encodings). Documents and the fuzzy kinds are keyed with the consortium key.
+LOOKUP_KINDS: tuple[str, ...] = (*KINDS, IMAGE_KIND, DOCUMENT_KIND, *FUZZY_WIRE_KINDS)
+KEYED_LOOKUP_KINDS = frozenset({DOCUMENT_KIND, *FUZZY_WIRE_KINDS})
+LOOKUP_SALT_BYTES = 16
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -183,11 +198,37 @@ def build_parser(prog: str = MODULE_PROG) -> argparse.ArgumentParser:
     submit.add_argument("csv_file", metavar="FILE.csv", help=f"UTF-8 with a header row: {','.join(COLUMNS)}")
     submit.set_defaults(handler=_submit)
 
-    lookup = commands.add_parser("lookup", help="screen values against other platforms' reports")
+    lookup = commands.add_parser(
+        "lookup",
+        help="screen values, photos, documents or names against other platforms' reports",
+        description="Screen values against the sellers other platforms reported, and print the exchange's\n"
+        "answer (JSON: per value, in order, match, other_platforms, reported_sellers, cluster, ...).\n"
+        "Values are hashed here, as submit hashes a CSV row of the same kind; only hashes are sent.\n\n"
+        "--kind image: each VALUE is a product photo's path or https:// URL; its PDQ hashes are sent.\n"
+        "--kind document: each VALUE is a PDF or UTF-8 text file's path (e.g. a document submitted in\n"
+        "an appeal); its SHA-256 and keyed MinHash are sent. The answer's reported_falsified says how\n"
+        "many of the matching sellers were reported for falsified_documents.\n"
+        "--kind person_name, business_name, shipping_address_fuzzy, return_address_fuzzy: each VALUE is\n"
+        "a name or an address as typed; only its keyed fuzzy encoding is sent. (--kind shipping_address\n"
+        "or return_address screens the exact address; run both kinds for both answers.)\n"
+        "Documents and the fuzzy kinds need the consortium key: --consortium-key-file PATH, or the file\n"
+        f"named by {CONSORTIUM_KEY_ENV}.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _add_connection(lookup, required=True)
-    lookup.add_argument("--kind", required=True, choices=KINDS)
+    lookup.add_argument("--kind", required=True, choices=LOOKUP_KINDS)
     _add_region(lookup)
-    lookup.add_argument("values", nargs="+", metavar="VALUE")
+    lookup.add_argument(
+        "--consortium-key-file",
+        type=Path,
+        metavar="PATH",
+        help=f"file holding the consortium key, for documents and the fuzzy kinds (default: the file named by "
+        f"named by {CONSORTIUM_KEY_ENV}.",
+    )
+    lookup.add_argument(
+        "values", nargs="+", metavar="VALUE", help="values, photos (path or https:// URL) or document paths"
+    )
     lookup.set_defaults(handler=_lookup)
 
     retract = commands.add_parser("retract", help="retract the report of one of your sellers")
@@ -375,19 +416,22 @@ def _exit_code(summary: SubmitSummary) -> int:
 
 
 def _lookup(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    region = _region(args)
     client: ExchangeClient | None = None
     limits: Limits | None = None
-    if region is None:
-        client = _client(args, err)
-        limits, region = client.settings()
-        _say_region(region, err)
-    indicators = []
-    for position, value in enumerate(args.values, start=1):
-        try:
-            indicators.append(Indicator(args.kind, transport_hash(args.kind, value, region)))
-        except NormalizationError as exc:
-            raise UsageError(f"value #{position} rejected: {exc}") from None
+    if args.kind in KINDS:
+        region = _region(args)
+        if region is None:
+            client = _client(args, err)
+            limits, region = client.settings()
+            _say_region(region, err)
+        indicators = []
+        for position, value in enumerate(args.values, start=1):
+            try:
+                indicators.append(Indicator(args.kind, transport_hash(args.kind, value, region)))
+            except NormalizationError as exc:
+                raise UsageError(f"value #{position} rejected: {exc}") from None
+    else:
+        indicators = _similarity_indicators(args)
     client = client or _client(args, err)
     most = (limits or client.limits()).max_lookup_indicators
     if len(indicators) > most:
@@ -395,6 +439,38 @@ def _lookup(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     answer = client.lookup(indicators)
     _print_json(answer, out)
     return EXIT_OK
+
+
+def _similarity_indicators(args: argparse.Namespace) -> list[Indicator]:
+    """The indicators of photos, documents, names or addresses to look up, made here as ``submit`` makes those
+    of CSV rows (no request is made); a value that cannot be had is a usage error naming its position, the
+    reason and never a name or an address."""
+    consortium_key = None
+    if args.kind in KEYED_LOOKUP_KINDS:
+        consortium_key = _consortium_key(args)
+        if consortium_key is None:
+            raise UsageError(f"lookup --kind {args.kind} needs the consortium key: {NO_KEY_HINT}")
+    photos = PhotoHasher()  # relative paths from the current directory
+    documents = DocumentHasher(consortium_key=consortium_key)
+    encoder = FuzzyEncoder(consortium_key)
+    indicators = []
+    for position, value in enumerate(args.values, start=1):
+        try:
+            if args.kind == IMAGE_KIND:
+                indicators.append(Indicator.of_photo(photos.variants(value)))
+            elif args.kind == DOCUMENT_KIND:
+                indicators.append(Indicator.of_document(documents.fingerprint(value)))
+            else:
+                # A lookup is no stored record, so it has no seller_ref to salt the noise with: a fresh random
+                # salt per value keeps two lookups of one name from sharing a bit pattern (which the exchange
+                # could count), as two sellers' records of one name do not share one.
+                salt = secrets.token_bytes(LOOKUP_SALT_BYTES)
+                indicators.append(
+                    Indicator(args.kind, "", encoding=encoder.encode_salted(args.kind, value, salt))
+                )
+        except (ImageHashError, DocumentError, FuzzyEncodingError) as exc:
+            raise UsageError(f"value #{position} rejected ({exc.reason}): {exc}") from None
+    return indicators
 
 
 def _retract(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

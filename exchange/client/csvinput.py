@@ -37,7 +37,7 @@ from exchange.contract import (
     TIMESTAMP_MAX_OFFSET,
     is_seller_ref,
 )
-from exchange.documents import DOCUMENT_KIND, DocumentError
+from exchange.documents import DOCUMENT_KIND, DocumentError, DocumentFingerprint
 from exchange.normalization import (
     KINDS,
     REASONS,
@@ -46,7 +46,7 @@ from exchange.normalization import (
     normalize_region,
     transport_hash,
 )
-from exchange.perceptual import ImageHashError
+from exchange.perceptual import ImageHashError, PdqVariants
 
 __all__ = [
     "COLUMNS",
@@ -102,6 +102,16 @@ class Indicator:
         if self.kind == DOCUMENT_KIND:
             return {"kind": self.kind, "hash": self.hash, "minhash": self.minhash}
         return {"kind": self.kind, "hash": self.hash}
+
+    @classmethod
+    def of_photo(cls, variants: PdqVariants) -> Indicator:
+        """The ``image`` indicator of a photo's PDQ variants (``PhotoHasher.variants``)."""
+        return cls(IMAGE_KIND, variants.full.hex, variants.full.quality, variants.crops)
+
+    @classmethod
+    def of_document(cls, found: DocumentFingerprint) -> Indicator:
+        """The ``document`` indicator of a file's fingerprint (``DocumentHasher.fingerprint``)."""
+        return cls(DOCUMENT_KIND, found.sha256, minhash=found.minhash)
 
 
 @dataclass
@@ -459,13 +469,13 @@ def _indicators(
             variants = photos.variants(cells["value"])
         except ImageHashError as exc:
             raise ValueError(f"image rejected ({exc.reason}): {exc}") from None
-        return [Indicator(kind, variants.full.hex, variants.full.quality, variants.crops)]
+        return [Indicator.of_photo(variants)]
     if kind == DOCUMENT_KIND:
         try:
             found = documents.fingerprint(cells["value"])
         except DocumentError as exc:
             raise ValueError(f"document rejected ({exc.reason}): {exc}") from None
-        return [Indicator(kind, found.sha256, minhash=found.minhash)]
+        return [Indicator.of_document(found)]
     if kind in NAME_KINDS:
         try:
             return [Indicator(kind, "", encoding=encoder.encode(kind, cells["value"], seller_ref))]

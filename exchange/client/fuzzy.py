@@ -57,12 +57,14 @@ class FuzzyEncoder:
     def encode(self, wire_kind: str, value: str, seller_ref: str) -> str:
         """The encoding of ``value`` as ``wire_kind`` (a kind of ``exchange.contract.FUZZY_WIRE_KINDS``) for the
         seller ``seller_ref``, as lowercase hex; ``FuzzyEncodingError`` if it cannot be sent."""
+        return self.encode_salted(wire_kind, value, seller_ref.encode("utf-8"))
+
+    def encode_salted(self, wire_kind: str, value: str, record_salt: bytes) -> str:
+        """As ``encode``, with the record salt given as bytes (a lookup's: random, as it is no stored record)."""
         if self.consortium_key is None:
             raise FuzzyEncodingError("no_consortium_key", f"name rows need the consortium key: {NO_KEY_HINT}")
         try:
-            encoding = fuzzy.encode(
-                FUZZY_ENCODING_KIND[wire_kind], value, self.consortium_key, seller_ref.encode("utf-8")
-            )
+            encoding = fuzzy.encode(FUZZY_ENCODING_KIND[wire_kind], value, self.consortium_key, record_salt)
         except NormalizationError as exc:
             raise FuzzyEncodingError("not_normalisable", exc.reason) from None
         ones = fuzzy.popcount(encoding)

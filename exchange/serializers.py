@@ -583,6 +583,13 @@ def request_bodies_are_closed(result: dict[str, Any], **kwargs: Any) -> dict[str
         schemas["SellerReportRequest"]["properties"]["indicators"].update(
             {"uniqueItems": True, "x-unique-by": ["kind", "hash"], "description": DISTINCT_INDICATORS_RULE}
         )
+    # A fuzzy encoding's bits set (exchange.fuzzy.MIN_BITS_SET..MAX_BITS_SET): JSON Schema cannot count bits,
+    # so an extension and the description say it.
+    if "FuzzyIndicatorInRequest" in schemas:
+        schemas["FuzzyIndicatorInRequest"]["properties"]["encoding"]["x-bits-set"] = {
+            "minimum": MIN_BITS_SET,
+            "maximum": MAX_BITS_SET,
+        }
     # One report per seller in a batch (ingest refuses a repeated seller_ref). JSON Schema cannot say "unique
     # by one property", so an extension and the description say it.
     if "SubmissionRequest" in schemas:

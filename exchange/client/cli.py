@@ -223,8 +223,8 @@ def build_parser(prog: str = MODULE_PROG) -> argparse.ArgumentParser:
         "--consortium-key-file",
         type=Path,
         metavar="PATH",
-        help=f"file holding the consortium key, for documents and the fuzzy kinds (default: the file named by "
-        f"named by {CONSORTIUM_KEY_ENV}.",
+        help="file holding the consortium key, for documents and the fuzzy kinds (default: the file named by "
+        f"{CONSORTIUM_KEY_ENV})",
     )
     lookup.add_argument(
         "values", nargs="+", metavar="VALUE", help="values, photos (path or https:// URL) or document paths"

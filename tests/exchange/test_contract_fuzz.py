@@ -44,6 +44,7 @@ from schemathesis.specs.openapi.checks import (
 from schemathesis.specs.openapi.formats import register_string_format, unregister_string_format
 
 from exchange.contract import is_seller_ref
+from exchange.fuzzy import is_fuzzy_encoding
 from exchange.timestamps import EARLIEST, MAX_OFFSET
 from tests.builders import seller, submit
 from tests.conftest import KeyedPlatform, make_platform
@@ -177,6 +178,8 @@ def filter_case(context: Any, case: Any) -> bool:
     if not all(is_partner_timestamp(query[name]) for name in TIMESTAMP_PARAMETERS & set(query)):
         return False
     body = case.body
+    if case.operation.path in ("/api/v1/submissions/", "/api/v1/lookups/") and not fuzzy_bits_in_range(body):
+        return False
     if case.operation.path == OPINIONS and isinstance(body, dict):
         return opinion_follows_its_rules(body)
     if case.operation.path == "/api/v1/submissions/" and isinstance(body, dict):
@@ -189,6 +192,26 @@ def filter_case(context: Any, case: Any) -> bool:
 
 
 OPINIONS = "/api/v1/clusters/{ref}/opinions/"
+BITS_SET = positive.raw_schema["components"]["schemas"]["FuzzyIndicatorInRequest"]["properties"]["encoding"][
+    "x-bits-set"
+]
+
+
+def fuzzy_bits_in_range(body: Any) -> bool:
+    """Implements the documented rule of a fuzzy encoding (`x-bits-set`): between its minimum and maximum of
+    the 1,024 bits set (an all-zero encoding is pattern-valid and refused)."""
+    reports = body.get("sellers", [body]) if isinstance(body, dict) else []
+    for report in reports:
+        items = report.get("indicators", []) if isinstance(report, dict) else []
+        for item in items if isinstance(items, list) else []:
+            encoding = item.get("encoding") if isinstance(item, dict) else None
+            if (
+                isinstance(encoding, str)
+                and is_fuzzy_encoding(encoding)
+                and not BITS_SET["minimum"] <= int(encoding, 16).bit_count() <= BITS_SET["maximum"]
+            ):
+                return False
+    return True
 
 
 def indicators_are_distinct(seller: dict[str, Any]) -> bool:

@@ -586,7 +586,13 @@ def _facts(
     keep &= ~_pairs_in(row_cluster, row_indicator, suppressed)
     strong_kind = [linking.DEFAULT_STRENGTH[kind] == "strong" for kind in KINDS]
     strong, weak, kind_mask = link_summaries(
-        row_cluster[keep], row_seller[keep], row_indicator[keep], row_kind[keep], strong_kind, len(clusters)
+        row_cluster[keep],
+        row_seller[keep],
+        row_indicator[keep],
+        row_kind[keep],
+        strong_kind,
+        linking.family_codes(KINDS),
+        len(clusters),
     )
     corroborating, false_positives = _opinion_columns(
         np.fromiter(cluster_ids, dtype=np.int64, count=len(clusters))

@@ -73,6 +73,12 @@ def thresholds() -> dict[str, int]:
     return {**linking.DEFAULT_THRESHOLDS, **getattr(settings, "EXCHANGE_LINK_THRESHOLDS", {})}
 
 
+def strengths() -> dict[str, str]:
+    """Strength per kind: `linking.DEFAULT_STRENGTH` overlaid with `EXCHANGE_LINK_STRENGTHS` (e.g. photos strong
+    in a consortium whose photos are all original shots). Linking and every display of a link go through it."""
+    return {**linking.DEFAULT_STRENGTH, **getattr(settings, "EXCHANGE_LINK_STRENGTHS", {})}
+
+
 def hub_rule() -> linking.HubRule:
     """The configured hub rule: linking and every display of an indicator's state go through it."""
     return linking.HubRule(thresholds(), settings.EXCHANGE_HUB_PLATFORM_DIVISOR)
@@ -584,9 +590,16 @@ def _facts(
     keep = ~_pairs_in(row_indicator, row_platform, platform_hubs)
     suppressed = [(n, s.indicator) for n, c in enumerate(clusters) for s in c.suppressed]
     keep &= ~_pairs_in(row_cluster, row_indicator, suppressed)
-    strong_kind = [linking.DEFAULT_STRENGTH[kind] == "strong" for kind in KINDS]
+    strength = strengths()
+    strong_kind = [strength[kind] == "strong" for kind in KINDS]
     strong, weak, kind_mask = link_summaries(
-        row_cluster[keep], row_seller[keep], row_indicator[keep], row_kind[keep], strong_kind, len(clusters)
+        row_cluster[keep],
+        row_seller[keep],
+        row_indicator[keep],
+        row_kind[keep],
+        strong_kind,
+        linking.family_codes(KINDS),
+        len(clusters),
     )
     corroborating, false_positives = _opinion_columns(
         np.fromiter(cluster_ids, dtype=np.int64, count=len(clusters))
@@ -1317,6 +1330,7 @@ def link_all(
         columns.kind,
         platform=columns.platform,
         kinds=KINDS,
+        strength=strengths(),
         thresholds=rule.thresholds,
         platform_divisor=rule.platform_divisor,
         overrides=overrides,
@@ -1370,6 +1384,7 @@ def recluster_incremental(sellers: Iterable[int] = (), indicators: Iterable[int]
             previous=previous,
             touched_indicators=touched_indicators,
             kinds=KINDS,
+            strength=strengths(),
             thresholds=rule.thresholds,
             platform_divisor=rule.platform_divisor,
             overrides=_overrides(columns.indicator),

@@ -31,6 +31,8 @@ from graph.linking import (
     Strength,
     Token,
     indicator_sort_key,
+    weak_groups_link,
+    weak_indicators_link,
 )
 
 
@@ -118,7 +120,7 @@ def link_graph(
     graph.add_nodes_from(sorted(members))
     for (a, b), indicators in sorted(shared.items()):
         link = Link(a, b, tuple(sorted(indicators, key=_sort_key)))
-        if link.strong or len(indicators) >= 2:
+        if link.strong or weak_indicators_link(indicator.kind for indicator in indicators):
             graph.add_edge(a, b, link=link)
     return graph
 
@@ -218,7 +220,7 @@ def bridges(
     """Indicators whose removal would split the cluster (more connected components without them).
 
     Approach: removal check per holding indicator. Removing indicator X drops exactly the links whose pair
-    no longer qualifies without X (no other strong indicator and fewer than two other weak ones); the cluster
+    no longer qualifies without X (no other strong indicator and no two other weak ones that link); the cluster
     splits if the remaining link graph has more components. Articulation points of the seller-indicator graph
     are not enough on their own because two weak indicators are needed per link, so this check is exact
     where that shortcut would not be; it costs O(holding indicators x links), fine for one cluster.
@@ -232,7 +234,9 @@ def bridges(
     for a, b, link in graph.edges(data="link"):
         for indicator in link.indicators:
             rest = [other for other in link.indicators if other.key != indicator.key]
-            survives = any(other.strength == "strong" for other in rest) or len(rest) >= 2
+            survives = any(other.strength == "strong" for other in rest) or weak_indicators_link(
+                other.kind for other in rest
+            )
             by_key[indicator.key] = indicator
             if not survives:
                 using.setdefault(indicator.key, []).append((a, b))
@@ -265,7 +269,7 @@ def link_summary(
     for sighting in cluster_sightings:
         holders.setdefault((sighting.kind, sighting.token), set()).add(sighting.seller_id)
     strong: set[tuple[int, int]] = set()
-    weak: dict[tuple[int, int], int] = {}
+    weak: dict[tuple[int, int], list[str]] = {}  # kinds of the pair's shared weak indicators
     kinds_of: dict[tuple[int, int], set[str]] = {}
     for key, sellers in holders.items():
         if len(sellers) < 2 or key in suppressed:
@@ -275,9 +279,9 @@ def link_summary(
             if is_strong:
                 strong.add(pair)
             else:
-                weak[pair] = weak.get(pair, 0) + 1
+                weak.setdefault(pair, []).append(key[0])
             kinds_of.setdefault(pair, set()).add(key[0])
-    linked = strong | {pair for pair, count in weak.items() if count >= 2}
+    linked = strong | {pair for pair, kinds in weak.items() if weak_indicators_link(kinds)}
     kinds = sorted({kind for pair in linked for kind in kinds_of[pair]})
     return len(strong), len(linked) - len(strong), kinds
 
@@ -288,13 +292,15 @@ def link_summaries(
     indicator: npt.ArrayLike,
     kind: npt.ArrayLike,
     strong_kind: npt.ArrayLike,
+    kind_family: npt.ArrayLike,
     n_clusters: int,
 ) -> tuple[IntArray, IntArray, IntArray]:
     """:func:`link_summary` of many clusters at once, over parallel columns with one row per sighting.
 
     ``cluster[i]`` is row i's cluster (0..n_clusters-1; a seller belongs to one cluster), ``seller[i]`` and
     ``indicator[i]`` are ids (an indicator id stands for one (kind, token)), ``kind[i]`` its kind code (< 63)
-    and ``strong_kind[k]`` whether kind code k is strong. Suppressed indicators' rows must be left out (what
+    ``strong_kind[k]`` whether kind code k is strong and ``kind_family[k]`` its family code
+    (:func:`graph.linking.family_codes`: the weak rule, :func:`graph.linking.weak_indicators_link`). Suppressed indicators' rows must be left out (what
     ``suppressed`` does for :func:`link_summary`); duplicate rows are harmless.
 
     Returns per cluster (strong links, weak-only links, kinds on links as a bit mask: bit k for kind code k).
@@ -306,6 +312,7 @@ def link_summaries(
     indicator_ = np.asarray(indicator, dtype=np.int64)
     kind_ = np.asarray(kind, dtype=np.int64)
     strong_of_kind: BoolArray = np.asarray(strong_kind, dtype=np.bool_)
+    family_of_kind = np.asarray(kind_family, dtype=np.int64)
     strong_links = np.zeros(n_clusters, dtype=np.int64)
     weak_links = np.zeros(n_clusters, dtype=np.int64)
     kind_mask = np.zeros(n_clusters, dtype=np.int64)
@@ -349,9 +356,11 @@ def link_summaries(
     pair_cluster, pair_kind = cluster_[a], kind_[a]
     is_strong = strong_of_kind[pair_kind]
     strong_pairs = np.unique(pair[is_strong])
-    # A pair linked by weak indicators alone needs two different ones: rows are distinct per indicator.
-    weak_pairs, weak_count = np.unique(pair[~is_strong], return_counts=True)
-    weak_only = np.setdiff1d(weak_pairs[weak_count >= 2], strong_pairs, assume_unique=True)
+    # A pair linked by weak indicators alone needs two different ones (rows are distinct per indicator) that are
+    # not all of different kinds within one family (weak_indicators_link, counted per pair as whole columns).
+    weak_pairs, weak_pair_of = np.unique(pair[~is_strong], return_inverse=True)
+    weak_linked = weak_groups_link(weak_pair_of, pair_kind[~is_strong], family_of_kind, weak_pairs.size)
+    weak_only = np.setdiff1d(weak_pairs[weak_linked], strong_pairs, assume_unique=True)
     linked = np.union1d(strong_pairs, weak_only)
     cluster_of_pair = np.zeros(0, dtype=np.int64)
     if linked.size:

@@ -27,7 +27,7 @@ from exchange import similarity
 from exchange.models import Indicator, Seller, Sighting, linkable_q
 from exchange.normalization import SIMILARITY_KINDS
 from graph import evidence, linking
-from graph.clustering import hub_rule
+from graph.clustering import hub_rule, strengths
 from graph.models import ActorCluster, ClusterMember, Opinion, platform_labels
 
 
@@ -106,6 +106,7 @@ class Explanation:
     sightings: list[linking.Sighting]  # linkable members only; token = indicator id as a string
     suppressed: frozenset[linking.IndicatorKey]
     platform_names: dict[int, str]
+    strength: dict[str, str]  # per kind, as linking used it (`clustering.strengths`)
     # The earliest first report among the members, as the viewer may see it (the month only when it is
     # another platform's report and the viewer a partner analyst, as for indicators: `_for_partner`).
     earliest_report: datetime | None = None
@@ -140,14 +141,18 @@ class Explanation:
         """Shortest chain of links from member `a` to member `b`; raises `evidence.NotLinked`."""
         if a not in self.by_id or b not in self.by_id:
             raise evidence.NotLinked("both sellers must be members of this cluster")
-        return self._steps(evidence.evidence_chain(self.sightings, a, b, suppressed=self.suppressed))
+        return self._steps(
+            evidence.evidence_chain(self.sightings, a, b, suppressed=self.suppressed, strength=self.strength)
+        )
 
     def evidence_tree(self) -> list[ChainStep]:
         """Every linkable member reached by its shortest chain of links from the viewer's first member (their
         own platform's first for a partner analyst, as `default_pair` starts): the whole cluster's evidence,
         as a referral package carries it."""
         order = [m.seller_id for m in sorted(self.members, key=lambda m: (not m.visible, m.position))]
-        return self._steps(evidence.evidence_tree(self.sightings, order, suppressed=self.suppressed))
+        return self._steps(
+            evidence.evidence_tree(self.sightings, order, suppressed=self.suppressed, strength=self.strength)
+        )
 
     def _steps(self, links: list[evidence.Link]) -> list[ChainStep]:
         steps = []
@@ -221,10 +226,14 @@ def explain(cluster: ActorCluster, scope: Scope) -> Explanation:
         if not rule.platform_hub(s.kind, per_platform[str(s.token)][s.platform_id], linking_of[str(s.token)])
     ]
     suppressed = frozenset((kind_of[key], key) for key in suppressed_reason)
+    strength = strengths()
     holding = {
-        str(h.indicator.token): h for h in evidence.holding_indicators(sightings, suppressed=suppressed)
+        str(h.indicator.token): h
+        for h in evidence.holding_indicators(sightings, suppressed=suppressed, strength=strength)
     }
-    bridge_keys = {str(b.token) for b in evidence.bridges(sightings, suppressed=suppressed)}
+    bridge_keys = {
+        str(b.token) for b in evidence.bridges(sightings, suppressed=suppressed, strength=strength)
+    }
 
     shown = [
         key
@@ -240,7 +249,7 @@ def explain(cluster: ActorCluster, scope: Scope) -> Explanation:
             IndicatorRow(
                 key=key,
                 kind=kind_of[key],
-                strength=linking.DEFAULT_STRENGTH[kind_of[key]],
+                strength=strength[kind_of[key]],
                 sellers=len(held_by),
                 platforms=len({platform_of[s] for s in held_by}),
                 holders=global_holders.get(key, 0),
@@ -275,6 +284,7 @@ def explain(cluster: ActorCluster, scope: Scope) -> Explanation:
         sightings=sightings,
         suppressed=suppressed,
         platform_names=platform_names,
+        strength=strength,
         **_earliest_report(sellers, scope),
     )
 

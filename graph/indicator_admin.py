@@ -31,7 +31,7 @@ from exchange import similarity
 from exchange.contract import FUZZY_WIRE_KINDS
 from exchange.hash_search import HASH_SEARCH_LIMIT, HashSearchAdmin, HashSearchForm, tokens_for
 from exchange.models import Indicator, Linking, Seller
-from exchange.normalization import SIMILARITY_KINDS, STRONG_KINDS
+from exchange.normalization import SIMILARITY_KINDS
 from graph import tuning
 from graph.actions import (
     ApprovalRefused,
@@ -39,7 +39,7 @@ from graph.actions import (
     do_request_indicator_linking,
     do_set_indicator_linking,
 )
-from graph.clustering import hub_rule
+from graph.clustering import hub_rule, strengths
 from graph.models import ActorCluster, Approval
 
 
@@ -291,7 +291,7 @@ class IndicatorAdmin(DurableSaveAdmin, HashSearchAdmin, ScopedModelAdmin):
 
     @admin.display(description="strength")
     def strength(self, obj: Indicator) -> str:
-        return "strong" if obj.kind in STRONG_KINDS else "weak"
+        return strengths()[obj.kind]
 
     @admin.display(description="token")
     def token_display(self, obj: Indicator) -> str:

@@ -3,7 +3,9 @@
 Rules (PRODUCT.md, "Linking"):
 
 - An indicator is the pair (kind, token). Two sellers are *linked* when they share at least one strong indicator,
-  or at least two *different* weak ones. Clusters are the connected components of that link graph with at
+  or at least two *different* weak ones that are two pieces of evidence: an exact address and a fuzzy address
+  group (kinds of one family, ``exchange.contract.FUZZY_FAMILY``) are one, since a partner sends each address
+  both ways (:func:`~graph.linking.rules.weak_indicators_link`, the one statement of this rule). Clusters are the connected components of that link graph with at
   least two members; a seller that links to nobody is in no cluster.
 - Only active sellers link. The caller either passes active sightings only, or passes every sighting plus the
   ``inactive`` seller ids (retracted or expired), which are then ignored for linking. The incremental
@@ -32,8 +34,8 @@ How (performance): the link graph is never materialised pairwise. Everything is 
 integer-coded indicators; for connectivity it suffices that
 
 - the holders of a strong indicator are joined by a *star* (first holder to each other holder), and
-- sellers holding both weak indicators ``w1`` and ``w2`` are pairwise linked, so a star over the holders of each
-  weak *pair* ``(w1, w2)`` suffices. Pairs are enumerated per seller (``C(k, 2)`` for a seller with ``k``
+- sellers holding both weak indicators ``w1`` and ``w2`` (a pair that counts) are pairwise linked, so a star over
+  the holders of each counting weak *pair* ``(w1, w2)`` suffices. Pairs are enumerated per seller (``C(k, 2)`` for a seller with ``k``
   shared weak indicators), so the cost does not depend on how popular an "include"-overridden weak indicator is.
 
 Components of the star edges come from SciPy's compiled ``connected_components`` over a sparse adjacency
@@ -48,7 +50,7 @@ everything after the labels stays as it is. NetworkX is used where graphs are pe
 :class:`Sighting` tuples.
 
 Modules: :mod:`~graph.linking.records` (types and result records), :mod:`~graph.linking.rules` (strength,
-thresholds, :class:`HubRule`), :mod:`~graph.linking.arrays` (integer-column helpers),
+the weak rule, thresholds, :class:`HubRule`), :mod:`~graph.linking.arrays` (integer-column helpers),
 :mod:`~graph.linking.prepare` (coded sightings, overrides and hub suppression applied),
 :mod:`~graph.linking.components` (star edges, SciPy components), :mod:`~graph.linking.spark` (the same
 components on Spark, optional), :mod:`~graph.linking.held` (held merges),
@@ -84,7 +86,12 @@ from graph.linking.rules import (
     DEFAULT_STRENGTH,
     DEFAULT_THRESHOLDS,
     HubRule,
+    family_codes,
+    kind_family,
     platform_cap,
+    weak_groups_link,
+    weak_indicators_link,
+    weak_pair_counts,
 )
 from graph.linking.tuples import indicator_sort_key, link, relink
 
@@ -113,10 +120,15 @@ __all__ = [
     "SuppressionReason",
     "Token",
     "component_labels",
+    "family_codes",
     "indicator_sort_key",
+    "kind_family",
     "link",
     "link_columns",
     "platform_cap",
     "relink",
     "relink_columns",
+    "weak_groups_link",
+    "weak_indicators_link",
+    "weak_pair_counts",
 ]

@@ -13,6 +13,7 @@ from scipy.sparse.csgraph import connected_components
 
 from graph.linking.arrays import BoolArray, IntArray, _ranges
 from graph.linking.prepare import _Prepared
+from graph.linking.rules import weak_pairs_count
 
 
 def _star_edges(row_seller: IntArray, row_group: IntArray) -> tuple[IntArray, IntArray]:
@@ -36,14 +37,18 @@ def _link_edges(prep: _Prepared, row_mask: BoolArray | None = None) -> tuple[Int
     n_ind = max(prep.n_indicators, 1)
     by_seller = np.sort(prep.row_seller[weak_rows] * n_ind + prep.row_indicator[weak_rows])
     w_seller, w_ind = np.divmod(by_seller, n_ind)
-    # All pairs of weak indicators per seller, by increasing offset within the seller's (sorted) run.
+    # All pairs of weak indicators per seller that count (weak_pairs_count), by increasing offset within the
+    # seller's (sorted) run.
     pair_keys: list[IntArray] = []
     pair_sellers: list[IntArray] = []
     candidates = np.flatnonzero(w_seller[1:] == w_seller[:-1])
     offset = 1
     while candidates.size:
-        pair_keys.append(w_ind[candidates] * n_ind + w_ind[candidates + offset])
-        pair_sellers.append(w_seller[candidates])
+        first, second = w_ind[candidates], w_ind[candidates + offset]
+        # Only pairs that are two pieces of evidence (not an exact address and its own fuzzy group's kind).
+        counts = weak_pairs_count(prep.kind[first], prep.kind[second], prep.kind_family)
+        pair_keys.append(first[counts] * n_ind + second[counts])
+        pair_sellers.append(w_seller[candidates[counts]])
         offset += 1
         candidates = candidates[candidates + offset < w_seller.size]
         candidates = candidates[w_seller[candidates + offset] == w_seller[candidates]]

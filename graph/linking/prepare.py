@@ -37,6 +37,7 @@ class _Prepared:
     counted: IntArray  # sellers per indicator counted towards the threshold (each platform's share capped)
     kind: IntArray  # kind code per indicator
     strong: BoolArray
+    kind_family: IntArray  # family code per *kind* code (``_Rules.family``)
     threshold: IntArray
     cap: IntArray
     common: BoolArray
@@ -82,6 +83,7 @@ def _prepare(
         counted=counted,
         kind=rows.kind,
         strong=rules.strong[rows.kind],
+        kind_family=rules.family,
         threshold=threshold,
         cap=cap,
         common=common,

@@ -1,5 +1,7 @@
-"""The configurable rules: indicator strength, hub thresholds, the per-platform cap (:class:`HubRule`, the one
-statement of hub suppression) and their per-kind-code arrays for the column core (``_Rules``)."""
+"""The configurable rules: indicator strength, which weak indicators count as different evidence
+(:func:`weak_indicators_link`, the one statement of the weak rule), hub thresholds, the per-platform cap
+(:class:`HubRule`, the one statement of hub suppression) and their per-kind-code arrays for the column core
+(``_Rules``)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from types import MappingProxyType
 
 import numpy as np
 
+from exchange.contract import FUZZY_FAMILY
 from exchange.normalization import STRONG_KINDS, WEAK_KINDS
 from graph.linking.arrays import BoolArray, IntArray
 from graph.linking.records import Strength, SuppressionReason
@@ -61,6 +64,53 @@ DEFAULT_THRESHOLDS: Mapping[str, int] = MappingProxyType(
         "return_address_fuzzy": 15,
     }
 )
+
+
+def kind_family(kind: str) -> str:
+    """The kind's family: a fuzzy address kind belongs to the exact address kind it shadows, any other kind is
+    its own family (``exchange.contract.FUZZY_FAMILY``)."""
+    return FUZZY_FAMILY.get(kind, kind)
+
+
+def weak_pair_counts(kind_a: str, kind_b: str) -> bool:
+    """Whether two *different* weak indicators that two sellers share, of these kinds, are two pieces of
+    evidence. Not when the kinds differ within one family: a partner sends an address both as the exact
+    ``shipping_address`` token and as its ``shipping_address_fuzzy`` group, so one shared address alone would
+    otherwise link. Two exact addresses, two fuzzy groups, or a fuzzy name and a fuzzy address do count."""
+    return kind_a == kind_b or kind_family(kind_a) != kind_family(kind_b)
+
+
+def weak_indicators_link(kinds: Iterable[str]) -> bool:
+    """The weak rule: whether two sellers sharing these weak indicators (their kinds, one entry per distinct
+    indicator) are linked, i.e. some pair of them counts (:func:`weak_pair_counts`)."""
+    kinds = list(kinds)
+    # A pair fails only when its kinds differ within one family, so every pair fails exactly when the kinds are
+    # all different and all of one family (an exact address and its fuzzy group, nothing else).
+    all_different = len(set(kinds)) == len(kinds)
+    return len(kinds) >= 2 and not (all_different and len({kind_family(kind) for kind in kinds}) == 1)
+
+
+def weak_groups_link(group: IntArray, kind: IntArray, family: IntArray, n_groups: int) -> BoolArray:
+    """:func:`weak_indicators_link` of many groups at once: row i is one distinct shared weak indicator of
+    group ``group[i]`` (``0..n_groups-1``, e.g. a seller pair) with kind code ``kind[i]``; ``family`` from
+    :func:`family_codes`. The same statement: two or more, and not all of different kinds within one family."""
+    width = max(int(family.size), 1)
+    count = np.bincount(group, minlength=n_groups)
+    kinds = np.bincount(np.unique(group * width + kind) // width, minlength=n_groups)
+    families = np.bincount(np.unique(group * width + family[kind]) // width, minlength=n_groups)
+    return (count >= 2) & ~((kinds == count) & (families == 1))
+
+
+def family_codes(kinds: Sequence[str]) -> IntArray:
+    """Per kind code (index in ``kinds``), a family code: equal for the kinds of one family
+    (:func:`kind_family`); for the column forms of :func:`weak_pair_counts`."""
+    code: dict[str, int] = {}
+    return np.array([code.setdefault(kind_family(kind), len(code)) for kind in kinds], dtype=np.int64)
+
+
+def weak_pairs_count(kind_a: IntArray, kind_b: IntArray, family: IntArray) -> BoolArray:
+    """:func:`weak_pair_counts` over kind-code columns (``family`` from :func:`family_codes`)."""
+    return (kind_a == kind_b) | (family[kind_a] != family[kind_b])
 
 
 # Any one platform's holders count for at most ceil(threshold / DEFAULT_PLATFORM_DIVISOR) towards the threshold.
@@ -116,6 +166,9 @@ class HubRule:
 @dataclass(frozen=True, slots=True)
 class _Rules:
     strong: BoolArray  # per kind code
+    family: (
+        IntArray  # per kind code: weak indicators of different kinds in one family are one piece of evidence
+    )
     threshold: IntArray  # per kind code
     cap: IntArray  # per kind code: one platform's largest contribution to the holder count
     kinds: tuple[str, ...]
@@ -138,6 +191,7 @@ def _rules(
     rule = HubRule(thresholds, platform_divisor)
     return _Rules(
         strong=np.array([strength[kind] == "strong" for kind in kinds], dtype=np.bool_),
+        family=family_codes(kinds),
         threshold=np.array([rule.threshold(kind) for kind in kinds], dtype=np.int64),
         cap=np.array([rule.cap(kind) for kind in kinds], dtype=np.int64),
         kinds=tuple(kinds),

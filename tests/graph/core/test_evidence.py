@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import networkx as nx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,7 +20,8 @@ from graph.evidence import (
     link_summaries,
     link_summary,
 )
-from graph.linking import DEFAULT_STRENGTH, KINDS, Sighting
+from graph.linking import DEFAULT_STRENGTH, KINDS, Sighting, family_codes, link
+from tests.graph.core.test_linking import FAMILY_RULES
 
 JAN, FEB, MAR = (datetime(2025, month, 1, tzinfo=UTC) for month in (1, 2, 3))
 
@@ -169,10 +171,40 @@ def test_link_summary_agrees_with_the_link_graph():
         assert link_summary(rows, suppressed=suppressed) == (*link_counts(graph), kinds)
 
 
+@pytest.mark.parametrize(("sightings", "expected"), FAMILY_RULES)
+def test_evidence_follows_the_family_rule_as_linking_does(
+    sightings: list[Sighting], expected: list[tuple[int, ...]]
+) -> None:
+    graph = link_graph(sightings)
+    assert sorted(tuple(sorted(c)) for c in nx.connected_components(graph) if len(c) >= 2) == expected
+    if expected:
+        (chain,) = evidence_chain(sightings, *expected[0])
+        assert {i.kind for i in chain.indicators} == {s.kind for s in sightings}
+    else:
+        with pytest.raises(NotLinked):
+            evidence_chain(sightings, 101, 201)
+    assert link_summary(sightings) == (
+        *link_counts(graph),
+        sorted({s.kind for s in sightings} if expected else []),
+    )
+
+
+def test_an_address_sent_exact_and_fuzzy_is_not_a_bridge_beside_a_name_only_together() -> None:
+    # 1-2 share a name and an address (exact and fuzzy): without the name the address alone does not link, so the
+    # name is a bridge; either address indicator alone is not (the name and the other still link).
+    sightings = [Sighting(s, s, kind, "v") for s in (1, 2) for kind in ("person_name", *ADDRESS)]
+    assert [b.kind for b in bridges(sightings)] == ["person_name"]
+
+
+# Kinds drawn for the random worlds: every kind, the address families (exact and fuzzy) several times over.
+ADDRESS = ("shipping_address", "shipping_address_fuzzy")
+DRAWN_KINDS = [*KINDS, *ADDRESS * 2, "return_address", "return_address_fuzzy"]
+
+
 @st.composite
 def clusters_of_sightings(draw: st.DrawFn) -> tuple[list[list[Sighting]], list[set[tuple[str, str]]]]:
-    """Clusters with disjoint members holding indicators from a small pool (so that they share), and a
-    suppressed subset of each cluster's indicators."""
+    """Clusters with disjoint members holding indicators from a small pool (so that they share), addresses sent
+    exact and fuzzy among them, and a suppressed subset of each cluster's indicators."""
     clusters: list[list[Sighting]] = []
     suppressed: list[set[tuple[str, str]]] = []
     next_seller = 1
@@ -181,11 +213,16 @@ def clusters_of_sightings(draw: st.DrawFn) -> tuple[list[list[Sighting]], list[s
         next_seller += len(members)
         rows = draw(
             st.lists(
-                st.tuples(st.sampled_from(members), st.sampled_from(KINDS), st.integers(0, 4)),
+                st.tuples(st.sampled_from(members), st.sampled_from(DRAWN_KINDS), st.integers(0, 4)),
                 max_size=40,
             )
         )
         sightings = [Sighting(m, 1, kind, f"{kind}-{token}") for m, kind, token in rows]
+        # Addresses as partners send them: the exact token and its fuzzy group (addresses 0 and 1 near-duplicates).
+        addresses = draw(st.lists(st.tuples(st.sampled_from(members), st.integers(0, 3)), max_size=12))
+        for m, n in addresses:
+            sightings.append(Sighting(m, 1, "shipping_address", f"shipping_address-{n}"))
+            sightings.append(Sighting(m, 1, "shipping_address_fuzzy", f"shipping_address_fuzzy-{n // 2}"))
         clusters.append(sightings)
         keys = sorted({(s.kind, str(s.token)) for s in sightings})
         suppressed.append(set(draw(st.lists(st.sampled_from(keys), max_size=3))) if keys else set())
@@ -211,8 +248,34 @@ def test_link_summaries_over_columns_equal_link_summary_per_cluster(
         [c[2] for c in columns],
         [c[3] for c in columns],
         [DEFAULT_STRENGTH[kind] == "strong" for kind in KINDS],
+        family_codes(KINDS),
         len(clusters),
     )
     for n, (sightings, hidden) in enumerate(zip(clusters, suppressed, strict=True)):
         kinds = sorted(kind for code, kind in enumerate(KINDS) if int(masks[n]) >> code & 1)
         assert (int(strong[n]), int(weak[n]), kinds) == link_summary(sightings, suppressed=hidden)
+
+
+@settings(max_examples=200, deadline=None)
+@given(clusters_of_sightings())
+def test_the_link_graph_has_the_clusters_of_linking(
+    drawn: tuple[list[list[Sighting]], list[set[tuple[str, str]]]],
+) -> None:
+    """Evidence and linking state the same rule: the link graph's components are linking's clusters (at most
+    eight members per world: no hubs), and an indicator is a bridge exactly when linking without it gives more
+    pieces."""
+    for sightings in drawn[0]:
+        graph = link_graph(sightings)
+        components = sorted(tuple(sorted(c)) for c in nx.connected_components(graph) if len(c) >= 2)
+        assert components == [cluster.members for cluster in link(sightings).clusters]
+
+        sellers = {s.seller_id for s in sightings}
+
+        def pieces(rows: list[Sighting], sellers: set[int] = sellers) -> int:  # singletons included
+            return len(sellers) - sum(len(c.members) - 1 for c in link(rows).clusters)
+
+        whole = pieces(sightings)
+        bridge_keys = {b.key for b in bridges(sightings)}
+        for key in {(s.kind, s.token) for s in sightings}:
+            without = [s for s in sightings if (s.kind, s.token) != key]
+            assert (key in bridge_keys) == (pieces(without) > whole), key

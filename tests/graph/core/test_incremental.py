@@ -20,6 +20,15 @@ POOL: list[IndicatorKey] = [
     *(("shipping_address", f"a{n}") for n in range(2)),
     *(("device_id", f"d{n}") for n in range(2)),
     *(("image", f"g{n}") for n in range(2)),  # near-duplicate groups link like any weak indicator
+    *(("shipping_address_fuzzy", f"f{n}") for n in range(2)),  # a fuzzy group: one family with the exact kind
+    ("person_name", "n0"),
+]
+# Addresses as partners send them, exact token and fuzzy group together (a0 and a1 are near-duplicates): the same
+# address alone must not link, two addresses or a name beside it must.
+ADDRESSES: list[set[IndicatorKey]] = [
+    {("shipping_address", "a0"), ("shipping_address_fuzzy", "f0")},
+    {("shipping_address", "a1"), ("shipping_address_fuzzy", "f0")},
+    {("shipping_address", "a2"), ("shipping_address_fuzzy", "f1")},
 ]
 THRESHOLDS = {
     "email": 3,
@@ -36,6 +45,10 @@ THRESHOLDS = {
     "device_id": 2,
     "image": 2,
     "document": 2,
+    "person_name": 2,
+    "business_name": 2,
+    "shipping_address_fuzzy": 3,
+    "return_address_fuzzy": 3,
 }
 SELLERS = range(12)
 
@@ -51,10 +64,11 @@ STRONG = [key for key in POOL if key[0] in ("email", "bank_account")]
 link_up = st.tuples(
     st.just("submit"), st.sampled_from(SELLERS), st.sets(st.sampled_from(STRONG), min_size=1, max_size=2)
 )
+address = st.tuples(st.just("submit"), st.sampled_from(SELLERS), st.sampled_from(ADDRESSES))
 age = st.tuples(st.just("age"), st.sampled_from(SELLERS))  # the seller's hold period ends
 decide = st.tuples(st.just("decide"), st.sampled_from(["approve", "reject"]), st.integers(0, 5))
 steps = st.lists(
-    st.one_of(submit, link_up, link_up, retract, purge, drop, override, age, age, decide),
+    st.one_of(submit, link_up, link_up, address, address, retract, purge, drop, override, age, age, decide),
     min_size=1,
     max_size=30,
 )

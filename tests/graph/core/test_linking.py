@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from exchange.contract import FUZZY_FAMILY
 from graph.linking import (
     DEFAULT_STRENGTH,
     DEFAULT_THRESHOLDS,
@@ -22,8 +23,12 @@ from graph.linking import (
     Override,
     Sighting,
     SuppressedIndicator,
+    family_codes,
     link,
     link_columns,
+    weak_groups_link,
+    weak_indicators_link,
+    weak_pair_counts,
 )
 
 # Seller ids: Acme's sellers are 1xx, Bazaar's 2xx (platform 1 and 2).
@@ -125,6 +130,84 @@ RULES = [
 @pytest.mark.parametrize(("sightings", "expected"), RULES)
 def test_linking_rule(sightings: list[Sighting], expected: list[tuple[int, ...]]) -> None:
     assert members(sightings) == expected
+
+
+def address(seller: int, exact: str, group: str, kind: str = "shipping_address") -> list[Sighting]:
+    """An address as a partner sends it: the exact token and the fuzzy (near-duplicate) group it fell in."""
+    return [seen(seller, kind, exact), seen(seller, f"{kind}_fuzzy", group)]
+
+
+def both(kind: str, token: str) -> list[Sighting]:
+    """Sellers 101 and 201 both hold the indicator."""
+    return [seen(101, kind, token), seen(201, kind, token)]
+
+
+# The family rule: an exact address and a fuzzy address group are one piece of evidence between two sellers.
+FAMILY_RULES = [
+    pytest.param(
+        address(101, "x", "gx") + address(201, "x", "gx"),
+        [],
+        id="one shared address sent exact and fuzzy does not link",
+    ),
+    pytest.param(
+        address(101, "r", "gr", "return_address") + address(201, "r", "gr", "return_address"),
+        [],
+        id="one shared return address sent exact and fuzzy does not link",
+    ),
+    pytest.param(
+        address(101, "x", "gx")
+        + address(101, "y1", "gy")
+        + address(201, "x", "gx")
+        + address(201, "y2", "gy"),
+        [(101, 201)],
+        id="the same address and a near-duplicate of another address link: two addresses",
+    ),
+    pytest.param(
+        [*both("shipping_address", "x"), *both("shipping_address_fuzzy", "gy")],
+        [],
+        id="an exact address and a fuzzy group alone are of one family whatever the group",
+    ),
+    pytest.param(
+        [*both("person_name", "n"), *both("shipping_address_fuzzy", "gx")],
+        [(101, 201)],
+        id="a fuzzy name and a fuzzy address link",
+    ),
+    pytest.param(
+        [seen(s, "store_name", name) for s in (101, 201) for name in ("s1", "s2")],
+        [(101, 201)],
+        id="two different exact store names link",
+    ),
+    pytest.param(
+        address(101, "x", "gx")
+        + address(201, "x", "gx")
+        + [seen(101, "store_name", "s"), seen(201, "store_name", "s")],
+        [(101, 201)],
+        id="an address sent exact and fuzzy and a store name link",
+    ),
+    pytest.param(
+        [*both("shipping_address", "x"), *both("return_address_fuzzy", "gr")],
+        [(101, 201)],
+        id="a shipping address and a fuzzy return address are two families and link",
+    ),
+]
+
+
+@pytest.mark.parametrize(("sightings", "expected"), FAMILY_RULES)
+def test_family_rule(sightings: list[Sighting], expected: list[tuple[int, ...]]) -> None:
+    assert members(sightings) == expected
+
+
+weak_kind = st.sampled_from([kind for kind in KINDS if DEFAULT_STRENGTH[kind] == "weak"])
+
+
+@given(st.lists(weak_kind, max_size=6))
+def test_weak_indicators_link_is_some_pair_counting(kinds: list[str]) -> None:
+    """The shortcut in weak_indicators_link is the rule stated pairwise, and its column form agrees."""
+    pairwise = any(weak_pair_counts(a, b) for a, b in itertools.combinations(kinds, 2))
+    assert weak_indicators_link(kinds) == pairwise
+    codes = np.array([KINDS.index(kind) for kind in kinds], dtype=np.int64)
+    grouped = weak_groups_link(np.zeros(codes.size, dtype=np.int64), codes, family_codes(KINDS), 1)
+    assert bool(grouped[0]) == pairwise
 
 
 def holders(count: int, kind: str, token: str) -> list[Sighting]:
@@ -298,30 +381,61 @@ def naive_clusters(
         shared = {
             key for key in held[a] & held[b] if links(key) and not own_hub(a, key) and not own_hub(b, key)
         }
-        if any(DEFAULT_STRENGTH[kind] == "strong" for kind, _ in shared) or len(shared) >= 2:
+        weak = [kind for kind, _ in shared if DEFAULT_STRENGTH[kind] == "weak"]
+        # Two weak indicators count unless their kinds differ within one family (an exact address and a fuzzy
+        # address group), stated literally here.
+        counting = any(
+            ka == kb or FUZZY_FAMILY.get(ka, ka) != FUZZY_FAMILY.get(kb, kb)
+            for ka, kb in itertools.combinations(weak, 2)
+        )
+        if any(DEFAULT_STRENGTH[kind] == "strong" for kind, _ in shared) or counting:
             graph.add_edge(a, b)
     return sorted(tuple(sorted(c)) for c in nx.connected_components(graph))
 
 
 indicator_pool = st.sampled_from(
-    [(kind, f"t{n}") for kind in ("email", "phone", *WEAK_KINDS) for n in range(3)]
+    [
+        (kind, f"t{n}")
+        for kind in (
+            "email",
+            "phone",
+            *WEAK_KINDS,
+            "shipping_address_fuzzy",
+            "return_address_fuzzy",
+            "person_name",
+        )
+        for n in range(3)
+    ]
+)
+
+
+# Addresses as partners send them, exact token and fuzzy group together: t0 and t1 are near-duplicates (one group).
+addresses = st.sampled_from(
+    [
+        ((kind, f"t{n}"), (f"{kind}_fuzzy", f"t{n // 2}"))
+        for kind in ("shipping_address", "return_address")
+        for n in range(3)
+    ]
 )
 
 
 @settings(max_examples=300, deadline=None)
 @given(
     st.lists(st.tuples(st.integers(0, 15), indicator_pool), max_size=80),
+    st.lists(st.tuples(st.integers(0, 15), addresses), max_size=20),
     st.dictionaries(indicator_pool, st.sampled_from(["common", "include"]), max_size=3),
     st.integers(1, 5),
     st.integers(1, 4),
 )
 def test_linking_matches_the_rules_applied_pairwise(
     rows: list[tuple[int, tuple[str, str]]],
+    address_rows: list[tuple[int, tuple[tuple[str, str], tuple[str, str]]]],
     overrides: dict[tuple[str, str], Override],
     threshold: int,
     divisor: int,
 ) -> None:
     # Sellers 0..15 on platforms 0..2 (seller % 3): the per-platform cap matters for thresholds >= 2.
+    rows = rows + [(seller, key) for seller, both in address_rows for key in both]
     sightings = [Sighting(seller, seller % 3, kind, token) for seller, (kind, token) in rows]
     thresholds = dict.fromkeys(DEFAULT_THRESHOLDS, threshold)
     result = link(sightings, thresholds=thresholds, overrides=overrides, platform_divisor=divisor)

@@ -169,3 +169,28 @@ def test_the_evidence_chain_names_the_similarity(acme: KeyedPlatform, bazaar: Ke
     strength, note = notes["person_name"]
     assert strength == "weak" and note.startswith("similar names, Dice similarity 0.")
     assert note.endswith("(a match is 0.70 or more)")
+
+
+def test_an_address_sent_exact_and_fuzzy_is_one_piece_of_evidence(acme: KeyedPlatform, bazaar: KeyedPlatform):
+    """The family rule (exchange.contract.FUZZY_FAMILY): two sellers sharing one address, as its exact hash and
+    as its fuzzy group, share one weak piece of evidence, which alone does not link; a second address typed
+    differently makes two."""
+    from tests.builders import th
+
+    def report(ref: str, *addresses: str) -> dict[str, Any]:
+        body = seller(ref)
+        for address in addresses:
+            body["indicators"] += [
+                {"kind": "shipping_address", "hash": th("shipping_address", address)},
+                encoded("shipping_address_fuzzy", address, ref),
+            ]
+        return body
+
+    submit(acme.client(), report("acme-1", "12 Baker Street, London NW1 6XE"))
+    submit(bazaar.client(), report("bz-1", "12 Baker Street, London NW1 6XE"))
+    assert Indicator.objects.filter(kind="shipping_address", holders=2).count() == 1
+    assert Indicator.objects.filter(kind="shipping_address_fuzzy", holders=2).count() == 1
+    assert cluster_of("acme-1") is None and cluster_of("bz-1") is None
+    submit(acme.client(), report("acme-1", "7 Mill Lane, Leeds LS1 4AB"))
+    submit(bazaar.client(), report("bz-1", "7 Mill Lne, Leeds LS1 4AB"))
+    assert cluster_of("acme-1") is not None and cluster_of("acme-1") == cluster_of("bz-1")

@@ -388,7 +388,9 @@ def _dice(kind: str, result: Result, a: int, b: int) -> float | None:
     return MATCHERS[kind].score(enc.items[index[a]], enc.items[index[b]])
 
 
-def misses(result: Result, labels: Sequence[int], limit: int = 10) -> tuple[Counter[str], list[str]]:
+def misses(
+    result: Result, labels: Sequence[int], suppressed: set[tuple[str, object]], limit: int = 10
+) -> tuple[Counter[str], list[str]]:
     """Why split (a)'s true pairs are missed by exact+fuzzy: per fuzzy kind held by both, whether they are in
     one group and whether that group was suppressed; the corruptions drawn; a few examples (synthetic data)."""
     records = result.records
@@ -404,7 +406,7 @@ def misses(result: Result, labels: Sequence[int], limit: int = 10) -> tuple[Coun
             if i in labelled and j in labelled:
                 if labelled[i] == labelled[j]:
                     size = sizes[kind][labelled[i]]
-                    if (kind, f"g{labelled[i]}") in result.fuzzy.suppressed:
+                    if (kind, f"g{labelled[i]}") in suppressed:
                         reasons[f"{kind} group suppressed as a hub"] += 1
                     shared.append(f"{kind} (group of {size})")
                 else:
@@ -481,8 +483,11 @@ def main() -> None:
     for run in filter(None, (result.exact, result.fuzzy, result.pairwise)):
         print(f"  {run.mode}: clusters {run.clusters:,}, largest {run.largest}")
     print("timings: " + ", ".join(f"{k} {v:.2f}s" for k, v in result.seconds.items()))
-    for mode, labels in (("exact+fuzzy", result.fuzzy_labels), ("pairwise", result.pairwise_labels)):
-        reasons, examples = misses(result, labels) if labels else (Counter(), [])
+    for mode, labels, suppressed in (
+        ("exact+fuzzy", result.fuzzy_labels, result.fuzzy.suppressed),
+        ("pairwise", result.pairwise_labels, set()),  # its groups link nothing: pairs do
+    ):
+        reasons, examples = misses(result, labels, suppressed) if labels else (Counter(), [])
         if reasons:
             print(
                 f"(a) pairs missed by {mode}: {reasons.pop('missed', 0)}; "

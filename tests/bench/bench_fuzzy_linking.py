@@ -17,12 +17,9 @@ What the server would hold, built in memory:
   through the LSH index), each group one indicator of the wire kind.
 
 The linking core (``graph.linking.link``, default strengths and hub thresholds) runs twice: *exact* on the
-exact sightings, *exact+fuzzy* on both. The family rule (an exact address token and its fuzzy group are one
-piece of weak evidence, not two) is not in the core yet; so that a shared exact address and its fuzzy group
-never count twice, the exact+fuzzy run carries the address through its fuzzy kind only: the exact
-``shipping_address`` sightings are left out of it (``FAMILY_STANDIN``). Every pair sharing an exact address is
-in one fuzzy group too (printed as ``exact address pairs outside their fuzzy group``), so nothing the exact
-token gave is lost by that.
+exact sightings, *exact+fuzzy* on both, as partners send them: an address as its exact token and its fuzzy
+encoding, which the core's family rule counts as one piece of weak evidence, not two. (Every pair sharing an
+exact address is in one fuzzy group too: printed as ``exact address pairs outside their fuzzy group``.)
 
 Measured on cross-platform seller pairs (both sellers in one cluster = found), split into (a) pairs whose two
 records both carry a name of one kind (person or business) and a shipping address, (b) all other pairs:
@@ -60,9 +57,6 @@ FUZZY_FIELDS: dict[str, str] = {
     "business_name": "business_name",
     "shipping_address_fuzzy": "shipping_address",
 }
-# FAMILY_STANDIN: the exact kinds left out of the exact+fuzzy run because their fuzzy kind carries them (module
-# docstring). Drop it once graph.linking counts an exact token and its fuzzy group as one piece of evidence.
-FAMILY_STANDIN = frozenset({"shipping_address"})
 
 SPLITS = ("a", "b")
 
@@ -324,7 +318,7 @@ def evaluate(
         seconds[f"group {kind}"] = time.perf_counter() - t0
         note(f"grouped {kind} at {thresholds[kind]:.2f} in {seconds[f'group {kind}']:.1f}s")
 
-    with_fuzzy = [s for s in exact if s.kind not in FAMILY_STANDIN] + fuzzy_sightings(records, groups)
+    with_fuzzy = exact + fuzzy_sightings(records, groups)
     exact_run, _ = run_mode("exact", records, exact, truth)
     fuzzy_run, fuzzy_labels = run_mode("exact+fuzzy", records, with_fuzzy, truth)
     seconds["link exact"] = exact_run.link_seconds
@@ -335,7 +329,7 @@ def evaluate(
         t0 = time.perf_counter()
         pairs = {kind: matched_pairs(kind, enc, thresholds[kind]) for kind, enc in encoded.items()}
         seconds["pairs"] = time.perf_counter() - t0
-        by_pairs = [s for s in exact if s.kind not in FAMILY_STANDIN] + pair_sightings(records, pairs)
+        by_pairs = exact + pair_sightings(records, pairs)
         pairwise_run, pairwise_labels = run_mode("pairwise", records, by_pairs, truth)
         seconds["link pairwise"] = pairwise_run.link_seconds
     return Result(
@@ -370,7 +364,7 @@ def _family_outside(exact: Iterable[Sighting], address_groups: Mapping[int, int]
 def curve(result: Result, kind: str, thresholds: Sequence[float]) -> list[tuple[float, Quality, int]]:
     """Split (a) of exact+fuzzy with ``kind`` regrouped at each threshold (the other kinds as they were), and
     the size of the largest group of ``kind``."""
-    exact = [s for s in exact_sightings(result.records) if s.kind not in FAMILY_STANDIN]
+    exact = exact_sightings(result.records)
     out = []
     for threshold in thresholds:
         groups = {**result.groups, kind: group(kind, result.encoded[kind], threshold)}

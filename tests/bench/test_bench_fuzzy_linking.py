@@ -14,7 +14,7 @@ def result() -> Result:
 
 
 def test_exact_addresses_shared_are_inside_one_fuzzy_address_group(result: Result) -> None:
-    # What lets the exact+fuzzy run carry the address through its fuzzy kind alone (FAMILY_STANDIN).
+    # An exact address shared is always a fuzzy group shared too: the fuzzy channel loses nothing exact had.
     assert result.family_outside == 0
 
 

@@ -23,6 +23,7 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from exchange.contract import (
     DOCUMENT_KIND,
@@ -43,10 +44,31 @@ from exchange.fuzzy import (
     is_fuzzy_encoding,
 )
 from exchange.fuzzy_blocking import LSH_BY_KIND, HammingLSH
+from exchange.key_index import KeyIndex
 from exchange.normalization import SIMILARITY_KINDS
-from exchange.perceptual import PDQ_BITS, chunk_keys, is_pdq_hex, probe_keys, variant_distance
+from exchange.perceptual import (
+    INDEX_CHUNK_BITS,
+    INDEX_CHUNKS,
+    PDQ_BITS,
+    chunk_keys,
+    is_pdq_hex,
+    neighbour_masks,
+    probe_keys,
+    variant_distance,
+)
 
-__all__ = ["MATCHERS", "DocumentMatcher", "FuzzyMatcher", "ImageMatcher", "Item", "Matcher", "group_labels"]
+IntArray = npt.NDArray[np.int64]
+
+__all__ = [
+    "MATCHERS",
+    "DocumentMatcher",
+    "FuzzyMatcher",
+    "ImageMatcher",
+    "Item",
+    "Matcher",
+    "group_labels",
+    "matching_pairs",
+]
 
 
 @dataclass(frozen=True, eq=True)
@@ -100,6 +122,37 @@ class Matcher(ABC):
 
     @abstractmethod
     def describe(self, score: float, threshold: float) -> str: ...
+
+    # --- the in-memory index (exchange.similarity): many items at once ---------------------------------------
+    # Keys as int64 (key_dtype says what they fit in); `pack` is the items as rows of one array, what
+    # `scores_packed` compares a new item with. The defaults go item by item; a kind overrides them with
+    # vectorised forms that give the same keys and scores.
+    key_dtype: Any = np.int64
+
+    def key_arrays(self, items: Sequence[Item]) -> tuple[IntArray, IntArray]:
+        """(item row, key) of every index key of every item, as parallel int64 arrays."""
+        return _flatten([self.index_keys(item) for item in items])
+
+    def probe_arrays(self, items: Sequence[Item], threshold: float) -> tuple[IntArray, IntArray]:
+        """(item row, key) of every probe key of every item, as parallel int64 arrays."""
+        return _flatten([self.probe_keys(item, threshold) for item in items])
+
+    def pack(self, items: Sequence[Item]) -> np.ndarray:
+        """The items as one array whose rows `scores_packed` compares with (default: an object array)."""
+        packed = np.empty(len(items), dtype=object)
+        packed[:] = list(items)
+        return packed
+
+    def scores_packed(self, item: Item, packed: np.ndarray) -> np.ndarray:
+        """`score` of `item` against each packed row, as a float64 array."""
+        return np.asarray(self.scores(item, list(packed)), dtype=np.float64)
+
+
+def _flatten(keys: Sequence[set[int]]) -> tuple[IntArray, IntArray]:
+    sizes = np.fromiter((len(k) for k in keys), dtype=np.int64, count=len(keys))
+    rows = np.repeat(np.arange(len(keys), dtype=np.int64), sizes)
+    flat = np.fromiter((key for item in keys for key in sorted(item)), dtype=np.int64, count=int(sizes.sum()))
+    return rows, flat
 
 
 @lru_cache(maxsize=50_000)
@@ -221,6 +274,57 @@ class ImageMatcher(Matcher):
     def describe(self, score: float, threshold: float) -> str:
         return f"near-duplicate photos, {int(score)} of {PDQ_BITS} bits apart (a match is {int(threshold)} or fewer)"
 
+    key_dtype = np.int32  # (space * 16 + chunk position) << 16 | the chunk's value: 21 bits
+
+    def pack(self, items: Sequence[Item]) -> np.ndarray:
+        """(n, 1 + MAX_IMAGE_CROPS, 32) uint8: each photo's full hash, its crops, then its full hash again."""
+        width = 1 + MAX_IMAGE_CROPS
+        texts = []
+        for item in items:
+            hashes = [item.value, *list(item.extra.get("crops", ()))[:MAX_IMAGE_CROPS]]
+            texts.extend(hashes + [item.value] * (width - len(hashes)))
+        return np.frombuffer(bytes.fromhex("".join(texts)), dtype=np.uint8).reshape(len(items), width, 32)
+
+    def scores_packed(self, item: Item, packed: np.ndarray) -> np.ndarray:
+        if not len(packed):
+            return np.zeros(0, dtype=np.float64)
+        query = _photo_bits(item.value, tuple(item.extra.get("crops", ())))
+        to_all_of_theirs = _popcount(np.bitwise_xor(query[0], packed)).min(axis=1)
+        to_their_full = _popcount(np.bitwise_xor(query[:, None, :], packed[:, 0, :][None, :, :])).min(axis=0)
+        return np.minimum(to_all_of_theirs, to_their_full).astype(np.float64)
+
+    @staticmethod
+    def _chunks(items: Sequence[Item]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(item row, is a crop, the 16 chunk values) of every hash of every photo, as arrays."""
+        rows, crop, texts = [], [], []
+        for row, item in enumerate(items):
+            hashes = [item.value, *list(item.extra.get("crops", ()))[:MAX_IMAGE_CROPS]]
+            rows.extend([row] * len(hashes))
+            crop.extend([False] + [True] * (len(hashes) - 1))
+            texts.extend(hashes)
+        values = np.frombuffer(bytes.fromhex("".join(texts)), dtype=">u2").reshape(len(texts), INDEX_CHUNKS)
+        return np.asarray(rows, dtype=np.int64), np.asarray(crop, dtype=np.bool_), values.astype(np.int64)
+
+    def key_arrays(self, items: Sequence[Item]) -> tuple[IntArray, IntArray]:
+        rows, crop, values = self._chunks(items)
+        position = np.arange(INDEX_CHUNKS, dtype=np.int64)
+        space = np.where(crop, self.CROP, self.FULL)[:, None]
+        keys = ((space * INDEX_CHUNKS + position) << INDEX_CHUNK_BITS) | values
+        return np.repeat(rows, INDEX_CHUNKS), keys.ravel()
+
+    def probe_arrays(self, items: Sequence[Item], threshold: float) -> tuple[IntArray, IntArray]:
+        rows, crop, values = self._chunks(items)
+        masks = np.asarray(neighbour_masks(int(threshold) // INDEX_CHUNKS), dtype=np.int64)
+        position = np.arange(INDEX_CHUNKS, dtype=np.int64)
+        near = values[:, :, None] ^ masks[None, None, :]  # (hashes, 16, masks)
+        found_rows, found_keys = [], []
+        # A full hash probes both spaces, a crop the full hashes only (as probe_keys).
+        for space, which in ((self.FULL, np.ones(len(rows), dtype=np.bool_)), (self.CROP, ~crop)):
+            keys = ((space * INDEX_CHUNKS + position) << INDEX_CHUNK_BITS)[None, :, None] | near[which]
+            found_rows.append(np.repeat(rows[which], INDEX_CHUNKS * len(masks)))
+            found_keys.append(keys.ravel())
+        return np.concatenate(found_rows), np.concatenate(found_keys)
+
 
 def _band_key(hex_key: str) -> int:
     """A band key as a signed 64-bit integer (its first 16 hex digits): what the index column holds."""
@@ -274,6 +378,16 @@ class DocumentMatcher(Matcher):
 
     def score(self, a: Item, b: Item) -> float:
         return jaccard_estimate(a.value, b.value)
+
+    def pack(self, items: Sequence[Item]) -> np.ndarray:
+        """(n, NUM_PERM) uint32: each document's MinHash values."""
+        return np.frombuffer(bytes.fromhex("".join(item.value for item in items)), dtype=">u4").reshape(
+            len(items), NUM_PERM
+        )
+
+    def scores_packed(self, item: Item, packed: np.ndarray) -> np.ndarray:
+        mine = np.frombuffer(bytes.fromhex(item.value), dtype=">u4")
+        return (packed == mine).mean(axis=1) if len(packed) else np.zeros(0, dtype=np.float64)
 
     def describe(self, score: float, threshold: float) -> str:
         return (
@@ -346,6 +460,32 @@ class FuzzyMatcher(Matcher):
     def probe_keys(self, item: Item, threshold: float) -> set[int]:
         return self.index_keys(item)
 
+    def pack(self, items: Sequence[Item]) -> np.ndarray:
+        """(n, FILTER_BYTES // 8) uint64: each encoding's words."""
+        return np.frombuffer(bytes.fromhex("".join(item.value for item in items)), dtype=np.uint64).reshape(
+            len(items), FILTER_BYTES // 8
+        )
+
+    def scores_packed(self, item: Item, packed: np.ndarray) -> np.ndarray:
+        if not len(packed):
+            return np.zeros(0, dtype=np.float64)
+        mine = _encoding_words(item.value)
+        common = np.bitwise_count(packed & mine).sum(axis=1, dtype=np.int64)
+        total = int(np.bitwise_count(mine).sum()) + np.bitwise_count(packed).sum(axis=1, dtype=np.int64)
+        return np.divide(2 * common, total, out=np.zeros(len(packed)), where=total > 0)
+
+    def key_arrays(self, items: Sequence[Item]) -> tuple[IntArray, IntArray]:
+        matrix = np.frombuffer(bytes.fromhex("".join(item.value for item in items)), dtype=np.uint8).reshape(
+            len(items), FILTER_BYTES
+        )
+        keys = self.lsh.keys(matrix).astype(np.int64)  # (bands, n)
+        band = np.arange(self.lsh.bands, dtype=np.int64)[:, None]
+        flat = (self._prefix | (band << 40) | keys).T.ravel()  # item by item
+        return np.repeat(np.arange(len(items), dtype=np.int64), self.lsh.bands), flat
+
+    def probe_arrays(self, items: Sequence[Item], threshold: float) -> tuple[IntArray, IntArray]:
+        return self.key_arrays(items)
+
     def score(self, a: Item, b: Item) -> float:
         return self.scores(a, [b])[0]
 
@@ -375,10 +515,30 @@ MATCHERS: dict[str, Matcher] = {
 assert set(MATCHERS) == set(SIMILARITY_KINDS), "every similarity kind has its matcher"
 
 
+def matching_pairs(rule: Matcher, items: Sequence[Item], threshold: float) -> list[tuple[int, int]]:
+    """The (a, b) positions, a > b, of the items of one kind that match each other at `threshold`: each item's
+    probe keys against the keys of the items before it (a throwaway `KeyIndex`; never all pairs)."""
+    if len(items) < 2:
+        return []
+    index = KeyIndex(rule.key_dtype)
+    index.add(*rule.key_arrays(items))
+    pairs = index.pairs(*rule.probe_arrays(items, threshold))
+    pairs = pairs[pairs[:, 1] < pairs[:, 0]]
+    packed = rule.pack(items)
+    bounds = np.searchsorted(pairs[:, 0], np.arange(len(items) + 1))
+    found: list[tuple[int, int]] = []
+    for a in range(len(items)):
+        earlier = pairs[bounds[a] : bounds[a + 1], 1]
+        if earlier.size:
+            near = earlier[rule.matches(rule.scores_packed(items[a], packed[earlier]), threshold)]  # type: ignore[arg-type]
+            found.extend((a, int(b)) for b in near)
+    return found
+
+
 def group_labels(rule: Matcher, items: Sequence[Item], threshold: float) -> list[int]:
-    """The near-duplicate groups of `items` (one kind) at `threshold`, found through the index keys as the
-    store finds them (each item probes the keys of the items before it; never all pairs): per item, the
-    position of the first item of its group. Groups are the connected components of the "matches" graph."""
+    """The near-duplicate groups of `items` (one kind) at `threshold`, found as the store finds them (through
+    the index keys, `matching_pairs`; never all pairs): per item, the position of the first item of its group.
+    Groups are the connected components of the "matches" graph."""
     parent = list(range(len(items)))
 
     def root(i: int) -> int:
@@ -387,14 +547,8 @@ def group_labels(rule: Matcher, items: Sequence[Item], threshold: float) -> list
             i = parent[i]
         return i
 
-    under: dict[int, list[int]] = {}
-    for i, item in enumerate(items):
-        earlier = sorted({j for key in rule.probe_keys(item, threshold) for j in under.get(key, ())})
-        for j, score in zip(earlier, rule.scores(item, [items[j] for j in earlier]), strict=True):
-            if rule.matches(score, threshold):
-                a, b = root(i), root(j)
-                if a != b:
-                    parent[max(a, b)] = min(a, b)
-        for key in rule.index_keys(item):
-            under.setdefault(key, []).append(i)
+    for a, b in matching_pairs(rule, items, threshold):
+        ra, rb = root(a), root(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
     return [root(i) for i in range(len(items))]

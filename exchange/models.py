@@ -193,21 +193,6 @@ class SimilarItem(models.Model):
         return f"{self.kind} item {self.pk}"
 
 
-class SimilarKey(models.Model):
-    """The index of stored items: one row per integer key an item is indexed under (its matcher's
-    `index_keys`: for a photo, position << 16 | value of each 16-bit chunk of each of its hashes). A new item's
-    candidates are the rows of its `probe_keys`: an index probe per key, never a scan."""
-
-    item = models.ForeignKey(SimilarItem, on_delete=models.CASCADE, related_name="keys", db_index=False)
-    key = models.BigIntegerField()
-
-    class Meta:
-        indexes = [models.Index(fields=["key", "item"], name="similarkey_by_key")]
-
-    def __str__(self) -> str:
-        return f"{self.item_id}:{self.key:#x}"
-
-
 class SellerItem(models.Model):
     """Which similarity items a seller was reported with (its sighting of the group says the group; this says
     the item, for the score an evidence chain shows)."""

@@ -47,6 +47,7 @@ __all__ = [
     "hamming",
     "is_match",
     "is_pdq_hex",
+    "neighbour_masks",
     "pdq_hash",
     "pdq_hash_image",
     "pdq_variants",
@@ -259,8 +260,14 @@ def probe_keys(
 ) -> set[int]:
     """The index keys to look up, in each of ``spaces``, for every stored hash within ``threshold`` bits of
     ``hex_hash``."""
-    radius = threshold // INDEX_CHUNKS
+    masks = neighbour_masks(threshold // INDEX_CHUNKS)
+    return {key ^ mask for space in spaces for key in chunk_keys(hex_hash, space) for mask in masks}
+
+
+def neighbour_masks(radius: int) -> list[int]:
+    """The XOR masks of every chunk value within ``radius`` bits of a chunk's (0 first): by pigeonhole, a hash
+    within ``threshold`` bits of another agrees with it within ``threshold // INDEX_CHUNKS`` bits on one chunk."""
     masks = [0]
     for r in range(1, radius + 1):
         masks.extend(sum(1 << b for b in combo) for combo in combinations(range(INDEX_CHUNK_BITS), r))
-    return {key ^ mask for space in spaces for key in chunk_keys(hex_hash, space) for mask in masks}
+    return masks

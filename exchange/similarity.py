@@ -15,10 +15,13 @@ common), and the sellers of the merged groups are recomputed. Groups are the con
 "matches" graph, built up one item at a time: two items of one group may be further apart than the threshold
 through an item between them, exactly as two sellers are linked through a third.
 
-Search. Stored items are indexed under their matcher's integer keys (`SimilarKey`); a new item's candidates
-are the items under its probe keys (an index probe per key), verified with the score. Grouping takes a
-transaction-level lock on PostgreSQL, so two submissions with copies of one item cannot both start a group;
-SQLite serialises writers anyway.
+Search. A new item's candidates are the stored items sharing one of its matcher's integer keys: each process
+keeps, per kind, an in-memory index of the stored items' keys and packed rows (`_KindIndex`, built from
+`SimilarItem` on first use and then reading only the rows added since), so neither a lookup nor a submission
+scans, and a photo is matched in memory against millions of hashes; the matched rows are then read and scored
+again as stored. Grouping takes a transaction-level lock on PostgreSQL, so two submissions with copies of one
+item cannot both start a group; SQLite serialises writers anyway. Memory: about 200 bytes per stored photo hash
+(its 32 bytes, 16 chunk keys of 8 bytes), held by each process that matches photos (README, "Scaling").
 
 `store_items` is the one writer, called by `exchange.ingest` inside the submission's transaction.
 """
@@ -27,18 +30,22 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
+import numpy as np
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count
+from django.db.models import Count, Max
 
 from exchange.contract import DOCUMENT_KIND, FUZZY_WIRE_KINDS, IMAGE_KIND
-from exchange.matching import MATCHERS, Item, Matcher
-from exchange.models import Indicator, Linking, MatchThreshold, SellerItem, Sighting, SimilarItem, SimilarKey
+from exchange.key_index import KeyIndex
+from exchange.matching import MATCHERS, Item, Matcher, matching_pairs
+from exchange.models import Indicator, Linking, MatchThreshold, SellerItem, Sighting, SimilarItem
 
 logger = logging.getLogger("exchange.similarity")
 
@@ -94,19 +101,8 @@ def matching_items(item: Item, limits: dict[str, float] | None = None) -> list[t
     """(stored item id, its group id, score) of every stored item of the kind that matches `item`, at `limits`
     (the current `thresholds()` unless given)."""
     limits = thresholds() if limits is None else limits
-    rule, limit = matcher(item.kind), limits[item.kind]
-    _, [candidates] = _candidates([item], limits)
-    rows = list(
-        SimilarItem.objects.filter(pk__in=sorted(candidates), kind=item.kind).values_list(
-            "pk", "group_id", "value", "extra"
-        )
-    )
-    scores = rule.scores(item, [Item(item.kind, value, extra) for _, _, value, extra in rows])
-    return [
-        (pk, group_id, score)
-        for (pk, group_id, _, _), score in zip(rows, scores, strict=True)
-        if rule.matches(score, limit)
-    ]
+    [found] = _stored_matches([item], limits)
+    return found
 
 
 def matching_group_tokens(item: Item, limits: dict[str, float] | None = None) -> list[str]:
@@ -115,17 +111,132 @@ def matching_group_tokens(item: Item, limits: dict[str, float] | None = None) ->
     return list(Indicator.objects.filter(pk__in=groups).order_by("pk").values_list("token", flat=True))
 
 
-def _candidates(items: Sequence[Item], limits: dict[str, float]) -> tuple[list[set[int]], list[set[int]]]:
-    """Per item, its probe keys and the stored items sharing one of them (one index query for all)."""
-    probes = [matcher(item.kind).probe_keys(item, limits[item.kind]) for item in items]
-    stored_under: dict[int, list[int]] = defaultdict(list)
-    keys = sorted(set().union(*probes)) if probes else []
-    for start in range(0, len(keys), 20000):
-        for key, item_id in SimilarKey.objects.filter(key__in=keys[start : start + 20000]).values_list(
-            "key", "item_id"
-        ):
-            stored_under[key].append(item_id)
-    return probes, [{item_id for key in probe for item_id in stored_under.get(key, ())} for probe in probes]
+def _stored_matches(items: Sequence[Item], limits: dict[str, float]) -> list[list[tuple[int, int, float]]]:
+    """Per item, (stored item id, group id, score) of the stored items of its kind it matches: candidates and
+    scores from the in-memory index, then one read of the matched rows, which are scored again as stored (an
+    item deleted or replaced since the index read it cannot match)."""
+    found: list[list[tuple[int, int, float]]] = [[] for _ in items]
+    by_kind: dict[str, list[int]] = defaultdict(list)
+    for i, item in enumerate(items):
+        by_kind[item.kind].append(i)
+    proposed: dict[int, list[int]] = {}
+    for kind, rows in sorted(by_kind.items()):
+        index = _index(kind)
+        with index.lock:
+            index.refresh()
+            for i, ids in zip(rows, index.matches([items[i] for i in rows], limits[kind]), strict=True):
+                proposed[i] = ids
+    wanted = sorted({pk for ids in proposed.values() for pk in ids})
+    stored: dict[int, tuple[int, Item]] = {}
+    for start in range(0, len(wanted), 20_000):
+        for pk, group_id, kind, value, extra in SimilarItem.objects.filter(
+            pk__in=wanted[start : start + 20_000]
+        ).values_list("pk", "group_id", "kind", "value", "extra"):
+            stored[pk] = (group_id, Item(kind, value, extra))
+    for i, ids in proposed.items():
+        item = items[i]
+        rule, limit = matcher(item.kind), limits[item.kind]
+        near = [(pk, *stored[pk]) for pk in ids if pk in stored and stored[pk][1].kind == item.kind]
+        scores = rule.scores(item, [other for _, _, other in near])
+        found[i] = [
+            (pk, group_id, score)
+            for (pk, group_id, _), score in zip(near, scores, strict=True)
+            if rule.matches(score, limit)
+        ]
+    return found
+
+
+# --- the in-memory index -----------------------------------------------------------------------------------------
+
+
+class _KindIndex:
+    """One kind's stored items in this process's memory: their ids, their packed rows (`Matcher.pack`) and a
+    `KeyIndex` of their index keys, read from `SimilarItem` once and then only the rows added since
+    (`refresh`: items are never changed in place, and their ids grow; a highest id lower than the last one read
+    means rows this process read were rolled back, and the index is read again)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.rule = matcher(kind)
+        self.lock = threading.RLock()
+        self.reset()
+
+    def reset(self) -> None:
+        self.watermark = 0
+        self.keys = KeyIndex(self.rule.key_dtype)
+        self._ids: list[np.ndarray] = []
+        self._packed: list[np.ndarray] = []
+        self.size = 0
+
+    def refresh(self) -> None:
+        top = SimilarItem.objects.filter(kind=self.kind).aggregate(top=Max("pk"))["top"] or 0
+        if top < self.watermark:
+            self.reset()
+        if top == self.watermark:
+            return
+        rows = (
+            SimilarItem.objects.filter(kind=self.kind, pk__gt=self.watermark, pk__lte=top)
+            .order_by("pk")
+            .values_list("pk", "value", "extra")
+        )
+        batch: list[tuple[int, str, Any]] = []
+        for row in rows.iterator(chunk_size=_READ_CHUNK):
+            batch.append(row)
+            if len(batch) == _READ_CHUNK:
+                self._add(batch)
+                batch = []
+        self._add(batch)
+        self.watermark = top
+
+    def _add(self, rows: list[tuple[int, str, Any]]) -> None:
+        if not rows:
+            return
+        items = [Item(self.kind, value, extra) for _, value, extra in rows]
+        self._ids.append(np.fromiter((pk for pk, _, _ in rows), dtype=np.int64, count=len(rows)))
+        self._packed.append(self.rule.pack(items))
+        positions, keys = self.rule.key_arrays(items)
+        self.keys.add(positions + self.size, keys)
+        self.size += len(rows)
+
+    def _joined(self) -> tuple[np.ndarray, np.ndarray]:
+        if len(self._ids) > 1:
+            self._ids = [np.concatenate(self._ids)]
+            self._packed = [np.concatenate(self._packed)]
+        if not self._ids:
+            return np.zeros(0, dtype=np.int64), self.rule.pack([])
+        return self._ids[0], self._packed[0]
+
+    def matches(self, items: Sequence[Item], limit: float) -> list[list[int]]:
+        """Per item, the ids of the stored items it matches at `limit`, as this index holds them."""
+        ids, packed = self._joined()
+        rows, keys = self.rule.probe_arrays(items, limit)
+        pairs = self.keys.pairs(rows, keys)
+        bounds = np.searchsorted(pairs[:, 0], np.arange(len(items) + 1))
+        out = []
+        for i, item in enumerate(items):
+            positions = pairs[bounds[i] : bounds[i + 1], 1]
+            scores = self.rule.scores_packed(item, packed[positions])
+            out.append(ids[positions[self.rule.matches(scores, limit)]].tolist())  # type: ignore[arg-type]
+        return out
+
+
+_READ_CHUNK = 20_000
+_INDEXES: dict[tuple[str, str], _KindIndex] = {}
+_INDEXES_LOCK = threading.Lock()
+
+
+def _index(kind: str) -> _KindIndex:
+    key = (str(connection.settings_dict.get("NAME")), kind)
+    with _INDEXES_LOCK:
+        if key not in _INDEXES:
+            _INDEXES[key] = _KindIndex(kind)
+        return _INDEXES[key]
+
+
+def forget_indexes() -> None:
+    """Drop this process's in-memory indexes (tests, whose transactions roll back, start each from nothing)."""
+    with _INDEXES_LOCK:
+        _INDEXES.clear()
 
 
 class _Components:
@@ -154,30 +265,17 @@ def _group_new_items(
     batch, scored in one pass per item) and the batch's other new items it matches decide; groups a new item
     bridges are merged, and an item matching nothing starts a group. Returns the group ids in `new`'s order."""
     limits = thresholds()
-    probes, candidates = _candidates(new, limits)
-    rows = {
-        pk: (group_id, Item(kind, value, extra))
-        for pk, group_id, kind, value, extra in SimilarItem.objects.filter(
-            pk__in=sorted(set().union(*candidates))
-        ).values_list("pk", "group_id", "kind", "value", "extra")
-    }
     parts = _Components()
-    own_index: dict[tuple[str, int], list[int]] = defaultdict(
-        list
-    )  # (kind, key) -> new items indexed under it
-    for i, item in enumerate(new):
+    for i, found in enumerate(_stored_matches(new, limits)):
         parts.find(("n", i))
-        rule, limit = matcher(item.kind), limits[item.kind]
-        stored = [pk for pk in sorted(candidates[i]) if rows[pk][1].kind == item.kind]
-        for pk, score in zip(stored, rule.scores(item, [rows[pk][1] for pk in stored]), strict=True):
-            if rule.matches(score, limit):
-                parts.union(("n", i), ("g", rows[pk][0]))
-        earlier = sorted({j for key in probes[i] for j in own_index.get((item.kind, key), ())})
-        for j, score in zip(earlier, rule.scores(item, [new[j] for j in earlier]), strict=True):
-            if rule.matches(score, limit):
-                parts.union(("n", i), ("n", j))
-        for key in rule.index_keys(item):
-            own_index[(item.kind, key)].append(i)
+        for _, group_id, _ in found:
+            parts.union(("n", i), ("g", group_id))
+    by_kind: dict[str, list[int]] = defaultdict(list)
+    for i, item in enumerate(new):
+        by_kind[item.kind].append(i)
+    for kind, rows in by_kind.items():  # the batch's own items, through a throwaway index of their keys
+        for a, b in matching_pairs(matcher(kind), [new[i] for i in rows], limits[kind]):
+            parts.union(("n", rows[a]), ("n", rows[b]))
     members: dict[tuple[str, int], list[tuple[str, int]]] = defaultdict(list)
     for node in list(parts.parent):
         members[parts.find(node)].append(node)
@@ -240,14 +338,6 @@ def store_items(rows: Sequence[tuple[int, datetime, Item]], version: int, now: d
             )
             for item, group_id in zip(new, groups, strict=True)
         ]
-    )
-    SimilarKey.objects.bulk_create(
-        [
-            SimilarKey(item_id=row.pk, key=k)
-            for row, item in zip(created, new, strict=True)
-            for k in sorted(matcher(item.kind).index_keys(item))
-        ],
-        batch_size=5000,
     )
     for key, row, group_id in zip(new_keys, created, groups, strict=True):
         stored[key] = (row.pk, group_id)

@@ -14,6 +14,7 @@ The real two-step login is tested in tests/accounts/test_admin_second_factor.py.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -65,6 +66,17 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 SUITE_DEVICE = "test suite second factor"
+
+
+@pytest.fixture(autouse=True)
+def fresh_similarity_indexes() -> Iterator[None]:
+    """Each test starts with no in-memory similarity index (exchange.similarity): the last test's rows were
+    rolled back, and SQLite may give their ids to new rows."""
+    from exchange import similarity
+
+    similarity.forget_indexes()
+    yield
+    similarity.forget_indexes()
 
 
 @pytest.fixture(autouse=True)

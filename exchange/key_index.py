@@ -37,6 +37,11 @@ class KeyIndex:
     def __len__(self) -> int:
         return int(self._base_keys.size) + self._tail_size
 
+    def nbytes(self) -> int:
+        """Bytes held by the index's arrays."""
+        tail = sum(k.nbytes + p.nbytes for k, p in zip(self._tail_keys, self._tail_positions, strict=True))
+        return int(self._base_keys.nbytes + self._base_positions.nbytes + tail)
+
     def add(self, positions: npt.ArrayLike, keys: npt.ArrayLike) -> None:
         """Index each ``positions[i]`` under ``keys[i]`` (parallel arrays; positions below 2**31)."""
         pos = np.asarray(positions, dtype=np.int64)
@@ -65,9 +70,10 @@ class KeyIndex:
         self._base_keys, self._base_positions = keys[order], positions[order]
         self._tail_keys, self._tail_positions, self._tail_size = [], [], 0
 
-    def pairs(self, rows: npt.ArrayLike, keys: npt.ArrayLike) -> IntArray:
-        """The unique (probe row, position) pairs for which ``keys[i]`` (probed for ``rows[i]``) indexes the
-        position: shape (m, 2), int64, sorted by row then position."""
+    def pairs(self, rows: npt.ArrayLike, keys: npt.ArrayLike, *, unique: bool = True) -> IntArray:
+        """The (probe row, position) pairs for which ``keys[i]`` (probed for ``rows[i]``) indexes the position:
+        shape (m, 2), int64; distinct and sorted by row then position, or with ``unique=False`` as found (a pair
+        sharing several keys repeats: cheaper when only the few pairs that score are kept)."""
         row = np.asarray(rows, dtype=np.int64)
         key = np.asarray(keys, dtype=np.int64)
         if self.key_dtype != np.int64:  # a probe key that cannot be stored cannot be found
@@ -80,7 +86,10 @@ class KeyIndex:
             tail_keys = np.concatenate(self._tail_keys)
             order = np.argsort(tail_keys, kind="stable")
             found.append(_matches(tail_keys[order], np.concatenate(self._tail_positions)[order], row, probe))
-        codes = np.unique(np.concatenate(found))  # row << 31 | position: sorted and distinct
+        codes = np.concatenate(found)  # row << 31 | position
+        if unique and codes.size:
+            codes = np.sort(codes)
+            codes = codes[np.concatenate(([True], codes[1:] != codes[:-1]))]
         return np.stack([codes >> 31, codes & 0x7FFF_FFFF], axis=1)
 
 

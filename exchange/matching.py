@@ -124,28 +124,33 @@ class Matcher(ABC):
     def describe(self, score: float, threshold: float) -> str: ...
 
     # --- the in-memory index (exchange.similarity): many items at once ---------------------------------------
-    # Keys as int64 (key_dtype says what they fit in); `pack` is the items as rows of one array, what
-    # `scores_packed` compares a new item with. The defaults go item by item; a kind overrides them with
-    # vectorised forms that give the same keys and scores.
+    # The index compares *units*: a photo's units are its hashes (full and crops), any other kind's unit is the
+    # item itself. Keys are int64 (key_dtype says what they fit in) and belong to units; `units` packs the units
+    # as rows of one array and `unit_scores` compares rows pairwise. Two items match when some pair of their
+    # units sharing a key matches: exact for photos too, because a pair of hashes within the threshold shares
+    # a chunk key (pigeonhole), and the variant distance is the least distance of the pairs compared. The
+    # defaults go item by item; a kind overrides them with vectorised forms giving the same keys and scores.
     key_dtype: Any = np.int64
 
+    def units(self, items: Sequence[Item]) -> tuple[IntArray, np.ndarray]:
+        """(the item row of each unit, the units packed as the rows of one array)."""
+        packed = np.empty(len(items), dtype=object)
+        packed[:] = list(items)
+        return np.arange(len(items), dtype=np.int64), packed
+
+    def unit_scores(self, mine: np.ndarray, theirs: np.ndarray) -> np.ndarray:
+        """The score of each packed row of `mine` against the same row of `theirs`, as float64."""
+        return np.fromiter(
+            (self.score(a, b) for a, b in zip(mine, theirs, strict=True)), np.float64, len(mine)
+        )
+
     def key_arrays(self, items: Sequence[Item]) -> tuple[IntArray, IntArray]:
-        """(item row, key) of every index key of every item, as parallel int64 arrays."""
+        """(unit row, key) of every index key of every unit (`units`' order), as parallel int64 arrays."""
         return _flatten([self.index_keys(item) for item in items])
 
     def probe_arrays(self, items: Sequence[Item], threshold: float) -> tuple[IntArray, IntArray]:
-        """(item row, key) of every probe key of every item, as parallel int64 arrays."""
+        """(unit row, key) of every probe key of every unit (`units`' order), as parallel int64 arrays."""
         return _flatten([self.probe_keys(item, threshold) for item in items])
-
-    def pack(self, items: Sequence[Item]) -> np.ndarray:
-        """The items as one array whose rows `scores_packed` compares with (default: an object array)."""
-        packed = np.empty(len(items), dtype=object)
-        packed[:] = list(items)
-        return packed
-
-    def scores_packed(self, item: Item, packed: np.ndarray) -> np.ndarray:
-        """`score` of `item` against each packed row, as a float64 array."""
-        return np.asarray(self.scores(item, list(packed)), dtype=np.float64)
 
 
 def _flatten(keys: Sequence[set[int]]) -> tuple[IntArray, IntArray]:
@@ -276,52 +281,48 @@ class ImageMatcher(Matcher):
 
     key_dtype = np.int32  # (space * 16 + chunk position) << 16 | the chunk's value: 21 bits
 
-    def pack(self, items: Sequence[Item]) -> np.ndarray:
-        """(n, 1 + MAX_IMAGE_CROPS, 32) uint8: each photo's full hash, its crops, then its full hash again."""
-        width = 1 + MAX_IMAGE_CROPS
-        texts = []
-        for item in items:
-            hashes = [item.value, *list(item.extra.get("crops", ()))[:MAX_IMAGE_CROPS]]
-            texts.extend(hashes + [item.value] * (width - len(hashes)))
-        return np.frombuffer(bytes.fromhex("".join(texts)), dtype=np.uint8).reshape(len(items), width, 32)
-
-    def scores_packed(self, item: Item, packed: np.ndarray) -> np.ndarray:
-        if not len(packed):
-            return np.zeros(0, dtype=np.float64)
-        query = _photo_bits(item.value, tuple(item.extra.get("crops", ())))
-        to_all_of_theirs = _popcount(np.bitwise_xor(query[0], packed)).min(axis=1)
-        to_their_full = _popcount(np.bitwise_xor(query[:, None, :], packed[:, 0, :][None, :, :])).min(axis=0)
-        return np.minimum(to_all_of_theirs, to_their_full).astype(np.float64)
-
     @staticmethod
-    def _chunks(items: Sequence[Item]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(item row, is a crop, the 16 chunk values) of every hash of every photo, as arrays."""
+    def _hashes(items: Sequence[Item]) -> tuple[IntArray, np.ndarray, list[str]]:
+        """(item row, is a crop, hex) of every hash of every photo: the photos' units, in order."""
         rows, crop, texts = [], [], []
         for row, item in enumerate(items):
             hashes = [item.value, *list(item.extra.get("crops", ()))[:MAX_IMAGE_CROPS]]
             rows.extend([row] * len(hashes))
             crop.extend([False] + [True] * (len(hashes) - 1))
             texts.extend(hashes)
+        return np.asarray(rows, dtype=np.int64), np.asarray(crop, dtype=np.bool_), texts
+
+    def units(self, items: Sequence[Item]) -> tuple[IntArray, np.ndarray]:
+        rows, _, texts = self._hashes(items)
+        return rows, np.frombuffer(bytes.fromhex("".join(texts)), dtype=np.uint8).reshape(len(texts), 32)
+
+    def unit_scores(self, mine: np.ndarray, theirs: np.ndarray) -> np.ndarray:
+        return _popcount(np.bitwise_xor(mine, theirs)).astype(np.float64)
+
+    def _chunks(self, items: Sequence[Item]) -> tuple[np.ndarray, np.ndarray]:
+        """(is a crop, the 16 chunk values) of every unit."""
+        _, crop, texts = self._hashes(items)
         values = np.frombuffer(bytes.fromhex("".join(texts)), dtype=">u2").reshape(len(texts), INDEX_CHUNKS)
-        return np.asarray(rows, dtype=np.int64), np.asarray(crop, dtype=np.bool_), values.astype(np.int64)
+        return crop, values.astype(np.int64)
 
     def key_arrays(self, items: Sequence[Item]) -> tuple[IntArray, IntArray]:
-        rows, crop, values = self._chunks(items)
+        crop, values = self._chunks(items)
         position = np.arange(INDEX_CHUNKS, dtype=np.int64)
         space = np.where(crop, self.CROP, self.FULL)[:, None]
         keys = ((space * INDEX_CHUNKS + position) << INDEX_CHUNK_BITS) | values
-        return np.repeat(rows, INDEX_CHUNKS), keys.ravel()
+        return np.repeat(np.arange(len(crop), dtype=np.int64), INDEX_CHUNKS), keys.ravel()
 
     def probe_arrays(self, items: Sequence[Item], threshold: float) -> tuple[IntArray, IntArray]:
-        rows, crop, values = self._chunks(items)
+        crop, values = self._chunks(items)
         masks = np.asarray(neighbour_masks(int(threshold) // INDEX_CHUNKS), dtype=np.int64)
         position = np.arange(INDEX_CHUNKS, dtype=np.int64)
-        near = values[:, :, None] ^ masks[None, None, :]  # (hashes, 16, masks)
+        near = values[:, :, None] ^ masks[None, None, :]  # (units, 16, masks)
+        units = np.arange(len(crop), dtype=np.int64)
         found_rows, found_keys = [], []
         # A full hash probes both spaces, a crop the full hashes only (as probe_keys).
-        for space, which in ((self.FULL, np.ones(len(rows), dtype=np.bool_)), (self.CROP, ~crop)):
+        for space, which in ((self.FULL, np.ones(len(crop), dtype=np.bool_)), (self.CROP, ~crop)):
             keys = ((space * INDEX_CHUNKS + position) << INDEX_CHUNK_BITS)[None, :, None] | near[which]
-            found_rows.append(np.repeat(rows[which], INDEX_CHUNKS * len(masks)))
+            found_rows.append(np.repeat(units[which], INDEX_CHUNKS * len(masks)))
             found_keys.append(keys.ravel())
         return np.concatenate(found_rows), np.concatenate(found_keys)
 
@@ -379,15 +380,13 @@ class DocumentMatcher(Matcher):
     def score(self, a: Item, b: Item) -> float:
         return jaccard_estimate(a.value, b.value)
 
-    def pack(self, items: Sequence[Item]) -> np.ndarray:
-        """(n, NUM_PERM) uint32: each document's MinHash values."""
-        return np.frombuffer(bytes.fromhex("".join(item.value for item in items)), dtype=">u4").reshape(
-            len(items), NUM_PERM
-        )
+    def units(self, items: Sequence[Item]) -> tuple[IntArray, np.ndarray]:
+        """Each document's MinHash values, (n, NUM_PERM) uint32."""
+        packed = np.frombuffer(bytes.fromhex("".join(item.value for item in items)), dtype=">u4")
+        return np.arange(len(items), dtype=np.int64), packed.reshape(len(items), NUM_PERM)
 
-    def scores_packed(self, item: Item, packed: np.ndarray) -> np.ndarray:
-        mine = np.frombuffer(bytes.fromhex(item.value), dtype=">u4")
-        return (packed == mine).mean(axis=1) if len(packed) else np.zeros(0, dtype=np.float64)
+    def unit_scores(self, mine: np.ndarray, theirs: np.ndarray) -> np.ndarray:
+        return (mine == theirs).mean(axis=1) if len(mine) else np.zeros(0, dtype=np.float64)
 
     def describe(self, score: float, threshold: float) -> str:
         return (
@@ -460,19 +459,17 @@ class FuzzyMatcher(Matcher):
     def probe_keys(self, item: Item, threshold: float) -> set[int]:
         return self.index_keys(item)
 
-    def pack(self, items: Sequence[Item]) -> np.ndarray:
-        """(n, FILTER_BYTES // 8) uint64: each encoding's words."""
-        return np.frombuffer(bytes.fromhex("".join(item.value for item in items)), dtype=np.uint64).reshape(
-            len(items), FILTER_BYTES // 8
-        )
+    def units(self, items: Sequence[Item]) -> tuple[IntArray, np.ndarray]:
+        """Each encoding's words, (n, FILTER_BYTES // 8) uint64."""
+        packed = np.frombuffer(bytes.fromhex("".join(item.value for item in items)), dtype=np.uint64)
+        return np.arange(len(items), dtype=np.int64), packed.reshape(len(items), FILTER_BYTES // 8)
 
-    def scores_packed(self, item: Item, packed: np.ndarray) -> np.ndarray:
-        if not len(packed):
-            return np.zeros(0, dtype=np.float64)
-        mine = _encoding_words(item.value)
-        common = np.bitwise_count(packed & mine).sum(axis=1, dtype=np.int64)
-        total = int(np.bitwise_count(mine).sum()) + np.bitwise_count(packed).sum(axis=1, dtype=np.int64)
-        return np.divide(2 * common, total, out=np.zeros(len(packed)), where=total > 0)
+    def unit_scores(self, mine: np.ndarray, theirs: np.ndarray) -> np.ndarray:
+        common = np.bitwise_count(mine & theirs).sum(axis=1, dtype=np.int64)
+        total = np.bitwise_count(mine).sum(axis=1, dtype=np.int64) + np.bitwise_count(theirs).sum(
+            axis=1, dtype=np.int64
+        )
+        return np.divide(2 * common, total, out=np.zeros(len(mine)), where=total > 0)
 
     def key_arrays(self, items: Sequence[Item]) -> tuple[IntArray, IntArray]:
         matrix = np.frombuffer(bytes.fromhex("".join(item.value for item in items)), dtype=np.uint8).reshape(
@@ -516,23 +513,36 @@ assert set(MATCHERS) == set(SIMILARITY_KINDS), "every similarity kind has its ma
 
 
 def matching_pairs(rule: Matcher, items: Sequence[Item], threshold: float) -> list[tuple[int, int]]:
-    """The (a, b) positions, a > b, of the items of one kind that match each other at `threshold`: each item's
-    probe keys against the keys of the items before it (a throwaway `KeyIndex`; never all pairs)."""
+    """The (a, b) positions, a > b, of the items of one kind that match each other at `threshold`: through a
+    throwaway `KeyIndex` of their units' keys (`unit_matches`; never all pairs)."""
     if len(items) < 2:
         return []
+    item_of, packed = rule.units(items)
     index = KeyIndex(rule.key_dtype)
     index.add(*rule.key_arrays(items))
-    pairs = index.pairs(*rule.probe_arrays(items, threshold))
-    pairs = pairs[pairs[:, 1] < pairs[:, 0]]
-    packed = rule.pack(items)
-    bounds = np.searchsorted(pairs[:, 0], np.arange(len(items) + 1))
-    found: list[tuple[int, int]] = []
-    for a in range(len(items)):
-        earlier = pairs[bounds[a] : bounds[a + 1], 1]
-        if earlier.size:
-            near = earlier[rule.matches(rule.scores_packed(items[a], packed[earlier]), threshold)]  # type: ignore[arg-type]
-            found.extend((a, int(b)) for b in near)
-    return found
+    pairs = unit_matches(rule, index, packed, packed, rule.probe_arrays(items, threshold), threshold)
+    found = np.unique(np.stack([item_of[pairs[:, 0]], item_of[pairs[:, 1]]], axis=1), axis=0)
+    return [(int(a), int(b)) for a, b in found if b < a]
+
+
+def unit_matches(
+    rule: Matcher,
+    index: KeyIndex,
+    mine: np.ndarray,
+    theirs: np.ndarray,
+    probes: tuple[IntArray, IntArray],
+    threshold: float,
+    chunk: int = 1_000_000,
+) -> IntArray:
+    """The (my unit, their unit) pairs that share a key (`index` holds theirs, `probes` are mine) and match at
+    `threshold`, scored pairwise in chunks: shape (m, 2), a pair possibly repeated."""
+    pairs = index.pairs(*probes, unique=False)
+    kept = []
+    for start in range(0, len(pairs), chunk):
+        part = pairs[start : start + chunk]
+        scores = rule.unit_scores(mine[part[:, 0]], theirs[part[:, 1]])
+        kept.append(part[rule.matches(scores, threshold)])  # type: ignore[arg-type]
+    return np.concatenate(kept) if kept else np.zeros((0, 2), dtype=np.int64)
 
 
 def group_labels(rule: Matcher, items: Sequence[Item], threshold: float) -> list[int]:

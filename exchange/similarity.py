@@ -44,7 +44,7 @@ from django.db.models import Count, Max
 
 from exchange.contract import DOCUMENT_KIND, FUZZY_WIRE_KINDS, IMAGE_KIND
 from exchange.key_index import KeyIndex
-from exchange.matching import MATCHERS, Item, Matcher, matching_pairs
+from exchange.matching import MATCHERS, Item, Matcher, matching_pairs, unit_matches
 from exchange.models import Indicator, Linking, MatchThreshold, SellerItem, Sighting, SimilarItem
 
 logger = logging.getLogger("exchange.similarity")
@@ -164,9 +164,11 @@ class _KindIndex:
     def reset(self) -> None:
         self.watermark = 0
         self.keys = KeyIndex(self.rule.key_dtype)
-        self._ids: list[np.ndarray] = []
-        self._packed: list[np.ndarray] = []
-        self.size = 0
+        self._ids: list[np.ndarray] = []  # per item: its SimilarItem id
+        self._item_of: list[np.ndarray] = []  # per unit: its item's position
+        self._units: list[np.ndarray] = []  # per unit: its packed row
+        self.size = 0  # items
+        self.unit_count = 0
 
     def refresh(self) -> None:
         top = SimilarItem.objects.filter(kind=self.kind).aggregate(top=Max("pk"))["top"] or 0
@@ -192,31 +194,39 @@ class _KindIndex:
         if not rows:
             return
         items = [Item(self.kind, value, extra) for _, value, extra in rows]
+        item_of, units = self.rule.units(items)
+        unit_rows, keys = self.rule.key_arrays(items)
         self._ids.append(np.fromiter((pk for pk, _, _ in rows), dtype=np.int64, count=len(rows)))
-        self._packed.append(self.rule.pack(items))
-        positions, keys = self.rule.key_arrays(items)
-        self.keys.add(positions + self.size, keys)
+        self._item_of.append((item_of + self.size).astype(np.int32))
+        self._units.append(units)
+        self.keys.add(unit_rows + self.unit_count, keys)
         self.size += len(rows)
+        self.unit_count += len(units)
 
-    def _joined(self) -> tuple[np.ndarray, np.ndarray]:
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(item ids, the item position of each unit, the packed units), joined once after additions."""
         if len(self._ids) > 1:
             self._ids = [np.concatenate(self._ids)]
-            self._packed = [np.concatenate(self._packed)]
+            self._item_of = [np.concatenate(self._item_of)]
+            self._units = [np.concatenate(self._units)]
         if not self._ids:
-            return np.zeros(0, dtype=np.int64), self.rule.pack([])
-        return self._ids[0], self._packed[0]
+            _, empty = self.rule.units([])
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int32), empty
+        return self._ids[0], self._item_of[0], self._units[0]
+
+    def nbytes(self) -> int:
+        ids, item_of, units = self.arrays()
+        return int(ids.nbytes + item_of.nbytes + units.nbytes + self.keys.nbytes())
 
     def matches(self, items: Sequence[Item], limit: float) -> list[list[int]]:
         """Per item, the ids of the stored items it matches at `limit`, as this index holds them."""
-        ids, packed = self._joined()
-        rows, keys = self.rule.probe_arrays(items, limit)
-        pairs = self.keys.pairs(rows, keys)
-        bounds = np.searchsorted(pairs[:, 0], np.arange(len(items) + 1))
-        out = []
-        for i, item in enumerate(items):
-            positions = pairs[bounds[i] : bounds[i + 1], 1]
-            scores = self.rule.scores_packed(item, packed[positions])
-            out.append(ids[positions[self.rule.matches(scores, limit)]].tolist())  # type: ignore[arg-type]
+        ids, item_of, stored = self.arrays()
+        mine_of, mine = self.rule.units(items)
+        pairs = unit_matches(self.rule, self.keys, mine, stored, self.rule.probe_arrays(items, limit), limit)
+        found = np.unique(np.stack([mine_of[pairs[:, 0]], item_of[pairs[:, 1]]], axis=1), axis=0)
+        out: list[list[int]] = [[] for _ in items]
+        for row, position in found:
+            out[int(row)].append(int(ids[position]))
         return out
 
 
@@ -231,6 +241,22 @@ def _index(kind: str) -> _KindIndex:
         if key not in _INDEXES:
             _INDEXES[key] = _KindIndex(kind)
         return _INDEXES[key]
+
+
+@dataclass(frozen=True, slots=True)
+class IndexSize:
+    items: int
+    keys: int
+    bytes: int  # held by the index's arrays
+
+
+def warm_index(kind: str) -> IndexSize:
+    """Build (or bring up to date) this process's in-memory index of `kind`, e.g. when a worker starts, so that
+    the first request does not pay for reading every stored item; returns its size."""
+    index = _index(kind)
+    with index.lock:
+        index.refresh()
+        return IndexSize(index.size, len(index.keys), index.nbytes())
 
 
 def forget_indexes() -> None:
@@ -261,9 +287,10 @@ class _Components:
 def _group_new_items(
     new: list[Item], version: int, first: list[datetime], now: datetime, result: ItemsStored
 ) -> list[int]:
-    """The group of each new item: the stored items it matches (one index query and one read for the whole
-    batch, scored in one pass per item) and the batch's other new items it matches decide; groups a new item
-    bridges are merged, and an item matching nothing starts a group. Returns the group ids in `new`'s order."""
+    """The group of each new item: the stored items it matches (the in-memory index, then one read of the
+    matched rows) and the batch's other new items it matches decide; groups a new item bridges are merged, and
+    the items matching nothing stored start groups (created in one statement). Returns the group ids in
+    `new`'s order."""
     limits = thresholds()
     parts = _Components()
     for i, found in enumerate(_stored_matches(new, limits)):
@@ -280,6 +307,7 @@ def _group_new_items(
     for node in list(parts.parent):
         members[parts.find(node)].append(node)
     group_of_root: dict[tuple[str, int], int] = {}
+    starting: list[tuple[tuple[str, int], Indicator]] = []  # new groups, created in one statement
     for root, nodes in sorted(members.items()):
         groups = sorted(n for tag, n in nodes if tag == "g")
         if groups:
@@ -288,13 +316,17 @@ def _group_new_items(
             group_of_root[root] = groups[0]
         else:
             starters = sorted(n for tag, n in nodes if tag == "n")
-            item = new[starters[0]]
-            group_of_root[root] = Indicator.objects.create(
-                kind=item.kind,
+            group = Indicator(
+                kind=new[starters[0]].kind,
                 token=new_group_token(),
                 key_version=version,
                 first_seen=min(first[n] for n in starters),
-            ).pk
+            )
+            starting.append((root, group))
+    for (root, _), group in zip(
+        starting, Indicator.objects.bulk_create([g for _, g in starting]), strict=True
+    ):
+        group_of_root[root] = group.pk
     return [group_of_root[parts.find(("n", i))] for i in range(len(new))]
 
 
@@ -397,8 +429,11 @@ def recount(group_ids: Iterable[int]) -> None:
         .annotate(n=Count("seller_id"))
         .order_by()
     )
-    for group_id in ids:
-        Indicator.objects.filter(pk=group_id).update(holders=counts.get(group_id, 0))
+    Indicator.objects.bulk_update(
+        [Indicator(pk=group_id, holders=counts.get(group_id, 0)) for group_id in ids],
+        ["holders"],
+        batch_size=500,
+    )
 
 
 def merge_groups(keep: int, others: Sequence[int], now: datetime) -> set[int]:

@@ -1,0 +1,135 @@
+"""The in-memory index of the similarity kinds (exchange.key_index.KeyIndex) and each matcher's vectorised
+keys, units and scores (exchange.matching): the same keys as item by item, and the same matching pairs as
+comparing every pair, for photos (crops included), documents and fuzzy names."""
+
+from __future__ import annotations
+
+import random
+from itertools import combinations
+
+import numpy as np
+import pytest
+
+from exchange import fuzzy
+from exchange.documents import fingerprint_text
+from exchange.key_index import KeyIndex
+from exchange.matching import MATCHERS, Item, group_labels, matching_pairs
+from fixtures import documents
+
+KEY = bytes(range(32))
+
+
+def test_pairs_finds_every_position_under_a_probed_key_once():
+    index = KeyIndex(np.int32)
+    index.add([0, 1, 2, 3], [5, 6, 5, 7])
+    assert index.pairs([0, 0, 1, 0], [5, 7, 9, 5]).tolist() == [[0, 0], [0, 2], [0, 3]]
+    assert index.pairs([], []).shape == (0, 2)
+
+
+def test_a_large_tail_is_merged_into_the_base_and_still_found():
+    index = KeyIndex()
+    index.add(np.arange(200_000), np.arange(200_000) % 1000)
+    index.add([200_000], [7])  # in the tail
+    found = index.pairs([0], [7])[:, 1]
+    assert len(found) == 201 and found[-1] == 200_000 and len(index) == 200_001
+    assert index.nbytes() >= 200_001 * 12
+
+
+def test_keys_that_do_not_fit_the_key_type_are_refused_or_never_found():
+    index = KeyIndex(np.int32)
+    with pytest.raises(ValueError, match="does not fit"):
+        index.add([0], [1 << 40])
+    index.add([0], [3])
+    assert index.pairs([0, 0], [(1 << 40) | 3, 3]).tolist() == [[0, 0]]
+
+
+def _hex(rng: random.Random, n: int) -> str:
+    return "".join(rng.choice("0123456789abcdef") for _ in range(n))
+
+
+def _flip(rng: random.Random, value: str, bits: int) -> str:
+    number = int(value, 16)
+    for bit in rng.sample(range(256), bits):
+        number ^= 1 << bit
+    return f"{number:064x}"
+
+
+def photos() -> list[Item]:
+    rng = random.Random(5)
+    items = []
+    for _ in range(25):
+        full = _hex(rng, 64)
+        crops = [_flip(rng, full, rng.randint(20, 60)) for _ in range(rng.randint(0, 18))]
+        items.append(Item("image", full, {"quality": 90, "crops": crops}))
+        # a near copy: its full hash near the original's, or near one of its crops (the original cropped)
+        base = crops[0] if crops and rng.random() < 0.5 else full
+        items.append(Item("image", _flip(rng, base, rng.randint(0, 40)), {"quality": 90, "crops": []}))
+    return items
+
+
+def names() -> list[Item]:
+    values = [
+        "John Smith",
+        "Jon Smyth",
+        "Jonathan Smithson",
+        "Ann Lee",
+        "Anne Lee",
+        "Maria Gonzalez",
+        "Mary Gonzales",
+    ]
+    return [
+        Item("person_name", fuzzy.to_hex(fuzzy.encode("person_name", v, KEY, f"s{i}-{j}".encode())), {})
+        for i, v in enumerate(values)
+        for j in range(2)
+    ]
+
+
+def letters() -> list[Item]:
+    out = []
+    for seed in range(4):
+        base = documents.document(seed, "authorisation")
+        for edit in range(3):
+            doc = documents.edited(base, random.Random(edit)) if edit else base
+            out.append(Item("document", fingerprint_text(documents.render_text(doc), KEY), {}))
+    return out
+
+
+KINDS = {"image": photos, "person_name": names, "document": letters}
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_vectorised_keys_are_the_item_by_item_keys(kind: str):
+    items = KINDS[kind]()
+    rule = MATCHERS[kind]
+    item_of, _ = rule.units(items)
+    rows, keys = rule.key_arrays(items)
+    for i, item in enumerate(items):
+        assert set(keys[item_of[rows] == i].tolist()) == rule.index_keys(item)
+    for threshold in {"image": (31, 47)}.get(kind) or (rule_threshold(kind),):
+        rows, keys = rule.probe_arrays(items, threshold)
+        for i, item in enumerate(items):
+            assert set(keys[item_of[rows] == i].tolist()) == rule.probe_keys(item, threshold)
+
+
+def rule_threshold(kind: str) -> float:
+    return {"person_name": 0.7, "document": 0.8}[kind]
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_matching_pairs_through_the_index_are_the_pairs_of_an_all_pairs_comparison(kind: str):
+    items = KINDS[kind]()
+    rule = MATCHERS[kind]
+    threshold = 31 if kind == "image" else rule_threshold(kind)
+    every = {
+        (b, a)
+        for a, b in combinations(range(len(items)), 2)
+        if rule.matches(rule.score(items[a], items[b]), threshold)
+    }
+    found = set(matching_pairs(rule, items, threshold))
+    assert found <= every and found  # no pair the score refuses, and some pairs match
+    if kind == "image":
+        assert found == every  # multi-index hashing is exact: a pair within the threshold shares a chunk
+    else:
+        assert len(found) >= 0.9 * len(every)  # LSH: near pairs escape rarely (exchange.fuzzy_blocking)
+    labels = group_labels(rule, items, threshold)
+    assert all(labels[a] == labels[b] for a, b in found)

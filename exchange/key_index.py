@@ -8,8 +8,13 @@ membership test), merged into the base when the tail grows past a fraction of it
 re-sorts millions of keys. ``pairs(rows, keys)`` answers a whole batch of probes at once: the unique
 (probe row, position) pairs sharing a key.
 
+When the keys are small non-negative integers (``key_space``: a photo's chunk keys are below 2**21), the base
+also keeps, per possible key, where its run starts (a dense offsets table), so that a probe is two array reads
+instead of two binary searches over millions of keys.
+
 Memory: a key is stored in ``key_dtype`` (int32 when the caller's keys fit, as a photo's chunk keys do) and a
-position in int32: 8 bytes per key for photos (16 keys per hash, so 1.3 GB at 10 million hashes), 12 otherwise.
+position in int32: 8 bytes per key for photos (16 keys per hash, so 1.3 GB at 10 million hashes; the offsets
+table is 8 MB), 12 otherwise.
 """
 
 from __future__ import annotations
@@ -26,12 +31,15 @@ _TAIL_FRACTION = 8
 
 
 class KeyIndex:
-    def __init__(self, key_dtype: npt.DTypeLike = np.int64) -> None:
+    def __init__(self, key_dtype: npt.DTypeLike = np.int64, key_space: int | None = None) -> None:
         self.key_dtype = np.dtype(key_dtype)
+        self.key_space = key_space  # keys are in [0, key_space): offsets per key instead of binary search
         self._base_keys = np.zeros(0, dtype=self.key_dtype)
         self._base_positions = np.zeros(0, dtype=np.int32)
+        self._offsets: np.ndarray | None = None
         self._tail_keys: list[np.ndarray] = []
         self._tail_positions: list[np.ndarray] = []
+        self._tail_sorted: tuple[np.ndarray, np.ndarray] | None = None
         self._tail_size = 0
 
     def __len__(self) -> int:
@@ -40,7 +48,8 @@ class KeyIndex:
     def nbytes(self) -> int:
         """Bytes held by the index's arrays."""
         tail = sum(k.nbytes + p.nbytes for k, p in zip(self._tail_keys, self._tail_positions, strict=True))
-        return int(self._base_keys.nbytes + self._base_positions.nbytes + tail)
+        offsets = 0 if self._offsets is None else self._offsets.nbytes
+        return int(self._base_keys.nbytes + self._base_positions.nbytes + offsets + tail)
 
     def add(self, positions: npt.ArrayLike, keys: npt.ArrayLike) -> None:
         """Index each ``positions[i]`` under ``keys[i]`` (parallel arrays; positions below 2**31)."""
@@ -50,15 +59,21 @@ class KeyIndex:
             raise ValueError("positions and keys are parallel arrays")
         if not pos.size:
             return
-        if self.key_dtype != np.int64:
-            info = np.iinfo(self.key_dtype)
-            if key.min() < info.min or key.max() > info.max:
-                raise ValueError(f"a key does not fit in {self.key_dtype}")
+        low, high = self._bounds()
+        if key.min() < low or key.max() > high:
+            raise ValueError(f"a key does not fit in {self.key_dtype} (or the key space)")
         self._tail_keys.append(key.astype(self.key_dtype))
         self._tail_positions.append(pos.astype(np.int32))
         self._tail_size += int(key.size)
+        self._tail_sorted = None
         if self._tail_size > max(_TAIL_MINIMUM, self._base_keys.size // _TAIL_FRACTION):
             self.compact()
+
+    def _bounds(self) -> tuple[int, int]:
+        info = np.iinfo(self.key_dtype)
+        if self.key_space is not None:
+            return 0, min(int(info.max), self.key_space - 1)
+        return int(info.min), int(info.max)
 
     def compact(self) -> None:
         """Merge the tail into the sorted base."""
@@ -68,7 +83,10 @@ class KeyIndex:
         positions = np.concatenate([self._base_positions, *self._tail_positions])
         order = np.argsort(keys, kind="stable")
         self._base_keys, self._base_positions = keys[order], positions[order]
-        self._tail_keys, self._tail_positions, self._tail_size = [], [], 0
+        if self.key_space is not None:
+            counts = np.bincount(self._base_keys, minlength=self.key_space)
+            self._offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+        self._tail_keys, self._tail_positions, self._tail_size, self._tail_sorted = [], [], 0, None
 
     def pairs(self, rows: npt.ArrayLike, keys: npt.ArrayLike, *, unique: bool = True) -> IntArray:
         """The (probe row, position) pairs for which ``keys[i]`` (probed for ``rows[i]``) indexes the position:
@@ -76,29 +94,40 @@ class KeyIndex:
         sharing several keys repeats: cheaper when only the few pairs that score are kept)."""
         row = np.asarray(rows, dtype=np.int64)
         key = np.asarray(keys, dtype=np.int64)
-        if self.key_dtype != np.int64:  # a probe key that cannot be stored cannot be found
-            info = np.iinfo(self.key_dtype)
-            fits = (key >= info.min) & (key <= info.max)
+        low, high = self._bounds()
+        if key.size and (key.min() < low or key.max() > high):  # a key that cannot be stored cannot be found
+            fits = (key >= low) & (key <= high)
             row, key = row[fits], key[fits]
-        probe = key.astype(self.key_dtype)
-        found = [_matches(self._base_keys, self._base_positions, row, probe)]
-        if self._tail_size:
-            tail_keys = np.concatenate(self._tail_keys)
-            order = np.argsort(tail_keys, kind="stable")
-            found.append(_matches(tail_keys[order], np.concatenate(self._tail_positions)[order], row, probe))
-        codes = np.concatenate(found)  # row << 31 | position
+        found = []
+        if self._base_keys.size and key.size:
+            if self._offsets is not None:
+                lo, hi = self._offsets[key], self._offsets[key + 1]
+            else:
+                probe = key.astype(self.key_dtype)
+                lo = np.searchsorted(self._base_keys, probe, side="left")
+                hi = np.searchsorted(self._base_keys, probe, side="right")
+            found.append(_expand(self._base_positions, row, lo, hi))
+        if self._tail_size and key.size:
+            if self._tail_sorted is None:
+                tail_keys = np.concatenate(self._tail_keys)
+                order = np.argsort(tail_keys, kind="stable")
+                self._tail_sorted = (tail_keys[order], np.concatenate(self._tail_positions)[order])
+            tail_keys, tail_positions = self._tail_sorted
+            probe = key.astype(self.key_dtype)
+            lo = np.searchsorted(tail_keys, probe, side="left")
+            found.append(_expand(tail_positions, row, lo, np.searchsorted(tail_keys, probe, side="right")))
+        codes = np.concatenate(found) if found else np.zeros(0, dtype=np.int64)  # row << 31 | position
         if unique and codes.size:
             codes = np.sort(codes)
             codes = codes[np.concatenate(([True], codes[1:] != codes[:-1]))]
         return np.stack([codes >> 31, codes & 0x7FFF_FFFF], axis=1)
 
 
-def _matches(sorted_keys: np.ndarray, positions: np.ndarray, rows: IntArray, probe: np.ndarray) -> IntArray:
-    """row << 31 | position for every (probe, stored) pair with equal keys (binary search per probe)."""
-    if not sorted_keys.size or not probe.size:
-        return np.zeros(0, dtype=np.int64)
-    lo = np.searchsorted(sorted_keys, probe, side="left")
-    sizes = np.searchsorted(sorted_keys, probe, side="right") - lo
+def _expand(positions: np.ndarray, rows: IntArray, lo: np.ndarray, hi: np.ndarray) -> IntArray:
+    """row << 31 | position for each probe's run positions[lo:hi] of equal keys."""
+    sizes = hi - lo
+    keep = sizes > 0
+    rows, lo, sizes = rows[keep], lo[keep], sizes[keep]
     total = int(sizes.sum())
     if not total:
         return np.zeros(0, dtype=np.int64)

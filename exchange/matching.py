@@ -131,6 +131,7 @@ class Matcher(ABC):
     # a chunk key (pigeonhole), and the variant distance is the least distance of the pairs compared. The
     # defaults go item by item; a kind overrides them with vectorised forms giving the same keys and scores.
     key_dtype: Any = np.int64
+    key_space: int | None = None  # keys are in [0, key_space) (a dense index), or any int64
 
     def units(self, items: Sequence[Item]) -> tuple[IntArray, np.ndarray]:
         """(the item row of each unit, the units packed as the rows of one array)."""
@@ -280,6 +281,7 @@ class ImageMatcher(Matcher):
         return f"near-duplicate photos, {int(score)} of {PDQ_BITS} bits apart (a match is {int(threshold)} or fewer)"
 
     key_dtype = np.int32  # (space * 16 + chunk position) << 16 | the chunk's value: 21 bits
+    key_space = 2 * INDEX_CHUNKS << INDEX_CHUNK_BITS
 
     @staticmethod
     def _hashes(items: Sequence[Item]) -> tuple[IntArray, np.ndarray, list[str]]:
@@ -518,7 +520,7 @@ def matching_pairs(rule: Matcher, items: Sequence[Item], threshold: float) -> li
     if len(items) < 2:
         return []
     item_of, packed = rule.units(items)
-    index = KeyIndex(rule.key_dtype)
+    index = KeyIndex(rule.key_dtype, rule.key_space)
     index.add(*rule.key_arrays(items))
     pairs = unit_matches(rule, index, packed, packed, rule.probe_arrays(items, threshold), threshold)
     found = np.unique(np.stack([item_of[pairs[:, 0]], item_of[pairs[:, 1]]], axis=1), axis=0)

@@ -163,7 +163,7 @@ class _KindIndex:
 
     def reset(self) -> None:
         self.watermark = 0
-        self.keys = KeyIndex(self.rule.key_dtype)
+        self.keys = KeyIndex(self.rule.key_dtype, self.rule.key_space)
         self._ids: list[np.ndarray] = []  # per item: its SimilarItem id
         self._item_of: list[np.ndarray] = []  # per unit: its item's position
         self._units: list[np.ndarray] = []  # per unit: its packed row

@@ -35,6 +35,20 @@ def test_a_large_tail_is_merged_into_the_base_and_still_found():
     assert index.nbytes() >= 200_001 * 12
 
 
+def test_a_dense_key_space_finds_the_same_pairs_as_binary_search():
+    rng = np.random.default_rng(3)
+    keys, probes = rng.integers(0, 5000, size=100_000), rng.integers(0, 5000, size=20_000)
+    dense, searched = KeyIndex(np.int32, key_space=5000), KeyIndex(np.int32)
+    for index in (dense, searched):
+        index.add(np.arange(90_000), keys[:90_000])  # compacted: the base
+        index.add(np.arange(90_000, 100_000), keys[90_000:])  # the tail
+    rows = np.arange(len(probes)) // 7
+    assert np.array_equal(dense.pairs(rows, probes), searched.pairs(rows, probes))
+    assert dense.pairs([0], [5000]).shape == (0, 2)  # outside the key space: never found
+    with pytest.raises(ValueError, match="key space"):
+        dense.add([0], [5000])
+
+
 def test_keys_that_do_not_fit_the_key_type_are_refused_or_never_found():
     index = KeyIndex(np.int32)
     with pytest.raises(ValueError, match="does not fit"):

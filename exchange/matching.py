@@ -514,16 +514,34 @@ MATCHERS: dict[str, Matcher] = {
 assert set(MATCHERS) == set(SIMILARITY_KINDS), "every similarity kind has its matcher"
 
 
-def matching_pairs(rule: Matcher, items: Sequence[Item], threshold: float) -> list[tuple[int, int]]:
+@dataclass(frozen=True)
+class Probes:
+    """Items of one kind ready for the index: their units (`Matcher.units`) and probe keys at a threshold,
+    computed once for both the stored items' index and the batch's own."""
+
+    item_of: IntArray
+    units: np.ndarray
+    rows: IntArray
+    keys: IntArray
+
+    @classmethod
+    def of(cls, rule: Matcher, items: Sequence[Item], threshold: float) -> Probes:
+        item_of, units = rule.units(items)
+        return cls(item_of, units, *rule.probe_arrays(items, threshold))
+
+
+def matching_pairs(
+    rule: Matcher, items: Sequence[Item], threshold: float, probes: Probes | None = None
+) -> list[tuple[int, int]]:
     """The (a, b) positions, a > b, of the items of one kind that match each other at `threshold`: through a
     throwaway `KeyIndex` of their units' keys (`unit_matches`; never all pairs)."""
     if len(items) < 2:
         return []
-    item_of, packed = rule.units(items)
+    probes = probes or Probes.of(rule, items, threshold)
     index = KeyIndex(rule.key_dtype, rule.key_space)
     index.add(*rule.key_arrays(items))
-    pairs = unit_matches(rule, index, packed, packed, rule.probe_arrays(items, threshold), threshold)
-    found = np.unique(np.stack([item_of[pairs[:, 0]], item_of[pairs[:, 1]]], axis=1), axis=0)
+    pairs = unit_matches(rule, index, probes.units, probes.units, (probes.rows, probes.keys), threshold)
+    found = np.unique(np.stack([probes.item_of[pairs[:, 0]], probes.item_of[pairs[:, 1]]], axis=1), axis=0)
     return [(int(a), int(b)) for a, b in found if b < a]
 
 

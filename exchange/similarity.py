@@ -40,11 +40,12 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, Max
+from django.db.models import Count, Max, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 
 from exchange.contract import DOCUMENT_KIND, FUZZY_WIRE_KINDS, IMAGE_KIND
 from exchange.key_index import KeyIndex
-from exchange.matching import MATCHERS, Item, Matcher, matching_pairs, unit_matches
+from exchange.matching import MATCHERS, Item, Matcher, Probes, matching_pairs, unit_matches
 from exchange.models import Indicator, Linking, MatchThreshold, SellerItem, Sighting, SimilarItem
 
 logger = logging.getLogger("exchange.similarity")
@@ -111,7 +112,9 @@ def matching_group_tokens(item: Item, limits: dict[str, float] | None = None) ->
     return list(Indicator.objects.filter(pk__in=groups).order_by("pk").values_list("token", flat=True))
 
 
-def _stored_matches(items: Sequence[Item], limits: dict[str, float]) -> list[list[tuple[int, int, float]]]:
+def _stored_matches(
+    items: Sequence[Item], limits: dict[str, float], probes: dict[str, Probes] | None = None
+) -> list[list[tuple[int, int, float]]]:
     """Per item, (stored item id, group id, score) of the stored items of its kind it matches: candidates and
     scores from the in-memory index, then one read of the matched rows, which are scored again as stored (an
     item deleted or replaced since the index read it cannot match)."""
@@ -124,7 +127,8 @@ def _stored_matches(items: Sequence[Item], limits: dict[str, float]) -> list[lis
         index = _index(kind)
         with index.lock:
             index.refresh()
-            for i, ids in zip(rows, index.matches([items[i] for i in rows], limits[kind]), strict=True):
+            found_ids = index.matches([items[i] for i in rows], limits[kind], (probes or {}).get(kind))
+            for i, ids in zip(rows, found_ids, strict=True):
                 proposed[i] = ids
     wanted = sorted({pk for ids in proposed.values() for pk in ids})
     stored: dict[int, tuple[int, Item]] = {}
@@ -218,12 +222,12 @@ class _KindIndex:
         ids, item_of, units = self.arrays()
         return int(ids.nbytes + item_of.nbytes + units.nbytes + self.keys.nbytes())
 
-    def matches(self, items: Sequence[Item], limit: float) -> list[list[int]]:
+    def matches(self, items: Sequence[Item], limit: float, probes: Probes | None = None) -> list[list[int]]:
         """Per item, the ids of the stored items it matches at `limit`, as this index holds them."""
         ids, item_of, stored = self.arrays()
-        mine_of, mine = self.rule.units(items)
-        pairs = unit_matches(self.rule, self.keys, mine, stored, self.rule.probe_arrays(items, limit), limit)
-        found = np.unique(np.stack([mine_of[pairs[:, 0]], item_of[pairs[:, 1]]], axis=1), axis=0)
+        probes = probes or Probes.of(self.rule, items, limit)
+        pairs = unit_matches(self.rule, self.keys, probes.units, stored, (probes.rows, probes.keys), limit)
+        found = np.unique(np.stack([probes.item_of[pairs[:, 0]], item_of[pairs[:, 1]]], axis=1), axis=0)
         out: list[list[int]] = [[] for _ in items]
         for row, position in found:
             out[int(row)].append(int(ids[position]))
@@ -292,16 +296,19 @@ def _group_new_items(
     the items matching nothing stored start groups (created in one statement). Returns the group ids in
     `new`'s order."""
     limits = thresholds()
-    parts = _Components()
-    for i, found in enumerate(_stored_matches(new, limits)):
-        parts.find(("n", i))
-        for _, group_id, _ in found:
-            parts.union(("n", i), ("g", group_id))
     by_kind: dict[str, list[int]] = defaultdict(list)
     for i, item in enumerate(new):
         by_kind[item.kind].append(i)
+    probes = {  # in _stored_matches' order: the kinds' items as they come in `new`
+        kind: Probes.of(matcher(kind), [new[i] for i in rows], limits[kind]) for kind, rows in by_kind.items()
+    }
+    parts = _Components()
+    for i, found in enumerate(_stored_matches(new, limits, probes)):
+        parts.find(("n", i))
+        for _, group_id, _ in found:
+            parts.union(("n", i), ("g", group_id))
     for kind, rows in by_kind.items():  # the batch's own items, through a throwaway index of their keys
-        for a, b in matching_pairs(matcher(kind), [new[i] for i in rows], limits[kind]):
+        for a, b in matching_pairs(matcher(kind), [new[i] for i in rows], limits[kind], probes[kind]):
             parts.union(("n", rows[a]), ("n", rows[b]))
     members: dict[tuple[str, int], list[tuple[str, int]]] = defaultdict(list)
     for node in list(parts.parent):
@@ -423,17 +430,19 @@ def _sightings(rows: Iterable[tuple[int, int, datetime]]) -> int:
 def recount(group_ids: Iterable[int]) -> None:
     """Each group's holders: its sellers (what ingest maintains for every indicator)."""
     ids = sorted(set(group_ids))
-    counts = dict(
-        Sighting.objects.filter(indicator_id__in=ids)
-        .values_list("indicator_id")
-        .annotate(n=Count("seller_id"))
-        .order_by()
-    )
-    Indicator.objects.bulk_update(
-        [Indicator(pk=group_id, holders=counts.get(group_id, 0)) for group_id in ids],
-        ["holders"],
-        batch_size=500,
-    )
+    for start in range(0, len(ids), 5_000):  # one statement per 5,000 groups: each group's distinct sellers
+        Indicator.objects.filter(pk__in=ids[start : start + 5_000]).update(
+            holders=Coalesce(
+                Subquery(
+                    Sighting.objects.filter(indicator_id=OuterRef("pk"))
+                    .order_by()
+                    .values("indicator_id")
+                    .annotate(n=Count("seller_id", distinct=True))
+                    .values("n")
+                ),
+                0,
+            )
+        )
 
 
 def merge_groups(keep: int, others: Sequence[int], now: datetime) -> set[int]:

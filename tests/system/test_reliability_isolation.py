@@ -120,6 +120,8 @@ ADMIN_EXTRA_ROUTES = {
     # Publishing an advisory: exchange analysts only; anyone else a 403 before any cluster is looked up.
     "admin/graph/actorcluster/<path:object_id>/advisory/": {403},
     "admin/exchange/indicator/hash-search/": {403},
+    # Match thresholds of the similarity kinds (graph.tuning): exchange analysts only.
+    "admin/exchange/indicator/match-thresholds/": {403},
     # Time to action: every platform for exchange analysts, the viewer's own only (graph/opinion_admin.py;
     # checked below for canaries, tests/graph/test_opinions_admin.py for the figures).
     "admin/graph/opinion/time-to-action/": {200},

@@ -331,12 +331,13 @@ def test_linked_operations_keep_the_contract(throwaway, partner_date_times):
     # Whether a run chains a listing or a submission into a retraction is chance: the partner timestamps
     # are drawn up to the current time, so even a derandomized run differs from one day to the next, and 20
     # scenarios sometimes never followed that link (about half of the runs under load; a seller's indicators
-    # are now one of three shapes, so fewer generated submissions chain on). Up to six runs, the first
-    # derandomized: every call of every run is checked against the contract all the same.
-    for attempt in range(6):
+    # are now one of four shapes, so fewer generated submissions chain on). Up to ten runs, the first
+    # derandomized and the later ones longer: every call of every run is checked against the contract all
+    # the same.
+    for attempt in range(10):
         Partner.run(
             settings=settings(
-                max_examples=STEPS,
+                max_examples=STEPS * (1 + attempt // 3),
                 stateful_step_count=6,
                 deadline=None,
                 derandomize=attempt == 0 and os.environ.get("FUZZ_STEPS") is None,

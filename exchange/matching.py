@@ -552,16 +552,20 @@ def unit_matches(
     theirs: np.ndarray,
     probes: tuple[IntArray, IntArray],
     threshold: float,
-    chunk: int = 1_000_000,
+    chunk: int = 500_000,
 ) -> IntArray:
     """The (my unit, their unit) pairs that share a key (`index` holds theirs, `probes` are mine) and match at
-    `threshold`, scored pairwise in chunks: shape (m, 2), a pair possibly repeated."""
-    pairs = index.pairs(*probes, unique=False)
+    `threshold`: shape (m, 2), a pair possibly repeated. Probed `chunk` keys at a time and scored pairwise, so
+    that memory stays bounded however many candidates a large batch has (a photo against 10 million stored
+    hashes has about 80,000)."""
+    rows, keys = probes
     kept = []
-    for start in range(0, len(pairs), chunk):
-        part = pairs[start : start + chunk]
-        scores = rule.unit_scores(mine[part[:, 0]], theirs[part[:, 1]])
-        kept.append(part[rule.matches(scores, threshold)])  # type: ignore[arg-type]
+    for start in range(0, len(rows), chunk):
+        pairs = index.pairs(rows[start : start + chunk], keys[start : start + chunk], unique=False)
+        for at in range(0, len(pairs), 4 * chunk):
+            part = pairs[at : at + 4 * chunk]
+            scores = rule.unit_scores(mine[part[:, 0]], theirs[part[:, 1]])
+            kept.append(part[rule.matches(scores, threshold)])  # type: ignore[arg-type]
     return np.concatenate(kept) if kept else np.zeros((0, 2), dtype=np.int64)
 
 

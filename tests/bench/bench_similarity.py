@@ -178,8 +178,8 @@ def measure(size: int, queries: int, seed: int) -> None:
             hits = similarity.matching_items(item)
             timings.append(time.perf_counter() - start)
             found += bool(hits)
-            rows, keys = similarity.matcher("image").probe_arrays([item], 31)
-            candidates.append(len(index.keys.pairs(rows, keys)))
+            probe_rows, probe_keys = similarity.matcher("image").probe_arrays([item], 31)
+            candidates.append(len(index.keys.pairs(probe_rows, probe_keys)))
         print(
             f"  match {label:<9}: {percentiles(timings)}  found {found}/{len(batch)}  "
             f"candidate hash pairs p50 {int(np.median(candidates)):,}",

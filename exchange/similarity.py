@@ -20,8 +20,8 @@ keeps, per kind, an in-memory index of the stored items' keys and packed rows (`
 `SimilarItem` on first use and then reading only the rows added since), so neither a lookup nor a submission
 scans, and a photo is matched in memory against millions of hashes; the matched rows are then read and scored
 again as stored. Grouping takes a transaction-level lock on PostgreSQL, so two submissions with copies of one
-item cannot both start a group; SQLite serialises writers anyway. Memory: about 200 bytes per stored photo hash
-(its 32 bytes, 16 chunk keys of 8 bytes), held by each process that matches photos (README, "Scaling").
+item cannot both start a group; SQLite serialises writers anyway. Memory: about 166 bytes per stored photo hash
+(its 32 bytes, 16 chunk keys of 8 bytes), held by each process that matches photos (docs/scaling.md).
 
 `store_items` is the one writer, called by `exchange.ingest` inside the submission's transaction.
 """

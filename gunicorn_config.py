@@ -58,3 +58,15 @@ def child_exit(server: object, worker: object) -> None:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]
+
+
+# Each worker builds its in-memory indexes of the similarity kinds (photos, documents, names: exchange/similarity.py)
+# before it takes requests, so that no partner's first request waits for them (at 10 million photo hashes the
+# build takes about a minute). The worker tells the arbiter it is alive after every chunk read, so a long build
+# is not mistaken for a hung worker. EXCHANGE_WARM_SIMILARITY_INDEXES=0 leaves the build to the first request.
+def post_worker_init(worker: object) -> None:
+    if os.environ.get("EXCHANGE_WARM_SIMILARITY_INDEXES", "1").strip().lower() in {"0", "false", "no", "off"}:
+        return
+    from exchange.similarity import warm_all_indexes
+
+    warm_all_indexes(lambda _held: worker.notify())  # type: ignore[attr-defined]

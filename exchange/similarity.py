@@ -32,7 +32,7 @@ import logging
 import secrets
 import threading
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -174,7 +174,9 @@ class _KindIndex:
         self.size = 0  # items
         self.unit_count = 0
 
-    def refresh(self) -> None:
+    def refresh(self, progress: Callable[[int], None] | None = None) -> None:
+        """Read the rows added since the last refresh (all of them the first time); `progress` is told the
+        number of items held after each chunk read (a long first build can keep a watchdog fed)."""
         top = SimilarItem.objects.filter(kind=self.kind).aggregate(top=Max("pk"))["top"] or 0
         if top < self.watermark:
             self.reset()
@@ -191,6 +193,8 @@ class _KindIndex:
             if len(batch) == _READ_CHUNK:
                 self._add(batch)
                 batch = []
+                if progress is not None:
+                    progress(self.size)
         self._add(batch)
         self.watermark = top
 
@@ -254,14 +258,32 @@ class IndexSize:
     bytes: int  # held by the index's arrays
 
 
-def warm_index(kind: str) -> IndexSize:
-    """Build (or bring up to date) this process's in-memory index of `kind`, e.g. when a worker starts, so that
-    the first request does not pay for reading every stored item; returns its size."""
+def warm_index(kind: str, progress: Callable[[int], None] | None = None) -> IndexSize:
+    """Build (or bring up to date) this process's in-memory index of `kind`, e.g. when a worker starts
+    (gunicorn_config.py's post_worker_init), so that the first request does not pay for reading every stored
+    item; `progress` is told the items held after each chunk read. Returns its size."""
     index = _index(kind)
     with index.lock:
-        index.refresh()
+        index.refresh(progress)
         index.keys.compact()  # no tail left to sort at the first probe
         return IndexSize(index.size, len(index.keys), index.nbytes())
+
+
+def warm_all_indexes(progress: Callable[[int], None] | None = None) -> dict[str, IndexSize]:
+    """`warm_index` for every similarity kind that has stored items; logs each index's size."""
+    sizes = {}
+    for kind in sorted(MATCHERS):
+        if not SimilarItem.objects.filter(kind=kind).exists():  # the (kind, value) index: no scan
+            continue
+        sizes[kind] = size = warm_index(kind, progress)
+        logger.info(
+            "event=similarity_index_warm kind=%s items=%s keys=%s bytes=%s",
+            kind,
+            size.items,
+            size.keys,
+            size.bytes,
+        )
+    return sizes
 
 
 def forget_indexes() -> None:

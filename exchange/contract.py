@@ -134,9 +134,15 @@ FUZZY_ENCODING_KIND = {
     SHIPPING_ADDRESS_FUZZY_KIND: "shipping_address",
     RETURN_ADDRESS_FUZZY_KIND: "return_address",
 }
-# A fuzzy address and the exact address kind it shadows are one family: between two sellers, an exact token and
-# a fuzzy group of the same family are one weak piece of evidence, not two (graph.linking.rules).
-FUZZY_FAMILY = {SHIPPING_ADDRESS_FUZZY_KIND: "shipping_address", RETURN_ADDRESS_FUZZY_KIND: "return_address"}
+# Kinds of one family are one weak piece of evidence between two sellers, not two (graph.linking.rules): a fuzzy
+# address and the exact address kind it shadows (an address goes both ways), and a business name and a person's
+# name (a business is often named after its owner: two unrelated sellers named Dubois would otherwise link on
+# "Dubois" and "Dubois SARL" alone; measured in tests/bench/bench_fuzzy_linking.py).
+FUZZY_FAMILY = {
+    SHIPPING_ADDRESS_FUZZY_KIND: "shipping_address",
+    RETURN_ADDRESS_FUZZY_KIND: "return_address",
+    BUSINESS_NAME_KIND: PERSON_NAME_KIND,
+}
 IMAGE_MIN_QUALITY = 50  # PDQ's published cut-off (exchange.perceptual.PDQ_QUALITY_THRESHOLD)
 MAX_IMAGE_CROPS = 18
 

@@ -17,7 +17,7 @@ near neighbours through an index of integer keys, and keeps near-duplicate *grou
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -88,6 +88,13 @@ class Matcher(ABC):
     kind: str
     fields: frozenset[str]
     closer_is_lower: bool  # a distance (lower is nearer) rather than a similarity (higher is nearer)
+    # How items form groups. Transitive: the connected components of the "matches" graph (a new item bridging
+    # two groups merges them), right for photos and documents, whose copies of one original are far from any
+    # other. Not transitive: groups around a *centre*, the group's first item; a new item joins the oldest
+    # group whose centre it matches, or becomes a centre. Names and addresses are a dense space ("Jon Smith",
+    # "John Smith", "John Smyth", "Joan Smyth", ...): as components they chained most names into one group
+    # (tests/bench/bench_fuzzy_linking.py); around centres, a group holds the variants of one value.
+    transitive: bool = True
 
     @abstractmethod
     def parse(self, item: Mapping[str, Any], path: str, errors: dict[str, list[str]]) -> Item | None:
@@ -413,6 +420,7 @@ class FuzzyMatcher(Matcher):
 
     fields = frozenset({"kind", "encoding"})
     closer_is_lower = False
+    transitive = False  # groups around centres (Matcher.transitive)
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
@@ -530,6 +538,20 @@ class Probes:
         return cls(item_of, units, *rule.probe_arrays(items, threshold))
 
 
+def centre_labels(pairs: Iterable[tuple[int, int]], count: int) -> list[int]:
+    """Groups around centres from the matching (a, b) pairs, a > b, of `count` items taken oldest first: each
+    item joins the oldest centre it matches, or is a centre itself. Per item, its centre's position."""
+    earlier: dict[int, list[int]] = {}
+    for a, b in pairs:
+        earlier.setdefault(a, []).append(b)
+    label = list(range(count))
+    for item in range(count):
+        centres = [b for b in earlier.get(item, ()) if label[b] == b]
+        if centres:
+            label[item] = min(centres)
+    return label
+
+
 def matching_pairs(
     rule: Matcher, items: Sequence[Item], threshold: float, probes: Probes | None = None
 ) -> list[tuple[int, int]]:
@@ -570,9 +592,11 @@ def unit_matches(
 
 
 def group_labels(rule: Matcher, items: Sequence[Item], threshold: float) -> list[int]:
-    """The near-duplicate groups of `items` (one kind) at `threshold`, found as the store finds them (through
-    the index keys, `matching_pairs`; never all pairs): per item, the position of the first item of its group.
-    Groups are the connected components of the "matches" graph."""
+    """The near-duplicate groups of `items` (one kind, oldest first) at `threshold`, formed as the store forms
+    them (through the index keys, `matching_pairs`; never all pairs): per item, the position of the first item
+    of its group. Components of the "matches" graph, or groups around centres (`Matcher.transitive`)."""
+    if not rule.transitive:
+        return centre_labels(matching_pairs(rule, items, threshold), len(items))
     parent = list(range(len(items)))
 
     def root(i: int) -> int:

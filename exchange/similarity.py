@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, Max, OuterRef, Subquery
+from django.db.models import Count, Max, Min, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 
 from exchange.contract import DOCUMENT_KIND, FUZZY_WIRE_KINDS, IMAGE_KIND
@@ -326,13 +326,21 @@ def _group_new_items(
         kind: Probes.of(matcher(kind), [new[i] for i in rows], limits[kind]) for kind, rows in by_kind.items()
     }
     parts = _Components()
-    for i, found in enumerate(_stored_matches(new, limits, probes)):
+    stored = _stored_matches(new, limits, probes)
+    for i, found in enumerate(stored):
         parts.find(("n", i))
-        for _, group_id, _ in found:
-            parts.union(("n", i), ("g", group_id))
+        if matcher(new[i].kind).transitive:
+            for _, group_id, _ in found:
+                parts.union(("n", i), ("g", group_id))
     for kind, rows in by_kind.items():  # the batch's own items, through a throwaway index of their keys
-        for a, b in matching_pairs(matcher(kind), [new[i] for i in rows], limits[kind], probes[kind]):
-            parts.union(("n", rows[a]), ("n", rows[b]))
+        rule = matcher(kind)
+        pairs = matching_pairs(rule, [new[i] for i in rows], limits[kind], probes[kind])
+        if rule.transitive:
+            for a, b in pairs:
+                parts.union(("n", rows[a]), ("n", rows[b]))
+        else:
+            for position, target in _around_centres(rows, pairs, stored).items():
+                parts.union(("n", rows[position]), target)
     members: dict[tuple[str, int], list[tuple[str, int]]] = defaultdict(list)
     for node in list(parts.parent):
         members[parts.find(node)].append(node)
@@ -358,6 +366,36 @@ def _group_new_items(
     ):
         group_of_root[root] = group.pk
     return [group_of_root[parts.find(("n", i))] for i in range(len(new))]
+
+
+def _around_centres(
+    rows: list[int], pairs: list[tuple[int, int]], stored: list[list[tuple[int, int, float]]]
+) -> dict[int, tuple[str, int]]:
+    """Groups around centres (`Matcher.transitive` false) for a batch's new items of one kind (`rows`, their
+    positions in the batch, oldest first): an item joins the group of the oldest stored centre it matches (a
+    group's centre is its first item), else the oldest of the batch's new centres it matches, else it is a
+    centre. Returns, per position in `rows` that joins something, what it joins: ("g", group id) or ("n", the
+    centre's position in the batch)."""
+    groups = {group_id for i in rows for _, group_id, _ in stored[i]}
+    centre_of = dict(
+        SimilarItem.objects.filter(group_id__in=sorted(groups))
+        .values("group_id")
+        .annotate(centre=Min("pk"))
+        .values_list("group_id", "centre")
+    )
+    earlier: dict[int, list[int]] = defaultdict(list)
+    for a, b in pairs:
+        earlier[a].append(b)
+    joins: dict[int, tuple[str, int]] = {}
+    for position, i in enumerate(rows):
+        centres = sorted((pk, group_id) for pk, group_id, _ in stored[i] if centre_of.get(group_id) == pk)
+        if centres:
+            joins[position] = ("g", centres[0][1])
+            continue
+        new_centres = [b for b in earlier.get(position, ()) if b not in joins]
+        if new_centres:
+            joins[position] = ("n", rows[min(new_centres)])
+    return joins
 
 
 def store_items(rows: Sequence[tuple[int, datetime, Item]], version: int, now: datetime) -> ItemsStored:

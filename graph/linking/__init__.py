@@ -4,9 +4,10 @@ Rules (PRODUCT.md, "Linking"):
 
 - An indicator is the pair (kind, token). Two sellers are *linked* when they share at least one strong indicator,
   or at least two *different* weak ones that are two pieces of evidence: an exact address and a fuzzy address
-  group (kinds of one family, ``exchange.contract.FUZZY_FAMILY``) are one, since a partner sends each address
-  both ways (:func:`~graph.linking.rules.weak_indicators_link`, the one statement of this rule). Clusters are the connected components of that link graph with at
-  least two members; a seller that links to nobody is in no cluster.
+  group are one, since a partner sends each address both ways, and so are a person's name and a business name
+  (kinds of one family, ``exchange.contract.FUZZY_FAMILY``; :func:`~graph.linking.rules.weak_indicators_link`,
+  the one statement of this rule). Clusters are the connected components of that link graph with at least two
+  members; a seller that links to nobody is in no cluster.
 - Only active sellers link. The caller either passes active sightings only, or passes every sighting plus the
   ``inactive`` seller ids (retracted or expired), which are then ignored for linking. The incremental
   :func:`relink` needs the second form so that it can see what a newly inactive seller used to hold.

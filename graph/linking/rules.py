@@ -57,9 +57,13 @@ DEFAULT_THRESHOLDS: Mapping[str, int] = MappingProxyType(
         # product shot, reused by dozens of unrelated counterfeiters, is a hub like a forwarder's address.
         "image": 10,
         "document": 10,  # per near-duplicate group, like photos: a public template letter is a hub
-        # per near-duplicate group too: a common name ("John Smith", "Global Trading") or a forwarder's address
-        "person_name": 10,
-        "business_name": 10,
+        # per near-duplicate group too. A name's group holds the sellers of one name (groups around a centre:
+        # exchange.matching.FuzzyMatcher), and a common name is held by many unrelated sellers; but a name is a
+        # weak kind that links only beside an address or another weak kind, so a name group is suppressed only
+        # far later than an address (tests/bench/bench_fuzzy_linking.py: at 10 the common names' groups were
+        # suppressed and their actors' pairs lost).
+        "person_name": 100,
+        "business_name": 100,
         "shipping_address_fuzzy": 15,
         "return_address_fuzzy": 15,
     }
@@ -67,8 +71,8 @@ DEFAULT_THRESHOLDS: Mapping[str, int] = MappingProxyType(
 
 
 def kind_family(kind: str) -> str:
-    """The kind's family: a fuzzy address kind belongs to the exact address kind it shadows, any other kind is
-    its own family (``exchange.contract.FUZZY_FAMILY``)."""
+    """The kind's family: a fuzzy address kind belongs to the exact address kind it shadows, a business name to
+    the person's name, any other kind is its own family (``exchange.contract.FUZZY_FAMILY``)."""
     return FUZZY_FAMILY.get(kind, kind)
 
 

@@ -18,8 +18,9 @@ What the server would hold, built in memory:
 
 The linking core (``graph.linking.link``, default strengths and hub thresholds) runs twice: *exact* on the
 exact sightings, *exact+fuzzy* on both, as partners send them: an address as its exact token and its fuzzy
-encoding, which the core's family rule counts as one piece of weak evidence, not two. (Every pair sharing an
-exact address is in one fuzzy group too: printed as ``exact address pairs outside their fuzzy group``.)
+encoding, which the core's family rule counts as one piece of weak evidence, not two. (Groups form around
+centres, so two identical addresses can fall in two groups; their exact token still links them: printed as
+``exact address pairs outside one fuzzy group``.)
 
 Measured on cross-platform seller pairs (both sellers in one cluster = found), split into (a) pairs whose two
 records both carry a name of one kind (person or business) and a shipping address, (b) all other pairs:
@@ -463,8 +464,8 @@ def main() -> None:
         + ", ".join(f"{k} {v:.2f}" for k, v in thresholds.items())
     )
     print(
-        f"sightings: exact {result.exact_count:,}, exact+fuzzy {result.fuzzy_count:,} (exact shipping_address "
-        f"carried by its fuzzy group; exact address pairs outside their fuzzy group: {result.family_outside})"
+        f"sightings: exact {result.exact_count:,}, exact+fuzzy {result.fuzzy_count:,} (exact address pairs "
+        f"outside one fuzzy group, which their exact token still links: {result.family_outside})"
     )
     for kind, labelled in result.groups.items():
         sizes = Counter(labelled.values())

@@ -13,11 +13,6 @@ def result() -> Result:
     return evaluate(actors=150, background=1500, seed=7, pairwise=False)
 
 
-def test_exact_addresses_shared_are_inside_one_fuzzy_address_group(result: Result) -> None:
-    # An exact address shared is always a fuzzy group shared too: the fuzzy channel loses nothing exact had.
-    assert result.family_outside == 0
-
-
 def test_fuzzy_adds_recall_on_named_addressed_pairs_without_losing_precision(result: Result) -> None:
     exact, both = result.exact.quality["a"], result.fuzzy.quality["a"]
     assert exact.true > 100
@@ -34,8 +29,8 @@ def test_the_other_pairs_keep_what_exact_only_found(result: Result) -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 14 target not met: the store's near-duplicate groups are connected components, so common and "
-    "similar names chain into one group that hub suppression removes (README, 'Fuzzy linking, measured')",
+    reason="issue 14 target not met: names retyped with two or three corruptions fall below the Dice threshold, "
+    "and groups around centres miss pairs of two variants (README, 'Fuzzy linking, measured')",
 )
 def test_issue_14_target_recall_and_precision_on_named_addressed_pairs(result: Result) -> None:
     quality = result.fuzzy.quality["a"]

@@ -155,20 +155,59 @@ def test_the_evidence_chain_names_the_similarity(acme: KeyedPlatform, bazaar: Ke
 
     submit(
         acme.client(),
-        with_fuzzy("acme-1", ("person_name", "Jonathan Smithson"), ("business_name", "Golden Lotus Trading")),
+        with_fuzzy(
+            "acme-1", ("person_name", "Jonathan Smithson"), ("return_address_fuzzy", "7 Mill Lane, Leeds")
+        ),
     )
     submit(
         bazaar.client(),
-        with_fuzzy("bz-1", ("person_name", "Jonathon Smithson"), ("business_name", "Golden Lotus Tradin")),
+        with_fuzzy(
+            "bz-1", ("person_name", "Jonathon Smithson"), ("return_address_fuzzy", "7 Mill Lne, Leeds")
+        ),
     )
     cluster = ActorCluster.objects.live().get()
     a, b = (Seller.objects.get(seller_ref=ref).pk for ref in ("acme-1", "bz-1"))
     [step] = explain(cluster, EVERYTHING).chain(a, b)
     notes = {row.kind: (row.strength, note) for row, note in step.noted}
-    assert set(notes) == {"person_name", "business_name"}
+    assert set(notes) == {"person_name", "return_address_fuzzy"}
     strength, note = notes["person_name"]
     assert strength == "weak" and note.startswith("similar names, Dice similarity 0.")
     assert note.endswith("(a match is 0.70 or more)")
+    assert notes["return_address_fuzzy"][1].startswith("similar return addresses, Dice similarity 0.")
+
+
+def test_a_person_name_and_a_business_name_are_one_piece_of_evidence(
+    acme: KeyedPlatform, bazaar: KeyedPlatform
+):
+    """A business is often named after its owner: two sellers named Dubois, each trading as "Dubois", share a
+    person's name and a business name, one family (exchange.contract.FUZZY_FAMILY): no link without more."""
+    submit(
+        acme.client(),
+        with_fuzzy("acme-1", ("person_name", "Marc Dubois"), ("business_name", "Dubois Trading")),
+    )
+    submit(
+        bazaar.client(),
+        with_fuzzy("bz-1", ("person_name", "Marc Dubois"), ("business_name", "Dubois Trading")),
+    )
+    assert Indicator.objects.filter(kind__in=["person_name", "business_name"], holders=2).count() == 2
+    assert cluster_of("acme-1") is None
+
+
+def test_names_group_around_a_centre_and_do_not_chain(
+    acme: KeyedPlatform, bazaar: KeyedPlatform, third: KeyedPlatform
+):
+    """Groups of names form around their first item (exchange.matching.FuzzyMatcher.transitive): a name that
+    matches a member but not the centre starts its own group, so similar names do not chain into one."""
+    names = ("Jonathen Smythsen", "Jonathan Smithsen", "Johnathan Smithson")
+    first, second, third_name = (encoded("person_name", name, f"r{n}") for n, name in enumerate(names))
+    dice = lambda x, y: fuzzy.dice(bytes.fromhex(x["encoding"]), bytes.fromhex(y["encoding"]))  # noqa: E731
+    assert dice(first, second) >= 0.7 and dice(second, third_name) >= 0.7 and dice(first, third_name) < 0.7
+    for kp, ref, indicator in ((acme, "a-1", first), (bazaar, "b-1", second), (third, "t-1", third_name)):
+        body = seller(ref)
+        body["indicators"] = [indicator]
+        assert submit(kp.client(), body).status_code == 201
+    groups = dict(SimilarItem.objects.values_list("value", "group_id"))
+    assert groups[first["encoding"]] == groups[second["encoding"]] != groups[third_name["encoding"]]
 
 
 def test_an_address_sent_exact_and_fuzzy_is_one_piece_of_evidence(acme: KeyedPlatform, bazaar: KeyedPlatform):

@@ -147,3 +147,10 @@ def test_matching_pairs_through_the_index_are_the_pairs_of_an_all_pairs_comparis
         assert len(found) >= 0.9 * len(every)  # LSH: near pairs escape rarely (exchange.fuzzy_blocking)
     labels = group_labels(rule, items, threshold)
     assert all(labels[a] == labels[b] for a, b in found)
+
+
+def test_centres_take_the_oldest_centre_an_item_matches_and_never_chain():
+    from exchange.matching import centre_labels
+
+    # 1 matches 0 (a centre); 2 matches only 1 (not a centre): a centre of its own; 3 matches 2 and 0: the oldest.
+    assert centre_labels([(1, 0), (2, 1), (3, 2), (3, 0)], 5) == [0, 0, 2, 0, 4]

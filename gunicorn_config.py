@@ -63,10 +63,23 @@ def child_exit(server: object, worker: object) -> None:
 # Each worker builds its in-memory indexes of the similarity kinds (photos, documents, names: exchange/similarity.py)
 # before it takes requests, so that no partner's first request waits for them (at 10 million photo hashes the
 # build takes about a minute). The worker tells the arbiter it is alive after every chunk read, so a long build
-# is not mistaken for a hung worker. EXCHANGE_WARM_SIMILARITY_INDEXES=0 leaves the build to the first request.
+# is not mistaken for a hung worker. A worker whose database does not answer (or is not migrated yet) still
+# starts, says so in the log, and leaves the build to the first request that needs it, as
+# EXCHANGE_WARM_SIMILARITY_INDEXES=0 does.
 def post_worker_init(worker: object) -> None:
     if os.environ.get("EXCHANGE_WARM_SIMILARITY_INDEXES", "1").strip().lower() in {"0", "false", "no", "off"}:
         return
+    import logging
+
+    from django.db import connections
+
     from exchange.similarity import warm_all_indexes
 
-    warm_all_indexes(lambda _held: worker.notify())  # type: ignore[attr-defined]
+    try:
+        warm_all_indexes(lambda _held: worker.notify())  # type: ignore[attr-defined]
+    except Exception as exc:  # the worker must start; the first request builds the index
+        logging.getLogger("exchange.similarity").warning(
+            "event=similarity_index_warm_failed error=%s", type(exc).__name__
+        )
+    finally:
+        connections.close_all()  # requests open their own, as without the warm-up

@@ -563,8 +563,8 @@ def request_bodies_are_closed(result: dict[str, Any], **kwargs: Any) -> dict[str
             for prop in component.get("properties", {}).values():
                 if "pattern" in prop and not prop["pattern"].startswith("^"):
                     prop["pattern"] = f"^(?:{prop['pattern']})$"
-        if name == "RetractRequest":
-            component["properties"]["reason"]["pattern"] = NOT_BLANK
+        if name == "RetractRequest":  # not blank, and no NUL (PostgreSQL cannot store one; DRF refuses it)
+            component["properties"]["reason"]["pattern"] = r"^[^\x00]*[^\s\x00][^\x00]*$"
         if name == "OpinionRequest":
             component["properties"]["note"]["pattern"] = NO_NUL
             component["description"] = OPINION_RULE

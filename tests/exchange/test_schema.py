@@ -64,7 +64,9 @@ def test_schema_says_request_bodies_are_closed_and_reasons_not_blank(tmp_path):
     }
     assert not [name for name in components if "RequestRequest" in name]  # issue 19, item 11
     assert all(components[name]["additionalProperties"] is False for name in requests)
-    assert components["RetractRequest"]["properties"]["reason"]["pattern"] == r"\S"
+    reason = re.compile(components["RetractRequest"]["properties"]["reason"]["pattern"])
+    assert reason.search("appeal upheld") and reason.search(" x ")
+    assert not reason.search("   ") and not reason.search("") and not reason.search("appeal\x00upheld")
 
 
 def test_schema_bounds_the_paging_parameters_the_server_enforces(tmp_path):

@@ -94,3 +94,14 @@ def test_gunicorn_warms_each_worker_and_keeps_telling_the_arbiter_it_lives(acme:
     monkeypatch.setenv("EXCHANGE_WARM_SIMILARITY_INDEXES", "0")
     gunicorn_config.post_worker_init(worker)
     assert similarity._index("image").size == 0  # left to the first request
+
+
+def test_a_worker_whose_database_does_not_answer_still_starts(monkeypatch, caplog):
+    import gunicorn_config
+
+    def down(progress: Any = None) -> Any:
+        raise ConnectionError("database down")
+
+    monkeypatch.setattr(similarity, "warm_all_indexes", down)
+    gunicorn_config.post_worker_init(object())  # no exception: the first request builds the index
+    assert "event=similarity_index_warm_failed error=ConnectionError" in caplog.text

@@ -157,9 +157,13 @@ def preview(kind: str, proposed: float) -> Preview:
     """What setting `kind`'s threshold to `proposed` would change (module docstring). Writes nothing."""
     now = timezone.now()
     data = _load(kind, now)
+    return _preview(kind, proposed, now, data, _labels(kind, data, proposed))
+
+
+def _preview(kind: str, proposed: float, now: datetime, data: _Kind, after: dict[int, int]) -> Preview:
+    """`preview` of the kind's items `data` regrouped as `after` (apply computes both once and uses them)."""
     current = similarity.thresholds()[kind]
     before = {pk: group_id for pk, group_id, _ in data.items}
-    after = _labels(kind, data, proposed)
     pairs_before, hubs_before = _pairs(before, data.holders)
     pairs_after, hubs_after = _pairs(after, data.holders)
     base = clustering.read_shared(now)
@@ -204,10 +208,10 @@ def apply(kind: str, proposed: float, user: AbstractBaseUser) -> Preview:
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s)", [similarity.GROUPING_LOCK])
-        change = preview(kind, proposed)
         now = timezone.now()
         data = _load(kind, now)
         after = _labels(kind, data, proposed)
+        change = _preview(kind, proposed, now, data, after)
         old_group = {pk: group_id for pk, group_id, _ in data.items}
         first_seen = dict(SimilarItem.objects.filter(kind=kind).values_list("pk", "first_seen"))
         # Each new group keeps the old group most of its items come from (ties: the oldest), once.

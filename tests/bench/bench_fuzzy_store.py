@@ -37,7 +37,15 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_similarity import DB_URL, ENV, drop_database, percentiles, reset_database  # noqa: E402
+from bench_similarity import (  # noqa: E402
+    DB_URL,
+    ENV,
+    bench_sellers,
+    drop_database,
+    percentiles,
+    reset_database,
+    timed_store,
+)
 
 KIND = "person_name"
 
@@ -95,13 +103,10 @@ def measure(size: int, queries: int, seed: int) -> None:
     import django
 
     django.setup()
-    from django.db import transaction
 
-    from accounts.models import Platform
     from exchange import similarity
     from exchange.fuzzy_blocking import DEFAULT_LSH, BlockingIndex
     from exchange.matching import Item
-    from exchange.models import Seller
 
     rng = np.random.default_rng(seed)
     stored = encodings(rng, size)
@@ -124,29 +129,11 @@ def measure(size: int, queries: int, seed: int) -> None:
             timings.append(time.perf_counter() - start)
         print(f"  match {label:<9}: {percentiles(timings)}  found {found}/{len(batch)}", flush=True)
 
-    platform = Platform.objects.create(name="Bench", slug="bench", default_region="DE")
     now = datetime.now(UTC)
-    sellers = Seller.objects.bulk_create(
-        [
-            Seller(
-                platform=platform,
-                seller_ref=f"s{n}",
-                status="confirmed",
-                reason_codes="|counterfeit|",
-                first_reported_at=now,
-                reported_at=now,
-                expires_at=now.replace(year=now.year + 1),
-            )
-            for n in range(1000)
-        ]
-    )
+    sellers = bench_sellers(1000, now)
     new = np.concatenate([near_copies(rng, stored[rng.choice(size, size=500)]), encodings(rng, 500)])
     rows = [(sellers[n].pk, now, Item(KIND, bytes(new[n]).hex(), {})) for n in range(1000)]
-    start = time.perf_counter()
-    with transaction.atomic():
-        result = similarity.store_items(rows, 1, now)
-        elapsed = time.perf_counter() - start
-        transaction.set_rollback(True)
+    elapsed, result = timed_store(rows, now)
     print(f"  submit 1,000 sellers x 1 name: {elapsed:.2f} s, {result.groups:,} groups", flush=True)
     start = time.perf_counter()
     blocking = BlockingIndex(stored, DEFAULT_LSH)

@@ -139,6 +139,42 @@ def items(bits: np.ndarray) -> list[Any]:
     return out
 
 
+def bench_sellers(count: int, now: datetime) -> list[Any]:
+    """`count` confirmed sellers of a fresh platform, to report new items with."""
+    from accounts.models import Platform
+    from exchange.models import Seller
+
+    platform = Platform.objects.create(name="Bench", slug="bench", default_region="DE")
+    return Seller.objects.bulk_create(
+        [
+            Seller(
+                platform=platform,
+                seller_ref=f"s{n}",
+                status="confirmed",
+                reason_codes="|counterfeit|",
+                first_reported_at=now,
+                reported_at=now,
+                expires_at=now.replace(year=now.year + 1),
+            )
+            for n in range(count)
+        ]
+    )
+
+
+def timed_store(rows: list[Any], now: datetime) -> tuple[float, Any]:
+    """Seconds `store_items` takes for one submission's rows, in a transaction rolled back after; and its result."""
+    from django.db import transaction
+
+    from exchange import similarity
+
+    start = time.perf_counter()
+    with transaction.atomic():
+        result = similarity.store_items(rows, 1, now)
+        elapsed = time.perf_counter() - start
+        transaction.set_rollback(True)
+    return elapsed, result
+
+
 def measure(size: int, queries: int, seed: int) -> None:
     os.environ.update(ENV)
     sys.path.insert(0, str(ROOT))
@@ -146,11 +182,8 @@ def measure(size: int, queries: int, seed: int) -> None:
     import django
 
     django.setup()
-    from django.db import transaction
 
-    from accounts.models import Platform
     from exchange import similarity
-    from exchange.models import Seller
     from graph import image_index
 
     rng = np.random.default_rng(seed)
@@ -203,33 +236,15 @@ def measure(size: int, queries: int, seed: int) -> None:
     print(f"  floor mih (in memory, 19 hashes): {percentiles(in_memory)}", flush=True)
     del mih
 
-    platform = Platform.objects.create(name="Bench", slug="bench", default_region="DE")
     now = datetime.now(UTC)
-    sellers = Seller.objects.bulk_create(
-        [
-            Seller(
-                platform=platform,
-                seller_ref=f"s{n}",
-                status="confirmed",
-                reason_codes="|counterfeit|",
-                first_reported_at=now,
-                reported_at=now,
-                expires_at=now.replace(year=now.year + 1),
-            )
-            for n in range(1000)
-        ]
-    )
+    sellers = bench_sellers(1000, now)
     half = stored[rng.choice(size, size=2500, replace=True)]
     batch_bits = np.concatenate(
         [np.stack([flip(rng, half[:, k], 0, 15) for k in range(19)], axis=1), photos(rng, 2500)]
     )
     submission = items(batch_bits)
     rows = [(sellers[n // 5].pk, now, submission[n]) for n in range(5000)]
-    start = time.perf_counter()
-    with transaction.atomic():
-        result = similarity.store_items(rows, 1, now)
-        elapsed = time.perf_counter() - start
-        transaction.set_rollback(True)
+    elapsed, result = timed_store(rows, now)
     print(
         f"  submit 1,000 sellers x 5 photos: {elapsed:.2f} s ({5000 / elapsed:,.0f} photos/s), "
         f"{result.groups:,} groups",

@@ -152,6 +152,9 @@ _IBAN_SHAPE = re.compile(r"[A-Z]{2}[0-9]{2}")
 _BANK_PART = re.compile(r"[A-Z0-9]+")
 _PROVIDER = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _UUID_HEX = re.compile(r"[0-9a-f]{32}")
+# A host name IDNA would return unchanged: lowercase ASCII letters, digits and inner hyphens, labels of 1-63
+# (the label rules `_plain_ascii_host` finishes).
+_LDH_HOST = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 
 
 class NormalizationError(ValueError):
@@ -398,12 +401,25 @@ def _encode_hostname(host: str, kind: str) -> str:
     host = host.rstrip(".")
     if not host:
         raise NormalizationError(kind, "empty domain")
+    if _plain_ascii_host(host):  # most hosts: what IDNA would return, without its per-character checks
+        return host
     if host.startswith("[") or _is_ip_address(host):
         raise NormalizationError(kind, "IP addresses are not accepted, only domain names")
     try:
         return idna.encode(host, uts46=True, std3_rules=True).decode("ascii")
     except idna.IDNAError:
         raise NormalizationError(kind, "invalid domain name") from None
+
+
+def _plain_ascii_host(host: str) -> bool:
+    """True when IDNA (UTS 46, STD3 rules) would return `host` as it is and it is no IP address: lowercase
+    letter-digit-hyphen labels of 1-63 characters, none with hyphens in its 3rd and 4th positions (which also
+    leaves "xn--" labels to IDNA's checks), at most 253 characters, and a last label that is not all digits
+    (an IPv4 address's is)."""
+    if len(host) > 253 or not _LDH_HOST.fullmatch(host):
+        return False
+    labels = host.split(".")
+    return not labels[-1].isdigit() and all(label[2:4] != "--" for label in labels)
 
 
 def _is_ip_address(host: str) -> bool:

@@ -324,6 +324,7 @@ def read_submission_rows(
     rejected: list[RejectedRow] = []
     fuzzy_not_sent: list[RejectedRow] = []
     duplicates = rows = addresses_without_key = 0
+    last_fields: tuple[tuple[str, ...] | None, SellerFields | None] = (None, None)
     for line, row in _numbered_rows(reader):
         if not any(cell.strip() for cell in row):
             continue  # blank lines carry nothing
@@ -334,11 +335,15 @@ def read_submission_rows(
             continue
         cells = {column: row[index] for column, index in position.items()}
         seller_ref = cells["seller_ref"].strip()
-        try:
-            status, reasons, reported_at, moment = _seller_fields(cells, now)
-        except ValueError as exc:
-            rejected.append(RejectedRow(line, seller_ref, str(exc)))
-            continue
+        fields_text = tuple(cells[column] for column in SELLER_COLUMNS)
+        if fields_text != last_fields[0]:  # a seller's rows usually come together: parse its fields once
+            try:
+                last_fields = (fields_text, _seller_fields(cells, now))
+            except ValueError as exc:
+                rejected.append(RejectedRow(line, seller_ref, str(exc)))
+                continue
+        assert last_fields[1] is not None
+        status, reasons, reported_at, moment = last_fields[1]
 
         draft = drafts.get(seller_ref)
         if draft is None:
@@ -411,7 +416,13 @@ def _numbered_rows(reader: Any) -> Iterator[tuple[int, list[str]]]:
         previous = reader.line_num
 
 
-def _seller_fields(cells: dict[str, str], now: datetime) -> tuple[str, list[str], str, datetime]:
+# The columns `_seller_fields` reads: the seller's, repeated on each of its rows.
+SELLER_COLUMNS = ("seller_ref", "status", "reasons", "reported_at")
+# A seller's status, reasons, reported_at as sent and as a moment.
+SellerFields = tuple[str, list[str], str, datetime]
+
+
+def _seller_fields(cells: dict[str, str], now: datetime) -> SellerFields:
     seller_ref = cells["seller_ref"].strip()
     if not seller_ref:
         raise ValueError("seller_ref is empty")

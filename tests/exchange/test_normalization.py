@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exchange.normalization import (
@@ -292,3 +292,49 @@ def test_the_normalisation_libraries_are_the_pinned_ones_everywhere():
     assert pins == PINNED_LIBRARIES
     table = dict(re.findall(r"^\| ([a-z-]+) \| ([0-9.]+) \|$", SPEC_FILE.read_text(encoding="utf-8"), re.M))
     assert {name: table.get(name) for name in PINNED_LIBRARIES} == PINNED_LIBRARIES
+
+
+_HOST_LABELS = st.text(alphabet="abxn09-AZ_", min_size=0, max_size=66)
+
+
+def _idna_or_error(host: str) -> str | None:
+    import idna
+
+    try:
+        return idna.encode(host, uts46=True, std3_rules=True).decode("ascii")
+    except idna.IDNAError:
+        return None
+
+
+@settings(max_examples=1000)
+@given(st.lists(_HOST_LABELS, min_size=1, max_size=5).map(".".join))
+def test_the_plain_ascii_host_shortcut_returns_what_idna_returns(host: str) -> None:
+    """`_plain_ascii_host` lets most hosts skip IDNA: only ones IDNA returns unchanged, and no IP address."""
+    from exchange import normalization
+
+    if normalization._plain_ascii_host(host):
+        assert _idna_or_error(host) == host
+        assert not normalization._is_ip_address(host)
+
+
+@pytest.mark.parametrize(
+    ("host", "plain"),
+    [
+        ("shop.example", True),
+        ("a-b.c0.example", True),
+        ("xn--bcher-kva.example", False),  # punycode: IDNA checks it
+        ("ab--cd.example", False),  # hyphens in the 3rd and 4th positions: IDNA refuses
+        ("-shop.example", False),
+        ("shop-.example", False),
+        ("Shop.example", False),  # upper case: IDNA maps it
+        ("10.0.0.1", False),  # an IP address
+        ("a" * 64 + ".example", False),  # a label over 63
+        ("a." * 127 + "ab", False),  # over 253 characters
+        ("shop..example", False),
+        ("büch.example", False),
+    ],
+)
+def test_the_plain_ascii_host_shortcut_leaves_the_rest_to_idna(host: str, plain: bool) -> None:
+    from exchange import normalization
+
+    assert normalization._plain_ascii_host(host) is plain

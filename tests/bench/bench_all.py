@@ -46,7 +46,7 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.bench import bench_capacity, bench_recluster  # noqa: E402 - after the path set-up
+from tests.bench import bench_capacity, bench_recluster, cpu  # noqa: E402 - after the path set-up
 from tests.reliability.server import (  # noqa: E402
     DEFAULT_SERVER,
     Gunicorn,
@@ -283,7 +283,10 @@ def partner_path(args: argparse.Namespace) -> dict[str, Any]:
         log("ingest: the client's own work (--dry-run)")
         out["client_dry_s"] = run_client(server, key_file, csv_path, "--dry-run")
         log("ingest: the reference client submits the CSV")
+        groups = {"gunicorn": server.pid, "worker": worker.pid}
+        before = cpu.snapshot(groups)
         out["ingest_s"] = run_client(server, key_file, csv_path)
+        out["ingest_cpu"] = cpu.spent(before, cpu.snapshot(groups))
         stored = scalar(url, "SELECT count(*) FROM exchange_sighting")
         if stored != len(rows):
             raise SystemExit(f"{stored} sightings stored for {len(rows)} rows")
@@ -336,6 +339,7 @@ def print_table(partner: dict[str, Any], recluster: dict[str, Any], args: argpar
             "",
             "",
         ),
+        *ingest_cpu_rows(partner),
         ("  stored -> clustered (worker queue empty)", f"+{partner['cluster_s']:.1f} s", "", ""),
         (
             f"full recluster, {recluster['sightings']:,} sightings, "
@@ -360,6 +364,34 @@ def print_table(partner: dict[str, Any], recluster: dict[str, Any], args: argpar
     print("-+-".join("-" * w for w in widths))
     for row in table:
         print(" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
+
+
+def ingest_cpu_rows(partner: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """Where the ingest's time went: CPU ms per 1,000 sightings of the client, gunicorn and PostgreSQL (and of
+    the clustering worker, which runs beside them), and the rate those three allow on this machine's cores."""
+    rows, spent = partner["rows"], partner["ingest_cpu"]
+    per = {part: spent[label] / rows * 1e6 for part, label in INGEST_PARTS.items()}  # CPU us per sighting
+    cores = os.cpu_count() or 1
+    ingest = per["client"] + per["gunicorn"] + per["PostgreSQL"]
+    parts = ", ".join(f"{part} {us:.0f}" for part, us in per.items())
+    return [
+        ("  CPU per sighting, us (clustering beside it)", parts, "", ""),
+        (
+            f"  CPU-bound ceiling: {cores} cores / (client + gunicorn + PostgreSQL)",
+            f"{cores / ingest * 1e6:,.0f} sightings/s",
+            "",
+            f"measured {rows / partner['ingest_s'] / (cores / ingest * 1e6):.0%} of it",
+        ),
+    ]
+
+
+# The parts of the ingest whose CPU is counted (tests/bench/cpu.py's labels).
+INGEST_PARTS = {
+    "client": "children",
+    "gunicorn": "gunicorn",
+    "PostgreSQL": "postgres",
+    "clustering": "worker",
+}
 
 
 def use_graph_database(name: str) -> None:

@@ -131,6 +131,12 @@ class Process:
             self.args, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
 
+    @property
+    def pid(self) -> int:
+        """The started process's pid: also its process group's (its own session)."""
+        assert self.proc is not None, "not started"
+        return self.proc.pid
+
     def kill9(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):

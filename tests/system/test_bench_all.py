@@ -34,5 +34,9 @@ def test_make_bench_prints_each_figure_beside_its_floor() -> None:
     )
     assert re.search(r"ingest, 1,000-row CSV -> stored.*\| [\d,]+ sightings/s +\| COPY [\d,]+ rows/s", table)
     assert re.search(
+        r"CPU per sighting, us.*\| client \d+, gunicorn \d+, PostgreSQL \d+, clustering \d+", table
+    )
+    assert re.search(r"CPU-bound ceiling: \d+ cores.*\| [\d,]+ sightings/s", table)
+    assert re.search(
         r"full recluster, 20,000 sightings, 7% shared.*\| [\d.]+ s \(.*\) +\| read \+ CC [\d.]+ s", table
     )

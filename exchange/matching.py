@@ -152,6 +152,12 @@ class Matcher(ABC):
             (self.score(a, b) for a, b in zip(mine, theirs, strict=True)), np.float64, len(mine)
         )
 
+    def unit_hits(
+        self, mine: np.ndarray, theirs: np.ndarray, pairs: IntArray, threshold: float
+    ) -> np.ndarray:
+        """Which (my unit, their unit) rows of `pairs` match at `threshold`: a boolean mask."""
+        return np.asarray(self.matches(self.unit_scores(mine[pairs[:, 0]], theirs[pairs[:, 1]]), threshold))  # type: ignore[arg-type]
+
     def key_arrays(self, items: Sequence[Item]) -> tuple[IntArray, IntArray]:
         """(unit row, key) of every index key of every unit (`units`' order), as parallel int64 arrays."""
         return _flatten([self.index_keys(item) for item in items])
@@ -307,6 +313,24 @@ class ImageMatcher(Matcher):
 
     def unit_scores(self, mine: np.ndarray, theirs: np.ndarray) -> np.ndarray:
         return _popcount(np.bitwise_xor(mine, theirs)).astype(np.float64)
+
+    def unit_hits(
+        self, mine: np.ndarray, theirs: np.ndarray, pairs: IntArray, threshold: float
+    ) -> np.ndarray:
+        """As the base, in two steps: the distance over the first 128 bits of each pair, then over the rest
+        for the pairs still within the threshold. An unrelated pair is about 64 bits apart on the first half
+        alone, so nearly every candidate is dropped after reading 16 of its 32 bytes (a photo's 80,000
+        candidates among 10 million stored hashes: a quarter of the time)."""
+        a = np.ascontiguousarray(mine).view(np.uint64)
+        b = np.ascontiguousarray(theirs).view(np.uint64)
+        i, j = pairs[:, 0], pairs[:, 1]
+        first = np.bitwise_count(a[i, 0] ^ b[j, 0]).astype(np.int64)
+        first += np.bitwise_count(a[i, 1] ^ b[j, 1])
+        near = np.flatnonzero(first <= threshold)
+        rest = np.bitwise_count(a[i[near], 2:] ^ b[j[near], 2:]).sum(axis=1, dtype=np.int64)
+        hits = np.zeros(len(pairs), dtype=np.bool_)
+        hits[near[first[near] + rest <= threshold]] = True
+        return hits
 
     def _chunks(self, items: Sequence[Item]) -> tuple[np.ndarray, np.ndarray]:
         """(is a crop, the 16 chunk values) of every unit."""
@@ -586,8 +610,7 @@ def unit_matches(
         pairs = index.pairs(rows[start : start + chunk], keys[start : start + chunk], unique=False)
         for at in range(0, len(pairs), 4 * chunk):
             part = pairs[at : at + 4 * chunk]
-            scores = rule.unit_scores(mine[part[:, 0]], theirs[part[:, 1]])
-            kept.append(part[rule.matches(scores, threshold)])  # type: ignore[arg-type]
+            kept.append(part[rule.unit_hits(mine, theirs, part, threshold)])
     return np.concatenate(kept) if kept else np.zeros((0, 2), dtype=np.int64)
 
 

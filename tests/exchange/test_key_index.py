@@ -154,3 +154,24 @@ def test_centres_take_the_oldest_centre_an_item_matches_and_never_chain():
 
     # 1 matches 0 (a centre); 2 matches only 1 (not a centre): a centre of its own; 3 matches 2 and 0: the oldest.
     assert centre_labels([(1, 0), (2, 1), (3, 2), (3, 0)], 5) == [0, 0, 2, 0, 4]
+
+
+@pytest.mark.parametrize("threshold", [0, 15, 31, 64])
+def test_photo_pairs_are_judged_in_two_steps_as_in_one(threshold: int) -> None:
+    """ImageMatcher.unit_hits drops pairs on their first 128 bits before reading the rest: the same verdicts as
+    scoring every pair whole (Matcher.unit_hits), for pairs from identical to unrelated, at several
+    thresholds."""
+    from exchange.matching import Matcher
+
+    rng = np.random.default_rng(threshold)
+    rule = MATCHERS["image"]
+    mine = rng.integers(0, 256, size=(40, 32), dtype=np.uint8)
+    theirs = np.concatenate([rng.integers(0, 256, size=(200, 32), dtype=np.uint8), mine.copy()])
+    bits = np.unpackbits(theirs[200:], axis=1)
+    flips = rng.random(bits.shape) < np.linspace(0, 0.3, len(bits))[:, None]  # 0 to ~77 bits flipped
+    theirs[200:] = np.packbits(bits ^ flips, axis=1)
+    pairs = np.stack(np.meshgrid(np.arange(40), np.arange(240), indexing="ij"), axis=-1).reshape(-1, 2)
+    two_steps = rule.unit_hits(mine, theirs, pairs, threshold)
+    whole = Matcher.unit_hits(rule, mine, theirs, pairs, threshold)
+    assert two_steps.dtype == np.bool_ and np.array_equal(two_steps, whole)
+    assert 0 < whole.sum() < len(pairs)  # some pairs match and some do not

@@ -93,7 +93,9 @@ class KeyIndex:
         shape (m, 2), int64; distinct and sorted by row then position, or with ``unique=False`` as found (a pair
         sharing several keys repeats: cheaper when only the few pairs that score are kept)."""
         row = np.asarray(rows, dtype=np.int64)
-        key = np.asarray(keys, dtype=np.int64)
+        key = np.asarray(keys)
+        if key.dtype.kind not in "iu":
+            key = key.astype(np.int64)  # integer keys are probed in their own type (int32 for photos)
         low, high = self._bounds()
         if key.size and (key.min() < low or key.max() > high):  # a key that cannot be stored cannot be found
             fits = (key >= low) & (key <= high)

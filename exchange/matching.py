@@ -347,17 +347,18 @@ class ImageMatcher(Matcher):
 
     def probe_arrays(self, items: Sequence[Item], threshold: float) -> tuple[IntArray, IntArray]:
         crop, values = self._chunks(items)
-        masks = np.asarray(neighbour_masks(int(threshold) // INDEX_CHUNKS), dtype=np.int64)
-        position = np.arange(INDEX_CHUNKS, dtype=np.int64)
-        near = values[:, :, None] ^ masks[None, None, :]  # (units, 16, masks)
-        units = np.arange(len(crop), dtype=np.int64)
-        found_rows, found_keys = [], []
-        # A full hash probes both spaces, a crop the full hashes only (as probe_keys).
-        for space, which in ((self.FULL, np.ones(len(crop), dtype=np.bool_)), (self.CROP, ~crop)):
-            keys = ((space * INDEX_CHUNKS + position) << INDEX_CHUNK_BITS)[None, :, None] | near[which]
-            found_rows.append(np.repeat(units[which], INDEX_CHUNKS * len(masks)))
-            found_keys.append(keys.ravel())
-        return np.concatenate(found_rows), np.concatenate(found_keys)
+        masks = np.asarray(neighbour_masks(int(threshold) // INDEX_CHUNKS), dtype=np.int32)
+        position = np.arange(INDEX_CHUNKS, dtype=np.int32) << INDEX_CHUNK_BITS
+        # Every unit's keys in the full hashes' space, as int32 (keys fit in 21 bits): (units, 16, masks).
+        full_space = (values.astype(np.int32)[:, :, None] ^ masks[None, None, :]) | position[None, :, None]
+        # A full hash also probes the crops' space (the same keys, shifted by one space); a crop does not.
+        fulls = np.flatnonzero(~crop)
+        crop_space = full_space[fulls] + np.int32((self.CROP - self.FULL) * INDEX_CHUNKS << INDEX_CHUNK_BITS)
+        per_unit = INDEX_CHUNKS * len(masks)
+        rows = np.concatenate(
+            [np.repeat(np.arange(len(crop), dtype=np.int64), per_unit), np.repeat(fulls, per_unit)]
+        )
+        return rows, np.concatenate([full_space.reshape(-1), crop_space.reshape(-1)])
 
 
 def _band_key(hex_key: str) -> int:

@@ -37,6 +37,7 @@ class KeyIndex:
         self._base_keys = np.zeros(0, dtype=self.key_dtype)
         self._base_positions = np.zeros(0, dtype=np.int32)
         self._offsets: np.ndarray | None = None
+        self._counts: np.ndarray | None = None  # with the offsets: per key, how many positions it has
         self._tail_keys: list[np.ndarray] = []
         self._tail_positions: list[np.ndarray] = []
         self._tail_sorted: tuple[np.ndarray, np.ndarray] | None = None
@@ -48,7 +49,9 @@ class KeyIndex:
     def nbytes(self) -> int:
         """Bytes held by the index's arrays."""
         tail = sum(k.nbytes + p.nbytes for k, p in zip(self._tail_keys, self._tail_positions, strict=True))
-        offsets = 0 if self._offsets is None else self._offsets.nbytes
+        offsets = (
+            0 if self._offsets is None or self._counts is None else self._offsets.nbytes + self._counts.nbytes
+        )
         return int(self._base_keys.nbytes + self._base_positions.nbytes + offsets + tail)
 
     def add(self, positions: npt.ArrayLike, keys: npt.ArrayLike) -> None:
@@ -86,13 +89,16 @@ class KeyIndex:
         if self.key_space is not None:
             counts = np.bincount(self._base_keys, minlength=self.key_space)
             self._offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+            self._counts = counts.astype(np.int32)
         self._tail_keys, self._tail_positions, self._tail_size, self._tail_sorted = [], [], 0, None
 
     def pairs(self, rows: npt.ArrayLike, keys: npt.ArrayLike, *, unique: bool = True) -> IntArray:
         """The (probe row, position) pairs for which ``keys[i]`` (probed for ``rows[i]``) indexes the position:
         shape (m, 2), int64; distinct and sorted by row then position, or with ``unique=False`` as found (a pair
         sharing several keys repeats: cheaper when only the few pairs that score are kept)."""
-        row = np.asarray(rows, dtype=np.int64)
+        row = np.asarray(rows)
+        if row.dtype.kind not in "iu":
+            row = row.astype(np.int64)
         key = np.asarray(keys)
         if key.dtype.kind not in "iu":
             key = key.astype(np.int64)  # integer keys are probed in their own type (int32 for photos)
@@ -102,13 +108,17 @@ class KeyIndex:
             row, key = row[fits], key[fits]
         found = []
         if self._base_keys.size and key.size:
-            if self._offsets is not None:
-                lo, hi = self._offsets[key], self._offsets[key + 1]
+            if self._offsets is not None and self._counts is not None:
+                # Most probe keys index nothing: one read of the counts drops them, the rest read their start.
+                sizes = self._counts[key]
+                hit = np.flatnonzero(sizes)
+                lo = self._offsets[key[hit]]
+                found.append(_runs(self._base_positions, row[hit], lo, sizes[hit].astype(np.int64)))
             else:
                 probe = key.astype(self.key_dtype)
                 lo = np.searchsorted(self._base_keys, probe, side="left")
                 hi = np.searchsorted(self._base_keys, probe, side="right")
-            found.append(_expand(self._base_positions, row, lo, hi))
+                found.append(_expand(self._base_positions, row, lo, hi))
         if self._tail_size and key.size:
             if self._tail_sorted is None:
                 tail_keys = np.concatenate(self._tail_keys)
@@ -129,10 +139,13 @@ def _expand(positions: np.ndarray, rows: IntArray, lo: np.ndarray, hi: np.ndarra
     """row << 31 | position for each probe's run positions[lo:hi] of equal keys."""
     sizes = hi - lo
     keep = sizes > 0
-    rows, lo, sizes = rows[keep], lo[keep], sizes[keep]
+    return _runs(positions, rows[keep], lo[keep], sizes[keep])
+
+
+def _runs(positions: np.ndarray, rows: IntArray, lo: np.ndarray, sizes: np.ndarray) -> IntArray:
+    """row << 31 | position for each probe's run positions[lo : lo + size] (sizes above 0)."""
     total = int(sizes.sum())
     if not total:
         return np.zeros(0, dtype=np.int64)
-    offsets = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-    found = positions[np.repeat(lo, sizes) + offsets].astype(np.int64)
-    return (np.repeat(rows, sizes) << 31) | found
+    at = np.repeat(lo - (np.cumsum(sizes) - sizes), sizes) + np.arange(total, dtype=np.int64)
+    return (np.repeat(rows.astype(np.int64), sizes) << 31) | positions[at].astype(np.int64)

@@ -17,7 +17,7 @@ near neighbours through an index of integer keys, and keeps near-duplicate *grou
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -355,9 +355,8 @@ class ImageMatcher(Matcher):
         fulls = np.flatnonzero(~crop)
         crop_space = full_space[fulls] + np.int32((self.CROP - self.FULL) * INDEX_CHUNKS << INDEX_CHUNK_BITS)
         per_unit = INDEX_CHUNKS * len(masks)
-        rows = np.concatenate(
-            [np.repeat(np.arange(len(crop), dtype=np.int64), per_unit), np.repeat(fulls, per_unit)]
-        )
+        units = np.arange(len(crop), dtype=np.int32)  # int32 rows too: a submission's probes run to millions
+        rows = np.concatenate([np.repeat(units, per_unit), np.repeat(fulls.astype(np.int32), per_unit)])
         return rows, np.concatenate([full_space.reshape(-1), crop_space.reshape(-1)])
 
 
@@ -587,9 +586,18 @@ def matching_pairs(
     probes = probes or Probes.of(rule, items, threshold)
     index = KeyIndex(rule.key_dtype, rule.key_space)
     index.add(*rule.key_arrays(items))
-    pairs = unit_matches(rule, index, probes.units, probes.units, (probes.rows, probes.keys), threshold)
-    found = np.unique(np.stack([probes.item_of[pairs[:, 0]], probes.item_of[pairs[:, 1]]], axis=1), axis=0)
-    return [(int(a), int(b)) for a, b in found if b < a]
+    item_of = probes.item_of
+
+    def older(
+        pairs: IntArray,
+    ) -> np.ndarray:  # each pair once, with an earlier item (and never an item itself)
+        return np.asarray(item_of[pairs[:, 1]] < item_of[pairs[:, 0]])
+
+    pairs = unit_matches(
+        rule, index, probes.units, probes.units, (probes.rows, probes.keys), threshold, older
+    )
+    found = np.unique(np.stack([item_of[pairs[:, 0]], item_of[pairs[:, 1]]], axis=1), axis=0)
+    return [(int(a), int(b)) for a, b in found]
 
 
 def unit_matches(
@@ -599,18 +607,21 @@ def unit_matches(
     theirs: np.ndarray,
     probes: tuple[IntArray, IntArray],
     threshold: float,
+    wanted: Callable[[IntArray], np.ndarray] | None = None,
     chunk: int = 500_000,
 ) -> IntArray:
     """The (my unit, their unit) pairs that share a key (`index` holds theirs, `probes` are mine) and match at
     `threshold`: shape (m, 2), a pair possibly repeated. Probed `chunk` keys at a time and scored pairwise, so
     that memory stays bounded however many candidates a large batch has (a photo against 10 million stored
-    hashes has about 80,000)."""
+    hashes has about 80,000). `wanted` (a mask over candidate pairs) drops candidates before they are scored."""
     rows, keys = probes
     kept = []
     for start in range(0, len(rows), chunk):
         pairs = index.pairs(rows[start : start + chunk], keys[start : start + chunk], unique=False)
         for at in range(0, len(pairs), 4 * chunk):
             part = pairs[at : at + 4 * chunk]
+            if wanted is not None:
+                part = part[wanted(part)]
             kept.append(part[rule.unit_hits(mine, theirs, part, threshold)])
     return np.concatenate(kept) if kept else np.zeros((0, 2), dtype=np.int64)
 

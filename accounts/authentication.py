@@ -4,10 +4,15 @@ analysts' keys that read the TAXII advisories collection (graph/taxii.py)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
-from django.db.models import QuerySet
+import psycopg
+from django.db import connection
+from django.db.models import Model
+from psycopg import sql
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.permissions import BasePermission
@@ -85,9 +90,7 @@ class ApiKeyAuthentication(BaseAuthentication):
         if lookup is None:
             _fail(request, "malformed", "-")
             raise exceptions.AuthenticationFailed("Malformed API key.")
-        key = _matching_key(
-            request, ApiKey.objects.select_related("platform"), lookup, full_key, _DUMMY_KEY, f"bax_{lookup}"
-        )
+        key = _matching_key(request, _api_key_with_platform, lookup, full_key, _DUMMY_KEY, f"bax_{lookup}")
         if not key.platform.active:
             _fail(request, "platform_inactive", key.prefix)
             raise exceptions.AuthenticationFailed("This API key's platform is inactive.")
@@ -101,13 +104,60 @@ class ApiKeyAuthentication(BaseAuthentication):
 _DUMMY_KEY = ApiKey(lookup="0" * 10, digest="0" * 64)
 
 
+@cache
+def _key_with_platform_sql() -> tuple[sql.Composed, list[str], list[str]]:
+    """The statement that reads an API key and its platform by lookup, from the models' own columns, and the
+    two models' field names in its column order (built once per process)."""
+    key_fields, platform_fields = ApiKey._meta.concrete_fields, Platform._meta.concrete_fields
+    columns = [sql.Identifier("k", str(f.column)) for f in key_fields]
+    columns += [sql.Identifier("p", str(f.column)) for f in platform_fields]
+    statement = sql.SQL(
+        "SELECT {columns} FROM {keys} k JOIN {platforms} p ON p.id = k.platform_id WHERE k.lookup = %s"
+    ).format(
+        columns=sql.SQL(", ").join(columns),
+        keys=sql.Identifier(ApiKey._meta.db_table),
+        platforms=sql.Identifier(Platform._meta.db_table),
+    )
+    return statement, [f.attname for f in key_fields], [f.attname for f in platform_fields]
+
+
+def _api_key_with_platform(lookup: str) -> ApiKey | None:
+    """The API key with this lookup, its platform loaded with it (the primary, like every key check).
+
+    On PostgreSQL one prepared statement: every partner request runs it, and compiling the ORM's query
+    (`ApiKey.objects.select_related("platform").filter(lookup=...).first()`) cost about 0.7 ms of CPU per
+    request against 0.15 ms for the whole prepared read. Elsewhere the ORM."""
+    if connection.vendor != "postgresql":
+        return ApiKey.objects.select_related("platform").filter(lookup=lookup).first()
+    statement, key_names, platform_names = _key_with_platform_sql()
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(statement, [lookup], prepare=True)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    key = _from_row(ApiKey, key_names, row[: len(key_names)])
+    key.platform = _from_row(Platform, platform_names, row[len(key_names) :])
+    return key
+
+
+def _from_row[M: Model](model: type[M], names: list[str], values: tuple[Any, ...]) -> M:
+    """A model instance from its concrete fields' column values, each converted as the ORM converts it (a
+    JSON field's text decoded)."""
+    converted = [
+        field.from_db_value(value, None, connection) if hasattr(field, "from_db_value") else value
+        for field, value in zip(model._meta.concrete_fields, values, strict=True)
+    ]
+    return model.from_db(connection.alias, names, converted)
+
+
 def _matching_key[K: HashedKey](
-    request: Request, keys: QuerySet[K], lookup: str, full_key: str, dummy: K, shown: str
+    request: Request, find: Callable[[str], K | None], lookup: str, full_key: str, dummy: K, shown: str
 ) -> K:
-    """The unrevoked key whose lookup and secret `full_key` carries, or AuthenticationFailed (logged as
-    `shown`, the key's non-secret part). The digest is compared even when no row matches, so the time taken
-    does not tell an unknown key from a wrong secret."""
-    key = keys.filter(lookup=lookup).first()
+    """The unrevoked key whose lookup and secret `full_key` carries (`find` reads it by its lookup), or
+    AuthenticationFailed (logged as `shown`, the key's non-secret part). The digest is compared even when no
+    row matches, so the time taken does not tell an unknown key from a wrong secret."""
+    key = find(lookup)
     digest_ok = (key or dummy).matches(full_key)
     if key is None or not digest_ok:
         _fail(request, "unknown", shown)
@@ -155,7 +205,7 @@ class AnalystKeyAuthentication(BaseAuthentication):
             raise exceptions.AuthenticationFailed("Malformed exchange analyst key.")
         key = _matching_key(
             request,
-            AnalystKey.objects.select_related("user__analyst"),
+            _analyst_key,
             lookup,
             full_key,
             _DUMMY_ANALYST_KEY,
@@ -174,6 +224,10 @@ class AnalystKeyAuthentication(BaseAuthentication):
 
 
 _DUMMY_ANALYST_KEY = AnalystKey(lookup="0" * 10, digest="0" * 64)
+
+
+def _analyst_key(lookup: str) -> AnalystKey | None:
+    return AnalystKey.objects.select_related("user__analyst").filter(lookup=lookup).first()
 
 
 class HasApiKeyScope(BasePermission):

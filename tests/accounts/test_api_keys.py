@@ -317,3 +317,23 @@ def test_database_outage_is_a_clean_503(acme):
     error = assert_error(response, 503, "service_unavailable")
     assert "retry" in error["message"].lower()
     assert response["Retry-After"] == "5"
+
+
+def test_the_key_is_read_with_its_platform_in_one_statement(acme, django_assert_num_queries):
+    """Every partner request reads its key by lookup (on PostgreSQL one prepared statement built from the
+    models' columns, not the ORM's compiled query): every field of the key and of its platform as the ORM
+    reads them, the platform without another query; an unknown lookup is None."""
+    from accounts.authentication import _api_key_with_platform
+
+    acme.key.revoked_at = None
+    found = _api_key_with_platform(acme.key.lookup)
+    expected = ApiKey.objects.select_related("platform").get(pk=acme.key.pk)
+    assert found is not None
+    for field in ApiKey._meta.concrete_fields:
+        assert getattr(found, field.attname) == getattr(expected, field.attname), field.name
+    with django_assert_num_queries(0):
+        platform = found.platform
+    for field in Platform._meta.concrete_fields:
+        assert getattr(platform, field.attname) == getattr(expected.platform, field.attname), field.name
+    assert found._state.adding is False and found._state.db == "default"
+    assert _api_key_with_platform("0" * 10) is None

@@ -39,8 +39,8 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
-from django.db import connection
-from django.db.models import Count, Max, Min, OuterRef, Subquery
+from django.db import connection, connections, router
+from django.db.models import Count, Min, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 
 from exchange.contract import DOCUMENT_KIND, FUZZY_WIRE_KINDS, IMAGE_KIND
@@ -70,7 +70,9 @@ def configured_threshold(kind: str) -> float:
 def thresholds() -> dict[str, float]:
     """Every similarity kind's match threshold: an analyst's (MatchThreshold, set through graph.tuning after a
     dry run) or else the setting's. One query."""
-    chosen = dict(MatchThreshold.objects.values_list("kind", "value"))
+    with connections[router.db_for_read(MatchThreshold)].cursor() as cursor:  # raw: every lookup runs it
+        cursor.execute("SELECT kind, value FROM exchange_matchthreshold")
+        chosen = dict(cursor.fetchall())
     return {kind: float(chosen.get(kind, configured_threshold(kind))) for kind in MATCHERS}
 
 
@@ -177,7 +179,11 @@ class _KindIndex:
     def refresh(self, progress: Callable[[int], None] | None = None) -> None:
         """Read the rows added since the last refresh (all of them the first time); `progress` is told the
         number of items held after each chunk read (a long first build can keep a watchdog fed)."""
-        top = SimilarItem.objects.filter(kind=self.kind).aggregate(top=Max("pk"))["top"] or 0
+        # Raw SQL, where the ORM would read (every lookup and submission runs it: compiling the ORM's
+        # aggregate cost 0.44 ms of CPU, five times the query).
+        with connections[router.db_for_read(SimilarItem)].cursor() as cursor:
+            cursor.execute("SELECT max(id) FROM exchange_similaritem WHERE kind = %s", [self.kind])
+            top = cursor.fetchone()[0] or 0
         if top < self.watermark:
             self.reset()
         if top == self.watermark:

@@ -105,3 +105,15 @@ def test_a_worker_whose_database_does_not_answer_still_starts(monkeypatch, caplo
     monkeypatch.setattr(similarity, "warm_all_indexes", down)
     gunicorn_config.post_worker_init(object())  # no exception: the first request builds the index
     assert "event=similarity_index_warm_failed error=ConnectionError" in caplog.text
+
+
+def test_the_raw_reads_name_the_models_tables():
+    """thresholds() and the index's refresh read with raw SQL (every lookup runs them): the tables they name
+    are the models'."""
+    import inspect
+
+    from exchange.models import MatchThreshold, SimilarItem
+
+    source = inspect.getsource(similarity)
+    assert f"FROM {MatchThreshold._meta.db_table}" in source
+    assert f"FROM {SimilarItem._meta.db_table} WHERE kind" in source

@@ -63,3 +63,46 @@ def test_postgresql_counts_a_closed_connections_backend() -> None:
     while (spent := cpu.spent(before, cpu.snapshot({}))["postgres"]) < 0.2 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert spent >= 0.2
+
+
+SERVE = (
+    "import os, sys, psycopg\n"
+    "with psycopg.connect(os.environ['BENCH_URL'], autocommit=True) as conn:\n"
+    "    print('connected', flush=True)\n"
+    "    sys.stdin.readline()\n"
+    "    conn.execute('SELECT count(*) FROM generate_series(1, 5000000)').fetchone()\n"
+    "    print('done', flush=True)\n"
+    "    sys.stdin.readline()\n"
+)
+
+
+@pytest.mark.skipif(
+    not os.environ.get("DATABASE_URL", "").startswith("postgres"), reason="counts PostgreSQL's processes"
+)
+def test_a_groups_postgresql_backends_are_counted_as_its_own() -> None:
+    """The backend serving a group's connection (over TCP, as the benchmarks connect) is the group's; a query
+    from another connection is not."""
+    import psycopg
+
+    url = os.environ["DATABASE_URL"].split("?")[0].replace("@localhost", "@127.0.0.1")
+    group = subprocess.Popen(
+        [sys.executable, "-c", SERVE], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        start_new_session=True, env={**os.environ, "BENCH_URL": url},
+    )  # fmt: skip
+    assert group.stdin is not None and group.stdout is not None
+    try:
+        assert group.stdout.readline().strip() == "connected"
+        before = cpu.snapshot({"group": group.pid})
+        with psycopg.connect(url, autocommit=True) as other:  # this process's query: not the group's
+            other.execute("SELECT count(*) FROM generate_series(1, 5000000)").fetchone()
+            middle = cpu.snapshot({"group": group.pid})
+        group.stdin.write("go\n")
+        group.stdin.flush()
+        assert group.stdout.readline().strip() == "done"
+        after = cpu.snapshot({"group": group.pid})
+    finally:
+        group.stdin.write("stop\n")
+        group.stdin.flush()
+        group.wait(10)
+    assert cpu.spent(before, middle)["group PostgreSQL"] < 0.1
+    assert cpu.spent(middle, after)["group PostgreSQL"] >= 0.2

@@ -34,7 +34,7 @@ def test_make_bench_prints_each_figure_beside_its_floor() -> None:
     )
     assert re.search(r"ingest, 1,000-row CSV -> stored.*\| [\d,]+ sightings/s +\| COPY [\d,]+ rows/s", table)
     assert re.search(
-        r"CPU per sighting, us.*\| client \d+, gunicorn \d+, PostgreSQL \d+, clustering \d+", table
+        r"CPU per sighting, us.*\| client \d+, gunicorn \d+, its PostgreSQL \d+, clustering \d+", table
     )
     assert re.search(r"CPU-bound ceiling: \d+ cores.*\| [\d,]+ sightings/s", table)
     assert re.search(

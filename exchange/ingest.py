@@ -338,7 +338,8 @@ class _Batch:
 
 def _store_postgres(batch: _Batch) -> tuple[dict[str, int], list[int]]:
     # A server-side-binding cursor on Django's own connection (same transaction): Django's default
-    # client-side binding spent ~250 ms per batch rendering these arrays as SQL literals.
+    # client-side binding spent ~250 ms per batch rendering these arrays as SQL literals. The arrays go in
+    # binary (%b): psycopg's text form escapes every element, 8 times the CPU for 25,000 tokens.
     with psycopg.Cursor(connection.connection) as cursor:
         seller_id, sellers_created = _upsert_sellers_pg(
             cursor, batch.platform, batch.reports, batch.retention, batch.now
@@ -362,7 +363,7 @@ def _upsert_sellers_pg(
         INSERT INTO exchange_seller AS s (platform_id, seller_ref, status, reason_codes, first_reported_at,
             reported_at, expires_at, retracted_at, retraction_reason, retracted_by, created_at, updated_at)
         SELECT %s, r, st, rc, ra, ra, ra + %s, NULL, '', '', %s, %s
-          FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[]) AS t(r, st, rc, ra)
+          FROM unnest(%b::text[], %b::text[], %b::text[], %b::timestamptz[]) AS t(r, st, rc, ra)
          ORDER BY r
         ON CONFLICT (platform_id, seller_ref) DO UPDATE SET
             status = CASE WHEN s.status = 'confirmed' OR EXCLUDED.status = 'confirmed'
@@ -409,7 +410,7 @@ def _upsert_indicators_pg(
         INSERT INTO exchange_indicator (kind, token, key_version, first_seen, linking, linking_reason,
                                         linking_changed_by, holders)
         SELECT k, t, %s, f, 'auto', '', '', n
-          FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::int[]) AS u(k, t, f, n) ORDER BY k, t
+          FROM unnest(%b::text[], %b::text[], %b::timestamptz[], %b::int[]) AS u(k, t, f, n) ORDER BY k, t
         ON CONFLICT (kind, token) DO NOTHING
         RETURNING id, kind, token
         """,
@@ -430,7 +431,7 @@ def _upsert_indicators_pg(
         cursor.execute(
             """
             SELECT i.id, i.kind, i.token, i.first_seen FROM exchange_indicator i
-              JOIN unnest(%s::text[], %s::text[]) AS u(k, t) ON i.kind = u.k AND i.token = u.t
+              JOIN unnest(%b::text[], %b::text[]) AS u(k, t) ON i.kind = u.k AND i.token = u.t
             """,
             [[k for k, _ in missing], [t for _, t in missing]],
         )
@@ -454,7 +455,7 @@ def _upsert_sightings_pg(
         """
         WITH ins AS (
             INSERT INTO exchange_sighting AS g (seller_id, indicator_id, first_seen, last_seen)
-            SELECT s, i, ts, ts FROM unnest(%s::bigint[], %s::bigint[], %s::timestamptz[]) AS u(s, i, ts)
+            SELECT s, i, ts, ts FROM unnest(%b::bigint[], %b::bigint[], %b::timestamptz[]) AS u(s, i, ts)
             ON CONFLICT (seller_id, indicator_id) DO UPDATE SET
                 first_seen = LEAST(g.first_seen, EXCLUDED.first_seen),
                 last_seen = GREATEST(g.last_seen, EXCLUDED.last_seen)
@@ -483,7 +484,7 @@ def _upsert_sightings_pg(
             """
             UPDATE exchange_indicator AS i
                SET holders = i.holders + u.n, first_seen = LEAST(i.first_seen, u.f)
-              FROM unnest(%s::bigint[], %s::int[], %s::timestamptz[]) AS u(id, n, f) WHERE i.id = u.id
+              FROM unnest(%b::bigint[], %b::int[], %b::timestamptz[]) AS u(id, n, f) WHERE i.id = u.id
             """,
             [changed, [grown.get(i, 0) for i in changed], [earlier.get(i) for i in changed]],
         )

@@ -154,3 +154,14 @@ def test_centres_take_the_oldest_centre_an_item_matches_and_never_chain():
 
     # 1 matches 0 (a centre); 2 matches only 1 (not a centre): a centre of its own; 3 matches 2 and 0: the oldest.
     assert centre_labels([(1, 0), (2, 1), (3, 2), (3, 0)], 5) == [0, 0, 2, 0, 4]
+
+
+def test_centres_take_the_nearest_centre_an_item_matches_then_the_oldest():
+    from exchange.matching import centre_labels
+
+    # 2 matches centres 0 (0.75) and 1 (0.9): the nearer; 3 matches 0 and 1 equally: the oldest; 4 matches only 2,
+    # which is not a centre: a centre of its own.
+    pairs = [(2, 0), (2, 1), (3, 0), (3, 1), (4, 2)]
+    assert centre_labels(pairs, 5, [0.75, 0.9, 0.8, 0.8, 0.99]) == [0, 1, 1, 0, 4]
+    # a distance: lower is nearer
+    assert centre_labels(pairs, 5, [20, 3, 5, 5, 1], closer_is_lower=True) == [0, 1, 1, 0, 4]

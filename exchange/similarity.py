@@ -45,7 +45,7 @@ from django.db.models.functions import Coalesce
 
 from exchange.contract import DOCUMENT_KIND, FUZZY_WIRE_KINDS, IMAGE_KIND
 from exchange.key_index import KeyIndex
-from exchange.matching import MATCHERS, Item, Matcher, Probes, matching_pairs, unit_matches
+from exchange.matching import MATCHERS, Item, Matcher, Probes, matching_pairs, pair_scores, unit_matches
 from exchange.models import Indicator, Linking, MatchThreshold, SellerItem, Sighting, SimilarItem
 
 logger = logging.getLogger("exchange.similarity")
@@ -345,7 +345,9 @@ def _group_new_items(
             for a, b in pairs:
                 parts.union(("n", rows[a]), ("n", rows[b]))
         else:
-            for position, target in _around_centres(rows, pairs, stored).items():
+            for position, target in _around_centres(
+                rule, [new[i] for i in rows], rows, pairs, stored
+            ).items():
                 parts.union(("n", rows[position]), target)
     members: dict[tuple[str, int], list[tuple[str, int]]] = defaultdict(list)
     for node in list(parts.parent):
@@ -375,12 +377,17 @@ def _group_new_items(
 
 
 def _around_centres(
-    rows: list[int], pairs: list[tuple[int, int]], stored: list[list[tuple[int, int, float]]]
+    rule: Matcher,
+    items: list[Item],
+    rows: list[int],
+    pairs: list[tuple[int, int]],
+    stored: list[list[tuple[int, int, float]]],
 ) -> dict[int, tuple[str, int]]:
-    """Groups around centres (`Matcher.transitive` false) for a batch's new items of one kind (`rows`, their
-    positions in the batch, oldest first): an item joins the group of the oldest stored centre it matches (a
-    group's centre is its first item), else the oldest of the batch's new centres it matches, else it is a
-    centre. Returns, per position in `rows` that joins something, what it joins: ("g", group id) or ("n", the
+    """Groups around centres (`Matcher.transitive` false) for a batch's new items of one kind (`items`, at
+    `rows`, their positions in the batch, oldest first), as `exchange.matching.centre_labels` forms them: an
+    item joins the group of the centre it matches best (a group's centre is its first item), stored or one of
+    the batch's new centres, the oldest of equally near ones (stored items are older than the batch's), or it is
+    a centre. Returns, per position in `rows` that joins something, what it joins: ("g", group id) or ("n", the
     centre's position in the batch)."""
     groups = {group_id for i in rows for _, group_id, _ in stored[i]}
     centre_of = dict(
@@ -389,18 +396,25 @@ def _around_centres(
         .annotate(centre=Min("pk"))
         .values_list("group_id", "centre")
     )
-    earlier: dict[int, list[int]] = defaultdict(list)
-    for a, b in pairs:
-        earlier[a].append(b)
+    sign = -1.0 if rule.closer_is_lower else 1.0
+    earlier: dict[int, list[tuple[int, float]]] = defaultdict(list)
+    for (a, b), score in zip(pairs, pair_scores(rule, items, pairs), strict=True):
+        earlier[a].append((b, score))
     joins: dict[int, tuple[str, int]] = {}
     for position, i in enumerate(rows):
-        centres = sorted((pk, group_id) for pk, group_id, _ in stored[i] if centre_of.get(group_id) == pk)
-        if centres:
-            joins[position] = ("g", centres[0][1])
-            continue
-        new_centres = [b for b in earlier.get(position, ()) if b not in joins]
-        if new_centres:
-            joins[position] = ("n", rows[min(new_centres)])
+        # (nearness, then age: stored centres by id before the batch's by position) -> what joining means
+        options: list[tuple[float, tuple[int, int], tuple[str, int]]] = [
+            (-sign * score, (0, pk), ("g", group_id))
+            for pk, group_id, score in stored[i]
+            if centre_of.get(group_id) == pk
+        ]
+        options += [
+            (-sign * score, (1, b), ("n", rows[b]))
+            for b, score in earlier.get(position, ())
+            if b not in joins
+        ]
+        if options:
+            joins[position] = min(options)[2]
     return joins
 
 

@@ -13,8 +13,9 @@ What the server would hold, built in memory:
   as the token: ``exchange.normalization``, what the keyed token is a function of);
 - fuzzy sightings: each record's name, business name and shipping address encoded by the partner's
   ``exchange.fuzzy.encode`` (one consortium key, the seller as record salt), grouped per wire kind by
-  ``exchange.matching.group_labels`` at the kind's Dice threshold (the store's groups: connected components
-  through the LSH index), each group one indicator of the wire kind.
+  ``exchange.matching.group_labels`` at the kind's Dice threshold (the store's groups: around centres, an
+  encoding joining the centre it matches best, found through the LSH index), each group one indicator of the
+  wire kind.
 
 The linking core (``graph.linking.link``, default strengths and hub thresholds) runs twice: *exact* on the
 exact sightings, *exact+fuzzy* on both, as partners send them: an address as its exact token and its fuzzy

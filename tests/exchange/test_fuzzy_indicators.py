@@ -210,6 +210,27 @@ def test_names_group_around_a_centre_and_do_not_chain(
     assert groups[first["encoding"]] == groups[second["encoding"]] != groups[third_name["encoding"]]
 
 
+def test_a_name_joins_the_centre_it_matches_best_as_the_bench_models_it(
+    acme: KeyedPlatform, bazaar: KeyedPlatform, third: KeyedPlatform
+):
+    """A name matching two centres joins the nearer one, not the older one (exchange.matching.centre_labels), in
+    the store as in ``group_labels``, which tests/bench/bench_fuzzy_linking.py links with."""
+    from exchange.matching import MATCHERS, Item, group_labels
+
+    names = ("Jonathan Smithson", "Jonathon Smythsen", "Jonathen Smythsen")
+    older, nearer, new = (encoded("person_name", name, f"r{n}") for n, name in enumerate(names))
+    dice = lambda x, y: fuzzy.dice(bytes.fromhex(x["encoding"]), bytes.fromhex(y["encoding"]))  # noqa: E731
+    assert dice(older, nearer) < 0.7 <= dice(new, older) < dice(new, nearer)
+    for kp, ref, indicator in ((acme, "a-1", older), (bazaar, "b-1", nearer), (third, "t-1", new)):
+        body = seller(ref)
+        body["indicators"] = [indicator]
+        assert submit(kp.client(), body).status_code == 201
+    groups = dict(SimilarItem.objects.values_list("value", "group_id"))
+    assert groups[older["encoding"]] != groups[nearer["encoding"]] == groups[new["encoding"]]
+    items = [Item("person_name", x["encoding"]) for x in (older, nearer, new)]
+    assert group_labels(MATCHERS["person_name"], items, 0.7) == [0, 1, 1]
+
+
 def test_an_address_sent_exact_and_fuzzy_is_one_piece_of_evidence(acme: KeyedPlatform, bazaar: KeyedPlatform):
     """The family rule (exchange.contract.FUZZY_FAMILY): two sellers sharing one address, as its exact hash and
     as its fuzzy group, share one weak piece of evidence, which alone does not link; a second address typed

@@ -175,3 +175,14 @@ def test_photo_pairs_are_judged_in_two_steps_as_in_one(threshold: int) -> None:
     whole = Matcher.unit_hits(rule, mine, theirs, pairs, threshold)
     assert two_steps.dtype == np.bool_ and np.array_equal(two_steps, whole)
     assert 0 < whole.sum() < len(pairs)  # some pairs match and some do not
+
+
+def test_centres_take_the_nearest_centre_an_item_matches_then_the_oldest():
+    from exchange.matching import centre_labels
+
+    # 2 matches centres 0 (0.75) and 1 (0.9): the nearer; 3 matches 0 and 1 equally: the oldest; 4 matches only 2,
+    # which is not a centre: a centre of its own.
+    pairs = [(2, 0), (2, 1), (3, 0), (3, 1), (4, 2)]
+    assert centre_labels(pairs, 5, [0.75, 0.9, 0.8, 0.8, 0.99]) == [0, 1, 1, 0, 4]
+    # a distance: lower is nearer
+    assert centre_labels(pairs, 5, [20, 3, 5, 5, 1], closer_is_lower=True) == [0, 1, 1, 0, 4]

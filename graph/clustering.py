@@ -137,87 +137,48 @@ def _kind_case() -> str:
 
 def _read_full(now: datetime, *, seller_facts: bool = False) -> Columns:
     """Linkable sightings of indicators held by >= 2 linkable sellers (singletons never reach Python).
-    `seller_facts`: on PostgreSQL also each row's seller's `_member_columns` facts (the full recluster's risk
-    then needs no second pass over its hundreds of thousands of members)."""
+    `seller_facts`: on PostgreSQL also each row's seller's facts (`_SELLER_FACTS`: the full recluster's risk and
+    holds then need no second pass over its hundreds of thousands of members)."""
     # Indicator.holders (kept by ingest, indexed where >= 2) finds the few shared indicators without
     # touching the millions of single-holder ones; their sightings are joined with their sellers to drop
     # retracted and expired ones (the linking core drops indicators left with one linkable holder).
-    facts = seller_facts and connection.vendor == "postgresql"
-    extra = f", {_SELLER_FACTS_SQL.format(alias='sel')}" if facts else ""
+    facts = _SELLER_FACTS if seller_facts and connection.vendor == "postgresql" else {}
+    extra = "".join(f", {expression.format(alias='sel')} AS {name}" for name, expression in facts.items())
     sql = f"""
-        SELECT CAST(s.seller_id AS BIGINT), CAST(s.indicator_id AS BIGINT), CAST({_kind_case()} AS INTEGER),
-               CAST(sel.platform_id AS BIGINT){extra}
+        SELECT CAST(s.seller_id AS BIGINT) AS seller, CAST(s.indicator_id AS BIGINT) AS indicator,
+               CAST({_kind_case()} AS BIGINT) AS kind, CAST(sel.platform_id AS BIGINT) AS platform{extra}
           FROM exchange_indicator i
           JOIN exchange_sighting s ON s.indicator_id = i.id
           JOIN exchange_seller sel ON sel.id = s.seller_id
          WHERE i.holders >= 2 AND {LINKABLE_SQL.format(alias="sel")}
-    """  # noqa: S608 - only constant kind names and the linkable rule are interpolated
-    if connection.vendor == "postgresql":
-        return _copy_columns(sql, [now], _ROW_WITH_FACTS if facts else _ROW)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [now])
-        return Columns.from_rows(cursor.fetchall())
+    """  # noqa: S608 - only constant kind names, column expressions and the linkable rule are interpolated
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [now])
+            return Columns.from_rows(cursor.fetchall())
+    # One row of binary bigint[] columns straight into numpy: no Python object per sighting (a binary COPY
+    # still cost one Python call per row, a second at 5M sightings).
+    names = ["seller", "indicator", "kind", "platform", *facts]
+    with _pg_cursor() as cursor:
+        cursor.execute(
+            f"SELECT {', '.join(f'array_agg({name})' for name in names)} FROM ({sql}) AS shared",  # noqa: S608
+            [now],
+            binary=True,
+        )
+        row = cursor.fetchone()
+    assert row is not None  # an aggregate without GROUP BY returns one row; NULLs when nothing matched
+    arrays = dict(zip(names, (np.zeros(0, dtype=np.int64) if a is None else a for a in row), strict=True))
+    return Columns(**arrays)
 
 
 # A seller's facts for its cluster's risk and its hold, as bigints: confirmed 0/1, reported_at and created_at in
 # microseconds since the epoch (EXTRACT is exact numeric: compared with `epoch_microseconds` of a cutoff, the
 # same as comparing the timestamps).
-_SELLER_FACTS_SQL = (
-    "CAST(CASE WHEN {alias}.status = 'confirmed' THEN 1 ELSE 0 END AS BIGINT),"
-    " CAST(EXTRACT(EPOCH FROM {alias}.reported_at) * 1000000 AS BIGINT),"
-    " CAST(EXTRACT(EPOCH FROM {alias}.created_at) * 1000000 AS BIGINT)"
-)
-_ROW_FIELDS = [
-    ("n", ">i2"),
-    ("l1", ">i4"),
-    ("seller", ">i8"),
-    ("l2", ">i4"),
-    ("indicator", ">i8"),
-    ("l3", ">i4"),
-    ("kind", ">i4"),
-    ("l4", ">i4"),
-    ("platform", ">i8"),
-]
-_ROW = np.dtype(_ROW_FIELDS)
-_ROW_WITH_FACTS = np.dtype(
-    [
-        *_ROW_FIELDS,
-        ("l5", ">i4"),
-        ("confirmed", ">i8"),
-        ("l6", ">i4"),
-        ("reported", ">i8"),
-        ("l7", ">i4"),
-        ("created", ">i8"),
-    ]
-)
-
-
-def _copy_columns(sql: str, params: list[Any], row: np.dtype[Any] = _ROW) -> Columns:
-    """Binary COPY of (bigint, bigint, integer, bigint) rows straight into numpy: ~10x faster and far leaner than
-    fetching Python tuples. COPY takes no server-side parameters, hence a client-binding cursor."""
-    chunks: list[bytes] = []
-    raw = connection.connection  # psycopg connection (Django has connected: the caller ran ensure_connection)
-    with (
-        psycopg.ClientCursor(raw) as cursor,
-        cursor.copy(f"COPY ({sql}) TO STDOUT (FORMAT BINARY)", params) as copy,
-    ):
-        for data in copy:
-            chunks.append(bytes(data))
-    buffer = b"".join(chunks)
-    # Header: 11-byte signature, int32 flags, int32 extension length (+ extension); trailer: int16 -1.
-    extension = struct.unpack(">i", buffer[15:19])[0]
-    body = memoryview(buffer)[19 + extension : len(buffer) - 2]
-    rows = np.frombuffer(body, dtype=row)
-    facts = "confirmed" in (row.names or ())
-    return Columns(
-        rows["seller"].astype(np.int64),
-        rows["indicator"].astype(np.int64),
-        rows["kind"].astype(np.int64),
-        rows["platform"].astype(np.int64),
-        rows["confirmed"].astype(np.int64) if facts else None,
-        rows["reported"].astype(np.int64) if facts else None,
-        rows["created"].astype(np.int64) if facts else None,
-    )
+_SELLER_FACTS = {
+    "confirmed": "CAST(CASE WHEN {alias}.status = 'confirmed' THEN 1 ELSE 0 END AS BIGINT)",
+    "reported": "CAST(EXTRACT(EPOCH FROM {alias}.reported_at) * 1000000 AS BIGINT)",
+    "created": "CAST(EXTRACT(EPOCH FROM {alias}.created_at) * 1000000 AS BIGINT)",
+}
 
 
 class IdArray:
@@ -1098,7 +1059,7 @@ def _inheritance(
     inherits every cluster merged into it."""
     inherit: dict[int, list[int]] = defaultdict(list)
     for change in changes:
-        if change.kind in ("created", "restored"):
+        if change.kind in ("created", "restored") and change.related:  # (a first build: 70,000 with none)
             inherit[change.cluster_id].extend(change.related)
         elif change.kind == "merged" and change.cluster_id in assigned.values() and change.cluster_id >= 0:
             inherit[change.cluster_id].extend(r for r in change.related if r in old)

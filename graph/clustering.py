@@ -93,6 +93,11 @@ class Columns:
     indicator: np.ndarray
     kind: np.ndarray
     platform: np.ndarray
+    # Per row, the seller's facts that its cluster's risk needs (`_facts`) and its hold (`_fresh`), when the read
+    # brought them along: confirmed 0/1, reported_at and created_at in microseconds since the epoch.
+    confirmed: np.ndarray | None = None
+    reported: np.ndarray | None = None
+    created: np.ndarray | None = None
 
     @classmethod
     def from_rows(cls, rows: Sequence[Row]) -> Columns:
@@ -130,63 +135,50 @@ def _kind_case() -> str:
     return "CASE i.kind " + " ".join(f"WHEN '{k}' THEN {n}" for n, k in enumerate(KINDS)) + " END"
 
 
-def _read_full(now: datetime) -> Columns:
-    """Linkable sightings of indicators held by >= 2 linkable sellers (singletons never reach Python)."""
+def _read_full(now: datetime, *, seller_facts: bool = False) -> Columns:
+    """Linkable sightings of indicators held by >= 2 linkable sellers (singletons never reach Python).
+    `seller_facts`: on PostgreSQL also each row's seller's facts (`_SELLER_FACTS`: the full recluster's risk and
+    holds then need no second pass over its hundreds of thousands of members)."""
     # Indicator.holders (kept by ingest, indexed where >= 2) finds the few shared indicators without
     # touching the millions of single-holder ones; their sightings are joined with their sellers to drop
     # retracted and expired ones (the linking core drops indicators left with one linkable holder).
+    facts = _SELLER_FACTS if seller_facts and connection.vendor == "postgresql" else {}
+    extra = "".join(f", {expression.format(alias='sel')} AS {name}" for name, expression in facts.items())
     sql = f"""
-        SELECT CAST(s.seller_id AS BIGINT), CAST(s.indicator_id AS BIGINT), CAST({_kind_case()} AS INTEGER),
-               CAST(sel.platform_id AS BIGINT)
+        SELECT CAST(s.seller_id AS BIGINT) AS seller, CAST(s.indicator_id AS BIGINT) AS indicator,
+               CAST({_kind_case()} AS BIGINT) AS kind, CAST(sel.platform_id AS BIGINT) AS platform{extra}
           FROM exchange_indicator i
           JOIN exchange_sighting s ON s.indicator_id = i.id
           JOIN exchange_seller sel ON sel.id = s.seller_id
          WHERE i.holders >= 2 AND {LINKABLE_SQL.format(alias="sel")}
-    """  # noqa: S608 - only constant kind names and the linkable rule are interpolated
-    if connection.vendor == "postgresql":
-        return _copy_columns(sql, [now])
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [now])
-        return Columns.from_rows(cursor.fetchall())
+    """  # noqa: S608 - only constant kind names, column expressions and the linkable rule are interpolated
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [now])
+            return Columns.from_rows(cursor.fetchall())
+    # One row of binary bigint[] columns straight into numpy: no Python object per sighting (a binary COPY
+    # still cost one Python call per row, a second at 5M sightings).
+    names = ["seller", "indicator", "kind", "platform", *facts]
+    with _pg_cursor() as cursor:
+        cursor.execute(
+            f"SELECT {', '.join(f'array_agg({name})' for name in names)} FROM ({sql}) AS shared",  # noqa: S608
+            [now],
+            binary=True,
+        )
+        row = cursor.fetchone()
+    assert row is not None  # an aggregate without GROUP BY returns one row; NULLs when nothing matched
+    arrays = dict(zip(names, (np.zeros(0, dtype=np.int64) if a is None else a for a in row), strict=True))
+    return Columns(**arrays)
 
 
-_ROW = np.dtype(
-    [
-        ("n", ">i2"),
-        ("l1", ">i4"),
-        ("seller", ">i8"),
-        ("l2", ">i4"),
-        ("indicator", ">i8"),
-        ("l3", ">i4"),
-        ("kind", ">i4"),
-        ("l4", ">i4"),
-        ("platform", ">i8"),
-    ]
-)
-
-
-def _copy_columns(sql: str, params: list[Any]) -> Columns:
-    """Binary COPY of (bigint, bigint, integer, bigint) rows straight into numpy: ~10x faster and far leaner than
-    fetching Python tuples. COPY takes no server-side parameters, hence a client-binding cursor."""
-    chunks: list[bytes] = []
-    raw = connection.connection  # psycopg connection (Django has connected: the caller ran ensure_connection)
-    with (
-        psycopg.ClientCursor(raw) as cursor,
-        cursor.copy(f"COPY ({sql}) TO STDOUT (FORMAT BINARY)", params) as copy,
-    ):
-        for data in copy:
-            chunks.append(bytes(data))
-    buffer = b"".join(chunks)
-    # Header: 11-byte signature, int32 flags, int32 extension length (+ extension); trailer: int16 -1.
-    extension = struct.unpack(">i", buffer[15:19])[0]
-    body = memoryview(buffer)[19 + extension : len(buffer) - 2]
-    rows = np.frombuffer(body, dtype=_ROW)
-    return Columns(
-        rows["seller"].astype(np.int64),
-        rows["indicator"].astype(np.int64),
-        rows["kind"].astype(np.int64),
-        rows["platform"].astype(np.int64),
-    )
+# A seller's facts for its cluster's risk and its hold, as bigints: confirmed 0/1, reported_at and created_at in
+# microseconds since the epoch (EXTRACT is exact numeric: compared with `epoch_microseconds` of a cutoff, the
+# same as comparing the timestamps).
+_SELLER_FACTS = {
+    "confirmed": "CAST(CASE WHEN {alias}.status = 'confirmed' THEN 1 ELSE 0 END AS BIGINT)",
+    "reported": "CAST(EXTRACT(EPOCH FROM {alias}.reported_at) * 1000000 AS BIGINT)",
+    "created": "CAST(EXTRACT(EPOCH FROM {alias}.created_at) * 1000000 AS BIGINT)",
+}
 
 
 class IdArray:
@@ -253,7 +245,7 @@ def _select_by_ids(pg_sql: str, ids: Iterable[int] | np.ndarray) -> list[tuple[A
     return None elsewhere. Thousands of ids as one bound binary array instead of a rendered IN list."""
     if connection.vendor != "postgresql":
         return None
-    wanted = np.unique(ids if isinstance(ids, np.ndarray) else np.fromiter(ids, dtype=np.int64))
+    wanted = linking.distinct(ids if isinstance(ids, np.ndarray) else np.fromiter(ids, dtype=np.int64))
     with _pg_cursor() as cursor:
         cursor.execute(pg_sql, [IdArray(wanted)])
         return cursor.fetchall()
@@ -435,13 +427,17 @@ def _overrides(indicator_ids: np.ndarray | None = None) -> dict[int, linking.Ove
     return dict(query.values_list("id", "linking"))  # type: ignore[arg-type]
 
 
-def _fresh(now: datetime, among: Iterable[int] | None = None) -> set[int]:
+def _fresh(
+    now: datetime, among: Iterable[int] | np.ndarray | None = None, *, created: np.ndarray | None = None
+) -> set[int] | np.ndarray:
     """Sellers whose bridges between other platforms' clusters are held (`graph.linking`, "Held merges").
 
     A seller is fresh for EXCHANGE_HELD_MERGE_DAYS after the exchange first received it (its own clock: a
     partner's `reported_at` could be backdated), unless an analyst approved a merge that held it; a seller
     held by a rejected or a still pending merge stays held whatever its age. The latest decision about a
-    seller wins.
+    seller wins. Among `among` (then as a sorted id array: a full recluster asks about every linked seller,
+    hundreds of thousands, so not as Python sets), else all of them as a set. `created`: the created_at of
+    each of `among` in microseconds since the epoch, when the caller read them (no query then).
     """
     decided: dict[int, str] = {}
     for seller_id, state in (
@@ -452,35 +448,49 @@ def _fresh(now: datetime, among: Iterable[int] | None = None) -> set[int]:
         .values_list("seller_id", "merge__state")
     ):
         decided[seller_id] = state
-    wanted = None if among is None else sorted(set(among))
-    fresh: set[int] = set()
-    days = settings.EXCHANGE_HELD_MERGE_DAYS
-    if days > 0:
-        cutoff = now - timedelta(days=days)
-        if wanted is None:
-            fresh = set(Seller.objects.filter(created_at__gte=cutoff).values_list("id", flat=True))
-        else:
-            columns = _columns_by_ids(
-                "SELECT array_agg(id) FROM exchange_seller WHERE id = ANY(%b) AND created_at >= %b",
-                np.array(wanted, dtype=np.int64),
-                1,
-                cutoff,
-            )
-            if columns is not None:
-                fresh = set(columns[0].tolist())
-            else:
-                rows = _values_by_ids(Seller.objects.all(), "id", wanted, "id", "created_at")
-                fresh = {pk for pk, created in rows if created >= cutoff}
-    fresh |= {s for s, state in decided.items() if state == MergeState.REJECTED}
-    fresh -= {s for s, state in decided.items() if state == MergeState.APPROVED}
+    rejected = {s for s, state in decided.items() if state == MergeState.REJECTED}
+    approved = {s for s, state in decided.items() if state == MergeState.APPROVED}
     # A merge waiting for a decision stays held after the hold period: only an analyst's approval or a second
     # platform's link releases it, never the passage of time (an unreviewed glue must not land by default).
-    fresh |= set(
+    pending = set(
         PendingMergeSeller.objects.filter(held=True, merge__state=MergeState.PENDING).values_list(
             "seller_id", flat=True
         )
     )
-    return fresh if wanted is None else fresh & set(wanted)
+    days = settings.EXCHANGE_HELD_MERGE_DAYS
+    cutoff = now - timedelta(days=days)
+    if among is None:
+        fresh = (
+            set(Seller.objects.filter(created_at__gte=cutoff).values_list("id", flat=True))
+            if days > 0
+            else set()
+        )
+        return ((fresh | rejected) - approved) | pending
+    wanted = linking.distinct(
+        np.asarray(among if isinstance(among, np.ndarray) else list(among), dtype=np.int64)
+    )
+    young = np.zeros(0, dtype=np.int64)
+    if days > 0 and created is not None:
+        young = linking.distinct(np.asarray(among)[created >= epoch_microseconds(cutoff)])
+    elif days > 0 and wanted.size:
+        columns = _columns_by_ids(
+            "SELECT array_agg(id) FROM exchange_seller WHERE id = ANY(%b) AND created_at >= %b",
+            wanted,
+            1,
+            cutoff,
+        )
+        if columns is not None:
+            young = linking.distinct(columns[0])
+        else:
+            rows = _values_by_ids(Seller.objects.all(), "id", wanted.tolist(), "id", "created_at")
+            young = linking.distinct(
+                np.array([pk for pk, created in rows if created >= cutoff], dtype=np.int64)
+            )
+    # The decisions and pending holds are few: set arithmetic on them, array look-ups for the many young ones.
+    held = young[~np.isin(young, list(approved))] if approved else young
+    extra = np.fromiter((rejected - approved) | pending, dtype=np.int64)
+    extra = extra[np.isin(extra, wanted)]
+    return linking.distinct(np.concatenate([held, extra])) if extra.size else held
 
 
 def _sync_held(
@@ -550,6 +560,7 @@ def _facts(
     platform_hubs: frozenset[tuple[int, int]],
     shared: Columns | None = None,
     cluster_ids: Sequence[int] | None = None,
+    member_sets: Sequence[frozenset[int]] | None = None,
 ) -> tuple[dict[frozenset[int], ClusterFacts], dict[int, int]]:
     """Risk, platforms and linking kinds of each cluster (reads its members' sightings, unless `shared` holds
     them: a full recluster's read has every linkable seller's sightings of shared indicators), and the
@@ -567,13 +578,15 @@ def _facts(
         itertools.chain.from_iterable(c.members for c in clusters), dtype=np.int64, count=int(sizes.sum())
     )
     member_cluster = np.repeat(np.arange(len(clusters), dtype=np.int64), sizes)
-    seller_ids, seller_platform, seller_confirmed, seller_reported = _member_columns(members)
+    seller_ids, seller_platform, seller_confirmed, seller_reported = (
+        _member_columns(members) if shared is None else _member_columns_of(shared, members)
+    )
     at = np.searchsorted(seller_ids, members).clip(max=max(seller_ids.size - 1, 0))
     if seller_ids.size == 0 or (seller_ids[at] != members).any():
         raise KeyError("a cluster member is missing from exchange_seller")
     platform, confirmed, reported = seller_platform[at], seller_confirmed[at], seller_reported[at]
     platform_ids, platform_code = np.unique(platform, return_inverse=True)
-    per_cluster_platform = np.unique(member_cluster * platform_ids.size + platform_code)
+    per_cluster_platform = linking.distinct(member_cluster * platform_ids.size + platform_code)
     platform_count = np.bincount(per_cluster_platform // platform_ids.size, minlength=len(clusters))
     confirmed_count = np.bincount(member_cluster, weights=confirmed, minlength=len(clusters)).astype(np.int64)
     last_reported = np.maximum.reduceat(reported, np.cumsum(sizes) - sizes)
@@ -618,18 +631,18 @@ def _facts(
         false_positives=false_positives,
     )
     kind_names: dict[int, list[str]] = {}
-    for mask in np.unique(kind_mask).tolist():
+    for mask in linking.distinct(kind_mask).tolist():
         kind_names[mask] = sorted(kind for code, kind in enumerate(KINDS) if mask >> code & 1)
     facts = {
-        cluster.member_set: ClusterFacts(
+        members: ClusterFacts(
             size,
             platforms,
             total,
             {"platforms": p, "reports": r, "evidence": e, "recency": a, "opinions": o},
             list(kind_names[mask]),
         )
-        for cluster, size, platforms, total, p, r, e, a, o, mask in zip(
-            clusters,
+        for members, size, platforms, total, p, r, e, a, o, mask in zip(
+            [c.member_set for c in clusters] if member_sets is None else member_sets,
             sizes.tolist(),
             platform_count.tolist(),
             score.total.tolist(),
@@ -651,7 +664,7 @@ def _opinion_columns(cluster_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     distinct (cluster, platform) pairs are counted column-wise."""
     corroborating = np.zeros(cluster_ids.size, dtype=np.int64)
     false_positives = np.zeros(cluster_ids.size, dtype=np.int64)
-    known = np.unique(cluster_ids[cluster_ids >= 0])
+    known = linking.distinct(cluster_ids[cluster_ids >= 0])
     if known.size == 0:
         return corroborating, false_positives
     rows = _select_by_ids(
@@ -687,7 +700,7 @@ def _pairs_in(first: np.ndarray, second: np.ndarray, pairs: Iterable[tuple[int, 
     if wanted.size == 0 or first.size == 0:
         return np.zeros(first.size, dtype=np.bool_)
     # Dense codes for the second column keep the combined key far from int64's limit.
-    codes = np.unique(np.concatenate([second, wanted[:, 1]]))
+    codes = linking.distinct(np.concatenate([second, wanted[:, 1]]))
     row_key = first * codes.size + np.searchsorted(codes, second)
     wanted_key = wanted[:, 0] * codes.size + np.searchsorted(codes, wanted[:, 1])
     return np.isin(row_key, wanted_key)
@@ -717,6 +730,16 @@ def _member_columns(members: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
         np.array([r[2] == "confirmed" for r in rows], dtype=np.int64),
         np.array([epoch_microseconds(r[3]) for r in rows], dtype=np.int64),
     )
+
+
+def _member_columns_of(shared: Columns, members: np.ndarray) -> tuple[np.ndarray, ...]:
+    """`_member_columns` from the full read when it brought the sellers' facts along, else from the database.
+    (Only a seller that holds a linking indicator can be a member, so every member is in the read.)"""
+    if shared.confirmed is None or shared.reported is None:
+        return _member_columns(members)
+    ids, first = np.unique(shared.seller, return_index=True)
+    first = first[np.isin(ids, members)]
+    return shared.seller[first], shared.platform[first], shared.confirmed[first], shared.reported[first]
 
 
 def _member_sightings(members: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -821,9 +844,26 @@ def _apply(
     placeholders = itertools.count(-1, -1)
     member_sets = [c.member_set for c in clusters]
     former = _former_memberships(previous, member_sets)
-    assigned, changes = assign_identities(previous, member_sets, lambda: next(placeholders), former)
+    # An unchanged cluster keeps its id first and takes no part in any other assignment or event (its previous
+    # members all went to it): identities are assigned among the rest only, not the tens of thousands that a
+    # rebuild mostly finds unchanged.
+    kept = {members: cid for cid, members in previous.items()}
+    unchanged = {members: kept[members] for members in member_sets if members in kept}
+    kept_ids = set(unchanged.values())
+    assigned, changes = assign_identities(
+        {cid: members for cid, members in previous.items() if cid not in kept_ids},
+        [members for members in member_sets if members not in unchanged],
+        lambda: next(placeholders),
+        {cid: members for cid, members in former.items() if cid not in kept_ids},
+    )
+    assigned.update(unchanged)
     facts, platform_of = _facts(
-        clusters, now, frozenset(platform_hubs), shared, [assigned[members] for members in member_sets]
+        clusters,
+        now,
+        frozenset(platform_hubs),
+        shared,
+        [assigned[members] for members in member_sets],
+        member_sets,
     )
     restored = {change.cluster_id for change in changes if change.kind == "restored"}
     # Stored rows as models only for clusters with an identity change (and the clusters it names, and the
@@ -877,7 +917,12 @@ def _apply(
             changed.append(row)
     _update_clusters(changed)
     _update_facts(refreshed)
-    _write_memberships(previous, assigned, real, now)
+    _write_memberships(
+        {cid: members for cid, members in previous.items() if cid not in kept_ids},
+        {members: cid for members, cid in assigned.items() if members not in unchanged},
+        real,
+        now,
+    )
     _record_former_memberships(previous, changes, assigned, real, former)
     _insert_events(_events(changes, real, platform_of, now, summary), now)
     # The webhook events of the same changes, in the same transaction (`graph.webhook_events` says who hears
@@ -1014,7 +1059,7 @@ def _inheritance(
     inherits every cluster merged into it."""
     inherit: dict[int, list[int]] = defaultdict(list)
     for change in changes:
-        if change.kind in ("created", "restored"):
+        if change.kind in ("created", "restored") and change.related:  # (a first build: 70,000 with none)
             inherit[change.cluster_id].extend(change.related)
         elif change.kind == "merged" and change.cluster_id in assigned.values() and change.cluster_id >= 0:
             inherit[change.cluster_id].extend(r for r in change.related if r in old)
@@ -1289,7 +1334,7 @@ def recluster_full(
         connection.ensure_connection()
         started = time.perf_counter()
         say("reading shared sightings")
-        columns = _read_full(now)
+        columns = _read_full(now, seller_facts=True)
         summary.sightings = len(columns)
         summary.seconds["read"] = time.perf_counter() - started
         say(f"linking {len(columns)} sightings ({engine} engine)")
@@ -1334,7 +1379,7 @@ def link_all(
         thresholds=rule.thresholds,
         platform_divisor=rule.platform_divisor,
         overrides=overrides,
-        fresh=_fresh(now, np.unique(columns.seller).tolist()),
+        fresh=_fresh(now, columns.seller, created=columns.created),
         labeller=labeller,
     )
 
@@ -1350,6 +1395,28 @@ def overrides() -> dict[int, linking.Override]:
 
 
 def _live_clusters(ids: Iterable[int] | None = None) -> dict[int, frozenset[int]]:
+    if ids is None and connection.vendor == "postgresql":
+        # Every membership (hundreds of thousands on a full recluster) as two binary arrays, grouped in numpy.
+        with _pg_cursor() as cursor:
+            cursor.execute(
+                "SELECT array_agg(CAST(cluster_id AS BIGINT)), array_agg(CAST(seller_id AS BIGINT))"
+                " FROM graph_clustermember",
+                binary=True,
+            )
+            row = cursor.fetchone()
+        assert row is not None  # an aggregate without GROUP BY: one row, NULLs when there is no member
+        if row[0] is None:
+            return {}
+        order = np.lexsort((row[1], row[0]))
+        cluster, seller = row[0][order], row[1][order]
+        cuts = np.flatnonzero(cluster[1:] != cluster[:-1]) + 1
+        starts = np.concatenate([[0], cuts]).tolist()
+        ends = [*cuts.tolist(), int(cluster.size)]
+        sellers = seller.tolist()
+        return {
+            cid: frozenset(sellers[a:b])
+            for cid, a, b in zip(cluster[starts].tolist(), starts, ends, strict=True)
+        }
     members: dict[int, set[int]] = defaultdict(set)
     query = (
         ClusterMember.objects.all() if ids is None else ClusterMember.objects.filter(cluster_id__in=list(ids))
@@ -1389,7 +1456,7 @@ def recluster_incremental(sellers: Iterable[int] = (), indicators: Iterable[int]
             platform_divisor=rule.platform_divisor,
             overrides=_overrides(columns.indicator),
             inactive=inactive,
-            fresh=_fresh(now, np.unique(columns.seller).tolist()),
+            fresh=_fresh(now, columns.seller),
             previous_held=previous_held,
         )
         summary.seconds["link"] = time.perf_counter() - started

@@ -64,7 +64,7 @@ re-exports their public names.
 # kind that links, exact and similarity (LINK_KINDS); a kind's code is its index there.
 from exchange.normalization import LINK_KINDS as KINDS
 from exchange.normalization import STRONG_KINDS, WEAK_KINDS
-from graph.linking.arrays import ArrayLike, BoolArray, IntArray
+from graph.linking.arrays import ArrayLike, BoolArray, IntArray, distinct
 from graph.linking.components import ComponentLabeller, component_labels
 from graph.linking.full import link_columns
 from graph.linking.incremental import relink_columns
@@ -121,6 +121,7 @@ __all__ = [
     "SuppressionReason",
     "Token",
     "component_labels",
+    "distinct",
     "family_codes",
     "indicator_sort_key",
     "kind_family",

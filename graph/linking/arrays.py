@@ -52,14 +52,18 @@ def _on_several_rows(values: IntArray) -> BoolArray:
     return np.bincount(codes, minlength=ids.size)[codes] >= 2
 
 
-def _unique(values: IntArray) -> IntArray:
-    """Sorted distinct values (sort-based: several times faster than ``np.unique`` on large int arrays)."""
+def distinct(values: IntArray) -> IntArray:
+    """Sorted distinct values (sort-based: numpy 2's hash-based ``np.unique``, and ``union1d``/``setdiff1d``
+    built on it, are 10-25x slower on hundreds of thousands of ids)."""
     ordered = np.sort(values)
     if ordered.size < 2:
         return ordered
     keep = np.ones(ordered.size, dtype=np.bool_)
     keep[1:] = ordered[1:] != ordered[:-1]
     return ordered[keep]
+
+
+_unique = distinct
 
 
 def _ranges(starts: IntArray, ends: IntArray) -> IntArray:
@@ -82,7 +86,8 @@ def _lookup(sorted_ids: IntArray, wanted: IntArray) -> IntArray:
 
 
 def _id_array(ids: Iterable[int]) -> IntArray:
-    return _unique(_as_int_array(list(ids)))
+    """Sorted distinct ids (an array as it is: `list()` of hundreds of thousands of numpy scalars was slow)."""
+    return _unique(_as_int_array(ids if isinstance(ids, np.ndarray) else list(ids)))
 
 
 def _find(sorted_ids: IntArray, wanted: IntArray) -> tuple[IntArray, BoolArray]:

@@ -13,8 +13,9 @@ them also a weak pair; pairs sharing a phone; two hubs), then measured in a fres
 - the lookup's index: the depth of the token B-tree (pageinspect's bt_metap) and the latency of the lookup's
   one query (exchange.lookups.LIVE_HOLDERS_SQL) for 10 stored tokens, warm, p50/p99 over 2,000 queries,
   beside a floor: `SELECT 1` on the same connection;
-- the full recluster (graph.clustering.recluster_full), first: wall time split read/link/write, and the
-  process's peak RSS above its RSS before the rebuild.
+- the full recluster (graph.clustering.recluster_full), first build then an unchanged rebuild: wall time split
+  read/link/write, the process's peak RSS above its RSS before the rebuild, and the floor measured after them
+  in the same process (`bench_recluster.measure_floor`: the same read plus SciPy connected components).
 
 It then fits a line through the sizes (least squares: bytes per sighting, seconds and MiB per shared sighting)
 and prints what it predicts at 100M and 1B sightings with the same shared fraction. The database is left for
@@ -116,8 +117,13 @@ def measure(sightings: int, n_indicators: int) -> dict[str, Any]:
     out["recluster_parts"] = {k: round(v, 3) for k, v in summary.seconds.items()}
     out["shared_sightings"] = summary.sightings
     out["clusters"] = summary.clusters
+    started = time.perf_counter()
+    again = clustering.recluster_full()
+    out["again_s"] = round(time.perf_counter() - started, 3)
+    out["again_parts"] = {k: round(v, 3) for k, v in again.seconds.items()}
     out["rss_before_mib"] = round(before)
     out["peak_rss_mib"] = round(peak_rss_mib())
+    out.update({k: round(v, 3) for k, v in bench_recluster.measure_floor().items()})
     with connection.cursor() as cursor:
         for table in TABLES:
             cursor.execute(
@@ -201,18 +207,21 @@ def main() -> None:
     print(
         f"{'sightings':>11} {'shared':>7} {'disk':>10} {'B/sighting':>10} {'btree':>5} "
         f"{'lookup p50/p99 ms':>17} {'floor p50/p99':>13} {'recluster s':>11} {'(read/link/write)':>17} "
-        f"{'peak MiB':>8}"
+        f"{'again s':>7} {'(read/link/write)':>17} {'floor read+CC':>13} {'peak MiB':>8}"
     )
     for r in rows:
         disk = sum(r[t]["total"] for t in TABLES)
         p = r["recluster_parts"]
         parts = f"{p['read']:.2f}/{p['link']:.2f}/{p['write']:.2f}"
+        a = r["again_parts"]
+        again = f"{a['read']:.2f}/{a['link']:.2f}/{a['write']:.2f}"
+        floor = f"{r['floor_read_s']:.2f}+{r['floor_cc_s']:.2f}"
         print(
             f"{r['sightings']:>11,} {r['shared_sightings'] / r['sightings']:>7.1%} {human_bytes(disk):>10} "
             f"{disk / r['sightings']:>10.0f} {r['token_btree_levels']:>5} "
             f"{'/'.join(f'{v:.2f}' for v in r['lookup_ms']):>17} "
             f"{'/'.join(f'{v:.2f}' for v in r['floor_ms']):>13} {r['recluster_s']:>11.2f} {parts:>17} "
-            f"{r['peak_rss_mib']:>8}"
+            f"{r['again_s']:>7.2f} {again:>17} {floor:>13} {r['peak_rss_mib']:>8}"
         )
     sizes = [float(r["sightings"]) for r in rows]
     shared = [float(r["shared_sightings"]) for r in rows]

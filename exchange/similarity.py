@@ -28,6 +28,7 @@ item cannot both start a group; SQLite serialises writers anyway. Memory: about 
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import threading
@@ -38,6 +39,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+import psycopg
 from django.conf import settings
 from django.db import connection, connections, router
 from django.db.models import Count, Min, OuterRef, Subquery
@@ -451,24 +453,13 @@ def store_items(rows: Sequence[tuple[int, datetime, Item]], version: int, now: d
                 kind=kind, value__in=sorted(values)
             ).values_list("pk", "value", "group_id"):
                 stored[(kind, value)] = (pk, group_id)
-    created = SimilarItem.objects.bulk_create(
-        [
-            SimilarItem(
-                kind=item.kind, value=item.value, extra=dict(item.extra), group_id=group_id, first_seen=now
-            )
-            for item, group_id in zip(new, groups, strict=True)
-        ]
-    )
-    for key, row, group_id in zip(new_keys, created, groups, strict=True):
-        stored[key] = (row.pk, group_id)
+    for key, pk, group_id in zip(new_keys, _insert_items(new, groups, now), groups, strict=True):
+        stored[key] = (pk, group_id)
     wanted = [(seller_id, stored[(i.kind, i.value)], at) for seller_id, at, i in rows]
     result.sightings_created = _sightings(
         [(seller_id, group_id, at) for seller_id, (_, group_id), at in wanted]
     )
-    SellerItem.objects.bulk_create(
-        [SellerItem(seller_id=seller_id, item_id=pk, first_seen=at) for seller_id, (pk, _), at in wanted],
-        ignore_conflicts=True,
-    )
+    _link_sellers([(seller_id, pk, at) for seller_id, (pk, _), at in wanted])
     groups_touched = {group_id for _, (_, group_id), _ in wanted}
     recount(groups_touched)
     result.groups = len(groups_touched)
@@ -482,12 +473,68 @@ def store_items(rows: Sequence[tuple[int, datetime, Item]], version: int, now: d
     return result
 
 
+# On PostgreSQL a submission's items, their sellers' links and sightings are each one INSERT from binary arrays
+# (server-side binding): the ORM's bulk_create rendered every value, a photo's 18 crop hashes included, as a
+# literal in the statement's text, about a second of the 5,000-photo submission's CPU.
+
+
+def _insert_items(new: list[Item], groups: list[int], now: datetime) -> list[int]:
+    """Insert the batch's new items (distinct by kind and value), each in its group; their ids in order."""
+    if connection.vendor != "postgresql":
+        created = SimilarItem.objects.bulk_create(
+            SimilarItem(kind=i.kind, value=i.value, extra=dict(i.extra), group_id=g, first_seen=now)
+            for i, g in zip(new, groups, strict=True)
+        )
+        return [row.pk for row in created]
+    if not new:
+        return []
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(
+            """
+            INSERT INTO exchange_similaritem (kind, value, extra, group_id, first_seen)
+            SELECT k, v, CAST(e AS jsonb), g, %b
+              FROM unnest(%b::text[], %b::text[], %b::text[], %b::bigint[]) AS u(k, v, e, g)
+            RETURNING id, kind, value
+            """,
+            [
+                now,
+                [i.kind for i in new],
+                [i.value for i in new],
+                [json.dumps(dict(i.extra)) for i in new],
+                groups,
+            ],
+        )
+        ids = {(kind, value): pk for pk, kind, value in cursor.fetchall()}
+    return [ids[(i.kind, i.value)] for i in new]
+
+
+def _link_sellers(rows: list[tuple[int, int, datetime]]) -> None:
+    """Record which seller reported which item, first seen at (a pair already recorded is left as it is)."""
+    if connection.vendor != "postgresql":
+        SellerItem.objects.bulk_create(
+            [SellerItem(seller_id=seller, item_id=item, first_seen=at) for seller, item, at in rows],
+            ignore_conflicts=True,
+        )
+        return
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(
+            """
+            INSERT INTO exchange_selleritem (seller_id, item_id, first_seen)
+            SELECT s, i, f FROM unnest(%b::bigint[], %b::bigint[], %b::timestamptz[]) AS u(s, i, f)
+            ON CONFLICT (seller_id, item_id) DO NOTHING
+            """,
+            [[r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]],
+        )
+
+
 def _sightings(rows: Iterable[tuple[int, int, datetime]]) -> int:
     """Upsert (seller, group) sightings with first/last seen; returns how many were created."""
     wanted: dict[tuple[int, int], tuple[datetime, datetime]] = {}
     for seller_id, group_id, at in rows:
         first, last = wanted.get((seller_id, group_id), (at, at))
         wanted[(seller_id, group_id)] = (min(first, at), max(last, at))
+    if connection.vendor == "postgresql":
+        return _upsert_sightings_pg(wanted)
     existing = {
         (s.seller_id, s.indicator_id): s
         for s in Sighting.objects.filter(
@@ -506,6 +553,31 @@ def _sightings(rows: Iterable[tuple[int, int, datetime]]) -> int:
     Sighting.objects.bulk_create(created)
     Sighting.objects.bulk_update(changed, ["first_seen", "last_seen"])
     return len(created)
+
+
+def _upsert_sightings_pg(wanted: dict[tuple[int, int], tuple[datetime, datetime]]) -> int:
+    if not wanted:
+        return 0
+    keys = sorted(wanted)  # in key order, as the ORM path writes them (rows locked in one order)
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(
+            """
+            INSERT INTO exchange_sighting AS g (seller_id, indicator_id, first_seen, last_seen)
+            SELECT s, i, f, l FROM unnest(%b::bigint[], %b::bigint[], %b::timestamptz[], %b::timestamptz[])
+                AS u(s, i, f, l)
+            ON CONFLICT (seller_id, indicator_id) DO UPDATE SET
+                first_seen = LEAST(g.first_seen, EXCLUDED.first_seen),
+                last_seen = GREATEST(g.last_seen, EXCLUDED.last_seen)
+            RETURNING (xmax = 0)
+            """,
+            [
+                [seller for seller, _ in keys],
+                [group for _, group in keys],
+                [wanted[key][0] for key in keys],
+                [wanted[key][1] for key in keys],
+            ],
+        )
+        return sum(1 for (created,) in cursor.fetchall() if created)
 
 
 def recount(group_ids: Iterable[int]) -> None:

@@ -296,13 +296,11 @@ def kind_of(item: LookupItem) -> str:
 def _similar_tokens(indicators: list[LookupItem]) -> list[tuple[int, str]]:
     """(position, token) of the near-duplicate groups each looked-up similarity item matches (none, one, or
     several when it falls between groups): a group's token is stored as is, under no pepper."""
-    rows: list[tuple[int, str]] = []
-    limits: dict[str, float] | None = None
-    for pos, item in enumerate(indicators):
-        if isinstance(item, Item):
-            limits = similarity.thresholds() if limits is None else limits
-            rows.extend((pos, token) for token in similarity.matching_group_tokens(item, limits))
-    return rows
+    similar = [(pos, item) for pos, item in enumerate(indicators) if isinstance(item, Item)]
+    if not similar:
+        return []
+    tokens = similarity.matching_group_tokens([item for _, item in similar])
+    return [(pos, token) for (pos, _), found in zip(similar, tokens, strict=True) for token in found]
 
 
 def _tokens_under(

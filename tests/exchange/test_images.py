@@ -207,6 +207,35 @@ def test_a_photo_between_two_groups_is_looked_up_in_both_and_each_seller_counted
     assert Indicator.objects.filter(kind="image").count() == 3  # nothing merged by a lookup
 
 
+def test_a_lookups_photos_are_searched_together_in_as_many_queries_as_one(
+    acme: KeyedPlatform, bazaar: KeyedPlatform, third: KeyedPlatform
+):
+    """Ten photos in one lookup cost the database what one does (one refresh, one read of matched rows, one
+    read of the groups' tokens), and each still gets its own answer."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    submit(acme.client(), with_images("acme-1", raw(BASE), store="Look Store"))
+    submit(bazaar.client(), with_images("bz-1", raw(flipped(BASE, range(10))), store="Look Store"))
+    lookup(third, raw(flipped(BASE, range(5))))  # the index is built and the statement prepared
+    counts = []
+    for photos in (
+        [raw(flipped(BASE, range(5)))],
+        [raw(flipped(BASE, range(5)))] + [raw(photo_hex(n)) for n in range(9)],
+    ):
+        with CaptureQueriesContext(connection) as queries:
+            results = lookup(third, *photos)
+        counts.append(len(queries))
+        assert results[0]["match"] is True and results[0]["reported_sellers"] == 2
+        assert all(result["match"] is False for result in results[1:])
+    assert counts[0] == counts[1]
+
+
+def photo_hex(n: int) -> str:
+    """An unrelated 256-bit hash (seeded)."""
+    return random.Random(f"unrelated {n}").getrandbits(256).to_bytes(32, "big").hex()
+
+
 def test_a_bad_photo_in_a_lookup_is_refused_naming_the_field(acme: KeyedPlatform):
     response = acme.client().post("/api/v1/lookups/", {"indicators": [raw(BASE, quality=10)]}, format="json")
     assert response.status_code == 400

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["KeyIndex"]
+__all__ = ["KeyIndex", "split"]
 
 IntArray = npt.NDArray[np.int64]
 
@@ -96,6 +96,15 @@ class KeyIndex:
         """The (probe row, position) pairs for which ``keys[i]`` (probed for ``rows[i]``) indexes the position:
         shape (m, 2), int64; distinct and sorted by row then position, or with ``unique=False`` as found (a pair
         sharing several keys repeats: cheaper when only the few pairs that score are kept)."""
+        codes = self.codes(rows, keys)
+        if unique and codes.size:
+            codes = np.sort(codes)
+            codes = codes[np.concatenate(([True], codes[1:] != codes[:-1]))]
+        return np.stack([codes >> 31, codes & 0x7FFF_FFFF], axis=1)
+
+    def codes(self, rows: npt.ArrayLike, keys: npt.ArrayLike) -> IntArray:
+        """The pairs of ``pairs(rows, keys, unique=False)`` as ``row << 31 | position`` codes, one int64 each
+        (a submission's hundreds of millions of candidates are not stacked into pairs: ``split`` them)."""
         row = np.asarray(rows)
         if row.dtype.kind not in "iu":
             row = row.astype(np.int64)
@@ -128,11 +137,12 @@ class KeyIndex:
             probe = key.astype(self.key_dtype)
             lo = np.searchsorted(tail_keys, probe, side="left")
             found.append(_expand(tail_positions, row, lo, np.searchsorted(tail_keys, probe, side="right")))
-        codes = np.concatenate(found) if found else np.zeros(0, dtype=np.int64)  # row << 31 | position
-        if unique and codes.size:
-            codes = np.sort(codes)
-            codes = codes[np.concatenate(([True], codes[1:] != codes[:-1]))]
-        return np.stack([codes >> 31, codes & 0x7FFF_FFFF], axis=1)
+        return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+
+
+def split(codes: IntArray) -> tuple[np.ndarray, np.ndarray]:
+    """(probe rows, positions) of ``KeyIndex.codes``, as int32 arrays."""
+    return (codes >> 31).astype(np.int32), (codes & 0x7FFF_FFFF).astype(np.int32)
 
 
 def _expand(positions: np.ndarray, rows: IntArray, lo: np.ndarray, hi: np.ndarray) -> IntArray:

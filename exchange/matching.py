@@ -44,7 +44,7 @@ from exchange.fuzzy import (
     is_fuzzy_encoding,
 )
 from exchange.fuzzy_blocking import LSH_BY_KIND, HammingLSH
-from exchange.key_index import KeyIndex
+from exchange.key_index import KeyIndex, split
 from exchange.normalization import SIMILARITY_KINDS
 from exchange.perceptual import (
     INDEX_CHUNK_BITS,
@@ -155,10 +155,10 @@ class Matcher(ABC):
         )
 
     def unit_hits(
-        self, mine: np.ndarray, theirs: np.ndarray, pairs: IntArray, threshold: float
+        self, mine: np.ndarray, theirs: np.ndarray, i: np.ndarray, j: np.ndarray, threshold: float
     ) -> np.ndarray:
-        """Which (my unit, their unit) rows of `pairs` match at `threshold`: a boolean mask."""
-        return np.asarray(self.matches(self.unit_scores(mine[pairs[:, 0]], theirs[pairs[:, 1]]), threshold))  # type: ignore[arg-type]
+        """Which pairs (my unit i[k], their unit j[k]) match at `threshold`: a boolean mask."""
+        return np.asarray(self.matches(self.unit_scores(mine[i], theirs[j]), threshold))  # type: ignore[arg-type]
 
     def key_arrays(self, items: Sequence[Item]) -> tuple[IntArray, IntArray]:
         """(unit row, key) of every index key of every unit (`units`' order), as parallel int64 arrays."""
@@ -196,6 +196,18 @@ def _popcount(x: np.ndarray) -> np.ndarray:
     """Set bits of each 32-byte hash over the last axis (uint8, contiguous): four 64-bit words at a time."""
     words = np.ascontiguousarray(x).view(np.uint64)
     return np.bitwise_count(words).sum(axis=-1, dtype=np.int64)
+
+
+def _halves(units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The first and second 16 bytes of each 32-byte row, as (n,) arrays of 16-byte records (views, no copy):
+    indexing one gathers a row's half in one read."""
+    records = np.ascontiguousarray(units).view(np.dtype("V16"))  # (n, 2)
+    return records[:, 0], records[:, 1]
+
+
+def _words(records: np.ndarray) -> np.ndarray:
+    """16-byte records as (n, 2) uint64 words."""
+    return records.view(np.uint64).reshape(-1, 2)
 
 
 def _hex_problem(value: Any) -> str | None:
@@ -317,20 +329,21 @@ class ImageMatcher(Matcher):
         return _popcount(np.bitwise_xor(mine, theirs)).astype(np.float64)
 
     def unit_hits(
-        self, mine: np.ndarray, theirs: np.ndarray, pairs: IntArray, threshold: float
+        self, mine: np.ndarray, theirs: np.ndarray, i: np.ndarray, j: np.ndarray, threshold: float
     ) -> np.ndarray:
         """As the base, in two steps: the distance over the first 128 bits of each pair, then over the rest
         for the pairs still within the threshold. An unrelated pair is about 64 bits apart on the first half
         alone, so nearly every candidate is dropped after reading 16 of its 32 bytes (a photo's 80,000
-        candidates among 10 million stored hashes: a quarter of the time)."""
-        a = np.ascontiguousarray(mine).view(np.uint64)
-        b = np.ascontiguousarray(theirs).view(np.uint64)
-        i, j = pairs[:, 0], pairs[:, 1]
-        first = np.bitwise_count(a[i, 0] ^ b[j, 0]).astype(np.int64)
-        first += np.bitwise_count(a[i, 1] ^ b[j, 1])
+        candidates among 10 million stored hashes: a quarter of the time). Each side's first half is gathered
+        as one 16-byte record per pair."""
+        a, b = _halves(mine), _halves(theirs)
+        x, y = _words(a[0][i]), _words(b[0][j])  # (pairs, 2) words: the first 128 bits
+        first = np.bitwise_count(x[:, 0] ^ y[:, 0]).astype(np.int16)
+        first += np.bitwise_count(x[:, 1] ^ y[:, 1])
         near = np.flatnonzero(first <= threshold)
-        rest = np.bitwise_count(a[i[near], 2:] ^ b[j[near], 2:]).sum(axis=1, dtype=np.int64)
-        hits = np.zeros(len(pairs), dtype=np.bool_)
+        x, y = _words(a[1][i[near]]), _words(b[1][j[near]])
+        rest = np.bitwise_count(x ^ y).sum(axis=1, dtype=np.int64)
+        hits = np.zeros(len(i), dtype=np.bool_)
         hits[near[first[near] + rest <= threshold]] = True
         return hits
 
@@ -612,10 +625,8 @@ def matching_pairs(
     index.add(*rule.key_arrays(items))
     item_of = probes.item_of
 
-    def older(
-        pairs: IntArray,
-    ) -> np.ndarray:  # each pair once, with an earlier item (and never an item itself)
-        return np.asarray(item_of[pairs[:, 1]] < item_of[pairs[:, 0]])
+    def older(i: np.ndarray, j: np.ndarray) -> np.ndarray:  # each pair once, the earlier item second
+        return np.asarray(item_of[j] < item_of[i])
 
     pairs = unit_matches(
         rule, index, probes.units, probes.units, (probes.rows, probes.keys), threshold, older
@@ -631,22 +642,25 @@ def unit_matches(
     theirs: np.ndarray,
     probes: tuple[IntArray, IntArray],
     threshold: float,
-    wanted: Callable[[IntArray], np.ndarray] | None = None,
+    wanted: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
     chunk: int = 500_000,
 ) -> IntArray:
     """The (my unit, their unit) pairs that share a key (`index` holds theirs, `probes` are mine) and match at
     `threshold`: shape (m, 2), a pair possibly repeated. Probed `chunk` keys at a time and scored pairwise, so
     that memory stays bounded however many candidates a large batch has (a photo against 10 million stored
-    hashes has about 80,000). `wanted` (a mask over candidate pairs) drops candidates before they are scored."""
+    hashes has about 80,000). `wanted` (a mask over candidate pairs, given as my units and their units) drops
+    candidates before they are scored."""
     rows, keys = probes
     kept = []
     for start in range(0, len(rows), chunk):
-        pairs = index.pairs(rows[start : start + chunk], keys[start : start + chunk], unique=False)
-        for at in range(0, len(pairs), 4 * chunk):
-            part = pairs[at : at + 4 * chunk]
+        codes = index.codes(rows[start : start + chunk], keys[start : start + chunk])
+        for at in range(0, len(codes), 4 * chunk):
+            i, j = split(codes[at : at + 4 * chunk])
             if wanted is not None:
-                part = part[wanted(part)]
-            kept.append(part[rule.unit_hits(mine, theirs, part, threshold)])
+                keep = wanted(i, j)
+                i, j = i[keep], j[keep]
+            hits = rule.unit_hits(mine, theirs, i, j, threshold)
+            kept.append(np.stack([i[hits], j[hits]], axis=1).astype(np.int64))
     return np.concatenate(kept) if kept else np.zeros((0, 2), dtype=np.int64)
 
 

@@ -171,8 +171,8 @@ def test_photo_pairs_are_judged_in_two_steps_as_in_one(threshold: int) -> None:
     flips = rng.random(bits.shape) < np.linspace(0, 0.3, len(bits))[:, None]  # 0 to ~77 bits flipped
     theirs[200:] = np.packbits(bits ^ flips, axis=1)
     pairs = np.stack(np.meshgrid(np.arange(40), np.arange(240), indexing="ij"), axis=-1).reshape(-1, 2)
-    two_steps = rule.unit_hits(mine, theirs, pairs, threshold)
-    whole = Matcher.unit_hits(rule, mine, theirs, pairs, threshold)
+    two_steps = rule.unit_hits(mine, theirs, pairs[:, 0], pairs[:, 1], threshold)
+    whole = Matcher.unit_hits(rule, mine, theirs, pairs[:, 0], pairs[:, 1], threshold)
     assert two_steps.dtype == np.bool_ and np.array_equal(two_steps, whole)
     assert 0 < whole.sum() < len(pairs)  # some pairs match and some do not
 

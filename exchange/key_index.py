@@ -9,12 +9,13 @@ re-sorts millions of keys. ``pairs(rows, keys)`` answers a whole batch of probes
 (probe row, position) pairs sharing a key.
 
 When the keys are small non-negative integers (``key_space``: a photo's chunk keys are below 2**21), the base
-also keeps, per possible key, where its run starts (a dense offsets table), so that a probe is two array reads
-instead of two binary searches over millions of keys.
+also keeps, per possible key, how many positions it has and where its run starts (dense counts and offsets
+tables), so that a probe is one array read (most probe keys index nothing) or two, instead of two binary
+searches over millions of keys.
 
 Memory: a key is stored in ``key_dtype`` (int32 when the caller's keys fit, as a photo's chunk keys do) and a
-position in int32: 8 bytes per key for photos (16 keys per hash, so 1.3 GB at 10 million hashes; the offsets
-table is 8 MB), 12 otherwise.
+position in int32: 8 bytes per key for photos (16 keys per hash, so 1.3 GB at 10 million hashes; the counts
+and offsets tables are 24 MB), 12 otherwise.
 """
 
 from __future__ import annotations

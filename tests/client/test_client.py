@@ -40,6 +40,7 @@ from exchange.client.cli import main
 from exchange.client.csvinput import CSV_KINDS
 from exchange.contract import Limits
 from exchange.normalization import is_transport_hash, transport_hash
+from tests.client.helpers import run_cli
 
 API_KEY = "acme_live_9f8e7d6c5b4a"
 HEADER = "seller_ref,status,reasons,reported_at,kind,value\n"
@@ -761,12 +762,6 @@ def test_parallel_below_one_is_refused(exchange: FakeExchange, sleeps: Sleeps) -
 
 
 # --- the command line ------------------------------------------------------------------------------------
-
-
-def run_cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(list(argv), stdout=out, stderr=err)
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture

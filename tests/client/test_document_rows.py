@@ -15,10 +15,11 @@ import pytest
 from exchange import documents as dm
 from exchange.client import read_submission_file
 from exchange.client.cli import main
-from exchange.client.csvinput import CSV_KINDS, CsvResult
+from exchange.client.csvinput import CSV_KINDS
 from exchange.client.documents import CONSORTIUM_KEY_ENV
 from exchange.normalization import transport_hash
 from fixtures import documents as fx
+from tests.client.helpers import sent_indicators, write
 
 HEADER = "seller_ref,status,reasons,reported_at,kind,value\n"
 SELLER = "s-1,confirmed,falsified_documents,2025-01-31T12:00:00Z"
@@ -28,16 +29,6 @@ KEY = bytes(range(100, 132))
 
 def csv_text(*rows: tuple[str, str], seller: str = SELLER) -> str:
     return HEADER + "".join(f"{seller},{kind},{value}\n" for kind, value in rows)
-
-
-def write(tmp_path: Path, text: str, name: str = "reports.csv") -> Path:
-    path = tmp_path / name
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def sent_indicators(result: CsvResult) -> list[dict[str, object]]:
-    return [indicator for seller in result.sellers for indicator in seller.to_payload()["indicators"]]
 
 
 @pytest.fixture

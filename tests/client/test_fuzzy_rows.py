@@ -4,7 +4,6 @@ The record salt of every encoding is the seller's seller_ref."""
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import urllib.request
@@ -16,11 +15,12 @@ from pytest_django.live_server_helper import LiveServer
 
 from exchange import fuzzy
 from exchange.client import read_submission_file
-from exchange.client.cli import EXIT_OK, EXIT_REJECTED, main
-from exchange.client.csvinput import CSV_KINDS, CsvResult
+from exchange.client.cli import EXIT_OK, EXIT_REJECTED
+from exchange.client.csvinput import CSV_KINDS
 from exchange.client.documents import CONSORTIUM_KEY_ENV
 from exchange.models import Seller, SellerItem, Sighting
 from exchange.normalization import normalize, transport_hash
+from tests.client.helpers import run_cli, sent_indicators, write
 from tests.conftest import KeyedPlatform
 
 HEADER = "seller_ref,status,reasons,reported_at,kind,value\n"
@@ -39,24 +39,8 @@ def csv_text(*rows: tuple[str, str], seller: str = SELLER) -> str:
     return HEADER + "".join(f'{seller},{kind},"{value}"\n' for kind, value in rows)
 
 
-def write(tmp_path: Path, text: str, name: str = "reports.csv") -> Path:
-    path = tmp_path / name
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def sent_indicators(result: CsvResult) -> list[dict[str, Any]]:
-    return [indicator for seller in result.sellers for indicator in seller.to_payload()["indicators"]]
-
-
 def encoding(spec_kind: str, value: str, seller_ref: str = "s-1") -> str:
     return fuzzy.to_hex(fuzzy.encode(spec_kind, value, KEY, seller_ref.encode("utf-8")))
-
-
-def run_cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(list(argv), stdout=out, stderr=err)
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture

@@ -33,6 +33,7 @@ from exchange.contract import IMAGE_KIND, IMAGE_MIN_QUALITY, MAX_IMAGE_CROPS
 from exchange.normalization import transport_hash
 from exchange.perceptual import pdq_variants
 from fixtures import images
+from tests.client.helpers import sent_indicators, write
 from tests.client.test_client import API_KEY, FakeExchange
 
 HEADER = "seller_ref,status,reasons,reported_at,kind,value\n"
@@ -45,12 +46,6 @@ def csv_text(*rows: tuple[str, str], seller: str = SELLER) -> str:
     return HEADER + "".join(f"{seller},{kind},{value}\n" for kind, value in rows)
 
 
-def write(tmp_path: Path, text: str, name: str = "reports.csv") -> Path:
-    path = tmp_path / name
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
 def image_payload(path: Path) -> dict[str, Any]:
     variants = pdq_variants(path)
     return {
@@ -59,10 +54,6 @@ def image_payload(path: Path) -> dict[str, Any]:
         "quality": variants.full.quality,
         "crops": list(variants.crops),
     }
-
-
-def sent_indicators(result: CsvResult) -> list[dict[str, Any]]:
-    return [indicator for seller in result.sellers for indicator in seller.to_payload()["indicators"]]
 
 
 @pytest.fixture

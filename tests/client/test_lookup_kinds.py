@@ -21,6 +21,7 @@ from exchange.client.documents import CONSORTIUM_KEY_ENV
 from exchange.perceptual import pdq_variants
 from fixtures import documents as fx
 from fixtures import images
+from tests.client.helpers import run_cli
 from tests.client.test_client import API_KEY, FakeExchange, exchange, limits_answer
 from tests.client.test_fuzzy_rows import forms_of, sent_bodies
 from tests.conftest import KeyedPlatform
@@ -32,12 +33,6 @@ PERSON_VARIANT = "Lukasz Wisniewsky"
 ADDRESS = "12 Baker St., Apt 4, London NW1 6XE"
 
 __all__ = ["exchange", "sent_bodies"]  # fixtures, used here by name
-
-
-def run_cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(list(argv), stdout=out, stderr=err)
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture

@@ -4,29 +4,23 @@ per-seller policy is also seen from the exchange's side: a held-back seller is n
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import pytest
 from pytest_django.live_server_helper import LiveServer
 
-from exchange.client.cli import EXIT_CODES, EXIT_FAILED, EXIT_OK, EXIT_REJECTED, EXIT_USAGE, main
+from exchange.client.cli import EXIT_CODES, EXIT_FAILED, EXIT_OK, EXIT_REJECTED, EXIT_USAGE
 from exchange.client.csvinput import COLUMNS, CSV_KINDS, REASON_SEPARATOR
 from exchange.client.images import DOWNLOAD_TIMEOUT, MAX_DOWNLOAD_BYTES
 from exchange.contract import SELLER_REF_RULE, TIMESTAMP_EARLIEST, TIMESTAMP_MAX_OFFSET
 from exchange.models import Seller, Sighting
 from exchange.normalization import REASONS, STATUSES
+from tests.client.helpers import run_cli
 from tests.conftest import KeyedPlatform
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "fixtures" / "partner-example.csv"
 EXAMPLE_SELLERS = {"example-seller-001": 5, "example-seller-002": 4, "example-seller-003": 5}
-
-
-def run_cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(list(argv), stdout=out, stderr=err)
-    return code, out.getvalue(), err.getvalue()
 
 
 def submit(

@@ -538,11 +538,9 @@ class FuzzyMatcher(Matcher):
     def scores(self, item: Item, stored: Sequence[Item]) -> list[float]:
         if not stored:
             return []
-        mine = _encoding_words(item.value)
         theirs = np.stack([_encoding_words(other.value) for other in stored])
-        common = np.bitwise_count(theirs & mine).sum(axis=1, dtype=np.int64)
-        total = int(np.bitwise_count(mine).sum()) + np.bitwise_count(theirs).sum(axis=1, dtype=np.int64)
-        return [float(x) for x in np.divide(2 * common, total, out=np.zeros(len(stored)), where=total > 0)]
+        mine = np.broadcast_to(_encoding_words(item.value), theirs.shape)
+        return [float(x) for x in self.unit_scores(mine, theirs)]
 
     def describe(self, score: float, threshold: float) -> str:
         what = {

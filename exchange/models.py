@@ -16,7 +16,7 @@ from django.utils import timezone
 from accounts.models import ApiKey, Platform
 from accounts.scoping import ScopedQuerySet
 from exchange.hashing import default_key_version
-from exchange.normalization import LINK_KINDS, REASONS, STATUSES, STRONG_KINDS
+from exchange.normalization import LINK_KINDS, REASONS, STATUSES
 
 KIND_CHOICES = [(kind, kind.replace("_", " ")) for kind in LINK_KINDS]
 STATUS_CHOICES = [(status, status) for status in STATUSES]
@@ -148,10 +148,6 @@ class Indicator(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.token[:10]}…"
-
-    @property
-    def is_strong(self) -> bool:
-        return self.kind in STRONG_KINDS
 
 
 class Sighting(models.Model):

@@ -105,7 +105,7 @@ _DUMMY_KEY = ApiKey(lookup="0" * 10, digest="0" * 64)
 
 
 @cache
-def _key_with_platform_sql() -> tuple[sql.Composed, list[str], list[str]]:
+def _key_with_platform_sql() -> tuple[str, list[str], list[str]]:
     """The statement that reads an API key and its platform by lookup, from the models' own columns, and the
     two models' field names in its column order (built once per process)."""
     key_fields, platform_fields = ApiKey._meta.concrete_fields, Platform._meta.concrete_fields
@@ -118,7 +118,8 @@ def _key_with_platform_sql() -> tuple[sql.Composed, list[str], list[str]]:
         keys=sql.Identifier(ApiKey._meta.db_table),
         platforms=sql.Identifier(Platform._meta.db_table),
     )
-    return statement, [f.attname for f in key_fields], [f.attname for f in platform_fields]
+    # Rendered once (identifiers quoted): a Composed would be rendered again at every execution.
+    return statement.as_string(None), [f.attname for f in key_fields], [f.attname for f in platform_fields]
 
 
 def _api_key_with_platform(lookup: str) -> ApiKey | None:

@@ -487,9 +487,9 @@ def _fresh(
                 np.array([pk for pk, created in rows if created >= cutoff], dtype=np.int64)
             )
     # The decisions and pending holds are few: set arithmetic on them, array look-ups for the many young ones.
-    held = young[~np.isin(young, list(approved))] if approved else young
+    held = young[~linking.isin(young, list(approved))] if approved else young
     extra = np.fromiter((rejected - approved) | pending, dtype=np.int64)
-    extra = extra[np.isin(extra, wanted)]
+    extra = extra[linking.isin(extra, wanted, test_sorted=True)]
     return linking.distinct(np.concatenate([held, extra])) if extra.size else held
 
 
@@ -585,7 +585,7 @@ def _facts(
     if seller_ids.size == 0 or (seller_ids[at] != members).any():
         raise KeyError("a cluster member is missing from exchange_seller")
     platform, confirmed, reported = seller_platform[at], seller_confirmed[at], seller_reported[at]
-    platform_ids, platform_code = np.unique(platform, return_inverse=True)
+    platform_ids, platform_code = linking.distinct_inverse(platform)
     per_cluster_platform = linking.distinct(member_cluster * platform_ids.size + platform_code)
     platform_count = np.bincount(per_cluster_platform // platform_ids.size, minlength=len(clusters))
     confirmed_count = np.bincount(member_cluster, weights=confirmed, minlength=len(clusters)).astype(np.int64)
@@ -595,7 +595,7 @@ def _facts(
     if shared is None:
         row_seller, row_indicator, row_kind = _member_sightings(members)
     else:
-        mine = np.isin(shared.seller, members)
+        mine = linking.isin(shared.seller, members)
         row_seller, row_indicator, row_kind = shared.seller[mine], shared.indicator[mine], shared.kind[mine]
     by_member = np.argsort(members, kind="stable")
     row_cluster = member_cluster[by_member[np.searchsorted(members[by_member], row_seller)]]
@@ -703,7 +703,7 @@ def _pairs_in(first: np.ndarray, second: np.ndarray, pairs: Iterable[tuple[int, 
     codes = linking.distinct(np.concatenate([second, wanted[:, 1]]))
     row_key = first * codes.size + np.searchsorted(codes, second)
     wanted_key = wanted[:, 0] * codes.size + np.searchsorted(codes, wanted[:, 1])
-    return np.isin(row_key, wanted_key)
+    return linking.isin(row_key, wanted_key)
 
 
 def _member_columns(members: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -737,8 +737,8 @@ def _member_columns_of(shared: Columns, members: np.ndarray) -> tuple[np.ndarray
     (Only a seller that holds a linking indicator can be a member, so every member is in the read.)"""
     if shared.confirmed is None or shared.reported is None:
         return _member_columns(members)
-    ids, first = np.unique(shared.seller, return_index=True)
-    first = first[np.isin(ids, members)]
+    ids, first = linking.distinct_first(shared.seller)
+    first = first[linking.isin(ids, members)]
     return shared.seller[first], shared.platform[first], shared.confirmed[first], shared.reported[first]
 
 

@@ -1183,22 +1183,48 @@ def _events(
 ) -> list[EventRow]:
     """One event per identity change, on the clusters' real ids, naming the platforms involved."""
     events: list[EventRow] = []
-    for change in changes:
-        after = change.members_after
-        # Who moved, plus everyone after: for a new cluster (nothing before) that is just its members.
-        involved = after | (change.members_before - after) if change.members_before else after
+    for change, platforms in zip(changes, _event_platforms(changes, platform_of), strict=True):
         events.append(
             (
                 real.get(change.cluster_id, change.cluster_id),
                 change.kind,
                 len(change.members_before),
-                len(after),
+                len(change.members_after),
                 [real.get(r, r) for r in change.related],
-                sorted({platform_of[m] for m in involved if m in platform_of}),
+                platforms,
             )
         )
         summary.events[change.kind] = summary.events.get(change.kind, 0) + 1
     return events
+
+
+def _event_platforms(changes: Sequence[ClusterChange], platform_of: Mapping[int, int]) -> list[list[int]]:
+    """Per change, the ascending platforms of the sellers involved (who moved, plus everyone after: its members
+    before and after) whose platform is known. Column-wise: a Python set per event cost a second on the tens of
+    thousands of events of a first build."""
+    sizes = np.fromiter(
+        (len(c.members_after) + len(c.members_before) for c in changes), dtype=np.int64, count=len(changes)
+    )
+    members = np.fromiter(
+        itertools.chain.from_iterable(itertools.chain(c.members_after, c.members_before) for c in changes),
+        dtype=np.int64,
+        count=int(sizes.sum()),
+    )
+    known = np.fromiter(platform_of.keys(), dtype=np.int64, count=len(platform_of))
+    known_platform = np.fromiter(platform_of.values(), dtype=np.int64, count=len(platform_of))
+    if known.size == 0 or members.size == 0:
+        return [[] for _ in changes]
+    order = np.argsort(known)
+    known, known_platform = known[order], known_platform[order]
+    at = np.searchsorted(known, members).clip(max=known.size - 1)
+    found = known[at] == members
+    event = np.repeat(np.arange(len(changes), dtype=np.int64), sizes)[found]
+    platform_ids, platform_code = linking.distinct_inverse(known_platform[at[found]])
+    width = max(int(platform_ids.size), 1)
+    key = linking.distinct(event * width + platform_code)  # by event, then platform ascending
+    flat = platform_ids[key % width].tolist()
+    ends = np.cumsum(np.bincount(key // width, minlength=len(changes))).tolist()
+    return [flat[start:end] for start, end in zip([0, *ends[:-1]], ends, strict=True)]
 
 
 def _insert_events(rows: Sequence[EventRow], now: datetime) -> None:

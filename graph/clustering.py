@@ -15,13 +15,15 @@ are read and written here, in the same transaction.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import json
 import logging
 import struct
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -1355,7 +1357,7 @@ def recluster_full(
     say = progress or (lambda _: None)
     summary = ReclusterSummary("full", engine=engine)
     now = timezone.now()
-    with transaction.atomic():
+    with _collector_paused(), transaction.atomic():
         _lock()
         connection.ensure_connection()
         started = time.perf_counter()
@@ -1383,6 +1385,21 @@ def recluster_full(
         summary.clusters,
     )
     return summary
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off for the duration (reference counting still frees what a recluster
+    drops; any cycles wait for the next collection). A full recluster allocates hundreds of thousands of
+    long-lived objects (member sets, facts, event rows), and each collection the allocations triggered traversed
+    all of them: about 40% of the process's CPU at 5M sightings. Process-wide, like ``gc.disable`` itself."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def link_all(

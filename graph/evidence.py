@@ -30,7 +30,10 @@ from graph.linking import (
     Sighting,
     Strength,
     Token,
+    distinct,
+    distinct_inverse,
     indicator_sort_key,
+    isin,
     weak_groups_link,
     weak_indicators_link,
 )
@@ -321,18 +324,20 @@ def link_summaries(
     # Rows sorted by (cluster, indicator, seller) without duplicates: each holder group is one run.
     order = np.lexsort((seller_, indicator_, cluster_))
     cluster_, seller_, indicator_, kind_ = cluster_[order], seller_[order], indicator_[order], kind_[order]
-    distinct = np.ones(seller_.size, dtype=np.bool_)
-    distinct[1:] = (
+    new_row = np.ones(seller_.size, dtype=np.bool_)
+    new_row[1:] = (
         (cluster_[1:] != cluster_[:-1]) | (indicator_[1:] != indicator_[:-1]) | (seller_[1:] != seller_[:-1])
     )
     cluster_, seller_, indicator_, kind_ = (
-        cluster_[distinct],
-        seller_[distinct],
-        indicator_[distinct],
-        kind_[distinct],
+        cluster_[new_row],
+        seller_[new_row],
+        indicator_[new_row],
+        kind_[new_row],
     )
-    seller_code = np.unique(seller_, return_inverse=True)[1].astype(np.int64)
-    n_sellers = int(seller_code.max()) + 1
+    seller_ids, seller_code = distinct_inverse(seller_)
+    n_sellers = int(seller_ids.size)
+    seller_cluster = np.empty(n_sellers, dtype=np.int64)
+    seller_cluster[seller_code] = cluster_  # a seller is in one cluster
     same_group = (cluster_[1:] == cluster_[:-1]) & (indicator_[1:] == indicator_[:-1])
     # Every pair of holders (a < b: sellers ascend within a run), one numpy pass per offset within the run.
     firsts: list[IntArray] = []
@@ -355,20 +360,23 @@ def link_summaries(
     pair = seller_code[a] * n_sellers + seller_code[b]  # a seller is in one cluster: so is the pair
     pair_cluster, pair_kind = cluster_[a], kind_[a]
     is_strong = strong_of_kind[pair_kind]
-    strong_pairs = np.unique(pair[is_strong])
+    # Sort-based set operations throughout (graph.linking.distinct, isin): numpy 2's hash-based np.unique and
+    # the np.isin / np.union1d built on it cost several times more on the hundreds of thousands of pairs here.
+    strong_pairs = distinct(pair[is_strong])
     # A pair linked by weak indicators alone needs two different ones (rows are distinct per indicator) that are
     # not all of different kinds within one family (weak_indicators_link, counted per pair as whole columns).
-    weak_pairs, weak_pair_of = np.unique(pair[~is_strong], return_inverse=True)
-    weak_linked = weak_groups_link(weak_pair_of, pair_kind[~is_strong], family_of_kind, weak_pairs.size)
-    weak_only = np.setdiff1d(weak_pairs[weak_linked], strong_pairs, assume_unique=True)
-    linked = np.union1d(strong_pairs, weak_only)
-    cluster_of_pair = np.zeros(0, dtype=np.int64)
-    if linked.size:
-        first_of = np.unique(pair, return_index=True)
-        cluster_of_pair = pair_cluster[first_of[1][np.searchsorted(first_of[0], linked)]]
-    is_strong_pair = np.isin(linked, strong_pairs, assume_unique=True)
+    weak_pairs, weak_pair_of = distinct_inverse(pair[~is_strong])
+    weak_linked = weak_pairs[
+        weak_groups_link(weak_pair_of, pair_kind[~is_strong], family_of_kind, weak_pairs.size)
+    ]
+    weak_only = weak_linked[~isin(weak_linked, strong_pairs, test_sorted=True)]
+    linked = np.sort(np.concatenate([strong_pairs, weak_only]))  # disjoint, each distinct
+    cluster_of_pair = seller_cluster[linked // max(n_sellers, 1)]
+    is_strong_pair = isin(linked, strong_pairs, test_sorted=True)
     strong_links = np.bincount(cluster_of_pair[is_strong_pair], minlength=n_clusters).astype(np.int64)
     weak_links = np.bincount(cluster_of_pair[~is_strong_pair], minlength=n_clusters).astype(np.int64)
-    on_link = np.isin(pair, linked)
-    np.bitwise_or.at(kind_mask, pair_cluster[on_link], np.left_shift(1, pair_kind[on_link]))
+    # Kinds on links: one bit per distinct (cluster, kind) of the pair rows on a link.
+    on_link = isin(pair, linked, test_sorted=True)
+    cluster_kind = distinct(pair_cluster[on_link] * 64 + pair_kind[on_link])
+    np.bitwise_or.at(kind_mask, cluster_kind // 64, np.left_shift(1, cluster_kind % 64))
     return strong_links, weak_links, kind_mask

@@ -64,7 +64,15 @@ re-exports their public names.
 # kind that links, exact and similarity (LINK_KINDS); a kind's code is its index there.
 from exchange.normalization import LINK_KINDS as KINDS
 from exchange.normalization import STRONG_KINDS, WEAK_KINDS
-from graph.linking.arrays import ArrayLike, BoolArray, IntArray, distinct
+from graph.linking.arrays import (
+    ArrayLike,
+    BoolArray,
+    IntArray,
+    distinct,
+    distinct_first,
+    distinct_inverse,
+    isin,
+)
 from graph.linking.components import ComponentLabeller, component_labels
 from graph.linking.full import link_columns
 from graph.linking.incremental import relink_columns
@@ -122,8 +130,11 @@ __all__ = [
     "Token",
     "component_labels",
     "distinct",
+    "distinct_first",
+    "distinct_inverse",
     "family_codes",
     "indicator_sort_key",
+    "isin",
     "kind_family",
     "link",
     "link_columns",

@@ -66,6 +66,42 @@ def distinct(values: IntArray) -> IntArray:
 _unique = distinct
 
 
+def distinct_inverse(values: IntArray) -> tuple[IntArray, IntArray]:
+    """``np.unique(values, return_inverse=True)``, sort-based: (sorted distinct values, each value's index in
+    them)."""
+    if values.size == 0:
+        return values[:0], np.zeros(0, dtype=np.int64)
+    order = np.argsort(values)
+    ordered = values[order]
+    is_new = np.ones(ordered.size, dtype=np.bool_)
+    is_new[1:] = ordered[1:] != ordered[:-1]
+    inverse = np.empty(values.size, dtype=np.int64)
+    inverse[order] = np.cumsum(is_new) - 1
+    return ordered[is_new], inverse
+
+
+def distinct_first(values: IntArray) -> tuple[IntArray, IntArray]:
+    """``np.unique(values, return_index=True)``, sort-based: (sorted distinct values, the row of each one's
+    first occurrence)."""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    is_new = np.ones(ordered.size, dtype=np.bool_)
+    is_new[1:] = ordered[1:] != ordered[:-1]
+    return ordered[is_new], order[is_new].astype(np.int64)
+
+
+def isin(values: IntArray, test: IntArray | Iterable[int], *, test_sorted: bool = False) -> BoolArray:
+    """``np.isin(values, test)``, sort-based (a binary search of each value in the sorted test values).
+    ``test_sorted``: ``test`` already ascends (duplicates allowed), skip its sort."""
+    wanted = _as_int_array(test)
+    if not test_sorted:
+        wanted = distinct(wanted)
+    if wanted.size == 0 or values.size == 0:
+        return np.zeros(values.shape, dtype=np.bool_)
+    at = np.searchsorted(wanted, values).clip(max=wanted.size - 1)
+    return np.asarray(wanted[at] == values, dtype=np.bool_)
+
+
 def _ranges(starts: IntArray, ends: IntArray) -> IntArray:
     """Concatenate ``arange(s, e)`` for every pair, vectorised."""
     lengths = ends - starts

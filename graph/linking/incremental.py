@@ -19,6 +19,7 @@ from graph.linking.arrays import (
     _lookup,
     _ranges,
     _unique,
+    isin,
 )
 from graph.linking.components import _components, _link_edges, _select
 from graph.linking.full import _clusters_from, _platform_hub_pairs
@@ -66,12 +67,12 @@ def _flippable(
     have flipped.
     """
     flip = np.zeros(prep.n_indicators, dtype=np.bool_)
-    rows = np.isin(seller, touched)
+    rows = isin(seller, touched)
     code, found = _find(prep.indicator_ids, indicator[rows])
     if not found.any():
         return flip
     triples = np.unique(np.stack([code[found], seller[rows][found], platform[rows][found]]), axis=1)
-    active = ~np.isin(triples[1], inactive)
+    active = ~isin(triples[1], inactive)
     held = np.bincount(triples[0], minlength=prep.n_indicators)
     held_active = np.bincount(triples[0][active], minlength=prep.n_indicators)
     # The capped total and every platform's own count are at most the plain count: an indicator whose plain

@@ -18,6 +18,8 @@ from graph.linking.arrays import (
     _on_several_rows,
     _ranges,
     _unique,
+    distinct_inverse,
+    isin,
 )
 from graph.linking.records import Override
 from graph.linking.rules import _Rules
@@ -114,7 +116,7 @@ def _shared_rows(
     """Drop inactive sellers' rows, duplicate rows and indicators held by fewer than two sellers; code the
     rest."""
     if inactive.size:
-        active = ~np.isin(seller, inactive)
+        active = ~isin(seller, inactive)
         seller, indicator, kind, platform = seller[active], indicator[active], kind[active], platform[active]
     # Cheap first cut: an indicator on a single row cannot be shared (this drops most of the data).
     # One scan for the positions, then four cheap takes (a boolean gather scans the whole column each time).
@@ -235,7 +237,7 @@ def _per_platform(
     weight = np.concatenate([np.ones(rows.size, dtype=np.int64), extra[:, 2]])
     plat_code, plat_ids = _densify(plat)
     n_plat = max(int(plat_ids.size), 1)
-    keys, inverse = np.unique(ind * n_plat + plat_code, return_inverse=True)
+    keys, inverse = distinct_inverse(ind * n_plat + plat_code)
     count = np.bincount(inverse, weights=weight, minlength=keys.size).astype(np.int64)
     pair_ind, pair_plat = np.divmod(keys, n_plat)
     return _Split(pair_ind, plat_ids[pair_plat], count, rows, inverse[: rows.size])

@@ -13,7 +13,7 @@ import numpy as np
 
 from exchange.contract import FUZZY_FAMILY
 from exchange.normalization import STRONG_KINDS, WEAK_KINDS
-from graph.linking.arrays import BoolArray, IntArray
+from graph.linking.arrays import BoolArray, IntArray, distinct
 from graph.linking.records import Strength, SuppressionReason
 
 # A kind's code in the column API is its index in LINK_KINDS (unless the caller passes ``kinds``). A reused
@@ -100,8 +100,8 @@ def weak_groups_link(group: IntArray, kind: IntArray, family: IntArray, n_groups
     :func:`family_codes`. The same statement: two or more, and not all of different kinds within one family."""
     width = max(int(family.size), 1)
     count = np.bincount(group, minlength=n_groups)
-    kinds = np.bincount(np.unique(group * width + kind) // width, minlength=n_groups)
-    families = np.bincount(np.unique(group * width + family[kind]) // width, minlength=n_groups)
+    kinds = np.bincount(distinct(group * width + kind) // width, minlength=n_groups)
+    families = np.bincount(distinct(group * width + family[kind]) // width, minlength=n_groups)
     return (count >= 2) & ~((kinds == count) & (families == 1))
 
 

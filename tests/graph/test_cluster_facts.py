@@ -10,8 +10,17 @@ from django.utils import timezone
 
 from exchange.models import Seller, Sighting
 from graph import linking
-from graph.clustering import KINDS, ClusterFacts, _facts, _read_full, hub_rule, recluster_full
+from graph.clustering import (
+    KINDS,
+    ClusterFacts,
+    _event_platforms,
+    _facts,
+    _read_full,
+    hub_rule,
+    recluster_full,
+)
 from graph.evidence import link_summary
+from graph.identity import ClusterChange
 from graph.models import ActorCluster, ClusterMember
 from graph.risk import risk_score
 from tests.builders import seller, submit
@@ -116,3 +125,22 @@ def test_a_rerun_writes_facts_that_changed_without_touching_membership(acme, baz
     assert after.risk_parts["reports"] > cluster.risk_parts["reports"] and after.risk == sum(
         after.risk_parts.values()
     )
+
+
+def test_event_platforms_are_the_involved_sellers_platforms() -> None:
+    """`_event_platforms` (column-wise) names what the per-event set did: the ascending platforms of the
+    members before and after whose platform is known."""
+    rng = random.Random(17)
+    platform_of = {s: rng.choice([3, 7, 11, 40]) for s in range(1, 60) if rng.random() < 0.8}
+    changes = []
+    for n in range(200):
+        before = frozenset(rng.sample(range(1, 70), rng.choice([0, 0, 1, 3, 8])))
+        after = frozenset(rng.sample(range(1, 70), rng.choice([0, 1, 2, 5])))
+        changes.append(ClusterChange("created", n, before, after))
+    want = [
+        sorted({platform_of[m] for m in (c.members_after | c.members_before) if m in platform_of})
+        for c in changes
+    ]
+    assert _event_platforms(changes, platform_of) == want
+    assert _event_platforms(changes, {}) == [[] for _ in changes]
+    assert _event_platforms([], platform_of) == []

@@ -93,9 +93,10 @@ class Matcher(ABC):
     # How items form groups. Transitive: the connected components of the "matches" graph (a new item bridging
     # two groups merges them), right for photos and documents, whose copies of one original are far from any
     # other. Not transitive: groups around a *centre*, the group's first item; a new item joins the group
-    # whose centre it matches best (the oldest of equally near ones), or becomes a centre. Names and addresses are a dense space ("Jon Smith",
-    # "John Smith", "John Smyth", "Joan Smyth", ...): as components they chained most names into one group
-    # (tests/bench/bench_fuzzy_linking.py); around centres, a group holds the variants of one value.
+    # whose centre it matches best (the oldest of equally near ones), or becomes a centre. Names and addresses
+    # are a dense space ("Jon Smith", "John Smith", "John Smyth", "Joan Smyth", ...): as components they
+    # chained most names into one group (tests/bench/bench_fuzzy_linking.py); around centres, a group holds the
+    # variants of one value.
     transitive: bool = True
 
     @abstractmethod

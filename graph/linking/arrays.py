@@ -31,13 +31,8 @@ def _densify(values: IntArray) -> tuple[IntArray, IntArray]:
         present[values - lo] = True
         remap = np.cumsum(present, dtype=np.int64) - 1
         return remap[values - lo], np.flatnonzero(present).astype(np.int64) + lo
-    order = np.argsort(values)
-    ordered = values[order]
-    is_new = np.ones(ordered.size, dtype=np.bool_)
-    is_new[1:] = ordered[1:] != ordered[:-1]
-    codes = np.empty(values.size, dtype=np.int64)
-    codes[order] = np.cumsum(is_new) - 1
-    return codes, ordered[is_new]
+    ids, codes = distinct_inverse(values)
+    return codes, ids
 
 
 def _on_several_rows(values: IntArray) -> BoolArray:
@@ -61,9 +56,6 @@ def distinct(values: IntArray) -> IntArray:
     keep = np.ones(ordered.size, dtype=np.bool_)
     keep[1:] = ordered[1:] != ordered[:-1]
     return ordered[keep]
-
-
-_unique = distinct
 
 
 def distinct_inverse(values: IntArray) -> tuple[IntArray, IntArray]:
@@ -123,7 +115,7 @@ def _lookup(sorted_ids: IntArray, wanted: IntArray) -> IntArray:
 
 def _id_array(ids: Iterable[int]) -> IntArray:
     """Sorted distinct ids (an array as it is: `list()` of hundreds of thousands of numpy scalars was slow)."""
-    return _unique(_as_int_array(ids if isinstance(ids, np.ndarray) else list(ids)))
+    return distinct(_as_int_array(ids if isinstance(ids, np.ndarray) else list(ids)))
 
 
 def _find(sorted_ids: IntArray, wanted: IntArray) -> tuple[IntArray, BoolArray]:

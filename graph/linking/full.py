@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 
 from exchange.normalization import LINK_KINDS
-from graph.linking.arrays import ArrayLike, IntArray, _as_int_array, _id_array, _unique
+from graph.linking.arrays import ArrayLike, IntArray, _as_int_array, _id_array, distinct
 from graph.linking.components import ComponentLabeller, _components, _Groups, _link_edges, component_labels
 from graph.linking.held import _fresh_mask, _hold
 from graph.linking.prepare import _prepare, _Prepared
@@ -25,9 +25,9 @@ def _clusters_from(prep: _Prepared, groups: _Groups, kinds: Sequence[str]) -> tu
     per_cluster: list[list[SuppressedIndicator[int]]] = [[] for _ in range(len(groups))]
     rows = np.flatnonzero(~prep.effective[prep.row_indicator] & (label[prep.row_seller] >= 0))  # global only
     if rows.size:
-        pairs = _unique(label[prep.row_seller[rows]] * prep.n_indicators + prep.row_indicator[rows])
+        pairs = distinct(label[prep.row_seller[rows]] * prep.n_indicators + prep.row_indicator[rows])
         cluster_index, indicator_code = np.divmod(pairs, prep.n_indicators)
-        codes = _unique(indicator_code)
+        codes = distinct(indicator_code)
         by_code = dict(zip(codes.tolist(), _suppressed_records(prep, codes, kinds), strict=True))
         for c, i in zip(cluster_index.tolist(), indicator_code.tolist(), strict=True):
             per_cluster[c].append(by_code[i])

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from graph.linking.arrays import BoolArray, _id_array, _lookup, _unique
+from graph.linking.arrays import BoolArray, _id_array, _lookup, distinct
 from graph.linking.components import (
     ComponentLabeller,
     _components,
@@ -46,7 +46,7 @@ def _hold(
     candidates = fresh & (label >= 0)
     held = np.zeros(prep.n_sellers, dtype=np.bool_)
     found: list[tuple[int, int, BoolArray, list[tuple[int, ...]]]] = []  # (component, platform, held, parts)
-    for platform in _unique(prep.seller_platform[candidates]).tolist():
+    for platform in distinct(prep.seller_platform[candidates]).tolist():
         mine = candidates & (prep.seller_platform == platform)
         fresh_per = np.bincount(label[mine], minlength=len(components))
         # Two parts of two sellers each, besides the fresh ones, or nothing can be held.

@@ -18,7 +18,7 @@ from graph.linking.arrays import (
     _id_array,
     _lookup,
     _ranges,
-    _unique,
+    distinct,
     isin,
 )
 from graph.linking.components import _components, _link_edges, _select
@@ -36,15 +36,15 @@ def _reachable(prep: _Prepared, seeds: IntArray) -> BoolArray:
     np.cumsum(np.bincount(prep.row_seller, minlength=prep.n_sellers), out=seller_start[1:])
     seen_seller = np.zeros(prep.n_sellers, dtype=np.bool_)
     seen_indicator = ~prep.effective  # never expand through a suppressed indicator
-    frontier = _unique(seeds)
+    frontier = distinct(seeds)
     seen_seller[frontier] = True
     while frontier.size:
         rows = by_seller[_ranges(seller_start[frontier], seller_start[frontier + 1])]
-        indicators = _unique(prep.row_indicator[rows])
+        indicators = distinct(prep.row_indicator[rows])
         indicators = indicators[~seen_indicator[indicators]]
         seen_indicator[indicators] = True
         rows = _ranges(prep.indicator_start[indicators], prep.indicator_start[indicators + 1])
-        frontier = _unique(prep.row_seller[rows])
+        frontier = distinct(prep.row_seller[rows])
         frontier = frontier[~seen_seller[frontier]]
         seen_seller[frontier] = True
     return seen_seller
@@ -122,7 +122,7 @@ def _affected(
     changed[_lookup(prep.indicator_ids, _id_array(touched_indicators))] = True
     codes = np.flatnonzero(changed)
     holder_rows = _ranges(prep.indicator_start[codes], prep.indicator_start[codes + 1])
-    return set(touched.tolist()) | set(prep.seller_ids[_unique(prep.row_seller[holder_rows])].tolist())
+    return set(touched.tolist()) | set(prep.seller_ids[distinct(prep.row_seller[holder_rows])].tolist())
 
 
 def _with_previous_groups[C: Hashable](

@@ -17,7 +17,7 @@ from graph.linking.arrays import (
     _lookup,
     _on_several_rows,
     _ranges,
-    _unique,
+    distinct,
     distinct_inverse,
     isin,
 )
@@ -132,7 +132,7 @@ def _shared_rows(
         raise ValueError("every row of one seller must name the same platform")
     n_sellers = max(int(seller_ids.size), 1)
     # Deduplicate (indicator, seller) and sort by indicator then seller in one go.
-    keys = _unique(ind_code * n_sellers + seller_code)
+    keys = distinct(ind_code * n_sellers + seller_code)
     row_indicator, row_seller = np.divmod(keys, n_sellers)
     # Drop indicators that only had duplicate rows of one seller.
     rows_per = np.bincount(row_indicator, minlength=ind_ids.size)

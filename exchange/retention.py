@@ -12,7 +12,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from accounts.models import AuditEntry
-from exchange import hooks, lookups
+from exchange import hooks, locks, lookups
 from exchange.ingest import holder_count
 from exchange.models import Indicator, Seller, Sighting
 
@@ -82,6 +82,8 @@ def purge(now: datetime | None = None, dry_run: bool = False) -> PurgeResult:
     now = now or timezone.now()
     cutoff = now - timedelta(days=settings.EXCHANGE_PURGE_GRACE_DAYS)
     with transaction.atomic():
+        # After any recomputation that is writing: memberships have no database foreign key (exchange.locks).
+        locks.hold(locks.RECOMPUTATION)
         doomed = Seller.objects.purgeable(cutoff).filter(cluster_membership__isnull=True)
         per_platform = dict(doomed.values_list("platform_id").annotate(n=Count("id")).order_by())
         sightings = Sighting.objects.filter(seller__in=doomed)

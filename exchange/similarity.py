@@ -45,6 +45,7 @@ from django.db import connection, connections, router
 from django.db.models import Count, Min, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 
+from exchange import locks
 from exchange.contract import DOCUMENT_KIND, FUZZY_WIRE_KINDS, IMAGE_KIND
 from exchange.key_index import KeyIndex
 from exchange.matching import MATCHERS, Item, Matcher, Probes, matching_pairs, pair_scores, unit_matches
@@ -52,8 +53,6 @@ from exchange.models import Indicator, Linking, MatchThreshold, SellerItem, Sigh
 
 logger = logging.getLogger("exchange.similarity")
 
-# A fixed advisory lock key for grouping (PostgreSQL's pg_advisory_xact_lock takes a bigint).
-GROUPING_LOCK = 0x1A6E_9809
 # The settings that hold each kind's match threshold (the fuzzy kinds': one per-kind mapping).
 THRESHOLD_SETTINGS = {
     IMAGE_KIND: "EXCHANGE_IMAGE_MATCH_THRESHOLD",
@@ -431,9 +430,7 @@ def store_items(rows: Sequence[tuple[int, datetime, Item]], version: int, now: d
     result = ItemsStored()
     if not rows:
         return result
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [GROUPING_LOCK])
+    locks.hold(locks.GROUPING)
     distinct: dict[tuple[str, str], Item] = {}
     first_reported: dict[tuple[str, str], datetime] = {}
     for _, reported_at, item in rows:

@@ -35,6 +35,7 @@ from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from exchange import locks
 from exchange.models import LINKABLE_SQL, Indicator, Linking, Seller, Sighting
 from graph import linking, webhooks
 from graph.evidence import link_summaries
@@ -59,7 +60,6 @@ from graph.risk import epoch_microseconds, risk_scores
 
 logger = logging.getLogger("exchange.graph")
 
-LOCK_KEY = 0x6578_6368  # pg_advisory_xact_lock key for "one recomputation writes at a time"
 KINDS = linking.KINDS
 STATUS_ORDER = [
     ClusterStatus.NEW,
@@ -1335,12 +1335,6 @@ def _update_clusters(rows: list[ActorCluster]) -> None:
         )
 
 
-def _lock() -> None:
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK_KEY])
-
-
 @observed_recluster
 def recluster_full(
     progress: Progress | None = None,
@@ -1358,7 +1352,7 @@ def recluster_full(
     summary = ReclusterSummary("full", engine=engine)
     now = timezone.now()
     with _collector_paused(), transaction.atomic():
-        _lock()
+        locks.hold(locks.RECOMPUTATION)
         connection.ensure_connection()
         started = time.perf_counter()
         say("reading shared sightings")
@@ -1478,7 +1472,7 @@ def recluster_incremental(sellers: Iterable[int] = (), indicators: Iterable[int]
         return summary
     now = timezone.now()
     with transaction.atomic():
-        _lock()
+        locks.hold(locks.RECOMPUTATION)
         started = time.perf_counter()
         columns, inactive, previous, previous_held = _read_neighbourhood(touched, touched_indicators, now)
         summary.sightings = len(columns)

@@ -24,11 +24,11 @@ from typing import cast
 
 import numpy as np
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import AuditEntry
-from exchange import similarity
+from exchange import locks, similarity
 from exchange.matching import Item, group_labels
 from exchange.models import Indicator, Linking, MatchThreshold, Seller, SellerItem, Sighting, SimilarItem
 from graph import clustering, linking
@@ -205,9 +205,7 @@ def apply(kind: str, proposed: float, user: AbstractBaseUser) -> Preview:
     """Set `kind`'s threshold to `proposed` and regroup its items (module docstring); returns the preview of
     the change as it was made."""
     with transaction.atomic(durable=True):
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [similarity.GROUPING_LOCK])
+        locks.hold(locks.GROUPING)
         now = timezone.now()
         data = _load(kind, now)
         after = _labels(kind, data, proposed)

@@ -303,8 +303,9 @@ def truncate(conninfo: str) -> None:
 
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute(
-            "TRUNCATE exchange_sighting, exchange_indicator, exchange_seller, exchange_submission "
-            "RESTART IDENTITY CASCADE"
+            # Memberships and events have no foreign key for CASCADE to follow (graph.models): named.
+            "TRUNCATE exchange_sighting, exchange_indicator, exchange_seller, exchange_submission, "
+            "graph_clustermember, graph_clusterevent RESTART IDENTITY CASCADE"
         )
         if _has_table(conn, "procrastinate_jobs"):  # recompute jobs the API enqueued (no worker runs here)
             conn.execute("TRUNCATE procrastinate_jobs CASCADE")

@@ -316,7 +316,10 @@ def measure_spark(sightings: int, master: str) -> dict[str, Any]:
         out["jvm_peak_rss_mib"] = round(jvm_peak_rss_mib(session))
     out["peak_rss_mib"] = round(peak_rss_mib())
     with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE graph_actorcluster, graph_pendingmerge CASCADE")
+        # Memberships and events have no foreign key for CASCADE to follow (graph.models): named.
+        cursor.execute(
+            "TRUNCATE graph_actorcluster, graph_clustermember, graph_clusterevent, graph_pendingmerge CASCADE"
+        )
     return out
 
 

@@ -590,15 +590,25 @@ def centre_labels(
     (tests/bench/bench_fuzzy_linking.py, addresses at 0.80: recall on named, addressed pairs 0.60 -> 0.72)."""
     pairs = list(pairs)
     earlier: dict[int, list[tuple[float, int]]] = {}
-    sign = -1.0 if closer_is_lower else 1.0
     for (a, b), score in zip(pairs, [0.0] * len(pairs) if scores is None else scores, strict=True):
-        earlier.setdefault(a, []).append((sign * score, -b))
+        earlier.setdefault(a, []).append((score, b))
     label = list(range(count))
     for item in range(count):
-        centres = [(score, b) for score, b in earlier.get(item, ()) if label[-b] == -b]
-        if centres:
-            label[item] = -max(centres)[1]
+        options = [(score, b, b) for score, b in earlier.get(item, ()) if label[b] == b]
+        centre = best_centre(options, closer_is_lower)
+        if centre is not None:
+            label[item] = centre
     return label
+
+
+def best_centre[T](options: Sequence[tuple[float, Any, T]], closer_is_lower: bool = False) -> T | None:
+    """The centre an item joins among `options`, each (score, age, what joining it means): the nearest (the
+    highest similarity, or the lowest distance with `closer_is_lower`), then the oldest (the lowest age); None
+    when there is none. The one choice rule of `centre_labels` and of the store (`exchange.similarity`)."""
+    if not options:
+        return None
+    sign = 1.0 if closer_is_lower else -1.0
+    return min(options, key=lambda option: (sign * option[0], option[1]))[2]
 
 
 def pair_scores(rule: Matcher, items: Sequence[Item], pairs: Sequence[tuple[int, int]]) -> list[float]:

@@ -48,7 +48,16 @@ from django.db.models.functions import Coalesce
 from exchange import locks
 from exchange.contract import DOCUMENT_KIND, FUZZY_WIRE_KINDS, IMAGE_KIND
 from exchange.key_index import KeyIndex
-from exchange.matching import MATCHERS, Item, Matcher, Probes, matching_pairs, pair_scores, unit_matches
+from exchange.matching import (
+    MATCHERS,
+    Item,
+    Matcher,
+    Probes,
+    best_centre,
+    matching_pairs,
+    pair_scores,
+    unit_matches,
+)
 from exchange.models import Indicator, Linking, MatchThreshold, SellerItem, Sighting, SimilarItem
 
 logger = logging.getLogger("exchange.similarity")
@@ -402,25 +411,23 @@ def _around_centres(
         .annotate(centre=Min("pk"))
         .values_list("group_id", "centre")
     )
-    sign = -1.0 if rule.closer_is_lower else 1.0
     earlier: dict[int, list[tuple[int, float]]] = defaultdict(list)
     for (a, b), score in zip(pairs, pair_scores(rule, items, pairs), strict=True):
         earlier[a].append((b, score))
     joins: dict[int, tuple[str, int]] = {}
     for position, i in enumerate(rows):
-        # (nearness, then age: stored centres by id before the batch's by position) -> what joining means
+        # (score, age: stored centres by id before the batch's by position, what joining means)
         options: list[tuple[float, tuple[int, int], tuple[str, int]]] = [
-            (-sign * score, (0, pk), ("g", group_id))
+            (score, (0, pk), ("g", group_id))
             for pk, group_id, score in stored[i]
             if centre_of.get(group_id) == pk
         ]
         options += [
-            (-sign * score, (1, b), ("n", rows[b]))
-            for b, score in earlier.get(position, ())
-            if b not in joins
+            (score, (1, b), ("n", rows[b])) for b, score in earlier.get(position, ()) if b not in joins
         ]
-        if options:
-            joins[position] = min(options)[2]
+        choice = best_centre(options, rule.closer_is_lower)
+        if choice is not None:
+            joins[position] = choice
     return joins
 
 

@@ -264,10 +264,11 @@ def probe_keys(
     return {key ^ mask for space in spaces for key in chunk_keys(hex_hash, space) for mask in masks}
 
 
-def neighbour_masks(radius: int) -> list[int]:
-    """The XOR masks of every chunk value within ``radius`` bits of a chunk's (0 first): by pigeonhole, a hash
-    within ``threshold`` bits of another agrees with it within ``threshold // INDEX_CHUNKS`` bits on one chunk."""
+def neighbour_masks(radius: int, bits: int = INDEX_CHUNK_BITS) -> list[int]:
+    """The XOR masks of every ``bits``-bit chunk value within ``radius`` bits of a chunk's (0 first): by
+    pigeonhole, a hash within ``threshold`` bits of another agrees with it within ``threshold // INDEX_CHUNKS``
+    bits on one chunk."""
     masks = [0]
     for r in range(1, radius + 1):
-        masks.extend(sum(1 << b for b in combo) for combo in combinations(range(INDEX_CHUNK_BITS), r))
+        masks.extend(sum(1 << b for b in combo) for combo in combinations(range(bits), r))
     return masks

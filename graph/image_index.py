@@ -27,9 +27,11 @@ Hashes are given as 64-character hex strings, as 32-byte ``bytes``, or as an (n,
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import combinations, pairwise
+from itertools import pairwise
 
 import numpy as np
+
+from exchange import perceptual
 
 __all__ = [
     "HASH_BITS",
@@ -91,10 +93,7 @@ def brute_force(stored: np.ndarray, query: np.ndarray, threshold: int) -> tuple[
 
 def neighbour_masks(bits: int, radius: int) -> np.ndarray:
     """Every ``bits``-bit mask with at most ``radius`` bits set (XOR with a value: its neighbours)."""
-    masks = [0]
-    for r in range(1, radius + 1):
-        masks.extend(sum(1 << b for b in combo) for combo in combinations(range(bits), r))
-    return np.array(masks, dtype=np.uint64)
+    return np.array(perceptual.neighbour_masks(radius, bits), dtype=np.uint64)
 
 
 class MultiIndexHash:

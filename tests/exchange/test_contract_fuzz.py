@@ -33,6 +33,7 @@ import pytest
 import schemathesis
 from django.core.wsgi import get_wsgi_application
 from django.db import transaction
+from django.test import override_settings
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
@@ -63,10 +64,21 @@ FUZZ_SETTINGS = settings(
 CHECKS = [not_a_server_error, status_code_conformance, negative_data_rejection]
 SCHEMA_URL = "/api/v1/schema/?format=json"
 
-negative = schemathesis.openapi.from_wsgi(SCHEMA_URL, get_wsgi_application())
-negative.config.generation.update(modes=[GenerationMode.NEGATIVE], with_security_parameters=False)
+# The list limits are live settings: the schema states them and the serializers read them per request
+# (tests/exchange/test_contract.py). Here they are small, for the schema's load below and for every test of this
+# module (the `fuzz_limits` fixture): schemathesis's coverage phase builds each limit's boundary cases when the
+# tests are collected, and at the defaults its submission over 1,000 sellers alone took 2.5 minutes of every
+# run's collection.
+FUZZ_LIMITS = {
+    "EXCHANGE_MAX_BATCH_SELLERS": 3,
+    "EXCHANGE_MAX_SELLER_INDICATORS": 4,
+    "EXCHANGE_MAX_LOOKUP_INDICATORS": 4,
+}
 
-positive = schemathesis.openapi.from_wsgi(SCHEMA_URL, get_wsgi_application())
+with override_settings(**FUZZ_LIMITS):
+    negative = schemathesis.openapi.from_wsgi(SCHEMA_URL, get_wsgi_application())
+    positive = schemathesis.openapi.from_wsgi(SCHEMA_URL, get_wsgi_application())
+negative.config.generation.update(modes=[GenerationMode.NEGATIVE], with_security_parameters=False)
 positive.config.generation.update(modes=[GenerationMode.POSITIVE], with_security_parameters=False)
 # Valid data is accepted (2xx), or refused only for what the schema documents and data cannot know: 404 for a
 # seller or cluster that does not exist, 409 for an Idempotency-Key already used with another body. Not 429:
@@ -76,6 +88,12 @@ positive.config.checks.positive_data_acceptance.expected_statuses = ["2xx", "404
 
 THROWAWAY_KEY: list[str] = []  # the secret of the running test's throwaway key
 ISSUED_CURSORS: list[str] = []  # a cursor the server issued to it (a `next` link's)
+
+
+@pytest.fixture(autouse=True)
+def fuzz_limits(settings: Any) -> None:
+    for name, value in FUZZ_LIMITS.items():
+        setattr(settings, name, value)
 
 
 @pytest.fixture
@@ -354,3 +372,12 @@ def teardown_module() -> None:
     print(
         f"\ncontract fuzz: {sum(STATUSES.values())} cases, by mode and status: {dict(sorted(STATUSES.items()))}"
     )
+
+
+def test_the_fuzzed_schema_states_the_small_limits() -> None:
+    """The coverage phase's boundary cases (the limit, one over it) were built from these limits."""
+    for schema in (negative, positive):
+        components = schema.raw_schema["components"]["schemas"]
+        assert components["SubmissionRequest"]["properties"]["sellers"]["maxItems"] == 3
+        assert components["SellerReportRequest"]["properties"]["indicators"]["maxItems"] == 4
+        assert components["LookupRequest"]["properties"]["indicators"]["maxItems"] == 4

@@ -43,8 +43,10 @@ test-postgres: $(VENV)/.spark
 	DATABASE_URL=$(TEST_DATABASE_URL) $(PY) -m pytest -q -p no:cacheprovider --junitxml=var/junit-postgres.xml
 	$(PY) .ci/count_tests.py var/junit-postgres.xml
 
+# The SQLite pass leaves out the tests that use neither database nor server (tests/conftest.py, DATABASE_FREE):
+# the PostgreSQL pass has run them, and nothing they check depends on the database.
 test-sqlite: $(VENV)/.spark
-	DATABASE_URL= $(PY) -m pytest -q -p no:cacheprovider --junitxml=var/junit-sqlite.xml
+	DATABASE_URL= $(PY) -m pytest -q -p no:cacheprovider --skip-database-free --junitxml=var/junit-sqlite.xml
 	$(PY) .ci/count_tests.py var/junit-sqlite.xml
 
 # The admin browser tests drive Debian's chromium (Playwright's own browser download does not work here):

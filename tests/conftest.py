@@ -65,6 +65,55 @@ def pytest_configure(config: pytest.Config) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+# Modules whose tests use neither the database nor a server process: what they check cannot depend on
+# DATABASE_URL, so `make test` runs them once, in its PostgreSQL pass (its SQLite pass gives
+# `--skip-database-free`). A test here that comes to use the database fails the collection; one that starts a
+# server must leave this list (it cannot be detected).
+DATABASE_FREE = (
+    "tests/graph/core/",
+    "tests/fixtures/",
+    "tests/exchange/test_perceptual.py",
+    "tests/exchange/test_documents.py",
+    "tests/exchange/test_fuzzy.py",
+    "tests/exchange/test_fuzzy_blocking.py",
+    "tests/exchange/test_fuzzy_privacy.py",
+    "tests/exchange/test_normalization.py",
+    "tests/exchange/test_key_index.py",
+    "tests/exchange/test_hooks.py",
+    "tests/client/test_image_rows.py",
+    "tests/client/test_document_rows.py",
+    "tests/client/test_webhook_signature.py",
+    "tests/bench/test_bench_fuzzy_linking.py",
+)
+DATABASE_FIXTURES = {
+    "db",
+    "transactional_db",
+    "live_server",
+    "django_db_reset_sequences",
+    "django_db_serialized_rollback",
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--skip-database-free",
+        action="store_true",
+        help="deselect the tests of tests/conftest.py's DATABASE_FREE modules (run them in one pass only)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    free = [item for item in items if item.nodeid.startswith(DATABASE_FREE)]
+    for item in free:
+        if item.get_closest_marker("django_db") or DATABASE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            raise pytest.UsageError(
+                f"{item.nodeid} uses the database: take it out of DATABASE_FREE (tests/conftest.py)"
+            )
+    if free and config.getoption("--skip-database-free"):
+        config.hook.pytest_deselected(items=free)
+        items[:] = [item for item in items if not item.nodeid.startswith(DATABASE_FREE)]
+
+
 SUITE_DEVICE = "test suite second factor"
 
 

@@ -30,10 +30,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import schemathesis
-from django.core.wsgi import get_wsgi_application
 from django.db import transaction
-from django.test import override_settings
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
@@ -49,7 +46,7 @@ from exchange.fuzzy import is_fuzzy_encoding
 from exchange.timestamps import EARLIEST, MAX_OFFSET
 from tests.builders import seller, submit
 from tests.conftest import KeyedPlatform, make_platform
-from tests.reliability.world import in_process_wsgi
+from tests.reliability.world import FUZZ_LIMITS, fuzzed_schema, in_process_wsgi, use_fuzz_limits
 
 pytestmark = pytest.mark.django_db
 
@@ -62,22 +59,9 @@ FUZZ_SETTINGS = settings(
     database=None,
 )
 CHECKS = [not_a_server_error, status_code_conformance, negative_data_rejection]
-SCHEMA_URL = "/api/v1/schema/?format=json"
 
-# The list limits are live settings: the schema states them and the serializers read them per request
-# (tests/exchange/test_contract.py). Here they are small, for the schema's load below and for every test of this
-# module (the `fuzz_limits` fixture): schemathesis's coverage phase builds each limit's boundary cases when the
-# tests are collected, and at the defaults its submission over 1,000 sellers alone took 2.5 minutes of every
-# run's collection.
-FUZZ_LIMITS = {
-    "EXCHANGE_MAX_BATCH_SELLERS": 3,
-    "EXCHANGE_MAX_SELLER_INDICATORS": 4,
-    "EXCHANGE_MAX_LOOKUP_INDICATORS": 4,
-}
-
-with override_settings(**FUZZ_LIMITS):
-    negative = schemathesis.openapi.from_wsgi(SCHEMA_URL, get_wsgi_application())
-    positive = schemathesis.openapi.from_wsgi(SCHEMA_URL, get_wsgi_application())
+negative = fuzzed_schema()
+positive = fuzzed_schema()
 negative.config.generation.update(modes=[GenerationMode.NEGATIVE], with_security_parameters=False)
 positive.config.generation.update(modes=[GenerationMode.POSITIVE], with_security_parameters=False)
 # Valid data is accepted (2xx), or refused only for what the schema documents and data cannot know: 404 for a
@@ -92,8 +76,7 @@ ISSUED_CURSORS: list[str] = []  # a cursor the server issued to it (a `next` lin
 
 @pytest.fixture(autouse=True)
 def fuzz_limits(settings: Any) -> None:
-    for name, value in FUZZ_LIMITS.items():
-        setattr(settings, name, value)
+    use_fuzz_limits(settings)
 
 
 @pytest.fixture
@@ -378,6 +361,14 @@ def test_the_fuzzed_schema_states_the_small_limits() -> None:
     """The coverage phase's boundary cases (the limit, one over it) were built from these limits."""
     for schema in (negative, positive):
         components = schema.raw_schema["components"]["schemas"]
-        assert components["SubmissionRequest"]["properties"]["sellers"]["maxItems"] == 3
-        assert components["SellerReportRequest"]["properties"]["indicators"]["maxItems"] == 4
-        assert components["LookupRequest"]["properties"]["indicators"]["maxItems"] == 4
+        limits = FUZZ_LIMITS
+        assert (
+            components["SubmissionRequest"]["properties"]["sellers"]["maxItems"]
+            == limits["EXCHANGE_MAX_BATCH_SELLERS"]
+        )
+        indicators = limits["EXCHANGE_MAX_SELLER_INDICATORS"]
+        assert components["SellerReportRequest"]["properties"]["indicators"]["maxItems"] == indicators
+        assert (
+            components["LookupRequest"]["properties"]["indicators"]["maxItems"]
+            == limits["EXCHANGE_MAX_LOOKUP_INDICATORS"]
+        )

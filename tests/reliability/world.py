@@ -12,9 +12,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
+import schemathesis
 from django.core.signals import request_finished, request_started
+from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
+from django.test import override_settings
 
 from accounts.models import ApiKey
 from graph.models import ActorCluster
@@ -78,3 +82,28 @@ def in_process_wsgi() -> Iterator[None]:
     finally:
         request_started.connect(close_old_connections)
         request_finished.connect(close_old_connections)
+
+
+SCHEMA_URL = "/api/v1/schema/?format=json"
+# The partner API's list limits while schemathesis fuzzes it. They are live settings: the schema states them
+# and the serializers read them per request (tests/exchange/test_contract.py). Schemathesis's coverage phase
+# builds each limit's boundary cases when the tests are collected, and at the defaults its submissions of 1,000
+# and 1,001 sellers took 2.5 minutes of the collection of every test run that included a fuzz module.
+FUZZ_LIMITS = {
+    "EXCHANGE_MAX_BATCH_SELLERS": 4,  # the world below submits 4 at once
+    "EXCHANGE_MAX_SELLER_INDICATORS": 4,
+    "EXCHANGE_MAX_LOOKUP_INDICATORS": 4,
+}
+
+
+def fuzzed_schema() -> Any:
+    """The project's OpenAPI schema, loaded in-process (WSGI) at the fuzz limits. A module that fuzzes with it
+    sets the same limits for its tests (`use_fuzz_limits`)."""
+    with override_settings(**FUZZ_LIMITS):
+        return schemathesis.openapi.from_wsgi(SCHEMA_URL, get_wsgi_application())
+
+
+def use_fuzz_limits(settings: Any) -> None:
+    """Set the fuzz limits through pytest-django's `settings` fixture (restored after the test)."""
+    for name, value in FUZZ_LIMITS.items():
+        setattr(settings, name, value)

@@ -29,8 +29,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import schemathesis
-from django.core.wsgi import get_wsgi_application
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -40,12 +38,19 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.reliability.world import World, build_world, in_process_wsgi, scopeless_key
+from tests.reliability.world import (
+    World,
+    build_world,
+    fuzzed_schema,
+    in_process_wsgi,
+    scopeless_key,
+    use_fuzz_limits,
+)
 
 pytestmark = pytest.mark.django_db
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
-schema = schemathesis.openapi.from_wsgi("/api/v1/schema/?format=json", get_wsgi_application())
+schema = fuzzed_schema()
 FUZZ_SETTINGS = settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -56,6 +61,11 @@ FUZZ_SETTINGS = settings(
 )
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 CASES: Counter[str] = Counter()
+
+
+@pytest.fixture(autouse=True)
+def fuzz_limits(settings: Any) -> None:
+    use_fuzz_limits(settings)
 
 
 @pytest.fixture

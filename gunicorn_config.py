@@ -5,6 +5,7 @@ test suite's own servers (single-worker, on throwaway ports) must not pick produ
 Every value can be changed with an environment variable; the README's "Running in production" uses them.
 """
 
+import gc
 import multiprocessing
 import os
 import re
@@ -67,8 +68,20 @@ def child_exit(server: object, worker: object) -> None:
 # starts, says so in the log, and leaves the build to the first request that needs it, as
 # EXCHANGE_WARM_SIMILARITY_INDEXES=0 does.
 def post_worker_init(worker: object) -> None:
-    if os.environ.get("EXCHANGE_WARM_SIMILARITY_INDEXES", "1").strip().lower() in {"0", "false", "no", "off"}:
-        return
+    if os.environ.get("EXCHANGE_WARM_SIMILARITY_INDEXES", "1").strip().lower() not in {
+        "0",
+        "false",
+        "no",
+        "off",
+    }:
+        _warm(worker)
+    # What the worker holds before its first request (Django, the app, the indexes) lives as long as the worker:
+    # moved out of the cyclic collector's generations, so that a full collection during a request does not
+    # traverse it all again.
+    gc.freeze()
+
+
+def _warm(worker: object) -> None:
     import logging
 
     from django.db import connections

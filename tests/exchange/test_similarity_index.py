@@ -80,6 +80,8 @@ def test_gunicorn_warms_each_worker_and_keeps_telling_the_arbiter_it_lives(acme:
     report(acme, "acme-1", 9, 10, 11)
     similarity.forget_indexes()
     monkeypatch.setattr(similarity, "_READ_CHUNK", 1)
+    freezes: list[bool] = []  # not this test process's objects
+    monkeypatch.setattr(gunicorn_config.gc, "freeze", lambda: freezes.append(True))
 
     class Worker:
         notified = 0
@@ -94,6 +96,10 @@ def test_gunicorn_warms_each_worker_and_keeps_telling_the_arbiter_it_lives(acme:
     monkeypatch.setenv("EXCHANGE_WARM_SIMILARITY_INDEXES", "0")
     gunicorn_config.post_worker_init(worker)
     assert similarity._index("image").size == 0  # left to the first request
+    assert freezes == [
+        True,
+        True,
+    ]  # with a warm-up or without, the worker freezes what it holds before requests
 
 
 def test_a_worker_whose_database_does_not_answer_still_starts(monkeypatch, caplog):
@@ -103,6 +109,7 @@ def test_a_worker_whose_database_does_not_answer_still_starts(monkeypatch, caplo
         raise ConnectionError("database down")
 
     monkeypatch.setattr(similarity, "warm_all_indexes", down)
+    monkeypatch.setattr(gunicorn_config.gc, "freeze", lambda: None)
     gunicorn_config.post_worker_init(object())  # no exception: the first request builds the index
     assert "event=similarity_index_warm_failed error=ConnectionError" in caplog.text
 

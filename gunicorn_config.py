@@ -68,12 +68,8 @@ def child_exit(server: object, worker: object) -> None:
 # starts, says so in the log, and leaves the build to the first request that needs it, as
 # EXCHANGE_WARM_SIMILARITY_INDEXES=0 does.
 def post_worker_init(worker: object) -> None:
-    if os.environ.get("EXCHANGE_WARM_SIMILARITY_INDEXES", "1").strip().lower() not in {
-        "0",
-        "false",
-        "no",
-        "off",
-    }:
+    warm = os.environ.get("EXCHANGE_WARM_SIMILARITY_INDEXES", "1").strip().lower()
+    if warm not in {"0", "false", "no", "off"}:
         _warm(worker)
     # What the worker holds before its first request (Django, the app, the indexes) lives as long as the worker:
     # moved out of the cyclic collector's generations, so that a full collection during a request does not

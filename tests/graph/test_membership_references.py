@@ -8,10 +8,9 @@ import threading
 import time
 from datetime import timedelta
 
-import psycopg
 import pytest
 import time_machine
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from exchange import locks
@@ -80,13 +79,6 @@ def test_the_purge_waits_for_a_recomputation_that_is_writing(acme: KeyedPlatform
     assert (
         acme.client().post("/api/v1/sellers/a1/retract/", {"reason": "x"}, format="json").status_code == 200
     )
-    settings_dict = connection.settings_dict
-    recomputation = psycopg.connect(
-        dbname=settings_dict["NAME"],
-        user=settings_dict["USER"],
-        host=settings_dict["HOST"],
-        port=settings_dict["PORT"] or 5432,
-    )
     finished = threading.Event()
     result: list[int] = []
 
@@ -98,18 +90,15 @@ def test_the_purge_waits_for_a_recomputation_that_is_writing(acme: KeyedPlatform
             finished.set()
             connections.close_all()
 
-    try:
-        recomputation.execute("SELECT pg_advisory_xact_lock(%s)", [locks.RECOMPUTATION])
+    with transaction.atomic():  # a recomputation's transaction, holding its lock as recluster_* do
+        locks.hold(locks.RECOMPUTATION)
         worker = threading.Thread(target=run_purge)
         worker.start()
         assert not finished.wait(0.5), "the purge ran while a recomputation held the lock"
         released = time.monotonic()
-        recomputation.commit()
-        assert finished.wait(10)
-        worker.join()
-        assert time.monotonic() - released < 10
-    finally:
-        recomputation.close()
+    assert finished.wait(10)
+    worker.join()
+    assert time.monotonic() - released < 10
     assert result == [1]
     assert not Seller.objects.exists()
 

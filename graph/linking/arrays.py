@@ -47,15 +47,20 @@ def _on_several_rows(values: IntArray) -> BoolArray:
     return np.bincount(codes, minlength=ids.size)[codes] >= 2
 
 
+def _run_starts(ordered: IntArray) -> BoolArray:
+    """Mask of the rows of an ascending column where a new value starts."""
+    is_new = np.ones(ordered.size, dtype=np.bool_)
+    is_new[1:] = ordered[1:] != ordered[:-1]
+    return is_new
+
+
 def distinct(values: IntArray) -> IntArray:
     """Sorted distinct values (sort-based: numpy 2's hash-based ``np.unique``, and ``union1d``/``setdiff1d``
     built on it, are 10-25x slower on hundreds of thousands of ids)."""
     ordered = np.sort(values)
     if ordered.size < 2:
         return ordered
-    keep = np.ones(ordered.size, dtype=np.bool_)
-    keep[1:] = ordered[1:] != ordered[:-1]
-    return ordered[keep]
+    return ordered[_run_starts(ordered)]
 
 
 def distinct_inverse(values: IntArray) -> tuple[IntArray, IntArray]:
@@ -65,8 +70,7 @@ def distinct_inverse(values: IntArray) -> tuple[IntArray, IntArray]:
         return values[:0], np.zeros(0, dtype=np.int64)
     order = np.argsort(values)
     ordered = values[order]
-    is_new = np.ones(ordered.size, dtype=np.bool_)
-    is_new[1:] = ordered[1:] != ordered[:-1]
+    is_new = _run_starts(ordered)
     inverse = np.empty(values.size, dtype=np.int64)
     inverse[order] = np.cumsum(is_new) - 1
     return ordered[is_new], inverse
@@ -77,8 +81,7 @@ def distinct_first(values: IntArray) -> tuple[IntArray, IntArray]:
     first occurrence)."""
     order = np.argsort(values, kind="stable")
     ordered = values[order]
-    is_new = np.ones(ordered.size, dtype=np.bool_)
-    is_new[1:] = ordered[1:] != ordered[:-1]
+    is_new = _run_starts(ordered)
     return ordered[is_new], order[is_new].astype(np.int64)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from graph.linking.arrays import BoolArray, IntArray, _ranges
+from graph.linking.arrays import BoolArray, IntArray, _ranges, _run_starts
 from graph.linking.prepare import _Prepared
 from graph.linking.rules import weak_pairs_count
 
@@ -20,8 +20,7 @@ def _star_edges(row_seller: IntArray, row_group: IntArray) -> tuple[IntArray, In
     """For rows sorted by group: edges from each group's first seller to the group's other sellers."""
     if row_seller.size == 0:
         return row_seller, row_seller
-    is_first = np.ones(row_group.size, dtype=np.bool_)
-    is_first[1:] = row_group[1:] != row_group[:-1]
+    is_first = _run_starts(row_group)
     first_index = np.maximum.accumulate(np.where(is_first, np.arange(row_group.size), 0))
     others = ~is_first
     return row_seller[first_index[others]], row_seller[others]

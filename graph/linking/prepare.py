@@ -17,6 +17,7 @@ from graph.linking.arrays import (
     _lookup,
     _on_several_rows,
     _ranges,
+    _run_starts,
     distinct,
     distinct_inverse,
     isin,
@@ -139,8 +140,7 @@ def _shared_rows(
     keep = rows_per[row_indicator] >= 2
     row_indicator, row_seller = row_indicator[keep], row_seller[keep]
     # Re-code indicators compactly (rows are sorted by indicator) and sellers likewise.
-    starts_mask = np.ones(row_indicator.size, dtype=np.bool_)
-    starts_mask[1:] = row_indicator[1:] != row_indicator[:-1]
+    starts_mask = _run_starts(row_indicator)
     first_rows = np.flatnonzero(starts_mask)
     old_codes = row_indicator[first_rows]
     row_indicator = np.cumsum(starts_mask, dtype=np.int64) - 1

@@ -20,9 +20,11 @@ import itertools
 import json
 import logging
 import struct
+import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -32,7 +34,7 @@ import numpy as np
 import psycopg
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import QuerySet
+from django.db.models import Max, QuerySet
 from django.utils import timezone
 
 from exchange import locks
@@ -54,7 +56,7 @@ from graph.models import (
     OpinionKind,
     PendingMerge,
     PendingMergeSeller,
-    new_ref,
+    new_refs,
 )
 from graph.risk import epoch_microseconds, risk_scores
 
@@ -234,12 +236,55 @@ class _IdArrayLoader(psycopg.adapt.Loader):
 
 
 def _pg_cursor() -> psycopg.Cursor[Any]:
-    """A cursor on Django's psycopg connection that binds `IdArray` in binary and loads bigint[] as numpy."""
-    connection.ensure_connection()
-    cursor = psycopg.Cursor(connection.connection)
+    """A cursor on Django's psycopg connection that binds `IdArray` in binary and loads bigint[] as numpy.
+    On `_write_behind`'s thread, the connection of the transaction that started it (Django's are per thread)."""
+    raw = getattr(_behind, "connection", None)
+    if raw is None:
+        connection.ensure_connection()
+        raw = connection.connection
+    cursor = psycopg.Cursor(raw)
     cursor.adapters.register_dumper(IdArray, _IdArrayDumper)
     cursor.adapters.register_loader(_INT8_ARRAY_OID, _IdArrayLoader)
     return cursor
+
+
+_behind = threading.local()  # `.connection` on `_write_behind`'s thread
+
+
+@contextmanager
+def _write_behind() -> Iterator[Callable[..., None]]:
+    """Yield `later(write, *args)`, which runs `write(*args)` after the writes given before it, on one thread
+    with this transaction's psycopg connection (`_pg_cursor` there), while the caller goes on: PostgreSQL
+    inserting and indexing a first build's hundreds of thousands of rows overlaps the Python work that computes
+    the next ones, instead of following it (psycopg waits for the server without the GIL). For raw writes whose
+    order against the caller's own statements does not matter (the connection runs one statement at a time).
+
+    Leaving the block waits for them and raises the first failure; leaving it by an exception drops those not
+    started and waits for the running one (nothing runs after the transaction ends), and raises a write's
+    failure first (it is the cause: after it every statement fails). Not PostgreSQL: each runs at once."""
+    if connection.vendor != "postgresql":
+        yield lambda write, *args: write(*args)
+        return
+    connection.ensure_connection()
+    raw = connection.connection
+
+    def bind() -> None:
+        _behind.connection = raw
+
+    futures: list[Future[None]] = []
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recluster-write", initializer=bind)
+    try:
+        yield lambda write, *args: futures.append(pool.submit(write, *args))
+    except BaseException as failure:
+        pool.shutdown(wait=True, cancel_futures=True)
+        for future in futures:
+            cause = None if future.cancelled() else future.exception()
+            if cause is not None:
+                raise cause from failure
+        raise
+    pool.shutdown(wait=True)
+    for future in futures:
+        future.result()
 
 
 def _select_by_ids(pg_sql: str, ids: Iterable[int] | np.ndarray) -> list[tuple[Any, ...]] | None:
@@ -859,14 +904,55 @@ def _apply(
         {cid: members for cid, members in former.items() if cid not in kept_ids},
     )
     assigned.update(unchanged)
-    facts, platform_of = _facts(
-        clusters,
-        now,
-        frozenset(platform_hubs),
-        shared,
-        [assigned[members] for members in member_sets],
-        member_sets,
-    )
+    # New clusters take their ids first (`_new_cluster_ids`; placeholders ascending, ids ascending), so their
+    # memberships are written while their facts are computed (`_write_behind`: memberships and events have no
+    # foreign key, so the clusters' rows need not come first).
+    new = sorted(cid for cid in assigned.values() if cid < 0)
+    real = {cid: cid for cid in assigned.values() if cid >= 0}
+    real.update(zip(new, _new_cluster_ids(len(new)), strict=True))
+    with _write_behind() as later:
+        later(
+            _write_memberships,
+            {cid: members for cid, members in previous.items() if cid not in kept_ids},
+            {members: cid for members, cid in assigned.items() if members not in unchanged},
+            real,
+            now,
+        )
+        facts, platform_of = _facts(
+            clusters,
+            now,
+            frozenset(platform_hubs),
+            shared,
+            [assigned[members] for members in member_sets],
+            member_sets,
+        )
+        created, changed, refreshed = _cluster_rows(
+            previous, assigned, real, changes, facts, platform_of, now
+        )
+        later(_insert_clusters, [real[cid] for cid in new], [created[cid] for cid in new])
+        _update_clusters(changed)
+        _update_facts(refreshed)
+        _record_former_memberships(previous, changes, assigned, real, former)
+        later(_insert_events, _events(changes, real, platform_of, now, summary), now)
+        # The webhook events of the same changes, in the same transaction (`graph.webhook_events` says who hears
+        # what); nothing when no platform has a webhook.
+        webhooks.queue_cluster_changes(previous, assigned, real, changes, platform_of, now)
+    summary.clusters = len(clusters)
+    summary.cross_platform = sum(1 for f in facts.values() if f.platform_count >= 2)
+
+
+def _cluster_rows(
+    previous: Mapping[int, frozenset[int]],
+    assigned: Mapping[frozenset[int], int],
+    real: Mapping[int, int],
+    changes: Sequence[ClusterChange],
+    facts: Mapping[frozenset[int], ClusterFacts],
+    platform_of: dict[int, int],
+    now: datetime,
+) -> tuple[dict[int, tuple[Any, ...]], list[ActorCluster], list[tuple[int, ClusterFacts]]]:
+    """The clusters' new state: ({placeholder id: `_NEW_FIELDS` values} of new clusters, stored clusters whose
+    state changed (the dissolved ones too), (id, facts) of those whose members did not change but whose facts
+    did). Completes `platform_of` with the platforms of sellers that left (for the events)."""
     restored = {change.cluster_id for change in changes if change.kind == "restored"}
     # Stored rows as models only for clusters with an identity change (and the clusters it names, and the
     # dissolved ones a restoration revives): the rest keep their members, so at most their facts change
@@ -875,16 +961,20 @@ def _apply(
     old = ActorCluster.objects.in_bulk(sorted({cid for cid in previous if cid in named} | restored))
     stored = _stored_facts([cid for cid in previous if cid not in named])
     leavers = {m for c in changes for m in c.members_before if m not in platform_of}
-    platform_rows = _select_by_ids("SELECT id, platform_id FROM exchange_seller WHERE id = ANY(%s)", leavers)
-    if platform_rows is None:
-        platform_rows = list(Seller.objects.filter(id__in=leavers).values_list("id", "platform_id"))
-    platform_of.update(platform_rows)
+    if leavers:  # none on a first build, whose memberships are being written meanwhile (`_write_behind`)
+        platform_rows = _select_by_ids(
+            "SELECT id, platform_id FROM exchange_seller WHERE id = ANY(%s)", leavers
+        )
+        if platform_rows is None:
+            platform_rows = list(Seller.objects.filter(id__in=leavers).values_list("id", "platform_id"))
+        platform_of.update(platform_rows)
 
     inherit = _inheritance(changes, assigned, old)
     _give_back_carried_notes(changes, old, set(assigned.values()))
     created: dict[int, tuple[Any, ...]] = {}  # placeholder id -> _NEW_FIELDS values
     changed: list[ActorCluster] = []
     refreshed: list[tuple[int, ClusterFacts]] = []
+    refs = iter(new_refs(sum(1 for cid in assigned.values() if cid < 0)))
     for members, cid in sorted(assigned.items(), key=lambda item: item[1]):
         f = facts[members]
         if cid >= 0 and cid not in old:
@@ -893,9 +983,9 @@ def _apply(
             continue
         sources = [old[s] for s in inherit.get(cid, []) if s in old and s != cid]
         if cid < 0 and not sources:  # the common case by far: nothing to inherit, no model instance needed
-            created[cid] = (new_ref(), *_fact_values(f), ClusterStatus.NEW, None, "", now, now)
+            created[cid] = (next(refs), *_fact_values(f), ClusterStatus.NEW, None, "", now, now)
             continue
-        row = old[cid] if cid >= 0 else ActorCluster(created_at=now, changed_at=now)
+        row = old[cid] if cid >= 0 else ActorCluster(ref=next(refs), created_at=now, changed_at=now)
         before = _state(row)
         row.size, row.platform_count, row.cross_platform = f.size, f.platform_count, f.platform_count >= 2
         row.risk, row.risk_parts, row.kinds = f.risk, f.risk_parts, f.kinds
@@ -908,30 +998,13 @@ def _apply(
             created[cid] = tuple(getattr(row, name) for name in _NEW_FIELDS)
         elif _state(row) != before:
             changed.append(row)
-    new_ids = _insert_clusters([created[cid] for cid in sorted(created)])
-    real = {cid: cid for cid in assigned.values() if cid >= 0}
-    real.update(zip(sorted(created), new_ids, strict=True))
     surviving = set(real.values())  # a set: `in real.values()` scanned the dict per cluster (quadratic)
     for cid in previous:
         if cid not in surviving:
             row = old[cid]
             row.dissolved_at, row.size, row.changed_at = now, 0, now
             changed.append(row)
-    _update_clusters(changed)
-    _update_facts(refreshed)
-    _write_memberships(
-        {cid: members for cid, members in previous.items() if cid not in kept_ids},
-        {members: cid for members, cid in assigned.items() if members not in unchanged},
-        real,
-        now,
-    )
-    _record_former_memberships(previous, changes, assigned, real, former)
-    _insert_events(_events(changes, real, platform_of, now, summary), now)
-    # The webhook events of the same changes, in the same transaction (`graph.webhook_events` says who hears
-    # what); nothing when no platform has a webhook.
-    webhooks.queue_cluster_changes(previous, assigned, real, changes, platform_of, now)
-    summary.clusters = len(clusters)
-    summary.cross_platform = sum(1 for f in facts.values() if f.platform_count >= 2)
+    return created, changed, refreshed
 
 
 # A cluster's facts as stored (`_stored_facts`) and as computed (`_fact_values`), in this order.
@@ -953,6 +1026,8 @@ def _fact_values(facts: ClusterFacts) -> tuple[Any, ...]:
 
 def _stored_facts(ids: Sequence[int]) -> dict[int, tuple[Any, ...]]:
     """{cluster id: its stored `_FACT_FIELDS`} without building model instances (tens of thousands)."""
+    if not ids:
+        return {}
     rows = _select_by_ids(
         "SELECT id, size, platform_count, cross_platform, risk, risk_parts, kinds"
         " FROM graph_actorcluster WHERE id = ANY(%s)",
@@ -992,33 +1067,54 @@ class _JsonTexts:
         return text
 
 
-def _insert_clusters(rows: Sequence[tuple[Any, ...]]) -> list[int]:
-    """Insert new clusters (`_NEW_FIELDS` values) and return their ids in order. On PostgreSQL ids are drawn
-    from the sequence first and rows go in by COPY (bulk_create's INSERT took seconds for 70,000 clusters,
-    most of it building and adapting model instances); elsewhere bulk_create."""
-    if not rows:
+def _new_cluster_ids(count: int) -> list[int]:
+    """`count` ids for new clusters, ascending, taken before the rows are written (their memberships and events
+    are written meanwhile): from the table's sequence on PostgreSQL; elsewhere (SQLite, one writer at a time)
+    above the largest id."""
+    if count == 0:
         return []
     if connection.vendor != "postgresql":
-        instances = [ActorCluster(**dict(zip(_NEW_FIELDS, row, strict=True))) for row in rows]
-        ActorCluster.objects.bulk_create(instances, batch_size=2000)
-        return [instance.pk for instance in instances]
-    parts, kinds, status = (_NEW_FIELDS.index(name) for name in ("risk_parts", "kinds", "status"))
+        top = ActorCluster.objects.aggregate(top=Max("id"))["top"] or 0
+        return list(range(top + 1, top + 1 + count))
     with _pg_cursor() as cursor:
         cursor.execute(
-            "SELECT nextval(pg_get_serial_sequence('graph_actorcluster', 'id')) FROM generate_series(1, %s)",
-            [len(rows)],
+            # The sequence looked up once (a materialised CTE): PostgreSQL folds a plain subquery into the
+            # call, and the lookup per id took 0.2 s for 70,000 ids, ten times the ids themselves.
+            "WITH s AS MATERIALIZED"
+            " (SELECT CAST(pg_get_serial_sequence('graph_actorcluster', 'id') AS regclass) AS sequence)"
+            " SELECT array_agg(nextval(s.sequence)) FROM s, generate_series(1, %s)",
+            [count],
+            binary=True,  # one bigint[] into numpy: a row per id cost 0.2 s at 70,000 clusters
         )
-        # Ascending, as bulk_create's RETURNING gave them: the first row gets the smallest id.
-        ids = sorted(pk for (pk,) in cursor.fetchall())
-        columns = ", ".join(["id", *_NEW_FIELDS])
-        with cursor.copy(f"COPY graph_actorcluster ({columns}) FROM STDIN") as copy:
-            text = _JsonTexts()
-            for pk, row in zip(ids, rows, strict=True):
-                values = list(row)
-                values[parts], values[kinds] = text(values[parts]), text(values[kinds])
-                values[status] = str(values[status])  # a ClusterStatus member: its value, not its name
-                copy.write_row((pk, *values))
-    return ids
+        row = cursor.fetchone()
+    assert row is not None
+    return np.sort(row[0]).tolist()
+
+
+def _insert_clusters(ids: Sequence[int], rows: Sequence[tuple[Any, ...]]) -> None:
+    """Insert new clusters (`_NEW_FIELDS` values) with their ids (`_new_cluster_ids`). On PostgreSQL by COPY
+    (bulk_create's INSERT took seconds for 70,000 clusters, most of it building and adapting model instances);
+    elsewhere by bulk_create."""
+    if not rows:
+        return
+    if connection.vendor != "postgresql":
+        ActorCluster.objects.bulk_create(
+            [
+                ActorCluster(pk=pk, **dict(zip(_NEW_FIELDS, row, strict=True)))
+                for pk, row in zip(ids, rows, strict=True)
+            ],
+            batch_size=2000,
+        )
+        return
+    parts, kinds, status = (_NEW_FIELDS.index(name) for name in ("risk_parts", "kinds", "status"))
+    columns = ", ".join(["id", *_NEW_FIELDS])
+    with _pg_cursor() as cursor, cursor.copy(f"COPY graph_actorcluster ({columns}) FROM STDIN") as copy:
+        text = _JsonTexts()
+        for pk, row in zip(ids, rows, strict=True):
+            values = list(row)
+            values[parts], values[kinds] = text(values[parts]), text(values[kinds])
+            values[status] = str(values[status])  # a ClusterStatus member: its value, not its name
+            copy.write_row((pk, *values))
 
 
 def _update_facts(rows: Sequence[tuple[int, ClusterFacts]]) -> None:

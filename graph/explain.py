@@ -461,7 +461,7 @@ def member_counts(cluster_ids: list[int]) -> dict[int, dict[int, int]]:
     rows = (
         ClusterMember.objects.filter(cluster_id__in=cluster_ids)
         .values("cluster_id", "seller__platform_id")
-        .annotate(n=Count("id"))
+        .annotate(n=Count("seller_id"))
         .values_list("cluster_id", "seller__platform_id", "n")
     )
     for cluster_id, platform_id, n in rows:

@@ -22,6 +22,12 @@ def new_ref() -> str:
     return "ac_" + secrets.token_hex(8)
 
 
+def new_refs(count: int) -> list[str]:
+    """`count` of `new_ref`, from one draw of the system's randomness (a first build makes tens of thousands)."""
+    digits = secrets.token_hex(8 * count)
+    return ["ac_" + digits[start : start + 16] for start in range(0, 16 * count, 16)]
+
+
 class ClusterStatus(models.TextChoices):
     NEW = "new", "New"
     INVESTIGATING = "investigating", "Investigating"
@@ -85,16 +91,25 @@ class ActorClusterQuerySet(ScopedQuerySet["ActorCluster"]):
 class ActorCluster(models.Model):
     """A set of linked sellers believed to be one actor. Its id survives recomputation (largest overlap)."""
 
-    ref = models.CharField(max_length=24, unique=True, default=new_ref, editable=False)
+    # Unique through Meta's constraint, not `unique=True`: that also builds a `varchar_pattern_ops` index for
+    # LIKE, which nothing runs (refs are looked up whole) and which a first build paid for on every cluster.
+    ref = models.CharField(max_length=24, default=new_ref, editable=False)
     size = models.PositiveIntegerField(default=0)
     platform_count = models.PositiveSmallIntegerField(default=0)
-    cross_platform = models.BooleanField(default=False, db_index=True)
-    risk = models.PositiveSmallIntegerField(default=0, db_index=True)
+    cross_platform = models.BooleanField(
+        default=False
+    )  # searched through `cluster_rank`, whose first column it is
+    risk = models.PositiveSmallIntegerField(default=0)  # filtered through `cluster_rank`, its second column
     risk_parts = models.JSONField(default=dict, blank=True)
     kinds = models.JSONField(default=list, blank=True, help_text="Indicator kinds that link the members.")
     status = models.CharField(max_length=20, choices=ClusterStatus.choices, default=ClusterStatus.NEW)
     assignee = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,  # `cluster_assignee` indexes the assigned ones only: new clusters have no assignee
     )
     notes = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -113,7 +128,15 @@ class ActorCluster(models.Model):
 
     class Meta:
         verbose_name = "actor cluster"
-        indexes = [models.Index(fields=["-cross_platform", "-risk"], name="cluster_rank")]
+        # Each index costs every new cluster of a first build its insert (tens of thousands): no index that
+        # another covers (`cross_platform`, `risk` alone are `cluster_rank`'s columns), none on NULLs.
+        indexes = [
+            models.Index(fields=["-cross_platform", "-risk"], name="cluster_rank"),
+            models.Index(
+                fields=["assignee"], condition=models.Q(assignee__isnull=False), name="cluster_assignee"
+            ),
+        ]
+        constraints = [models.UniqueConstraint(fields=["ref"], name="cluster_ref_unique")]
 
     def __str__(self) -> str:
         return f"Cluster {self.pk} ({self.size} sellers, {self.platform_count} platforms)"
@@ -241,8 +264,14 @@ class ClusterMember(models.Model):
     cluster = models.ForeignKey(
         ActorCluster, on_delete=models.CASCADE, related_name="members", db_constraint=False
     )
+    # The seller is the key (a seller is in at most one cluster): no id column, sequence or third index for the
+    # hundreds of thousands of rows a first build inserts.
     seller = models.OneToOneField(
-        Seller, on_delete=models.CASCADE, related_name="cluster_membership", db_constraint=False
+        Seller,
+        on_delete=models.CASCADE,
+        related_name="cluster_membership",
+        db_constraint=False,
+        primary_key=True,
     )
     joined_at = models.DateTimeField(default=timezone.now)
 

@@ -101,7 +101,7 @@ def drive(platforms: list[KeyedPlatform], rng: random.Random) -> None:
             assert response.status_code in (200, 201), response.content
     kinds = ["seen_too", "false_positive", "disputed", "actioned"]
     for number, cluster in enumerate(ActorCluster.objects.live().cross_platform().order_by("id")):
-        member = cluster.members.select_related("seller__platform").order_by("id")[0]
+        member = cluster.members.select_related("seller__platform").order_by("seller_id")[0]
         giver = next(kp for kp in platforms if kp.platform.pk == member.seller.platform_id)
         kind = kinds[number % 4]
         fields: dict[str, Any] = {"opinion": kind, "note": f"OPINIONCANARY {member.seller.seller_ref}"}

@@ -11,12 +11,15 @@ starts (`graph.apps.GraphConfig.ready`):
 - :func:`announce_retraction`: sellers' reports were just retracted. Runs the receivers synchronously in the
   retraction's transaction, before :func:`announce_change` (which may recompute at once and take the sellers
   out of their clusters), so that the platforms that were told about them can be told of the retraction.
+- :func:`announce_purge`: the retention purge ran. Runs the receivers in the purge's transaction, so what the
+  app above keeps about reports (the messages that named them) goes with them or not at all.
 - :func:`cluster_reads`: the partner-safe cluster facts the seller API and the probe check read.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any, Protocol
 
 import django.dispatch
@@ -45,6 +48,18 @@ def announce_retraction(sellers: Iterable[int], overturned: bool = False) -> Non
         return
     if not retracted.send(sender=None, sellers=seller_ids, overturned=overturned):
         raise ImproperlyConfigured("No receiver propagates retractions: is the graph app installed?")
+
+
+# Sent with `cutoff`: the purge deleted the reports retracted or expired before it. Receivers raise to roll the
+# purge back.
+purged = django.dispatch.Signal()
+
+
+def announce_purge(cutoff: datetime) -> None:
+    if not purged.send(sender=None, cutoff=cutoff):
+        raise ImproperlyConfigured(
+            "No receiver clears what names purged reports: is the graph app installed?"
+        )
 
 
 class ClusterReads(Protocol):

@@ -75,7 +75,8 @@ class PurgeResult:
 
 def purge(now: datetime | None = None, dry_run: bool = False) -> PurgeResult:
     """Delete reports retracted or expired longer ago than the grace period, their sightings, and the
-    indicators no remaining seller has. Leaves one audit entry per platform with counts only.
+    indicators no remaining seller has; the messages sent before that time lose their contents (graph's
+    outboxes, through `hooks.announce_purge`). Leaves one audit entry per platform with counts only.
 
     Sellers still recorded in a cluster wait for the next run: the hourly task first re-clusters around
     reports that expired (graph.clustering.refresh_expired), so clusters never point at purged sellers."""
@@ -102,6 +103,8 @@ def purge(now: datetime | None = None, dry_run: bool = False) -> PurgeResult:
         orphans = Indicator.objects.filter(sightings__isnull=True)
         indicator_count = orphans.count()
         orphans.delete()
+        # What graph keeps of reports this old (sent report emails, webhook events) goes too: it names sellers.
+        hooks.announce_purge(cutoff)
         for platform_id, count in per_platform.items():
             AuditEntry.objects.record("purge", "system", platform_id, sellers=count)
         if seller_ids:

@@ -24,6 +24,13 @@ class GraphConfig(AppConfig):
             propagate_retractions(sellers, overturned=overturned)
 
         hooks.retracted.connect(propagate, dispatch_uid="graph.propagate_retraction", weak=False)
+
+        def clear_messages(sender: Any, cutoff: Any, **kwargs: Any) -> None:
+            from graph.outbox import clear_contents
+
+            clear_contents(cutoff)
+
+        hooks.purged.connect(clear_messages, dispatch_uid="graph.clear_messages", weak=False)
         hooks.provide_cluster_reads(ClusterMember.objects)
 
         # The cluster counts and the outbox, read from graph's tables at every /metrics scrape.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from django.conf import settings
 from django.db import models
@@ -425,6 +425,16 @@ class OutboxRow(models.Model):
     sent_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # The retention purge clears a finished row's message (`CONTENT_FIELDS`: it names the platform's sellers)
+    # once it is older than the purge's grace period (`graph.outbox.clear_contents`); a cleared row is never
+    # sent again.
+    cleared_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the retention purge cleared the message; empty while it is kept.",
+    )
+
+    CONTENT_FIELDS: ClassVar[tuple[str, ...]] = ()
 
     class Meta:
         abstract = True
@@ -468,6 +478,8 @@ class ReportDelivery(OutboxRow):
     body_text = models.TextField()
     body_html = models.TextField()
     message_id = models.CharField(max_length=250, unique=True)
+
+    CONTENT_FIELDS = ("body_text", "body_html")  # they list the platform's own sellers and retracted reports
 
     objects = ReportDeliveryQuerySet.as_manager()
 
@@ -724,6 +736,8 @@ class WebhookDelivery(OutboxRow):
     response_status = models.PositiveSmallIntegerField(
         null=True, blank=True, help_text="HTTP status of the last attempt (the response body is not kept)."
     )
+
+    CONTENT_FIELDS = ("body",)  # it names the platform's own sellers
 
     objects = WebhookDeliveryQuerySet.as_manager()
 

@@ -30,7 +30,7 @@ from typing import Any
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
-from graph.models import DeliveryStatus, OutboxRow, due_rows
+from graph.models import DeliveryStatus, OutboxRow, ReportDelivery, WebhookDelivery, due_rows
 
 
 @dataclass(frozen=True)
@@ -126,10 +126,32 @@ def mark_attempt_failed(
 
 def retry_now(rows: QuerySet[Any]) -> int:
     """Put failed or waiting rows back to be sent at the next run, with a fresh count of attempts (the
-    admin's "Retry now"). Sent rows are never resent, and a row being sent right now is left to its sender."""
-    return rows.filter(status__in=[DeliveryStatus.FAILED, DeliveryStatus.PENDING]).update(
-        status=DeliveryStatus.PENDING, next_attempt_at=timezone.now(), attempts=0
+    admin's "Retry now"). Sent rows are never resent, a row being sent right now is left to its sender, and a
+    row whose message the retention purge cleared has nothing left to send."""
+    return rows.filter(
+        status__in=[DeliveryStatus.FAILED, DeliveryStatus.PENDING], cleared_at__isnull=True
+    ).update(status=DeliveryStatus.PENDING, next_attempt_at=timezone.now(), attempts=0)
+
+
+def clear_contents(cutoff: datetime, now: datetime | None = None) -> dict[str, int]:
+    """Clear the message of every finished row (sent, or failed for good) written before `cutoff`, in every
+    outbox (`OutboxRow.CONTENT_FIELDS`); return how many per outbox. The retention purge's receiver
+    (`exchange.hooks.announce_purge`, in the purge's transaction): a report email or a webhook event names the
+    platform's sellers, and a purged report must not live on in the copy of a message about it. Rows still to
+    be sent keep theirs; what a row was (its kind, recipient, period, status and times) stays for the admin."""
+    now = now or timezone.now()
+    cleared: dict[str, int] = {}
+    for model in (ReportDelivery, WebhookDelivery):
+        rows = model.objects.filter(
+            status__in=[DeliveryStatus.SENT, DeliveryStatus.FAILED],
+            created_at__lt=cutoff,
+            cleared_at__isnull=True,
+        )
+        cleared[model.__name__] = rows.update(cleared_at=now, **dict.fromkeys(model.CONTENT_FIELDS, ""))
+    logging.getLogger("exchange.outbox").info(
+        "event=outbox_cleared %s", " ".join(f"{name}={count}" for name, count in cleared.items())
     )
+    return cleared
 
 
 def drain[R: OutboxRow](

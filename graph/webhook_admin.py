@@ -54,6 +54,7 @@ class WebhookDeliveryAdmin(ReadOnlyMixin, ScopedModelAdmin):
         "sent_at",
         "last_error",
         "created_at",
+        "cleared_at",
         "body_text",
     )
     readonly_fields = fields
@@ -74,6 +75,8 @@ class WebhookDeliveryAdmin(ReadOnlyMixin, ScopedModelAdmin):
 
     @admin.display(description="body (as sent)")
     def body_text(self, obj: WebhookDelivery) -> str:
+        if obj.cleared_at is not None:
+            return f"(cleared by the retention purge on {obj.cleared_at:%Y-%m-%d}: it named the platform's sellers)"
         return format_html('<pre class="mono" style="white-space: pre-wrap">{}</pre>', obj.body)
 
     def has_retry_permission(self, request: HttpRequest) -> bool:

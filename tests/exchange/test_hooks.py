@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
+from django.utils import timezone
 
 from exchange import hooks
 from graph.models import ClusterMember
@@ -65,3 +66,14 @@ def test_graph_receives_retractions_and_one_nobody_receives_is_an_error(
             hooks.announce_retraction([1])
     finally:
         hooks.retracted.sender_receivers_cache.clear()
+
+
+def test_graph_receives_purges_and_one_nobody_receives_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert hooks.purged.has_listeners()
+    monkeypatch.setattr(hooks.purged, "receivers", [])
+    hooks.purged.sender_receivers_cache.clear()
+    try:
+        with pytest.raises(ImproperlyConfigured, match="clears what names purged reports"):
+            hooks.announce_purge(timezone.now())
+    finally:
+        hooks.purged.sender_receivers_cache.clear()

@@ -96,10 +96,9 @@ class ActorCluster(models.Model):
     ref = models.CharField(max_length=24, default=new_ref, editable=False)
     size = models.PositiveIntegerField(default=0)
     platform_count = models.PositiveSmallIntegerField(default=0)
-    cross_platform = models.BooleanField(
-        default=False
-    )  # searched through `cluster_rank`, whose first column it is
-    risk = models.PositiveSmallIntegerField(default=0)  # filtered through `cluster_rank`, its second column
+    # Searched and filtered through `cluster_rank`, whose first two columns they are (no index of their own).
+    cross_platform = models.BooleanField(default=False)
+    risk = models.PositiveSmallIntegerField(default=0)
     risk_parts = models.JSONField(default=dict, blank=True)
     kinds = models.JSONField(default=list, blank=True, help_text="Indicator kinds that link the members.")
     status = models.CharField(max_length=20, choices=ClusterStatus.choices, default=ClusterStatus.NEW)

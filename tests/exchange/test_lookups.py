@@ -194,3 +194,26 @@ def test_the_apps_postgresql_connection_runs_without_jit():
     with connection.cursor() as cursor:
         cursor.execute("SHOW jit")
         assert cursor.fetchone() == ("off",)
+
+
+def test_the_key_read_and_the_lookup_run_as_prepared_statements(acme, reported):
+    """Every partner request reads its key, and every lookup charges, reads and audits, in one statement each
+    that the connection prepares once and then only binds and executes (issue 17). Django turns psycopg's
+    preparing off unless the settings say otherwise, which made `prepare=True` a no-op: each lookup parsed and
+    planned its CTE again (exchange/config.py). Measured through PostgreSQL's own view of the session."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are PostgreSQL's (SQLite runs the ORM's queries)")
+    client = acme.client()
+    for _ in range(3):
+        assert lookup(client, ("email", "ring@x.com"), ("email", "nobody@x.com")).status_code == 200
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT statement, generic_plans + custom_plans FROM pg_prepared_statements WHERE NOT from_sql"
+        )
+        prepared = cursor.fetchall()
+    lookups = [runs for text, runs in prepared if "exchange_lookupusage" in text]
+    key_reads = [runs for text, runs in prepared if "accounts_apikey" in text]
+    assert lookups == [3], prepared
+    assert len(key_reads) == 1 and key_reads[0] >= 3, prepared

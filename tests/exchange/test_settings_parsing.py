@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from exchange.config import (
+    PREPARE_ONLY_WHEN_ASKED,
     ConfigError,
     envbool,
     envint,
@@ -40,7 +41,11 @@ def test_postgres_url_is_parsed_for_psycopg():
         "db.internal",
         "6432",
     )
-    assert db["OPTIONS"] == {"sslmode": "require", "options": "-c jit=off"}
+    assert db["OPTIONS"] == {
+        "sslmode": "require",
+        "options": "-c jit=off",
+        "prepare_threshold": PREPARE_ONLY_WHEN_ASKED,
+    }
     assert db["CONN_MAX_AGE"] == 60
     assert parse_database_url("postgres://h/db", BASE)["CONN_MAX_AGE"] == 60
 
@@ -48,9 +53,25 @@ def test_postgres_url_is_parsed_for_psycopg():
 def test_postgres_connections_compile_no_jit_unless_the_url_asks() -> None:
     """Issue 17: right after a bulk load a 1 ms lookup was estimated dear enough for JIT and spent tens of ms
     compiling on each execution; the app's connections turn JIT off, and `options=` in the URL still wins."""
-    assert parse_database_url("postgres://h/db", BASE)["OPTIONS"] == {"options": "-c jit=off"}
+    assert parse_database_url("postgres://h/db", BASE)["OPTIONS"]["options"] == "-c jit=off"
     own = parse_database_url("postgres://h/db?options=-c%20work_mem%3D64MB", BASE)
-    assert own["OPTIONS"] == {"options": "-c work_mem=64MB"}
+    assert own["OPTIONS"]["options"] == "-c work_mem=64MB"
+
+
+def test_statements_are_prepared_where_the_code_asks_unless_the_url_says_none() -> None:
+    """Issue 17: Django passes prepare_threshold=None to psycopg unless OPTIONS say otherwise, which turned the
+    key read's and the lookup's `prepare=True` into no-ops. The default prepares only those (a threshold never
+    reached); `none` turns preparing off for a pooler that cannot keep prepared statements, an integer is
+    psycopg's own threshold, anything else names the option."""
+
+    def threshold(url: str) -> int | None:
+        return parse_database_url(url, BASE)["OPTIONS"]["prepare_threshold"]
+
+    assert threshold("postgres://h/db") == PREPARE_ONLY_WHEN_ASKED
+    assert threshold("postgres://h/db?prepare_threshold=None") is None
+    assert threshold("postgres://h/db?prepare_threshold=5") == 5
+    with pytest.raises(ConfigError, match="prepare_threshold must be a whole number or 'none', got '-1'"):
+        parse_database_url("postgres://h/db?prepare_threshold=-1", BASE)
 
 
 @pytest.mark.parametrize(
@@ -92,9 +113,13 @@ def test_replica_url_is_a_second_postgres_entry_mirroring_default_in_tests():
     # The test runner creates no second database: "replica" reads the test database.
     assert replica["TEST"] == {"MIRROR": "default"}
     # A short connect timeout so an unreachable replica falls back to the primary in seconds; the URL wins.
-    assert replica["OPTIONS"] == {"connect_timeout": "3", "options": "-c jit=off"}
+    assert replica["OPTIONS"] == {
+        "connect_timeout": "3",
+        "options": "-c jit=off",
+        "prepare_threshold": PREPARE_ONLY_WHEN_ASKED,
+    }
     slower = parse_replica_url("postgres://r/x?connect_timeout=10", POSTGRES_PRIMARY)
-    assert slower is not None and slower["OPTIONS"] == {"connect_timeout": "10", "options": "-c jit=off"}
+    assert slower is not None and slower["OPTIONS"]["connect_timeout"] == "10"
 
 
 def test_unset_replica_url_means_no_replica():

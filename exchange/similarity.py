@@ -49,6 +49,7 @@ from exchange import locks
 from exchange.contract import DOCUMENT_KIND, FUZZY_WIRE_KINDS, IMAGE_KIND
 from exchange.key_index import KeyIndex
 from exchange.matching import (
+    CENTRE_DEPTH,
     MATCHERS,
     Item,
     Matcher,
@@ -361,7 +362,7 @@ def _group_new_items(
                 parts.union(("n", rows[a]), ("n", rows[b]))
         else:
             for position, target in _around_centres(
-                rule, [new[i] for i in rows], rows, pairs, stored
+                rule, [new[i] for i in rows], rows, pairs, stored, limits[kind]
             ).items():
                 parts.union(("n", rows[position]), target)
     members: dict[tuple[str, int], list[tuple[str, int]]] = defaultdict(list)
@@ -397,13 +398,15 @@ def _around_centres(
     rows: list[int],
     pairs: list[tuple[int, int]],
     stored: list[list[tuple[int, int, float]]],
+    limit: float,
 ) -> dict[int, tuple[str, int]]:
     """Groups around centres (`Matcher.transitive` false) for a batch's new items of one kind (`items`, at
     `rows`, their positions in the batch, oldest first), as `exchange.matching.centre_labels` forms them: an
     item joins the group of the centre it matches best (a group's centre is its first item), stored or one of
-    the batch's new centres, the oldest of equally near ones (stored items are older than the batch's), or it is
-    a centre. Returns, per position in `rows` that joins something, what it joins: ("g", group id) or ("n", the
-    centre's position in the batch)."""
+    the batch's new centres, the oldest of equally near ones (stored items are older than the batch's); failing
+    that, the group of the member of depth 1 it matches best (a stored item matching its group's centre at
+    `limit`, or one of the batch's items that joined a centre); or it is a centre. Returns, per position in
+    `rows` that joins something, what it joins: ("g", group id) or ("n", the centre's position in the batch)."""
     groups = {group_id for i in rows for _, group_id, _ in stored[i]}
     centre_of = dict(
         SimilarItem.objects.filter(group_id__in=sorted(groups))
@@ -411,24 +414,58 @@ def _around_centres(
         .annotate(centre=Min("pk"))
         .values_list("group_id", "centre")
     )
+    depth_of = _stored_depths(rule, [stored[i] for i in rows], centre_of, limit)
     earlier: dict[int, list[tuple[int, float]]] = defaultdict(list)
     for (a, b), score in zip(pairs, pair_scores(rule, items, pairs), strict=True):
         earlier[a].append((b, score))
     joins: dict[int, tuple[str, int]] = {}
+    depth: dict[int, int] = {}  # the batch's positions: 0 a centre, else the step it joined at
     for position, i in enumerate(rows):
-        # (score, age: stored centres by id before the batch's by position, what joining means)
-        options: list[tuple[float, tuple[int, int], tuple[str, int]]] = [
-            (score, (0, pk), ("g", group_id))
-            for pk, group_id, score in stored[i]
-            if centre_of.get(group_id) == pk
-        ]
-        options += [
-            (score, (1, b), ("n", rows[b])) for b, score in earlier.get(position, ()) if b not in joins
-        ]
-        choice = best_centre(options, rule.closer_is_lower)
-        if choice is not None:
-            joins[position] = choice
+        for step in range(1, CENTRE_DEPTH + 1):
+            # (score, age: stored items by id before the batch's by position, what joining means)
+            options: list[tuple[float, tuple[int, int], tuple[str, int]]] = [
+                (score, (0, pk), ("g", group_id))
+                for pk, group_id, score in stored[i]
+                if depth_of.get(pk) == step - 1
+            ]
+            options += [
+                (score, (1, b), joins.get(b, ("n", rows[b])))
+                for b, score in earlier.get(position, ())
+                if depth[b] == step - 1
+            ]
+            choice = best_centre(options, rule.closer_is_lower)
+            if choice is not None:
+                joins[position], depth[position] = choice, step
+                break
+        else:
+            depth[position] = 0
     return joins
+
+
+def _stored_depths(
+    rule: Matcher, matches: list[list[tuple[int, int, float]]], centre_of: dict[int, int], limit: float
+) -> dict[int, int]:
+    """Stored item id -> 0 for a centre, 1 for an item matching its group's centre at `limit`, of the stored
+    items in `matches` (per new item, what it matches); the others, two steps out, are left out. An item's
+    depth is only needed when it matched no centre, so the rest are read and scored then, in one query."""
+    depths = {pk: 0 for found in matches for pk, group_id, _ in found if centre_of.get(group_id) == pk}
+    wanted = {
+        (pk, centre_of[group_id])
+        for found in matches
+        if not any(pk in depths for pk, _, _ in found)
+        for pk, group_id, _ in found
+        if group_id in centre_of
+    }
+    if not wanted:
+        return depths
+    values = {
+        row.pk: _as_item(row)
+        for row in SimilarItem.objects.filter(pk__in=sorted({x for pair in wanted for x in pair}))
+    }
+    for pk, centre in sorted(wanted):
+        if pk in values and centre in values and rule.matches(rule.score(values[pk], values[centre]), limit):
+            depths[pk] = 1
+    return depths
 
 
 def store_items(rows: Sequence[tuple[int, datetime, Item]], version: int, now: datetime) -> ItemsStored:

@@ -30,7 +30,8 @@ def test_the_other_pairs_keep_what_exact_only_found(result: Result) -> None:
 @pytest.mark.xfail(
     strict=True,
     reason="issue 14 target not met: names retyped with two or three corruptions fall below the Dice threshold, "
-    "and groups around centres miss pairs of two variants (README, 'Fuzzy linking, measured')",
+    "and an address's bigrams do not tell a neighbour's house number from a retyped one (README, 'Fuzzy "
+    "linking, measured')",
 )
 def test_issue_14_target_recall_and_precision_on_named_addressed_pairs(result: Result) -> None:
     quality = result.fuzzy.quality["a"]

@@ -193,21 +193,56 @@ def test_a_person_name_and_a_business_name_are_one_piece_of_evidence(
     assert cluster_of("acme-1") is None
 
 
-def test_names_group_around_a_centre_and_do_not_chain(
+def test_names_group_around_a_centre_two_steps_deep_and_do_not_chain(
     acme: KeyedPlatform, bazaar: KeyedPlatform, third: KeyedPlatform
 ):
     """Groups of names form around their first item (exchange.matching.FuzzyMatcher.transitive): a name that
-    matches a member but not the centre starts its own group, so similar names do not chain into one."""
-    names = ("Jonathen Smythsen", "Jonathan Smithsen", "Johnathan Smithson")
-    first, second, third_name = (encoded("person_name", name, f"r{n}") for n, name in enumerate(names))
+    matches no centre joins the group of a member that matched the centre directly (CENTRE_DEPTH: a variant
+    that drifted from the original but not from another variant of it), and a name matching only a member two
+    steps out starts its own group, so similar names do not chain into one. Submitted one at a time, as the
+    store meets them, and regrouped all at once by ``group_labels`` (the bench's and the threshold dry run's
+    rule): the same groups."""
+    from exchange.matching import MATCHERS, Item, group_labels
+
+    names = ("Jonathen Smythsen", "Jonathan Smithsen", "Johnathan Smithson", "Johnathen Schmitson")
+    values = [encoded("person_name", name, f"r{n}") for n, name in enumerate(names)]
     dice = lambda x, y: fuzzy.dice(bytes.fromhex(x["encoding"]), bytes.fromhex(y["encoding"]))  # noqa: E731
-    assert dice(first, second) >= 0.7 and dice(second, third_name) >= 0.7 and dice(first, third_name) < 0.7
-    for kp, ref, indicator in ((acme, "a-1", first), (bazaar, "b-1", second), (third, "t-1", third_name)):
+    a, b, c, d = values
+    assert all(dice(x, y) >= 0.7 for x, y in ((a, b), (b, c), (c, d)))  # a chain ...
+    assert all(dice(x, y) < 0.7 for x, y in ((a, c), (a, d), (b, d)))  # ... with no shortcut
+    for kp, ref, indicator in ((acme, "a-1", a), (bazaar, "b-1", b), (third, "t-1", c), (acme, "a-2", d)):
         body = seller(ref)
         body["indicators"] = [indicator]
         assert submit(kp.client(), body).status_code == 201
     groups = dict(SimilarItem.objects.values_list("value", "group_id"))
-    assert groups[first["encoding"]] == groups[second["encoding"]] != groups[third_name["encoding"]]
+    assert groups[a["encoding"]] == groups[b["encoding"]] == groups[c["encoding"]] != groups[d["encoding"]]
+    items = [Item("person_name", x["encoding"]) for x in values]
+    assert group_labels(MATCHERS["person_name"], items, 0.7) == [0, 0, 0, 3]
+
+
+def test_a_batch_groups_its_names_as_group_labels_does_in_the_order_it_stores_them(
+    acme: KeyedPlatform, monkeypatch: pytest.MonkeyPatch
+):
+    """One submission with a chain of names and a near-copy of each: the store's groups (the batch's own pairs,
+    two steps from a centre) are the groups ``group_labels`` forms from the items in the order they were
+    stored, which is how the threshold dry run and ``graph.tuning.apply`` regroup them. Here the second step
+    decides: one step from the centres would make two groups."""
+    from exchange import matching
+    from exchange.matching import MATCHERS, Item, group_labels
+
+    names = ("Jonathen Smythsen", "Jonathan Smithsen", "Johnathan Smithson", "Johnathen Schmitson")
+    bodies = []
+    for n, name in enumerate(names + tuple(f"{name}e" for name in names)):
+        body = seller(f"a-{n}")
+        body["indicators"] = [encoded("person_name", name, f"4-{n}")]
+        bodies.append(body)
+    assert submit(acme.client(), *bodies).status_code == 201
+    stored = list(SimilarItem.objects.order_by("pk").values_list("value", "group_id"))
+    items = [Item("person_name", value) for value, _ in stored]
+    assert len({group_id for _, group_id in stored}) == 1
+    assert group_labels(MATCHERS["person_name"], items, 0.7) == [0] * 8
+    monkeypatch.setattr(matching, "CENTRE_DEPTH", 1)
+    assert len(set(group_labels(MATCHERS["person_name"], items, 0.7))) == 2
 
 
 def test_a_name_joins_the_centre_it_matches_best_as_the_bench_models_it(

@@ -149,11 +149,15 @@ def test_matching_pairs_through_the_index_are_the_pairs_of_an_all_pairs_comparis
     assert all(labels[a] == labels[b] for a, b in found)
 
 
-def test_centres_take_the_oldest_centre_an_item_matches_and_never_chain():
-    from exchange.matching import centre_labels
+def test_centres_take_the_oldest_centre_an_item_matches_and_reach_two_steps_never_more():
+    from exchange.matching import CENTRE_DEPTH, centre_labels
 
-    # 1 matches 0 (a centre); 2 matches only 1 (not a centre): a centre of its own; 3 matches 2 and 0: the oldest.
-    assert centre_labels([(1, 0), (2, 1), (3, 2), (3, 0)], 5) == [0, 0, 2, 0, 4]
+    assert CENTRE_DEPTH == 2
+    # 1 matches 0 (a centre); 2 matches only 1, which joined 0 directly: 0's group, two steps out; 3 matches only
+    # 2, two steps out: a centre of its own; 4 matches 3 and 0: the oldest centre; 5 matches only 4: 0's group;
+    # 6 matches only 2 and 5 (both two steps out): a centre.
+    pairs = [(1, 0), (2, 1), (3, 2), (4, 3), (4, 0), (5, 4), (6, 2), (6, 5)]
+    assert centre_labels(pairs, 8) == [0, 0, 0, 3, 0, 0, 6, 7]
 
 
 @pytest.mark.parametrize("threshold", [0, 15, 31, 64])
@@ -180,9 +184,10 @@ def test_photo_pairs_are_judged_in_two_steps_as_in_one(threshold: int) -> None:
 def test_centres_take_the_nearest_centre_an_item_matches_then_the_oldest():
     from exchange.matching import centre_labels
 
-    # 2 matches centres 0 (0.75) and 1 (0.9): the nearer; 3 matches 0 and 1 equally: the oldest; 4 matches only 2,
-    # which is not a centre: a centre of its own.
-    pairs = [(2, 0), (2, 1), (3, 0), (3, 1), (4, 2)]
-    assert centre_labels(pairs, 5, [0.75, 0.9, 0.8, 0.8, 0.99]) == [0, 1, 1, 0, 4]
+    # 2 matches centres 0 (0.75) and 1 (0.9): the nearer; 3 matches 0 and 1 equally: the oldest; 4 matches no
+    # centre but 2 (0.8) and 3 (0.95), both one step out: the nearer, 3, in 0's group; 5 matches only 4, two
+    # steps out: a centre of its own.
+    pairs = [(2, 0), (2, 1), (3, 0), (3, 1), (4, 2), (4, 3), (5, 4)]
+    assert centre_labels(pairs, 6, [0.75, 0.9, 0.8, 0.8, 0.8, 0.95, 0.99]) == [0, 1, 1, 0, 0, 5]
     # a distance: lower is nearer
-    assert centre_labels(pairs, 5, [20, 3, 5, 5, 1], closer_is_lower=True) == [0, 1, 1, 0, 4]
+    assert centre_labels(pairs, 6, [20, 3, 5, 5, 5, 2, 1], closer_is_lower=True) == [0, 1, 1, 0, 0, 5]

@@ -151,6 +151,47 @@ def test_throttling_is_per_key_and_uses_the_error_shape(acme, bazaar):
     cache.clear()
 
 
+def test_the_rate_is_a_sliding_window_and_says_when_the_next_request_fits(acme):
+    """ApiKeyRateThrottle at 4/min, with a clock of our own: four requests pass; the fifth waits for the next
+    window and a quarter of it, until the full window before weighs less than 3 of 4; 30 s into that window
+    the previous one weighs half, so its 4 count as 2; a refused request is not counted."""
+    from django.core.cache.backends.locmem import LocMemCache
+    from rest_framework.request import Request
+    from rest_framework.test import APIRequestFactory
+    from rest_framework.views import APIView
+
+    from accounts.authentication import ApiKeyRateThrottle, Partner
+
+    clock = [600.0]  # the start of a window (windows are whole multiples of 60 s)
+    store = LocMemCache("throttle-test", {})
+
+    class FourPerMinute(ApiKeyRateThrottle):
+        rate = "4/min"
+        cache = store
+
+        def timer(self) -> float:
+            return clock[0]
+
+    request = Request(APIRequestFactory().get("/api/v1/me/"))
+    request.user = Partner(acme.key)  # type: ignore[assignment]  # DRF's user is whatever auth returns
+
+    def ask() -> tuple[bool, float | None]:
+        throttle = FourPerMinute()
+        allowed = throttle.allow_request(request, APIView())
+        return allowed, None if allowed else throttle.wait()
+
+    assert [ask()[0] for _ in range(4)] == [True] * 4
+    clock[0] = 610.0
+    assert ask() == (False, 65.0)  # 50 s to the next window, then 15 s for 4 x (1 - 15/60) = 3
+    assert ask() == (False, 65.0)  # refused requests leave the count as it was
+    clock[0] = 690.0  # 30 s into the next window: 4 x 0.5 = 2
+    assert [ask()[0] for _ in range(2)] == [True, True]
+    allowed, wait = ask()  # 2 + 2 counted: one more fits when the 4 before weigh 1, at 45 s
+    assert not allowed and wait == pytest.approx(15.0)
+    clock[0] = 720.0  # a new window: the 2 of the one before weigh 2 at first
+    assert [ask()[0] for _ in range(3)] == [True, True, False]
+
+
 def test_unknown_api_path_is_json_404(acme):
     assert_error(acme.client().get("/api/v1/nothing-here/"), 404, "not_found")
 

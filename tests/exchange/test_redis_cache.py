@@ -119,6 +119,35 @@ def test_the_api_throttle_is_shared_by_two_cache_clients(acme, redis_caches):
     assert allowed == [True, True, True, True, False]
 
 
+class HundredPerMinute(ApiKeyRateThrottle):
+    rate = "100/min"
+
+    def __init__(self, cache: BaseCache) -> None:
+        self.cache = cache
+        super().__init__()
+
+
+@pytest.mark.django_db
+def test_concurrent_workers_on_redis_let_through_exactly_the_limit(acme, redis_caches):
+    """Eight threads with a Redis client each (eight workers) send 200 requests together against 100/min: exactly
+    100 pass. Counted by INCR, nothing is lost; DRF's history, read and written back whole by each request,
+    let concurrent requests overwrite each other's and passed more than the limit."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    drf_request = Request(APIRequestFactory().get("/api/v1/me/"))
+    drf_request.user = Partner(acme.key)  # type: ignore[assignment]  # DRF's user is whatever auth returns
+    start = Barrier(8)
+
+    def worker(_: int) -> int:
+        throttle_cache = caches.create_connection("default")
+        start.wait()
+        return sum(HundredPerMinute(throttle_cache).allow_request(drf_request, APIView()) for _ in range(25))
+
+    with ThreadPoolExecutor(8) as pool:
+        assert sum(pool.map(worker, range(8))) == 100
+
+
 @pytest.fixture(scope="module")
 def live_site_on_redis(tmp_path_factory):
     client = redis_client()

@@ -345,7 +345,8 @@ def _lookup_in_one_statement(api_key: ApiKey, indicators: list[LookupItem], now:
     }
     connection.ensure_connection()
     # A server-side binding cursor (Django's own binds on the client), so psycopg can prepare the statement:
-    # from the second execution on a connection it is parsed and planned once, not per lookup.
+    # from the second execution on a connection it is parsed once, not per lookup (exchange/config.py lets psycopg
+    # prepare: Django's default turns it off, and prepare=True did nothing until it did).
     with psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(LOOKUP_SQL, params, prepare=True)
         rows = cursor.fetchall()

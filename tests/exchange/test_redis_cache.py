@@ -100,11 +100,12 @@ def test_an_authenticated_api_call_answers_200_on_the_redis_cache(acme, redis_ca
     assert caches["default"].__class__.__name__ == "RedisCache"
 
 
-class FourPerMinute(ApiKeyRateThrottle):
-    rate = "4/min"
+class ThrottleOn(ApiKeyRateThrottle):
+    """The API throttle at `rate`, counting in `cache` (one cache client: one worker process)."""
 
-    def __init__(self, cache: BaseCache) -> None:
+    def __init__(self, cache: BaseCache, rate: str) -> None:
         self.cache = cache
+        self.rate = rate
         super().__init__()
 
 
@@ -115,16 +116,8 @@ def test_the_api_throttle_is_shared_by_two_cache_clients(acme, redis_caches):
     assert clients[0] is not clients[1]
     drf_request = Request(APIRequestFactory().get("/api/v1/me/"))
     drf_request.user = Partner(acme.key)  # type: ignore[assignment]  # DRF's user is whatever auth returns
-    allowed = [FourPerMinute(clients[n % 2]).allow_request(drf_request, APIView()) for n in range(5)]
+    allowed = [ThrottleOn(clients[n % 2], "4/min").allow_request(drf_request, APIView()) for n in range(5)]
     assert allowed == [True, True, True, True, False]
-
-
-class HundredPerMinute(ApiKeyRateThrottle):
-    rate = "100/min"
-
-    def __init__(self, cache: BaseCache) -> None:
-        self.cache = cache
-        super().__init__()
 
 
 @pytest.mark.django_db
@@ -142,7 +135,9 @@ def test_concurrent_workers_on_redis_let_through_exactly_the_limit(acme, redis_c
     def worker(_: int) -> int:
         throttle_cache = caches.create_connection("default")
         start.wait()
-        return sum(HundredPerMinute(throttle_cache).allow_request(drf_request, APIView()) for _ in range(25))
+        return sum(
+            ThrottleOn(throttle_cache, "100/min").allow_request(drf_request, APIView()) for _ in range(25)
+        )
 
     with ThreadPoolExecutor(8) as pool:
         assert sum(pool.map(worker, range(8))) == 100

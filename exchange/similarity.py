@@ -705,8 +705,14 @@ def seller_score(a: int, b: int, group: Indicator) -> float | None:
 
 
 def note(a: int, b: int, group: Indicator) -> str:
-    """A similarity link between two sellers in words: the kind's description of their nearest items."""
+    """A similarity link between two sellers in words: the kind's description of their nearest items, and,
+    when those do not match by themselves, that the group joins them (two variants that each match the
+    group's first item, or one another's, need not match each other: exchange.matching.centre_labels)."""
     score = seller_score(a, b, group)
     if score is None:
         return "near-duplicates"
-    return matcher(group.kind).describe(score, threshold(group.kind))
+    rule, limit = matcher(group.kind), threshold(group.kind)
+    text = rule.describe(score, limit)
+    if not rule.matches(score, limit):
+        text += "; not a match by themselves: the group's other members join them"
+    return text

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from exchange import fuzzy
+from exchange import fuzzy, similarity
 from exchange.contract import FUZZY_ENCODING_KIND
 from exchange.models import Indicator, Seller, SimilarItem
 from graph.models import ClusterMember
@@ -218,6 +218,15 @@ def test_names_group_around_a_centre_two_steps_deep_and_do_not_chain(
     assert groups[a["encoding"]] == groups[b["encoding"]] == groups[c["encoding"]] != groups[d["encoding"]]
     items = [Item("person_name", x["encoding"]) for x in values]
     assert group_labels(MATCHERS["person_name"], items, 0.7) == [0, 0, 0, 3]
+    # What an analyst reads of the link between the first and the third: their own similarity is below the
+    # threshold, and the note says that the group, not the pair, joins them.
+    group = Indicator.objects.get(pk=groups[a["encoding"]])
+    first, third_seller = (Seller.objects.get(seller_ref=ref).pk for ref in ("a-1", "t-1"))
+    assert similarity.note(first, third_seller, group) == (
+        f"similar names, Dice similarity {dice(a, c):.2f} of the keyed encodings (a match is 0.70 or more); "
+        "not a match by themselves: the group's other members join them"
+    )
+    assert "not a match" not in similarity.note(first, Seller.objects.get(seller_ref="b-1").pk, group)
 
 
 def test_a_batch_groups_its_names_as_group_labels_does_in_the_order_it_stores_them(

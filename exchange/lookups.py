@@ -214,7 +214,8 @@ WITH version AS (
 ), holders AS ({chain}
 ), matched AS (
     INSERT INTO exchange_lookupmatch (platform_id, seller_id, first_matched_at)
-    SELECT DISTINCT %(platform)s::bigint, h.seller_id, %(now)s FROM holders AS h ORDER BY 2
+    SELECT %(platform)s::bigint, s.seller_id, %(now)s FROM (SELECT DISTINCT seller_id FROM holders) AS s
+     ORDER BY 2
     ON CONFLICT (platform_id, seller_id) DO NOTHING
 ), audit AS (
     INSERT INTO accounts_auditentry (created_at, action, actor, platform_id, object_type, object_id, details)

@@ -200,20 +200,23 @@ def test_the_key_read_and_the_lookup_run_as_prepared_statements(acme, reported):
     """Every partner request reads its key, and every lookup charges, reads and audits, in one statement each
     that the connection prepares once and then only binds and executes (issue 17). Django turns psycopg's
     preparing off unless the settings say otherwise, which made `prepare=True` a no-op: each lookup parsed and
-    planned its CTE again (exchange/config.py). Measured through PostgreSQL's own view of the session."""
+    planned its CTE again (exchange/config.py). Read from PostgreSQL's own view of the session."""
     from django.db import connection
 
     if connection.vendor != "postgresql":
         pytest.skip("prepared statements are PostgreSQL's (SQLite runs the ORM's queries)")
     client = acme.client()
-    for _ in range(3):
-        assert lookup(client, ("email", "ring@x.com"), ("email", "nobody@x.com")).status_code == 200
+    for n in range(8):
+        assert lookup(client, ("email", "ring@x.com"), ("email", f"nobody{n}@x.com")).status_code == 200
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT statement, generic_plans + custom_plans FROM pg_prepared_statements WHERE NOT from_sql"
+            "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements WHERE NOT from_sql"
         )
         prepared = cursor.fetchall()
-    lookups = [runs for text, runs in prepared if "exchange_lookupusage" in text]
-    key_reads = [runs for text, runs in prepared if "accounts_apikey" in text]
-    assert lookups == [3], prepared
-    assert len(key_reads) == 1 and key_reads[0] >= 3, prepared
+    lookups = [(generic, custom) for text, generic, custom in prepared if "exchange_lookupusage" in text]
+    key_reads = [generic + custom for text, generic, custom in prepared if "accounts_apikey" in text]
+    assert len(key_reads) == 1 and key_reads[0] >= 8, prepared
+    # After PostgreSQL's five custom plans, the lookup runs its generic plan: planned once per connection, not
+    # per lookup. (Right after a 250,000-row submission its DISTINCT over the platform and time parameters
+    # made the generic plan look dearer than the custom ones, which PostgreSQL then kept planning: README.)
+    assert lookups == [(3, 5)], prepared

@@ -115,7 +115,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         message = "Request was throttled." + (f" Retry in {int(wait)} s." if wait else "")
         details = {"retry_after_seconds": int(wait) if wait is not None else None}
     else:
-        detail = exc.detail
+        detail: Any = exc.detail  # a dict's keys are str here: the views raise {"message", "code", ...}
         if isinstance(detail, dict):
             message = str(detail.get("message") or "Request failed.")
             details = {k: v for k, v in detail.items() if k not in {"message", "code"}} or None

@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from exchange import fuzzy
 from fixtures.linkage import SellerRecord, population
+from tests.bench.bench_fuzzy_linking import split_of, true_pairs
 
 KEY = b"benchmark consortium key, never for real data"
 FIELDS = (
@@ -99,20 +100,8 @@ def split_a_pairs(records: list[SellerRecord], plain: bool) -> tuple[np.ndarray,
 
 
 def true_split_a(records: list[SellerRecord]) -> int:
-    """Split-(a) true pairs, counted from the records (the candidates above must hold them all)."""
-    by_actor: dict[int, list[SellerRecord]] = {}
-    for r in records:
-        by_actor.setdefault(r.actor, []).append(r)
-    total = 0
-    for members in by_actor.values():
-        for x, a in enumerate(members):
-            for b in members[x + 1 :]:
-                named = (a.person_name is not None and b.person_name is not None) or (
-                    a.business_name is not None and b.business_name is not None
-                )
-                if a.platform_id != b.platform_id and named and a.shipping_address and b.shipping_address:
-                    total += 1
-    return total
+    """Split-(a) true pairs, counted as the linking bench counts them (the candidates above must hold them all)."""
+    return sum(split_of(records[i], records[j]) == "a" for i, j in true_pairs(records))
 
 
 def dominated(names: np.ndarray, addresses: np.ndarray, truth: np.ndarray) -> np.ndarray:

@@ -33,7 +33,7 @@ import logging
 import secrets
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -55,9 +55,9 @@ from exchange.matching import (
     Matcher,
     Probes,
     best_centre,
+    distinct_pairs,
     matching_pairs,
     pair_scores,
-    unit_matches,
 )
 from exchange.models import Indicator, Linking, MatchThreshold, SellerItem, Sighting, SimilarItem
 
@@ -191,6 +191,7 @@ class _KindIndex:
         self._units: list[np.ndarray] = []  # per unit: its packed row
         self.size = 0  # items
         self.unit_count = 0
+        self._leads: np.ndarray | None = None
 
     def refresh(self, progress: Callable[[int], None] | None = None) -> None:
         """Read the rows added since the last refresh (all of them the first time); `progress` is told the
@@ -232,6 +233,7 @@ class _KindIndex:
         self.keys.add(unit_rows + self.unit_count, keys)
         self.size += len(rows)
         self.unit_count += len(units)
+        self._leads = None
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(item ids, the item position of each unit, the packed units), joined once after additions."""
@@ -244,6 +246,15 @@ class _KindIndex:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int32), empty
         return self._ids[0], self._item_of[0], self._units[0]
 
+    def leads(self) -> np.ndarray:
+        """The positions of the stored items' leads (each item's first unit), kept until items are added."""
+        if self._leads is None:
+            _, item_of, _ = self.arrays()
+            self._leads = np.flatnonzero(
+                np.concatenate(([True], item_of[1:] != item_of[:-1]))[: len(item_of)]
+            )
+        return self._leads
+
     def nbytes(self) -> int:
         ids, item_of, units = self.arrays()
         return int(ids.nbytes + item_of.nbytes + units.nbytes + self.keys.nbytes())
@@ -251,12 +262,12 @@ class _KindIndex:
     def matches(self, items: Sequence[Item], limit: float, probes: Probes | None = None) -> list[list[int]]:
         """Per item, the ids of the stored items it matches at `limit`, as this index holds them."""
         ids, item_of, stored = self.arrays()
-        probes = probes or Probes.of(self.rule, items, limit)
-        pairs = unit_matches(self.rule, self.keys, probes.units, stored, (probes.rows, probes.keys), limit)
-        found = np.unique(np.stack([probes.item_of[pairs[:, 0]], item_of[pairs[:, 1]]], axis=1), axis=0)
+        probes = probes or Probes(self.rule, items, limit)
+        pairs = probes.stored_pairs(self.keys, stored, self.leads())
+        found = distinct_pairs(probes.item_of[pairs[:, 0]], item_of[pairs[:, 1]])
         out: list[list[int]] = [[] for _ in items]
-        for row, position in found:
-            out[int(row)].append(int(ids[position]))
+        for row, pk in zip(found[:, 0].tolist(), ids[found[:, 1]].tolist(), strict=True):
+            out[row].append(pk)
         return out
 
 
@@ -345,7 +356,7 @@ def _group_new_items(
     for i, item in enumerate(new):
         by_kind[item.kind].append(i)
     probes = {  # in _stored_matches' order: the kinds' items as they come in `new`
-        kind: Probes.of(matcher(kind), [new[i] for i in rows], limits[kind]) for kind, rows in by_kind.items()
+        kind: Probes(matcher(kind), [new[i] for i in rows], limits[kind]) for kind, rows in by_kind.items()
     }
     parts = _Components()
     stored = _stored_matches(new, limits, probes)
@@ -385,10 +396,8 @@ def _group_new_items(
                 first_seen=min(first[n] for n in starters),
             )
             starting.append((root, group))
-    for (root, _), group in zip(
-        starting, Indicator.objects.bulk_create([g for _, g in starting]), strict=True
-    ):
-        group_of_root[root] = group.pk
+    for (root, _), pk in zip(starting, _create_groups([g for _, g in starting]), strict=True):
+        group_of_root[root] = pk
     return [group_of_root[parts.find(("n", i))] for i in range(len(new))]
 
 
@@ -485,20 +494,12 @@ def store_items(rows: Sequence[tuple[int, datetime, Item]], version: int, now: d
     by_kind: dict[str, list[str]] = defaultdict(list)
     for kind, value in distinct:
         by_kind[kind].append(value)
-    for kind, values in sorted(by_kind.items()):
-        for pk, value, group_id in SimilarItem.objects.filter(
-            kind=kind, value__in=sorted(values)
-        ).values_list("pk", "value", "group_id"):
-            stored[(kind, value)] = (pk, group_id)
+    stored.update(_stored_items(by_kind))
     new_keys = sorted(set(distinct) - set(stored))
     new = [distinct[key] for key in new_keys]
     groups = _group_new_items(new, version, [first_reported[key] for key in new_keys], now, result)
     if result.touched_sellers:  # merged groups: stored items of the batch may have moved
-        for kind, values in sorted(by_kind.items()):
-            for pk, value, group_id in SimilarItem.objects.filter(
-                kind=kind, value__in=sorted(values)
-            ).values_list("pk", "value", "group_id"):
-                stored[(kind, value)] = (pk, group_id)
+        stored.update(_stored_items(by_kind))
     for key, pk, group_id in zip(new_keys, _insert_items(new, groups, now), groups, strict=True):
         stored[key] = (pk, group_id)
     wanted = [(seller_id, stored[(i.kind, i.value)], at) for seller_id, at, i in rows]
@@ -522,6 +523,56 @@ def store_items(rows: Sequence[tuple[int, datetime, Item]], version: int, now: d
 # On PostgreSQL a submission's items, their sellers' links and sightings are each one INSERT from binary arrays
 # (server-side binding): the ORM's bulk_create rendered every value, a photo's 18 crop hashes included, as a
 # literal in the statement's text, about a second of the 5,000-photo submission's CPU.
+
+
+def _stored_items(values_by_kind: Mapping[str, list[str]]) -> dict[tuple[str, str], tuple[int, int]]:
+    """(kind, value) -> (item id, group id) of the given values that are stored."""
+    stored = {}
+    for kind, values in sorted(values_by_kind.items()):
+        if connection.vendor == "postgresql":  # the values as one binary array, not 5,000 parameters
+            with psycopg.Cursor(connection.connection) as cursor:
+                cursor.execute(
+                    "SELECT id, value, group_id FROM exchange_similaritem WHERE kind = %b AND value = ANY(%b::text[])",
+                    [kind, sorted(values)],
+                )
+                rows = cursor.fetchall()
+        else:
+            rows = list(
+                SimilarItem.objects.filter(kind=kind, value__in=sorted(values)).values_list(
+                    "pk", "value", "group_id"
+                )
+            )
+        for pk, value, group_id in rows:
+            stored[(kind, value)] = (pk, group_id)
+    return stored
+
+
+def _create_groups(groups: list[Indicator]) -> list[int]:
+    """Create the new groups (unsaved indicators with a kind, a fresh token, a key version and a first seen,
+    the rest as the model's defaults); their ids in order."""
+    if connection.vendor != "postgresql":
+        return [group.pk for group in Indicator.objects.bulk_create(groups)]
+    if not groups:
+        return []
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(
+            """
+            INSERT INTO exchange_indicator (kind, token, key_version, first_seen, linking, linking_reason,
+                                            linking_changed_by, holders)
+            SELECT k, t, v, f, %b, '', '', 0
+              FROM unnest(%b::text[], %b::text[], %b::int[], %b::timestamptz[]) AS u(k, t, v, f)
+            RETURNING id, token
+            """,
+            [
+                Linking.AUTO.value,
+                [g.kind for g in groups],
+                [g.token for g in groups],
+                [g.key_version for g in groups],
+                [g.first_seen for g in groups],
+            ],
+        )
+        ids = {token: pk for pk, token in cursor.fetchall()}
+    return [ids[g.token] for g in groups]
 
 
 def _insert_items(new: list[Item], groups: list[int], now: datetime) -> list[int]:
@@ -629,6 +680,17 @@ def _upsert_sightings_pg(wanted: dict[tuple[int, int], tuple[datetime, datetime]
 def recount(group_ids: Iterable[int]) -> None:
     """Each group's holders: its sellers (what ingest maintains for every indicator)."""
     ids = sorted(set(group_ids))
+    if connection.vendor == "postgresql" and ids:  # the ids as one binary array, not 5,000 parameters
+        with psycopg.Cursor(connection.connection) as cursor:
+            cursor.execute(
+                """
+                UPDATE exchange_indicator i SET holders = (
+                    SELECT count(DISTINCT s.seller_id) FROM exchange_sighting s WHERE s.indicator_id = i.id
+                ) WHERE i.id = ANY(%b::bigint[])
+                """,
+                [ids],
+            )
+        return
     for start in range(0, len(ids), 5_000):  # one statement per 5,000 groups: each group's distinct sellers
         Indicator.objects.filter(pk__in=ids[start : start + 5_000]).update(
             holders=Coalesce(

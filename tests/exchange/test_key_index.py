@@ -191,3 +191,53 @@ def test_centres_take_the_nearest_centre_an_item_matches_then_the_oldest():
     assert centre_labels(pairs, 6, [0.75, 0.9, 0.8, 0.8, 0.8, 0.95, 0.99]) == [0, 1, 1, 0, 0, 5]
     # a distance: lower is nearer
     assert centre_labels(pairs, 6, [20, 3, 5, 5, 5, 2, 1], closer_is_lower=True) == [0, 1, 1, 0, 0, 5]
+
+
+def _all_pairs(rule, mine: list[Item], theirs: list[Item], threshold: float) -> set[tuple[int, int]]:
+    return {
+        (a, b)
+        for a, x in enumerate(mine)
+        for b, y in enumerate(theirs)
+        if rule.matches(rule.score(x, y), threshold)
+    }
+
+
+def test_a_batchs_own_photo_pairs_are_found_by_its_full_hashes_alone_whichever_photo_holds_the_crops():
+    """matching_pairs probes with the full hashes only (the leads): a crop is found from the other photo's
+    full hash, also when the newer photo holds the crop (the copies first here, their originals after)."""
+    items = photos()
+    items = items[1::2] + items[0::2]  # near copies (no crops) first, their cropped originals later
+    rule = MATCHERS["image"]
+    every = {(max(a, b), min(a, b)) for a, b in _all_pairs(rule, items, items, 31) if a != b}
+    assert set(matching_pairs(rule, items, 31)) == every
+    assert any(items[a].extra["crops"] and not items[b].extra["crops"] for a, b in every)  # newer holds crops
+
+
+@pytest.mark.parametrize("stored_count", [3, 40])
+def test_stored_photos_are_found_the_same_from_either_side(stored_count: int) -> None:
+    """Probes.stored_pairs: a new photo's crops are compared with the stored full hashes by probing from
+    whichever side has fewer (3 stored photos against the batch's crops: from the stored side; 40: from the
+    batch's), and both find exactly the pairs an all-pairs comparison finds."""
+    from exchange.matching import Probes, distinct_pairs
+
+    rule = MATCHERS["image"]
+    rng = random.Random(stored_count)
+    originals = [item for item in photos() if item.extra["crops"]]
+    filler = (Item("image", _hex(rng, 64), {"quality": 90, "crops": []}) for _ in range(stored_count))
+    stored = [*originals, *filler][:stored_count]
+    new = []
+    for item in stored[:3]:  # copies holding crops near a stored full hash, copies near it, unrelated crops
+        crops = [_flip(rng, item.value, rng.randint(0, 25)), _hex(rng, 64)]
+        new.append(Item("image", _hex(rng, 64), {"quality": 90, "crops": crops}))
+        new.append(Item("image", _flip(rng, item.value, 12), {"quality": 90, "crops": [_hex(rng, 64)]}))
+    stored_of, stored_units = rule.units(stored)
+    index = KeyIndex(rule.key_dtype, rule.key_space)
+    index.add(*rule.key_arrays(stored))
+    leads = np.flatnonzero(np.concatenate(([True], stored_of[1:] != stored_of[:-1])))
+    probes = Probes(rule, new, 31)
+    mirrored = 0 < len(leads) < probes.non_leads
+    assert mirrored == (stored_count == 3)
+    pairs = probes.stored_pairs(index, stored_units, leads)
+    found = {tuple(p) for p in distinct_pairs(probes.item_of[pairs[:, 0]], stored_of[pairs[:, 1]]).tolist()}
+    every = _all_pairs(rule, new, stored, 31)
+    assert found == every and len(every) == 6  # each of the 3 photos copied twice, the unrelated crops apart

@@ -75,6 +75,7 @@ __all__ = [
     "distinct_pairs",
     "group_labels",
     "matching_pairs",
+    "nearest_scores",
     "pair_scores",
 ]
 
@@ -732,6 +733,25 @@ def matching_pairs(
     a, b = item_of[pairs[:, 0]], item_of[pairs[:, 1]]
     found = distinct_pairs(np.maximum(a, b), np.minimum(a, b))
     return [(int(a), int(b)) for a, b in found.tolist()]
+
+
+def nearest_scores(
+    rule: Matcher,
+    pairs: IntArray,
+    mine: tuple[np.ndarray, np.ndarray],
+    theirs: tuple[np.ndarray, np.ndarray],
+) -> tuple[IntArray, IntArray, np.ndarray]:
+    """(my item, their item, score) per distinct item pair among matching unit `pairs` ((my unit, their unit),
+    as `unit_matches` gives them), sorted; `mine` and `theirs` are each (the item of each unit, the packed
+    units). The score is the nearest of the pair's units' scores: the item pair's own score, since a photo's
+    variant distance is its nearest pair of hashes compared, and a pair within the threshold is among those
+    found (each other kind has one unit per item)."""
+    scores = rule.unit_scores(mine[1][pairs[:, 0]], theirs[1][pairs[:, 1]])
+    codes = (mine[0][pairs[:, 0]].astype(np.int64) << 31) | theirs[0][pairs[:, 1]].astype(np.int64)
+    order = np.lexsort((scores if rule.closer_is_lower else -scores, codes))
+    codes, scores = codes[order], scores[order]
+    first = np.concatenate(([True], codes[1:] != codes[:-1]))[: len(codes)]
+    return codes[first] >> 31, codes[first] & 0x7FFF_FFFF, scores[first]
 
 
 def distinct_pairs(a: np.ndarray, b: np.ndarray) -> IntArray:

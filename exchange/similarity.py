@@ -55,8 +55,8 @@ from exchange.matching import (
     Matcher,
     Probes,
     best_centre,
-    distinct_pairs,
     matching_pairs,
+    nearest_scores,
     pair_scores,
 )
 from exchange.models import Indicator, Linking, MatchThreshold, SellerItem, Sighting, SimilarItem
@@ -134,13 +134,13 @@ def _stored_matches(
     items: Sequence[Item], limits: dict[str, float], probes: dict[str, Probes] | None = None
 ) -> list[list[tuple[int, int, float]]]:
     """Per item, (stored item id, group id, score) of the stored items of its kind it matches: candidates and
-    scores from the in-memory index, then one read of the matched rows, which are scored again as stored (an
-    item deleted or replaced since the index read it cannot match)."""
+    scores from the in-memory index, then one read of the matched rows' groups (an item deleted since the
+    index read it cannot match; items never change in place, so the index's copy scores as the row would)."""
     found: list[list[tuple[int, int, float]]] = [[] for _ in items]
     by_kind: dict[str, list[int]] = defaultdict(list)
     for i, item in enumerate(items):
         by_kind[item.kind].append(i)
-    proposed: dict[int, list[int]] = {}
+    proposed: dict[int, list[tuple[int, float]]] = {}
     for kind, rows in sorted(by_kind.items()):
         index = _index(kind)
         with index.lock:
@@ -148,24 +148,24 @@ def _stored_matches(
             found_ids = index.matches([items[i] for i in rows], limits[kind], (probes or {}).get(kind))
             for i, ids in zip(rows, found_ids, strict=True):
                 proposed[i] = ids
-    wanted = sorted({pk for ids in proposed.values() for pk in ids})
-    stored: dict[int, tuple[int, Item]] = {}
-    for start in range(0, len(wanted), 20_000):
-        for pk, group_id, kind, value, extra in SimilarItem.objects.filter(
-            pk__in=wanted[start : start + 20_000]
-        ).values_list("pk", "group_id", "kind", "value", "extra"):
-            stored[pk] = (group_id, Item(kind, value, extra))
+    group_of = _groups_of(sorted({pk for ids in proposed.values() for pk, _ in ids}))
     for i, ids in proposed.items():
-        item = items[i]
-        rule, limit = matcher(item.kind), limits[item.kind]
-        near = [(pk, *stored[pk]) for pk in ids if pk in stored and stored[pk][1].kind == item.kind]
-        scores = rule.scores(item, [other for _, _, other in near])
-        found[i] = [
-            (pk, group_id, score)
-            for (pk, group_id, _), score in zip(near, scores, strict=True)
-            if rule.matches(score, limit)
-        ]
+        found[i] = [(pk, group_of[pk], score) for pk, score in ids if pk in group_of]
     return found
+
+
+def _groups_of(ids: list[int]) -> dict[int, int]:
+    """The group of each of the item ids that are still stored."""
+    if connection.vendor != "postgresql":
+        groups: dict[int, int] = {}
+        for start in range(0, len(ids), 20_000):
+            groups.update(
+                SimilarItem.objects.filter(pk__in=ids[start : start + 20_000]).values_list("pk", "group_id")
+            )
+        return groups
+    with psycopg.Cursor(connection.connection) as cursor:  # the ids as one binary array
+        cursor.execute("SELECT id, group_id FROM exchange_similaritem WHERE id = ANY(%b::bigint[])", [ids])
+        return dict(cursor.fetchall())
 
 
 # --- the in-memory index -----------------------------------------------------------------------------------------
@@ -259,15 +259,19 @@ class _KindIndex:
         ids, item_of, units = self.arrays()
         return int(ids.nbytes + item_of.nbytes + units.nbytes + self.keys.nbytes())
 
-    def matches(self, items: Sequence[Item], limit: float, probes: Probes | None = None) -> list[list[int]]:
-        """Per item, the ids of the stored items it matches at `limit`, as this index holds them."""
+    def matches(
+        self, items: Sequence[Item], limit: float, probes: Probes | None = None
+    ) -> list[list[tuple[int, float]]]:
+        """Per item, (id, score) of the stored items it matches at `limit`, as this index holds them."""
         ids, item_of, stored = self.arrays()
         probes = probes or Probes(self.rule, items, limit)
         pairs = probes.stored_pairs(self.keys, stored, self.leads())
-        found = distinct_pairs(probes.item_of[pairs[:, 0]], item_of[pairs[:, 1]])
-        out: list[list[int]] = [[] for _ in items]
-        for row, pk in zip(found[:, 0].tolist(), ids[found[:, 1]].tolist(), strict=True):
-            out[row].append(pk)
+        mine, theirs, scores = nearest_scores(
+            self.rule, pairs, (probes.item_of, probes.units), (item_of, stored)
+        )
+        out: list[list[tuple[int, float]]] = [[] for _ in items]
+        for row, pk, score in zip(mine.tolist(), ids[theirs].tolist(), scores.tolist(), strict=True):
+            out[row].append((pk, score))
         return out
 
 

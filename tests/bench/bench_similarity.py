@@ -20,7 +20,9 @@ Printed per size:
   stored hashes, in memory), ``mih`` (graph.image_index.MultiIndexHash over the same N x 19 hashes in memory:
   the pigeonhole search alone, without the store around it);
 - ``submit``: `store_items` for a 1,000-seller submission with 5 photos each (5,000 new photos, half of them
-  near copies of stored ones), in a transaction rolled back afterwards: seconds and photos per second.
+  near copies of stored ones), in a transaction rolled back afterwards: seconds and photos per second;
+- ``through the API, linked``: the same photos as one partner submission (POST /api/v1/submissions/ in-process,
+  the incremental recluster inside the request): the whole of "linked incrementally".
 
 Issue 13's targets are under 10 ms per new image against 10 million stored hashes, and a 1,000 x 5
 submission linked in about a second.
@@ -250,6 +252,64 @@ def measure(size: int, queries: int, seed: int) -> None:
         f"{result.groups:,} groups",
         flush=True,
     )
+    elapsed, summary = timed_api_submission(batch_bits, now)
+    print(
+        f"  the same through the API, linked: {elapsed:.2f} s (validation, sellers, photos, incremental "
+        f"recluster: {summary})",
+        flush=True,
+    )
+
+
+def timed_api_submission(batch_bits: np.ndarray, now: datetime) -> tuple[float, str]:
+    """Seconds for the same 5,000 photos as one partner's submission of 1,000 sellers (POST
+    /api/v1/submissions/ in the reference client's batches, in-process; EXCHANGE_TASK_MODE=sync, so the incremental recluster runs inside the
+    request, as the demo's): what "linked incrementally" costs end to end, after the JSON is received."""
+    import json
+    import uuid
+
+    from rest_framework.test import APIClient
+
+    from accounts.models import ApiKey, Platform
+    from exchange.client.submission import DEFAULT_BATCH_SIZE
+    from graph.models import ClusterMember
+
+    platform = Platform.objects.create(name="Bench API", slug="bench-api", default_region="DE")
+    _, secret = ApiKey.generate(platform, ["submit"], name="bench")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    photos_hex = [hexes(photo) for photo in batch_bits]
+    sellers = [
+        {
+            "seller_ref": f"api-{n}",
+            "status": "confirmed",
+            "reasons": ["counterfeit"],
+            "reported_at": now.isoformat(),
+            "indicators": [
+                {"kind": "image", "hash": h[0], "quality": 90, "crops": h[1:]}
+                for h in photos_hex[5 * n : 5 * n + 5]
+            ],
+        }
+        for n in range(1000)
+    ]
+    bodies = [  # in the reference client's default batches of 500 sellers (a request body is at most 4 MiB)
+        json.dumps({"sellers": sellers[start : start + DEFAULT_BATCH_SIZE]})
+        for start in range(0, len(sellers), DEFAULT_BATCH_SIZE)
+    ]
+    start = time.perf_counter()
+    for body in bodies:
+        response = client.post(
+            "/api/v1/submissions/",
+            body,
+            content_type="application/json",
+            HTTP_IDEMPOTENCY_KEY=str(uuid.uuid4()),
+            SERVER_NAME="localhost",
+            secure=True,  # DEBUG is off: plain HTTP is redirected
+        )
+        if response.status_code >= 300:
+            raise SystemExit(f"the submission was refused: {response.status_code} {response.content[:300]!r}")
+    elapsed = time.perf_counter() - start
+    members = ClusterMember.objects.filter(seller__platform=platform).count()
+    return elapsed, f"{len(bodies)} requests, {members:,} of its sellers in clusters"
 
 
 def main() -> None:

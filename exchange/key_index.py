@@ -85,8 +85,7 @@ class KeyIndex:
             return
         keys = np.concatenate([self._base_keys, *self._tail_keys])
         positions = np.concatenate([self._base_positions, *self._tail_positions])
-        order = np.argsort(keys, kind="stable")
-        self._base_keys, self._base_positions = keys[order], positions[order]
+        self._base_keys, self._base_positions = _by_key(keys, positions)
         if self.key_space is not None:
             counts = np.bincount(self._base_keys, minlength=self.key_space)
             self._offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
@@ -131,14 +130,25 @@ class KeyIndex:
                 found.append(_expand(self._base_positions, row, lo, hi))
         if self._tail_size and key.size:
             if self._tail_sorted is None:
-                tail_keys = np.concatenate(self._tail_keys)
-                order = np.argsort(tail_keys, kind="stable")
-                self._tail_sorted = (tail_keys[order], np.concatenate(self._tail_positions)[order])
+                self._tail_sorted = _by_key(
+                    np.concatenate(self._tail_keys), np.concatenate(self._tail_positions)
+                )
             tail_keys, tail_positions = self._tail_sorted
             probe = key.astype(self.key_dtype)
             lo = np.searchsorted(tail_keys, probe, side="left")
             found.append(_expand(tail_positions, row, lo, np.searchsorted(tail_keys, probe, side="right")))
         return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+
+
+def _by_key(keys: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The (key, position) pairs sorted by key (a run of equal keys in any order: nothing needs the order they
+    were added in)."""
+    if keys.dtype.itemsize <= 4:
+        # key << 32 | position as one int64, sorted: several times faster than an argsort of the keys
+        codes = np.sort((keys.astype(np.int64) << 32) | positions.astype(np.int64))
+        return (codes >> 32).astype(keys.dtype), (codes & 0xFFFF_FFFF).astype(np.int32)
+    order = np.argsort(keys)
+    return keys[order], positions[order]
 
 
 def split(codes: IntArray) -> tuple[np.ndarray, np.ndarray]:

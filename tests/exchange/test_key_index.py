@@ -26,6 +26,24 @@ def test_pairs_finds_every_position_under_a_probed_key_once():
     assert index.pairs([], []).shape == (0, 2)
 
 
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+def test_negative_keys_sort_and_are_found_in_the_base_and_the_tail(dtype) -> None:
+    """The base and the tail are sorted by key (as int64 codes of key and position when the keys fit in 32
+    bits): negative keys sort before positive ones and keep their positions."""
+    index = KeyIndex(dtype)
+    keys = np.array(
+        [-(2**31), 5, -3, 2**31 - 1, -3, 0] * 20_000
+    )  # past the tail's limit: sorted into the base
+    index.add(np.arange(len(keys)), keys)
+    index.add([len(keys), len(keys) + 1], [-3, -(2**31)])  # the tail
+    found = index.pairs([0, 1, 2], [-3, -(2**31), 2**31 - 1])
+    assert found[found[:, 0] == 0, 1].tolist() == sorted(
+        [*range(2, len(keys), 6), *range(4, len(keys), 6), len(keys)]
+    )
+    assert found[found[:, 0] == 1, 1].tolist() == [*range(0, len(keys), 6), len(keys) + 1]
+    assert found[found[:, 0] == 2, 1].tolist() == list(range(3, len(keys), 6))
+
+
 def test_a_large_tail_is_merged_into_the_base_and_still_found():
     index = KeyIndex()
     index.add(np.arange(200_000), np.arange(200_000) % 1000)

@@ -58,6 +58,7 @@ from exchange.perceptual import (
 )
 
 IntArray = npt.NDArray[np.int64]
+Packed = tuple[IntArray, np.ndarray]  # Matcher.units: (the item of each unit, the packed units)
 
 # Groups around centres (Matcher.transitive false) reach this many steps from their centre: an item joins a
 # centre it matches (1) or, matching none, a member that joined a centre directly (2). See centre_labels.
@@ -169,12 +170,18 @@ class Matcher(ABC):
         """Which pairs (my unit i[k], their unit j[k]) match at `threshold`: a boolean mask."""
         return np.asarray(self.matches(self.unit_scores(mine[i], theirs[j]), threshold))  # type: ignore[arg-type]
 
-    def key_arrays(self, items: Sequence[Item]) -> tuple[IntArray, IntArray]:
-        """(unit row, key) of every index key of every unit (`units`' order), as parallel int64 arrays."""
+    def key_arrays(self, items: Sequence[Item], packed: Packed | None = None) -> tuple[IntArray, IntArray]:
+        """(unit row, key) of every index key of every unit (`units`' order), as parallel int64 arrays
+        (`packed`: what `units(items)` gives, when the caller has it already)."""
         return _flatten([self.index_keys(item) for item in items])
 
     def probe_arrays(
-        self, items: Sequence[Item], threshold: float, *, leads_only: bool = False
+        self,
+        items: Sequence[Item],
+        threshold: float,
+        *,
+        leads_only: bool = False,
+        packed: Packed | None = None,
     ) -> tuple[IntArray, IntArray]:
         """(unit row, key) of every probe key of every unit (`units`' order), as parallel int64 arrays; with
         `leads_only`, of the *leads* only (an item's first unit: a photo's full hash; the only unit of the
@@ -335,20 +342,15 @@ class ImageMatcher(Matcher):
     key_dtype = np.int32  # (space * 16 + chunk position) << 16 | the chunk's value: 21 bits
     key_space = 2 * INDEX_CHUNKS << INDEX_CHUNK_BITS
 
-    @staticmethod
-    def _hashes(items: Sequence[Item]) -> tuple[IntArray, np.ndarray, list[str]]:
-        """(item row, is a crop, hex) of every hash of every photo: the photos' units, in order."""
-        rows, crop, texts = [], [], []
+    def units(self, items: Sequence[Item]) -> tuple[IntArray, np.ndarray]:
+        """Every hash of every photo, its full hash first, as (n, 32) uint8 rows."""
+        rows, texts = [], []
         for row, item in enumerate(items):
             hashes = [item.value, *list(item.extra.get("crops", ()))[:MAX_IMAGE_CROPS]]
             rows.extend([row] * len(hashes))
-            crop.extend([False] + [True] * (len(hashes) - 1))
             texts.extend(hashes)
-        return np.asarray(rows, dtype=np.int64), np.asarray(crop, dtype=np.bool_), texts
-
-    def units(self, items: Sequence[Item]) -> tuple[IntArray, np.ndarray]:
-        rows, _, texts = self._hashes(items)
-        return rows, np.frombuffer(bytes.fromhex("".join(texts)), dtype=np.uint8).reshape(len(texts), 32)
+        units = np.frombuffer(bytes.fromhex("".join(texts)), dtype=np.uint8).reshape(len(texts), 32)
+        return np.asarray(rows, dtype=np.int64), units
 
     def unit_scores(self, mine: np.ndarray, theirs: np.ndarray) -> np.ndarray:
         return _popcount(np.bitwise_xor(mine, theirs)).astype(np.float64)
@@ -372,23 +374,29 @@ class ImageMatcher(Matcher):
         hits[near[first[near] + rest <= threshold]] = True
         return hits
 
-    def _chunks(self, items: Sequence[Item]) -> tuple[np.ndarray, np.ndarray]:
+    def _chunks(self, items: Sequence[Item], packed: Packed | None) -> tuple[np.ndarray, np.ndarray]:
         """(is a crop, the 16 chunk values) of every unit."""
-        _, crop, texts = self._hashes(items)
-        values = np.frombuffer(bytes.fromhex("".join(texts)), dtype=">u2").reshape(len(texts), INDEX_CHUNKS)
+        item_of, units = packed if packed is not None else self.units(items)
+        crop = np.concatenate(([False], item_of[1:] == item_of[:-1]))[: len(item_of)]
+        values = np.ascontiguousarray(units).view(">u2").reshape(len(units), INDEX_CHUNKS)
         return crop, values.astype(np.int64)
 
-    def key_arrays(self, items: Sequence[Item]) -> tuple[IntArray, IntArray]:
-        crop, values = self._chunks(items)
+    def key_arrays(self, items: Sequence[Item], packed: Packed | None = None) -> tuple[IntArray, IntArray]:
+        crop, values = self._chunks(items, packed)
         position = np.arange(INDEX_CHUNKS, dtype=np.int64)
         space = np.where(crop, self.CROP, self.FULL)[:, None]
         keys = ((space * INDEX_CHUNKS + position) << INDEX_CHUNK_BITS) | values
         return np.repeat(np.arange(len(crop), dtype=np.int64), INDEX_CHUNKS), keys.ravel()
 
     def probe_arrays(
-        self, items: Sequence[Item], threshold: float, *, leads_only: bool = False
+        self,
+        items: Sequence[Item],
+        threshold: float,
+        *,
+        leads_only: bool = False,
+        packed: Packed | None = None,
     ) -> tuple[IntArray, IntArray]:
-        crop, values = self._chunks(items)
+        crop, values = self._chunks(items, packed)
         fulls = np.flatnonzero(~crop)
         # A full hash probes the full hashes' space and the crops' (the same keys, shifted by one space); a
         # crop probes the full hashes' only. Rows are int32 too: a submission's probes run to millions.
@@ -566,7 +574,7 @@ class FuzzyMatcher(Matcher):
         )
         return np.divide(2 * common, total, out=np.zeros(len(mine)), where=total > 0)
 
-    def key_arrays(self, items: Sequence[Item]) -> tuple[IntArray, IntArray]:
+    def key_arrays(self, items: Sequence[Item], packed: Packed | None = None) -> tuple[IntArray, IntArray]:
         matrix = np.frombuffer(bytes.fromhex("".join(item.value for item in items)), dtype=np.uint8).reshape(
             len(items), FILTER_BYTES
         )
@@ -576,7 +584,12 @@ class FuzzyMatcher(Matcher):
         return np.repeat(np.arange(len(items), dtype=np.int64), self.lsh.bands), flat
 
     def probe_arrays(
-        self, items: Sequence[Item], threshold: float, *, leads_only: bool = False
+        self,
+        items: Sequence[Item],
+        threshold: float,
+        *,
+        leads_only: bool = False,
+        packed: Packed | None = None,
     ) -> tuple[IntArray, IntArray]:
         return self.key_arrays(items)  # one unit per item: every unit is a lead
 
@@ -620,13 +633,15 @@ class Probes:
 
     @cached_property
     def lead_probes(self) -> tuple[IntArray, IntArray]:
-        return self.rule.probe_arrays(self.items, self.threshold, leads_only=True)
+        return self.rule.probe_arrays(
+            self.items, self.threshold, leads_only=True, packed=(self.item_of, self.units)
+        )
 
     @cached_property
     def all_probes(self) -> tuple[IntArray, IntArray]:
         if self.non_leads == 0:
             return self.lead_probes
-        return self.rule.probe_arrays(self.items, self.threshold)
+        return self.rule.probe_arrays(self.items, self.threshold, packed=(self.item_of, self.units))
 
     @property
     def non_leads(self) -> int:
@@ -636,7 +651,7 @@ class Probes:
     def index(self) -> KeyIndex:
         """A throwaway index of the items' own keys."""
         index = KeyIndex(self.rule.key_dtype, self.rule.key_space)
-        index.add(*self.rule.key_arrays(self.items))
+        index.add(*self.rule.key_arrays(self.items, (self.item_of, self.units)))
         return index
 
     def stored_pairs(self, index: KeyIndex, stored: np.ndarray, stored_leads: np.ndarray) -> IntArray:

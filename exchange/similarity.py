@@ -226,7 +226,7 @@ class _KindIndex:
             return
         items = [Item(self.kind, value, extra) for _, value, extra in rows]
         item_of, units = self.rule.units(items)
-        unit_rows, keys = self.rule.key_arrays(items)
+        unit_rows, keys = self.rule.key_arrays(items, (item_of, units))
         self._ids.append(np.fromiter((pk for pk, _, _ in rows), dtype=np.int64, count=len(rows)))
         self._item_of.append((item_of + self.size).astype(np.int32))
         self._units.append(units)

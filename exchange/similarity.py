@@ -694,9 +694,14 @@ def recount(group_ids: Iterable[int]) -> None:
         with psycopg.Cursor(connection.connection) as cursor:
             cursor.execute(
                 """
-                UPDATE exchange_indicator i SET holders = (
-                    SELECT count(DISTINCT s.seller_id) FROM exchange_sighting s WHERE s.indicator_id = i.id
-                ) WHERE i.id = ANY(%b::bigint[])
+                UPDATE exchange_indicator i SET holders = c.n
+                  FROM (
+                    SELECT g.id, count(s.seller_id) AS n
+                      FROM unnest(%b::bigint[]) AS g(id)
+                      LEFT JOIN exchange_sighting s ON s.indicator_id = g.id
+                     GROUP BY g.id
+                  ) c
+                 WHERE i.id = c.id AND i.holders IS DISTINCT FROM c.n
                 """,
                 [ids],
             )

@@ -124,3 +124,27 @@ def test_the_raw_reads_name_the_models_tables():
     source = inspect.getsource(similarity)
     assert f"FROM {MatchThreshold._meta.db_table}" in source
     assert f"FROM {SimilarItem._meta.db_table} WHERE kind" in source
+
+
+def test_recount_sets_each_groups_holders_to_its_sellers_and_a_group_without_sightings_to_zero(
+    acme: KeyedPlatform, bazaar: KeyedPlatform
+):
+    """similarity.recount, one statement on PostgreSQL: the holders of the given groups only, from their
+    sightings; a group whose sightings are all gone counts none."""
+    from exchange.models import Indicator, Sighting
+
+    report(acme, "acme-1", 1)
+    report(bazaar, "baz-1", 1)
+    report(acme, "acme-2", 2)
+    shared, single = (SimilarItem.objects.get(value=photo(seed).full.hex).group for seed in (1, 2))
+    assert (shared.holders, single.holders) == (2, 1)
+    Indicator.objects.filter(pk__in=[shared.pk, single.pk]).update(holders=7)
+    Sighting.objects.filter(indicator=single).delete()
+    similarity.recount([shared.pk, single.pk, shared.pk])
+    shared.refresh_from_db()
+    single.refresh_from_db()
+    assert (shared.holders, single.holders) == (2, 0)
+    Indicator.objects.filter(pk=shared.pk).update(holders=7)
+    similarity.recount([single.pk])  # only the groups given
+    shared.refresh_from_db()
+    assert shared.holders == 7

@@ -16,6 +16,7 @@ near neighbours through an index of integer keys, and keeps near-duplicate *grou
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -242,6 +243,17 @@ def _words(records: np.ndarray) -> np.ndarray:
     return records.view(np.uint64).reshape(-1, 2)
 
 
+_LOWER_HEX = re.compile("[0-9a-f]*")
+
+
+def _all_pdq_hex(values: list[Any]) -> bool:
+    """Whether every value is a PDQ hash (64 lowercase hex characters): `_hex_problem` of none, in one pass
+    (a 5,000-photo submission has 90,000 crop hashes)."""
+    return all(type(v) is str and len(v) == 64 for v in values) and bool(
+        _LOWER_HEX.fullmatch("".join(values))
+    )
+
+
 def _hex_problem(value: Any) -> str | None:
     if not isinstance(value, str):
         return "must be a string of 64 lowercase hex characters (a PDQ hash)"
@@ -287,7 +299,7 @@ class ImageMatcher(Matcher):
             errors[f"{path}.crops"] = ["must be a list of PDQ hashes (the sub-crop variants), possibly empty"]
         elif len(crops) > MAX_IMAGE_CROPS:
             errors[f"{path}.crops"] = [f"at most {MAX_IMAGE_CROPS} sub-crop hashes, got {len(crops)}"]
-        else:
+        elif not _all_pdq_hex(crops):  # the common case checked at once; else the first bad crop is named
             for k, crop in enumerate(crops):
                 crop_problem = _hex_problem(crop)
                 if crop_problem:

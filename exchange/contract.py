@@ -21,6 +21,7 @@ __all__ = [
     "APPEAL_OUTCOMES",
     "BUSINESS_NAME_KIND",
     "DEFAULT_MAX_BATCH_SELLERS",
+    "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_MAX_LOOKUP_INDICATORS",
     "DEFAULT_MAX_SELLER_INDICATORS",
     "DOCUMENT_KIND",
@@ -149,6 +150,9 @@ MAX_IMAGE_CROPS = 18
 DEFAULT_MAX_BATCH_SELLERS = 1000
 DEFAULT_MAX_SELLER_INDICATORS = 100
 DEFAULT_MAX_LOOKUP_INDICATORS = 100
+DEFAULT_MAX_BODY_BYTES = (
+    4 * 1024 * 1024
+)  # a request body; 500 sellers with 5 photos each (18 crops) is 3.3 MB
 
 
 def is_seller_ref(s: object) -> bool:
@@ -178,12 +182,14 @@ class Limits:
     max_batch_sellers: int = DEFAULT_MAX_BATCH_SELLERS
     max_seller_indicators: int = DEFAULT_MAX_SELLER_INDICATORS
     max_lookup_indicators: int = DEFAULT_MAX_LOOKUP_INDICATORS
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES  # a request's JSON body: larger ones are refused with 413
 
     def as_dict(self) -> dict[str, int]:
         return {
             "max_batch_sellers": self.max_batch_sellers,
             "max_seller_indicators": self.max_seller_indicators,
             "max_lookup_indicators": self.max_lookup_indicators,
+            "max_body_bytes": self.max_body_bytes,
         }
 
     @classmethod

@@ -126,7 +126,7 @@ try:
         "EXCHANGE_MAX_LOOKUP_INDICATORS", contract.DEFAULT_MAX_LOOKUP_INDICATORS
     )
     # Largest request body accepted by the API (bytes); larger bodies get 413.
-    DATA_UPLOAD_MAX_MEMORY_SIZE = envint("EXCHANGE_MAX_BODY_BYTES", 4 * 1024 * 1024)
+    DATA_UPLOAD_MAX_MEMORY_SIZE = envint("EXCHANGE_MAX_BODY_BYTES", contract.DEFAULT_MAX_BODY_BYTES)
     SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", "False" if DEBUG else "True")
     # Trust X-Forwarded-Proto (the request came in over HTTPS at the proxy). Off by default: any client that
     # reaches gunicorn directly could send it.

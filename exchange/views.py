@@ -118,6 +118,7 @@ def server_limits() -> Limits:
         max_batch_sellers=settings.EXCHANGE_MAX_BATCH_SELLERS,
         max_seller_indicators=settings.EXCHANGE_MAX_SELLER_INDICATORS,
         max_lookup_indicators=settings.EXCHANGE_MAX_LOOKUP_INDICATORS,
+        max_body_bytes=settings.DATA_UPLOAD_MAX_MEMORY_SIZE,
     )
 
 
@@ -163,6 +164,10 @@ class MeView(APIView):
                             ),
                             "max_lookup_indicators": serializers.IntegerField(
                                 help_text="indicators per lookup"
+                            ),
+                            "max_body_bytes": serializers.IntegerField(
+                                help_text="bytes of a request's JSON body (larger: 413); the reference client "
+                                "splits its batches to fit"
                             ),
                         },
                     ),

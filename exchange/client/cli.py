@@ -345,7 +345,13 @@ def _submit(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             print(message, file=err, flush=True)
 
     submit_sellers(
-        client, sellers, batch_size=batch_size, parallel=args.parallel, progress=progress, summary=summary
+        client,
+        sellers,
+        batch_size=batch_size,
+        max_body_bytes=limits.max_body_bytes,
+        parallel=args.parallel,
+        progress=progress,
+        summary=summary,
     )
     print(summary.format(), file=out)
     return _exit_code(summary)
@@ -362,7 +368,10 @@ def _dry_run(args: argparse.Namespace, region: str | None, out: TextIO, err: Tex
         )
     summary, sellers = _checked(_read(args, region), Limits())
     summary.dry_run = True
-    batches = list(batched(sellers, min(args.batch_size, Limits().max_batch_sellers)))
+    defaults = Limits()
+    batches = list(
+        batched(sellers, min(args.batch_size, defaults.max_batch_sellers), defaults.max_body_bytes)
+    )
     summary.batches_total = len(batches)
     if args.payloads_file:
         payloads = [{"sellers": [seller.to_payload() for seller in batch]} for batch in batches]

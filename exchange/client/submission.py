@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -20,7 +21,7 @@ from exchange.client.csvinput import (
     read_submission_file,
 )
 from exchange.client.fuzzy import NO_KEY_HINT
-from exchange.contract import DEFAULT_MAX_BATCH_SELLERS, Limits
+from exchange.contract import DEFAULT_MAX_BATCH_SELLERS, DEFAULT_MAX_BODY_BYTES, Limits
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -186,13 +187,33 @@ def within_limits(
     return kept, rejected
 
 
-def batched(sellers: Sequence[SellerReport], batch_size: int) -> Iterator[Sequence[SellerReport]]:
-    """Split sellers into batches of at most ``batch_size`` (1 or more; the exchange says its maximum in
-    ``ExchangeClient.limits()``)."""
+def batched(
+    sellers: Sequence[SellerReport], batch_size: int, max_bytes: int | None = None
+) -> Iterator[Sequence[SellerReport]]:
+    """Split sellers, in order, into batches of at most ``batch_size`` (1 or more) whose request body is at
+    most ``max_bytes`` when given (the exchange says both in ``ExchangeClient.limits()``): photos make a
+    seller's JSON large (19 hashes each), and a body over the exchange's limit is refused whole (413). A
+    seller too large on its own goes alone (the exchange then refuses that batch, naming the limit)."""
     if batch_size < 1:
         raise ValueError("batch size must be 1 or more")
-    for start in range(0, len(sellers), batch_size):
-        yield sellers[start : start + batch_size]
+    if max_bytes is None:
+        for start in range(0, len(sellers), batch_size):
+            yield sellers[start : start + batch_size]
+        return
+    batch: list[SellerReport] = []
+    size = len(_ENVELOPE)
+    for seller in sellers:
+        cost = len(json.dumps(seller.to_payload(), separators=(",", ":")))
+        if batch and (len(batch) == batch_size or size + 1 + cost > max_bytes):
+            yield batch
+            batch, size = [], len(_ENVELOPE)
+        size += cost + (1 if batch else 0)  # the comma before every seller but the first
+        batch.append(seller)
+    if batch:
+        yield batch
+
+
+_ENVELOPE = '{"sellers":[]}'  # a batch's body around its sellers, as ExchangeClient sends it (ASCII JSON)
 
 
 def submit_sellers(
@@ -200,6 +221,7 @@ def submit_sellers(
     sellers: Sequence[SellerReport],
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    max_body_bytes: int | None = DEFAULT_MAX_BODY_BYTES,
     parallel: int = 1,
     progress: Callable[[str], None] | None = None,
     summary: SubmitSummary | None = None,
@@ -207,7 +229,8 @@ def submit_sellers(
 ) -> SubmitSummary:
     """Submit sellers in batches, each with its own Idempotency-Key; return (or fill in) a summary.
 
-    ``parallel`` batches are in flight at once, each on its own connection (the command line sends 4;
+    A batch also keeps its request body within ``max_body_bytes`` (the exchange's ``limits().max_body_bytes``;
+    None: by count alone). ``parallel`` batches are in flight at once, each on its own connection (the command line sends 4;
     1 sends them one after the other). The summary and the progress lines follow the batches' order whatever
     order the answers come in. A batch that fails for good is recorded and the others are still sent, except
     after an authentication error (401/403) or an unreachable exchange: batches not yet started are then
@@ -218,7 +241,7 @@ def submit_sellers(
     if summary is None:
         summary = SubmitSummary()
         summary.count_sellers(sellers)
-    batches = list(batched(sellers, batch_size))
+    batches = list(batched(sellers, batch_size, max_body_bytes))
     keys = [str(uuid.uuid4()) for _ in batches]
     summary.batches_total = len(batches)
     fatal = threading.Event()
@@ -269,6 +292,7 @@ def submit_csv(
     *,
     default_region: str | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    max_body_bytes: int | None = DEFAULT_MAX_BODY_BYTES,
     parallel: int = 1,
     progress: Callable[[str], None] | None = None,
     send_valid_rows: bool = False,
@@ -289,7 +313,13 @@ def submit_csv(
     )
     summary = SubmitSummary.of(result)
     return submit_sellers(
-        client, result.sellers, batch_size=batch_size, parallel=parallel, progress=progress, summary=summary
+        client,
+        result.sellers,
+        batch_size=batch_size,
+        max_body_bytes=max_body_bytes,
+        parallel=parallel,
+        progress=progress,
+        summary=summary,
     )
 
 

@@ -64,7 +64,12 @@ def test_valid_key_authenticates_and_records_last_use(acme):
         "key_prefix": acme.key.prefix,
         "scopes": ["submit", "lookup", "read"],
         "default_region": "DE",
-        "limits": {"max_batch_sellers": 1000, "max_seller_indicators": 100, "max_lookup_indicators": 100},
+        "limits": {
+            "max_batch_sellers": 1000,
+            "max_seller_indicators": 100,
+            "max_lookup_indicators": 100,
+            "max_body_bytes": 4 * 1024 * 1024,
+        },
     }
     acme.key.refresh_from_db()
     assert acme.key.last_used_at is not None

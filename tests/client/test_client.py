@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import itertools
 import json
 import re
 import socket
@@ -1076,10 +1077,46 @@ def test_limits_come_from_me_and_default_when_the_exchange_does_not_say(
     client = make_client(exchange.url, sleeps)
     assert client.limits() == Limits()  # 404: an exchange without /me/ (or a key without read scope)
     exchange.me = limits_answer(max_batch_sellers=7, max_seller_indicators=3, max_lookup_indicators=5)
-    assert client.limits() == Limits(7, 3, 5)
+    assert client.limits() == Limits(7, 3, 5)  # the body limit the exchange did not say: the contract's
+    exchange.me = limits_answer(max_body_bytes=65_536)
+    assert client.limits() == Limits(max_body_bytes=65_536)
     exchange.me = limits_answer(max_batch_sellers=0, max_seller_indicators=True)  # malformed: defaults
     assert client.limits() == Limits()
     assert exchange.requests[-1].method == "GET" and exchange.requests[-1].body is None
+
+
+def test_batches_keep_their_request_body_within_a_byte_limit() -> None:
+    """Photos make a seller's JSON large (19 hashes each): batches are cut by the body's size as the client
+    sends it, not only by count; a seller too large on its own goes alone; order and membership are kept."""
+    from exchange.client.submission import batched
+
+    sellers = [seller(f"s-{n}", indicators=1 + n % 3) for n in range(10)]
+    body = lambda batch: len(json.dumps({"sellers": [s.to_payload() for s in batch]}, separators=(",", ":")))  # noqa: E731
+    single = max(body([s]) for s in sellers)
+    for limit in (single, single + 150, 2 * single, 10_000):
+        batches = list(batched(sellers, 4, limit))
+        assert [s.seller_ref for batch in batches for s in batch] == [s.seller_ref for s in sellers]
+        assert all(body(batch) <= limit and len(batch) <= 4 for batch in batches)
+        # greedy: no batch could have taken the next seller too
+        assert all(len(a) == 4 or body([*a, b[0]]) > limit for a, b in itertools.pairwise(batches))
+    assert [len(b) for b in batched(sellers, 4, 10)] == [1] * 10  # each over the limit alone: sent alone
+    assert [len(b) for b in batched(sellers, 4, None)] == [4, 4, 2]
+
+
+def test_cli_submit_splits_batches_to_the_exchanges_body_limit(
+    exchange: FakeExchange, key_file: Path, tmp_path: Path
+) -> None:
+    exchange.me = limits_answer(
+        max_batch_sellers=500, max_seller_indicators=100, max_lookup_indicators=100, max_body_bytes=700
+    )
+    rows = [f"s-{n},confirmed,counterfeit,2025-01-31,store_name,Shop number {n}" for n in range(12)]
+    csv = write_csv(tmp_path, HEADER + "\n".join(rows) + "\n")
+    code, _out, err = run_cli("submit", "--url", exchange.url, "--key-file", str(key_file), str(csv))
+    assert code == 0, err
+    posts = [r for r in exchange.requests if r.method == "POST"]
+    assert len(posts) > 1 and all(int(r.headers["Content-Length"]) <= 700 for r in posts)
+    sent = sorted(s["seller_ref"] for r in posts for s in r.body["sellers"])  # batches go 4 at a time
+    assert sent == sorted(f"s-{n}" for n in range(12))
 
 
 def test_cli_submit_keeps_to_the_exchanges_limits(

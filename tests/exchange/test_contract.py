@@ -118,6 +118,10 @@ def test_settings_default_to_the_contract_limits() -> None:
     source = re.sub(r"\s+", "", (ROOT / "exchange" / "settings.py").read_text(encoding="utf-8"))
     for name in ("MAX_BATCH_SELLERS", "MAX_SELLER_INDICATORS", "MAX_LOOKUP_INDICATORS"):
         assert f'envint("EXCHANGE_{name}",contract.DEFAULT_{name})' in source
+    assert (
+        'DATA_UPLOAD_MAX_MEMORY_SIZE=envint("EXCHANGE_MAX_BODY_BYTES",contract.DEFAULT_MAX_BODY_BYTES)'
+        in source
+    )
     assert isinstance(settings.EXCHANGE_MAX_BATCH_SELLERS, int)
 
 
@@ -125,13 +129,15 @@ def test_settings_default_to_the_contract_limits() -> None:
 def test_me_reports_the_live_limits_the_client_reads(acme, settings) -> None:
     settings.EXCHANGE_MAX_BATCH_SELLERS = 250
     settings.EXCHANGE_MAX_LOOKUP_INDICATORS = 3
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 65_536  # EXCHANGE_MAX_BODY_BYTES
     answer = acme.client().get("/api/v1/me/").json()
     assert answer["limits"] == {
         "max_batch_sellers": 250,
         "max_seller_indicators": 100,
         "max_lookup_indicators": 3,
+        "max_body_bytes": 65_536,
     }
-    assert contract.Limits.from_answer(answer) == contract.Limits(250, 100, 3)
+    assert contract.Limits.from_answer(answer) == contract.Limits(250, 100, 3, 65_536)
     assert contract.Limits.from_answer({}) == contract.Limits()
 
 

@@ -76,6 +76,7 @@ __all__ = [
     "centre_labels",
     "distinct_pairs",
     "group_labels",
+    "lead_mask",
     "matching_pairs",
     "nearest_scores",
     "pair_scores",
@@ -200,6 +201,12 @@ class Matcher(ABC):
         items are one unit each (nothing to mirror). `Probes.stored_pairs` probes from whichever side has
         fewer units."""
         return None
+
+
+def lead_mask(item_of: np.ndarray) -> np.ndarray:
+    """Which units are leads, given the item of each unit (`Matcher.units`: an item's units come together, its
+    lead first)."""
+    return np.concatenate(([True], item_of[1:] != item_of[:-1]))[: len(item_of)]
 
 
 def _flatten(keys: Sequence[set[int]]) -> tuple[IntArray, IntArray]:
@@ -389,7 +396,7 @@ class ImageMatcher(Matcher):
     def _chunks(self, items: Sequence[Item], packed: Packed | None) -> tuple[np.ndarray, np.ndarray]:
         """(is a crop, the 16 chunk values) of every unit."""
         item_of, units = packed if packed is not None else self.units(items)
-        crop = np.concatenate(([False], item_of[1:] == item_of[:-1]))[: len(item_of)]
+        crop = ~lead_mask(item_of)
         values = np.ascontiguousarray(units).view(">u2").reshape(len(units), INDEX_CHUNKS)
         return crop, values.astype(np.int64)
 
@@ -640,8 +647,7 @@ class Probes:
     def __init__(self, rule: Matcher, items: Sequence[Item], threshold: float) -> None:
         self.rule, self.items, self.threshold = rule, items, threshold
         self.item_of, self.units = rule.units(items)
-        # an item's units come together, its lead first (Matcher.probe_arrays)
-        self.is_lead = np.concatenate(([True], self.item_of[1:] != self.item_of[:-1]))[: len(self.item_of)]
+        self.is_lead = lead_mask(self.item_of)
 
     @cached_property
     def lead_probes(self) -> tuple[IntArray, IntArray]:

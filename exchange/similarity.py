@@ -55,6 +55,7 @@ from exchange.matching import (
     Matcher,
     Probes,
     best_centre,
+    lead_mask,
     matching_pairs,
     nearest_scores,
     pair_scores,
@@ -250,9 +251,7 @@ class _KindIndex:
         """The positions of the stored items' leads (each item's first unit), kept until items are added."""
         if self._leads is None:
             _, item_of, _ = self.arrays()
-            self._leads = np.flatnonzero(
-                np.concatenate(([True], item_of[1:] != item_of[:-1]))[: len(item_of)]
-            )
+            self._leads = np.flatnonzero(lead_mask(item_of))
         return self._leads
 
     def nbytes(self) -> int:

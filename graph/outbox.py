@@ -23,7 +23,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -69,6 +69,17 @@ class DrainSummary:
     sent: int = 0
     retried: int = 0
     failed: int = 0
+
+    def add(self, other: DrainSummary) -> None:
+        """Count `other`'s numbers in (a pass's into a run's, or a drain's into a wider summary)."""
+        for counted in fields(other):
+            setattr(self, counted.name, getattr(self, counted.name) + getattr(other, counted.name))
+
+    def __bool__(self) -> bool:
+        return any(getattr(self, counted.name) for counted in fields(self))
+
+    def __str__(self) -> str:
+        return f"sent {self.sent}, to retry {self.retried}, failed {self.failed}"
 
 
 def sender_name() -> str:

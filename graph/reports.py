@@ -446,14 +446,11 @@ def _context(**values: Any) -> dict[str, Any]:
 
 
 @dataclass
-class RunSummary:
+class RunSummary(outbox.DrainSummary):
     queued: int = 0
-    sent: int = 0
-    retried: int = 0
-    failed: int = 0
 
     def __str__(self) -> str:
-        return f"queued {self.queued}, sent {self.sent}, to retry {self.retried}, failed {self.failed}"
+        return f"queued {self.queued}, {super().__str__()}"
 
 
 def _recipients(addresses: Iterable[str]) -> list[str]:
@@ -605,9 +602,7 @@ def send_due_reports(
         logger=logger,
         event="report",
     )
-    summary.sent += drained.sent
-    summary.retried += drained.retried
-    summary.failed += drained.failed
+    summary.add(drained)
     return summary
 
 

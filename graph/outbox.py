@@ -32,6 +32,8 @@ from django.utils import timezone
 
 from graph.models import DeliveryStatus, OutboxRow, ReportDelivery, WebhookDelivery, due_rows
 
+logger = logging.getLogger("exchange.outbox")
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -159,9 +161,7 @@ def clear_contents(cutoff: datetime, now: datetime | None = None) -> dict[str, i
             cleared_at__isnull=True,
         )
         cleared[model.__name__] = rows.update(cleared_at=now, **dict.fromkeys(model.CONTENT_FIELDS, ""))
-    logging.getLogger("exchange.outbox").info(
-        "event=outbox_cleared %s", " ".join(f"{name}={count}" for name, count in cleared.items())
-    )
+    logger.info("event=outbox_cleared %s", " ".join(f"{name}={count}" for name, count in cleared.items()))
     return cleared
 
 

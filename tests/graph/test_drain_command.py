@@ -34,6 +34,7 @@ class Flaky(DrainCommand):
         return DrainSummary(sent=2, retried=self.calls % 2)
 
 
+@pytest.mark.django_db  # the loop closes unusable connections after a failed pass
 def test_in_a_loop_a_failed_pass_is_logged_and_the_next_pass_runs(caplog: pytest.LogCaptureFixture) -> None:
     stop = threading.Event()
     command = Flaky(stop, passes=3)

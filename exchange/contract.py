@@ -150,9 +150,8 @@ MAX_IMAGE_CROPS = 18
 DEFAULT_MAX_BATCH_SELLERS = 1000
 DEFAULT_MAX_SELLER_INDICATORS = 100
 DEFAULT_MAX_LOOKUP_INDICATORS = 100
-DEFAULT_MAX_BODY_BYTES = (
-    4 * 1024 * 1024
-)  # a request body; 500 sellers with 5 photos each (18 crops) is 3.3 MB
+# A request's body: 500 sellers with five photos each (18 crops each) are 3.3 MB.
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 
 
 def is_seller_ref(s: object) -> bool:

@@ -229,9 +229,9 @@ def submit_sellers(
 ) -> SubmitSummary:
     """Submit sellers in batches, each with its own Idempotency-Key; return (or fill in) a summary.
 
-    A batch also keeps its request body within ``max_body_bytes`` (the exchange's ``limits().max_body_bytes``;
-    None: by count alone). ``parallel`` batches are in flight at once, each on its own connection (the command line sends 4;
-    1 sends them one after the other). The summary and the progress lines follow the batches' order whatever
+    A batch also keeps its request body within ``max_body_bytes`` (the exchange's
+    ``limits().max_body_bytes``; None: by count alone). ``parallel`` batches are in flight at once, each on its
+    own connection (the command line sends 4; 1 sends them one after the other). The summary and the progress lines follow the batches' order whatever
     order the answers come in. A batch that fails for good is recorded and the others are still sent, except
     after an authentication error (401/403) or an unreachable exchange: batches not yet started are then
     skipped (those already in flight finish).

@@ -1,8 +1,9 @@
 """Sellers' appeals as their platforms record them, and the check of appeal documents against falsified ones.
 
 A partner records that one of its sellers appealed (`do_record_appeal`, from `POST .../appeals/`), with the
-outcome when known, and may attach the SHA-256 of each of the appeal's documents (the file's bytes: issue 13's
-`document` kind, a keyed MinHash matched by similarity, will take over). `upheld` lifts the ban: the seller's
+outcome when known, and may attach the SHA-256 of each of the appeal's documents (the file's bytes: an exact
+copy). Near-copies, edited letters with another name or date, are screened by a lookup of kind `document` (the
+keyed MinHash, matched by similarity; its answer's `reported_falsified`). `upheld` lifts the ban: the seller's
 report is retracted through the one retraction door (`exchange.retention.do_retract`).
 
 "Reported as falsified" means, today: a platform flagged the document `falsified` on an appeal it *rejected*,

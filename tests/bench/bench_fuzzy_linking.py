@@ -15,7 +15,7 @@ What the server would hold, built in memory:
   ``exchange.fuzzy.encode`` (one consortium key, the seller as record salt), grouped per wire kind by
   ``exchange.matching.fuzzy_evidence`` at the kind's Dice threshold (the store's groups: around centres, an
   encoding joining the centre it matches best, found through the LSH index), each group one indicator of the
-  wire kind, and each *direct match* (two encodings in different groups matching each other 0.05 above the
+  wire kind, and each *direct match* (two encodings in different groups matching each other 0.03 above the
   threshold, ``exchange.matching.direct_matches``) one more, held by its two sellers.
 
 The linking core (``graph.linking.link``, default strengths and hub thresholds) runs twice: *exact* on the

@@ -170,7 +170,7 @@ def test_partner_analysts_cannot_reach_the_thresholds(bob: User):
 def test_a_new_threshold_rebuilds_the_direct_matches_as_the_model_forms_them(
     acme: KeyedPlatform, bazaar: KeyedPlatform, third: KeyedPlatform, alice: User
 ):
-    """Direct matches (exchange.matching.direct_matches: two names in different groups matching 0.05 above
+    """Direct matches (exchange.matching.direct_matches: two names in different groups matching 0.03 above
     the threshold) are regrouped with the groups: the dry run counts the pairs they link, and applying replaces
     them with those ``fuzzy_evidence`` forms at the new value (a match that stays keeps its indicator)."""
     from exchange.matching import MATCHERS, Item, fuzzy_evidence
@@ -185,7 +185,7 @@ def test_a_new_threshold_rebuilds_the_direct_matches_as_the_model_forms_them(
     )
     for kp, body in ((acme, x), (third, z), (bazaar, y)):
         assert submit(kp.client(), body).status_code == 201
-    assert 0.75 <= dice("person_name", x["indicators"][0], y["indicators"][0]) < 0.85
+    assert 0.73 <= dice("person_name", x["indicators"][0], y["indicators"][0]) < 0.83
     [match] = SimilarMatch.objects.all()
     assert cluster_of("s2") is not None and cluster_of("s2") == cluster_of("s4")
 
@@ -197,7 +197,7 @@ def test_a_new_threshold_rebuilds_the_direct_matches_as_the_model_forms_them(
         _, direct = fuzzy_evidence(MATCHERS["person_name"], items, threshold)
         return {(stored[b][0], stored[a][0]) for a, b, _ in direct}
 
-    # the direct threshold becomes 0.85 and the match goes: before, Z and Y share a group and X and Y the
+    # the direct threshold becomes 0.83 and the match goes: before, Z and Y share a group and X and Y the
     # direct match; after, the group alone
     change = tuning.preview("person_name", 0.8)
     lost = (change.pairs_before, change.pairs_after, change.pairs_lost, change.clusters_dissolved)

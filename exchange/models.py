@@ -204,6 +204,25 @@ class SellerItem(models.Model):
         return f"{self.seller_id}~item {self.item_id}"
 
 
+class SimilarMatch(models.Model):
+    """A direct match: two items of a kind grouped around centres (names, addresses) that fell in different
+    groups but match each other at the kind's direct threshold (exchange.matching.direct_matches). It is an
+    indicator of its own (`indicator`, of the items' kind), held by both items' sellers, so it links those
+    sellers as a group would, and hub counting, marking common and the evidence chain apply to it. Written only
+    by `exchange.similarity.store_items` and `graph.tuning.apply`."""
+
+    indicator = models.OneToOneField(Indicator, on_delete=models.CASCADE, related_name="similar_match")
+    older = models.ForeignKey(SimilarItem, on_delete=models.CASCADE, related_name="+")
+    newer = models.ForeignKey(SimilarItem, on_delete=models.CASCADE, related_name="+")
+    score = models.FloatField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["older", "newer"], name="similarmatch_unique")]
+
+    def __str__(self) -> str:
+        return f"direct match of items {self.older_id} and {self.newer_id}"
+
+
 class MatchThreshold(models.Model):
     """An exchange analyst's threshold for a similarity kind (exchange.similarity.thresholds), overriding the
     setting (EXCHANGE_IMAGE_MATCH_THRESHOLD, EXCHANGE_DOCUMENT_MATCH_THRESHOLD, EXCHANGE_FUZZY_MATCH_THRESHOLDS).

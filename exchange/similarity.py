@@ -13,7 +13,10 @@ indicator. A new item joins the group of the stored items it matches; when it ma
 groups, they merge into the oldest (their sightings move; a group marked common keeps the merged group
 common), and the sellers of the merged groups are recomputed. Groups are the connected components of the
 "matches" graph, built up one item at a time: two items of one group may be further apart than the threshold
-through an item between them, exactly as two sellers are linked through a third.
+through an item between them, exactly as two sellers are linked through a third. Names and addresses
+(`Matcher.transitive` false) group around centres instead (exchange.matching.centre_labels), and two of their
+items in different groups that match each other at the kind's direct threshold are a *direct match*
+(`SimilarMatch`, exchange.matching.direct_matches): one more indicator of the kind, held by both items' sellers.
 
 Search. A new item's candidates are the stored items sharing one of its matcher's integer keys: each process
 keeps, per kind, an in-memory index of the stored items' keys and packed rows (`_KindIndex`, built from
@@ -42,7 +45,7 @@ import numpy as np
 import psycopg
 from django.conf import settings
 from django.db import connection, connections, router
-from django.db.models import Count, Min, OuterRef, Subquery
+from django.db.models import Count, Min, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 
 from exchange import locks
@@ -55,12 +58,21 @@ from exchange.matching import (
     Matcher,
     Probes,
     best_centre,
+    direct_threshold,
     lead_mask,
     matching_pairs,
     nearest_scores,
     pair_scores,
 )
-from exchange.models import Indicator, Linking, MatchThreshold, SellerItem, Sighting, SimilarItem
+from exchange.models import (
+    Indicator,
+    Linking,
+    MatchThreshold,
+    SellerItem,
+    Sighting,
+    SimilarItem,
+    SimilarMatch,
+)
 
 logger = logging.getLogger("exchange.similarity")
 
@@ -100,7 +112,8 @@ def matcher(kind: str) -> Matcher:
 class ItemsStored:
     sightings_created: int = 0
     groups: int = 0  # distinct groups the batch's items are in
-    touched_sellers: set[int] = field(default_factory=set)  # sellers of merged groups, to recompute
+    # Sellers to recompute beyond the batch's: those of merged groups, and of stored items in new direct matches.
+    touched_sellers: set[int] = field(default_factory=set)
 
 
 def new_group_token() -> str:
@@ -347,13 +360,18 @@ class _Components:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
+# A direct match's two ends: ("s", a stored item's id) or ("n", a new item's position in the batch).
+_End = tuple[str, int]
+
+
 def _group_new_items(
     new: list[Item], version: int, first: list[datetime], now: datetime, result: ItemsStored
-) -> list[int]:
+) -> tuple[list[int], list[tuple[_End, _End, float]]]:
     """The group of each new item: the stored items it matches (the in-memory index, then one read of the
     matched rows) and the batch's other new items it matches decide; groups a new item bridges are merged, and
     the items matching nothing stored start groups (created in one statement). Returns the group ids in
-    `new`'s order."""
+    `new`'s order, and the direct matches of the new items of kinds grouped around centres (older end, newer
+    end, score: `exchange.matching.direct_matches`)."""
     limits = thresholds()
     by_kind: dict[str, list[int]] = defaultdict(list)
     for i, item in enumerate(new):
@@ -368,6 +386,7 @@ def _group_new_items(
         if matcher(new[i].kind).transitive:
             for _, group_id, _ in found:
                 parts.union(("n", i), ("g", group_id))
+    own: dict[str, tuple[list[tuple[int, int]], list[float]]] = {}  # kinds around centres: their own pairs
     for kind, rows in by_kind.items():  # the batch's own items, through a throwaway index of their keys
         rule = matcher(kind)
         pairs = matching_pairs(rule, [new[i] for i in rows], limits[kind], probes[kind])
@@ -375,8 +394,10 @@ def _group_new_items(
             for a, b in pairs:
                 parts.union(("n", rows[a]), ("n", rows[b]))
         else:
+            scores = pair_scores(rule, [new[i] for i in rows], pairs)
+            own[kind] = (pairs, scores)
             for position, target in _around_centres(
-                rule, [new[i] for i in rows], rows, pairs, stored, limits[kind]
+                rule, [new[i] for i in rows], rows, pairs, scores, stored, limits[kind]
             ).items():
                 parts.union(("n", rows[position]), target)
     members: dict[tuple[str, int], list[tuple[str, int]]] = defaultdict(list)
@@ -398,7 +419,23 @@ def _group_new_items(
             starting.append((root, group))
     for (root, _), pk in zip(starting, _create_groups([g for _, g in starting]), strict=True):
         group_of_root[root] = pk
-    return [group_of_root[parts.find(("n", i))] for i in range(len(new))]
+    groups = [group_of_root[parts.find(("n", i))] for i in range(len(new))]
+    direct: list[tuple[_End, _End, float]] = []
+    for kind, (pairs, scores) in sorted(own.items()):
+        rule, rows = matcher(kind), by_kind[kind]
+        limit = direct_threshold(rule, limits[kind])
+        for i in rows:  # with stored items: older than the batch's
+            direct += [
+                (("s", pk), ("n", i), score)
+                for pk, group_id, score in stored[i]
+                if group_id != groups[i] and rule.matches(score, limit)
+            ]
+        direct += [
+            (("n", rows[b]), ("n", rows[a]), score)
+            for (a, b), score in zip(pairs, scores, strict=True)
+            if groups[rows[a]] != groups[rows[b]] and rule.matches(score, limit)
+        ]
+    return groups, direct
 
 
 def _around_centres(
@@ -406,6 +443,7 @@ def _around_centres(
     items: list[Item],
     rows: list[int],
     pairs: list[tuple[int, int]],
+    scores: list[float],
     stored: list[list[tuple[int, int, float]]],
     limit: float,
 ) -> dict[int, tuple[str, int]]:
@@ -425,7 +463,7 @@ def _around_centres(
     )
     depth_of = _stored_depths(rule, [stored[i] for i in rows], centre_of, limit)
     earlier: dict[int, list[tuple[int, float]]] = defaultdict(list)
-    for (a, b), score in zip(pairs, pair_scores(rule, items, pairs), strict=True):
+    for (a, b), score in zip(pairs, scores, strict=True):
         earlier[a].append((b, score))
     joins: dict[int, tuple[str, int]] = {}
     depth: dict[int, int] = {}  # the batch's positions: 0 a centre, else the step it joined at
@@ -497,18 +535,36 @@ def store_items(rows: Sequence[tuple[int, datetime, Item]], version: int, now: d
     stored.update(_stored_items(by_kind))
     new_keys = sorted(set(distinct) - set(stored))
     new = [distinct[key] for key in new_keys]
-    groups = _group_new_items(new, version, [first_reported[key] for key in new_keys], now, result)
+    groups, direct = _group_new_items(new, version, [first_reported[key] for key in new_keys], now, result)
     if result.touched_sellers:  # merged groups: stored items of the batch may have moved
         stored.update(_stored_items(by_kind))
-    for key, pk, group_id in zip(new_keys, _insert_items(new, groups, now), groups, strict=True):
+    new_ids = _insert_items(new, groups, now)
+    for key, pk, group_id in zip(new_keys, new_ids, groups, strict=True):
         stored[key] = (pk, group_id)
-    wanted = [(seller_id, stored[(i.kind, i.value)], at) for seller_id, at, i in rows]
-    result.sightings_created = _sightings(
-        [(seller_id, group_id, at) for seller_id, (_, group_id), at in wanted]
+    fresh = create_direct_matches(
+        [
+            (pk_a if end_a == "s" else new_ids[pk_a], new_ids[i_b], score, new[i_b].kind)
+            for (end_a, pk_a), (_, i_b), score in direct
+        ],
+        version,
+        now,
     )
+    wanted = [(seller_id, stored[(i.kind, i.value)], at) for seller_id, at, i in rows]
     _link_sellers([(seller_id, pk, at) for seller_id, (pk, _), at in wanted])
+    match_rows, matches_touched = _direct_match_sightings(
+        [
+            (seller_id, stored[(i.kind, i.value)][0], at)
+            for seller_id, at, i in rows
+            if not matcher(i.kind).transitive
+        ],
+        set(fresh),
+    )
+    result.sightings_created = _sightings(
+        [(seller_id, group_id, at) for seller_id, (_, group_id), at in wanted] + match_rows
+    )
+    result.touched_sellers |= {seller_id for seller_id, _, _ in match_rows} - {s for s, _, _ in rows}
     groups_touched = {group_id for _, (_, group_id), _ in wanted}
-    recount(groups_touched)
+    recount(groups_touched | matches_touched)
     result.groups = len(groups_touched)
     logger.info(
         "event=similar_items_stored items=%s new=%s groups=%s merged_sellers=%s",
@@ -518,6 +574,52 @@ def store_items(rows: Sequence[tuple[int, datetime, Item]], version: int, now: d
         len(result.touched_sellers),
     )
     return result
+
+
+def create_direct_matches(found: list[tuple[int, int, float, str]], version: int, now: datetime) -> list[int]:
+    """Store new direct matches, (older item id, newer item id, score, kind) each: an indicator of the kind (a
+    random token, like a group's) and its `SimilarMatch`. Returns the new indicators' ids in order."""
+    if not found:
+        return []
+    ids = _create_groups(
+        [
+            NewGroup(kind=kind, token=new_group_token(), key_version=version, first_seen=now)
+            for *_, kind in found
+        ]
+    )
+    SimilarMatch.objects.bulk_create(
+        SimilarMatch(indicator_id=pk, older_id=older, newer_id=newer, score=score)
+        for pk, (older, newer, score, _) in zip(ids, found, strict=True)
+    )
+    return ids
+
+
+def _direct_match_sightings(
+    batch: list[tuple[int, int, datetime]], fresh: set[int]
+) -> tuple[list[tuple[int, int, datetime]], set[int]]:
+    """Sightings of direct matches: a seller the batch reports with an item (`batch`: seller id, item id,
+    reported at, of the kinds grouped around centres) sees every direct match of the item, and every seller of
+    either item of a new match (`fresh`: their indicator ids) sees it, first seen when reported with the item.
+    Returns (seller id, indicator id, at) rows for `_sightings`, and the direct matches touched."""
+    items = sorted({item for _, item, _ in batch})
+    matches_of: dict[int, set[int]] = defaultdict(set)
+    ends: dict[int, tuple[int, int]] = {}
+    for start in range(0, len(items), 5_000):
+        chunk = items[start : start + 5_000]
+        for indicator_id, older, newer in SimilarMatch.objects.filter(
+            Q(older_id__in=chunk) | Q(newer_id__in=chunk)
+        ).values_list("indicator_id", "older_id", "newer_id"):
+            matches_of[older].add(indicator_id)
+            matches_of[newer].add(indicator_id)
+            ends[indicator_id] = (older, newer)
+    out = [(seller, match, at) for seller, item, at in batch for match in sorted(matches_of.get(item, ()))]
+    fresh_items = sorted({item for match in fresh for item in ends[match]})
+    for start in range(0, len(fresh_items), 5_000):
+        for seller, item, seen in SellerItem.objects.filter(
+            item_id__in=fresh_items[start : start + 5_000]
+        ).values_list("seller_id", "item_id", "first_seen"):
+            out += [(seller, match, seen) for match in sorted(matches_of[item] & fresh)]
+    return out, set(ends)
 
 
 # On PostgreSQL a submission's items, their sellers' links and sightings are each one INSERT from binary arrays
@@ -759,35 +861,60 @@ class GroupFacts:
     items: int
     sellers: int
     spread: float | None  # the least near pair's score among its first items (None with one item)
+    direct_match: bool = False  # a direct match between two groups' items (SimilarMatch), not a group
 
 
 def describe_group(group: Indicator, most: int = 200) -> GroupFacts:
-    """What an analyst sees of a near-duplicate group: items, sellers, spread (over its first `most` items)."""
+    """What an analyst sees of a near-duplicate group: items, sellers, spread (over its first `most` items); of
+    a direct match (`SimilarMatch`): its two items, their sellers and their score."""
     rule = matcher(group.kind)
+    match = SimilarMatch.objects.filter(indicator_id=group.pk).first()
+    if match is not None:
+        ends = [match.older_id, match.newer_id]
+        sellers = SellerItem.objects.filter(item_id__in=ends).values("seller_id").distinct().count()
+        return GroupFacts(2, sellers, match.score, direct_match=True)
     rows = [_as_item(row) for row in SimilarItem.objects.filter(group=group).order_by("pk")[:most]]
     sellers = SellerItem.objects.filter(item__group=group).values("seller_id").distinct().count()
     scores = [rule.score(a, b) for i, a in enumerate(rows) for b in rows[i + 1 :]]
     return GroupFacts(SimilarItem.objects.filter(group=group).count(), sellers, rule.farthest(scores))
 
 
-def seller_score(a: int, b: int, group: Indicator) -> float | None:
-    """The nearest score between seller `a`'s and seller `b`'s items in the group (None: either has none
-    there, e.g. a group that merged after the page was read)."""
-    rule = matcher(group.kind)
+def _items_of_sellers(a: int, b: int, indicator: Indicator) -> tuple[dict[int, list[Item]], bool]:
+    """Seller `a`'s and seller `b`'s items in the group or direct match `indicator`, and whether it is a direct
+    match."""
+    links = SellerItem.objects.filter(seller_id__in=[a, b]).select_related("item")
+    match = SimilarMatch.objects.filter(indicator_id=indicator.pk).values_list("older_id", "newer_id").first()
+    links = links.filter(item_id__in=match) if match is not None else links.filter(item__group=indicator)
     items: dict[int, list[Item]] = {a: [], b: []}
-    for link in SellerItem.objects.filter(seller_id__in=[a, b], item__group=group).select_related("item"):
+    for link in links:
         items[link.seller_id].append(_as_item(link.item))
+    return items, match is not None
+
+
+def seller_score(a: int, b: int, group: Indicator) -> float | None:
+    """The nearest score between seller `a`'s and seller `b`'s items in the group or direct match (None: either
+    has none there, e.g. a group that merged after the page was read)."""
+    rule = matcher(group.kind)
+    items, _ = _items_of_sellers(a, b, group)
     return rule.nearest([rule.score(x, y) for x in items[a] for y in items[b]])
 
 
 def note(a: int, b: int, group: Indicator) -> str:
     """A similarity link between two sellers in words: the kind's description of their nearest items, and,
     when those do not match by themselves, that the group joins them (two variants that each match the
-    group's first item, or one another's, need not match each other: exchange.matching.centre_labels)."""
-    score = seller_score(a, b, group)
+    group's first item, or one another's, need not match each other: exchange.matching.centre_labels); for a
+    direct match (exchange.matching.direct_matches), that their items match across two groups."""
+    rule = matcher(group.kind)
+    items, direct = _items_of_sellers(a, b, group)
+    score = rule.nearest([rule.score(x, y) for x in items[a] for y in items[b]])
     if score is None:
         return "near-duplicates"
-    rule, limit = matcher(group.kind), threshold(group.kind)
+    limit = threshold(group.kind)
+    if direct:
+        return (
+            rule.describe(score, direct_threshold(rule, limit))
+            + "; a direct match between items of two groups"
+        )
     text = rule.describe(score, limit)
     if not rule.matches(score, limit):
         text += "; not a match by themselves: the group's other members join them"

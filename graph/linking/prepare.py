@@ -40,7 +40,7 @@ class _Prepared:
     counted: IntArray  # sellers per indicator counted towards the threshold (each platform's share capped)
     kind: IntArray  # kind code per indicator
     strong: BoolArray
-    kind_family: IntArray  # family code per *kind* code (``_Rules.family``)
+    kind_family: IntArray  # the weak rule's table per *kind* code (``_Rules.family``, ``family_codes``)
     threshold: IntArray
     cap: IntArray
     common: BoolArray

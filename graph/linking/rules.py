@@ -11,7 +11,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-from exchange.contract import FUZZY_FAMILY
+from exchange.contract import FUZZY_FAMILY, FUZZY_WIRE_KINDS
 from exchange.normalization import STRONG_KINDS, WEAK_KINDS
 from graph.linking.arrays import BoolArray, IntArray, distinct
 from graph.linking.records import Strength, SuppressionReason
@@ -76,45 +76,66 @@ def kind_family(kind: str) -> str:
     return FUZZY_FAMILY.get(kind, kind)
 
 
+# Kinds whose indicators count as one piece of evidence however many of them two sellers share: a name or an
+# address typed differently is several indicators of its kind, its groups around centres and the direct matches
+# across them (exchange.similarity), and two of those must not pass for two names. Two exact addresses, two
+# photos, two store names still count as two.
+ONE_PIECE_KINDS = frozenset(FUZZY_WIRE_KINDS)
+
+
 def weak_pair_counts(kind_a: str, kind_b: str) -> bool:
     """Whether two *different* weak indicators that two sellers share, of these kinds, are two pieces of
-    evidence. Not when the kinds differ within one family: a partner sends an address both as the exact
-    ``shipping_address`` token and as its ``shipping_address_fuzzy`` group, so one shared address alone would
-    otherwise link. Two exact addresses, two fuzzy groups, or a fuzzy name and a fuzzy address do count."""
-    return kind_a == kind_b or kind_family(kind_a) != kind_family(kind_b)
+    evidence: when their families differ, or when they are of one kind that is not one piece however many
+    (``ONE_PIECE_KINDS``). Not when the kinds differ within one family: a partner sends an address both as the
+    exact ``shipping_address`` token and as its ``shipping_address_fuzzy`` group, so one shared address alone
+    would otherwise link. Two exact addresses, or a fuzzy name and a fuzzy address, count; a name's two groups
+    (or its group and a direct match across groups) do not."""
+    if kind_family(kind_a) != kind_family(kind_b):
+        return True
+    return kind_a == kind_b and kind_a not in ONE_PIECE_KINDS
 
 
 def weak_indicators_link(kinds: Iterable[str]) -> bool:
     """The weak rule: whether two sellers sharing these weak indicators (their kinds, one entry per distinct
     indicator) are linked, i.e. some pair of them counts (:func:`weak_pair_counts`)."""
     kinds = list(kinds)
-    # A pair fails only when its kinds differ within one family, so every pair fails exactly when the kinds are
-    # all different and all of one family (an exact address and its fuzzy group, nothing else).
-    all_different = len(set(kinds)) == len(kinds)
-    return len(kinds) >= 2 and not (all_different and len({kind_family(kind) for kind in kinds}) == 1)
+    # Some pair counts exactly when the kinds span two families, or one kind that counts twice is repeated.
+    if len({kind_family(kind) for kind in kinds}) >= 2:
+        return True
+    repeated = [kind for kind in kinds if kind not in ONE_PIECE_KINDS]
+    return len(repeated) != len(set(repeated))
 
 
 def weak_groups_link(group: IntArray, kind: IntArray, family: IntArray, n_groups: int) -> BoolArray:
     """:func:`weak_indicators_link` of many groups at once: row i is one distinct shared weak indicator of
     group ``group[i]`` (``0..n_groups-1``, e.g. a seller pair) with kind code ``kind[i]``; ``family`` from
-    :func:`family_codes`. The same statement: two or more, and not all of different kinds within one family."""
-    width = max(int(family.size), 1)
-    count = np.bincount(group, minlength=n_groups)
-    kinds = np.bincount(distinct(group * width + kind) // width, minlength=n_groups)
-    families = np.bincount(distinct(group * width + family[kind]) // width, minlength=n_groups)
-    return (count >= 2) & ~((kinds == count) & (families == 1))
+    :func:`family_codes`. The same statement: two families or more, or a kind that counts twice repeated."""
+    codes, repeats = family[0], family[1].astype(np.bool_)
+    width = max(int(codes.size), 1)
+    families = np.bincount(distinct(group * width + codes[kind]) // width, minlength=n_groups)
+    counted = repeats[kind]
+    per_kind = group[counted] * width + kind[counted]
+    repeated = np.zeros(n_groups, dtype=np.bool_)
+    if per_kind.size:
+        ordered = np.sort(per_kind)
+        repeated[ordered[1:][ordered[1:] == ordered[:-1]] // width] = True
+    return (families >= 2) | repeated
 
 
 def family_codes(kinds: Sequence[str]) -> IntArray:
-    """Per kind code (index in ``kinds``), a family code: equal for the kinds of one family
-    (:func:`kind_family`); for the column forms of :func:`weak_pair_counts`."""
+    """The weak rule's table for the column forms of :func:`weak_pair_counts`, shape (2, len(kinds)): per kind
+    code (index in ``kinds``), row 0 its family code (equal for the kinds of one family, :func:`kind_family`)
+    and row 1 whether two indicators of that kind count as two (1; 0 for ``ONE_PIECE_KINDS``)."""
     code: dict[str, int] = {}
-    return np.array([code.setdefault(kind_family(kind), len(code)) for kind in kinds], dtype=np.int64)
+    families = [code.setdefault(kind_family(kind), len(code)) for kind in kinds]
+    repeats = [int(kind not in ONE_PIECE_KINDS) for kind in kinds]
+    return np.array([families, repeats], dtype=np.int64).reshape(2, len(kinds))
 
 
 def weak_pairs_count(kind_a: IntArray, kind_b: IntArray, family: IntArray) -> BoolArray:
     """:func:`weak_pair_counts` over kind-code columns (``family`` from :func:`family_codes`)."""
-    return (kind_a == kind_b) | (family[kind_a] != family[kind_b])
+    codes, repeats = family[0], family[1].astype(np.bool_)
+    return (codes[kind_a] != codes[kind_b]) | ((kind_a == kind_b) & repeats[kind_a])
 
 
 # Any one platform's holders count for at most ceil(threshold / DEFAULT_PLATFORM_DIVISOR) towards the threshold.
@@ -170,9 +191,7 @@ class HubRule:
 @dataclass(frozen=True, slots=True)
 class _Rules:
     strong: BoolArray  # per kind code
-    family: (
-        IntArray  # per kind code: weak indicators of different kinds in one family are one piece of evidence
-    )
+    family: IntArray  # the weak rule's table (family_codes): per kind code, its family and whether it repeats
     threshold: IntArray  # per kind code
     cap: IntArray  # per kind code: one platform's largest contribution to the holder count
     kinds: tuple[str, ...]

@@ -13,9 +13,10 @@ What the server would hold, built in memory:
   as the token: ``exchange.normalization``, what the keyed token is a function of);
 - fuzzy sightings: each record's name, business name and shipping address encoded by the partner's
   ``exchange.fuzzy.encode`` (one consortium key, the seller as record salt), grouped per wire kind by
-  ``exchange.matching.group_labels`` at the kind's Dice threshold (the store's groups: around centres, an
+  ``exchange.matching.fuzzy_evidence`` at the kind's Dice threshold (the store's groups: around centres, an
   encoding joining the centre it matches best, found through the LSH index), each group one indicator of the
-  wire kind.
+  wire kind, and each *direct match* (two encodings in different groups matching each other 0.03 above the
+  threshold, ``exchange.matching.direct_matches``) one more, held by its two sellers.
 
 The linking core (``graph.linking.link``, default strengths and hub thresholds) runs twice: *exact* on the
 exact sightings, *exact+fuzzy* on both, as partners send them: an address as its exact token and its fuzzy
@@ -47,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from exchange import fuzzy, normalization
 from exchange.contract import FUZZY_ENCODING_KIND
-from exchange.matching import MATCHERS, Item, group_labels
+from exchange.matching import MATCHERS, Item, fuzzy_evidence
 from fixtures.linkage import SellerRecord, population
 from graph.linking import Sighting, link
 
@@ -116,10 +117,22 @@ def encode_all(records: Sequence[SellerRecord]) -> dict[str, Encoded]:
     return out
 
 
-def group(kind: str, encoded: Encoded, threshold: float) -> dict[int, int]:
-    """seller -> the seller id of the first member of its near-duplicate group (the group's identity)."""
-    labels = group_labels(MATCHERS[kind], encoded.items, threshold)
-    return {seller: encoded.sellers[label] for seller, label in zip(encoded.sellers, labels, strict=True)}
+@dataclass
+class Grouped:
+    """One wire kind as the store forms it: seller -> the seller id of the first member of its near-duplicate
+    group (the group's identity), and the direct matches across groups as (older seller, newer seller)."""
+
+    labels: dict[int, int]
+    direct: list[tuple[int, int]]
+
+
+def group(kind: str, encoded: Encoded, threshold: float) -> Grouped:
+    labels, direct = fuzzy_evidence(MATCHERS[kind], encoded.items, threshold)
+    sellers = encoded.sellers
+    return Grouped(
+        {seller: sellers[label] for seller, label in zip(sellers, labels, strict=True)},
+        [(sellers[b], sellers[a]) for a, b, _ in direct],
+    )
 
 
 def matched_pairs(kind: str, encoded: Encoded, threshold: float) -> list[tuple[int, int]]:
@@ -151,14 +164,17 @@ def pair_sightings(
     ]
 
 
-def fuzzy_sightings(
-    records: Sequence[SellerRecord], groups: Mapping[str, Mapping[int, int]]
-) -> list[Sighting]:
+def fuzzy_sightings(records: Sequence[SellerRecord], groups: Mapping[str, Grouped]) -> list[Sighting]:
     platform = {r.seller_id: r.platform_id for r in records}
     return [
         Sighting(seller, platform[seller], kind, f"g{label}")
-        for kind, labels in groups.items()
-        for seller, label in labels.items()
+        for kind, grouped in groups.items()
+        for seller, label in grouped.labels.items()
+    ] + [
+        Sighting(seller, platform[seller], kind, f"d{a}-{b}")
+        for kind, grouped in groups.items()
+        for a, b in grouped.direct
+        for seller in (a, b)
     ]
 
 
@@ -269,7 +285,7 @@ class Result:
     records: list[SellerRecord]
     truth: list[tuple[int, int]]
     encoded: dict[str, Encoded]
-    groups: dict[str, dict[int, int]]
+    groups: dict[str, Grouped]
     exact: Run
     fuzzy: Run
     fuzzy_labels: list[int]
@@ -347,7 +363,7 @@ def evaluate(
         exact_count=len(exact),
         fuzzy_count=len(with_fuzzy),
         seconds=seconds,
-        family_outside=_family_outside(exact, groups.get("shipping_address_fuzzy", {})),
+        family_outside=_family_outside(exact, groups["shipping_address_fuzzy"].labels),
     )
 
 
@@ -371,7 +387,7 @@ def curve(result: Result, kind: str, thresholds: Sequence[float]) -> list[tuple[
     for threshold in thresholds:
         groups = {**result.groups, kind: group(kind, result.encoded[kind], threshold)}
         labels, _ = cluster_labels(len(result.records), exact + fuzzy_sightings(result.records, groups))
-        largest = max(Counter(groups[kind].values()).values(), default=0)
+        largest = max(Counter(groups[kind].labels.values()).values(), default=0)
         out.append((threshold, measure(result.records, labels, result.truth)["a"], largest))
     return out
 
@@ -390,7 +406,8 @@ def misses(
     """Why split (a)'s true pairs are missed by exact+fuzzy: per fuzzy kind held by both, whether they are in
     one group and whether that group was suppressed; the corruptions drawn; a few examples (synthetic data)."""
     records = result.records
-    sizes: dict[str, Counter[int]] = {kind: Counter(g.values()) for kind, g in result.groups.items()}
+    sizes: dict[str, Counter[int]] = {kind: Counter(g.labels.values()) for kind, g in result.groups.items()}
+    direct = {kind: set(g.direct) for kind, g in result.groups.items()}
     reasons: Counter[str] = Counter()
     examples: list[str] = []
     for i, j in result.truth:
@@ -398,13 +415,16 @@ def misses(
         if split_of(a, b) != "a" or (labels[i] != -1 and labels[i] == labels[j]):
             continue
         shared = []
-        for kind, labelled in result.groups.items():
+        for kind, grouped in result.groups.items():
+            labelled = grouped.labels
             if i in labelled and j in labelled:
                 if labelled[i] == labelled[j]:
                     size = sizes[kind][labelled[i]]
                     if (kind, f"g{labelled[i]}") in suppressed:
                         reasons[f"{kind} group suppressed as a hub"] += 1
                     shared.append(f"{kind} (group of {size})")
+                elif (min(i, j), max(i, j)) in direct[kind] or (max(i, j), min(i, j)) in direct[kind]:
+                    shared.append(f"{kind} direct match")
                 else:
                     dice = _dice(kind, result, i, j)
                     reasons[f"{kind} below threshold"] += 1
@@ -468,12 +488,14 @@ def main() -> None:
         f"sightings: exact {result.exact_count:,}, exact+fuzzy {result.fuzzy_count:,} (exact address pairs "
         f"outside one fuzzy group, which their exact token still links: {result.family_outside})"
     )
-    for kind, labelled in result.groups.items():
+    for kind, grouped in result.groups.items():
+        labelled = grouped.labels
         sizes = Counter(labelled.values())
         shared = [n for n in sizes.values() if n > 1]
         print(
             f"  {kind:24} encodings {len(labelled):>7,}  groups of >1: {len(shared):>6,}  largest {max(sizes.values(), default=0):>5,}  "
-            f"suppressed as hubs {sum(k == kind for k, _ in result.fuzzy.suppressed):>4,}"
+            f"suppressed as hubs {sum(k == kind for k, _ in result.fuzzy.suppressed):>4,}  "
+            f"direct matches {len(grouped.direct):>6,}"
         )
     print_table(result)
     for run in filter(None, (result.exact, result.fuzzy, result.pairwise)):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.bench.bench_fuzzy_linking import Result, evaluate
+from tests.bench.bench_fuzzy_linking import Result, evaluate, split_of
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +25,23 @@ def test_the_other_pairs_keep_what_exact_only_found(result: Result) -> None:
     exact, both = result.exact.quality["b"], result.fuzzy.quality["b"]
     assert both.true_found >= exact.true_found
     assert both.precision >= exact.precision - 0.01
+
+
+def test_direct_matches_link_true_pairs_whose_names_fell_in_different_groups(result: Result) -> None:
+    """A direct match (exchange.matching.direct_matches) is evidence beside the groups, as in the store: some
+    true (a) pairs are found though their names are in different groups, through the direct match."""
+    names, labels = result.groups["person_name"], result.fuzzy_labels
+    direct = set(names.direct)
+    through_direct = [
+        (i, j)
+        for i, j in result.truth
+        if split_of(result.records[i], result.records[j]) == "a"
+        and labels[i] != -1
+        and labels[i] == labels[j]
+        and names.labels.get(i, -1) != names.labels.get(j, -2)
+        and ((i, j) in direct or (j, i) in direct)
+    ]
+    assert through_direct
 
 
 @pytest.mark.xfail(

@@ -12,7 +12,7 @@ import pytest
 
 from exchange import fuzzy, similarity
 from exchange.contract import FUZZY_ENCODING_KIND
-from exchange.models import Indicator, Seller, SimilarItem
+from exchange.models import Indicator, Seller, Sighting, SimilarItem, SimilarMatch
 from graph.models import ClusterMember
 from tests.builders import seller, submit
 from tests.conftest import KeyedPlatform
@@ -295,6 +295,138 @@ def test_an_address_sent_exact_and_fuzzy_is_one_piece_of_evidence(acme: KeyedPla
     assert Indicator.objects.filter(kind="shipping_address", holders=2).count() == 1
     assert Indicator.objects.filter(kind="shipping_address_fuzzy", holders=2).count() == 1
     assert cluster_of("acme-1") is None and cluster_of("bz-1") is None
+    # A second address, typed differently: its fuzzy group is one more indicator of the address family, which
+    # counts once however many indicators it has (graph.linking.rules.ONE_PIECE_KINDS); a name beside it links.
     submit(acme.client(), report("acme-1", "7 Mill Lane, Leeds LS1 4AB"))
     submit(bazaar.client(), report("bz-1", "7 Mill Lne, Leeds LS1 4AB"))
+    assert Indicator.objects.filter(kind="shipping_address_fuzzy", holders=2).count() == 2
+    assert cluster_of("acme-1") is None and cluster_of("bz-1") is None
+    submit(acme.client(), with_fuzzy("acme-1", ("person_name", "Jonathan Smithson")))
+    submit(bazaar.client(), with_fuzzy("bz-1", ("person_name", "Jonathon Smithson")))
     assert cluster_of("acme-1") is not None and cluster_of("acme-1") == cluster_of("bz-1")
+
+
+# Three names, each encoded with its seller_ref as the salt: X and Z are apart (Dice 0.69, below 0.70), Y matches
+# both and Z better (0.88), so Y joins Z's group; Y and X still match each other at 0.76, above the direct
+# threshold (0.73: exchange.matching.DIRECT_MATCH_MARGIN above 0.70).
+X, Z, Y = ("s2", "Jonathan Smythson"), ("s1", "Jonathon Smithsen"), ("s4", "Jonathon Smithson")
+
+
+def _name_dice(a: tuple[str, str], b: tuple[str, str]) -> float:
+    return fuzzy.dice(
+        fuzzy.encode("person_name", a[1], KEY, a[0].encode()),
+        fuzzy.encode("person_name", b[1], KEY, b[0].encode()),
+    )
+
+
+def _store_and_model_agree() -> None:
+    """The store's groups and direct matches are those ``fuzzy_evidence`` forms from the stored items in order."""
+    from exchange.matching import MATCHERS, Item, fuzzy_evidence
+
+    stored = list(
+        SimilarItem.objects.filter(kind="person_name").order_by("pk").values_list("pk", "value", "group_id")
+    )
+    labels, direct = fuzzy_evidence(
+        MATCHERS["person_name"], [Item("person_name", v) for _, v, _ in stored], 0.7
+    )
+    ids = [pk for pk, _, _ in stored]
+    by_group: dict[int, set[int]] = {}
+    for n, (_, _, group_id) in enumerate(stored):
+        by_group.setdefault(group_id, set()).add(n)
+    assert sorted(map(sorted, by_group.values())) == sorted(
+        sorted(n for n, label in enumerate(labels) if label == centre) for centre in set(labels)
+    )
+    assert sorted(SimilarMatch.objects.values_list("older_id", "newer_id")) == sorted(
+        (ids[b], ids[a]) for a, b, _ in direct
+    )
+
+
+def test_a_direct_match_across_groups_links_a_name_with_an_address(
+    acme: KeyedPlatform, bazaar: KeyedPlatform, third: KeyedPlatform, admin_client: Any
+):
+    """Two names in different groups that match each other directly, 0.03 above the threshold, are evidence of
+    their own between their sellers (a direct match, exchange.matching.direct_matches): with a shared address
+    they link, though no group holds both names; in the store as in the model."""
+    assert _name_dice(X, Z) < 0.7 and 0.73 <= _name_dice(Y, X) < _name_dice(Y, Z)
+    x = with_fuzzy(X[0], ("person_name", X[1]), ("shipping_address_fuzzy", "12 Baker Street, Apt 4, London"))
+    z = with_fuzzy(Z[0], ("person_name", Z[1]))
+    y = with_fuzzy(
+        Y[0], ("person_name", Y[1]), ("shipping_address_fuzzy", "Apartment 4, 12 Baker St., London")
+    )
+    for kp, body in ((acme, x), (third, z), (bazaar, y)):
+        assert submit(kp.client(), body).status_code == 201
+    groups = dict(SimilarItem.objects.filter(kind="person_name").values_list("value", "group_id"))
+    [xv, zv, yv] = (body["indicators"][0]["encoding"] for body in (x, z, y))
+    assert groups[xv] != groups[zv] == groups[yv]
+    [match] = SimilarMatch.objects.select_related("indicator")
+    assert {match.older.value, match.newer.value} == {xv, yv} and match.indicator.kind == "person_name"
+    assert match.indicator.holders == 2
+    _store_and_model_agree()
+    assert cluster_of(X[0]) is not None and cluster_of(X[0]) == cluster_of(Y[0])
+    assert cluster_of(Z[0]) is None
+    # The evidence chain says it is a direct match, with its similarity and the direct threshold.
+    a, b = (Seller.objects.get(seller_ref=ref).pk for ref in (X[0], Y[0]))
+    assert similarity.note(a, b, match.indicator) == (
+        f"similar names, Dice similarity {_name_dice(X, Y):.2f} of the keyed encodings (a match is 0.73 or more); "
+        "a direct match between items of two groups"
+    )
+    assert similarity.describe_group(match.indicator) == similarity.GroupFacts(
+        2, 2, match.score, direct_match=True
+    )
+    page = admin_client.get(f"/admin/exchange/indicator/{match.indicator_id}/change/").content.decode()
+    assert (
+        "a direct match between two person_name items of different groups, reported by 2 seller(s): similar "
+        f"names, Dice similarity {_name_dice(X, Y):.2f} of the keyed encodings (a match is 0.73 or more)."
+    ) in page
+    assert xv not in page and yv not in page
+
+
+def test_a_batch_forms_the_direct_matches_the_model_forms(acme: KeyedPlatform, bazaar: KeyedPlatform):
+    """Names stored partly before and partly in one batch (whose new items are grouped in the order the store
+    inserts them): the groups and direct matches are those ``fuzzy_evidence`` forms from the stored items."""
+    names = [
+        "Jonathan Smithson", "Jonathon Smithsen", "Jonathan Smythson", "Johnathan Smithson", "Jonathon Smithson",
+        "Jonathan Smithsen", "Jonathen Smithson", "Jonathon Smythson", "Jonathan Smitson", "Nathan Smithson",
+    ]  # fmt: skip
+    bodies = [with_fuzzy(f"n-{n}", ("person_name", name)) for n, name in enumerate(names)]
+    assert submit(acme.client(), *bodies[:3]).status_code == 201
+    assert submit(bazaar.client(), *bodies[3:]).status_code == 201
+    assert SimilarMatch.objects.count() >= 2
+    _store_and_model_agree()
+
+
+def test_a_seller_reported_later_with_a_matched_name_sees_the_direct_match(
+    acme: KeyedPlatform, bazaar: KeyedPlatform, third: KeyedPlatform
+):
+    """A direct match is held by every seller of its two items: one reported later with the same encoding
+    gets a sighting of it too."""
+    x = with_fuzzy(X[0], ("person_name", X[1]))
+    submit(acme.client(), x)
+    submit(third.client(), with_fuzzy(Z[0], ("person_name", Z[1])))
+    submit(bazaar.client(), with_fuzzy(Y[0], ("person_name", Y[1])))
+    again = seller("acme-again")
+    again["indicators"] = x["indicators"]
+    submit(acme.client(), again)
+    match = SimilarMatch.objects.get().indicator
+    holders = set(Sighting.objects.filter(indicator=match).values_list("seller__seller_ref", flat=True))
+    assert holders == {X[0], Y[0], "acme-again"}
+    assert Indicator.objects.get(pk=match.pk).holders == 3
+
+
+def test_two_indicators_of_one_name_do_not_link_two_sellers(
+    acme: KeyedPlatform, bazaar: KeyedPlatform, third: KeyedPlatform
+):
+    """Two sellers each reported with two names that share a group and a direct match share two indicators of
+    one kind: one piece of evidence (graph.linking.rules.ONE_PIECE_KINDS), no link without an address."""
+    submit(third.client(), with_fuzzy(Z[0], ("person_name", Z[1])))
+    first = with_fuzzy("p-1", ("person_name", X[1]))
+    first["indicators"] = [encoded("person_name", X[1], X[0]), encoded("person_name", Z[1], "z-copy-1")]
+    second = seller("p-2")
+    second["indicators"] = [encoded("person_name", Y[1], Y[0]), encoded("person_name", Z[1], "z-copy-2")]
+    submit(acme.client(), first)
+    submit(bazaar.client(), second)
+    shared = set(Sighting.objects.filter(seller__seller_ref="p-1").values_list("indicator", flat=True)) & set(
+        Sighting.objects.filter(seller__seller_ref="p-2").values_list("indicator", flat=True)
+    )
+    assert len(shared) >= 2
+    assert cluster_of("p-1") is None and cluster_of("p-2") is None

@@ -165,3 +165,54 @@ def test_partner_analysts_cannot_reach_the_thresholds(bob: User):
         404,
     )
     assert not MatchThreshold.objects.exists()
+
+
+def test_a_new_threshold_rebuilds_the_direct_matches_as_the_model_forms_them(
+    acme: KeyedPlatform, bazaar: KeyedPlatform, third: KeyedPlatform, alice: User
+):
+    """Direct matches (exchange.matching.direct_matches: two names in different groups matching 0.03 above
+    the threshold) are regrouped with the groups: the dry run counts the pairs they link, and applying replaces
+    them with those ``fuzzy_evidence`` forms at the new value (a match that stays keeps its indicator)."""
+    from exchange.matching import MATCHERS, Item, fuzzy_evidence
+    from exchange.models import SimilarMatch
+
+    x = with_fuzzy(
+        "s2", ("person_name", "Jonathan Smythson"), ("shipping_address_fuzzy", "12 Baker Street, London")
+    )
+    z = with_fuzzy("s1", ("person_name", "Jonathon Smithsen"))
+    y = with_fuzzy(
+        "s4", ("person_name", "Jonathon Smithson"), ("shipping_address_fuzzy", "12 Baker St, London")
+    )
+    for kp, body in ((acme, x), (third, z), (bazaar, y)):
+        assert submit(kp.client(), body).status_code == 201
+    assert 0.73 <= dice("person_name", x["indicators"][0], y["indicators"][0]) < 0.83
+    [match] = SimilarMatch.objects.all()
+    assert cluster_of("s2") is not None and cluster_of("s2") == cluster_of("s4")
+
+    def model(threshold: float) -> set[tuple[int, int]]:
+        stored = list(
+            SimilarItem.objects.filter(kind="person_name").order_by("pk").values_list("pk", "value")
+        )
+        items = [Item("person_name", value) for _, value in stored]
+        _, direct = fuzzy_evidence(MATCHERS["person_name"], items, threshold)
+        return {(stored[b][0], stored[a][0]) for a, b, _ in direct}
+
+    # the direct threshold becomes 0.83 and the match goes: before, Z and Y share a group and X and Y the
+    # direct match; after, the group alone
+    change = tuning.preview("person_name", 0.8)
+    lost = (change.pairs_before, change.pairs_after, change.pairs_lost, change.clusters_dissolved)
+    assert lost == (2, 1, 1, 1)
+    tuning.apply("person_name", 0.8, alice)
+    assert not SimilarMatch.objects.exists() and model(0.8) == set()
+    assert not Indicator.objects.filter(pk=match.indicator_id).exists()
+    assert cluster_of("s2") is None
+    change = tuning.apply("person_name", 0.7, alice)
+    assert change.pairs_gained == 1
+    assert (
+        set(SimilarMatch.objects.values_list("older_id", "newer_id"))
+        == model(0.7)
+        == {(match.older_id, match.newer_id)}
+    )
+    [again] = SimilarMatch.objects.select_related("indicator")
+    assert again.indicator.holders == 2 and Sighting.objects.filter(indicator=again.indicator).count() == 2
+    assert cluster_of("s2") is not None and cluster_of("s2") == cluster_of("s4")

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exchange.contract import FUZZY_FAMILY
+from exchange.contract import FUZZY_FAMILY, FUZZY_WIRE_KINDS
 from graph.linking import (
     DEFAULT_STRENGTH,
     DEFAULT_THRESHOLDS,
@@ -159,8 +159,33 @@ FAMILY_RULES = [
         + address(101, "y1", "gy")
         + address(201, "x", "gx")
         + address(201, "y2", "gy"),
+        [],
+        id="an address's fuzzy groups are one piece: a second fuzzy group beside an exact address does not link",
+    ),
+    pytest.param(
+        [*both("person_name", "g1"), *both("person_name", "g2")],
+        [],
+        id="two indicators of one name (its group, a direct match across groups) alone do not link",
+    ),
+    pytest.param(
+        [*both("shipping_address_fuzzy", "g1"), *both("shipping_address_fuzzy", "g2")],
+        [],
+        id="two fuzzy address indicators alone do not link",
+    ),
+    pytest.param(
+        [*both("person_name", "g1"), *both("business_name", "g2"), *both("person_name", "g3")],
+        [],
+        id="name indicators of both name kinds alone do not link",
+    ),
+    pytest.param(
+        [*both("person_name", "g1"), *both("person_name", "g2"), *both("shipping_address_fuzzy", "gx")],
         [(101, 201)],
-        id="the same address and a near-duplicate of another address link: two addresses",
+        id="a name through two indicators and a fuzzy address link",
+    ),
+    pytest.param(
+        [*both("shipping_address", "x"), *both("shipping_address", "y")],
+        [(101, 201)],
+        id="two different exact addresses link",
     ),
     pytest.param(
         [*both("shipping_address", "x"), *both("shipping_address_fuzzy", "gy")],
@@ -385,7 +410,7 @@ def naive_clusters(
         # Two weak indicators count unless their kinds differ within one family (an exact address and a fuzzy
         # address group), stated literally here.
         counting = any(
-            ka == kb or FUZZY_FAMILY.get(ka, ka) != FUZZY_FAMILY.get(kb, kb)
+            (ka == kb and ka not in FUZZY_WIRE_KINDS) or FUZZY_FAMILY.get(ka, ka) != FUZZY_FAMILY.get(kb, kb)
             for ka, kb in itertools.combinations(weak, 2)
         )
         if any(DEFAULT_STRENGTH[kind] == "strong" for kind, _ in shared) or counting:

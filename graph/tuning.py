@@ -166,8 +166,10 @@ def _clusters(
 
 
 def _match_ids(data: _Kind, grouping: _Grouping) -> dict[tuple[int, int], int]:
-    """(older, newer) -> the negative id that stands for a direct match in a dry run (below every group's)."""
-    below = max((pk for pk, _, _ in data.items), default=0) + 1
+    """(older, newer) -> the negative id that stands for a direct match in a dry run (below every group's: a
+    group stands as its negated label, an item id in a proposed grouping and a group's indicator id in
+    today's, which can be far above every item id)."""
+    below = max([pk for pk, _, _ in data.items] + list(grouping.group_of_item.values()), default=0) + 1
     return {(older, newer): -(below + n) for n, (older, newer, _) in enumerate(grouping.direct)}
 
 

@@ -216,3 +216,16 @@ def test_a_new_threshold_rebuilds_the_direct_matches_as_the_model_forms_them(
     [again] = SimilarMatch.objects.select_related("indicator")
     assert again.indicator.holders == 2 and Sighting.objects.filter(indicator=again.indicator).count() == 2
     assert cluster_of("s2") is not None and cluster_of("s2") == cluster_of("s4")
+
+
+def test_a_dry_runs_direct_matches_never_take_a_groups_id():
+    """In a dry run groups stand as their negated label and direct matches as ids below them: today's labels are
+    group indicator ids, which can lie above every item id (here group 3 for items 1 and 2)."""
+    from exchange.matching import Item
+    from graph.tuning import _Grouping, _Kind, _match_ids
+
+    item = Item("person_name", "00", {})
+    data = _Kind(items=[(1, 3, item), (2, 4, item)], holders=[], matches=[(1, 2, 0.9, 5)])
+    today = _Grouping({1: 3, 2: 4}, [(1, 2, 0.9)])
+    matches = set(_match_ids(data, today).values())
+    assert len(matches) == 1 and not matches & {-group for group in today.group_of_item.values()}

@@ -163,16 +163,38 @@ def _read_full(now: datetime, *, seller_facts: bool = False) -> Columns:
     # One row of binary bigint[] columns straight into numpy: no Python object per sighting (a binary COPY
     # still cost one Python call per row, a second at 5M sightings).
     names = ["seller", "indicator", "kind", "platform", *facts]
-    with _pg_cursor() as cursor:
-        cursor.execute(
+    with transaction.atomic(), _pg_cursor() as pg, _index_joins_only(pg):
+        pg.execute(
             f"SELECT {', '.join(f'array_agg({name})' for name in names)} FROM ({sql}) AS shared",  # noqa: S608
             [now],
             binary=True,
         )
-        row = cursor.fetchone()
+        row = pg.fetchone()
     assert row is not None  # an aggregate without GROUP BY returns one row; NULLs when nothing matched
     arrays = dict(zip(names, (np.zeros(0, dtype=np.int64) if a is None else a for a in row), strict=True))
     return Columns(**arrays)
+
+
+@contextmanager
+def _index_joins_only(cursor: psycopg.Cursor[Any]) -> Iterator[None]:
+    """Within the caller's transaction, the statements run meanwhile join by index lookups only (no hash or
+    merge join), then the planner's settings are as they were. For the full read: the shared indicators
+    (`indicator_shared`), their sightings (`sighting_by_indicator`), their sellers (the primary key), a cost
+    that follows the shared sightings rather than all of them. Left to its estimates, PostgreSQL hashed the
+    shared indicators and scanned all 5 million sightings against them (1.0-1.3 s at 7% shared, against
+    0.95 s by index; tests/bench/bench_all.py), and which plan it picks depends on statistics that lag a bulk
+    load."""
+    cursor.execute(
+        "SELECT current_setting('enable_hashjoin'), current_setting('enable_mergejoin'),"
+        " set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)"
+    )
+    before = cursor.fetchone()
+    assert before is not None
+    yield  # on an error, the caller's transaction (or savepoint) rolls back and takes the settings with it
+    cursor.execute(
+        "SELECT set_config('enable_hashjoin', %s, true), set_config('enable_mergejoin', %s, true)",
+        [before[0], before[1]],
+    )
 
 
 # A seller's facts for its cluster's risk and its hold, as bigints: confirmed 0/1, reported_at and created_at in
@@ -817,6 +839,8 @@ def _former_memberships(
     """{cluster id: its recorded former members} for the ids that could come back in this run: records
     holding a seller of a changed cluster (an unchanged one keeps its id anyway) whose cluster is dissolved
     or among `previous` (a live cluster outside the run keeps its id)."""
+    if not FormerMember.objects.exists():  # a first build's case: its hundreds of thousands of sellers unsent
+        return {}
     unchanged = set(previous.values())
     sellers = sorted({m for members in member_sets if members not in unchanged for m in members})
     if not sellers:

@@ -70,6 +70,32 @@ def assign_identities(
     clusters (disjoint member sets); ``former`` maps ids that may come back (dissolved, or in ``previous``)
     to their recorded former members (see the module docstring). Events are ordered by cluster id, then kind.
     """
+    if not previous and not former:
+        return _first_identities(current, next_id)
+    return _assign(previous, current, next_id, former)
+
+
+def _first_identities(
+    current: Sequence[frozenset[int]], next_id: Callable[[], int]
+) -> tuple[dict[frozenset[int], int], list[ClusterChange]]:
+    """`assign_identities` with nothing before (a first build): every cluster created, with a fresh id in order
+    of its smallest member; what the general rules give then, without their per-member bookkeeping (a fifth
+    of a second for a first build's 72,000 clusters)."""
+    assigned = {members: next_id() for members in sorted(set(current), key=min)}
+    events = [
+        ClusterChange("created", cluster_id, NO_MEMBERS, members) for members, cluster_id in assigned.items()
+    ]
+    events.sort(key=lambda event: event.cluster_id)
+    return assigned, events
+
+
+def _assign(
+    previous: Mapping[int, frozenset[int]],
+    current: Sequence[frozenset[int]],
+    next_id: Callable[[], int],
+    former: Mapping[int, frozenset[int]] | None,
+) -> tuple[dict[frozenset[int], int], list[ClusterChange]]:
+    """`assign_identities` by the general rules."""
     current = sorted(set(current), key=min)
     owner: dict[int, int] = {}  # seller -> previous id
     for cluster_id, members in previous.items():

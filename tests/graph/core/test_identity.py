@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from graph import identity
 from graph.identity import ClusterChange, assign_identities
 
 
@@ -239,3 +240,14 @@ def test_restored_ids_are_unique_exact_and_never_their_own_successor(
         assert event.cluster_id not in event.related
         if event.kind == "restored":
             assert ids[event.members_after] == event.cluster_id and event.cluster_id in former
+
+
+@given(partitions, st.sampled_from([1, -1]))
+def test_a_first_build_gets_what_the_general_rules_give(after: list[frozenset[int]], step: int) -> None:
+    """With nothing before, `assign_identities` takes a shortcut (`_first_identities`): the same ids and
+    events as the general rules, whichever way the fresh ids run (a full recluster's placeholders descend)."""
+    current = [members for members in after if len(members) >= 2]
+    shortcut = assign_identities({}, current, itertools.count(0, step).__next__)
+    general = identity._assign({}, current, itertools.count(0, step).__next__, None)
+    assert shortcut == general
+    assert list(shortcut[0].values()) == list(general[0].values())  # in the same order, too

@@ -180,10 +180,9 @@ def _index_joins_only(cursor: psycopg.Cursor[Any]) -> Iterator[None]:
     """Within the caller's transaction, the statements run meanwhile join by index lookups only (no hash or
     merge join), then the planner's settings are as they were. For the full read: the shared indicators
     (`indicator_shared`), their sightings (`sighting_by_indicator`), their sellers (the primary key), a cost
-    that follows the shared sightings rather than all of them. Left to its estimates, PostgreSQL hashed the
-    shared indicators and scanned all 5 million sightings against them (1.0-1.3 s at 7% shared, against
-    0.95 s by index; tests/bench/bench_all.py), and which plan it picks depends on statistics that lag a bulk
-    load."""
+    that follows the shared sightings rather than all of them, whatever the statistics say (they lag a bulk
+    load). Left to its estimates, PostgreSQL hashed the shared indicators and scanned all 5 million sightings
+    against them; at 7% shared the two plans measured close (README, "The full read by index")."""
     cursor.execute(
         "SELECT current_setting('enable_hashjoin'), current_setting('enable_mergejoin'),"
         " set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)"

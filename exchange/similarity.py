@@ -59,6 +59,7 @@ from exchange.matching import (
     Probes,
     best_centre,
     direct_threshold,
+    kept_direct_matches,
     lead_mask,
     matching_pairs,
     nearest_scores,
@@ -424,17 +425,22 @@ def _group_new_items(
     for kind, (pairs, scores) in sorted(own.items()):
         rule, rows = matcher(kind), by_kind[kind]
         limit = direct_threshold(rule, limits[kind])
-        for i in rows:  # with stored items: older than the batch's
-            direct += [
-                (("s", pk), ("n", i), score)
+        # Each new item's direct matches with the items before it, as (score, age, match): stored items (older
+        # than the batch's, in id order), then the batch's earlier items; it keeps the nearest few
+        # (`kept_direct_matches`, as the model's `direct_matches`).
+        options: dict[int, list[tuple[float, tuple[int, int], tuple[_End, _End, float]]]] = {
+            i: [
+                (score, (0, pk), (("s", pk), ("n", i), score))
                 for pk, group_id, score in stored[i]
                 if group_id != groups[i] and rule.matches(score, limit)
             ]
-        direct += [
-            (("n", rows[b]), ("n", rows[a]), score)
-            for (a, b), score in zip(pairs, scores, strict=True)
-            if groups[rows[a]] != groups[rows[b]] and rule.matches(score, limit)
-        ]
+            for i in rows
+        }
+        for (a, b), score in zip(pairs, scores, strict=True):
+            if groups[rows[a]] != groups[rows[b]] and rule.matches(score, limit):
+                options[rows[a]].append((score, (1, rows[b]), (("n", rows[b]), ("n", rows[a]), score)))
+        for i in rows:
+            direct += kept_direct_matches(options[i], rule.closer_is_lower)
     return groups, direct
 
 

@@ -395,6 +395,44 @@ def test_a_batch_forms_the_direct_matches_the_model_forms(acme: KeyedPlatform, b
     _store_and_model_agree()
 
 
+@pytest.mark.parametrize("cap", [1, 2])
+def test_each_new_name_keeps_its_nearest_few_direct_matches_in_the_store_as_in_the_model(
+    acme: KeyedPlatform, bazaar: KeyedPlatform, monkeypatch: pytest.MonkeyPatch, cap: int
+):
+    """An item makes at most `DIRECT_MATCHES_PER_ITEM` direct matches with the items before it, the nearest
+    (`exchange.matching.kept_direct_matches`): without the bound the variants of a common name all matched one
+    another across groups, a number growing with the square of the population. The store (a batch after stored
+    names) keeps the same ones as the model."""
+    from exchange import matching
+    from exchange.matching import MATCHERS, Item, fuzzy_evidence
+
+    names = [
+        "Jonathan Smythson", "Jonathon Smithsen", "Nathan Smithson", "Jonathan Smitson", "Johnathan Smithson",
+        "Jonathon Smithson", "Jonathan Smithsen", "Jonathen Smithson", "Jonathon Smythson", "Jonathan Smithson",
+        "Jonathan Smythsen", "Johnathon Smithsen",
+    ]  # fmt: skip
+    bodies = [with_fuzzy(f"n-{n}", ("person_name", name)) for n, name in enumerate(names)]
+    monkeypatch.setattr(matching, "DIRECT_MATCHES_PER_ITEM", cap)
+    assert submit(acme.client(), *bodies[:5]).status_code == 201
+    assert submit(bazaar.client(), *bodies[5:]).status_code == 201
+    _store_and_model_agree()  # the model at the same bound
+
+    items = [
+        Item("person_name", value)
+        for value in SimilarItem.objects.filter(kind="person_name")
+        .order_by("pk")
+        .values_list("value", flat=True)
+    ]
+    _, bounded = fuzzy_evidence(MATCHERS["person_name"], items, 0.7)
+    monkeypatch.setattr(matching, "DIRECT_MATCHES_PER_ITEM", 1000)
+    _, unbounded = fuzzy_evidence(MATCHERS["person_name"], items, 0.7)
+    assert max(sum(1 for a, _, _ in unbounded if a == n) for n in range(len(items))) > cap
+    for n in range(len(items)):
+        nearest = sorted((-score, b) for a, b, score in unbounded if a == n)[:cap]
+        assert sorted(b for a, b, _ in bounded if a == n) == sorted(b for _, b in nearest)
+    assert SimilarMatch.objects.count() == len(bounded) < len(unbounded)
+
+
 def test_a_seller_reported_later_with_a_matched_name_sees_the_direct_match(
     acme: KeyedPlatform, bazaar: KeyedPlatform, third: KeyedPlatform
 ):

@@ -957,9 +957,11 @@ def _apply(
         _update_facts(refreshed)
         _record_former_memberships(previous, changes, assigned, real, former)
         later(_insert_events, _events(changes, real, platform_of, now, summary), now)
-        # The webhook events of the same changes, in the same transaction (`graph.webhook_events` says who hears
-        # what); nothing when no platform has a webhook.
-        webhooks.queue_cluster_changes(previous, assigned, real, changes, platform_of, now)
+    # The webhook events of the same changes, in the same transaction (`graph.webhook_events` says who hears
+    # what; nothing when no platform has a webhook). After the writes: they read the new clusters' rows, which
+    # the writing thread may not have inserted before the block's end (under load, a new cluster's events were
+    # dropped: tests/graph/test_first_build_writes.py).
+    webhooks.queue_cluster_changes(previous, assigned, real, changes, platform_of, now)
     summary.clusters = len(clusters)
     summary.cross_platform = sum(1 for f in facts.values() if f.platform_count >= 2)
 

@@ -16,6 +16,7 @@ from graph.clustering import recluster_full
 from graph.models import ActorCluster, ClusterEvent, ClusterMember, new_refs
 from tests.builders import seller, submit
 from tests.conftest import KeyedPlatform
+from tests.graph.webhook_helpers import LOCAL_NETWORKS, events_of, webhook_on
 
 pytestmark = pytest.mark.django_db
 
@@ -150,3 +151,38 @@ def test_the_cluster_tables_carry_only_the_indexes_they_are_searched_by() -> Non
         ]
     )
     assert ClusterMember._meta.pk is not None and ClusterMember._meta.pk.name == "seller"
+
+
+def test_a_new_clusters_webhook_events_wait_for_its_row(
+    acme: KeyedPlatform, bazaar: KeyedPlatform, monkeypatch, settings
+) -> None:
+    """The webhook events of a recomputation read the new clusters' rows, so they are queued after the writes
+    behind, however late the writing thread inserts the clusters. Under load a new cluster's events were
+    dropped; here its insert waits until the events were queued (or a second has passed: with the events
+    queued after the writes, nothing else sets it free)."""
+    settings.EXCHANGE_WEBHOOK_ALLOWED_NETWORKS = LOCAL_NETWORKS
+    webhook_on(acme)
+    webhook_on(bazaar)
+    queued = threading.Event()
+    original_clusters, original_queue = clustering._insert_clusters, clustering.webhooks.queue_cluster_changes
+
+    def late_clusters(ids, rows) -> None:
+        if connection.vendor == "postgresql":  # elsewhere the writes run inline, in the caller's order
+            queued.wait(1)
+        original_clusters(ids, rows)
+
+    def queue(*args):
+        try:
+            return original_queue(*args)
+        finally:
+            queued.set()
+
+    email = ("email", "ring@example.com")
+    assert submit(acme.client(), seller("a0", email)).status_code == 201  # no cluster yet
+    monkeypatch.setattr(clustering, "_insert_clusters", late_clusters)
+    monkeypatch.setattr(clustering.webhooks, "queue_cluster_changes", queue)
+    assert submit(bazaar.client(), seller("b0", email)).status_code == 201  # the new cluster
+    [cluster] = ActorCluster.objects.all()
+    for kp in (acme, bazaar):
+        [event] = events_of(kp, "cluster.joined")
+        assert event["data"]["cluster"]["id"] == cluster.ref

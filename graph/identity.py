@@ -79,8 +79,8 @@ def _first_identities(
     current: Sequence[frozenset[int]], next_id: Callable[[], int]
 ) -> tuple[dict[frozenset[int], int], list[ClusterChange]]:
     """`assign_identities` with nothing before (a first build): every cluster created, with a fresh id in order
-    of its smallest member; what the general rules give then, without their per-member bookkeeping (a fifth
-    of a second for a first build's 72,000 clusters)."""
+    of its smallest member; what the general rules give then, without their per-member bookkeeping (0.15 ->
+    0.10 s for a first build's 72,000 clusters)."""
     assigned = {members: next_id() for members in sorted(set(current), key=min)}
     events = [
         ClusterChange("created", cluster_id, NO_MEMBERS, members) for members, cluster_id in assigned.items()

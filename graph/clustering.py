@@ -403,9 +403,7 @@ def _read_neighbourhood(
         holders = _sightings_of("indicator_id", new_indicators, shared_only=True)
         rows.extend(holders)
         holder_ids = {s for s, _, _, _ in holders}
-        linkable |= set(
-            Seller.objects.linkable(now).filter(id__in=holder_ids | frontier).values_list("id", flat=True)
-        )
+        linkable |= _linkable_among(holder_ids | frontier, now)
         walkable = _walkable(holders, new_indicators, linkable, touched_sellers, touched_indicators)
         frontier = {s for s in walkable if s not in full}
     all_sellers = {s for s, _, _, _ in rows} | full
@@ -419,6 +417,22 @@ def _read_neighbourhood(
         {k: frozenset(v) for k, v in previous.items()},
         {k: frozenset(v) for k, v in held_members.items()},
     )
+
+
+def _linkable_among(ids: set[int], now: datetime) -> set[int]:
+    """The linkable sellers among `ids` (`linkable_q`): on PostgreSQL one bound id array, where the ORM rendered
+    an IN list of every seller and holder a submission touched (50 ms of a 500-seller photo submission)."""
+    wanted = np.fromiter(ids, dtype=np.int64, count=len(ids))
+    columns = _columns_by_ids(
+        "SELECT array_agg(sel.id) FROM exchange_seller sel"  # noqa: S608 - the constant linkable rule
+        f" WHERE sel.id = ANY(%b) AND {LINKABLE_SQL.format(alias='sel')}",
+        wanted,
+        1,
+        now,
+    )
+    if columns is not None:
+        return set(columns[0].tolist())
+    return {pk for (pk,) in _values_by_ids(Seller.objects.linkable(now), "id", sorted(ids), "id")}
 
 
 def _add_cluster_mates(

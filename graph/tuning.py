@@ -83,6 +83,10 @@ class _Kind:
         tuple[int, int, float, int]
     ]  # today's direct matches: (older item, newer item, score, indicator)
 
+    def match_indicators(self) -> dict[tuple[int, int], int]:
+        """(older item, newer item) -> the indicator of today's direct match of the two."""
+        return {(older, newer): indicator for older, newer, _, indicator in self.matches}
+
 
 @dataclass(frozen=True)
 class _Grouping:
@@ -217,7 +221,7 @@ def _overrides_with(kind: str, data: _Kind, grouping: _Grouping) -> dict[int, li
         group = -grouping.group_of_item[item_id]
         if overrides.get(group) != Linking.COMMON:
             overrides[group] = cast(linking.Override, chosen)
-    today = {(older, newer): indicator for older, newer, _, indicator in data.matches}
+    today = data.match_indicators()
     for pair, match in _match_ids(data, grouping).items():
         chosen = old_override.get(today.get(pair, 0))
         if chosen is not None:
@@ -314,23 +318,20 @@ def apply(kind: str, proposed: float, user: AbstractBaseUser) -> Preview:
                 group_id=target
             )
         # A direct match that stays keeps its indicator (and override); the others are replaced.
-        today = {(older, newer): indicator for older, newer, _, indicator in data.matches}
-        staying = [today[(older, newer)] for older, newer, _ in after.direct if (older, newer) in today]
+        today = data.match_indicators()
+        kept = [(older, newer) for older, newer, _ in after.direct if (older, newer) in today]
+        new_matches = [
+            (older, newer, score) for older, newer, score in after.direct if (older, newer) not in today
+        ]
+        staying = [today[pair] for pair in kept]
         fresh = similarity.create_direct_matches(
-            [
-                (older, newer, score, kind)
-                for older, newer, score in after.direct
-                if (older, newer) not in today
-            ],
+            [(older, newer, score, kind) for older, newer, score in new_matches],
             max((row.key_version for row in old_rows.values()), default=1),
             now,
         )
         matches_of: dict[int, list[int]] = defaultdict(list)
         for (older, newer), match in zip(
-            [(older, newer) for older, newer, _ in after.direct if (older, newer) in today]
-            + [(older, newer) for older, newer, _ in after.direct if (older, newer) not in today],
-            staying + fresh,
-            strict=True,
+            kept + [(older, newer) for older, newer, _ in new_matches], staying + fresh, strict=True
         ):
             matches_of[older].append(match)
             matches_of[newer].append(match)
@@ -340,19 +341,20 @@ def apply(kind: str, proposed: float, user: AbstractBaseUser) -> Preview:
             for s in Sighting.objects.filter(indicator__kind=kind, indicator__in=old_rows)
         }
         wanted: dict[tuple[int, int], tuple[datetime, datetime]] = {}
+
+        def see(seller_id: int, old: int, new: int, seen: datetime) -> None:
+            """The seller's sighting of indicator `new` (its sighting of `old` before, if any, gives its last)."""
+            before = old_sightings.get((seller_id, old))
+            last = max(seen, before.last_seen) if before else seen
+            first, latest = wanted.get((seller_id, new), (seen, last))
+            wanted[(seller_id, new)] = (min(first, seen), max(latest, last))
+
         for seller_id, item_id, seen in SellerItem.objects.filter(item__kind=kind).values_list(
             "seller_id", "item_id", "first_seen"
         ):
-            before = old_sightings.get((seller_id, old_group[item_id]))
-            last = max(seen, before.last_seen) if before else seen
-            key = (seller_id, new_group[item_id])
-            first, latest = wanted.get(key, (seen, last))
-            wanted[key] = (min(first, seen), max(latest, last))
+            see(seller_id, old_group[item_id], new_group[item_id], seen)
             for match in matches_of.get(item_id, ()):
-                before = old_sightings.get((seller_id, match))
-                last = max(seen, before.last_seen) if before else seen
-                first, latest = wanted.get((seller_id, match), (seen, last))
-                wanted[(seller_id, match)] = (min(first, seen), max(latest, last))
+                see(seller_id, match, match, seen)
         touched_sellers = {seller for seller, _ in old_sightings} | {seller for seller, _ in wanted}
         Sighting.objects.filter(indicator_id__in=list(old_rows)).delete()
         Sighting.objects.bulk_create(

@@ -885,24 +885,24 @@ def describe_group(group: Indicator, most: int = 200) -> GroupFacts:
     return GroupFacts(SimilarItem.objects.filter(group=group).count(), sellers, rule.farthest(scores))
 
 
-def _items_of_sellers(a: int, b: int, indicator: Indicator) -> tuple[dict[int, list[Item]], bool]:
-    """Seller `a`'s and seller `b`'s items in the group or direct match `indicator`, and whether it is a direct
-    match."""
+def _nearest_between(a: int, b: int, indicator: Indicator) -> tuple[float | None, bool]:
+    """The nearest score between seller `a`'s and seller `b`'s items in the group or direct match `indicator`
+    (None: either has none there, e.g. a group that merged after the page was read), and whether it is a
+    direct match."""
+    rule = matcher(indicator.kind)
     links = SellerItem.objects.filter(seller_id__in=[a, b]).select_related("item")
     match = SimilarMatch.objects.filter(indicator_id=indicator.pk).values_list("older_id", "newer_id").first()
     links = links.filter(item_id__in=match) if match is not None else links.filter(item__group=indicator)
     items: dict[int, list[Item]] = {a: [], b: []}
     for link in links:
         items[link.seller_id].append(_as_item(link.item))
-    return items, match is not None
+    return rule.nearest([rule.score(x, y) for x in items[a] for y in items[b]]), match is not None
 
 
-def seller_score(a: int, b: int, group: Indicator) -> float | None:
-    """The nearest score between seller `a`'s and seller `b`'s items in the group or direct match (None: either
-    has none there, e.g. a group that merged after the page was read)."""
-    rule = matcher(group.kind)
-    items, _ = _items_of_sellers(a, b, group)
-    return rule.nearest([rule.score(x, y) for x in items[a] for y in items[b]])
+def describe_direct(kind: str, score: float) -> str:
+    """A direct match's score in words, against the kind's direct threshold (`direct_threshold`)."""
+    rule = matcher(kind)
+    return rule.describe(score, direct_threshold(rule, threshold(kind)))
 
 
 def note(a: int, b: int, group: Indicator) -> str:
@@ -910,17 +910,12 @@ def note(a: int, b: int, group: Indicator) -> str:
     when those do not match by themselves, that the group joins them (two variants that each match the
     group's first item, or one another's, need not match each other: exchange.matching.centre_labels); for a
     direct match (exchange.matching.direct_matches), that their items match across two groups."""
-    rule = matcher(group.kind)
-    items, direct = _items_of_sellers(a, b, group)
-    score = rule.nearest([rule.score(x, y) for x in items[a] for y in items[b]])
+    score, direct = _nearest_between(a, b, group)
     if score is None:
         return "near-duplicates"
-    limit = threshold(group.kind)
     if direct:
-        return (
-            rule.describe(score, direct_threshold(rule, limit))
-            + "; a direct match between items of two groups"
-        )
+        return describe_direct(group.kind, score) + "; a direct match between items of two groups"
+    rule, limit = matcher(group.kind), threshold(group.kind)
     text = rule.describe(score, limit)
     if not rule.matches(score, limit):
         text += "; not a match by themselves: the group's other members join them"

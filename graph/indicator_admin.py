@@ -30,7 +30,6 @@ from accounts.scoping import scope_of
 from exchange import similarity
 from exchange.contract import FUZZY_WIRE_KINDS
 from exchange.hash_search import HASH_SEARCH_LIMIT, HashSearchAdmin, HashSearchForm, tokens_for
-from exchange.matching import direct_threshold
 from exchange.models import Indicator, Linking, Seller
 from exchange.normalization import SIMILARITY_KINDS
 from graph import tuning
@@ -357,11 +356,9 @@ class IndicatorAdmin(DurableSaveAdmin, HashSearchAdmin, ScopedModelAdmin):
         if not group.items:
             return "no item left in this group"
         if group.direct_match:
-            rule = similarity.matcher(obj.kind)
-            limit = direct_threshold(rule, similarity.threshold(obj.kind))
             return (
                 f"a direct match between two {obj.kind} items of different groups, reported by {group.sellers} "
-                f"seller(s): {rule.describe(group.spread or 0.0, limit)}."
+                f"seller(s): {similarity.describe_direct(obj.kind, group.spread or 0.0)}."
             )
         if group.spread is None:
             spread = "one item"

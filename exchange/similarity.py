@@ -556,13 +556,10 @@ def store_items(rows: Sequence[tuple[int, datetime, Item]], version: int, now: d
         now,
     )
     wanted = [(seller_id, stored[(i.kind, i.value)], at) for seller_id, at, i in rows]
-    _link_sellers([(seller_id, pk, at) for seller_id, (pk, _), at in wanted])
+    links = [(seller_id, pk, at) for seller_id, (pk, _), at in wanted]
+    _link_sellers(links)
     match_rows, matches_touched = _direct_match_sightings(
-        [
-            (seller_id, stored[(i.kind, i.value)][0], at)
-            for seller_id, at, i in rows
-            if not matcher(i.kind).transitive
-        ],
+        [link for link, (_, _, i) in zip(links, rows, strict=True) if not matcher(i.kind).transitive],
         set(fresh),
     )
     result.sightings_created = _sightings(

@@ -83,9 +83,19 @@ class KeyIndex:
         """Merge the tail into the sorted base."""
         if not self._tail_size:
             return
-        keys = np.concatenate([self._base_keys, *self._tail_keys])
-        positions = np.concatenate([self._base_positions, *self._tail_positions])
-        self._base_keys, self._base_positions = _by_key(keys, positions)
+        keys = np.concatenate(self._tail_keys)
+        positions = np.concatenate(self._tail_positions)
+        if self._base_keys.size and self.key_dtype.itemsize <= 4:
+            # The base is sorted already: sort the tail alone and merge the two (linear, where sorting the whole
+            # again was n log n: 0.05 against 0.06-0.21 s at 3.8 million keys, and ever more as the store grows).
+            self._base_keys, self._base_positions = _split_codes(
+                _merged(_codes(self._base_keys, self._base_positions), np.sort(_codes(keys, positions))),
+                self.key_dtype,
+            )
+        else:
+            self._base_keys, self._base_positions = _by_key(
+                np.concatenate([self._base_keys, keys]), np.concatenate([self._base_positions, positions])
+            )
         if self.key_space is not None:
             counts = np.bincount(self._base_keys, minlength=self.key_space)
             self._offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
@@ -145,10 +155,29 @@ def _by_key(keys: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.nda
     were added in)."""
     if keys.dtype.itemsize <= 4:
         # key << 32 | position as one int64, sorted: several times faster than an argsort of the keys
-        codes = np.sort((keys.astype(np.int64) << 32) | positions.astype(np.int64))
-        return (codes >> 32).astype(keys.dtype), (codes & 0xFFFF_FFFF).astype(np.int32)
+        return _split_codes(np.sort(_codes(keys, positions)), keys.dtype)
     order = np.argsort(keys)
     return keys[order], positions[order]
+
+
+def _codes(keys: np.ndarray, positions: np.ndarray) -> IntArray:
+    """key << 32 | position, one int64 per pair (keys of at most 32 bits), ordered as (key, position)."""
+    return (keys.astype(np.int64) << 32) | positions.astype(np.int64)
+
+
+def _split_codes(codes: IntArray, key_dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    return (codes >> 32).astype(key_dtype), (codes & 0xFFFF_FFFF).astype(np.int32)
+
+
+def _merged(first: IntArray, second: IntArray) -> IntArray:
+    """Two sorted arrays as one sorted array: each of `second`'s values goes after the equal ones of `first`."""
+    at = np.searchsorted(first, second, side="right") + np.arange(second.size)
+    out = np.empty(first.size + second.size, dtype=first.dtype)
+    rest = np.ones(out.size, dtype=bool)
+    rest[at] = False
+    out[at] = second
+    out[rest] = first
+    return out
 
 
 def split(codes: IntArray) -> tuple[np.ndarray, np.ndarray]:

@@ -53,6 +53,27 @@ def test_a_large_tail_is_merged_into_the_base_and_still_found():
     assert index.nbytes() >= 200_001 * 12
 
 
+@pytest.mark.parametrize("key_space", [None, 3000])
+def test_compacting_merges_the_sorted_tail_into_the_base_as_sorting_everything_would(key_space) -> None:
+    rng = np.random.default_rng(5)
+    low = 0 if key_space else -1500
+    index = KeyIndex(np.int32, key_space=key_space)
+    keys, positions = [], []
+    for start, size in ((0, 70_000), (70_000, 9_000), (79_000, 30_000), (109_000, 1)):  # compacts, and not
+        batch = rng.integers(low, 1500, size=size)
+        index.add(np.arange(start, start + size), batch)
+        keys.append(batch)
+        positions.append(np.arange(start, start + size))
+        index.compact()
+        everything = np.concatenate(keys).astype(np.int64) << 32 | np.concatenate(positions)
+        expected = np.sort(everything)
+        assert np.array_equal(index._base_keys, (expected >> 32).astype(np.int32))
+        assert np.array_equal(index._base_positions, (expected & 0xFFFF_FFFF).astype(np.int32))
+    probes = np.arange(low, 1500)
+    found = index.pairs(np.zeros(probes.size, dtype=np.int64), probes)[:, 1]
+    assert np.array_equal(found, np.arange(109_001))
+
+
 def test_a_dense_key_space_finds_the_same_pairs_as_binary_search():
     rng = np.random.default_rng(3)
     keys, probes = rng.integers(0, 5000, size=100_000), rng.integers(0, 5000, size=20_000)

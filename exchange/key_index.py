@@ -112,6 +112,27 @@ class KeyIndex:
             codes = codes[np.concatenate(([True], codes[1:] != codes[:-1]))]
         return np.stack([codes >> 31, codes & 0x7FFF_FFFF], axis=1)
 
+    def probe_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """What a compiled probe reads (exchange.hamming): the base's keys, its dense counts and offsets per key
+        (empty without a key space), its positions, and the tail sorted by key with its positions."""
+        if self._tail_size and self._tail_sorted is None:
+            self._tail_sorted = _by_key(np.concatenate(self._tail_keys), np.concatenate(self._tail_positions))
+        tail_keys, tail_positions = self._tail_sorted or (
+            np.zeros(0, dtype=self.key_dtype),
+            np.zeros(0, dtype=np.int32),
+        )
+        counts, offsets = self._counts, self._offsets
+        if counts is None or offsets is None:
+            counts, offsets = np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int64)
+        return (
+            self._base_keys,
+            counts,
+            offsets,
+            self._base_positions,
+            tail_keys,
+            tail_positions,
+        )
+
     def codes(self, rows: npt.ArrayLike, keys: npt.ArrayLike) -> IntArray:
         """The pairs of ``pairs(rows, keys, unique=False)`` as ``row << 31 | position`` codes, one int64 each
         (a submission's hundreds of millions of candidates are not stacked into pairs: ``split`` them)."""

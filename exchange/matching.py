@@ -196,6 +196,22 @@ class Matcher(ABC):
         """Which pairs (my unit i[k], their unit j[k]) match at `threshold`: a boolean mask."""
         return np.asarray(self.matches(self.unit_scores(mine[i], theirs[j]), threshold))  # type: ignore[arg-type]
 
+    def probe_hits(
+        self,
+        index: KeyIndex,
+        mine: np.ndarray,
+        theirs: np.ndarray,
+        probes: tuple[IntArray, IntArray],
+        threshold: float,
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The (my unit, their unit) pairs that share a key and match, found in one pass without listing the
+        candidates, for kinds that have one (photos: exchange.hamming); None for the others, which
+        `unit_matches` probes and scores in numpy."""
+        return None
+
+    def prepare(self) -> None:  # noqa: B027 - a hook most kinds leave as it is
+        """Get ready to match ahead of the first request (the photos' compiled probe); nothing for most kinds."""
+
     def key_arrays(self, items: Sequence[Item], packed: Packed | None = None) -> tuple[IntArray, IntArray]:
         """(unit row, key) of every index key of every unit (`units`' order), as parallel int64 arrays
         (`packed`: what `units(items)` gives, when the caller has it already)."""
@@ -416,6 +432,27 @@ class ImageMatcher(Matcher):
         hits = np.zeros(len(i), dtype=np.bool_)
         hits[near[first[near] + rest <= threshold]] = True
         return hits
+
+    def probe_hits(
+        self,
+        index: KeyIndex,
+        mine: np.ndarray,
+        theirs: np.ndarray,
+        probes: tuple[IntArray, IntArray],
+        threshold: float,
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The candidates walked and scored in one compiled pass (`exchange.hamming.hamming_pairs`): the same
+        pairs as probing the index and `unit_hits`, a pair repeated as often, without writing out the
+        candidates, most of which are far apart (a 5,000-photo submission against 10,000 stored photos has
+        10 million of them)."""
+        from exchange import hamming  # numba: imported when photos are first matched
+
+        return hamming.hamming_pairs(index.probe_arrays(), *probes, mine, theirs, int(threshold))
+
+    def prepare(self) -> None:
+        from exchange import hamming
+
+        hamming.warm_up()
 
     def _chunks(self, items: Sequence[Item], packed: Packed | None) -> tuple[np.ndarray, np.ndarray]:
         """(is a crop, the 16 chunk values) of every unit."""
@@ -848,6 +885,13 @@ def unit_matches(
     that memory stays bounded however many candidates a large batch has (a photo against 10 million stored
     hashes has about 80,000). `wanted` (a mask over candidate pairs, given as my units and their units) drops
     candidates before they are scored."""
+    fast = rule.probe_hits(index, mine, theirs, probes, threshold)
+    if fast is not None:
+        i, j = fast
+        if wanted is not None:  # after scoring rather than before: the same pairs
+            keep = wanted(i, j)
+            i, j = i[keep], j[keep]
+        return np.stack([i, j], axis=1).astype(np.int64)
     rows, keys = probes
     kept = []
     for start in range(0, len(rows), chunk):

@@ -316,6 +316,7 @@ def warm_index(kind: str, progress: Callable[[int], None] | None = None) -> Inde
     with index.lock:
         index.refresh(progress)
         index.keys.compact()  # no tail left to sort at the first probe
+        index.rule.prepare()  # photos: the compiled probe, loaded from numba's cache or compiled
         return IndexSize(index.size, len(index.keys), index.nbytes())
 
 

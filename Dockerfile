@@ -34,7 +34,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     GUNICORN_BIND=0.0.0.0:8000 \
-    GUNICORN_CONTROL_DIR=/tmp/gunicorn
+    GUNICORN_CONTROL_DIR=/tmp/gunicorn \
+    NUMBA_CACHE_DIR=/tmp/numba-cache
 USER 10001
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s CMD ["python", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:8000/healthz', timeout=3)"]

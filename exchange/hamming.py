@@ -7,22 +7,31 @@ written out as an int64 code, split, gathered and scored in separate passes over
 candidates in one compiled loop instead: for each probe key, its run of positions in the index (the dense
 counts and offsets of the base, a binary search of the sorted tail), and for each position the distance of the
 two hashes, the first 128 bits first, keeping only the pairs within the threshold. The candidates are never
-stored. Its result is the numpy path's, pair for pair (tests/exchange/test_hamming.py).
+stored. The probes go in key order (so that probes of one key read the same stored hashes from cache), and a
+large batch in parts, one per core (the loop releases the GIL). Its result is the numpy path's, pair for pair
+(tests/exchange/test_hamming.py).
 
-numba compiles the loop on first use in a process (about a second) and caches the machine code beside this
-module (``cache=True``; when that folder is read-only, numba falls back to a user cache, and failing that
-compiles again in each process). ``warm_up()`` compiles it ahead, e.g. while a gunicorn worker warms its
-indexes.
+numba compiles the loop on first use in a process (a few seconds) and caches the machine code beside this
+module, or, where that folder is read-only, in ``NUMBA_CACHE_DIR`` (by default a folder in the temporary
+directory). ``warm_up()`` loads or compiles it ahead, e.g. while a gunicorn worker warms its indexes.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import numpy.typing as npt
-from numba import njit
+
+# numba caches beside this module, else under the user's home; a container's unprivileged user may have neither
+# writable (the Dockerfile's does not), and numba then refuses to cache at all: a folder under the temporary
+# directory instead, unless the operator chose one. Read when numba is imported, so set before.
+if "NUMBA_CACHE_DIR" not in os.environ and not os.access(os.path.dirname(os.path.abspath(__file__)), os.W_OK):
+    os.environ["NUMBA_CACHE_DIR"] = os.path.join(tempfile.gettempdir(), "numba-cache")
+
+from numba import njit  # after the cache folder is chosen
 
 __all__ = ["hamming_pairs", "warm_up"]
 

@@ -884,7 +884,8 @@ def unit_matches(
     `threshold`: shape (m, 2), a pair possibly repeated. Probed `chunk` keys at a time and scored pairwise, so
     that memory stays bounded however many candidates a large batch has (a photo against 10 million stored
     hashes has about 80,000). `wanted` (a mask over candidate pairs, given as my units and their units) drops
-    candidates before they are scored."""
+    candidates before they are scored. A kind with a compiled probe (`Matcher.probe_hits`: photos) finds the
+    matching pairs in one pass instead, and `wanted` is applied to them: the same pairs."""
     fast = rule.probe_hits(index, mine, theirs, probes, threshold)
     if fast is not None:
         i, j = fast

@@ -29,9 +29,13 @@ def _near(rng: np.random.Generator, units: np.ndarray, bits: int) -> np.ndarray:
     return out
 
 
+@pytest.mark.parametrize("part", [1_000_000, 997])  # one part, or many run on threads
 @pytest.mark.parametrize("key_space", [IMAGE.key_space, None])
 @pytest.mark.parametrize("threshold", [0, 12, 31])
-def test_the_compiled_probe_finds_the_numpy_paths_pairs_as_often(key_space, threshold) -> None:
+def test_the_compiled_probe_finds_the_numpy_paths_pairs_as_often(
+    key_space, threshold, part, monkeypatch
+) -> None:
+    monkeypatch.setattr(hamming, "_PART", part)
     rng = np.random.default_rng(threshold)
     theirs = rng.integers(0, 256, size=(3000, 32), dtype=np.uint8)
     index = KeyIndex(IMAGE.key_dtype, key_space)

@@ -112,15 +112,19 @@ class KeyIndex:
             codes = codes[np.concatenate(([True], codes[1:] != codes[:-1]))]
         return np.stack([codes >> 31, codes & 0x7FFF_FFFF], axis=1)
 
+    def _sorted_tail(self) -> tuple[np.ndarray, np.ndarray]:
+        """The tail's keys sorted, with their positions (sorted once after each addition; empty arrays when
+        there is no tail)."""
+        if self._tail_sorted is None:
+            if not self._tail_size:
+                return np.zeros(0, dtype=self.key_dtype), np.zeros(0, dtype=np.int32)
+            self._tail_sorted = _by_key(np.concatenate(self._tail_keys), np.concatenate(self._tail_positions))
+        return self._tail_sorted
+
     def probe_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """What a compiled probe reads (exchange.hamming): the base's keys, its dense counts and offsets per key
         (empty without a key space), its positions, and the tail sorted by key with its positions."""
-        if self._tail_size and self._tail_sorted is None:
-            self._tail_sorted = _by_key(np.concatenate(self._tail_keys), np.concatenate(self._tail_positions))
-        tail_keys, tail_positions = self._tail_sorted or (
-            np.zeros(0, dtype=self.key_dtype),
-            np.zeros(0, dtype=np.int32),
-        )
+        tail_keys, tail_positions = self._sorted_tail()
         counts, offsets = self._counts, self._offsets
         if counts is None or offsets is None:
             counts, offsets = np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int64)
@@ -160,11 +164,7 @@ class KeyIndex:
                 hi = np.searchsorted(self._base_keys, probe, side="right")
                 found.append(_expand(self._base_positions, row, lo, hi))
         if self._tail_size and key.size:
-            if self._tail_sorted is None:
-                self._tail_sorted = _by_key(
-                    np.concatenate(self._tail_keys), np.concatenate(self._tail_positions)
-                )
-            tail_keys, tail_positions = self._tail_sorted
+            tail_keys, tail_positions = self._sorted_tail()
             probe = key.astype(self.key_dtype)
             lo = np.searchsorted(tail_keys, probe, side="left")
             found.append(_expand(tail_positions, row, lo, np.searchsorted(tail_keys, probe, side="right")))

@@ -25,6 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import numpy.typing as npt
 
+from exchange.key_index import KeyIndex
+
 # numba caches beside this module, else under the user's home; a container's unprivileged user may have neither
 # writable (the Dockerfile's does not), and numba then refuses to cache at all: a folder under the temporary
 # directory instead, unless the operator chose one. Read when numba is imported, so set before.
@@ -154,8 +156,6 @@ def hamming_pairs(
 
 def warm_up() -> None:
     """Compile (or load from numba's cache) the loop for the index's types, before the first request."""
-    from exchange.key_index import KeyIndex
-
     index = KeyIndex(np.int32, key_space=4)
     index.add(np.arange(2), np.array([1, 2]))
     index.add(np.arange(2, 3), np.array([1]))  # a tail too

@@ -892,7 +892,7 @@ def unit_matches(
         if wanted is not None:  # after scoring rather than before: the same pairs
             keep = wanted(i, j)
             i, j = i[keep], j[keep]
-        return np.stack([i, j], axis=1).astype(np.int64)
+        return np.stack([i, j], axis=1)  # int64, as the loop gives them
     rows, keys = probes
     kept = []
     for start in range(0, len(rows), chunk):
